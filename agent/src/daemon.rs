@@ -1,0 +1,169 @@
+//! The agent process that `gru join` runs in the foreground.
+//!
+//! Start-up is ordered so that nothing is announced before it can be served: settings are
+//! checked, etcd and the Docker engine are reached, the HTTP port is bound, and only then
+//! is the node registered. Shutdown is one cancellation token: the HTTP server drains, the
+//! keep-alive stops, and the lease is revoked so the node's keys vanish at once.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::config::{AgentConfig, NodeConfig, NodeConstraints, NodeResources, parse_agent_config};
+use common::keys::{ClusterKeys, InvalidName, check_name};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::docker::{self, DockerError};
+use crate::http;
+use crate::membership::{Membership, NodeRecords};
+use crate::store::{EtcdSettings, Store, StoreError};
+
+/// Port of the agent's HTTP API when `--port` is not given.
+pub const DEFAULT_AGENT_PORT: u16 = 8080;
+/// How long the HTTP server may take to finish in-flight requests at shutdown.
+const HTTP_DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Everything `gru join` needs, already validated by the CLI.
+#[derive(Debug)]
+pub struct JoinSettings {
+    pub cluster: String,
+    pub node: String,
+    /// Address other agents and operators use to reach this agent.
+    pub address: String,
+    /// Address the HTTP API binds to (port 0 picks a free one).
+    pub bind: SocketAddr,
+    pub etcd: EtcdSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Name(#[from] InvalidName),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the HTTP API stopped")]
+    Http(#[source] std::io::Error),
+}
+
+/// Reads the cluster's agent configuration from etcd. A missing document means defaults; an
+/// invalid one is reported once and replaced by defaults (there is no last good one yet).
+pub async fn load_agent_config(store: &Store, keys: &ClusterKeys) -> Result<AgentConfig, StoreError> {
+    let Some(entry) = store.get(&keys.config()).await? else {
+        tracing::warn!(cluster = keys.cluster(), "no agent configuration pushed yet; using defaults");
+        return Ok(AgentConfig::default());
+    };
+    match parse_agent_config(&entry.key, &entry.value) {
+        Ok(config) => Ok(config),
+        Err(problems) => {
+            for problem in &problems {
+                tracing::error!(%problem, "invalid agent configuration in etcd; using defaults");
+            }
+            Ok(AgentConfig::default())
+        }
+    }
+}
+
+/// Runs the agent until `shutdown` resolves. Returns once the lease is revoked.
+pub async fn run(
+    settings: JoinSettings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    check_name("node", &settings.node)?;
+    let keys = ClusterKeys::new(&settings.cluster)?;
+    let store = Store::connect(&settings.etcd).await?;
+    let cluster_id = store.cluster_id(&keys).await?;
+    let config = load_agent_config(&store, &keys).await?;
+
+    let engine = docker::connect(
+        &config.docker.daemon_url,
+        Duration::from_secs(config.docker.daemon_timeout_secs),
+    )
+    .await?;
+    let resources = engine.resources().await?;
+
+    let listener = TcpListener::bind(settings.bind)
+        .await
+        .map_err(|source| AgentError::Bind {
+            addr: settings.bind,
+            source,
+        })?;
+    let bound = http::local_addr(&listener).unwrap_or(settings.bind);
+
+    let records = NodeRecords {
+        config: NodeConfig {
+            name: settings.node.clone(),
+            address: settings.address.clone(),
+            port: bound.port(),
+        },
+        constraints: NodeConstraints::default(),
+        resources: NodeResources {
+            total_cpus: resources.cpus,
+            total_memory_bytes: resources.memory_bytes,
+        },
+        active: false,
+    };
+    let membership = Membership::register(
+        store.clone(),
+        keys.clone(),
+        &settings.node,
+        config.discovery.ttl_secs as i64,
+        records,
+    )
+    .await?;
+    tracing::info!(
+        cluster = %settings.cluster,
+        %cluster_id,
+        node = %settings.node,
+        http = %bound,
+        lease = membership.lease_id(),
+        ttl_secs = membership.ttl_secs(),
+        cpus = resources.cpus,
+        memory_bytes = resources.memory_bytes,
+        "joined"
+    );
+    // Machine-readable line for scripts and tests: where the agent listens.
+    println!("gru agent {} joined cluster {} (http://{bound})", settings.node, settings.cluster);
+
+    let cancel = CancellationToken::new();
+    let router = http::router(http::Health {
+        status: "ok",
+        cluster: settings.cluster.clone(),
+        node: settings.node.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+    });
+    let mut server = tokio::spawn(http::serve(listener, router, cancel.child_token()));
+    let keepalive = membership.keep_alive(cancel.child_token());
+    tokio::pin!(keepalive);
+    tokio::pin!(shutdown);
+
+    let outcome = tokio::select! {
+        () = &mut shutdown => Ok(()),
+        () = &mut keepalive => Ok(()),
+        served = &mut server => Err(AgentError::Http(match served {
+            Ok(Err(err)) => err,
+            Ok(Ok(())) => std::io::Error::other("server returned"),
+            Err(join) => std::io::Error::other(join.to_string()),
+        })),
+    };
+    cancel.cancel();
+    let resigned = membership.resign().await;
+    if tokio::time::timeout(HTTP_DRAIN_DEADLINE, &mut server).await.is_err() {
+        tracing::warn!(deadline = ?HTTP_DRAIN_DEADLINE, "HTTP API did not drain in time; stopping it");
+        server.abort();
+    }
+    match &resigned {
+        Ok(()) => tracing::info!(node = %settings.node, "left the cluster (lease revoked)"),
+        Err(err) => tracing::warn!(node = %settings.node, error = %err, "could not revoke the lease; keys expire with the TTL"),
+    }
+    outcome?;
+    resigned.map_err(AgentError::from)
+}

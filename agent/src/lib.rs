@@ -1,0 +1,16 @@
+//! The gru agent: one per node. It registers the node in etcd under a lease, keeps it
+//! alive, serves the agent's HTTP API, and (with the MAPE-K loop) manages the node's
+//! containers.
+//!
+//! * [`store`]: the etcd adapter (retries, transactions, leases). The only module that
+//!   imports etcd-client.
+//! * [`docker`]: the Docker Engine adapter (bollard). The only module that imports bollard.
+//! * [`membership`]: the node's records under one lease, kept alive, re-registered if lost.
+//! * [`http`]: the agent's HTTP API (`/healthz` for now).
+//! * [`daemon`]: composes the above into the foreground process `gru join` runs.
+
+pub mod daemon;
+pub mod docker;
+pub mod http;
+pub mod membership;
+pub mod store;

@@ -1,0 +1,208 @@
+//! A node's membership in its cluster: its records under one lease, kept alive.
+//!
+//! ```text
+//!   register ──► alive ──(keep-alive answered, ttl > 0)──► alive
+//!                  │
+//!                  ├─(etcd unreachable)──► retry keep-alive with backoff (records stay
+//!                  │                        until the TTL runs out on the server)
+//!                  └─(lease gone: ttl = 0)──► register again under a new lease
+//! ```
+//!
+//! Everything the node owns in etcd is written under the lease, so a node that dies
+//! disappears from the tree within its TTL without anyone cleaning up after it.
+
+use std::time::Duration;
+
+use common::config::{NodeConfig, NodeConstraints, NodeResources};
+use common::keys::{ClusterKeys, NodeField};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Store, StoreError};
+
+/// etcd raises shorter TTLs anyway (1.5 × election timeout); asking for less than this
+/// would only make the registration flap.
+pub const MIN_LEASE_TTL_SECS: i64 = 2;
+
+/// Longest pause between two attempts to reach etcd again after a keep-alive failed.
+const KEEPALIVE_MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// What a node publishes about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRecords {
+    pub config: NodeConfig,
+    pub constraints: NodeConstraints,
+    pub resources: NodeResources,
+    pub active: bool,
+}
+
+impl NodeRecords {
+    fn entries(&self, keys: &ClusterKeys, node: &str) -> Vec<(String, String)> {
+        let json = |v: serde_json::Result<String>| v.unwrap_or_else(|_| "{}".to_owned());
+        vec![
+            (keys.node(node, NodeField::Config), json(serde_json::to_string(&self.config))),
+            (
+                keys.node(node, NodeField::Constraints),
+                json(serde_json::to_string(&self.constraints)),
+            ),
+            (
+                keys.node(node, NodeField::Resources),
+                json(serde_json::to_string(&self.resources)),
+            ),
+            (keys.node(node, NodeField::Active), self.active.to_string()),
+        ]
+    }
+}
+
+/// A registered node: its lease and what it wrote under it.
+#[derive(Debug)]
+pub struct Membership {
+    store: Store,
+    keys: ClusterKeys,
+    node: String,
+    ttl_secs: i64,
+    records: NodeRecords,
+    lease: watch::Sender<i64>,
+}
+
+impl Membership {
+    /// Grants a lease and writes the node's records under it, refusing a name that a live
+    /// node holds (its config key exists). On refusal the fresh lease is revoked.
+    pub async fn register(
+        store: Store,
+        keys: ClusterKeys,
+        node: &str,
+        ttl_secs: i64,
+        records: NodeRecords,
+    ) -> Result<Membership, StoreError> {
+        let ttl_secs = ttl_secs.max(MIN_LEASE_TTL_SECS);
+        let lease = register_once(&store, &keys, node, ttl_secs, &records).await?;
+        Ok(Membership {
+            store,
+            keys,
+            node: node.to_owned(),
+            ttl_secs,
+            records,
+            lease: watch::channel(lease).0,
+        })
+    }
+
+    pub fn lease_id(&self) -> i64 {
+        *self.lease.borrow()
+    }
+
+    /// Follows lease changes (re-registration after the lease was lost).
+    pub fn subscribe_lease(&self) -> watch::Receiver<i64> {
+        self.lease.subscribe()
+    }
+
+    pub fn ttl_secs(&self) -> i64 {
+        self.ttl_secs
+    }
+
+    /// Keeps the lease alive until `cancel` fires. If the lease expired (etcd was
+    /// unreachable for longer than the TTL), registers again under a new lease.
+    pub async fn keep_alive(&self, cancel: CancellationToken) {
+        let period = Duration::from_millis((self.ttl_secs as u64 * 1000 / 3).max(500));
+        let mut backoff = Duration::from_millis(100);
+        while !cancel.is_cancelled() {
+            match self.keep_alive_stream(period, &cancel).await {
+                Ok(()) => return,
+                Err(LeaseLost::Expired) => {
+                    tracing::warn!(node = %self.node, "lease expired; registering again");
+                    match register_once(&self.store, &self.keys, &self.node, self.ttl_secs, &self.records).await {
+                        Ok(lease) => {
+                            self.lease.send_replace(lease);
+                            backoff = Duration::from_millis(100);
+                            tracing::info!(node = %self.node, lease, "registered again");
+                            continue;
+                        }
+                        Err(err) => tracing::warn!(node = %self.node, error = %err, "registering again failed"),
+                    }
+                }
+                Err(LeaseLost::Unreachable(err)) => {
+                    tracing::warn!(node = %self.node, error = %err, "lease keep-alive failed; retrying");
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(KEEPALIVE_MAX_BACKOFF);
+        }
+    }
+
+    async fn keep_alive_stream(
+        &self,
+        period: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<(), LeaseLost> {
+        let lease = self.lease_id();
+        let mut client = self.store.client();
+        let (mut keeper, mut stream) = tokio::time::timeout(period, client.lease_keep_alive(lease))
+            .await
+            .map_err(|_| LeaseLost::Unreachable("keep-alive stream did not open in time".into()))?
+            .map_err(|e| LeaseLost::Unreachable(e.to_string()))?;
+        loop {
+            keeper
+                .keep_alive()
+                .await
+                .map_err(|e| LeaseLost::Unreachable(e.to_string()))?;
+            match tokio::time::timeout(period, stream.message()).await {
+                Err(_) => return Err(LeaseLost::Unreachable("no keep-alive answer in time".into())),
+                Ok(Err(e)) => return Err(LeaseLost::Unreachable(e.to_string())),
+                Ok(Ok(None)) => return Err(LeaseLost::Unreachable("keep-alive stream closed".into())),
+                Ok(Ok(Some(resp))) if resp.ttl() <= 0 => return Err(LeaseLost::Expired),
+                Ok(Ok(Some(_))) => {}
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                () = tokio::time::sleep(period) => {}
+            }
+        }
+    }
+
+    /// Revokes the lease: every key written under it disappears at once.
+    pub async fn resign(&self) -> Result<(), StoreError> {
+        self.store.lease_revoke(self.lease_id()).await
+    }
+}
+
+#[derive(Debug)]
+enum LeaseLost {
+    Expired,
+    Unreachable(String),
+}
+
+async fn register_once(
+    store: &Store,
+    keys: &ClusterKeys,
+    node: &str,
+    ttl_secs: i64,
+    records: &NodeRecords,
+) -> Result<i64, StoreError> {
+    let lease = store.lease_grant(ttl_secs).await?;
+    let guard = keys.node(node, NodeField::Config);
+    let written = store
+        .put_if_absent(
+            &format!("register node {node}"),
+            &guard,
+            &records.entries(keys, node),
+            lease,
+        )
+        .await;
+    match written {
+        Ok(true) => Ok(lease),
+        Ok(false) => {
+            let _ = store.lease_revoke(lease).await;
+            Err(StoreError::NodeNameTaken {
+                cluster: keys.cluster().to_owned(),
+                node: node.to_owned(),
+            })
+        }
+        Err(err) => {
+            let _ = store.lease_revoke(lease).await;
+            Err(err)
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! The etcd adapter: the only module of gru that speaks etcd's API.
+//!
+//! Every request goes through [`retry::with_retry`], so a dead member of a multi-member
+//! cluster or a leader election costs latency, not a failed command. Operations that must
+//! be atomic (creating a cluster, pushing a configuration, registering a node) are single
+//! transactions guarded by a comparison, so two operators racing cannot interleave.
+
+mod error;
+mod retry;
+mod settings;
+
+pub use error::{StoreError, is_transient};
+pub use retry::{DEFAULT_REQUEST_DEADLINE, with_retry};
+pub use settings::{DEFAULT_ETCD_ENDPOINT, EtcdSettings};
+
+use std::time::Duration;
+
+use common::keys::ClusterKeys;
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity,
+    PutOptions, TlsOptions, Txn, TxnOp,
+};
+
+/// How long to wait for a TCP/TLS connection to one member.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// etcd's default `--max-txn-ops`; a push that needs more operations is refused up front
+/// with a clear message instead of etcd's terse one.
+pub const MAX_TXN_OPS: usize = 128;
+
+/// A connected etcd client plus what is needed to report and retry its requests.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    endpoints: String,
+    deadline: Duration,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("endpoints", &self.endpoints)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A key, its value and its modification revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub value: String,
+    pub mod_revision: i64,
+}
+
+impl Store {
+    /// Connects (with retries until the request deadline) using `settings`.
+    pub async fn connect(settings: &EtcdSettings) -> Result<Store, StoreError> {
+        if settings.endpoints.is_empty() {
+            return Err(StoreError::Settings("no etcd endpoint given".into()));
+        }
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+        match (&settings.user, &settings.password) {
+            (Some(user), Some(password)) => options = options.with_user(user, password),
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(StoreError::Settings(
+                    "--etcd-user and --etcd-password go together".into(),
+                ));
+            }
+            (None, None) => {}
+        }
+        if let Some(tls) = tls_options(settings)? {
+            options = options.with_tls(tls);
+        }
+        let endpoints = settings.endpoints_display();
+        let client = with_retry(&endpoints, "connect", DEFAULT_REQUEST_DEADLINE, || {
+            Client::connect(settings.endpoints.clone(), Some(options.clone()))
+        })
+        .await?;
+        Ok(Store {
+            client,
+            endpoints,
+            deadline: DEFAULT_REQUEST_DEADLINE,
+        })
+    }
+
+    /// The raw client, for long-lived streams (lease keep-alive, watches) that manage their
+    /// own reconnection.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    pub fn endpoints(&self) -> &str {
+        &self.endpoints
+    }
+
+    /// Runs one request with this store's retry policy.
+    pub async fn call<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, StoreError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        with_retry(&self.endpoints, what, self.deadline, || op(self.client.clone())).await
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Entry>, StoreError> {
+        let resp = self
+            .call(&format!("get {key}"), |mut c| async move { c.get(key, None).await })
+            .await?;
+        Ok(resp.kvs().first().map(entry))
+    }
+
+    /// Every key under `prefix`, sorted by key.
+    pub async fn get_prefix(&self, prefix: &str) -> Result<Vec<Entry>, StoreError> {
+        let resp = self
+            .call(&format!("get {prefix}*"), |mut c| async move {
+                c.get(prefix, Some(GetOptions::new().with_prefix())).await
+            })
+            .await?;
+        Ok(resp.kvs().iter().map(entry).collect())
+    }
+
+    pub async fn txn(&self, what: &str, txn: Txn) -> Result<etcd_client::TxnResponse, StoreError> {
+        self.call(what, |mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await
+    }
+
+    /// Creates the cluster's tree: its id and its secret, atomically. An existing cluster
+    /// is refused unless `force`, which deletes the whole tree (in the same transaction as
+    /// the new id is written) and starts over.
+    pub async fn create_cluster(
+        &self,
+        keys: &ClusterKeys,
+        id: &str,
+        secret: &str,
+        force: bool,
+    ) -> Result<(), StoreError> {
+        let puts = [(keys.uuid(), id.to_owned()), (keys.secret(), secret.to_owned())];
+        let what = format!("create cluster {}", keys.cluster());
+        if force {
+            return self
+                .replace_keys(&what, vec![], &[keys.prefix()], &puts)
+                .await
+                .map(drop);
+        }
+        let txn = Txn::new()
+            .when(vec![Compare::version(keys.uuid(), CompareOp::Equal, 0)])
+            .and_then(puts.iter().map(|(k, v)| TxnOp::put(k.as_str(), v.as_str(), None)).collect::<Vec<_>>());
+        if self.txn(&what, txn).await?.succeeded() {
+            return Ok(());
+        }
+        let existing = self.get(&keys.uuid()).await?.map(|e| e.value).unwrap_or_default();
+        Err(StoreError::ClusterExists {
+            cluster: keys.cluster().to_owned(),
+            id: existing,
+        })
+    }
+
+    /// Makes the keys under `prefixes` exactly `puts`, in one transaction that also checks
+    /// `guard`. etcd refuses a transaction that deletes a range and writes inside it, so the
+    /// keys to delete are read first and the transaction compares the prefixes' revision to
+    /// that read: a concurrent writer makes it fail, and it is tried again. Returns
+    /// `Ok(false)` when `guard` does not hold.
+    async fn replace_keys(
+        &self,
+        what: &str,
+        guard: Vec<Compare>,
+        prefixes: &[String],
+        puts: &[(String, String)],
+    ) -> Result<bool, StoreError> {
+        const ATTEMPTS: usize = 5;
+        for _ in 0..ATTEMPTS {
+            let mut existing = Vec::new();
+            let mut compares = guard.clone();
+            for prefix in prefixes {
+                let resp = self
+                    .call(&format!("list {prefix}*"), |mut c| async move {
+                        c.get(prefix.as_str(), Some(GetOptions::new().with_prefix().with_keys_only()))
+                            .await
+                    })
+                    .await?;
+                let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+                compares.push(
+                    Compare::mod_revision(prefix.as_str(), CompareOp::Less, revision + 1).with_prefix(),
+                );
+                existing.extend(resp.kvs().iter().map(|kv| String::from_utf8_lossy(kv.key()).into_owned()));
+            }
+            let mut ops: Vec<TxnOp> = existing
+                .iter()
+                .filter(|k| !puts.iter().any(|(p, _)| p == *k))
+                .map(|k| TxnOp::delete(k.as_str(), None))
+                .collect();
+            ops.extend(puts.iter().map(|(k, v)| TxnOp::put(k.as_str(), v.as_str(), None)));
+            if ops.len() > MAX_TXN_OPS {
+                return Err(StoreError::Settings(format!(
+                    "{what} needs {} writes in one transaction, more than etcd's default limit of {MAX_TXN_OPS}; raise etcd's --max-txn-ops",
+                    ops.len()
+                )));
+            }
+            let txn = Txn::new().when(compares).and_then(ops);
+            if self.txn(what, txn).await?.succeeded() {
+                return Ok(true);
+            }
+            // Either the guard failed, or someone wrote under a prefix since we read it.
+            let guard_holds = guard.is_empty()
+                || self
+                    .txn(what, Txn::new().when(guard.clone()))
+                    .await?
+                    .succeeded();
+            if !guard_holds {
+                return Ok(false);
+            }
+        }
+        Err(StoreError::Settings(format!(
+            "{what}: the keys kept changing under it for {ATTEMPTS} attempts; try again"
+        )))
+    }
+
+    /// Fails with [`StoreError::ClusterMissing`] unless the cluster has an id; returns it.
+    pub async fn cluster_id(&self, keys: &ClusterKeys) -> Result<String, StoreError> {
+        self.get(&keys.uuid())
+            .await?
+            .map(|e| e.value)
+            .ok_or_else(|| StoreError::ClusterMissing {
+                cluster: keys.cluster().to_owned(),
+            })
+    }
+
+    /// Replaces the cluster's configuration with `documents` (key, JSON) in one
+    /// transaction, guarded by the cluster's existence. Services and analytics not in
+    /// `documents` are deleted: the pushed directory is the whole truth.
+    pub async fn replace_config(
+        &self,
+        keys: &ClusterKeys,
+        documents: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let guard = vec![Compare::version(keys.uuid(), CompareOp::Greater, 0)];
+        let prefixes = [keys.services_prefix(), keys.analytics_prefix()];
+        let what = format!("push config to {}", keys.cluster());
+        if self.replace_keys(&what, guard, &prefixes, documents).await? {
+            Ok(())
+        } else {
+            Err(StoreError::ClusterMissing {
+                cluster: keys.cluster().to_owned(),
+            })
+        }
+    }
+
+    pub async fn lease_grant(&self, ttl_secs: i64) -> Result<i64, StoreError> {
+        let resp = self
+            .call("grant lease", |mut c| async move { c.lease_grant(ttl_secs, None).await })
+            .await?;
+        Ok(resp.id())
+    }
+
+    pub async fn lease_revoke(&self, id: i64) -> Result<(), StoreError> {
+        self.call("revoke lease", |mut c| async move { c.lease_revoke(id).await })
+            .await
+            .map(drop)
+    }
+
+    /// Writes `records` under `lease` if `guard_key` does not exist (no live holder), in one
+    /// transaction; `Ok(false)` when the guard key exists.
+    pub async fn put_if_absent(
+        &self,
+        what: &str,
+        guard_key: &str,
+        records: &[(String, String)],
+        lease: i64,
+    ) -> Result<bool, StoreError> {
+        let ops: Vec<TxnOp> = records
+            .iter()
+            .map(|(k, v)| {
+                TxnOp::put(k.as_str(), v.as_str(), Some(PutOptions::new().with_lease(lease)))
+            })
+            .collect();
+        let txn = Txn::new()
+            .when(vec![Compare::version(guard_key, CompareOp::Equal, 0)])
+            .and_then(ops);
+        Ok(self.txn(what, txn).await?.succeeded())
+    }
+
+    /// Puts one key, optionally under a lease.
+    pub async fn put(&self, key: &str, value: &str, lease: Option<i64>) -> Result<(), StoreError> {
+        let options = lease.map(|id| PutOptions::new().with_lease(id));
+        self.call(&format!("put {key}"), |mut c| {
+            let options = options.clone();
+            async move { c.put(key, value, options).await }
+        })
+        .await
+        .map(drop)
+    }
+}
+
+fn entry(kv: &etcd_client::KeyValue) -> Entry {
+    Entry {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        value: String::from_utf8_lossy(kv.value()).into_owned(),
+        mod_revision: kv.mod_revision(),
+    }
+}
+
+fn tls_options(settings: &EtcdSettings) -> Result<Option<TlsOptions>, StoreError> {
+    let read = |path: &std::path::Path, what: &str| {
+        std::fs::read(path).map_err(|e| {
+            StoreError::Settings(format!("cannot read {what} {}: {e}", path.display()))
+        })
+    };
+    let any_https = settings.endpoints.iter().any(|e| e.starts_with("https://"));
+    if settings.ca.is_none() && settings.cert.is_none() && settings.key.is_none() && !any_https {
+        return Ok(None);
+    }
+    let mut tls = TlsOptions::new();
+    if let Some(ca) = &settings.ca {
+        tls = tls.ca_certificate(Certificate::from_pem(read(ca, "CA certificate")?));
+    }
+    match (&settings.cert, &settings.key) {
+        (Some(cert), Some(key)) => {
+            tls = tls.identity(Identity::from_pem(
+                read(cert, "client certificate")?,
+                read(key, "client key")?,
+            ));
+        }
+        (None, None) => {}
+        _ => {
+            return Err(StoreError::Settings(
+                "--etcd-cert and --etcd-key go together".into(),
+            ));
+        }
+    }
+    Ok(Some(tls))
+}

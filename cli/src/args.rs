@@ -1,0 +1,161 @@
+//! What the operator typed: clap definitions only. Turning these into validated settings
+//! happens in the commands.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   success
+  1   runtime failure (etcd refused, cluster exists or is missing, name taken, ...)
+  64  bad usage or invalid configuration (every problem is printed with file and path)
+  69  a required service (etcd, the Docker engine) is unreachable
+
+Environment:
+  ETCD_ADDR      etcd endpoints, comma-separated (same as --etcd)
+  ETCD_USER, ETCD_PASSWORD, ETCD_CA, ETCD_CERT, ETCD_KEY   same as the flags
+  RUST_LOG       log filter, e.g. RUST_LOG=gru_agent=debug
+  DOCKER_HOST    Docker engine to use (wins over Docker.DaemonUrl)";
+
+/// gru: a decentralized autonomic manager for Docker containers.
+///
+/// Every node runs an agent (`gru join`) that registers in etcd, watches its own
+/// containers and scales the services it is given. Operators create a cluster, push
+/// its JSON configuration, join nodes and manage them, all with this one binary.
+#[derive(Debug, Parser)]
+#[command(name = "gru", version, after_help = EXIT_CODES, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// How to reach etcd (global: valid before or after the subcommand).
+#[derive(Debug, Args)]
+pub struct EtcdArgs {
+    /// etcd endpoints, comma-separated, e.g. http://10.0.0.1:2379,http://10.0.0.2:2379
+    #[arg(long = "etcd", env = "ETCD_ADDR", global = true, default_value = gru_agent::store::DEFAULT_ETCD_ENDPOINT)]
+    pub endpoints: String,
+
+    /// etcd user name (with --etcd-password).
+    #[arg(long = "etcd-user", env = "ETCD_USER", global = true)]
+    pub user: Option<String>,
+
+    /// etcd password (with --etcd-user). Prefer the ETCD_PASSWORD variable to keep it out
+    /// of the process list.
+    #[arg(long = "etcd-password", env = "ETCD_PASSWORD", global = true, hide_env_values = true)]
+    pub password: Option<String>,
+
+    /// PEM file of the CA that signed the etcd members' certificates.
+    #[arg(long = "etcd-ca", env = "ETCD_CA", global = true)]
+    pub ca: Option<PathBuf>,
+
+    /// PEM client certificate, for etcd members that require one (with --etcd-key).
+    #[arg(long = "etcd-cert", env = "ETCD_CERT", global = true)]
+    pub cert: Option<PathBuf>,
+
+    /// PEM private key of --etcd-cert.
+    #[arg(long = "etcd-key", env = "ETCD_KEY", global = true)]
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a cluster: write its id and a random secret under /gru/<cluster>/.
+    ///
+    /// Refuses an existing cluster unless --force, which deletes the cluster's whole tree
+    /// (configuration and node records) and starts over.
+    Create {
+        /// Cluster name: ASCII letters, digits, '-', '_' and '.'.
+        cluster: String,
+        /// Wipe an existing cluster of that name and create it anew.
+        #[arg(long)]
+        force: bool,
+    },
+
+    /// Validate, push and read the cluster's configuration documents.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+
+    /// Register this node in a cluster and run its agent in the foreground.
+    ///
+    /// The node's records (config, constraints, resources from the Docker engine, active)
+    /// live under one etcd lease whose TTL is the configuration's Discovery.TTL (at least
+    /// 2 s), kept alive while the agent runs. SIGINT or SIGTERM revokes the lease (the
+    /// node's keys vanish at once) and exits 0; if the agent dies, they vanish within the
+    /// TTL. The agent serves GET /healthz on --port.
+    Join(JoinArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a configuration directory offline and report every problem.
+    ///
+    /// Layout: config.json, policy.json, services/*.json, analytics/*.json. Keys match
+    /// case-insensitively; // and /* */ comments are allowed.
+    Validate {
+        /// The configuration directory.
+        dir: PathBuf,
+    },
+    /// Validate a directory, then write all of it to the cluster in one etcd transaction.
+    ///
+    /// Nothing is written if any document is invalid or the cluster does not exist.
+    /// Services and analytics in etcd that are not in the directory are removed.
+    Push {
+        cluster: String,
+        /// The configuration directory.
+        dir: PathBuf,
+    },
+    /// Print the cluster's documents as JSON.
+    Get {
+        cluster: String,
+        /// Which part to print; everything when omitted.
+        #[arg(value_enum)]
+        what: Option<ConfigPart>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConfigPart {
+    Config,
+    Policy,
+    Services,
+    Analytics,
+    Nodes,
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// Cluster to join (must exist: `gru create`).
+    pub cluster: String,
+
+    /// Node name, unique among live nodes of the cluster [default: the host name]
+    #[arg(short, long, env = "GRU_NODE")]
+    pub name: Option<String>,
+
+    /// Address at which other agents and operators reach this agent.
+    #[arg(long, env = "HostIP", default_value = "127.0.0.1")]
+    pub address: String,
+
+    /// Port of the agent's HTTP API (0 picks a free port and prints it).
+    #[arg(short, long, env = "GRU_PORT", default_value_t = gru_agent::daemon::DEFAULT_AGENT_PORT)]
+    pub port: u16,
+
+    /// Interface the HTTP API listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+}

@@ -1,0 +1,34 @@
+//! One module per subcommand; each turns its arguments into settings and calls the agent
+//! library.
+
+mod config;
+mod create;
+mod join;
+
+use gru_agent::store::{EtcdSettings, Store};
+
+use crate::args::{Cli, Command, EtcdArgs};
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let etcd = etcd_settings(&cli.etcd);
+    match cli.command {
+        Command::Create { cluster, force } => create::run(&etcd, &cluster, force).await,
+        Command::Config(command) => config::run(&etcd, command).await,
+        Command::Join(args) => join::run(etcd, args).await,
+    }
+}
+
+fn etcd_settings(args: &EtcdArgs) -> EtcdSettings {
+    EtcdSettings {
+        endpoints: EtcdSettings::parse_endpoints(&args.endpoints),
+        user: args.user.clone(),
+        password: args.password.clone(),
+        ca: args.ca.clone(),
+        cert: args.cert.clone(),
+        key: args.key.clone(),
+    }
+}
+
+async fn connect(etcd: &EtcdSettings) -> anyhow::Result<Store> {
+    Ok(Store::connect(etcd).await?)
+}

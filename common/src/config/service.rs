@@ -1,0 +1,260 @@
+//! Service descriptors, `services/<file>.json`: what to run (image, command, resources,
+//! ports) and what the planner may do with it.
+//!
+//! Gru's fields are read as Gru wrote them (`"DiscoveryPort":"50000"`, `"cpunumber"` in lower
+//! case, `Ports` as host port ranges). gru adds bounds on the number of instances and
+//! `Attached` sidecar services; their defaults (0, unbounded, none) are Gru's behaviour.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::cpuset::CpuSet;
+use super::document::parse_document;
+use super::leaf::{ValueError, check, check_optional, describe};
+use super::memory::ByteSize;
+use super::name::{check_name, check_no_empty_names};
+use super::port::{PortRange, check_container_port, check_optional_port};
+use super::problem::{Findings, JsonPath, Problem};
+use super::schema::{Field, Shape, field};
+
+/// Not pinned: the agent does not choose CPUs for the container.
+pub const DEFAULT_CPU_NUMBER: u32 = 0;
+/// Seconds Docker waits after SIGTERM before killing a stopping container.
+pub const DEFAULT_STOP_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_MIN_INSTANCES: u32 = 0;
+/// `None`: no upper bound on the instances of a service in the cluster.
+pub const DEFAULT_MAX_INSTANCES: Option<u32> = None;
+/// The smallest memory limit the Docker engine accepts.
+pub const DOCKER_MIN_MEMORY_BYTES: u64 = 6 * 1024 * 1024;
+
+/// `services/<file>.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ServiceDescriptor {
+    pub name: String,
+    /// Gru's `Type`; read it through [`ServiceDescriptor::service_type`], which defaults to the name.
+    #[serde(rename = "Type", skip_serializing_if = "Option::is_none")]
+    pub type_name: Option<String>,
+    pub image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
+    /// The container port at which instances are published for discovery.
+    #[serde(
+        with = "crate::config::port::optional_port",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub discovery_port: Option<u16>,
+    pub analytics: Vec<String>,
+    /// Values the analytics read by name, e.g. `MAX_RESP_TIME`; keys as written.
+    pub constraints: BTreeMap<String, ConstraintValue>,
+    pub configuration: ContainerConfig,
+    /// gru's addition: instances the cluster keeps at least.
+    pub min_instances: u32,
+    /// gru's addition: instances the cluster never exceeds; `None` for no bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_instances: Option<u32>,
+    /// gru's addition: services started and stopped with each instance of this one.
+    pub attached: Vec<String>,
+}
+
+impl ServiceDescriptor {
+    /// Gru's service type (services of one type may be swapped); the name unless given.
+    pub fn service_type(&self) -> &str {
+        self.type_name.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// A constraint's value: a number, or a string for what the expressions compare as text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ConstraintValue {
+    Number(serde_json::Number),
+    Text(String),
+}
+
+impl ConstraintValue {
+    /// The value as a number, if it is one (a number written as a string counts).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            ConstraintValue::Number(number) => number.as_f64(),
+            ConstraintValue::Text(text) => text.trim().parse().ok(),
+        }
+    }
+}
+
+/// How each container of the service is created; Gru's `Configuration`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ContainerConfig {
+    /// CPUs the agent pins each container to; 0 for no pinning.
+    #[serde(rename = "cpunumber")]
+    pub cpu_number: u32,
+    /// Memory limit; `None` for none.
+    #[serde(
+        with = "crate::config::leaf::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub memory: Option<ByteSize>,
+    /// CPUs the container may use, when not chosen by the agent.
+    #[serde(
+        with = "crate::config::leaf::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpuset_cpus: Option<CpuSet>,
+    #[serde(rename = "StopTimeout")]
+    pub stop_timeout_secs: u64,
+    /// Keys as written; an empty value is filled from the agent's environment.
+    pub env: BTreeMap<String, String>,
+    /// Container port (`"8080"`, `"8080/udp"`) to the host ports an instance may take.
+    pub ports: BTreeMap<String, PortRange>,
+    pub cmd: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub volumes: Vec<String>,
+    pub links: Vec<String>,
+}
+
+impl Default for ContainerConfig {
+    fn default() -> Self {
+        ContainerConfig {
+            cpu_number: DEFAULT_CPU_NUMBER,
+            memory: None,
+            cpuset_cpus: None,
+            stop_timeout_secs: DEFAULT_STOP_TIMEOUT_SECS,
+            env: BTreeMap::new(),
+            ports: BTreeMap::new(),
+            cmd: Vec::new(),
+            entrypoint: Vec::new(),
+            volumes: Vec::new(),
+            links: Vec::new(),
+        }
+    }
+}
+
+fn check_constraint(value: &Value) -> Result<(), ValueError> {
+    match value {
+        Value::Number(_) | Value::String(_) => Ok(()),
+        other => Err(ValueError::new(format!(
+            "expected a number or a string, found {}",
+            describe(other)
+        ))),
+    }
+}
+
+fn check_env_name(name: &str) -> Result<(), ValueError> {
+    if name.is_empty() || name.contains('=') {
+        return Err(ValueError::new(format!(
+            "\"{name}\" is not an environment variable name"
+        )));
+    }
+    Ok(())
+}
+
+const CONTAINER_FIELDS: &[Field] = &[
+    field("cpunumber", Shape::Any),
+    field("Memory", Shape::Leaf(check_optional::<ByteSize>)),
+    field("CpusetCpus", Shape::Leaf(check_optional::<CpuSet>)),
+    field("StopTimeout", Shape::Any),
+    field(
+        "Env",
+        Shape::Map {
+            key: Some(check_env_name),
+            value: &Shape::Any,
+        },
+    ),
+    field(
+        "Ports",
+        Shape::Map {
+            key: Some(check_container_port),
+            value: &Shape::Leaf(check::<PortRange>),
+        },
+    ),
+    field("Cmd", Shape::Any),
+    field("Entrypoint", Shape::Any),
+    field("Volumes", Shape::Any),
+    field("Links", Shape::Any),
+];
+const SERVICE_FIELDS: &[Field] = &[
+    field("Name", Shape::Any),
+    field("Type", Shape::Any),
+    field("Image", Shape::Any),
+    field("Remote", Shape::Any),
+    field("DiscoveryPort", Shape::Leaf(check_optional_port)),
+    field("Analytics", Shape::Any),
+    field(
+        "Constraints",
+        Shape::Map {
+            key: None,
+            value: &Shape::Leaf(check_constraint),
+        },
+    ),
+    field("Configuration", Shape::Object(CONTAINER_FIELDS)),
+    field("MinInstances", Shape::Any),
+    field("MaxInstances", Shape::Any),
+    field("Attached", Shape::Any),
+];
+
+/// Parses and validates a service descriptor (`services/<file>.json`).
+pub fn parse_service(file: &str, text: &str) -> Result<ServiceDescriptor, Vec<Problem>> {
+    parse_document(file, text, SERVICE_FIELDS, validate)
+}
+
+fn validate(service: &ServiceDescriptor, findings: &mut Findings) {
+    check_name(findings, "Name", &service.name);
+    if let Some(type_name) = &service.type_name {
+        check_name(findings, "Type", type_name);
+    }
+    findings.required("Image", &service.image);
+    check_no_empty_names(findings, &JsonPath::fields("Analytics"), &service.analytics);
+    check_no_empty_names(findings, &JsonPath::fields("Attached"), &service.attached);
+    for (index, attached) in service.attached.iter().enumerate() {
+        if *attached == service.name {
+            findings.add(
+                &JsonPath::fields("Attached").index(index),
+                format!("\"{attached}\" is this service: a service cannot be attached to itself"),
+            );
+        }
+    }
+    match service.max_instances {
+        Some(0) => findings.add_with_hint(
+            &JsonPath::fields("MaxInstances"),
+            "must be at least 1, found 0",
+            Some("leave MaxInstances out for no upper bound".to_owned()),
+        ),
+        Some(max) if service.min_instances > max => findings.add(
+            &JsonPath::fields("MinInstances"),
+            format!("{} is above MaxInstances {max}", service.min_instances),
+        ),
+        _ => {}
+    }
+    validate_container(&service.configuration, findings);
+}
+
+fn validate_container(container: &ContainerConfig, findings: &mut Findings) {
+    if let Some(memory) = container
+        .memory
+        .filter(|m| m.bytes() < DOCKER_MIN_MEMORY_BYTES)
+    {
+        findings.add(
+            &JsonPath::fields("Configuration.Memory"),
+            format!(
+                "\"{memory}\" is below the engine's minimum of {}",
+                ByteSize::from_bytes(DOCKER_MIN_MEMORY_BYTES)
+            ),
+        );
+    }
+    if let Some(cpuset) = &container.cpuset_cpus {
+        let count = cpuset.cpus().len();
+        if container.cpu_number != 0 && usize::try_from(container.cpu_number) != Ok(count) {
+            findings.add_with_hint(
+                &JsonPath::fields("Configuration.cpunumber"),
+                format!(
+                    "{} does not match CpusetCpus \"{cpuset}\", which names {count} cpus",
+                    container.cpu_number
+                ),
+                Some("set one of cpunumber and CpusetCpus".to_owned()),
+            );
+        }
+    }
+}

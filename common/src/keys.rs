@@ -1,0 +1,315 @@
+//! The etcd key layout, in one place.
+//!
+//! ```text
+//! /gru/<cluster>/uuid                          cluster id (gru create)
+//! /gru/<cluster>/secret                        cluster secret: authenticates agents to each other
+//! /gru/<cluster>/config                        agent configuration (canonical JSON)
+//! /gru/<cluster>/policy                        policy configuration
+//! /gru/<cluster>/services/<service>            service descriptor
+//! /gru/<cluster>/analytics/<analytic>          analytic
+//! /gru/<cluster>/nodes/<node>/config           NodeConfig     } all four under the
+//! /gru/<cluster>/nodes/<node>/constraints      NodeConstraints} agent's one lease
+//! /gru/<cluster>/nodes/<node>/resources        NodeResources  }
+//! /gru/<cluster>/nodes/<node>/active           "true" | "false"
+//! <AppRoot>/<service>/<instance>               host:port of a running instance (agent's lease)
+//! ```
+//!
+//! Every function here returns a full key; nothing else in gru formats a key by hand, so
+//! the tests at the bottom pin the whole tree.
+
+use std::fmt;
+
+/// Root of every cluster's tree.
+pub const ROOT: &str = "/gru/";
+
+/// Why a cluster, node or service name cannot be used as a key segment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} name {name:?} {reason}")]
+pub struct InvalidName {
+    pub kind: &'static str,
+    pub name: String,
+    pub reason: &'static str,
+}
+
+/// Checks that `name` is usable as one segment of a key: non-empty, at most 128 bytes,
+/// made of ASCII letters, digits, `-`, `_` and `.` (so it is also a valid Docker
+/// container-name fragment and label value), and not `.` or `..`.
+pub fn check_name(kind: &'static str, name: &str) -> Result<(), InvalidName> {
+    let fail = |reason| {
+        Err(InvalidName {
+            kind,
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return fail("is empty");
+    }
+    if name.len() > 128 {
+        return fail("is longer than 128 bytes");
+    }
+    if name == "." || name == ".." {
+        return fail("is a path component");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return fail("may only hold ASCII letters, digits, '-', '_' and '.'");
+    }
+    Ok(())
+}
+
+/// The keys of one cluster. Construct it once with a checked name, then ask it for keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterKeys {
+    cluster: String,
+}
+
+impl ClusterKeys {
+    pub fn new(cluster: &str) -> Result<Self, InvalidName> {
+        check_name("cluster", cluster)?;
+        Ok(Self {
+            cluster: cluster.to_owned(),
+        })
+    }
+
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// `/gru/<cluster>/`: every key of the cluster starts with it.
+    pub fn prefix(&self) -> String {
+        format!("{ROOT}{}/", self.cluster)
+    }
+
+    pub fn uuid(&self) -> String {
+        format!("{}uuid", self.prefix())
+    }
+
+    pub fn secret(&self) -> String {
+        format!("{}secret", self.prefix())
+    }
+
+    pub fn config(&self) -> String {
+        format!("{}config", self.prefix())
+    }
+
+    pub fn policy(&self) -> String {
+        format!("{}policy", self.prefix())
+    }
+
+    pub fn services_prefix(&self) -> String {
+        format!("{}services/", self.prefix())
+    }
+
+    pub fn service(&self, service: &str) -> String {
+        format!("{}{service}", self.services_prefix())
+    }
+
+    pub fn analytics_prefix(&self) -> String {
+        format!("{}analytics/", self.prefix())
+    }
+
+    pub fn analytic(&self, analytic: &str) -> String {
+        format!("{}{analytic}", self.analytics_prefix())
+    }
+
+    pub fn nodes_prefix(&self) -> String {
+        format!("{}nodes/", self.prefix())
+    }
+
+    /// `/gru/<cluster>/nodes/<node>/`: all of one node's keys.
+    pub fn node_prefix(&self, node: &str) -> String {
+        format!("{}{node}/", self.nodes_prefix())
+    }
+
+    pub fn node(&self, node: &str, field: NodeField) -> String {
+        format!("{}{field}", self.node_prefix(node))
+    }
+
+    /// Splits a key under [`Self::nodes_prefix`] into node name and field; `None` for any
+    /// other key (including unknown fields, so a newer writer cannot confuse an older reader).
+    pub fn parse_node_key<'k>(&self, key: &'k str) -> Option<(&'k str, NodeField)> {
+        let rest = key.strip_prefix(&self.nodes_prefix())?;
+        let (node, field) = rest.split_once('/')?;
+        let field = NodeField::ALL.into_iter().find(|f| f.as_str() == field)?;
+        (!node.is_empty()).then_some((node, field))
+    }
+
+    /// The discovery root: `Discovery.AppRoot` normalised to one leading `/` and no trailing
+    /// `/`, or `/gru/<cluster>/discovery` when it is empty.
+    pub fn discovery_root(&self, app_root: &str) -> String {
+        let trimmed = app_root.trim().trim_matches('/');
+        if trimmed.is_empty() {
+            format!("{}discovery", self.prefix())
+        } else {
+            format!("/{trimmed}")
+        }
+    }
+
+    /// `<AppRoot>/<service>/`: every running instance of `service`.
+    pub fn discovery_service_prefix(&self, app_root: &str, service: &str) -> String {
+        format!("{}/{service}/", self.discovery_root(app_root))
+    }
+
+    /// `<AppRoot>/<service>/<instance>` = `host:port`.
+    pub fn discovery_instance(&self, app_root: &str, service: &str, instance: &str) -> String {
+        format!(
+            "{}{instance}",
+            self.discovery_service_prefix(app_root, service)
+        )
+    }
+}
+
+/// The four records a node keeps under its lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NodeField {
+    Config,
+    Constraints,
+    Resources,
+    Active,
+}
+
+impl NodeField {
+    pub const ALL: [NodeField; 4] = [
+        NodeField::Config,
+        NodeField::Constraints,
+        NodeField::Resources,
+        NodeField::Active,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeField::Config => "config",
+            NodeField::Constraints => "constraints",
+            NodeField::Resources => "resources",
+            NodeField::Active => "active",
+        }
+    }
+}
+
+impl fmt::Display for NodeField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Returns the part of `key` after `prefix` if it is one non-empty segment (no `/`), as
+/// for `/gru/c/services/<name>`.
+pub fn leaf_name<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
+    key.strip_prefix(prefix)
+        .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> ClusterKeys {
+        ClusterKeys::new("myCluster").expect("valid name")
+    }
+
+    #[test]
+    fn cluster_keys_match_the_documented_tree() {
+        let k = keys();
+        let table = [
+            (k.prefix(), "/gru/myCluster/"),
+            (k.uuid(), "/gru/myCluster/uuid"),
+            (k.secret(), "/gru/myCluster/secret"),
+            (k.config(), "/gru/myCluster/config"),
+            (k.policy(), "/gru/myCluster/policy"),
+            (k.services_prefix(), "/gru/myCluster/services/"),
+            (k.service("web"), "/gru/myCluster/services/web"),
+            (k.analytics_prefix(), "/gru/myCluster/analytics/"),
+            (
+                k.analytic("resp_time_ratio"),
+                "/gru/myCluster/analytics/resp_time_ratio",
+            ),
+            (k.nodes_prefix(), "/gru/myCluster/nodes/"),
+            (k.node_prefix("node1"), "/gru/myCluster/nodes/node1/"),
+            (
+                k.node("node1", NodeField::Config),
+                "/gru/myCluster/nodes/node1/config",
+            ),
+            (
+                k.node("node1", NodeField::Constraints),
+                "/gru/myCluster/nodes/node1/constraints",
+            ),
+            (
+                k.node("node1", NodeField::Resources),
+                "/gru/myCluster/nodes/node1/resources",
+            ),
+            (
+                k.node("node1", NodeField::Active),
+                "/gru/myCluster/nodes/node1/active",
+            ),
+        ];
+        for (got, want) in table {
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn discovery_keys_normalise_app_root() {
+        let k = keys();
+        let table = [
+            ("app/shop/services", "/app/shop/services/web/i1"),
+            ("/app/shop/services/", "/app/shop/services/web/i1"),
+            ("  ", "/gru/myCluster/discovery/web/i1"),
+            ("", "/gru/myCluster/discovery/web/i1"),
+        ];
+        for (root, want) in table {
+            assert_eq!(
+                k.discovery_instance(root, "web", "i1"),
+                want,
+                "root {root:?}"
+            );
+        }
+        assert_eq!(k.discovery_service_prefix("app/x", "db"), "/app/x/db/");
+    }
+
+    #[test]
+    fn node_keys_parse_back_and_reject_others() {
+        let k = keys();
+        for field in NodeField::ALL {
+            let key = k.node("n-1", field);
+            assert_eq!(k.parse_node_key(&key), Some(("n-1", field)));
+        }
+        for other in [
+            "/gru/myCluster/nodes/n1",
+            "/gru/myCluster/nodes/n1/unknown",
+            "/gru/myCluster/nodes//config",
+            "/gru/other/nodes/n1/config",
+            "/gru/myCluster/services/web",
+        ] {
+            assert_eq!(k.parse_node_key(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn leaf_name_takes_one_segment() {
+        assert_eq!(
+            leaf_name("/gru/c/services/", "/gru/c/services/web"),
+            Some("web")
+        );
+        assert_eq!(leaf_name("/gru/c/services/", "/gru/c/services/"), None);
+        assert_eq!(leaf_name("/gru/c/services/", "/gru/c/services/a/b"), None);
+        assert_eq!(leaf_name("/gru/c/services/", "/gru/d/services/web"), None);
+    }
+
+    #[test]
+    fn names_that_would_break_the_tree_are_rejected() {
+        for bad in ["", "a/b", "..", ".", "has space", "naïve", &"x".repeat(129)] {
+            assert!(check_name("node", bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["n1", "node-1", "my_cluster", "svc.v2", "A"] {
+            assert!(check_name("node", good).is_ok(), "{good:?} rejected");
+        }
+        let err = check_name("cluster", "a/b").expect_err("slash");
+        assert_eq!(
+            err.to_string(),
+            "cluster name \"a/b\" may only hold ASCII letters, digits, '-', '_' and '.'"
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! gru's shared vocabulary: everything the agent and the `gru` binary must agree on,
+//! with no I/O and no async so it can be tested with plain table tests.
+//!
+//! * [`config`]: the four Gru documents (agent configuration, policy, service descriptors,
+//!   analytics) and node records, parsed case-insensitively and validated with every
+//!   problem reported by file and JSON path.
+//! * [`keys`]: the etcd key layout (`/gru/<cluster>/...`), in one place, so no other module
+//!   formats a key by hand.
+
+pub mod config;
+pub mod keys;

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the real components gru's demo and tests use, from Debian's packages:
+# etcd (server and etcdctl), protoc (etcd-client's build), VictoriaMetrics (a time-series
+# server that accepts InfluxDB v2 writes), musl-tools (static binaries for FROM-scratch
+# images), and a Docker engine only where none is running. Idempotent and quiet when
+# everything is already there.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+need=()
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v etcdctl >/dev/null || need+=(etcd-client)
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+command -v victoria-metrics >/dev/null || need+=(victoria-metrics)
+command -v musl-gcc >/dev/null || need+=(musl-tools)
+command -v curl >/dev/null || need+=(curl)
+if ! docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null; then
+  need+=(docker.io)
+fi
+
+if [ ${#need[@]} -gt 0 ]; then
+  say "installing ${need[*]}"
+  [ "$(id -u)" = 0 ] || die "run as root (or install ${need[*]} yourself)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl; then
+  rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || say "musl target unavailable (images will not build)"
+fi
+say "dependencies present: $(etcd --version | head -1), protoc $(protoc --version | cut -d' ' -f2), victoria-metrics $(victoria-metrics --version 2>&1 | head -1 | cut -c1-40)"

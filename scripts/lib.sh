@@ -1,0 +1,32 @@
+# Shared helpers for gru's scripts. Source it: `. "$(dirname "$0")/lib.sh"`.
+# shellcheck shell=bash
+
+GRU_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Where started components keep their data, logs and pid files.
+GRU_RUN_DIR=${GRU_RUN_DIR:-/tmp/gru-run}
+
+say() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# wait_http URL SECONDS: polls until URL answers 2xx, or fails.
+wait_http() {
+  local url=$1 secs=${2:-20} i
+  for ((i = 0; i < secs * 10; i++)); do
+    curl -sf -m 2 "$url" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# stop_pidfile FILE: TERM then KILL the process recorded in FILE, and remove FILE.
+stop_pidfile() {
+  local file=$1 pid i
+  [ -f "$file" ] || return 0
+  pid=$(cat "$file")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$file"
+}

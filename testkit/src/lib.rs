@@ -1,0 +1,364 @@
+//! Test harness for gru's integration tests: real components, started per test on free
+//! loopback ports in a temporary directory, and stopped when the handle drops (also when
+//! the test panics, because unwinding runs `Drop`).
+//!
+//! * [`Etcd`]: one throwaway etcd member; [`EtcdCluster`]: three members that can be killed
+//!   one by one.
+//! * [`require`]: a test that needs a component calls it first. If the component is missing
+//!   the test fails with a message saying how to install it, unless `GRU_TEST_SKIP` names the
+//!   component (`GRU_TEST_SKIP=etcd,docker`), in which case the skip is printed and the test
+//!   returns early.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a fresh etcd may take to report healthy before the test gives up.
+const ETCD_READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A real component an integration test can depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    Etcd,
+    Docker,
+}
+
+impl Component {
+    fn name(self) -> &'static str {
+        match self {
+            Component::Etcd => "etcd",
+            Component::Docker => "docker",
+        }
+    }
+
+    fn how_to_get(self) -> &'static str {
+        match self {
+            Component::Etcd => {
+                "install it with `scripts/install-deps.sh` (apt-get install etcd-server), or set ETCD_BIN"
+            }
+            Component::Docker => {
+                "start a Docker engine (`scripts/dockerd.sh start`) or point DOCKER_HOST at one"
+            }
+        }
+    }
+
+    fn present(self) -> bool {
+        match self {
+            Component::Etcd => etcd_binary().is_some(),
+            Component::Docker => Command::new("docker")
+                .args(["info", "--format", "{{.ServerVersion}}"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false),
+        }
+    }
+}
+
+/// Returns `true` when the test may go on. A missing component fails the test with a
+/// message that says how to get it, unless `GRU_TEST_SKIP` lists it: then the skip is
+/// printed and `false` returned, and the test must return at once.
+pub fn require(test: &str, component: Component) -> bool {
+    let skip_list = std::env::var("GRU_TEST_SKIP").unwrap_or_default();
+    let skipped = skip_list
+        .split(',')
+        .any(|s| s.trim().eq_ignore_ascii_case(component.name()));
+    if skipped {
+        eprintln!(
+            "SKIPPED {test}: GRU_TEST_SKIP lists {} (this test did not run)",
+            component.name()
+        );
+        return false;
+    }
+    assert!(
+        component.present(),
+        "{test} needs {} and it is not available: {}; or set GRU_TEST_SKIP={} to skip such tests explicitly",
+        component.name(),
+        component.how_to_get(),
+        component.name()
+    );
+    true
+}
+
+fn etcd_binary() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("ETCD_BIN") {
+        return Some(PathBuf::from(bin));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("etcd"))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released; the caller binds it soon after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port on 127.0.0.1")
+}
+
+/// One etcd member process. Killed (SIGKILL) and its data removed on drop.
+#[derive(Debug)]
+pub struct EtcdMember {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    child: Option<Child>,
+    log_path: PathBuf,
+}
+
+impl EtcdMember {
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// SIGKILL now; the member stays dead until the harness drops.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for EtcdMember {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_member(
+    dir: &Path,
+    name: &str,
+    client_port: u16,
+    peer_port: u16,
+    initial_cluster: &str,
+    token: &str,
+) -> EtcdMember {
+    let bin = etcd_binary().expect("etcd binary (call testkit::require first)");
+    let data_dir = dir.join(format!("{name}.data"));
+    let log_path = dir.join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path).expect("create etcd log file");
+    let err_log = log.try_clone().expect("clone etcd log handle");
+    let client = format!("http://127.0.0.1:{client_port}");
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let child = Command::new(bin)
+        .arg("--name")
+        .arg(name)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+        .args(["--initial-cluster", initial_cluster])
+        .args(["--initial-cluster-token", token])
+        .args(["--initial-cluster-state", "new"])
+        .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err_log)
+        .spawn()
+        .expect("spawn etcd");
+    EtcdMember {
+        name: name.to_owned(),
+        client_port,
+        peer_port,
+        child: Some(child),
+        log_path,
+    }
+}
+
+/// Asks a member's `/health` endpoint; `true` when it reports a healthy cluster.
+pub fn etcd_healthy(client_port: u16) -> bool {
+    http_get(client_port, "/health")
+        .map(|(status, body)| status == 200 && body.contains("\"health\":\"true\""))
+        .unwrap_or(false)
+}
+
+/// A plain HTTP/1.0 GET on 127.0.0.1: `(status, body)`, or `None` if nothing answered
+/// within two seconds. Enough for health checks without an HTTP client dependency.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// Polls `check` every 50 ms until it returns true or `timeout` passes; returns how long it
+/// took, or `None` on timeout.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    loop {
+        if check() {
+            return Some(started.elapsed());
+        }
+        if started.elapsed() >= timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A throwaway etcd cluster of one or more members on loopback.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    pub members: Vec<EtcdMember>,
+    // Declared after `members` so the processes are killed before their data is removed.
+    _dir: tempfile::TempDir,
+}
+
+/// A single-member cluster: the common case.
+pub type Etcd = EtcdCluster;
+
+impl EtcdCluster {
+    /// Starts one member and waits until it is healthy.
+    pub fn start() -> Self {
+        Self::start_members(1)
+    }
+
+    /// Starts `n` members with a shared initial cluster and waits until all are healthy.
+    pub fn start_members(n: usize) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("gru-test-etcd-")
+            .tempdir()
+            .expect("create a temp dir for etcd");
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial_cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let token = format!("gru-test-{}", std::process::id());
+        let members = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, peer))| {
+                spawn_member(dir.path(), &format!("m{i}"), *client, *peer, &initial_cluster, &token)
+            })
+            .collect();
+        let cluster = EtcdCluster { members, _dir: dir };
+        cluster.wait_healthy();
+        cluster
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + ETCD_READY_TIMEOUT;
+        for member in &self.members {
+            while !etcd_healthy(member.client_port) {
+                assert!(
+                    Instant::now() < deadline,
+                    "etcd member {} did not become healthy within {:?}; its log ends with:\n{}",
+                    member.name,
+                    ETCD_READY_TIMEOUT,
+                    member.log_tail()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// The client URL of the first member.
+    pub fn url(&self) -> String {
+        self.members[0].client_url()
+    }
+
+    /// All client URLs, comma-separated: the form `--etcd` and `ETCD_ADDR` take.
+    pub fn endpoints(&self) -> String {
+        self.members
+            .iter()
+            .map(EtcdMember::client_url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Runs `etcdctl` against this cluster and returns its stdout (for checks that must
+    /// not go through gru's own client).
+    pub fn etcdctl(&self, args: &[&str]) -> String {
+        let endpoints: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| m.is_running())
+            .map(EtcdMember::client_url)
+            .collect();
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", endpoints.join(",")))
+            .args(args)
+            .output()
+            .expect("run etcdctl (apt-get install etcd-client)");
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Every key and value under `prefix`, sorted by key, read with etcdctl.
+    pub fn dump(&self, prefix: &str) -> Vec<(String, String)> {
+        let text = self.etcdctl(&["get", "--prefix", prefix]);
+        let lines: Vec<&str> = text.lines().collect();
+        lines
+            .chunks(2)
+            .map(|kv| (kv[0].to_owned(), kv.get(1).copied().unwrap_or("").to_owned()))
+            .collect()
+    }
+
+    /// Keys under `prefix`, sorted.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        self.etcdctl(&["get", "--prefix", "--keys-only", prefix])
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// A child process killed on drop (for `gru join` and other long-running commands).
+#[derive(Debug)]
+pub struct ChildGuard(pub Option<Child>);
+
+impl ChildGuard {
+    pub fn new(child: Child) -> Self {
+        Self(Some(child))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// Takes the child out: the caller now owns its cleanup.
+    pub fn take(&mut self) -> Child {
+        self.0.take().expect("child already taken")
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

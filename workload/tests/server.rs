@@ -1,0 +1,53 @@
+//! The server in-process (port 0): admission and the health route.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use gru_workload::server::{self, ServerSettings};
+use support::{http_get, wait_healthy};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_while_healthz_still_answers() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("bound");
+    let settings = ServerSettings {
+        service: "admit".into(),
+        service_time: Duration::from_millis(600),
+        concurrency: 1,
+        queue: 0,
+        ..ServerSettings::with_defaults(addr)
+    };
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(server::run(listener, settings, std::io::sink(), stop.clone().cancelled_owned()));
+    let up = tokio::task::spawn_blocking(move || wait_healthy(addr, Duration::from_secs(10)));
+    assert!(up.await.expect("probe"), "server not up");
+
+    let busy = tokio::task::spawn_blocking(move || http_get(addr, "/"));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (turned_away, health) = tokio::task::spawn_blocking(move || {
+        let turned_away = http_get(addr, "/");
+        let asked = Instant::now();
+        let health = http_get(addr, "/healthz").map(|(status, _)| (status, asked.elapsed()));
+        (turned_away, health)
+    })
+    .await
+    .expect("probes");
+
+    assert!(matches!(turned_away, Ok((503, _))), "{turned_away:?}");
+    assert!(
+        matches!(health, Ok((200, took)) if took < Duration::from_millis(300)),
+        "healthz must not wait for the work: {health:?}"
+    );
+    let (status, body) = busy.await.expect("client").expect("answer");
+    assert_eq!(status, 200);
+    let reply: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(reply["service"], "admit");
+    assert!(reply["instance"].as_str().is_some_and(|i| !i.is_empty()), "{reply}");
+    assert!(reply["ms"].as_f64().is_some_and(|ms| ms >= 150.0), "{reply}");
+
+    stop.cancel();
+    server.await.expect("server task").expect("server ends cleanly");
+}
