@@ -49,7 +49,7 @@ pub fn parse_analytic(file: &str, text: &str) -> Result<Analytic, Vec<Problem>> 
 }
 
 fn validate(analytic: &Analytic, findings: &mut Findings) {
-    check_name(findings, "Name", &analytic.name);
+    check_name(findings, "Name", "analytic", &analytic.name);
     check_no_empty_names(findings, &JsonPath::fields("Metrics"), &analytic.metrics);
     check_no_empty_names(
         findings,

@@ -39,7 +39,7 @@ impl FromStr for CpuSet {
 
     fn from_str(text: &str) -> Result<CpuSet, ValueError> {
         let malformed =
-            || ValueError::new(format!("\"{text}\" is not a cpu set")).hint(CPUSET_HINT);
+            || ValueError::new(format!("\"{text}\" is not a cpu set")).with_hint(CPUSET_HINT);
         let mut cpus = Vec::new();
         for item in text.split(',') {
             let (first, last) = item.split_once('-').unwrap_or((item, item));
@@ -49,7 +49,7 @@ impl FromStr for CpuSet {
                 return Err(ValueError::new(format!(
                     "\"{text}\" is not a cpu set: \"{item}\" is reversed"
                 ))
-                .hint(format!("write the lower cpu first: \"{last}-{first}\"")));
+                .with_hint(format!("write the lower cpu first: \"{last}-{first}\"")));
             }
             cpus.extend(first..=last);
         }

@@ -29,7 +29,7 @@ impl ValueError {
         }
     }
 
-    pub(crate) fn hint(mut self, hint: impl Into<String>) -> ValueError {
+    pub(crate) fn with_hint(mut self, hint: impl Into<String>) -> ValueError {
         self.hint = Some(hint.into());
         self
     }
@@ -53,12 +53,17 @@ pub(crate) fn check<T: JsonLeaf>(value: &Value) -> Result<(), ValueError> {
     T::from_json(value).map(|_| ())
 }
 
-/// The walk's check for an optional leaf, where `""` means "not set" as it did in Gru.
+/// Whether an optional leaf is unset: `null`, or `""` as Gru wrote it.
+pub(crate) fn is_unset(value: &Value) -> bool {
+    value.is_null() || value.as_str().is_some_and(str::is_empty)
+}
+
+/// The walk's check for an optional leaf.
 pub(crate) fn check_optional<T: JsonLeaf>(value: &Value) -> Result<(), ValueError> {
-    match value {
-        Value::String(text) if text.is_empty() => Ok(()),
-        _ => check::<T>(value),
+    if is_unset(value) {
+        return Ok(());
     }
+    check::<T>(value)
 }
 
 pub(crate) fn deserialize<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -90,11 +95,11 @@ pub(crate) mod optional {
         D: serde::Deserializer<'de>,
         T: JsonLeaf,
     {
-        match Value::deserialize(deserializer)? {
-            Value::Null => Ok(None),
-            Value::String(text) if text.is_empty() => Ok(None),
-            value => T::from_json(&value).map(Some).map_err(D::Error::custom),
+        let value = Value::deserialize(deserializer)?;
+        if is_unset(&value) {
+            return Ok(None);
         }
+        T::from_json(&value).map(Some).map_err(D::Error::custom)
     }
 }
 

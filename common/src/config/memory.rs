@@ -38,7 +38,7 @@ impl FromStr for ByteSize {
 
     fn from_str(text: &str) -> Result<ByteSize, ValueError> {
         let malformed =
-            || ValueError::new(format!("\"{text}\" is not a memory size")).hint(MEMORY_HINT);
+            || ValueError::new(format!("\"{text}\" is not a memory size")).with_hint(MEMORY_HINT);
         let number_end = text
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(text.len());
@@ -95,7 +95,7 @@ impl JsonLeaf for ByteSize {
         match value {
             Value::String(text) => text.parse(),
             Value::Number(number) => number.as_u64().map(ByteSize).ok_or_else(|| {
-                ValueError::new(format!("{number} is not a number of bytes")).hint(MEMORY_HINT)
+                ValueError::new(format!("{number} is not a number of bytes")).with_hint(MEMORY_HINT)
             }),
             other => Err(ValueError::new(format!(
                 "expected a memory size such as \"512m\", found {}",

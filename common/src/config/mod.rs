@@ -54,7 +54,6 @@ pub use cluster::{
 pub use cpuset::{CpuSet, MAX_CPU_INDEX};
 pub use leaf::ValueError;
 pub use memory::ByteSize;
-pub use name::is_valid_name;
 pub use node::{
     NodeConfig, NodeConstraints, NodeResources, parse_node_config, parse_node_constraints,
     parse_node_resources,

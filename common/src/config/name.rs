@@ -1,29 +1,21 @@
 //! Names of services, analytics and nodes.
 //!
 //! A name becomes an etcd key segment (`/gru/<cluster>/services/<name>`) and part of container
-//! names, so it is restricted to what both accept: a `/` would split the key, a space would
-//! be refused by Docker long after the configuration was pushed.
+//! names, so it must pass the key layout's own rule ([`crate::keys::check_name`]); checking it
+//! here reports a bad name at push time, with its path, instead of when an agent first uses it.
 
 use super::problem::{Findings, JsonPath};
 
-/// Letters, digits, `_`, `.` and `-`, starting with a letter or a digit.
-pub fn is_valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
-/// Reports a missing or malformed name at `path`.
-pub(crate) fn check_name(findings: &mut Findings, path: &str, name: &str) {
+/// Reports a missing or unusable name at `path`; `kind` says what it names ("service").
+pub(crate) fn check_name(findings: &mut Findings, path: &str, kind: &'static str, name: &str) {
     if name.is_empty() {
         findings.required(path, name);
-    } else if !is_valid_name(name) {
-        findings.add_with_hint(
+    } else if let Err(invalid) = crate::keys::check_name(kind, name) {
+        findings.add(
             &JsonPath::fields(path),
-            format!("\"{name}\" is not a valid name"),
-            Some(
-                "use letters, digits, \"_\", \".\" and \"-\", starting with a letter or a digit"
-                    .to_owned(),
+            format!(
+                "\"{name}\" is not a valid {kind} name: it {}",
+                invalid.reason
             ),
         );
     }

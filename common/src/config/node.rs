@@ -58,7 +58,7 @@ pub fn parse_node_config(file: &str, text: &str) -> Result<NodeConfig, Vec<Probl
         text,
         NODE_CONFIG_FIELDS,
         |node: &NodeConfig, findings: &mut Findings| {
-            check_name(findings, "Name", &node.name);
+            check_name(findings, "Name", "node", &node.name);
             findings.required("Address", &node.address);
             findings.at_least("Port", node.port.into(), 1);
         },

@@ -190,8 +190,8 @@ const POLICY_FIELDS: &[Field] = &[
     field("CooldownIn", Shape::Any),
 ];
 
-/// The rules with their JSON names, in the order they are written.
 impl PolicyConfig {
+    /// The rules with their JSON names, in Gru's order.
     pub fn rules(&self) -> [(&'static str, &PolicyRule); 3] {
         [
             ("Scalein", &self.scalein),

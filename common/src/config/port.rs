@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde_json::Value;
 
-use super::leaf::{JsonLeaf, ValueError, describe, serde_as_text};
+use super::leaf::{JsonLeaf, ValueError, describe, is_unset, serde_as_text};
 
 /// A non-empty, inclusive range of ports, each in 1..=65535.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,7 +30,7 @@ impl PortRange {
         }
         if low > high {
             return Err(ValueError::new(format!("\"{low}-{high}\" is reversed"))
-                .hint(format!("write the lower port first: \"{high}-{low}\"")));
+                .with_hint(format!("write the lower port first: \"{high}-{low}\"")));
         }
         Ok(PortRange { low, high })
     }
@@ -59,8 +59,8 @@ impl FromStr for PortRange {
     fn from_str(text: &str) -> Result<PortRange, ValueError> {
         let (low, high) = text.split_once('-').unwrap_or((text, text));
         let not_a_range = || ValueError::new(format!("\"{text}\" is not a port range"));
-        let low = port_number(low).map_err(|_| not_a_range().hint(RANGE_HINT))?;
-        let high = port_number(high).map_err(|_| not_a_range().hint(RANGE_HINT))?;
+        let low = port_number(low).map_err(|_| not_a_range().with_hint(RANGE_HINT))?;
+        let high = port_number(high).map_err(|_| not_a_range().with_hint(RANGE_HINT))?;
         match (low, high) {
             (Some(low), Some(high)) => PortRange::new(low, high),
             _ => Err(ValueError::new(format!(
@@ -119,16 +119,19 @@ pub(crate) fn port_from_json(value: &Value) -> Result<u16, ValueError> {
     };
     match port_number(&text) {
         Ok(Some(port)) => Ok(port),
-        _ => Err(ValueError::new(format!("\"{text}\" is not a port")).hint("ports are 1 to 65535")),
+        _ => {
+            Err(ValueError::new(format!("\"{text}\" is not a port"))
+                .with_hint("ports are 1 to 65535"))
+        }
     }
 }
 
 /// The walk's check for an optional single port (`""` means not set).
 pub(crate) fn check_optional_port(value: &Value) -> Result<(), ValueError> {
-    match value {
-        Value::String(text) if text.is_empty() => Ok(()),
-        _ => port_from_json(value).map(|_| ()),
+    if is_unset(value) {
+        return Ok(());
     }
+    port_from_json(value).map(|_| ())
 }
 
 /// The walk's check for a key of `Ports`: the container's port, optionally with its protocol.
@@ -140,8 +143,9 @@ pub(crate) fn check_container_port(key: &str) -> Result<(), ValueError> {
     match port_number(port) {
         Ok(Some(_)) => Ok(()),
         _ => Err(
-            ValueError::new(format!("\"{key}\" is not a container port"))
-                .hint("write the port the container listens on, e.g. \"8080\" or \"8080/udp\""),
+            ValueError::new(format!("\"{key}\" is not a container port")).with_hint(
+                "write the port the container listens on, e.g. \"8080\" or \"8080/udp\"",
+            ),
         ),
     }
 }
@@ -165,12 +169,12 @@ pub(crate) mod optional_port {
     pub(crate) fn deserialize<'de, D: serde::Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Option<u16>, D::Error> {
-        match Value::deserialize(deserializer)? {
-            Value::Null => Ok(None),
-            Value::String(text) if text.is_empty() => Ok(None),
-            value => super::port_from_json(&value)
-                .map(Some)
-                .map_err(D::Error::custom),
+        let value = Value::deserialize(deserializer)?;
+        if super::is_unset(&value) {
+            return Ok(None);
         }
+        super::port_from_json(&value)
+            .map(Some)
+            .map_err(D::Error::custom)
     }
 }

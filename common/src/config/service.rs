@@ -201,9 +201,9 @@ pub fn parse_service(file: &str, text: &str) -> Result<ServiceDescriptor, Vec<Pr
 }
 
 fn validate(service: &ServiceDescriptor, findings: &mut Findings) {
-    check_name(findings, "Name", &service.name);
+    check_name(findings, "Name", "service", &service.name);
     if let Some(type_name) = &service.type_name {
-        check_name(findings, "Type", type_name);
+        check_name(findings, "Type", "service type", type_name);
     }
     findings.required("Image", &service.image);
     check_no_empty_names(findings, &JsonPath::fields("Analytics"), &service.analytics);
