@@ -22,7 +22,11 @@ pub fn parse_args<T: Parser>() -> T {
     match T::try_parse() {
         Ok(args) => args,
         Err(err) => {
-            let code = if err.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            let code = if err.use_stderr() {
+                EXIT_USAGE
+            } else {
+                EXIT_OK
+            };
             // If even printing fails there is nowhere left to say so.
             let _ = err.print();
             std::process::exit(i32::from(code));

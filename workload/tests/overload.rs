@@ -25,7 +25,14 @@ fn execution_time_rises_when_load_exceeds_capacity() {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gru-workload"));
     command
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--service", SERVICE, "--concurrency", "1", "--service-time-ms", "20"])
+        .args([
+            "--service",
+            SERVICE,
+            "--concurrency",
+            "1",
+            "--service-time-ms",
+            "20",
+        ])
         .args(["--report-interval-secs", "1"]);
     let server = ChildGuard::spawn("gru-workload", command);
     assert!(
@@ -44,12 +51,24 @@ fn execution_time_rises_when_load_exceeds_capacity() {
 
     let light_ms = execution_times(&light_lines, &server);
     let overload_ms = execution_times(overload_lines, &server);
-    assert!(!light_ms.is_empty(), "no report under light load\n{}", server.output_so_far());
-    assert!(!overload_ms.is_empty(), "no report under overload\n{}", server.output_so_far());
+    assert!(
+        !light_ms.is_empty(),
+        "no report under light load\n{}",
+        server.output_so_far()
+    );
+    assert!(
+        !overload_ms.is_empty(),
+        "no report under overload\n{}",
+        server.output_so_far()
+    );
     let light_mean = mean(&light_ms);
     let overload_mean = mean(&overload_ms);
-    println!("light ({LIGHT_SCHEDULE}): execution_time per second {light_ms:?}, mean {light_mean:.1} ms");
-    println!("overload ({OVERLOAD_SCHEDULE}): execution_time per second {overload_ms:?}, mean {overload_mean:.1} ms");
+    println!(
+        "light ({LIGHT_SCHEDULE}): execution_time per second {light_ms:?}, mean {light_mean:.1} ms"
+    );
+    println!(
+        "overload ({OVERLOAD_SCHEDULE}): execution_time per second {overload_ms:?}, mean {overload_mean:.1} ms"
+    );
     println!("loadgen light: {}", light.summary_line);
     println!("loadgen overload: {}", overload.summary_line);
     assert!(
@@ -65,11 +84,27 @@ fn execution_time_rises_when_load_exceeds_capacity() {
                 .and_then(|(_, v)| v.parse().ok())
                 .unwrap_or_else(|| panic!("no integer `{key}` in summary `{}`", run.summary_line))
         };
-        assert!(value("ok") > 0, "no request succeeded: {}", run.summary_line);
-        assert_eq!(value("sent"), value("ok") + value("err"), "every sent request is accounted for");
+        assert!(
+            value("ok") > 0,
+            "no request succeeded: {}",
+            run.summary_line
+        );
+        assert_eq!(
+            value("sent"),
+            value("ok") + value("err"),
+            "every sent request is accounted for"
+        );
         for key in ["p50_ms", "p99_ms"] {
-            let v = run.summary.iter().find(|(k, _)| k == key).map(|(_, v)| v.parse::<f64>());
-            assert!(matches!(v, Some(Ok(ms)) if ms > 0.0), "{key} in `{}`", run.summary_line);
+            let v = run
+                .summary
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.parse::<f64>());
+            assert!(
+                matches!(v, Some(Ok(ms)) if ms > 0.0),
+                "{key} in `{}`",
+                run.summary_line
+            );
         }
     }
 }
@@ -82,10 +117,19 @@ struct LoadgenRun {
 
 fn drive(addr: SocketAddr, schedule: &str) -> LoadgenRun {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gru-loadgen"));
-    command.args(["--target", &format!("http://{addr}/"), "--schedule", schedule]);
+    command.args([
+        "--target",
+        &format!("http://{addr}/"),
+        "--schedule",
+        schedule,
+    ]);
     let mut loadgen = ChildGuard::spawn("gru-loadgen", command);
     let status = loadgen.wait_for_exit(Duration::from_secs(30));
-    assert!(status.success(), "gru-loadgen failed: {status}\n{}", loadgen.output_so_far());
+    assert!(
+        status.success(),
+        "gru-loadgen failed: {status}\n{}",
+        loadgen.output_so_far()
+    );
     let lines = loadgen.stdout().snapshot();
     let summary_line = lines
         .last()
@@ -94,8 +138,15 @@ fn drive(addr: SocketAddr, schedule: &str) -> LoadgenRun {
         .clone();
     let summary = key_values(&summary_line);
     let keys: Vec<_> = summary.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(keys, ["sent", "ok", "err", "dropped", "p50_ms", "p99_ms"], "{summary_line}");
-    LoadgenRun { summary_line, summary }
+    assert_eq!(
+        keys,
+        ["sent", "ok", "err", "dropped", "p50_ms", "p99_ms"],
+        "{summary_line}"
+    );
+    LoadgenRun {
+        summary_line,
+        summary,
+    }
 }
 
 /// The values of `gru:<SERVICE>:execution_time:<v>:ms` lines; any other line on stdout
@@ -107,7 +158,12 @@ fn execution_times(lines: &[String], server: &ChildGuard) -> Vec<f64> {
             line.strip_prefix(&format!("gru:{SERVICE}:execution_time:"))
                 .and_then(|rest| rest.strip_suffix(":ms"))
                 .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("unexpected stdout line {line:?}\n{}", server.output_so_far()))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "unexpected stdout line {line:?}\n{}",
+                        server.output_so_far()
+                    )
+                })
         })
         .collect()
 }

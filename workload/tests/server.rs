@@ -21,7 +21,12 @@ async fn a_full_queue_answers_503_while_healthz_still_answers() {
         ..ServerSettings::with_defaults(addr)
     };
     let stop = CancellationToken::new();
-    let server = tokio::spawn(server::run(listener, settings, std::io::sink(), stop.clone().cancelled_owned()));
+    let server = tokio::spawn(server::run(
+        listener,
+        settings,
+        std::io::sink(),
+        stop.clone().cancelled_owned(),
+    ));
     let up = tokio::task::spawn_blocking(move || wait_healthy(addr, Duration::from_secs(10)));
     assert!(up.await.expect("probe"), "server not up");
 
@@ -45,9 +50,18 @@ async fn a_full_queue_answers_503_while_healthz_still_answers() {
     assert_eq!(status, 200);
     let reply: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(reply["service"], "admit");
-    assert!(reply["instance"].as_str().is_some_and(|i| !i.is_empty()), "{reply}");
-    assert!(reply["ms"].as_f64().is_some_and(|ms| ms >= 150.0), "{reply}");
+    assert!(
+        reply["instance"].as_str().is_some_and(|i| !i.is_empty()),
+        "{reply}"
+    );
+    assert!(
+        reply["ms"].as_f64().is_some_and(|ms| ms >= 150.0),
+        "{reply}"
+    );
 
     stop.cancel();
-    server.await.expect("server task").expect("server ends cleanly");
+    server
+        .await
+        .expect("server task")
+        .expect("server ends cleanly");
 }

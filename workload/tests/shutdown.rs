@@ -17,7 +17,11 @@ fn sigterm_refuses_new_connections_finishes_the_request_in_flight_and_exits_zero
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
         .args(["--service", "stopper", "--service-time-ms", "800"]);
     let mut server = ChildGuard::spawn("gru-workload", command);
-    assert!(wait_healthy(addr, Duration::from_secs(10)), "not up\n{}", server.output_so_far());
+    assert!(
+        wait_healthy(addr, Duration::from_secs(10)),
+        "not up\n{}",
+        server.output_so_far()
+    );
 
     let in_flight = std::thread::spawn(move || http_get(addr, "/"));
     std::thread::sleep(Duration::from_millis(200));
@@ -37,10 +41,18 @@ fn sigterm_refuses_new_connections_finishes_the_request_in_flight_and_exits_zero
     );
     let status = server.wait_for_exit(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0), "{}", server.output_so_far());
-    assert!(signalled.elapsed() < Duration::from_secs(3), "took {:?} to stop", signalled.elapsed());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "took {:?} to stop",
+        signalled.elapsed()
+    );
     // The request finished after the last full report interval: the final flush reports it.
     assert!(
-        server.stdout().snapshot().iter().any(|l| l.starts_with("gru:stopper:execution_time:")),
+        server
+            .stdout()
+            .snapshot()
+            .iter()
+            .any(|l| l.starts_with("gru:stopper:execution_time:")),
         "the drained request was not reported\n{}",
         server.output_so_far()
     );

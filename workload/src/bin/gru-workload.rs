@@ -21,7 +21,12 @@ async fn serve(settings: ServerSettings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
         .with_context(|| format!("cannot listen on {}", settings.addr))?;
-    server::run(listener, settings, std::io::stdout(), cli::shutdown_signal())
-        .await
-        .context("serving")
+    server::run(
+        listener,
+        settings,
+        std::io::stdout(),
+        cli::shutdown_signal(),
+    )
+    .await
+    .context("serving")
 }

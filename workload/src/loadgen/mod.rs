@@ -77,8 +77,13 @@ pub async fn run(
     let stop_watching = CancellationToken::new();
     let watcher = settings.targets_file.clone().map(|file| {
         tokio::spawn(
-            targets::watch_targets_file(settings.targets.clone(), file, targets_tx, stop_watching.clone())
-                .instrument(tracing::info_span!("targets_file")),
+            targets::watch_targets_file(
+                settings.targets.clone(),
+                file,
+                targets_tx,
+                stop_watching.clone(),
+            )
+            .instrument(tracing::info_span!("targets_file")),
         )
     });
 
@@ -100,7 +105,9 @@ pub async fn run(
             tracing::error!("the sender failed: {err}");
         }
         // Every permit back: every request answered or timed out.
-        let _all = in_flight.acquire_many(u32::try_from(max_in_flight).unwrap_or(u32::MAX)).await;
+        let _all = in_flight
+            .acquire_many(u32::try_from(max_in_flight).unwrap_or(u32::MAX))
+            .await;
     };
     tokio::pin!(all_answered, shutdown);
 
@@ -185,16 +192,20 @@ async fn send_on_schedule(
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let outcome = request(&shared, uri).await;
-            drop(permit);
             match outcome {
                 Ok(latency) => shared.tally().ok(latency.as_secs_f64() * 1000.0),
                 Err(why) => {
                     shared.tally().err();
                     if !shared.failure_logged.swap(true, Ordering::Relaxed) {
-                        tracing::warn!("first failed request: {why} (later failures are only counted)");
+                        tracing::warn!(
+                            "first failed request: {why} (later failures are only counted)"
+                        );
                     }
                 }
             }
+            // Only now: the summary is taken once every permit is back, and it must
+            // include this request's outcome.
+            drop(permit);
         });
     }
     // A schedule may end with a quiet phase (`0:5s`): it lasts all the same.
@@ -213,7 +224,11 @@ async fn request(shared: &Shared, uri: Uri) -> Result<Duration, String> {
         .body(Empty::new())
         .map_err(|e| format!("{target}: {e}"))?;
     let exchange = async {
-        let response = shared.client.request(request).await.map_err(|e| error_chain(&e))?;
+        let response = shared
+            .client
+            .request(request)
+            .await
+            .map_err(|e| error_chain(&e))?;
         let status = response.status();
         response
             .into_body()

@@ -25,7 +25,9 @@ pub enum ScheduleError {
     Shape { index: usize, text: String },
     #[error("phase {index} `{text}`: the rate must be a whole number of requests per second")]
     Rate { index: usize, text: String },
-    #[error("phase {index} `{text}`: the duration must be a whole number with a unit, s or ms (e.g. 30s, 500ms)")]
+    #[error(
+        "phase {index} `{text}`: the duration must be a whole number with a unit, s or ms (e.g. 30s, 500ms)"
+    )]
     Duration { index: usize, text: String },
 }
 
@@ -66,7 +68,10 @@ fn parse_duration(text: &str) -> Option<Duration> {
     if let Some(ms) = text.strip_suffix("ms") {
         return ms.parse().ok().map(Duration::from_millis);
     }
-    text.strip_suffix('s')?.parse().ok().map(Duration::from_secs)
+    text.strip_suffix('s')?
+        .parse()
+        .ok()
+        .map(Duration::from_secs)
 }
 
 impl fmt::Display for Schedule {
@@ -130,42 +135,65 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    fn phase(rate: u32, millis: u64) -> Phase {
+        Phase {
+            rate,
+            duration: ms(millis),
+        }
+    }
+
     #[test]
     fn schedules_parse_into_phases() {
         let schedule: Schedule = "20:10s, 80:30s,0:5s,5:250ms".parse().expect("valid");
-        assert_eq!(
-            schedule.phases(),
-            [
-                Phase { rate: 20, duration: ms(10_000) },
-                Phase { rate: 80, duration: ms(30_000) },
-                Phase { rate: 0, duration: ms(5_000) },
-                Phase { rate: 5, duration: ms(250) },
-            ]
-        );
+        let expected = [
+            phase(20, 10_000),
+            phase(80, 30_000),
+            phase(0, 5_000),
+            phase(5, 250),
+        ];
+        assert_eq!(schedule.phases(), expected);
         assert_eq!(schedule.total(), ms(45_250));
     }
 
     #[test]
     fn bad_schedules_name_the_phase() {
-        for (text, expected) in [
+        let shape = |index, text: &str| ScheduleError::Shape {
+            index,
+            text: text.into(),
+        };
+        let rate = |index, text: &str| ScheduleError::Rate {
+            index,
+            text: text.into(),
+        };
+        let dur = |index, text: &str| ScheduleError::Duration {
+            index,
+            text: text.into(),
+        };
+        for (input, expected) in [
             ("", ScheduleError::Empty),
-            ("20:10s,80", ScheduleError::Shape { index: 2, text: "80".into() }),
-            ("x:10s", ScheduleError::Rate { index: 1, text: "x:10s".into() }),
-            ("-5:10s", ScheduleError::Rate { index: 1, text: "-5:10s".into() }),
-            ("2.5:10s", ScheduleError::Rate { index: 1, text: "2.5:10s".into() }),
-            ("20:10", ScheduleError::Duration { index: 1, text: "20:10".into() }),
-            ("20:10m", ScheduleError::Duration { index: 1, text: "20:10m".into() }),
-            ("20:1.5s", ScheduleError::Duration { index: 1, text: "20:1.5s".into() }),
-            ("20:10s,", ScheduleError::Shape { index: 2, text: "".into() }),
+            ("20:10s,80", shape(2, "80")),
+            ("20:10s,", shape(2, "")),
+            ("x:10s", rate(1, "x:10s")),
+            ("-5:10s", rate(1, "-5:10s")),
+            ("2.5:10s", rate(1, "2.5:10s")),
+            ("20:10", dur(1, "20:10")),
+            ("20:10m", dur(1, "20:10m")),
+            ("20:1.5s", dur(1, "20:1.5s")),
         ] {
-            assert_eq!(text.parse::<Schedule>(), Err(expected), "{text:?}");
+            assert_eq!(input.parse::<Schedule>(), Err(expected), "{input:?}");
         }
     }
 
     #[test]
     fn rate_follows_the_phases_and_ends_with_the_schedule() {
         let schedule: Schedule = "20:2s,80:1s".parse().expect("valid");
-        for (at, rate) in [(0, Some(20)), (1999, Some(20)), (2000, Some(80)), (2999, Some(80)), (3000, None)] {
+        for (at, rate) in [
+            (0, Some(20)),
+            (1999, Some(20)),
+            (2000, Some(80)),
+            (2999, Some(80)),
+            (3000, None),
+        ] {
             assert_eq!(schedule.rate_at(ms(at)), rate, "at {at} ms");
         }
     }
@@ -177,10 +205,15 @@ mod tests {
         assert_eq!(
             offsets,
             [
-                ms(0), ms(250), ms(500), ms(750), // 4/s for 1 s
+                ms(0),
+                ms(250),
+                ms(500),
+                ms(750), // 4/s for 1 s
                 // 0/s for 1 s: nothing
-                ms(2000), ms(2500), // 2/s
-                ms(3000), Duration::from_nanos(3_333_333_333), // 3/s for 0.5 s: ceil(1.5) = 2
+                ms(2000),
+                ms(2500), // 2/s
+                ms(3000),
+                Duration::from_nanos(3_333_333_333), // 3/s for 0.5 s: ceil(1.5) = 2
             ]
         );
     }

@@ -98,12 +98,27 @@ mod tests {
         for (argv, flag) in [
             (&["--schedule", "20:10s"][..], "--target"),
             (&["--target", "127.0.0.1:1"][..], "--schedule"),
-            (&["--target", "https://x/", "--schedule", "1:1s"][..], "--target"),
+            (
+                &["--target", "https://x/", "--schedule", "1:1s"][..],
+                "--target",
+            ),
             (&["--target", "x:1", "--schedule", "fast"][..], "--schedule"),
-            (&["--target", "x:1", "--schedule", "1:1s", "--max-in-flight", "0"][..], "--max-in-flight"),
+            (
+                &[
+                    "--target",
+                    "x:1",
+                    "--schedule",
+                    "1:1s",
+                    "--max-in-flight",
+                    "0",
+                ][..],
+                "--max-in-flight",
+            ),
         ] {
-            let err = LoadgenArgs::try_parse_from(std::iter::once("gru-loadgen").chain(argv.iter().copied()))
-                .expect_err("invalid");
+            let err = LoadgenArgs::try_parse_from(
+                std::iter::once("gru-loadgen").chain(argv.iter().copied()),
+            )
+            .expect_err("invalid");
             assert!(err.to_string().contains(flag), "{argv:?}: {err}");
         }
     }
@@ -111,7 +126,11 @@ mod tests {
     #[test]
     fn a_targets_file_alone_is_enough() {
         let args = LoadgenArgs::try_parse_from([
-            "gru-loadgen", "--targets-file", "/nonexistent/yet", "--schedule", "1:1s",
+            "gru-loadgen",
+            "--targets-file",
+            "/nonexistent/yet",
+            "--schedule",
+            "1:1s",
         ])
         .expect("valid");
         assert!(args.target.is_empty());

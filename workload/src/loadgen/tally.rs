@@ -148,7 +148,11 @@ impl fmt::Display for Percentiles {
 
 impl fmt::Display for Tick {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "t={}s rate={} {} {}", self.t_secs, self.rate, self.counts, self.latency)
+        write!(
+            f,
+            "t={}s rate={} {} {}",
+            self.t_secs, self.rate, self.counts, self.latency
+        )
     }
 }
 
@@ -161,6 +165,15 @@ impl fmt::Display for Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn counts(sent: u64, ok: u64, err: u64, dropped: u64) -> Counts {
+        Counts {
+            sent,
+            ok,
+            err,
+            dropped,
+        }
+    }
 
     #[test]
     fn nearest_rank_percentiles() {
@@ -192,16 +205,28 @@ mod tests {
         let tick = Tick {
             t_secs: 3,
             rate: 80,
-            counts: Counts { sent: 80, ok: 79, err: 1, dropped: 0 },
-            latency: Percentiles { p50_ms: Some(21.31), p99_ms: Some(88.0) },
+            counts: counts(80, 79, 1, 0),
+            latency: Percentiles {
+                p50_ms: Some(21.31),
+                p99_ms: Some(88.0),
+            },
         };
         assert_eq!(
             tick.to_string(),
             "t=3s rate=80 sent=80 ok=79 err=1 dropped=0 p50_ms=21.3 p99_ms=88.0"
         );
-        let summary = Summary { counts: Counts::default(), latency: Percentiles::default() };
-        assert_eq!(summary.to_string(), "sent=0 ok=0 err=0 dropped=0 p50_ms=NaN p99_ms=NaN");
-        assert!("NaN".parse::<f64>().is_ok_and(f64::is_nan), "the summary parses back");
+        let summary = Summary {
+            counts: Counts::default(),
+            latency: Percentiles::default(),
+        };
+        assert_eq!(
+            summary.to_string(),
+            "sent=0 ok=0 err=0 dropped=0 p50_ms=NaN p99_ms=NaN"
+        );
+        assert!(
+            "NaN".parse::<f64>().is_ok_and(f64::is_nan),
+            "the summary parses back"
+        );
     }
 
     #[test]
@@ -212,14 +237,20 @@ mod tests {
         tally.ok(10.0);
         tally.err();
         let (first, p) = tally.take_window();
-        assert_eq!(first, Counts { sent: 2, ok: 1, err: 1, dropped: 0 });
+        assert_eq!(first, counts(2, 1, 1, 0));
         assert_eq!(p.p50_ms, Some(10.0));
         assert!(tally.window_is_empty());
         tally.sent();
         tally.dropped();
         tally.ok(30.0);
         let summary = tally.summary();
-        assert_eq!(summary.counts, Counts { sent: 3, ok: 2, err: 1, dropped: 1 });
-        assert_eq!(summary.latency, Percentiles { p50_ms: Some(10.0), p99_ms: Some(30.0) });
+        assert_eq!(summary.counts, counts(3, 2, 1, 1));
+        assert_eq!(
+            summary.latency,
+            Percentiles {
+                p50_ms: Some(10.0),
+                p99_ms: Some(30.0)
+            }
+        );
     }
 }

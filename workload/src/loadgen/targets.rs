@@ -32,7 +32,9 @@ pub fn parse_target(text: &str) -> Result<Uri, TargetError> {
         text: text.to_owned(),
         reason,
     };
-    let uri: Uri = full.parse().map_err(|e: hyper::http::uri::InvalidUri| not_a_url(e.to_string()))?;
+    let uri: Uri = full
+        .parse()
+        .map_err(|e: hyper::http::uri::InvalidUri| not_a_url(e.to_string()))?;
     if uri.scheme_str() != Some("http") {
         return Err(TargetError::Scheme {
             text: text.to_owned(),
@@ -107,7 +109,10 @@ pub async fn watch_targets_file(
             }
             Ok(Err(problem)) => {
                 if last_problem.as_ref() != Some(&problem) {
-                    tracing::warn!("{}: {problem}; keeping the previous targets", file.display());
+                    tracing::warn!(
+                        "{}: {problem}; keeping the previous targets",
+                        file.display()
+                    );
                     last_problem = Some(problem);
                 }
             }
@@ -137,12 +142,17 @@ mod tests {
         for (text, expected) in [
             ("http://127.0.0.1:8080/", Ok("http://127.0.0.1:8080/")),
             ("127.0.0.1:8080", Ok("http://127.0.0.1:8080/")),
-            (" localhost:9000/work?x=1 ", Ok("http://localhost:9000/work?x=1")),
+            (
+                " localhost:9000/work?x=1 ",
+                Ok("http://localhost:9000/work?x=1"),
+            ),
             ("https://example.org/", Err("only http://")),
             ("http://", Err("not a URL")),
             ("http://exa mple/", Err("not a URL")),
         ] {
-            let got = parse_target(text).map(|u| u.to_string()).map_err(|e| e.to_string());
+            let got = parse_target(text)
+                .map(|u| u.to_string())
+                .map_err(|e| e.to_string());
             match expected {
                 Ok(uri) => assert_eq!(got.as_deref(), Ok(uri), "{text:?}"),
                 Err(fragment) => assert!(
@@ -160,7 +170,10 @@ mod tests {
         let ports: Vec<_> = targets.iter().map(|u| u.port_u16()).collect();
         assert_eq!(ports, [Some(1), Some(2), Some(3)]);
         assert!(parse_targets_text("127.0.0.1:1\nhttps://x/\n").is_err());
-        assert_eq!(parse_targets_text("").expect("empty is valid"), Vec::<Uri>::new());
+        assert_eq!(
+            parse_targets_text("").expect("empty is valid"),
+            Vec::<Uri>::new()
+        );
     }
 
     #[test]
@@ -170,7 +183,15 @@ mod tests {
         let hosts: Vec<_> = (0..4)
             .map(|_| rr.pick(&a).and_then(|u| u.host().map(str::to_owned)))
             .collect();
-        assert_eq!(hosts, [Some("a".into()), Some("b".into()), Some("c".into()), Some("a".into())]);
+        assert_eq!(
+            hosts,
+            [
+                Some("a".into()),
+                Some("b".into()),
+                Some("c".into()),
+                Some("a".into())
+            ]
+        );
         assert_eq!(rr.pick(&[]), None);
         let one = parse_targets_text("z:9").expect("valid");
         assert_eq!(rr.pick(&one).and_then(|u| u.port_u16()), Some(9));

@@ -71,9 +71,15 @@ mod tests {
         let admission = Admission::new(1, 2);
         let held: Vec<_> = (0..3).map(|_| admission.try_admit()).collect();
         assert!(held.iter().all(Option::is_some));
-        assert!(admission.try_admit().is_none(), "1 worker + 2 queued is full");
+        assert!(
+            admission.try_admit().is_none(),
+            "1 worker + 2 queued is full"
+        );
         drop(held);
-        assert!(admission.try_admit().is_some(), "places come back when requests end");
+        assert!(
+            admission.try_admit().is_some(),
+            "places come back when requests end"
+        );
     }
 
     #[tokio::test]

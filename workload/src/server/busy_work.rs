@@ -87,7 +87,10 @@ mod tests {
     fn work_is_sized_from_the_measured_rate() {
         let work = BusyWork::from_rate(50_000.0, Duration::from_millis(20));
         assert_eq!(work.rounds(), 1000);
-        assert_eq!(BusyWork::from_rate(f64::NAN, Duration::from_millis(20)).rounds(), 0);
+        assert_eq!(
+            BusyWork::from_rate(f64::NAN, Duration::from_millis(20)).rounds(),
+            0
+        );
         assert_eq!(BusyWork::from_rate(50_000.0, Duration::ZERO).rounds(), 0);
     }
 
@@ -99,6 +102,9 @@ mod tests {
         let start = Instant::now();
         work.run();
         let took = start.elapsed();
-        assert!(took >= target / 4, "{work:?} took {took:?}, target {target:?}");
+        assert!(
+            took >= target / 4,
+            "{work:?} took {took:?}, target {target:?}"
+        );
     }
 }

@@ -46,7 +46,9 @@ pub fn record(window: &SharedWindow, response_time: Duration) {
 fn lock(window: &SharedWindow) -> std::sync::MutexGuard<'_, ExecutionWindow> {
     // A panic while holding the lock cannot leave the window half-updated (it is two
     // additions), so a poisoned lock is still good to use.
-    window.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    window
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Writes one line per `interval` in which requests completed, until `stop` fires; then
@@ -67,7 +69,8 @@ pub async fn report_every(
         };
         let mean = lock(&window).take_mean_ms();
         if let Some(mean_ms) = mean
-            && let Err(err) = writeln!(out, "{}", report_line(&service, mean_ms)).and_then(|()| out.flush())
+            && let Err(err) =
+                writeln!(out, "{}", report_line(&service, mean_ms)).and_then(|()| out.flush())
         {
             tracing::warn!("cannot write the report line to stdout: {err}");
         }
@@ -96,7 +99,11 @@ mod tests {
     #[test]
     fn window_mean_covers_only_requests_since_the_last_take() {
         let mut window = ExecutionWindow::default();
-        assert_eq!(window.take_mean_ms(), None, "nothing completed, nothing reported");
+        assert_eq!(
+            window.take_mean_ms(),
+            None,
+            "nothing completed, nothing reported"
+        );
         window.record(Duration::from_millis(10));
         window.record(Duration::from_millis(30));
         assert_eq!(window.take_mean_ms(), Some(20.0));
@@ -112,7 +119,17 @@ mod tests {
         let stop = CancellationToken::new();
         stop.cancel();
         let mut out = Vec::new();
-        report_every(Duration::from_secs(3600), "svc".into(), window, &mut out, stop).await;
-        assert_eq!(String::from_utf8_lossy(&out), "gru:svc:execution_time:42.0:ms\n");
+        report_every(
+            Duration::from_secs(3600),
+            "svc".into(),
+            window,
+            &mut out,
+            stop,
+        )
+        .await;
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "gru:svc:execution_time:42.0:ms\n"
+        );
     }
 }

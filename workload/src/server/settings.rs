@@ -98,11 +98,15 @@ impl From<ServerArgs> for ServerSettings {
 /// A service name must survive the report line's `:`-separated format.
 pub fn parse_service_name(name: &str) -> Result<String, String> {
     if name.is_empty() {
-        return Err("must not be empty".to_owned());
+        return Err("the service name (--service or SERVICE_NAME) must not be empty".to_owned());
     }
-    if let Some(bad) = name.chars().find(|c| *c == ':' || c.is_whitespace() || c.is_control()) {
+    if let Some(bad) = name
+        .chars()
+        .find(|c| *c == ':' || c.is_whitespace() || c.is_control())
+    {
         return Err(format!(
-            "must not contain {bad:?}: it would break the `gru:<service>:<metric>:<value>:<unit>` line"
+            "the service name (--service or SERVICE_NAME) must not contain {bad:?}: \
+             it would break the `gru:<service>:<metric>:<value>:<unit>` line"
         ));
     }
     Ok(name.to_owned())

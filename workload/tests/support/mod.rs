@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -26,18 +26,27 @@ pub struct Lines(Arc<Mutex<Vec<String>>>);
 
 impl Lines {
     pub fn snapshot(&self) -> Vec<String> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     pub fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     }
 
     fn collect_from(&self, pipe: impl Read + Send + 'static) -> JoinHandle<()> {
         let lines = Arc::clone(&self.0);
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                lines.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(line);
+                lines
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(line);
             }
         })
     }
@@ -58,7 +67,13 @@ impl ChildGuard {
             stdout.collect_from(child.stdout.take().expect("stdout is piped")),
             stderr.collect_from(child.stderr.take().expect("stderr is piped")),
         ];
-        Self { name: name.to_owned(), child, stdout, stderr, readers }
+        Self {
+            name: name.to_owned(),
+            child,
+            stdout,
+            stderr,
+            readers,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -92,7 +107,9 @@ impl ChildGuard {
                     }
                     return status;
                 }
-                Ok(None) if start.elapsed() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                Ok(None) if start.elapsed() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
                 Ok(None) => panic!(
                     "{} still running after {deadline:?}\n{}",
                     self.name,
@@ -122,13 +139,8 @@ impl Drop for ChildGuard {
     }
 }
 
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+#[allow(unused_imports)] // not every test binary needs it
+pub use testkit::free_port;
 
 /// `GET path` over HTTP/1.0: the status code and the body.
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
@@ -166,29 +178,7 @@ pub fn key_values(line: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Returns `true` when the test may go on. Without a reachable Docker engine the test
-/// fails, saying how to get one, unless `GRU_TEST_SKIP` lists `docker`: then it prints
-/// the skip and returns `false`, and the test must return at once.
+/// Returns `true` when the test may go on (see `testkit::require`).
 pub fn require_docker(test: &str) -> bool {
-    let skip = std::env::var("GRU_TEST_SKIP").unwrap_or_default();
-    if skip.split(',').any(|s| s.trim().eq_ignore_ascii_case("docker")) {
-        eprintln!("SKIPPED {test}: GRU_TEST_SKIP lists docker (this test did not run)");
-        return false;
-    }
-    let info = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output();
-    match info {
-        Ok(out) if out.status.success() => true,
-        Ok(out) => panic!(
-            "{test} needs a Docker engine and `docker info` failed: {}\
-             start one with `scripts/dockerd.sh start` (or `scripts/install-deps.sh` first), \
-             or point DOCKER_HOST at one; or set GRU_TEST_SKIP=docker to skip such tests explicitly",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => panic!(
-            "{test} needs the docker CLI and a Docker engine ({e}): run `scripts/install-deps.sh` \
-             and `scripts/dockerd.sh start`; or set GRU_TEST_SKIP=docker to skip such tests explicitly"
-        ),
-    }
+    testkit::require(test, testkit::Component::Docker)
 }
