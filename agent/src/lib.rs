@@ -6,11 +6,13 @@
 //!   imports etcd-client.
 //! * [`docker`]: the Docker Engine adapter (bollard). The only module that imports bollard.
 //! * [`membership`]: the node's records under one lease, kept alive, re-registered if lost.
+//! * [`mape`]: the pure MAPE-K core (windows, analytics, weights, strategies, planner).
 //! * [`http`]: the agent's HTTP API (`/healthz` for now).
 //! * [`daemon`]: composes the above into the foreground process `gru join` runs.
 
 pub mod daemon;
 pub mod docker;
 pub mod http;
+pub mod mape;
 pub mod membership;
 pub mod store;

@@ -35,7 +35,8 @@ pub struct PolicyConfig {
     /// Seconds after a scale-out during which the cluster takes no other scale-out.
     #[serde(rename = "CooldownOut")]
     pub cooldown_out_secs: u64,
-    /// Seconds after a scale-in during which the cluster takes no other scale-in.
+    /// Seconds after any scale action of a service (out or in) during which it is not
+    /// scaled in, so a service is not shrunk right after it grew.
     #[serde(rename = "CooldownIn")]
     pub cooldown_in_secs: u64,
 }

@@ -1,0 +1,215 @@
+//! Guards: the rules that remove or shrink a candidate before the draw, whatever its weight.
+//!
+//! A scale-out needs free resources here and the cluster below `MaxInstances`; a scale-in
+//! needs an instance here, the cluster above `MinInstances`, and never takes a base
+//! service's last instance on this node; a swap needs the started service not to fit
+//! otherwise, equal `cpunumber`s, and both services' bounds kept. Every action waits for its
+//! breach to last the rule's `Period`; no scale-out within `CooldownOut` of the service's last
+//! scale-out, no scale-in within `CooldownIn` of its last scale action in either direction
+//! (so a scale-out is not undone at once). `Step` instances per action, clamped to the room
+//! left. Each guard says what it did in words an operator reads in the decision.
+
+use std::time::Duration;
+
+use common::config::{PolicyConfig, PolicyRule};
+
+use super::decision::Action;
+use super::knowledge::{LastScale, PlannerState, ServiceSnapshot};
+use super::millis::{Millis, whole_secs_ceil};
+use super::planner::Candidate;
+
+/// The guards, with what they read.
+pub(super) struct Guards<'a> {
+    pub(super) policy: &'a PolicyConfig,
+    pub(super) state: &'a PlannerState,
+    pub(super) now: Millis,
+}
+
+impl Guards<'_> {
+    pub(super) fn apply(&self, candidate: &mut Candidate, services: &[&ServiceSnapshot]) {
+        let find = |name: &str| services.iter().copied().find(|s| s.name == name);
+        match candidate.action.clone() {
+            Action::None => {}
+            Action::ScaleOut { service, .. } => {
+                if let Some(service) = find(&service) {
+                    self.scale_out(candidate, service);
+                }
+            }
+            Action::ScaleIn { service, .. } => {
+                if let Some(service) = find(&service) {
+                    self.scale_in(candidate, service);
+                }
+            }
+            Action::Swap { stop, start } => {
+                if let (Some(stop), Some(start)) = (find(&stop), find(&start)) {
+                    self.swap(candidate, stop, start);
+                }
+            }
+        }
+    }
+
+    fn last_scale(&self, service: &ServiceSnapshot) -> LastScale {
+        self.state
+            .last_scale(&service.name)
+            .merge(service.cluster_last_scale)
+    }
+
+    fn scale_out(&self, candidate: &mut Candidate, service: &ServiceSnapshot) {
+        let rule = &self.policy.scaleout;
+        let blocked = &mut candidate.blocked_by;
+        if service.free_slots_here == 0 {
+            blocked.push("no free resources on this node for another instance".to_owned());
+        }
+        let counted = service
+            .counted_instances()
+            .saturating_add(service.pending_here);
+        let room_to_max = service.max_instances.map(|max| max.saturating_sub(counted));
+        if let (Some(max), Some(0)) = (service.max_instances, room_to_max) {
+            blocked.push(format!(
+                "MaxInstances {max} reached ({counted} running or starting)"
+            ));
+        }
+        blocked.extend(self.period(rule, &candidate.action));
+        blocked.extend(cooldown(
+            "cooldown-out",
+            self.last_scale(service).scaled_out,
+            self.policy.cooldown_out_secs,
+            self.now,
+        ));
+        if candidate.blocked_by.is_empty() {
+            let by_max = room_to_max.unwrap_or(u32::MAX);
+            let (room, why) = if by_max <= service.free_slots_here {
+                (
+                    by_max,
+                    format!("MaxInstances {}", service.max_instances.unwrap_or(0)),
+                )
+            } else {
+                (
+                    service.free_slots_here,
+                    "free resources on this node".to_owned(),
+                )
+            };
+            clamp_step(candidate, rule.step.max(1), room, &why);
+        }
+    }
+
+    fn scale_in(&self, candidate: &mut Candidate, service: &ServiceSnapshot) {
+        let rule = &self.policy.scalein;
+        let blocked = &mut candidate.blocked_by;
+        if service.running_here == 0 {
+            blocked.push("no instance running on this node".to_owned());
+        }
+        let counted = service.counted_instances();
+        let room_to_min = counted.saturating_sub(service.min_instances);
+        if room_to_min == 0 {
+            blocked.push(format!(
+                "MinInstances {} reached ({counted} running)",
+                service.min_instances
+            ));
+        }
+        let keep_here = u32::from(service.base_service);
+        if service.base_service && service.running_here == 1 {
+            blocked.push("base service of this node: its last instance here stays".to_owned());
+        }
+        blocked.extend(self.period(rule, &candidate.action));
+        blocked.extend(cooldown(
+            "cooldown-in",
+            self.last_scale(service).latest(),
+            self.policy.cooldown_in_secs,
+            self.now,
+        ));
+        if candidate.blocked_by.is_empty() {
+            let by_here = service.running_here.saturating_sub(keep_here);
+            let (room, why) = if room_to_min <= by_here {
+                (
+                    room_to_min,
+                    format!("MinInstances {}", service.min_instances),
+                )
+            } else if service.base_service {
+                (
+                    by_here,
+                    "the base service keeps one instance here".to_owned(),
+                )
+            } else {
+                (by_here, "instances running on this node".to_owned())
+            };
+            clamp_step(candidate, rule.step.max(1), room, &why);
+        }
+    }
+
+    fn swap(&self, candidate: &mut Candidate, stop: &ServiceSnapshot, start: &ServiceSnapshot) {
+        let blocked = &mut candidate.blocked_by;
+        if start.free_slots_here > 0 {
+            blocked.push(format!(
+                "{} fits on this node without stopping {}",
+                start.name, stop.name
+            ));
+        }
+        if stop.cpu_number != start.cpu_number {
+            blocked.push(format!(
+                "cpunumber differs ({} {}, {} {})",
+                stop.name, stop.cpu_number, start.name, start.cpu_number
+            ));
+        }
+        if stop.base_service && stop.running_here < 2 {
+            blocked.push(format!(
+                "{} is a base service of this node with one instance here",
+                stop.name
+            ));
+        }
+        if stop.counted_instances() <= stop.min_instances {
+            blocked.push(format!(
+                "{} would fall below MinInstances {}",
+                stop.name, stop.min_instances
+            ));
+        }
+        let start_counted = start.counted_instances().saturating_add(start.pending_here);
+        if let Some(max) = start.max_instances.filter(|max| start_counted >= *max) {
+            blocked.push(format!("{} is at MaxInstances {max}", start.name));
+        }
+        blocked.extend(self.period(&self.policy.swap, &candidate.action));
+        blocked.extend(cooldown(
+            &format!("cooldown-out of {}", start.name),
+            self.last_scale(start).scaled_out,
+            self.policy.cooldown_out_secs,
+            self.now,
+        ));
+        blocked.extend(cooldown(
+            &format!("cooldown-in of {}", stop.name),
+            self.last_scale(stop).latest(),
+            self.policy.cooldown_in_secs,
+            self.now,
+        ));
+    }
+
+    /// Holds an action whose breach has not yet lasted the rule's `Period`. An action with
+    /// no breach (weight 0) is not held: it cannot be drawn anyway.
+    fn period(&self, rule: &PolicyRule, action: &Action) -> Option<String> {
+        let started = self.state.breach_started(action)?;
+        let sustained = self.now.since(started);
+        (sustained < Duration::from_secs(rule.period_secs)).then(|| {
+            format!(
+                "breach sustained {} s of the {} s Period",
+                sustained.as_secs(),
+                rule.period_secs
+            )
+        })
+    }
+}
+
+/// Holds an action taken less than `cooldown_secs` ago.
+fn cooldown(label: &str, last: Option<Millis>, cooldown_secs: u64, now: Millis) -> Option<String> {
+    let ends = last?.plus(Duration::from_secs(cooldown_secs));
+    (now < ends).then(|| format!("{label} ends in {} s", whole_secs_ceil(ends.since(now))))
+}
+
+/// Sets the action's count to `min(step, room)`, saying so when the room is the smaller.
+fn clamp_step(candidate: &mut Candidate, step: u32, room: u32, why: &str) {
+    if room >= step {
+        return;
+    }
+    if let Action::ScaleOut { count, .. } | Action::ScaleIn { count, .. } = &mut candidate.action {
+        *count = room;
+    }
+    candidate.clamped = Some(format!("Step {step} clamped to {room} by {why}"));
+}

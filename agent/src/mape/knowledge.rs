@@ -1,0 +1,203 @@
+//! Knowledge: what the planner is told about each service, and what it remembers between
+//! ticks.
+//!
+//! [`ServiceSnapshot`] is plain data the agent's loop assembles from the runtime, the metric
+//! windows, the analytics and the cluster view; [`PlannerState`] is the little the planner
+//! carries from one tick to the next (breach starts and last actions), so that [`plan`]
+//! stays a function.
+//!
+//! [`plan`]: super::planner::plan
+
+use std::collections::BTreeMap;
+
+use common::config::ServiceDescriptor;
+use serde::{Deserialize, Serialize};
+
+use super::analyze::AnalyticValue;
+use super::decision::Action;
+use super::millis::Millis;
+
+/// What the planner knows about one service this node could act on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSnapshot {
+    pub name: String,
+    /// Instances running on this node.
+    pub running_here: u32,
+    /// Instances this node is starting (not yet running).
+    pub pending_here: u32,
+    /// Running instances in the whole cluster, from the cluster view; equal to
+    /// `running_here` when the node is alone. A view that lags behind this node's own count
+    /// is corrected up to `running_here`.
+    pub cluster_instances: u32,
+    pub min_instances: u32,
+    pub max_instances: Option<u32>,
+    /// Whether this node's constraints list the service among its base services.
+    pub base_service: bool,
+    /// How many more instances of the service fit on this node (cores and memory), as the
+    /// caller computes it; 0 when not one more fits.
+    pub free_slots_here: u32,
+    /// The service's `cpunumber`: swaps are only between services of the same size.
+    pub cpu_number: u32,
+    /// The service's own `Analytics`, used when a policy rule names none.
+    pub own_analytics: Vec<String>,
+    /// Base metrics, as fractions; `None` when no warmed-up instance reported one.
+    pub cpu_avg: Option<f64>,
+    pub mem_avg: Option<f64>,
+    /// Analytic values by name (the service's and the policy's analytics).
+    pub analytics: BTreeMap<String, AnalyticValue>,
+    /// The service's last scale actions anywhere in the cluster, when the caller knows them
+    /// (from the cluster's action records); cooldowns count from the later of these and this
+    /// node's own actions.
+    pub cluster_last_scale: LastScale,
+}
+
+impl ServiceSnapshot {
+    /// A snapshot with the descriptor's bounds, size and analytics, no instance, no free
+    /// slot and no value; the caller fills in what it observed.
+    pub fn new(descriptor: &ServiceDescriptor) -> ServiceSnapshot {
+        ServiceSnapshot {
+            name: descriptor.name.clone(),
+            running_here: 0,
+            pending_here: 0,
+            cluster_instances: 0,
+            min_instances: descriptor.min_instances,
+            max_instances: descriptor.max_instances,
+            base_service: false,
+            free_slots_here: 0,
+            cpu_number: descriptor.configuration.cpu_number,
+            own_analytics: descriptor.analytics.clone(),
+            cpu_avg: None,
+            mem_avg: None,
+            analytics: BTreeMap::new(),
+            cluster_last_scale: LastScale::default(),
+        }
+    }
+
+    /// Running instances counted against `MinInstances` and `MaxInstances`.
+    pub(super) fn counted_instances(&self) -> u32 {
+        self.cluster_instances.max(self.running_here)
+    }
+
+    /// A value named by a policy rule: a base metric or an analytic.
+    pub(super) fn value(&self, name: &str) -> AnalyticValue {
+        let base = match name {
+            "cpu_avg" => Some(self.cpu_avg),
+            "mem_avg" => Some(self.mem_avg),
+            _ => None,
+        };
+        match base {
+            Some(Some(value)) => AnalyticValue::Available(value),
+            Some(None) => AnalyticValue::unavailable(format!("no warmed-up sample of {name}")),
+            None => self.analytics.get(name).cloned().unwrap_or_else(|| {
+                AnalyticValue::unavailable(format!("not evaluated for service {}", self.name))
+            }),
+        }
+    }
+}
+
+/// When a service was last scaled in each direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastScale {
+    pub scaled_out: Option<Millis>,
+    pub scaled_in: Option<Millis>,
+}
+
+impl LastScale {
+    /// The later of the two actions.
+    pub fn latest(&self) -> Option<Millis> {
+        self.scaled_out.max(self.scaled_in)
+    }
+
+    /// The later of each direction's times.
+    pub fn merge(self, other: LastScale) -> LastScale {
+        LastScale {
+            scaled_out: self.scaled_out.max(other.scaled_out),
+            scaled_in: self.scaled_in.max(other.scaled_in),
+        }
+    }
+}
+
+/// A candidate's identity across ticks, for its breach start.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Key {
+    Out(String),
+    In(String),
+    Swap { stop: String, start: String },
+}
+
+impl Key {
+    pub(super) fn of(action: &Action) -> Option<Key> {
+        match action {
+            Action::None => None,
+            Action::ScaleOut { service, .. } => Some(Key::Out(service.clone())),
+            Action::ScaleIn { service, .. } => Some(Key::In(service.clone())),
+            Action::Swap { stop, start } => Some(Key::Swap {
+                stop: stop.clone(),
+                start: start.clone(),
+            }),
+        }
+    }
+}
+
+/// The planner's knowledge carried from one tick to the next: when each breach started,
+/// and when each service was last scaled by this node.
+///
+/// Each candidate action (a service and a direction, or a swap pair) moves through these
+/// states; only the breach start and the time of the last action are stored:
+///
+/// ```text
+///             weight > 0                   sustained for Period, guards pass,
+///   calm ────────────────► breaching ───────── and the strategy draws it ─────────► acted
+///    ▲                      │     ▲                                                  │
+///    │      weight = 0      │     └── not drawn, or a guard holds it: still breaching │
+///    └──────────────────────┘                                                        │
+///    ▲                                                                               │
+///    └──── breach start forgotten; the cooldown runs from the time of the action ◄───┘
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlannerState {
+    pub(super) breaches: BTreeMap<Key, Millis>,
+    pub(super) last_scale: BTreeMap<String, LastScale>,
+}
+
+impl PlannerState {
+    pub fn new() -> PlannerState {
+        PlannerState::default()
+    }
+
+    /// When the breach behind `action` (its service and direction) started, if it lasts.
+    pub fn breach_started(&self, action: &Action) -> Option<Millis> {
+        Key::of(action).and_then(|key| self.breaches.get(&key).copied())
+    }
+
+    /// When this node last scaled `service`.
+    pub fn last_scale(&self, service: &str) -> LastScale {
+        self.last_scale.get(service).copied().unwrap_or_default()
+    }
+
+    /// Records that `action` was taken at `at`: its cooldowns start and its breach is
+    /// forgotten. [`plan`](super::planner::plan) does this for the action it chooses; the agent may also record
+    /// actions taken outside the planner (restoring `MinInstances`, say).
+    pub fn record(&mut self, action: &Action, at: Millis) {
+        let mut mark = |service: &str, out: bool| {
+            let last = self.last_scale.entry(service.to_owned()).or_default();
+            if out {
+                last.scaled_out = Some(at);
+            } else {
+                last.scaled_in = Some(at);
+            }
+        };
+        match action {
+            Action::None => return,
+            Action::ScaleOut { service, .. } => mark(service, true),
+            Action::ScaleIn { service, .. } => mark(service, false),
+            Action::Swap { stop, start } => {
+                mark(stop, false);
+                mark(start, true);
+            }
+        }
+        if let Some(key) = Key::of(action) {
+            self.breaches.remove(&key);
+        }
+    }
+}

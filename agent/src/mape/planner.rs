@@ -1,0 +1,342 @@
+//! Plan: a pure function from (knowledge, policy, now, rng) to a [`Decision`] value and the
+//! knowledge to carry to the next tick.
+//!
+//! Each tick the planner lists candidates (scale-out and scale-in per service, swap per
+//! pair of a service running here and one that is not), weighs them with Gru's formulas
+//! ([`super::weights`]), removes those a guard forbids, weighs "no action" as
+//! `1 - max(eligible weights)`, and lets the strategy choose. Guards run before the draw so
+//! that a forbidden action never wins a draw only to be dropped, and every guard that removes
+//! or clamps a candidate is recorded in the decision.
+//!
+//! The guards are in `guards.rs`, the knowledge types (and the state machine each
+//! candidate moves through) in [`super::knowledge`].
+
+use std::collections::BTreeMap;
+
+use common::config::{BASE_METRICS, PlannerStrategy, PolicyConfig, PolicyRule};
+use rand::Rng;
+
+use super::analyze::AnalyticValue;
+use super::decision::{Action, CandidateWeight, Decision};
+use super::guards::Guards;
+use super::knowledge::{Key, PlannerState, ServiceSnapshot};
+use super::millis::Millis;
+use super::strategy::{self, Pick};
+use super::weights::{self, SwapValue, Weighing};
+
+/// Everything one tick of the planner needs besides its state and randomness.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInput<'a> {
+    pub services: &'a [ServiceSnapshot],
+    pub policy: &'a PolicyConfig,
+    pub strategy: PlannerStrategy,
+    pub dry_run: bool,
+    pub now: Millis,
+}
+
+/// A candidate while the planner weighs it.
+#[derive(Debug)]
+pub(super) struct Candidate {
+    pub(super) action: Action,
+    /// Greedy's tie-break: lower is safer.
+    pub(super) safety: u8,
+    pub(super) weighing: Weighing,
+    pub(super) blocked_by: Vec<String>,
+    pub(super) clamped: Option<String>,
+}
+
+impl Candidate {
+    fn eligible(&self) -> bool {
+        self.blocked_by.is_empty()
+    }
+
+    fn weight(&self) -> f64 {
+        self.weighing.weight
+    }
+}
+
+/// Safer first, as Nomad's autoscaler resolves conflicting checks: adding capacity beats
+/// doing nothing beats moving capacity beats removing it.
+const SAFETY_SCALE_OUT: u8 = 0;
+const SAFETY_NONE: u8 = 1;
+const SAFETY_SWAP: u8 = 2;
+const SAFETY_SCALE_IN: u8 = 3;
+
+/// Decides what this node does now. Pure: the same input, state and random sequence give
+/// the same decision and state.
+pub fn plan<R: Rng + ?Sized>(
+    input: &PlanInput<'_>,
+    state: &PlannerState,
+    rng: &mut R,
+) -> (Decision, PlannerState) {
+    let now = input.now;
+    let mut services: Vec<&ServiceSnapshot> = input.services.iter().collect();
+    services.sort_by(|a, b| a.name.cmp(&b.name));
+
+    let mut next = PlannerState {
+        breaches: BTreeMap::new(),
+        last_scale: state
+            .last_scale
+            .iter()
+            .filter(|(name, _)| services.iter().any(|s| &s.name == *name))
+            .map(|(name, last)| (name.clone(), *last))
+            .collect(),
+    };
+    let mut candidates = weigh_candidates(&services, input.policy);
+    for candidate in &candidates {
+        if candidate.weight() > 0.0
+            && let Some(key) = Key::of(&candidate.action)
+        {
+            let started = state.breaches.get(&key).copied().unwrap_or(now);
+            next.breaches.insert(key, started);
+        }
+    }
+    let guards = Guards {
+        policy: input.policy,
+        state: &next,
+        now,
+    };
+    for candidate in &mut candidates {
+        guards.apply(candidate, &services);
+    }
+
+    let heaviest = candidates
+        .iter()
+        .filter(|c| c.eligible())
+        .map(Candidate::weight)
+        .fold(0.0, f64::max);
+    let no_action = Candidate {
+        action: Action::None,
+        safety: SAFETY_NONE,
+        weighing: Weighing {
+            weight: (1.0 - heaviest).clamp(0.0, 1.0),
+            explanation: format!("1 - {heaviest:.2}, the heaviest eligible action"),
+        },
+        blocked_by: Vec::new(),
+        clamped: None,
+    };
+    candidates.insert(0, no_action);
+
+    let pool: Vec<usize> = (0..candidates.len())
+        .filter(|&i| candidates[i].eligible() && candidates[i].weight() > 0.0)
+        .collect();
+    let pool_weights: Vec<f64> = pool.iter().map(|&i| candidates[i].weight()).collect();
+    let safer = |a: usize, b: usize| {
+        let (a, b) = (&candidates[pool[a]], &candidates[pool[b]]);
+        (a.safety, &a.action).cmp(&(b.safety, &b.action))
+    };
+    let pick = strategy::choose(input.strategy, &pool_weights, safer, rng);
+    let chosen = pick.map(|pick| pool[pick.index]);
+
+    let reason = reason(input, &candidates, chosen, pick);
+    let action = chosen.map_or(Action::None, |i| candidates[i].action.clone());
+    next.record(&action, now);
+    let decision = Decision {
+        action,
+        weights: candidates.into_iter().map(into_weight).collect(),
+        draw: pick.and_then(|pick| pick.draw),
+        reason,
+        dry_run: input.dry_run,
+        at: now,
+    };
+    (decision, next)
+}
+
+/// Every candidate the enabled rules allow, with its weight and unclamped step.
+fn weigh_candidates(services: &[&ServiceSnapshot], policy: &PolicyConfig) -> Vec<Candidate> {
+    let mut candidates = Vec::new();
+    for service in services {
+        if policy.scaleout.enable {
+            let values = rule_values(service, &policy.scaleout);
+            candidates.push(Candidate {
+                action: Action::ScaleOut {
+                    service: service.name.clone(),
+                    count: policy.scaleout.step.max(1),
+                },
+                safety: SAFETY_SCALE_OUT,
+                weighing: weights::scale_out(&as_refs(&values), policy.scaleout.threshold),
+                blocked_by: Vec::new(),
+                clamped: None,
+            });
+        }
+        if policy.scalein.enable {
+            let values = rule_values(service, &policy.scalein);
+            candidates.push(Candidate {
+                action: Action::ScaleIn {
+                    service: service.name.clone(),
+                    count: policy.scalein.step.max(1),
+                },
+                safety: SAFETY_SCALE_IN,
+                weighing: weights::scale_in(&as_refs(&values), policy.scalein.threshold),
+                blocked_by: Vec::new(),
+                clamped: None,
+            });
+        }
+    }
+    if policy.swap.enable {
+        for running in services.iter().filter(|s| s.running_here > 0) {
+            let inactive = services
+                .iter()
+                .filter(|s| s.running_here == 0 && s.pending_here == 0 && s.name != running.name);
+            for candidate in inactive {
+                // Gru compared the running service's analytics.
+                let values: Vec<(String, AnalyticValue, AnalyticValue)> =
+                    rule_names(&policy.swap, running)
+                        .into_iter()
+                        .map(|(name, metric)| {
+                            let here = lookup(running, name, metric);
+                            (name.to_owned(), here, lookup(candidate, name, metric))
+                        })
+                        .collect();
+                let refs: Vec<SwapValue<'_>> =
+                    values.iter().map(|(n, r, c)| (n.as_str(), r, c)).collect();
+                candidates.push(Candidate {
+                    action: Action::Swap {
+                        stop: running.name.clone(),
+                        start: candidate.name.clone(),
+                    },
+                    safety: SAFETY_SWAP,
+                    weighing: weights::swap(
+                        &refs,
+                        &running.name,
+                        &candidate.name,
+                        policy.swap.threshold,
+                    ),
+                    blocked_by: Vec::new(),
+                    clamped: None,
+                });
+            }
+        }
+    }
+    candidates
+}
+
+/// The names a rule weighs for a service, each marked whether the rule lists it as a
+/// metric: the rule's base metrics, then the rule's analytics or, when it names none, the
+/// service's own.
+fn rule_names<'a>(rule: &'a PolicyRule, service: &'a ServiceSnapshot) -> Vec<(&'a str, bool)> {
+    let analytics = if rule.analytics.is_empty() {
+        &service.own_analytics
+    } else {
+        &rule.analytics
+    };
+    let metrics = rule.metrics.iter().map(|name| (name.as_str(), true));
+    metrics
+        .chain(analytics.iter().map(|name| (name.as_str(), false)))
+        .collect()
+}
+
+/// A value a rule names, for `service`.
+fn lookup(service: &ServiceSnapshot, name: &str, listed_as_metric: bool) -> AnalyticValue {
+    if listed_as_metric && !BASE_METRICS.contains(&name) {
+        return AnalyticValue::unavailable(format!(
+            "\"{name}\" is not a base metric ({}); weigh it through an analytic",
+            BASE_METRICS.join(", ")
+        ));
+    }
+    service.value(name)
+}
+
+fn rule_values(service: &ServiceSnapshot, rule: &PolicyRule) -> Vec<(String, AnalyticValue)> {
+    rule_names(rule, service)
+        .into_iter()
+        .map(|(name, metric)| (name.to_owned(), lookup(service, name, metric)))
+        .collect()
+}
+
+fn as_refs(values: &[(String, AnalyticValue)]) -> Vec<(&str, &AnalyticValue)> {
+    values
+        .iter()
+        .map(|(name, value)| (name.as_str(), value))
+        .collect()
+}
+
+/// A candidate named without its count, for the notes of a reason.
+fn label(action: &Action) -> String {
+    match action {
+        Action::ScaleOut { service, .. } => format!("scale-out {service}"),
+        Action::ScaleIn { service, .. } => format!("scale-in {service}"),
+        other => other.to_string(),
+    }
+}
+
+/// Blocked candidates named in a reason, heaviest first; the decision's weights list them
+/// all, and a reason stays a sentence on a node that runs many services.
+const MAX_BLOCKED_IN_REASON: usize = 3;
+
+fn reason(
+    input: &PlanInput<'_>,
+    candidates: &[Candidate],
+    chosen: Option<usize>,
+    pick: Option<Pick>,
+) -> String {
+    let mut sentence = String::new();
+    if input.dry_run {
+        sentence.push_str("dry run: ");
+    }
+    let how = match pick.and_then(|pick| pick.draw) {
+        Some(draw) => format!("drawn {draw:.2} with {}", input.strategy),
+        None => "the heaviest, chosen by greedy".to_owned(),
+    };
+    let others_weigh = candidates
+        .iter()
+        .any(|c| !c.action.is_none() && c.weight() > 0.0);
+    match chosen.map(|i| &candidates[i]) {
+        _ if candidates.len() == 1 => sentence.push_str("no action: no policy rule is enabled"),
+        None => sentence.push_str("no action: every weight is 0"),
+        Some(candidate) if candidate.action.is_none() && !others_weigh => {
+            sentence.push_str("no action: nothing crosses its threshold");
+        }
+        Some(candidate) if candidate.action.is_none() => {
+            sentence.push_str(&format!(
+                "no action: weight {:.2}, {how}",
+                candidate.weight()
+            ));
+        }
+        Some(candidate) => {
+            sentence.push_str(&format!(
+                "{}: weight {:.2} ({}), {how}",
+                candidate.action,
+                candidate.weight(),
+                candidate.weighing.explanation
+            ));
+            if let Some(clamped) = &candidate.clamped {
+                sentence.push_str(&format!("; {clamped}"));
+            }
+        }
+    }
+    let mut blocked: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| c.weight() > 0.0 && !c.eligible())
+        .collect();
+    blocked.sort_by(|a, b| b.weight().total_cmp(&a.weight()));
+    for candidate in blocked.iter().take(MAX_BLOCKED_IN_REASON) {
+        sentence.push_str(&format!(
+            "; {} (weight {:.2}) blocked: {}",
+            label(&candidate.action),
+            candidate.weight(),
+            candidate.blocked_by.join(", ")
+        ));
+    }
+    if blocked.len() > MAX_BLOCKED_IN_REASON {
+        sentence.push_str(&format!(
+            "; {} lighter candidates blocked too",
+            blocked.len() - MAX_BLOCKED_IN_REASON
+        ));
+    }
+    sentence
+}
+
+fn into_weight(candidate: Candidate) -> CandidateWeight {
+    CandidateWeight {
+        action: candidate.action,
+        weight: candidate.weighing.weight,
+        explanation: candidate.weighing.explanation,
+        blocked_by: candidate.blocked_by,
+        clamped: candidate.clamped,
+    }
+}
+
+#[cfg(test)]
+#[path = "planner_tests.rs"]
+mod tests;
