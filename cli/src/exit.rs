@@ -1,6 +1,7 @@
 //! Exit codes (documented in `gru --help`) and the mapping from errors to them.
 
 use gru_agent::daemon::AgentError;
+use gru_agent::docker::DockerError;
 use gru_agent::store::StoreError;
 
 pub const OK: u8 = 0;
@@ -39,7 +40,7 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
         if let Some(agent) = cause.downcast_ref::<AgentError>() {
             match agent {
                 AgentError::Store(store) => return store_code(store),
-                AgentError::Docker(_) => return UNAVAILABLE,
+                AgentError::Docker(docker) => return docker_code(docker),
                 AgentError::Name(_) => return USAGE,
                 AgentError::Bind { .. } | AgentError::Http(_) => {}
             }
@@ -52,6 +53,15 @@ fn store_code(err: &StoreError) -> u8 {
     match err {
         StoreError::Unavailable { .. } => UNAVAILABLE,
         StoreError::Settings(_) => USAGE,
+        _ => FAILURE,
+    }
+}
+
+/// An engine that cannot be reached or does not answer is "unavailable"; anything else the
+/// engine refused (a missing image, no free port or core) is a runtime failure.
+fn docker_code(err: &DockerError) -> u8 {
+    match err {
+        DockerError::Unreachable { .. } | DockerError::Timeout { .. } => UNAVAILABLE,
         _ => FAILURE,
     }
 }
