@@ -29,4 +29,4 @@ fi
 if ! rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl; then
   rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || say "musl target unavailable (images will not build)"
 fi
-say "dependencies present: $(etcd --version | head -1), protoc $(protoc --version | cut -d' ' -f2), victoria-metrics $(victoria-metrics --version 2>&1 | head -1 | cut -c1-40)"
+say "dependencies present: $(etcd --version | head -1), $(protoc --version), victoria-metrics, musl-gcc"
