@@ -5,12 +5,14 @@
 //! * [`store`]: the etcd adapter (retries, transactions, leases). The only module that
 //!   imports etcd-client.
 //! * [`docker`]: the Docker Engine adapter (bollard). The only module that imports bollard.
+//! * [`discovery`]: `<AppRoot>/<service>/<instance>` records under the node's lease.
 //! * [`membership`]: the node's records under one lease, kept alive, re-registered if lost.
 //! * [`mape`]: the pure MAPE-K core (windows, analytics, weights, strategies, planner).
 //! * [`http`]: the agent's HTTP API (`/healthz` for now).
 //! * [`daemon`]: composes the above into the foreground process `gru join` runs.
 
 pub mod daemon;
+pub mod discovery;
 pub mod docker;
 pub mod http;
 pub mod mape;

@@ -297,6 +297,15 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Deletes one key; deleting a key that does not exist is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.call(&format!("delete {key}"), |mut c| async move { c.delete(key, None).await })
+            .await
+            .map(drop)
+    }
+}
+
 fn entry(kv: &etcd_client::KeyValue) -> Entry {
     Entry {
         key: String::from_utf8_lossy(kv.key()).into_owned(),
