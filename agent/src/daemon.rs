@@ -6,7 +6,8 @@
 //! keep-alive stops, and the lease is revoked so the node's keys vanish at once.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::config::{AgentConfig, NodeConfig, NodeConstraints, NodeResources, parse_agent_config};
@@ -16,8 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::docker::{self, DockerError};
 use crate::http;
+use crate::mape::WindowSettings;
 use crate::membership::{Membership, NodeRecords};
-use crate::store::{EtcdSettings, Store, StoreError};
+use crate::runtime::{AgentCommand, Autonomic, AutonomicParts, COMMAND_QUEUE_LEN, Shared};
+use crate::store::{EtcdSettings, Store, StoreError, WatchEvent};
 
 /// Port of the agent's HTTP API when `--port` is not given.
 pub const DEFAULT_AGENT_PORT: u16 = 8080;
@@ -33,6 +36,10 @@ pub struct JoinSettings {
     pub address: String,
     /// Address the HTTP API binds to (port 0 picks a free one).
     pub bind: SocketAddr,
+    /// Host address the instances' published ports bind to.
+    pub publish_ip: IpAddr,
+    /// Start the autonomic loop at once instead of waiting for a `start` command.
+    pub start: bool,
     pub etcd: EtcdSettings,
 }
 
@@ -56,9 +63,15 @@ pub enum AgentError {
 
 /// Reads the cluster's agent configuration from etcd. A missing document means defaults; an
 /// invalid one is reported once and replaced by defaults (there is no last good one yet).
-pub async fn load_agent_config(store: &Store, keys: &ClusterKeys) -> Result<AgentConfig, StoreError> {
+pub async fn load_agent_config(
+    store: &Store,
+    keys: &ClusterKeys,
+) -> Result<AgentConfig, StoreError> {
     let Some(entry) = store.get(&keys.config()).await? else {
-        tracing::warn!(cluster = keys.cluster(), "no agent configuration pushed yet; using defaults");
+        tracing::warn!(
+            cluster = keys.cluster(),
+            "no agent configuration pushed yet; using defaults"
+        );
         return Ok(AgentConfig::default());
     };
     match parse_agent_config(&entry.key, &entry.value) {
@@ -81,6 +94,13 @@ pub async fn run(
     let keys = ClusterKeys::new(&settings.cluster)?;
     let store = Store::connect(&settings.etcd).await?;
     let cluster_id = store.cluster_id(&keys).await?;
+    let secret = store
+        .get(&keys.secret())
+        .await?
+        .map(|e| e.value)
+        .ok_or_else(|| StoreError::ClusterMissing {
+            cluster: settings.cluster.clone(),
+        })?;
     let config = load_agent_config(&store, &keys).await?;
 
     let engine = docker::connect(
@@ -131,9 +151,54 @@ pub async fn run(
         "joined"
     );
     // Machine-readable line for scripts and tests: where the agent listens.
-    println!("gru agent {} joined cluster {} (http://{bound})", settings.node, settings.cluster);
+    println!(
+        "gru agent {} joined cluster {} (http://{bound})",
+        settings.node, settings.cluster
+    );
 
     let cancel = CancellationToken::new();
+    let shared = Arc::new(Shared::new(
+        &settings.cluster,
+        &settings.node,
+        &settings.address,
+        &secret,
+        WindowSettings::for_loop_interval(Duration::from_secs(
+            config.autonomic.loop_time_interval_secs.max(1),
+        )),
+    ));
+    let (command_tx, command_rx) = tokio::sync::mpsc::channel::<AgentCommand>(COMMAND_QUEUE_LEN);
+    let reload = Arc::new(tokio::sync::Notify::new());
+    let mut watch = store.watch_prefix(&keys.prefix(), cancel.child_token());
+    let watch_task = {
+        let reload = reload.clone();
+        tokio::spawn(async move {
+            while let Some(event) = watch.recv().await {
+                // Node records of other agents change as they come and go; only documents
+                // (and this node's constraints, which live under nodes/) matter here, and a
+                // reload is cheap, so any change outside other nodes' keys triggers one.
+                if matches!(&event, WatchEvent::Resynced | WatchEvent::Changed(_)) {
+                    reload.notify_one();
+                }
+            }
+        })
+    };
+    let mut autonomic = Autonomic::new(AutonomicParts {
+        shared: shared.clone(),
+        store: store.clone(),
+        keys: keys.clone(),
+        engine: engine.clone(),
+        resources,
+        bind_ip: settings.publish_ip,
+        lease: membership.subscribe_lease(),
+        app_root: config.discovery.app_root.clone(),
+        seed: rand::random(),
+    });
+    if settings.start {
+        autonomic.set_active(true).await;
+    }
+    let loop_task = tokio::spawn(autonomic.run(command_rx, reload, cancel.child_token()));
+    // TEMPORARY until the /gru/v1 API lands: health only.
+    let _ = command_tx;
     let router = http::router(http::Health {
         status: "ok",
         cluster: settings.cluster.clone(),
@@ -155,14 +220,21 @@ pub async fn run(
         })),
     };
     cancel.cancel();
+    let _ = loop_task.await;
+    watch_task.abort();
     let resigned = membership.resign().await;
-    if tokio::time::timeout(HTTP_DRAIN_DEADLINE, &mut server).await.is_err() {
+    if tokio::time::timeout(HTTP_DRAIN_DEADLINE, &mut server)
+        .await
+        .is_err()
+    {
         tracing::warn!(deadline = ?HTTP_DRAIN_DEADLINE, "HTTP API did not drain in time; stopping it");
         server.abort();
     }
     match &resigned {
         Ok(()) => tracing::info!(node = %settings.node, "left the cluster (lease revoked)"),
-        Err(err) => tracing::warn!(node = %settings.node, error = %err, "could not revoke the lease; keys expire with the TTL"),
+        Err(err) => {
+            tracing::warn!(node = %settings.node, error = %err, "could not revoke the lease; keys expire with the TTL")
+        }
     }
     outcome?;
     resigned.map_err(AgentError::from)

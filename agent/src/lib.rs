@@ -8,6 +8,7 @@
 //! * [`discovery`]: `<AppRoot>/<service>/<instance>` records under the node's lease.
 //! * [`membership`]: the node's records under one lease, kept alive, re-registered if lost.
 //! * [`mape`]: the pure MAPE-K core (windows, analytics, weights, strategies, planner).
+//! * [`runtime`]: the agent's shared knowledge and commands, and the tasks that run it.
 //! * [`http`]: the agent's HTTP API (`/healthz` for now).
 //! * [`daemon`]: composes the above into the foreground process `gru join` runs.
 
@@ -17,4 +18,6 @@ pub mod docker;
 pub mod http;
 pub mod mape;
 pub mod membership;
+pub mod metrics_line;
+pub mod runtime;
 pub mod store;

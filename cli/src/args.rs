@@ -97,7 +97,9 @@ pub enum Command {
     /// live under one etcd lease whose TTL is the configuration's Discovery.TTL (at least
     /// 2 s), kept alive while the agent runs. SIGINT or SIGTERM revokes the lease (the
     /// node's keys vanish at once) and exits 0; if the agent dies, they vanish within the
-    /// TTL. The agent serves GET /healthz on --port.
+    /// TTL. The agent serves its HTTP API (GET /healthz, /gru/v1/...) on --port. With
+    /// --start, or after a `start` command, it manages the node's containers: keeps base
+    /// services and MinInstances running, and scales services with its policies.
     Join(JoinArgs),
 }
 
@@ -158,4 +160,13 @@ pub struct JoinArgs {
     /// Interface the HTTP API listens on.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind: IpAddr,
+
+    /// Host address the managed containers' published ports bind to.
+    #[arg(long, env = "GRU_PUBLISH_IP", default_value = "0.0.0.0")]
+    pub publish_ip: IpAddr,
+
+    /// Start the autonomic loop at once (otherwise the agent only watches until it receives
+    /// a `start` command, Gru's `start agent`).
+    #[arg(long)]
+    pub start: bool,
 }

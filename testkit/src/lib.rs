@@ -161,8 +161,18 @@ fn spawn_member(
         .arg(name)
         .arg("--data-dir")
         .arg(&data_dir)
-        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+        .args([
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+        ])
         .args(["--initial-cluster", initial_cluster])
         .args(["--initial-cluster-token", token])
         .args(["--initial-cluster-state", "new"])
@@ -254,7 +264,14 @@ impl EtcdCluster {
             .iter()
             .enumerate()
             .map(|(i, (client, peer))| {
-                spawn_member(dir.path(), &format!("m{i}"), *client, *peer, &initial_cluster, &token)
+                spawn_member(
+                    dir.path(),
+                    &format!("m{i}"),
+                    *client,
+                    *peer,
+                    &initial_cluster,
+                    &token,
+                )
             })
             .collect();
         let cluster = EtcdCluster { members, _dir: dir };
@@ -321,7 +338,12 @@ impl EtcdCluster {
         let lines: Vec<&str> = text.lines().collect();
         lines
             .chunks(2)
-            .map(|kv| (kv[0].to_owned(), kv.get(1).copied().unwrap_or("").to_owned()))
+            .map(|kv| {
+                (
+                    kv[0].to_owned(),
+                    kv.get(1).copied().unwrap_or("").to_owned(),
+                )
+            })
             .collect()
     }
 
@@ -359,6 +381,103 @@ impl Drop for ChildGuard {
         if let Some(mut child) = self.0.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// The image of the test workload (`workload/`), built by `scripts/build-images.sh`.
+pub const WORKLOAD_IMAGE: &str = "gru-workload:latest";
+
+/// Like [`require`] for Docker, and also makes sure [`WORKLOAD_IMAGE`] exists, building it
+/// with `scripts/build-images.sh` once per test binary when it is missing. A failed build
+/// fails the test with the script's output.
+pub fn require_workload_image(test: &str) -> bool {
+    if !require(test, Component::Docker) {
+        return false;
+    }
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let present = Command::new("docker")
+            .args(["image", "inspect", "--format", "{{.Id}}", WORKLOAD_IMAGE])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if present {
+            return Ok(());
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-images.sh");
+        let out = Command::new(&script)
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} failed:\n{}{}",
+                script.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    });
+    if let Err(why) = built {
+        panic!("{test}: {WORKLOAD_IMAGE} is missing and could not be built:\n{why}");
+    }
+    true
+}
+
+/// Removes every container labelled `org.gru.cluster=<cluster>` when dropped (also when
+/// the test panics), so a test leaves the engine as it found it.
+#[derive(Debug)]
+pub struct ClusterContainers {
+    pub cluster: String,
+}
+
+impl ClusterContainers {
+    /// A guard for a cluster name unique to this process and `tag`.
+    pub fn unique(tag: &str) -> Self {
+        Self {
+            cluster: format!("t{}-{tag}", std::process::id()),
+        }
+    }
+
+    /// Ids of the cluster's containers (any state), via the docker CLI.
+    pub fn ids(&self, extra_filter: Option<&str>) -> Vec<String> {
+        let mut args = vec![
+            "ps".to_owned(),
+            "-aq".to_owned(),
+            "--no-trunc".to_owned(),
+            "--filter".to_owned(),
+            format!("label=org.gru.cluster={}", self.cluster),
+        ];
+        if let Some(filter) = extra_filter {
+            args.push("--filter".to_owned());
+            args.push(filter.to_owned());
+        }
+        Command::new("docker")
+            .args(&args)
+            .output()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(str::to_owned)
+                    .filter(|l| !l.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for ClusterContainers {
+    fn drop(&mut self) {
+        let ids = self.ids(None);
+        if !ids.is_empty() {
+            let _ = Command::new("docker")
+                .arg("rm")
+                .arg("-f")
+                .args(&ids)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod cores;
 pub mod events;
 pub mod labels;
 mod lifecycle;
+mod logs;
 mod monitor;
 pub mod ports;
 pub mod spec;
@@ -43,6 +44,7 @@ pub use lifecycle::{
     ContainerState, InstancePlan, MAX_START_ATTEMPTS, ManagedContainer, StartedInstance,
     process_env,
 };
+pub use logs::{LOG_CHANNEL_CAPACITY, LogFollower, LogsEnd, MAX_LOG_LINE_BYTES};
 pub use monitor::{EVENTS_CHANNEL_CAPACITY, STATS_CHANNEL_CAPACITY};
 pub use ports::{PortAllocator, PortError, Protocol};
 pub use spec::{ContainerSpec, DEFAULT_BIND_IP, Placement};

@@ -8,10 +8,12 @@
 mod error;
 mod retry;
 mod settings;
+mod watch;
 
 pub use error::{StoreError, is_transient};
 pub use retry::{DEFAULT_REQUEST_DEADLINE, with_retry};
 pub use settings::{DEFAULT_ETCD_ENDPOINT, EtcdSettings};
+pub use watch::{WATCH_CHANNEL_LEN, WatchEvent};
 
 use std::time::Duration;
 

@@ -20,6 +20,8 @@ pub async fn run(etcd: EtcdSettings, args: JoinArgs) -> anyhow::Result<()> {
         node,
         address: args.address,
         bind: SocketAddr::new(args.bind, args.port),
+        publish_ip: args.publish_ip,
+        start: args.start,
         etcd,
     };
     daemon::run(settings, shutdown_signal()).await?;

@@ -1,0 +1,865 @@
+//! The autonomic loop of one agent: reconcile what runs with what Docker says, keep the
+//! node's floor (base services, minimum instances), then monitor → analyze → plan → execute.
+//!
+//! ```text
+//!   every LoopTimeInterval ──► tick ─► reconcile (Docker is the truth: adopt, clean up,
+//!   container event ─────────► reconcile          publish discovery records)
+//!   command (HTTP) ──────────► start/stop loop, reload, start/stop one instance
+//!   config change (etcd) ────► reload (keep the last good configuration)
+//! ```
+//!
+//! Everything that decides is in `crate::mape` (pure); this file gathers its inputs from the
+//! knowledge, the engine and etcd, and carries its decisions out on this node only.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::config::{ClusterConfig, CpuSet, ServiceDescriptor};
+use common::keys::{ClusterKeys, NodeField, leaf_name};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::command::AgentCommand;
+use super::config_source;
+use super::state::{ActionRecord, InstanceInfo, Shared};
+use crate::discovery::DiscoveryRegistry;
+use crate::docker::{
+    ContainerState, CoreAllocator, Engine, EngineResources, InstancePlan, ManagedContainer,
+    new_instance_id, process_env,
+};
+use crate::mape::{
+    Action, CompiledAnalytics, Decision, Millis, PlanInput, PlannerState, ServiceSnapshot, plan,
+};
+use crate::store::Store;
+
+/// Free slots reported for a service that asks for neither pinned cores nor a memory limit:
+/// the node cannot tell how many more fit, so the planner's other guards decide.
+const UNBOUNDED_SLOTS: u32 = 64;
+/// First pause after a failed start of a service; doubles up to [`START_BACKOFF_MAX`].
+const START_BACKOFF_INITIAL: Duration = Duration::from_secs(5);
+const START_BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Instances started or stopped at once by one action.
+const MAX_PARALLEL_CHANGES: usize = 4;
+
+/// The wall clock as the pure core sees it.
+pub fn now() -> Millis {
+    Millis(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    )
+}
+
+/// A start that failed: no new start of that service before `until`.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    until: Millis,
+    next: Duration,
+}
+
+/// The instance id of a sidecar started for `parent`: `<parent>-<service>`, so the link
+/// survives an agent restart (it is in the container's labels).
+fn attached_instance(parent: &str, service: &str) -> String {
+    format!("{parent}-{service}")
+}
+
+/// The parent instance of an attached instance id, if it is one.
+fn parent_of<'a>(instance: &'a str, service: &str) -> Option<&'a str> {
+    instance.strip_suffix(service)?.strip_suffix('-')
+}
+
+/// The agent's loop and everything it needs to act.
+#[derive(Debug)]
+pub struct Autonomic {
+    shared: Arc<Shared>,
+    store: Store,
+    keys: ClusterKeys,
+    engine: Engine,
+    discovery: DiscoveryRegistry,
+    resources: EngineResources,
+    bind_ip: IpAddr,
+    lease: tokio::sync::watch::Receiver<i64>,
+    planner: PlannerState,
+    rng: StdRng,
+    compiled: Option<(i64, CompiledAnalytics)>,
+    backoff: BTreeMap<String, Backoff>,
+    /// Discovery records this agent wrote: instance → (service, address).
+    published: BTreeMap<String, (String, String)>,
+    /// Per-container monitor tasks (stats, logs), by container id.
+    followers: BTreeMap<String, Vec<JoinHandle<()>>>,
+    /// Woken by container events so that deaths are noticed before the next tick.
+    changed: Arc<Notify>,
+    last_rejection: Option<String>,
+}
+
+/// What the loop needs that the daemon set up.
+#[derive(Debug)]
+pub struct AutonomicParts {
+    pub shared: Arc<Shared>,
+    pub store: Store,
+    pub keys: ClusterKeys,
+    pub engine: Engine,
+    pub resources: EngineResources,
+    pub bind_ip: IpAddr,
+    pub lease: tokio::sync::watch::Receiver<i64>,
+    pub app_root: String,
+    pub seed: u64,
+}
+
+impl Autonomic {
+    pub fn new(parts: AutonomicParts) -> Autonomic {
+        let discovery = DiscoveryRegistry::new(
+            parts.store.clone(),
+            parts.keys.clone(),
+            &parts.app_root,
+            parts.lease.clone(),
+        );
+        Autonomic {
+            shared: parts.shared,
+            store: parts.store,
+            keys: parts.keys,
+            engine: parts.engine,
+            discovery,
+            resources: parts.resources,
+            bind_ip: parts.bind_ip,
+            lease: parts.lease,
+            planner: PlannerState::new(),
+            rng: StdRng::seed_from_u64(parts.seed),
+            compiled: None,
+            backoff: BTreeMap::new(),
+            published: BTreeMap::new(),
+            followers: BTreeMap::new(),
+            changed: Arc::new(Notify::new()),
+            last_rejection: None,
+        }
+    }
+
+    fn config(&self) -> Option<Arc<ClusterConfig>> {
+        self.shared.knowledge().config.clone()
+    }
+
+    fn loop_interval(&self) -> Duration {
+        let secs = self
+            .config()
+            .map(|c| c.agent.autonomic.loop_time_interval_secs)
+            .unwrap_or(common::config::DEFAULT_AUTONOMIC_LOOP_SECS);
+        Duration::from_secs(secs.max(1))
+    }
+
+    /// Runs until `cancel` fires. Containers keep running when it stops.
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<AgentCommand>,
+        reload: Arc<Notify>,
+        cancel: CancellationToken,
+    ) {
+        self.reload().await;
+        let events = self.watch_events(cancel.child_token());
+        self.reconcile().await;
+        let mut next_tick = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep_until(next_tick) => {
+                    self.tick().await;
+                    next_tick = tokio::time::Instant::now() + self.loop_interval();
+                }
+                () = self.changed.notified() => self.reconcile().await,
+                () = reload.notified() => self.reload().await,
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command).await,
+                    None => break,
+                },
+            }
+        }
+        events.abort();
+        for (_, tasks) in std::mem::take(&mut self.followers) {
+            tasks.iter().for_each(JoinHandle::abort);
+        }
+    }
+
+    /// Follows the engine's container events for this cluster; any event of this node wakes
+    /// the loop. If the stream cannot be opened the periodic reconcile still notices
+    /// changes, one loop interval later.
+    fn watch_events(&self, cancel: CancellationToken) -> JoinHandle<()> {
+        let engine = self.engine.clone();
+        let cluster = self.shared.cluster.clone();
+        let node = self.shared.node.clone();
+        let changed = self.changed.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(500);
+            while !cancel.is_cancelled() {
+                match engine.events(&cluster).await {
+                    Ok(mut events) => loop {
+                        tokio::select! {
+                            () = cancel.cancelled() => return,
+                            event = events.recv() => match event {
+                                Some(event) if event.node == node => changed.notify_one(),
+                                Some(_) => {}
+                                None => break,
+                            },
+                        }
+                    },
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot follow container events; retrying")
+                    }
+                }
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        })
+    }
+
+    /// Reads the configuration from etcd. An invalid set keeps the last good configuration
+    /// and is reported once.
+    pub async fn reload(&mut self) {
+        let snapshot = match config_source::read(&self.store, &self.keys, &self.shared.node).await {
+            Ok(snapshot) => snapshot,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the configuration; keeping the current one");
+                return;
+            }
+        };
+        let mut knowledge = self.shared.knowledge();
+        if let Some(constraints) = &snapshot.constraints {
+            knowledge.base_services = constraints.base_services.clone();
+        }
+        match snapshot.config {
+            Ok(config) => {
+                let changed = knowledge.config.as_deref() != Some(&config);
+                if changed {
+                    self.compiled = Some((snapshot.revision, CompiledAnalytics::compile(&config)));
+                    tracing::info!(
+                        revision = snapshot.revision,
+                        services = config.services.len(),
+                        "configuration loaded"
+                    );
+                    knowledge.config = Some(Arc::new(config));
+                }
+                knowledge.config_status.revision = snapshot.revision;
+                knowledge.config_status.rejected = None;
+                self.last_rejection = None;
+            }
+            Err(reason) => {
+                if self.last_rejection.as_deref() != Some(&reason) {
+                    tracing::error!(%reason, "invalid configuration in etcd; keeping the last good one");
+                    self.last_rejection = Some(reason.clone());
+                }
+                knowledge.config_status.rejected = Some(reason);
+            }
+        }
+    }
+
+    async fn command(&mut self, command: AgentCommand) {
+        tracing::info!(?command, "command received");
+        match command {
+            AgentCommand::Start => self.set_active(true).await,
+            AgentCommand::Stop => self.set_active(false).await,
+            AgentCommand::Update => self.reload().await,
+            AgentCommand::StartService { service } => {
+                if let Some(descriptor) = self
+                    .config()
+                    .and_then(|c| c.services.get(&service).cloned())
+                {
+                    self.start_instances(&descriptor, 1, "start-service").await;
+                    self.reconcile().await;
+                }
+            }
+            AgentCommand::StopService { service } => {
+                self.stop_instances(&service, 1, "stop-service").await;
+                self.reconcile().await;
+            }
+        }
+    }
+
+    /// Starts or stops the loop's actions and publishes the node's `active` record.
+    pub async fn set_active(&mut self, active: bool) {
+        self.shared.knowledge().active = active;
+        let key = self.keys.node(&self.shared.node, NodeField::Active);
+        let lease = *self.lease.borrow();
+        if let Err(err) = self.store.put(&key, &active.to_string(), Some(lease)).await {
+            tracing::warn!(error = %err, "cannot publish the node's active flag");
+        }
+        tracing::info!(
+            active,
+            "autonomic loop {}",
+            if active { "started" } else { "stopped" }
+        );
+    }
+
+    /// One iteration: reconcile, keep the floor, then plan and act.
+    async fn tick(&mut self) {
+        self.reconcile().await;
+        let Some(config) = self.config() else {
+            return;
+        };
+        if !self.shared.knowledge().active {
+            return;
+        }
+        self.keep_floor(&config).await;
+        let cluster_counts = self.cluster_counts().await;
+        let now = now();
+        let snapshots = self.snapshots(&config, &cluster_counts, now).await;
+        let input = PlanInput {
+            services: &snapshots,
+            policy: &config.policy,
+            strategy: config.agent.autonomic.planner_strategy,
+            dry_run: config.agent.autonomic.dry_run,
+            now,
+        };
+        let (decision, next) = plan(&input, &self.planner, &mut self.rng);
+        self.planner = next;
+        tracing::info!(action = %decision.action, reason = %decision.reason, "decision");
+        self.shared.knowledge().record_decision(decision.clone());
+        if decision.is_executable() {
+            self.execute(&config, &decision).await;
+            self.reconcile().await;
+        }
+    }
+
+    /// Makes the knowledge match Docker: adopts this node's containers, removes dead ones
+    /// and orphaned sidecars, follows the running ones, and publishes discovery records
+    /// for exactly the running instances.
+    pub async fn reconcile(&mut self) {
+        let containers = match self
+            .engine
+            .list_managed(&self.shared.cluster, Some(&self.shared.node))
+            .await
+        {
+            Ok(containers) => containers,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot list containers; keeping the last view");
+                return;
+            }
+        };
+        let config = self.config();
+        let running_instances: BTreeSet<&str> = containers
+            .iter()
+            .filter(|c| c.state == ContainerState::Running)
+            .map(|c| c.instance.as_str())
+            .collect();
+        let mut keep = Vec::new();
+        let mut remove = Vec::new();
+        for container in &containers {
+            let orphan = parent_of(&container.instance, &container.service)
+                .is_some_and(|parent| !running_instances.contains(parent));
+            match container.state {
+                ContainerState::Running if !orphan => keep.push(container.clone()),
+                ContainerState::Running
+                | ContainerState::Exited
+                | ContainerState::Dead
+                | ContainerState::Created => remove.push(container.clone()),
+                _ => {}
+            }
+        }
+        for container in &remove {
+            tracing::info!(id = %container.id, service = %container.service, state = ?container.state, "removing container that is not running");
+            let grace = stop_grace(config.as_deref(), &container.service);
+            if container.state == ContainerState::Running {
+                let _ = self.engine.stop_instance(&container.id, grace).await;
+            }
+            if let Err(err) = self.engine.remove_instance(&container.id).await {
+                tracing::warn!(id = %container.id, error = %err, "cannot remove container");
+            }
+        }
+
+        let now = now();
+        let mut infos = BTreeMap::new();
+        for container in &keep {
+            let address = self.instance_address(config.as_deref(), container);
+            let started_at = Millis(
+                container
+                    .created_at
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(now.0),
+            );
+            infos.insert(
+                container.id.clone(),
+                InstanceInfo {
+                    id: container.id.clone(),
+                    service: container.service.clone(),
+                    instance: container.instance.clone(),
+                    state: "running".into(),
+                    address: Some(address),
+                    started_at,
+                },
+            );
+        }
+        {
+            let mut knowledge = self.shared.knowledge();
+            let live: BTreeSet<(String, String)> = infos
+                .values()
+                .map(|i| (i.service.clone(), i.instance.clone()))
+                .collect();
+            knowledge.metrics.retain_instances(|service, instance| {
+                live.contains(&(service.to_owned(), instance.to_owned()))
+            });
+            for info in infos.values() {
+                knowledge
+                    .metrics
+                    .instance_started(&info.service, &info.instance, info.started_at);
+            }
+            knowledge.instances = infos.clone();
+        }
+        self.follow(&infos, config.as_deref());
+        self.publish(&infos).await;
+    }
+
+    /// `address:port` of an instance for discovery: the host port of the service's
+    /// `DiscoveryPort`, else its first published port, else the node's address alone.
+    fn instance_address(
+        &self,
+        config: Option<&ClusterConfig>,
+        container: &ManagedContainer,
+    ) -> String {
+        let discovery_port = config
+            .and_then(|c| c.services.get(&container.service))
+            .and_then(|s| s.discovery_port);
+        let port = discovery_port
+            .and_then(|p| container.host_port(p))
+            .or_else(|| container.host_ports.values().next().copied());
+        match port {
+            Some(port) => format!("{}:{port}", self.shared.address),
+            None => self.shared.address.clone(),
+        }
+    }
+
+    /// Starts stats (and, with `EnableLogReading`, log) followers for new running containers
+    /// and stops those of containers that are gone.
+    fn follow(&mut self, infos: &BTreeMap<String, InstanceInfo>, config: Option<&ClusterConfig>) {
+        self.followers.retain(|id, tasks| {
+            let alive = infos.contains_key(id) && tasks.iter().any(|t| !t.is_finished());
+            if !alive {
+                tasks.iter().for_each(JoinHandle::abort);
+            }
+            alive
+        });
+        let read_logs = config.is_some_and(|c| c.agent.autonomic.enable_log_reading);
+        for (id, info) in infos {
+            if self.followers.contains_key(id) {
+                continue;
+            }
+            let mut tasks = vec![super::monitor::follow_stats(
+                self.engine.clone(),
+                self.shared.clone(),
+                info.clone(),
+            )];
+            if read_logs {
+                tasks.push(super::monitor::follow_logs(
+                    self.engine.clone(),
+                    self.shared.clone(),
+                    info.clone(),
+                ));
+            }
+            self.followers.insert(id.clone(), tasks);
+        }
+    }
+
+    /// Makes this agent's discovery records exactly its running instances.
+    async fn publish(&mut self, infos: &BTreeMap<String, InstanceInfo>) {
+        let wanted: BTreeMap<String, (String, String)> = infos
+            .values()
+            .map(|i| {
+                (
+                    i.instance.clone(),
+                    (i.service.clone(), i.address.clone().unwrap_or_default()),
+                )
+            })
+            .collect();
+        let stale: Vec<(String, String)> = self
+            .published
+            .iter()
+            .filter(|(instance, record)| wanted.get(*instance) != Some(record))
+            .map(|(instance, (service, _))| (instance.clone(), service.clone()))
+            .collect();
+        for (instance, service) in stale {
+            match self.discovery.deregister(&service, &instance).await {
+                Ok(()) => {
+                    self.published.remove(&instance);
+                }
+                Err(err) => {
+                    tracing::warn!(%service, %instance, error = %err, "cannot remove discovery record")
+                }
+            }
+        }
+        let lease_changed = self.lease.has_changed().unwrap_or(false);
+        if lease_changed {
+            // Records written under a lost lease are gone; write them all again.
+            self.lease.borrow_and_update();
+            self.published.clear();
+        }
+        for (instance, (service, address)) in wanted {
+            if self.published.get(&instance) == Some(&(service.clone(), address.clone())) {
+                continue;
+            }
+            match self.discovery.register(&service, &instance, &address).await {
+                Ok(()) => {
+                    self.published.insert(instance, (service, address));
+                }
+                Err(err) => {
+                    tracing::warn!(%service, %instance, error = %err, "cannot publish discovery record")
+                }
+            }
+        }
+    }
+
+    /// Running instances of each service in the whole cluster, from the discovery records
+    /// (every agent publishes its running instances there).
+    async fn cluster_counts(&self) -> BTreeMap<String, u32> {
+        let app_root = self
+            .config()
+            .map(|c| c.agent.discovery.app_root.clone())
+            .unwrap_or_default();
+        let root = format!("{}/", self.keys.discovery_root(&app_root));
+        let mut counts = BTreeMap::new();
+        match self.store.get_prefix(&root).await {
+            Ok(entries) => {
+                for entry in entries {
+                    let record = entry
+                        .key
+                        .strip_prefix(&root)
+                        .and_then(|r| r.split_once('/'));
+                    if let Some((service, _)) = record.filter(|(_, i)| leaf_name("", i).is_some()) {
+                        *counts.entry(service.to_owned()).or_insert(0) += 1;
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the cluster's instances; using this node's")
+            }
+        }
+        counts
+    }
+
+    /// Base services of this node and services below their minimum get an instance here.
+    async fn keep_floor(&mut self, config: &ClusterConfig) {
+        let base: Vec<String> = self.shared.knowledge().base_services.clone();
+        let counts = self.cluster_counts().await;
+        for descriptor in config.services.values() {
+            let here = self.shared.knowledge().running(&descriptor.name).count() as u32;
+            let cluster = counts.get(&descriptor.name).copied().unwrap_or(0).max(here);
+            let reason = if base.contains(&descriptor.name) && here == 0 {
+                Some("base-service")
+            } else if cluster < descriptor.min_instances {
+                Some("min-instances")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                if self.free_slots(config, descriptor) == 0 && reason == "min-instances" {
+                    continue;
+                }
+                self.start_instances(descriptor, 1, reason).await;
+            }
+        }
+    }
+
+    async fn snapshots(
+        &mut self,
+        config: &ClusterConfig,
+        cluster_counts: &BTreeMap<String, u32>,
+        now: Millis,
+    ) -> Vec<ServiceSnapshot> {
+        let mut snapshots = Vec::new();
+        let mut analytics_by_service = BTreeMap::new();
+        for descriptor in config.services.values() {
+            let mut snapshot = ServiceSnapshot::new(descriptor);
+            let free = self.free_slots(config, descriptor);
+            let (running, base, metrics) = {
+                let mut knowledge = self.shared.knowledge();
+                let running = knowledge.running(&descriptor.name).count() as u32;
+                let base = knowledge.base_services.contains(&descriptor.name);
+                let mut metrics: BTreeMap<String, f64> = knowledge
+                    .metrics
+                    .means(&descriptor.name, now)
+                    .into_iter()
+                    .map(|(name, mean)| (name, mean.mean))
+                    .collect();
+                if let Some(pushed) = knowledge.pushed.get_mut(&descriptor.name) {
+                    for (name, window) in pushed.iter_mut() {
+                        if let Some(mean) = window.mean(now) {
+                            metrics.entry(name.clone()).or_insert(mean);
+                        }
+                    }
+                }
+                (running, base, metrics)
+            };
+            snapshot.running_here = running;
+            snapshot.cluster_instances = cluster_counts
+                .get(&descriptor.name)
+                .copied()
+                .unwrap_or(0)
+                .max(running);
+            snapshot.base_service = base;
+            snapshot.free_slots_here = free;
+            snapshot.cpu_avg = metrics.get("cpu_avg").copied();
+            snapshot.mem_avg = metrics.get("mem_avg").copied();
+            if let Some((_, compiled)) = &self.compiled {
+                snapshot.analytics = compiled.evaluate(descriptor, &metrics);
+            }
+            analytics_by_service.insert(descriptor.name.clone(), snapshot.analytics.clone());
+            snapshots.push(snapshot);
+        }
+        self.shared.knowledge().analytics = analytics_by_service;
+        snapshots
+    }
+
+    /// How many more instances of `descriptor` fit on this node: pinned cores and memory
+    /// limits against what this cluster's containers on this engine already hold.
+    fn free_slots(&self, config: &ClusterConfig, descriptor: &ServiceDescriptor) -> u32 {
+        let knowledge = self.shared.knowledge();
+        let mut slots = UNBOUNDED_SLOTS;
+        let cpu_number = descriptor.configuration.cpu_number;
+        if let Some(cpu_number) = std::num::NonZeroU32::new(cpu_number) {
+            let in_use: Vec<CpuSet> = knowledge
+                .instances
+                .values()
+                .filter_map(|i| config.services.get(&i.service))
+                .filter_map(|s| s.configuration.cpuset_cpus.clone())
+                .collect();
+            let pinned: u32 = knowledge
+                .instances
+                .values()
+                .filter_map(|i| config.services.get(&i.service))
+                .filter(|s| s.configuration.cpuset_cpus.is_none())
+                .map(|s| s.configuration.cpu_number)
+                .sum();
+            let free_cores = CoreAllocator::new(self.resources.cpus, in_use.iter())
+                .free()
+                .len() as u32;
+            slots = slots.min(free_cores.saturating_sub(pinned) / cpu_number);
+        }
+        if let Some(memory) = descriptor
+            .configuration
+            .memory
+            .map(|m| m.bytes())
+            .filter(|m| *m > 0)
+        {
+            let used: u64 = knowledge
+                .instances
+                .values()
+                .filter_map(|i| config.services.get(&i.service))
+                .filter_map(|s| s.configuration.memory.map(|m| m.bytes()))
+                .sum();
+            let free = self.resources.memory_bytes.saturating_sub(used);
+            slots = slots.min(u32::try_from(free / memory).unwrap_or(u32::MAX));
+        }
+        slots
+    }
+
+    async fn execute(&mut self, config: &ClusterConfig, decision: &Decision) {
+        match &decision.action {
+            Action::None => {}
+            Action::ScaleOut { service, count } => {
+                if let Some(descriptor) = config.services.get(service) {
+                    self.start_instances(descriptor, *count, "scale-out").await;
+                }
+            }
+            Action::ScaleIn { service, count } => {
+                self.stop_instances(service, *count, "scale-in").await;
+            }
+            Action::Swap { stop, start } => {
+                self.stop_instances(stop, 1, "swap").await;
+                self.reconcile().await;
+                if let Some(descriptor) = config.services.get(start) {
+                    self.start_instances(descriptor, 1, "swap").await;
+                }
+            }
+        }
+    }
+
+    fn record(&self, action: &str, service: &str, instance: Option<&str>, result: String) {
+        self.shared.knowledge().record_action(ActionRecord {
+            at: now(),
+            action: action.to_owned(),
+            service: service.to_owned(),
+            instance: instance.map(str::to_owned),
+            result,
+        });
+    }
+
+    /// Starts `count` instances of a service (and their attached sidecars), at most
+    /// [`MAX_PARALLEL_CHANGES`] at once. A failure backs the service off.
+    pub async fn start_instances(&mut self, descriptor: &ServiceDescriptor, count: u32, why: &str) {
+        let now = now();
+        if let Some(backoff) = self.backoff.get(&descriptor.name).filter(|b| b.until > now) {
+            self.record(
+                why,
+                &descriptor.name,
+                None,
+                format!(
+                    "skipped: backing off after a failed start for {} s",
+                    backoff.until.since(now).as_secs()
+                ),
+            );
+            return;
+        }
+        let config = self.config();
+        let mut set = tokio::task::JoinSet::new();
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(MAX_PARALLEL_CHANGES));
+        for _ in 0..count {
+            let instance = new_instance_id();
+            let mut services = vec![(descriptor.clone(), instance.clone())];
+            for attached in &descriptor.attached {
+                if let Some(sidecar) = config.as_ref().and_then(|c| c.services.get(attached)) {
+                    services.push((sidecar.clone(), attached_instance(&instance, attached)));
+                }
+            }
+            let engine = self.engine.clone();
+            let cluster = self.shared.cluster.clone();
+            let node = self.shared.node.clone();
+            let bind_ip = self.bind_ip;
+            let semaphore = semaphore.clone();
+            set.spawn(async move {
+                let _permit = semaphore.acquire_owned().await;
+                let mut results = Vec::new();
+                for (service, instance) in services {
+                    let plan = InstancePlan {
+                        service: &service,
+                        cluster: &cluster,
+                        node: &node,
+                        instance: &instance,
+                        bind_ip,
+                    };
+                    let result = engine.start_instance(&plan, &process_env).await;
+                    let failed = result.is_err();
+                    results.push((
+                        service.name.clone(),
+                        instance,
+                        result.map(|_| ()).map_err(|e| e.to_string()),
+                    ));
+                    if failed {
+                        break;
+                    }
+                }
+                results
+            });
+        }
+        let mut failed = false;
+        while let Some(joined) = set.join_next().await {
+            for (service, instance, result) in joined.unwrap_or_default() {
+                match result {
+                    Ok(()) => {
+                        tracing::info!(%service, %instance, why, "instance started");
+                        self.record(why, &service, Some(&instance), "ok".into());
+                    }
+                    Err(err) => {
+                        failed = true;
+                        tracing::warn!(%service, error = %err, why, "start failed");
+                        self.record(why, &service, Some(&instance), format!("failed: {err}"));
+                    }
+                }
+            }
+        }
+        if failed {
+            let next = self
+                .backoff
+                .get(&descriptor.name)
+                .map_or(START_BACKOFF_INITIAL, |b| {
+                    (b.next * 2).min(START_BACKOFF_MAX)
+                });
+            self.backoff.insert(
+                descriptor.name.clone(),
+                Backoff {
+                    until: now.plus(next),
+                    next,
+                },
+            );
+        } else {
+            self.backoff.remove(&descriptor.name);
+        }
+    }
+
+    /// Stops `count` running instances of `service` on this node, youngest first, with
+    /// their sidecars: the discovery record goes first, so no client is sent to an
+    /// instance that is stopping.
+    pub async fn stop_instances(&mut self, service: &str, count: u32, why: &str) {
+        let config = self.config();
+        let mut victims: Vec<InstanceInfo> = self
+            .shared
+            .knowledge()
+            .running(service)
+            .filter(|i| parent_of(&i.instance, &i.service).is_none())
+            .cloned()
+            .collect();
+        victims.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(a.id.cmp(&b.id)));
+        victims.truncate(count as usize);
+        for victim in victims {
+            let sidecars: Vec<InstanceInfo> = self
+                .shared
+                .knowledge()
+                .instances
+                .values()
+                .filter(|i| parent_of(&i.instance, &i.service) == Some(victim.instance.as_str()))
+                .cloned()
+                .collect();
+            for target in std::iter::once(&victim).chain(sidecars.iter()) {
+                if self.published.remove(&target.instance).is_some() {
+                    let _ = self
+                        .discovery
+                        .deregister(&target.service, &target.instance)
+                        .await;
+                }
+                let grace = stop_grace(config.as_deref(), &target.service);
+                let result = match self.engine.stop_instance(&target.id, grace).await {
+                    Ok(()) => self.engine.remove_instance(&target.id).await,
+                    Err(err) => Err(err),
+                };
+                match result {
+                    Ok(()) => {
+                        tracing::info!(service = %target.service, instance = %target.instance, why, "instance stopped");
+                        self.record(why, &target.service, Some(&target.instance), "ok".into());
+                    }
+                    Err(err) => {
+                        tracing::warn!(service = %target.service, error = %err, why, "stop failed");
+                        self.record(
+                            why,
+                            &target.service,
+                            Some(&target.instance),
+                            format!("failed: {err}"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn stop_grace(config: Option<&ClusterConfig>, service: &str) -> Duration {
+    Duration::from_secs(
+        config
+            .and_then(|c| c.services.get(service))
+            .map_or(common::config::service::DEFAULT_STOP_TIMEOUT_SECS, |s| {
+                s.configuration.stop_timeout_secs
+            }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sidecar_instances_name_their_parent() {
+        let id = attached_instance("0123456789abcdef0123456789abcdef", "log-shipper");
+        assert_eq!(
+            parent_of(&id, "log-shipper"),
+            Some("0123456789abcdef0123456789abcdef")
+        );
+        assert_eq!(
+            parent_of("0123456789abcdef0123456789abcdef", "log-shipper"),
+            None
+        );
+        assert_eq!(parent_of("abc-other", "log-shipper"), None);
+    }
+}

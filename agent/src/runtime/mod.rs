@@ -1,0 +1,19 @@
+//! The agent at run time: its shared knowledge, the commands it takes, and the tasks that
+//! keep the knowledge current and act on it.
+//!
+//! * `state`: `Shared` (identity, secret) and `Knowledge` (config, metrics, instances,
+//!   decision and action histories), behind one std mutex.
+//! * `command`: what operators can ask an agent to do.
+//! * `config_source`: the configuration read from etcd, last good one kept.
+//! * `monitor`: per-container stats and log followers feeding the metric windows.
+//! * `autonomic`: the loop: reconcile with Docker, keep the floor, plan, execute.
+
+pub mod autonomic;
+pub mod command;
+pub mod config_source;
+pub mod monitor;
+pub mod state;
+
+pub use autonomic::{Autonomic, AutonomicParts};
+pub use command::{AgentCommand, COMMAND_QUEUE_LEN};
+pub use state::{ActionRecord, InstanceInfo, Knowledge, Shared};

@@ -1,0 +1,482 @@
+//! The agent's MAPE-K loop on the real Docker engine and a real etcd: scaling with load
+//! inside [min, max], discovery records matching the running containers, adoption after a
+//! kill -9, and swap.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use support::{expect_code, gru};
+use testkit::{
+    ChildGuard, ClusterContainers, Component, EtcdCluster, free_port, http_get, require,
+    require_workload_image, wait_until,
+};
+
+/// A free block of `n` host ports on 127.0.0.1 (checked free when taken).
+fn free_range(n: u16) -> (u16, u16) {
+    loop {
+        let low = free_port();
+        if low > 65000 {
+            continue;
+        }
+        let all_free =
+            (low..low + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if all_free {
+            return (low, low + n - 1);
+        }
+    }
+}
+
+/// Writes a one-service configuration directory for the tests.
+struct TestConfig {
+    dir: tempfile::TempDir,
+}
+
+impl TestConfig {
+    fn new(policy: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("services")).unwrap();
+        std::fs::create_dir_all(dir.path().join("analytics")).unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{
+                "Autonomic": {"LoopTimeInterval": 1, "PlannerStrategy": "greedy", "EnableLogReading": true},
+                "Discovery": {"TTL": 3}
+            }"#,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("policy.json"), policy).unwrap();
+        std::fs::write(
+            dir.path().join("analytics/resp_time_ratio.json"),
+            r#"{"Name": "resp_time_ratio", "Expr": "execution_time / MAX_RESP_TIME",
+                "Metrics": ["execution_time"], "Constraints": ["MAX_RESP_TIME"]}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("analytics/cpu_load.json"),
+            r#"{"Name": "cpu_load", "Expr": "cpu_avg", "Metrics": ["cpu_avg"]}"#,
+        )
+        .unwrap();
+        Self { dir }
+    }
+
+    fn service(&self, name: &str, extra: &str, range: (u16, u16)) -> &Self {
+        let doc = format!(
+            r#"{{
+                "Name": "{name}", "Image": "{image}", "DiscoveryPort": "8080",
+                "Analytics": ["resp_time_ratio", "cpu_load"],
+                "Constraints": {{"MAX_RESP_TIME": 100}},
+                {extra}
+                "Configuration": {{
+                    "Memory": "64m", "StopTimeout": 2,
+                    "Env": {{"SERVICE_NAME": "{name}", "SERVICE_TIME_MS": "20"}},
+                    "Ports": {{"8080": "{low}-{high}"}}
+                }}
+            }}"#,
+            image = testkit::WORKLOAD_IMAGE,
+            low = range.0,
+            high = range.1
+        );
+        std::fs::write(self.dir.path().join(format!("services/{name}.json")), doc).unwrap();
+        self
+    }
+
+    fn path(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+}
+
+struct Agent {
+    guard: ChildGuard,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+fn spawn_agent(etcd: &EtcdCluster, cluster: &str, node: &str, log_dir: &Path) -> Agent {
+    let port = free_port();
+    let log = log_dir.join(format!("{node}-{port}.log"));
+    let file = std::fs::File::create(&log).unwrap();
+    let child = gru(&etcd.endpoints())
+        .env("RUST_LOG", "info")
+        .args([
+            "join",
+            cluster,
+            "--name",
+            node,
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--publish-ip",
+            "127.0.0.1",
+            "--start",
+        ])
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let agent = Agent {
+        guard: ChildGuard::new(child),
+        port,
+        log,
+    };
+    let up = wait_until(Duration::from_secs(20), || {
+        http_get(port, "/healthz").is_some_and(|(s, _)| s == 200)
+    });
+    assert!(
+        up.is_some(),
+        "agent {node} did not come up:\n{}",
+        agent.log_text()
+    );
+    agent
+}
+
+impl Agent {
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Running containers of `service` in the cluster: instance label → host port.
+fn running(containers: &ClusterContainers, service: &str) -> BTreeSet<String> {
+    let ids = containers.ids(Some(&format!("label=org.gru.service={service}")));
+    let ids: Vec<String> = ids
+        .into_iter()
+        .filter(|id| docker(&["inspect", "--format", "{{.State.Running}}", id]).trim() == "true")
+        .collect();
+    ids.iter()
+        .map(|id| {
+            docker(&[
+                "inspect",
+                "--format",
+                "{{index .Config.Labels \"org.gru.instance\"}}",
+                id,
+            ])
+            .trim()
+            .to_owned()
+        })
+        .collect()
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Discovery records of `service`: instance → address.
+fn registered(etcd: &EtcdCluster, cluster: &str, service: &str) -> Vec<(String, String)> {
+    let prefix = format!("/gru/{cluster}/discovery/{service}/");
+    etcd.dump(&prefix)
+        .into_iter()
+        .map(|(k, v)| (k.trim_start_matches(&prefix).to_owned(), v))
+        .collect()
+}
+
+/// Closed-loop load: `clients` threads sending GETs to whatever instances discovery lists.
+struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<u64>>,
+}
+
+impl Load {
+    fn start(etcd: &EtcdCluster, cluster: &str, service: &str, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let targets = Arc::new(std::sync::Mutex::new(Vec::<u16>::new()));
+        let mut threads = Vec::new();
+        {
+            // One thread refreshes the targets from discovery every 500 ms.
+            let (stop, targets) = (stop.clone(), targets.clone());
+            let endpoints = etcd.endpoints();
+            let prefix = format!("/gru/{cluster}/discovery/{service}/");
+            threads.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let out = Command::new("etcdctl")
+                        .env("ETCDCTL_API", "3")
+                        .args([
+                            &format!("--endpoints={endpoints}"),
+                            "get",
+                            "--prefix",
+                            "--print-value-only",
+                            &prefix,
+                        ])
+                        .output();
+                    if let Ok(out) = out {
+                        let ports: Vec<u16> = String::from_utf8_lossy(&out.stdout)
+                            .lines()
+                            .filter_map(|l| l.rsplit(':').next()?.trim().parse().ok())
+                            .collect();
+                        *targets.lock().unwrap() = ports;
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                0
+            }));
+        }
+        for client in 0..clients {
+            let (stop, targets) = (stop.clone(), targets.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut sent = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let ports = targets.lock().unwrap().clone();
+                    if ports.is_empty() {
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                    let port = ports[(client + sent as usize) % ports.len()];
+                    let _ = http_get(port, "/");
+                    sent += 1;
+                }
+                sent
+            }));
+        }
+        Load { stop, threads }
+    }
+
+    fn stop(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        std::mem::take(&mut self.threads)
+            .into_iter()
+            .map(|t| t.join().unwrap_or(0))
+            .sum()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Checks the invariants once: count within [min, max] (once started), labels, and
+/// discovery records equal to the running containers. Returns the count, or why the
+/// records differ (a transient state the caller may look at again).
+fn check(
+    etcd: &EtcdCluster,
+    containers: &ClusterContainers,
+    service: &str,
+    (min, max): (usize, usize),
+) -> Result<usize, String> {
+    let instances = running(containers, service);
+    assert!(
+        instances.len() <= max,
+        "{} instances of {service}, max {max}",
+        instances.len()
+    );
+    for id in containers.ids(Some("status=running")) {
+        let labels = docker(&["inspect", "--format", "{{json .Config.Labels}}", &id]);
+        for label in [
+            "org.gru.cluster",
+            "org.gru.node",
+            "org.gru.service",
+            "org.gru.instance",
+        ] {
+            assert!(
+                labels.contains(label),
+                "container {id} lacks {label}: {labels}"
+            );
+        }
+    }
+    let records: BTreeSet<String> = registered(etcd, &containers.cluster, service)
+        .into_iter()
+        .map(|(instance, _)| instance)
+        .collect();
+    if records != instances {
+        return Err(format!("records {records:?} != running {instances:?}"));
+    }
+    let _ = min;
+    Ok(instances.len())
+}
+
+/// Runs `check` and tolerates a difference between records and containers only while the
+/// agent is catching up (it must be gone within 3 s).
+fn check_settled(
+    etcd: &EtcdCluster,
+    containers: &ClusterContainers,
+    service: &str,
+    bounds: (usize, usize),
+) -> usize {
+    let started = Instant::now();
+    loop {
+        match check(etcd, containers, service, bounds) {
+            Ok(count) => return count,
+            Err(why) if started.elapsed() > Duration::from_secs(3) => {
+                panic!("discovery records do not match the containers: {why}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+const SCALE_POLICY: &str = r#"{
+    "Scaleout": {"Enable": true, "Threshold": 0.6, "Analytics": ["resp_time_ratio", "cpu_load"], "Period": 2, "Step": 1},
+    "Scalein":  {"Enable": true, "Threshold": 0.3, "Analytics": ["resp_time_ratio", "cpu_load"], "Period": 4, "Step": 1},
+    "Swap":     {"Enable": false, "Threshold": 0.6},
+    "CooldownOut": 3,
+    "CooldownIn": 4
+}"#;
+
+#[test]
+fn one_agent_scales_out_under_load_and_back_to_min_within_bounds() {
+    let test = "one_agent_scales_out_under_load_and_back_to_min_within_bounds";
+    if !require(test, Component::Etcd) || !require_workload_image(test) {
+        return;
+    }
+    let containers = ClusterContainers::unique("scale");
+    let cluster = containers.cluster.clone();
+    let etcd = EtcdCluster::start();
+    let e = etcd.endpoints();
+    let config = TestConfig::new(SCALE_POLICY);
+    config.service(
+        "web",
+        r#""MinInstances": 1, "MaxInstances": 4,"#,
+        free_range(8),
+    );
+    expect_code(&e, &["create", &cluster], 0);
+    expect_code(&e, &["config", "push", &cluster, config.path()], 0);
+    let logs = tempfile::tempdir().unwrap();
+    let agent = spawn_agent(&etcd, &cluster, "n1", logs.path());
+    let bounds = (1, 4);
+
+    let at_min = wait_until(Duration::from_secs(20), || {
+        running(&containers, "web").len() == 1
+    });
+    assert!(
+        at_min.is_some(),
+        "MinInstances not started:\n{}",
+        agent.log_text()
+    );
+    check_settled(&etcd, &containers, "web", bounds);
+
+    let load = Load::start(&etcd, &cluster, "web", 12);
+    let started = Instant::now();
+    let mut peak = 1;
+    while started.elapsed() < Duration::from_secs(60) && peak < 3 {
+        peak = peak.max(check_settled(&etcd, &containers, "web", bounds));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let scaled_after = started.elapsed();
+    let requests = load.stop();
+    assert!(
+        peak >= 3,
+        "load did not scale web out (peak {peak}, {requests} requests):\n{}",
+        agent.log_text()
+    );
+    println!(
+        "scale-out: 1 -> {peak} instances in {:.1} s under load ({requests} requests)",
+        scaled_after.as_secs_f64()
+    );
+
+    let calm = Instant::now();
+    let mut count = peak;
+    while calm.elapsed() < Duration::from_secs(90) && count > 1 {
+        count = check_settled(&etcd, &containers, "web", bounds);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(
+        count,
+        1,
+        "web did not come back to MinInstances:\n{}",
+        agent.log_text()
+    );
+    println!(
+        "scale-in: {peak} -> 1 instance in {:.1} s after the load stopped",
+        calm.elapsed().as_secs_f64()
+    );
+    // It stays at min: the floor holds and scale-in is blocked by MinInstances.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(check_settled(&etcd, &containers, "web", bounds), 1);
+    let (status, body) =
+        http_get(agent.port, "/gru/v1/decisions?limit=5").unwrap_or((0, String::new()));
+    if status == 200 {
+        assert!(
+            body.contains("MinInstances"),
+            "latest decisions do not say why nothing scales in: {body}"
+        );
+    }
+    drop(agent);
+}
+
+#[test]
+fn killed_agent_adopts_its_containers_on_restart() {
+    let test = "killed_agent_adopts_its_containers_on_restart";
+    if !require(test, Component::Etcd) || !require_workload_image(test) {
+        return;
+    }
+    let containers = ClusterContainers::unique("adopt");
+    let cluster = containers.cluster.clone();
+    let etcd = EtcdCluster::start();
+    let e = etcd.endpoints();
+    let config = TestConfig::new(SCALE_POLICY);
+    config.service(
+        "web",
+        r#""MinInstances": 2, "MaxInstances": 3,"#,
+        free_range(6),
+    );
+    expect_code(&e, &["create", &cluster], 0);
+    expect_code(&e, &["config", "push", &cluster, config.path()], 0);
+    let logs = tempfile::tempdir().unwrap();
+    let mut agent = spawn_agent(&etcd, &cluster, "n1", logs.path());
+
+    assert!(
+        wait_until(Duration::from_secs(20), || running(&containers, "web")
+            .len()
+            == 2)
+        .is_some(),
+        "MinInstances not started:\n{}",
+        agent.log_text()
+    );
+    check_settled(&etcd, &containers, "web", (2, 3));
+    let before: BTreeSet<String> = containers.ids(Some("status=running")).into_iter().collect();
+
+    // kill -9: nobody cleans up; the containers keep serving.
+    let mut child = agent.guard.take();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let gone = wait_until(Duration::from_secs(10), || {
+        etcd.keys(&format!("/gru/{cluster}/nodes/n1/")).is_empty()
+    });
+    assert!(gone.is_some(), "the dead agent's lease did not expire");
+    assert_eq!(
+        containers
+            .ids(Some("status=running"))
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        before,
+        "containers changed while the agent was dead"
+    );
+
+    let restarted = Instant::now();
+    let agent = spawn_agent(&etcd, &cluster, "n1", logs.path());
+    let adopted = wait_until(Duration::from_secs(15), || {
+        registered(&etcd, &cluster, "web").len() == 2
+    });
+    assert!(
+        adopted.is_some(),
+        "restarted agent did not publish its instances:\n{}",
+        agent.log_text()
+    );
+    println!(
+        "restart: instances adopted and published {:.1} s after the restart",
+        restarted.elapsed().as_secs_f64()
+    );
+    // A few loops later: the same containers, no duplicates, none lost.
+    std::thread::sleep(Duration::from_secs(4));
+    let after: BTreeSet<String> = containers.ids(Some("status=running")).into_iter().collect();
+    assert_eq!(
+        after,
+        before,
+        "adoption started or lost containers:\n{}",
+        agent.log_text()
+    );
+    assert_eq!(check_settled(&etcd, &containers, "web", (2, 3)), 2);
+    assert!(
+        containers.ids(Some("status=exited")).is_empty(),
+        "exited containers left behind"
+    );
+}
