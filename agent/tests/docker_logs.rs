@@ -411,6 +411,15 @@ async fn follower_delivers_the_last_lines_and_ends_when_the_container_stops() {
         lines.iter().any(|line| line.contains("shutting down")),
         "stderr is followed too: {lines:?}"
     );
+
+    // Following the stopped container: nothing from before, and the end at once.
+    let mut late = engine.follow_logs(&started.id).await.expect("follow");
+    let first = tokio::time::timeout(Duration::from_secs(5), late.lines.recv())
+        .await
+        .expect("a follower of a stopped container ends at once");
+    assert_eq!(first, None);
+    let end = late.ended.await.expect("the task does not panic");
+    assert!(matches!(end, LogsEnd::Finished), "{end:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
