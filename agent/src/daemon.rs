@@ -197,14 +197,7 @@ pub async fn run(
         autonomic.set_active(true).await;
     }
     let loop_task = tokio::spawn(autonomic.run(command_rx, reload, cancel.child_token()));
-    // TEMPORARY until the /gru/v1 API lands: health only.
-    let _ = command_tx;
-    let router = http::router(http::Health {
-        status: "ok",
-        cluster: settings.cluster.clone(),
-        node: settings.node.clone(),
-        version: env!("CARGO_PKG_VERSION"),
-    });
+    let router = http::router(shared.clone(), command_tx, crate::runtime::autonomic::now);
     let mut server = tokio::spawn(http::serve(listener, router, cancel.child_token()));
     let keepalive = membership.keep_alive(cancel.child_token());
     tokio::pin!(keepalive);

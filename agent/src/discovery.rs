@@ -19,7 +19,12 @@ pub struct DiscoveryRegistry {
 }
 
 impl DiscoveryRegistry {
-    pub fn new(store: Store, keys: ClusterKeys, app_root: &str, lease: watch::Receiver<i64>) -> Self {
+    pub fn new(
+        store: Store,
+        keys: ClusterKeys,
+        app_root: &str,
+        lease: watch::Receiver<i64>,
+    ) -> Self {
         Self {
             store,
             keys,
@@ -29,15 +34,24 @@ impl DiscoveryRegistry {
     }
 
     /// Publishes `address` (`host:port`) for `instance` of `service` under the current lease.
-    pub async fn register(&self, service: &str, instance: &str, address: &str) -> Result<(), StoreError> {
-        let key = self.keys.discovery_instance(&self.app_root, service, instance);
+    pub async fn register(
+        &self,
+        service: &str,
+        instance: &str,
+        address: &str,
+    ) -> Result<(), StoreError> {
+        let key = self
+            .keys
+            .discovery_instance(&self.app_root, service, instance);
         let lease = *self.lease.borrow();
         self.store.put(&key, address, Some(lease)).await
     }
 
     /// Removes the record of `instance`; removing one that is not there is not an error.
     pub async fn deregister(&self, service: &str, instance: &str) -> Result<(), StoreError> {
-        let key = self.keys.discovery_instance(&self.app_root, service, instance);
+        let key = self
+            .keys
+            .discovery_instance(&self.app_root, service, instance);
         self.store.delete(&key).await
     }
 
@@ -50,7 +64,8 @@ impl DiscoveryRegistry {
             .await?
             .into_iter()
             .filter_map(|e| {
-                common::keys::leaf_name(&prefix, &e.key).map(|instance| (instance.to_owned(), e.value))
+                common::keys::leaf_name(&prefix, &e.key)
+                    .map(|instance| (instance.to_owned(), e.value))
             })
             .collect())
     }

@@ -9,7 +9,7 @@
 //! * [`membership`]: the node's records under one lease, kept alive, re-registered if lost.
 //! * [`mape`]: the pure MAPE-K core (windows, analytics, weights, strategies, planner).
 //! * [`runtime`]: the agent's shared knowledge and commands, and the tasks that run it.
-//! * [`http`]: the agent's HTTP API (`/healthz` for now).
+//! * [`http`]: the agent's HTTP API: `/healthz` and Gru's `/gru/v1/...` routes (state changes need the cluster secret).
 //! * [`daemon`]: composes the above into the foreground process `gru join` runs.
 
 pub mod daemon;

@@ -480,3 +480,100 @@ fn killed_agent_adopts_its_containers_on_restart() {
         "exited containers left behind"
     );
 }
+
+#[test]
+fn swap_replaces_the_idle_service_with_the_overloaded_one_when_only_one_fits() {
+    let test = "swap_replaces_the_idle_service_with_the_overloaded_one_when_only_one_fits";
+    if !require(test, Component::Etcd) || !require_workload_image(test) {
+        return;
+    }
+    let containers = ClusterContainers::unique("swap");
+    let cluster = containers.cluster.clone();
+    let etcd = EtcdCluster::start();
+    let e = etcd.endpoints();
+    // Both services pin every core of the engine: the node has room for one instance.
+    let cores = docker(&["info", "--format", "{{.NCPU}}"]).trim().to_owned();
+    let config = TestConfig::new(
+        r#"{
+            "Scaleout": {"Enable": true, "Threshold": 0.6, "Analytics": ["resp_time_ratio"]},
+            "Scalein":  {"Enable": false, "Threshold": 0.3},
+            "Swap":     {"Enable": true, "Threshold": 0.5, "Analytics": ["resp_time_ratio"]}
+        }"#,
+    );
+    for name in ["idle", "busy"] {
+        config.service(
+            name,
+            "\"MinInstances\": 0, \"MaxInstances\": 1,",
+            free_range(3),
+        );
+        let path = config.dir.path().join(format!("services/{name}.json"));
+        let doc = std::fs::read_to_string(&path).unwrap().replace(
+            "\"Memory\": \"64m\"",
+            &format!("\"Memory\": \"64m\", \"cpunumber\": {cores}"),
+        );
+        let doc = doc.replace(
+            "[\"resp_time_ratio\", \"cpu_load\"]",
+            "[\"resp_time_ratio\"]",
+        );
+        std::fs::write(path, doc).unwrap();
+    }
+    expect_code(&e, &["create", &cluster], 0);
+    expect_code(&e, &["config", "push", &cluster, config.path()], 0);
+    let secret = etcd.etcdctl(&[
+        "get",
+        "--print-value-only",
+        &format!("/gru/{cluster}/secret"),
+    ]);
+    let secret = secret.trim();
+    let logs = tempfile::tempdir().unwrap();
+    let agent = spawn_agent(&etcd, &cluster, "n1", logs.path());
+
+    let (status, body) = testkit::http_request(
+        agent.port,
+        "POST",
+        "/gru/v1/commands",
+        Some(secret),
+        Some(r#"{"name": "start-service", "service": "idle"}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 202, "{body}");
+    assert!(
+        wait_until(Duration::from_secs(15), || running(&containers, "idle")
+            .len()
+            == 1)
+        .is_some(),
+        "idle was not started:\n{}",
+        agent.log_text()
+    );
+
+    // idle answers in 10 ms, busy (no instance anywhere) is reported at 500 ms.
+    let started = Instant::now();
+    let swapped = wait_until(Duration::from_secs(30), || {
+        for (service, ms) in [("idle", "10"), ("busy", "500")] {
+            let path = format!("/gru/v1/stats/user/{service}/execution_time");
+            let (status, body) =
+                testkit::http_request(agent.port, "POST", &path, Some(secret), Some(ms)).unwrap();
+            assert!(
+                (200..300).contains(&status),
+                "push refused: {status} {body}"
+            );
+        }
+        running(&containers, "busy").len() == 1 && running(&containers, "idle").is_empty()
+    });
+    assert!(
+        swapped.is_some(),
+        "no swap within 30 s:\n{}",
+        agent.log_text()
+    );
+    println!(
+        "swap: idle replaced by busy {:.1} s after the load was reported",
+        started.elapsed().as_secs_f64()
+    );
+    check_settled(&etcd, &containers, "busy", (0, 1));
+    check_settled(&etcd, &containers, "idle", (0, 1));
+    let (_, decisions) = http_get(agent.port, "/gru/v1/decisions?limit=50").unwrap();
+    assert!(
+        decisions.contains("swap"),
+        "no swap decision recorded: {decisions}"
+    );
+}

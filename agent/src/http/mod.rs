@@ -1,33 +1,113 @@
-//! The agent's HTTP API. For now: `GET /healthz`, which anyone may read. State-changing
-//! routes (which will require the cluster secret) arrive with the MAPE-K loop.
+//! The agent's HTTP API: Gru's routes under `/gru/v1`, answering JSON.
+//!
+//! ```text
+//!   GET  /healthz                              status, cluster, node, version      anyone
+//!   GET  /gru/v1/node                          identity, active, config, counts    anyone
+//!   GET  /gru/v1/services                      instances here, min/max             anyone
+//!   GET  /gru/v1/stats                         metric means, pushed means          anyone
+//!   GET  /gru/v1/analytics                     last analytic values                anyone
+//!   GET  /gru/v1/policies                      newest decision's weights           anyone
+//!   GET  /gru/v1/decisions?limit=N             decision history, newest first      anyone
+//!   GET  /gru/v1/actions?limit=N               action history, newest first        anyone
+//!   GET  /gru/v1/shared                        the summary friends would get       anyone
+//!   POST /gru/v1/stats/user/{service}/{metric} push a value: 200, 400, 404, 429    secret
+//!   POST /gru/v1/commands                      an AgentCommand: 202, 400, 404, 503 secret
+//! ```
+//!
+//! * `views.rs`: the read routes' JSON shapes, built from the knowledge by plain functions;
+//! * `push.rs`: what a valid push is and how it lands in the knowledge (names, caps);
+//! * `auth.rs`: the cluster secret as `Authorization: Bearer` (401 missing, 403 wrong);
+//! * `error.rs`: the one error shape, `{"error": "..."}`, also for axum's rejections;
+//! * `routes.rs`: the handlers, thin, gluing the above to axum.
+//!
+//! Reads need no secret: they show what the agent would tell any friend, and health checks
+//! and dashboards should not hold the cluster's key. Anything that changes the agent's
+//! state requires it, checked before the body is read. Bodies are capped at
+//! [`MAX_BODY_BYTES`] (413 beyond); unknown routes are 404 and wrong methods 405, in the
+//! same JSON shape. No handler unwraps, indexes or does arithmetic that could panic on
+//! what a client sends, and none waits: a full command queue is 503 with `Retry-After`.
+
+mod auth;
+mod error;
+mod push;
+mod routes;
+mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde::Serialize;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// What `/healthz` reports.
-#[derive(Debug, Clone, Serialize)]
-pub struct Health {
-    pub status: &'static str,
-    pub cluster: String,
-    pub node: String,
-    pub version: &'static str,
+use crate::mape::Millis;
+use crate::runtime::{AgentCommand, Shared};
+
+pub use push::{MAX_METRIC_NAME_LEN, MAX_PUSHED_METRICS_PER_SERVICE, MAX_PUSHED_SERVICES};
+pub use views::{DEFAULT_HISTORY_LIMIT, Health, MAX_HISTORY_LIMIT};
+
+/// Where Gru's routes live.
+pub const API_PREFIX: &str = "/gru/v1";
+/// Largest request body accepted; a longer one is refused with 413 as soon as the limit is
+/// passed, without reading the rest.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler shares: the agent's knowledge, the way to its loop, and its clock.
+#[derive(Debug, Clone)]
+struct ApiState {
+    shared: Arc<Shared>,
+    /// Bounded: a full queue is answered 503, never waited on.
+    commands: mpsc::Sender<AgentCommand>,
+    /// The wall clock in the daemon, a fixed one in tests; read once per request.
+    clock: fn() -> Millis,
 }
 
-pub fn router(health: Health) -> Router {
+/// The API over `shared`. Commands go to the loop through `commands`; `clock` dates pushed
+/// samples and the reading of windows.
+pub fn router(
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<AgentCommand>,
+    clock: fn() -> Millis,
+) -> Router {
+    let state = ApiState {
+        shared,
+        commands,
+        clock,
+    };
+    let api = Router::new()
+        .route("/node", get(routes::node))
+        .route("/services", get(routes::services))
+        .route("/stats", get(routes::stats))
+        .route("/stats/user/{service}/{metric}", post(routes::push_metric))
+        .route("/analytics", get(routes::analytics))
+        .route("/policies", get(routes::policies))
+        .route("/decisions", get(routes::decisions))
+        .route("/actions", get(routes::actions))
+        .route("/shared", get(routes::shared_summary))
+        .route("/commands", post(routes::command));
     Router::new()
-        .route("/healthz", get(healthz))
-        .with_state(Arc::new(health))
+        .route("/healthz", get(routes::healthz))
+        .nest(API_PREFIX, api)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
 }
 
-async fn healthz(State(health): State<Arc<Health>>) -> Json<Health> {
-    Json((*health).clone())
+/// One debug line per request: method, path and status (never headers, which may hold the
+/// secret).
+async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    tracing::debug!(%method, %path, status = response.status().as_u16(), "http request");
+    response
 }
 
 /// Serves `router` on `listener` until `cancel` fires, then finishes in-flight requests.

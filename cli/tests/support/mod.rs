@@ -6,7 +6,10 @@ use std::process::{Command, Output, Stdio};
 
 /// The workspace root (configs/ and fixtures live there).
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// `gru` with `ETCD_ADDR` set to `endpoints` and a quiet log.
@@ -38,7 +41,12 @@ pub fn text(output: &Output) -> String {
 #[track_caller]
 pub fn expect_code(endpoints: &str, args: &[&str], code: i32) -> Output {
     let output = run(endpoints, args);
-    assert_eq!(output.status.code(), Some(code), "gru {args:?}\n{}", text(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "gru {args:?}\n{}",
+        text(&output)
+    );
     output
 }
 

@@ -1,0 +1,162 @@
+//! The handlers: each takes what it needs from the request, holds the knowledge's lock only
+//! while it copies or changes a few maps (no `.await` under it), and answers JSON.
+//!
+//! Extractors that can fail are taken as `Result`s so that every failure is answered in the
+//! API's one error shape. Extraction order matters: [`Operator`] comes first on the
+//! state-changing routes, so the secret is checked before the body is read.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{Method, StatusCode, Uri};
+use serde::Serialize;
+use tokio::sync::mpsc::error::TrySendError;
+
+use super::ApiState;
+use super::auth::Operator;
+use super::error::{ApiError, shortened};
+use super::push;
+use super::views::{self, Health, HistoryQuery};
+use crate::mape::Millis;
+use crate::runtime::AgentCommand;
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// Characters of a request's path echoed in a 404 or 405.
+const SHOWN_PATH_CHARS: usize = 120;
+
+pub async fn healthz(State(state): State<ApiState>) -> Json<Health> {
+    Json(Health::of(&state.shared))
+}
+
+pub async fn node(State(state): State<ApiState>) -> Json<views::NodeView> {
+    let view = views::node(&state.shared, &state.shared.knowledge());
+    Json(view)
+}
+
+pub async fn services(State(state): State<ApiState>) -> Json<views::ServicesView> {
+    let view = views::services(&state.shared.knowledge());
+    Json(view)
+}
+
+pub async fn stats(State(state): State<ApiState>) -> Json<views::StatsView> {
+    let now = (state.clock)();
+    let view = views::stats(&mut state.shared.knowledge(), now);
+    Json(view)
+}
+
+pub async fn analytics(State(state): State<ApiState>) -> Json<views::AnalyticsView> {
+    let view = views::analytics(&state.shared.knowledge());
+    Json(view)
+}
+
+pub async fn policies(State(state): State<ApiState>) -> Json<views::PoliciesView> {
+    let view = views::policies(&state.shared.knowledge());
+    Json(view)
+}
+
+pub async fn decisions(
+    State(state): State<ApiState>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> ApiResult<views::DecisionsView> {
+    let Query(query) = query?;
+    let view = views::decisions(&state.shared.knowledge(), query);
+    Ok(Json(view))
+}
+
+pub async fn actions(
+    State(state): State<ApiState>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> ApiResult<views::ActionsView> {
+    let Query(query) = query?;
+    let view = views::actions(&state.shared.knowledge(), query);
+    Ok(Json(view))
+}
+
+pub async fn shared_summary(State(state): State<ApiState>) -> Json<views::SharedView> {
+    let now = (state.clock)();
+    let view = views::shared_summary(&state.shared, &mut state.shared.knowledge(), now);
+    Json(view)
+}
+
+/// The answer to an accepted push.
+#[derive(Debug, Serialize)]
+pub struct Recorded {
+    pub service: String,
+    pub metric: String,
+    pub value: f64,
+    pub at: Millis,
+}
+
+pub async fn push_metric(
+    State(state): State<ApiState>,
+    _operator: Operator,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Recorded> {
+    let Path((service, metric)) = path?;
+    push::check_service_name(&service)?;
+    push::check_metric_name(&metric)?;
+    let value = push::parse_value(&body?)?;
+    let at = (state.clock)();
+    push::record(&mut state.shared.knowledge(), &service, &metric, value, at)?;
+    tracing::trace!(%service, %metric, value, "pushed metric recorded");
+    Ok(Json(Recorded {
+        service,
+        metric,
+        value,
+        at,
+    }))
+}
+
+/// The answer to an accepted command.
+#[derive(Debug, Serialize)]
+pub struct Accepted {
+    pub accepted: AgentCommand,
+}
+
+pub async fn command(
+    State(state): State<ApiState>,
+    _operator: Operator,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let body = body?;
+    let command: AgentCommand = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::bad_request(format!("the body is not a command: {err}")))?;
+    if let AgentCommand::StartService { service } | AgentCommand::StopService { service } = &command
+    {
+        push::check_service_name(service)?;
+        push::check_service_known(&state.shared.knowledge(), service)?;
+    }
+    match state.commands.try_send(command.clone()) {
+        Ok(()) => {
+            tracing::info!(?command, "command accepted");
+            Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: command })))
+        }
+        Err(TrySendError::Full(_)) => Err(ApiError::unavailable(format!(
+            "the agent already has {} commands waiting; retry shortly",
+            state.commands.max_capacity()
+        ))),
+        Err(TrySendError::Closed(_)) => Err(ApiError::unavailable(
+            "the agent's loop is not taking commands (it is shutting down or has stopped)",
+        )),
+    }
+}
+
+pub async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no route for {method} {}",
+        shortened(uri.path(), SHOWN_PATH_CHARS)
+    ))
+}
+
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} does not take {method}",
+            shortened(uri.path(), SHOWN_PATH_CHARS)
+        ),
+    )
+}
