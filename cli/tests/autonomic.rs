@@ -577,3 +577,201 @@ fn swap_replaces_the_idle_service_with_the_overloaded_one_when_only_one_fits() {
         "no swap decision recorded: {decisions}"
     );
 }
+
+/// The agent's lease, read from its node record.
+fn node_lease(etcd: &EtcdCluster, cluster: &str, node: &str) -> String {
+    let json: serde_json::Value = serde_json::from_str(&etcd.etcdctl(&[
+        "get",
+        &format!("/gru/{cluster}/nodes/{node}/config"),
+        "-w",
+        "json",
+    ]))
+    .unwrap();
+    format!("{:x}", json["kvs"][0]["lease"].as_i64().unwrap())
+}
+
+const QUIET_POLICY: &str = r#"{
+    "Scaleout": {"Enable": false, "Threshold": 0.75},
+    "Scalein":  {"Enable": false, "Threshold": 0.35},
+    "Swap":     {"Enable": false, "Threshold": 0.6}
+}"#;
+
+#[test]
+fn a_base_service_is_started_and_restarted_when_it_dies() {
+    let test = "a_base_service_is_started_and_restarted_when_it_dies";
+    if !require(test, Component::Etcd) || !require_workload_image(test) {
+        return;
+    }
+    let containers = ClusterContainers::unique("base");
+    let cluster = containers.cluster.clone();
+    let etcd = EtcdCluster::start();
+    let e = etcd.endpoints();
+    let config = TestConfig::new(QUIET_POLICY);
+    config.service("web", r#""MinInstances": 0,"#, free_range(4));
+    expect_code(&e, &["create", &cluster], 0);
+    expect_code(&e, &["config", "push", &cluster, config.path()], 0);
+    let logs = tempfile::tempdir().unwrap();
+    let agent = spawn_agent(&etcd, &cluster, "n1", logs.path());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        running(&containers, "web").is_empty(),
+        "web started without being a base service"
+    );
+
+    // What `set node n1 base-services web` writes: the node's constraints, under its lease.
+    let lease = node_lease(&etcd, &cluster, "n1");
+    etcd.etcdctl(&[
+        "put",
+        &format!("--lease={lease}"),
+        &format!("/gru/{cluster}/nodes/n1/constraints"),
+        r#"{"BaseServices":["web"]}"#,
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(15), || running(&containers, "web")
+            .len()
+            == 1)
+        .is_some(),
+        "base service not started:\n{}",
+        agent.log_text()
+    );
+    let first = containers.ids(Some("status=running"));
+    docker(&["rm", "-f", &first[0]]);
+    let killed = Instant::now();
+    let back = wait_until(Duration::from_secs(15), || {
+        let now = containers.ids(Some("status=running"));
+        now.len() == 1 && now != first
+    });
+    assert!(
+        back.is_some(),
+        "dead base service not restarted:\n{}",
+        agent.log_text()
+    );
+    println!(
+        "base service restarted {:.1} s after its container was removed",
+        killed.elapsed().as_secs_f64()
+    );
+    check_settled(&etcd, &containers, "web", (1, 1));
+}
+
+#[test]
+fn attached_sidecars_start_and_stop_with_their_instance() {
+    let test = "attached_sidecars_start_and_stop_with_their_instance";
+    if !require(test, Component::Etcd) || !require_workload_image(test) {
+        return;
+    }
+    let containers = ClusterContainers::unique("sidecar");
+    let cluster = containers.cluster.clone();
+    let etcd = EtcdCluster::start();
+    let e = etcd.endpoints();
+    let config = TestConfig::new(QUIET_POLICY);
+    config.service("web", r#""Attached": ["shipper"],"#, free_range(4));
+    config.service("shipper", "", free_range(4));
+    expect_code(&e, &["create", &cluster], 0);
+    expect_code(&e, &["config", "push", &cluster, config.path()], 0);
+    let secret = etcd.etcdctl(&[
+        "get",
+        "--print-value-only",
+        &format!("/gru/{cluster}/secret"),
+    ]);
+    let logs = tempfile::tempdir().unwrap();
+    let agent = spawn_agent(&etcd, &cluster, "n1", logs.path());
+
+    let command = |body: &str| {
+        let (status, text) = testkit::http_request(
+            agent.port,
+            "POST",
+            "/gru/v1/commands",
+            Some(secret.trim()),
+            Some(body),
+        )
+        .unwrap();
+        assert_eq!(status, 202, "{text}");
+    };
+    command(r#"{"name": "start-service", "service": "web"}"#);
+    let both = wait_until(Duration::from_secs(15), || {
+        running(&containers, "web").len() == 1 && running(&containers, "shipper").len() == 1
+    });
+    assert!(
+        both.is_some(),
+        "web and its sidecar did not start:\n{}",
+        agent.log_text()
+    );
+    let web = running(&containers, "web").into_iter().next().unwrap();
+    let shipper = running(&containers, "shipper").into_iter().next().unwrap();
+    assert_eq!(
+        shipper,
+        format!("{web}-shipper"),
+        "the sidecar does not name its instance"
+    );
+
+    command(r#"{"name": "stop-service", "service": "web"}"#);
+    let gone = wait_until(Duration::from_secs(15), || {
+        containers.ids(Some("status=running")).is_empty()
+    });
+    assert!(
+        gone.is_some(),
+        "the sidecar outlived its instance:\n{}",
+        agent.log_text()
+    );
+}
+
+#[test]
+fn a_missing_image_is_reported_and_backed_off_not_retried_in_a_loop() {
+    let test = "a_missing_image_is_reported_and_backed_off_not_retried_in_a_loop";
+    if !require(test, Component::Etcd) || !require(test, Component::Docker) {
+        return;
+    }
+    let containers = ClusterContainers::unique("noimage");
+    let cluster = containers.cluster.clone();
+    let etcd = EtcdCluster::start();
+    let e = etcd.endpoints();
+    let config = TestConfig::new(QUIET_POLICY);
+    config.service("ghost", r#""MinInstances": 1,"#, free_range(4));
+    let path = config.dir.path().join("services/ghost.json");
+    let doc = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(testkit::WORKLOAD_IMAGE, "gru-test-no-such-image:never");
+    std::fs::write(path, doc).unwrap();
+    expect_code(&e, &["create", &cluster], 0);
+    expect_code(&e, &["config", "push", &cluster, config.path()], 0);
+    let logs = tempfile::tempdir().unwrap();
+    let agent = spawn_agent(&etcd, &cluster, "n1", logs.path());
+
+    std::thread::sleep(Duration::from_secs(8));
+    let (status, body) = http_get(agent.port, "/gru/v1/actions?limit=100").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let actions: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let attempts: Vec<&serde_json::Value> = actions["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| {
+            a["result"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("failed"))
+        })
+        .collect();
+    assert!(!attempts.is_empty(), "no failed start recorded: {body}");
+    assert!(
+        attempts[0]["result"]
+            .as_str()
+            .unwrap()
+            .contains("not present on this engine"),
+        "the failure does not say the image is missing: {body}"
+    );
+    // 8 s with a 5 s then 10 s backoff: at most two attempts, not one per loop (8).
+    assert!(
+        attempts.len() <= 2,
+        "{} start attempts in 8 s: {body}",
+        attempts.len()
+    );
+    assert_eq!(
+        http_get(agent.port, "/healthz").unwrap().0,
+        200,
+        "agent unhealthy"
+    );
+    assert!(
+        containers.ids(None).is_empty(),
+        "a container was created for a missing image"
+    );
+}
