@@ -289,7 +289,11 @@ fn check(
     if records != instances {
         return Err(format!("records {records:?} != running {instances:?}"));
     }
-    let _ = min;
+    assert!(
+        instances.len() >= min,
+        "{} instances of {service}, min {min}",
+        instances.len()
+    );
     Ok(instances.len())
 }
 
@@ -651,6 +655,40 @@ fn a_base_service_is_started_and_restarted_when_it_dies() {
         killed.elapsed().as_secs_f64()
     );
     check_settled(&etcd, &containers, "web", (1, 1));
+
+    // The agent's own command writes the same record (what `gru manage` uses).
+    let secret = etcd.etcdctl(&[
+        "get",
+        "--print-value-only",
+        &format!("/gru/{cluster}/secret"),
+    ]);
+    let (status, body) = testkit::http_request(
+        agent.port,
+        "POST",
+        "/gru/v1/commands",
+        Some(secret.trim()),
+        Some(r#"{"name": "set-base-services", "services": []}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 202, "{body}");
+    let cleared = wait_until(Duration::from_secs(10), || {
+        etcd.etcdctl(&[
+            "get",
+            "--print-value-only",
+            &format!("/gru/{cluster}/nodes/n1/constraints"),
+        ])
+        .contains(r#""BaseServices":[]"#)
+    });
+    assert!(
+        cleared.is_some(),
+        "constraints record not rewritten:\n{}",
+        agent.log_text()
+    );
+    assert_eq!(
+        node_lease(&etcd, &cluster, "n1"),
+        lease,
+        "constraints written outside the node's lease"
+    );
 }
 
 #[test]

@@ -124,8 +124,14 @@ pub async fn command(
     let body = body?;
     let command: AgentCommand = serde_json::from_slice(&body)
         .map_err(|err| ApiError::bad_request(format!("the body is not a command: {err}")))?;
-    if let AgentCommand::StartService { service } | AgentCommand::StopService { service } = &command
-    {
+    let named: &[String] = match &command {
+        AgentCommand::StartService { service } | AgentCommand::StopService { service } => {
+            std::slice::from_ref(service)
+        }
+        AgentCommand::SetBaseServices { services } => services,
+        AgentCommand::Start | AgentCommand::Stop | AgentCommand::Update => &[],
+    };
+    for service in named {
         push::check_service_name(service)?;
         push::check_service_known(&state.shared.knowledge(), service)?;
     }

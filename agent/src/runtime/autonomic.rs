@@ -274,6 +274,7 @@ impl Autonomic {
                     self.reconcile().await;
                 }
             }
+            AgentCommand::SetBaseServices { services } => self.set_base_services(services).await,
             AgentCommand::StopService { service } => {
                 self.stop_instances(&service, 1, "stop-service").await;
                 self.reconcile().await;
@@ -294,6 +295,26 @@ impl Autonomic {
             "autonomic loop {}",
             if active { "started" } else { "stopped" }
         );
+    }
+
+    /// Records this node's base services and publishes them as its constraints record
+    /// (under the node's lease, like the rest of its records).
+    pub async fn set_base_services(&mut self, services: Vec<String>) {
+        let constraints = common::config::NodeConstraints {
+            base_services: services.clone(),
+        };
+        self.shared.knowledge().base_services = services;
+        let key = self.keys.node(&self.shared.node, NodeField::Constraints);
+        let lease = *self.lease.borrow();
+        let value = serde_json::to_string(&constraints).unwrap_or_else(|_| "{}".to_owned());
+        if let Err(err) = self.store.put(&key, &value, Some(lease)).await {
+            tracing::warn!(error = %err, "cannot publish the node's constraints");
+        }
+        let active = self.shared.knowledge().active;
+        if let Some(config) = self.config().filter(|_| active) {
+            self.keep_floor(&config).await;
+            self.reconcile().await;
+        }
     }
 
     /// One iteration: reconcile, keep the floor, then plan and act.

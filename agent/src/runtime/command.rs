@@ -20,4 +20,7 @@ pub enum AgentCommand {
     StartService { service: String },
     /// Stop one instance of a service on this node.
     StopService { service: String },
+    /// Replace this node's base services (Gru's `set node <n> base-services <s...>`): the
+    /// agent keeps one instance of each running here and publishes its constraints record.
+    SetBaseServices { services: Vec<String> },
 }
