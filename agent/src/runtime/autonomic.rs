@@ -311,8 +311,8 @@ impl Autonomic {
             tracing::warn!(error = %err, "cannot publish the node's constraints");
         }
         let active = self.shared.knowledge().active;
-        if let Some(config) = self.config().filter(|_| active) {
-            self.keep_floor(&config).await;
+        if let Some(config) = self.config() {
+            self.keep_floor(&config, active).await;
             self.reconcile().await;
         }
     }
@@ -323,10 +323,11 @@ impl Autonomic {
         let Some(config) = self.config() else {
             return;
         };
-        if !self.shared.knowledge().active {
+        let active = self.shared.knowledge().active;
+        self.keep_floor(&config, active).await;
+        if !active {
             return;
         }
-        self.keep_floor(&config).await;
         let cluster_counts = self.cluster_counts().await;
         let now = now();
         let snapshots = self.snapshots(&config, &cluster_counts, now).await;
@@ -562,8 +563,10 @@ impl Autonomic {
         counts
     }
 
-    /// Base services of this node and services below their minimum get an instance here.
-    async fn keep_floor(&mut self, config: &ClusterConfig) {
+    /// Base services of this node get an instance here whether or not the loop is active
+    /// (they are the operator's explicit placement); with the loop active, services below
+    /// their minimum get one too, where there is room.
+    async fn keep_floor(&mut self, config: &ClusterConfig, active: bool) {
         let base: Vec<String> = self.shared.knowledge().base_services.clone();
         let counts = self.cluster_counts().await;
         for descriptor in config.services.values() {
@@ -571,7 +574,7 @@ impl Autonomic {
             let cluster = counts.get(&descriptor.name).copied().unwrap_or(0).max(here);
             let reason = if base.contains(&descriptor.name) && here == 0 {
                 Some("base-service")
-            } else if cluster < descriptor.min_instances {
+            } else if active && cluster < descriptor.min_instances {
                 Some("min-instances")
             } else {
                 None
