@@ -37,7 +37,7 @@ export DOCKER_HOST
 
 say "building gru and the workload images"
 cargo build --locked --bin gru -q
-"$GRU_ROOT/scripts/build-images.sh" >/dev/null
+"$GRU_ROOT/scripts/build-images.sh" workload loadgen >/dev/null
 gru=$GRU_ROOT/target/debug/gru
 loadgen=$GRU_ROOT/target/x86_64-unknown-linux-musl/release/gru-loadgen
 

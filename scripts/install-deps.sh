@@ -14,6 +14,7 @@ command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v victoria-metrics >/dev/null || need+=(victoria-metrics)
 command -v musl-gcc >/dev/null || need+=(musl-tools)
 command -v curl >/dev/null || need+=(curl)
+command -v docker-compose >/dev/null || need+=(docker-compose)
 if ! docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null; then
   need+=(docker.io)
 fi

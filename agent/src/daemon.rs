@@ -19,7 +19,7 @@ use crate::docker::{self, DockerError};
 use crate::http;
 use crate::mape::WindowSettings;
 use crate::membership::{Membership, NodeRecords};
-use crate::runtime::{AgentCommand, Autonomic, AutonomicParts, COMMAND_QUEUE_LEN, Shared};
+use crate::runtime::{AgentCommand, Autonomic, AutonomicParts, COMMAND_QUEUE_LEN, Shared, peers};
 use crate::store::{EtcdSettings, Store, StoreError, WatchEvent};
 
 /// Port of the agent's HTTP API when `--port` is not given.
@@ -166,22 +166,86 @@ pub async fn run(
             config.autonomic.loop_time_interval_secs.max(1),
         )),
     ));
+    let sink = crate::telemetry::start_sink(
+        &shared,
+        &config.metric,
+        crate::telemetry::NodeFacts {
+            cpus: resources.cpus,
+            memory_bytes: resources.memory_bytes,
+        },
+        cancel.child_token(),
+    );
     let (command_tx, command_rx) = tokio::sync::mpsc::channel::<AgentCommand>(COMMAND_QUEUE_LEN);
     let reload = Arc::new(tokio::sync::Notify::new());
+    // Peers first (one read), then a watch keeps them and the configuration current.
+    match store.get_prefix(&keys.nodes_prefix()).await {
+        Ok(entries) => {
+            let mut knowledge = shared.knowledge();
+            for entry in entries {
+                peers::apply(&mut knowledge.peers, &keys, &entry.key, Some(&entry.value));
+            }
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the cluster's nodes; peers will come from the watch")
+        }
+    }
     let mut watch = store.watch_prefix(&keys.prefix(), cancel.child_token());
     let watch_task = {
         let reload = reload.clone();
+        let shared = shared.clone();
+        let keys = keys.clone();
+        let store = store.clone();
         tokio::spawn(async move {
             while let Some(event) = watch.recv().await {
-                // Node records of other agents change as they come and go; only documents
-                // (and this node's constraints, which live under nodes/) matter here, and a
-                // reload is cheap, so any change outside other nodes' keys triggers one.
-                if matches!(&event, WatchEvent::Resynced | WatchEvent::Changed(_)) {
-                    reload.notify_one();
+                match event {
+                    WatchEvent::Resynced => {
+                        // Changes may have been missed: read the peers again, reload.
+                        if let Ok(entries) = store.get_prefix(&keys.nodes_prefix()).await {
+                            let mut knowledge = shared.knowledge();
+                            knowledge.peers.clear();
+                            for entry in entries {
+                                peers::apply(
+                                    &mut knowledge.peers,
+                                    &keys,
+                                    &entry.key,
+                                    Some(&entry.value),
+                                );
+                            }
+                        }
+                        reload.notify_one();
+                    }
+                    WatchEvent::Changed(changes) => {
+                        let mut documents_changed = false;
+                        {
+                            let mut knowledge = shared.knowledge();
+                            for (key, value) in &changes {
+                                let own_constraints =
+                                    keys.parse_node_key(key).is_some_and(|(node, field)| {
+                                        node == shared.node
+                                            && field == common::keys::NodeField::Constraints
+                                    });
+                                peers::apply(&mut knowledge.peers, &keys, key, value.as_deref());
+                                documents_changed |= own_constraints
+                                    || *key == keys.config()
+                                    || *key == keys.policy()
+                                    || key.starts_with(&keys.services_prefix())
+                                    || key.starts_with(&keys.analytics_prefix());
+                            }
+                        }
+                        if documents_changed {
+                            reload.notify_one();
+                        }
+                    }
                 }
             }
         })
     };
+    let gossip_task = tokio::spawn(crate::runtime::gossip::run(
+        shared.clone(),
+        secret.clone(),
+        rand::random(),
+        cancel.child_token(),
+    ));
     let mut autonomic = Autonomic::new(AutonomicParts {
         shared: shared.clone(),
         store: store.clone(),
@@ -192,6 +256,7 @@ pub async fn run(
         lease: membership.subscribe_lease(),
         app_root: config.discovery.app_root.clone(),
         seed: rand::random(),
+        node_records: membership.records(),
     });
     if settings.start {
         autonomic.set_active(true).await;
@@ -214,7 +279,9 @@ pub async fn run(
     };
     cancel.cancel();
     let _ = loop_task.await;
+    crate::telemetry::finish_sink(sink).await;
     watch_task.abort();
+    gossip_task.abort();
     let resigned = membership.resign().await;
     if tokio::time::timeout(HTTP_DRAIN_DEADLINE, &mut server)
         .await

@@ -6,18 +6,25 @@
 //!   imports etcd-client.
 //! * [`docker`]: the Docker Engine adapter (bollard). The only module that imports bollard.
 //! * [`discovery`]: `<AppRoot>/<service>/<instance>` records under the node's lease.
+//! * [`coordination`]: the scaling ledger's rules: one step per service per cooldown window,
+//!   instances within [min, max], without a leader (pure).
+//! * [`gossip`]: the cluster view built from friends' reports (pure merge + wire format).
 //! * [`membership`]: the node's records under one lease, kept alive, re-registered if lost.
 //! * [`mape`]: the pure MAPE-K core (windows, analytics, weights, strategies, planner).
 //! * [`runtime`]: the agent's shared knowledge and commands, and the tasks that run it.
 //! * [`http`]: the agent's HTTP API: `/healthz` and Gru's `/gru/v1/...` routes (state changes need the cluster secret).
+//! * [`telemetry`]: counters for `GET /metrics` and the InfluxDB sink (bounded, batched).
 //! * [`daemon`]: composes the above into the foreground process `gru join` runs.
 
+pub mod coordination;
 pub mod daemon;
 pub mod discovery;
 pub mod docker;
+pub mod gossip;
 pub mod http;
 pub mod mape;
 pub mod membership;
 pub mod metrics_line;
 pub mod runtime;
 pub mod store;
+pub mod telemetry;

@@ -11,6 +11,7 @@
 //! Everything the node owns in etcd is written under the lease, so a node that dies
 //! disappears from the tree within its TTL without anyone cleaning up after it.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::config::{NodeConfig, NodeConstraints, NodeResources};
@@ -40,7 +41,10 @@ impl NodeRecords {
     fn entries(&self, keys: &ClusterKeys, node: &str) -> Vec<(String, String)> {
         let json = |v: serde_json::Result<String>| v.unwrap_or_else(|_| "{}".to_owned());
         vec![
-            (keys.node(node, NodeField::Config), json(serde_json::to_string(&self.config))),
+            (
+                keys.node(node, NodeField::Config),
+                json(serde_json::to_string(&self.config)),
+            ),
             (
                 keys.node(node, NodeField::Constraints),
                 json(serde_json::to_string(&self.constraints)),
@@ -61,7 +65,9 @@ pub struct Membership {
     keys: ClusterKeys,
     node: String,
     ttl_secs: i64,
-    records: NodeRecords,
+    /// The records as they are now (the agent updates constraints and `active`), so a
+    /// re-registration after a lost lease writes the current ones, not those of start-up.
+    records: Arc<Mutex<NodeRecords>>,
     lease: watch::Sender<i64>,
 }
 
@@ -82,7 +88,7 @@ impl Membership {
             keys,
             node: node.to_owned(),
             ttl_secs,
-            records,
+            records: Arc::new(Mutex::new(records)),
             lease: watch::channel(lease).0,
         })
     }
@@ -94,6 +100,11 @@ impl Membership {
     /// Follows lease changes (re-registration after the lease was lost).
     pub fn subscribe_lease(&self) -> watch::Receiver<i64> {
         self.lease.subscribe()
+    }
+
+    /// The node's current records, shared with whoever changes them.
+    pub fn records(&self) -> Arc<Mutex<NodeRecords>> {
+        self.records.clone()
     }
 
     pub fn ttl_secs(&self) -> i64 {
@@ -110,14 +121,29 @@ impl Membership {
                 Ok(()) => return,
                 Err(LeaseLost::Expired) => {
                     tracing::warn!(node = %self.node, "lease expired; registering again");
-                    match register_once(&self.store, &self.keys, &self.node, self.ttl_secs, &self.records).await {
+                    let records = self
+                        .records
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
+                    match register_once(
+                        &self.store,
+                        &self.keys,
+                        &self.node,
+                        self.ttl_secs,
+                        &records,
+                    )
+                    .await
+                    {
                         Ok(lease) => {
                             self.lease.send_replace(lease);
                             backoff = Duration::from_millis(100);
                             tracing::info!(node = %self.node, lease, "registered again");
                             continue;
                         }
-                        Err(err) => tracing::warn!(node = %self.node, error = %err, "registering again failed"),
+                        Err(err) => {
+                            tracing::warn!(node = %self.node, error = %err, "registering again failed")
+                        }
                     }
                 }
                 Err(LeaseLost::Unreachable(err)) => {
@@ -149,9 +175,15 @@ impl Membership {
                 .await
                 .map_err(|e| LeaseLost::Unreachable(e.to_string()))?;
             match tokio::time::timeout(period, stream.message()).await {
-                Err(_) => return Err(LeaseLost::Unreachable("no keep-alive answer in time".into())),
+                Err(_) => {
+                    return Err(LeaseLost::Unreachable(
+                        "no keep-alive answer in time".into(),
+                    ));
+                }
                 Ok(Err(e)) => return Err(LeaseLost::Unreachable(e.to_string())),
-                Ok(Ok(None)) => return Err(LeaseLost::Unreachable("keep-alive stream closed".into())),
+                Ok(Ok(None)) => {
+                    return Err(LeaseLost::Unreachable("keep-alive stream closed".into()));
+                }
                 Ok(Ok(Some(resp))) if resp.ttl() <= 0 => return Err(LeaseLost::Expired),
                 Ok(Ok(Some(_))) => {}
             }

@@ -53,6 +53,7 @@ fn ensure_image() -> Result<(), String> {
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-images.sh");
     let built = Command::new(&script)
+        .args(["workload", "loadgen"])
         .output()
         .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
     if built.status.success() {

@@ -101,6 +101,37 @@ pub enum Command {
     /// --start, or after a `start` command, it manages the node's containers: keeps base
     /// services and MinInstances running, and scales services with its policies.
     Join(JoinArgs),
+
+    /// Operate a cluster from a shell: use, list, show, deploy, start/stop service and
+    /// agent, set node base-services, update, status, why, events.
+    ///
+    /// Interactive (history in $GRU_HISTORY or ~/.gru_history, Tab completion, `help`)
+    /// when standard input is a terminal; otherwise, or with -c, runs a script: commands
+    /// separated by `;` or newlines, every one run even after one failed; exits 64 if a
+    /// line was not understood, 1 if a command failed. Commands reach the agents over
+    /// their HTTP API with the cluster secret from etcd, and report per node.
+    Manage(ManageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManageArgs {
+    /// Cluster to use from the start (as `use <cluster>`).
+    #[arg(long)]
+    pub cluster: Option<String>,
+
+    /// Commands to run instead of the shell, e.g. "use shop; deploy; start agent all".
+    #[arg(short = 'c', long = "command", value_name = "SCRIPT")]
+    pub script: Option<String>,
+
+    /// Output of every command: text (tables) or json (one document per command, per line).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

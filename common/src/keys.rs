@@ -11,6 +11,8 @@
 //! /gru/<cluster>/nodes/<node>/constraints      NodeConstraints} agent's one lease
 //! /gru/<cluster>/nodes/<node>/resources        NodeResources  }
 //! /gru/<cluster>/nodes/<node>/active           "true" | "false"
+//! /gru/<cluster>/scaling/<service>/<part>      the service's scaling ledger (leaderless
+//!                                              coordination: out-cooldown, in-cooldown, intent)
 //! <AppRoot>/<service>/<instance>               host:port of a running instance (agent's lease)
 //! ```
 //!
@@ -128,6 +130,15 @@ impl ClusterKeys {
         format!("{}{field}", self.node_prefix(node))
     }
 
+    /// `/gru/<cluster>/scaling/<service>/`: the service's scaling ledger.
+    pub fn scaling_prefix(&self, service: &str) -> String {
+        format!("{}scaling/{service}/", self.prefix())
+    }
+
+    pub fn scaling(&self, service: &str, part: LedgerPart) -> String {
+        format!("{}{}", self.scaling_prefix(service), part.as_str())
+    }
+
     /// Splits a key under [`Self::nodes_prefix`] into node name and field; `None` for any
     /// other key (including unknown fields, so a newer writer cannot confuse an older reader).
     pub fn parse_node_key<'k>(&self, key: &'k str) -> Option<(&'k str, NodeField)> {
@@ -192,6 +203,27 @@ impl NodeField {
 impl fmt::Display for NodeField {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The records of a service's scaling ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LedgerPart {
+    /// Present while scale-out cools down (lease TTL = CooldownOut).
+    OutCooldown,
+    /// Present while scale-in cools down (lease TTL = CooldownIn).
+    InCooldown,
+    /// The last claim, until its instances settle.
+    Intent,
+}
+
+impl LedgerPart {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerPart::OutCooldown => "out-cooldown",
+            LedgerPart::InCooldown => "in-cooldown",
+            LedgerPart::Intent => "intent",
+        }
     }
 }
 

@@ -437,6 +437,7 @@ pub fn require_workload_image(test: &str) -> bool {
         }
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-images.sh");
         let out = Command::new(&script)
+            .args(["workload", "loadgen"])
             .output()
             .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
         if out.status.success() {

@@ -43,6 +43,7 @@ fn workload_image_serves_reports_and_stops_promptly() {
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-images.sh");
     let built = Command::new(&script)
+        .args(["workload", "loadgen"])
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
     assert!(

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //!   GET  /healthz                              status, cluster, node, version      anyone
+//!   GET  /metrics                              Prometheus text (crate::telemetry)  anyone
 //!   GET  /gru/v1/node                          identity, active, config, counts    anyone
 //!   GET  /gru/v1/services                      instances here, min/max             anyone
 //!   GET  /gru/v1/stats                         metric means, pushed means          anyone
@@ -11,6 +12,8 @@
 //!   GET  /gru/v1/actions?limit=N               action history, newest first        anyone
 //!   GET  /gru/v1/shared                        the summary friends would get       anyone
 //!   POST /gru/v1/stats/user/{service}/{metric} push a value: 200, 400, 404, 429    secret
+//!   POST /gru/v1/gossip                        a friend's view; answers with ours    HMAC
+//!   GET  /gru/v1/gossip                        peers, cluster view, gossip counters
 //!   POST /gru/v1/commands                      an AgentCommand: 202, 400, 404, 503 secret
 //! ```
 //!
@@ -29,6 +32,7 @@
 
 mod auth;
 mod error;
+mod gossip;
 mod push;
 mod routes;
 mod views;
@@ -89,15 +93,29 @@ pub fn router(
         .route("/decisions", get(routes::decisions))
         .route("/actions", get(routes::actions))
         .route("/shared", get(routes::shared_summary))
-        .route("/commands", post(routes::command));
+        .route("/commands", post(routes::command))
+        .route(
+            "/gossip",
+            post(gossip::receive)
+                .layer(DefaultBodyLimit::max(crate::gossip::wire::MAX_MESSAGE_BYTES))
+                .get(gossip::overview),
+        );
     Router::new()
         .route("/healthz", get(routes::healthz))
+        .route("/metrics", get(prometheus_metrics))
         .nest(API_PREFIX, api)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// `GET /metrics`: the agent's counters in Prometheus' text format.
+async fn prometheus_metrics(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+) -> Response {
+    crate::telemetry::metrics_response(&state.shared)
 }
 
 /// One debug line per request: method, path and status (never headers, which may hold the

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::command::AgentCommand;
 use super::config_source;
 use super::state::{ActionRecord, InstanceInfo, Shared};
+use crate::coordination::{self, Direction, Request};
 use crate::discovery::DiscoveryRegistry;
 use crate::docker::{
     ContainerState, CoreAllocator, Engine, EngineResources, InstancePlan, ManagedContainer,
@@ -35,7 +36,8 @@ use crate::docker::{
 use crate::mape::{
     Action, CompiledAnalytics, Decision, Millis, PlanInput, PlannerState, ServiceSnapshot, plan,
 };
-use crate::store::Store;
+use crate::membership::NodeRecords;
+use crate::store::{LedgerTtls, Store};
 
 /// Free slots reported for a service that asks for neither pinned cores nor a memory limit:
 /// the node cannot tell how many more fit, so the planner's other guards decide.
@@ -96,6 +98,7 @@ pub struct Autonomic {
     /// Woken by container events so that deaths are noticed before the next tick.
     changed: Arc<Notify>,
     last_rejection: Option<String>,
+    node_records: Arc<std::sync::Mutex<NodeRecords>>,
 }
 
 /// What the loop needs that the daemon set up.
@@ -110,6 +113,8 @@ pub struct AutonomicParts {
     pub lease: tokio::sync::watch::Receiver<i64>,
     pub app_root: String,
     pub seed: u64,
+    /// The node's records as the membership re-registers them after a lost lease.
+    pub node_records: Arc<std::sync::Mutex<NodeRecords>>,
 }
 
 impl Autonomic {
@@ -137,6 +142,7 @@ impl Autonomic {
             followers: BTreeMap::new(),
             changed: Arc::new(Notify::new()),
             last_rejection: None,
+            node_records: parts.node_records,
         }
     }
 
@@ -167,7 +173,9 @@ impl Autonomic {
             tokio::select! {
                 () = cancel.cancelled() => break,
                 () = tokio::time::sleep_until(next_tick) => {
+                    let started = tokio::time::Instant::now();
                     self.tick().await;
+                    self.shared.telemetry.metrics.loop_finished(started.elapsed());
                     next_tick = tokio::time::Instant::now() + self.loop_interval();
                 }
                 () = self.changed.notified() => self.reconcile().await,
@@ -225,6 +233,7 @@ impl Autonomic {
         let snapshot = match config_source::read(&self.store, &self.keys, &self.shared.node).await {
             Ok(snapshot) => snapshot,
             Err(err) => {
+                self.shared.telemetry.metrics.etcd_error();
                 tracing::warn!(error = %err, "cannot read the configuration; keeping the current one");
                 return;
             }
@@ -232,6 +241,10 @@ impl Autonomic {
         let mut knowledge = self.shared.knowledge();
         if let Some(constraints) = &snapshot.constraints {
             knowledge.base_services = constraints.base_services.clone();
+            self.node_records
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .constraints = constraints.clone();
         }
         match snapshot.config {
             Ok(config) => {
@@ -285,9 +298,14 @@ impl Autonomic {
     /// Starts or stops the loop's actions and publishes the node's `active` record.
     pub async fn set_active(&mut self, active: bool) {
         self.shared.knowledge().active = active;
+        self.node_records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .active = active;
         let key = self.keys.node(&self.shared.node, NodeField::Active);
         let lease = *self.lease.borrow();
         if let Err(err) = self.store.put(&key, &active.to_string(), Some(lease)).await {
+            self.shared.telemetry.metrics.etcd_error();
             tracing::warn!(error = %err, "cannot publish the node's active flag");
         }
         tracing::info!(
@@ -304,10 +322,15 @@ impl Autonomic {
             base_services: services.clone(),
         };
         self.shared.knowledge().base_services = services;
+        self.node_records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .constraints = constraints.clone();
         let key = self.keys.node(&self.shared.node, NodeField::Constraints);
         let lease = *self.lease.borrow();
         let value = serde_json::to_string(&constraints).unwrap_or_else(|_| "{}".to_owned());
         if let Err(err) = self.store.put(&key, &value, Some(lease)).await {
+            self.shared.telemetry.metrics.etcd_error();
             tracing::warn!(error = %err, "cannot publish the node's constraints");
         }
         let active = self.shared.knowledge().active;
@@ -320,6 +343,9 @@ impl Autonomic {
     /// One iteration: reconcile, keep the floor, then plan and act.
     async fn tick(&mut self) {
         self.reconcile().await;
+        self.shared
+            .telemetry
+            .observe(&mut self.shared.knowledge(), now());
         let Some(config) = self.config() else {
             return;
         };
@@ -342,6 +368,7 @@ impl Autonomic {
         self.planner = next;
         tracing::info!(action = %decision.action, reason = %decision.reason, "decision");
         self.shared.knowledge().record_decision(decision.clone());
+        self.shared.telemetry.decided(&decision);
         if decision.is_executable() {
             self.execute(&config, &decision).await;
             self.reconcile().await;
@@ -359,6 +386,7 @@ impl Autonomic {
         {
             Ok(containers) => containers,
             Err(err) => {
+                self.shared.telemetry.metrics.docker_error();
                 tracing::warn!(error = %err, "cannot list containers; keeping the last view");
                 return;
             }
@@ -390,6 +418,7 @@ impl Autonomic {
                 let _ = self.engine.stop_instance(&container.id, grace).await;
             }
             if let Err(err) = self.engine.remove_instance(&container.id).await {
+                self.shared.telemetry.metrics.docker_error();
                 tracing::warn!(id = %container.id, error = %err, "cannot remove container");
             }
         }
@@ -510,6 +539,7 @@ impl Autonomic {
                     self.published.remove(&instance);
                 }
                 Err(err) => {
+                    self.shared.telemetry.metrics.etcd_error();
                     tracing::warn!(%service, %instance, error = %err, "cannot remove discovery record")
                 }
             }
@@ -529,6 +559,7 @@ impl Autonomic {
                     self.published.insert(instance, (service, address));
                 }
                 Err(err) => {
+                    self.shared.telemetry.metrics.etcd_error();
                     tracing::warn!(%service, %instance, error = %err, "cannot publish discovery record")
                 }
             }
@@ -557,6 +588,7 @@ impl Autonomic {
                 }
             }
             Err(err) => {
+                self.shared.telemetry.metrics.etcd_error();
                 tracing::warn!(error = %err, "cannot read the cluster's instances; using this node's")
             }
         }
@@ -579,62 +611,75 @@ impl Autonomic {
             } else {
                 None
             };
-            if let Some(reason) = reason {
-                if self.free_slots(config, descriptor) == 0 && reason == "min-instances" {
-                    continue;
+            let start = match reason {
+                Some("min-instances") => {
+                    self.free_slots(config, descriptor) > 0
+                        && self
+                            .claim_floor(&descriptor.name, cluster, descriptor.min_instances)
+                            .await
                 }
+                Some(_) => true,
+                None => false,
+            };
+            if let Some(reason) = reason.filter(|_| start) {
                 self.start_instances(descriptor, 1, reason).await;
             }
         }
     }
 
+    /// The planner's input per service. Values are the cluster's: this node's own metrics
+    /// (and the analytics over them) go into its report, the report into the cluster view,
+    /// and the analytics the planner weighs are evaluated over the view's metrics, weighted
+    /// by each node's instance count.
     async fn snapshots(
         &mut self,
         config: &ClusterConfig,
         cluster_counts: &BTreeMap<String, u32>,
         now: Millis,
     ) -> Vec<ServiceSnapshot> {
+        let free: BTreeMap<String, u32> = config
+            .services
+            .values()
+            .map(|d| (d.name.clone(), self.free_slots(config, d)))
+            .collect();
+        let mut knowledge = self.shared.knowledge();
+        let compiled = self.compiled.as_ref().map(|(_, c)| c);
+        let mut local_analytics = BTreeMap::new();
+        for descriptor in config.services.values() {
+            let local = knowledge.local_metrics(&descriptor.name, now);
+            if let Some(compiled) = compiled {
+                local_analytics.insert(
+                    descriptor.name.clone(),
+                    compiled.evaluate(descriptor, &local),
+                );
+            }
+        }
+        knowledge.local_analytics = local_analytics;
+        knowledge.refresh_own_report(&self.shared.node, now);
+
         let mut snapshots = Vec::new();
         let mut analytics_by_service = BTreeMap::new();
         for descriptor in config.services.values() {
             let mut snapshot = ServiceSnapshot::new(descriptor);
-            let free = self.free_slots(config, descriptor);
-            let (running, base, metrics) = {
-                let mut knowledge = self.shared.knowledge();
-                let running = knowledge.running(&descriptor.name).count() as u32;
-                let base = knowledge.base_services.contains(&descriptor.name);
-                let mut metrics: BTreeMap<String, f64> = knowledge
-                    .metrics
-                    .means(&descriptor.name, now)
-                    .into_iter()
-                    .map(|(name, mean)| (name, mean.mean))
-                    .collect();
-                if let Some(pushed) = knowledge.pushed.get_mut(&descriptor.name) {
-                    for (name, window) in pushed.iter_mut() {
-                        if let Some(mean) = window.mean(now) {
-                            metrics.entry(name.clone()).or_insert(mean);
-                        }
-                    }
-                }
-                (running, base, metrics)
-            };
+            let running = knowledge.running(&descriptor.name).count() as u32;
+            let metrics = knowledge.view.service(&descriptor.name).metrics;
             snapshot.running_here = running;
             snapshot.cluster_instances = cluster_counts
                 .get(&descriptor.name)
                 .copied()
                 .unwrap_or(0)
                 .max(running);
-            snapshot.base_service = base;
-            snapshot.free_slots_here = free;
+            snapshot.base_service = knowledge.base_services.contains(&descriptor.name);
+            snapshot.free_slots_here = free.get(&descriptor.name).copied().unwrap_or(0);
             snapshot.cpu_avg = metrics.get("cpu_avg").copied();
             snapshot.mem_avg = metrics.get("mem_avg").copied();
-            if let Some((_, compiled)) = &self.compiled {
+            if let Some(compiled) = compiled {
                 snapshot.analytics = compiled.evaluate(descriptor, &metrics);
             }
             analytics_by_service.insert(descriptor.name.clone(), snapshot.analytics.clone());
             snapshots.push(snapshot);
         }
-        self.shared.knowledge().analytics = analytics_by_service;
+        knowledge.analytics = analytics_by_service;
         snapshots
     }
 
@@ -685,14 +730,27 @@ impl Autonomic {
         match &decision.action {
             Action::None => {}
             Action::ScaleOut { service, count } => {
-                if let Some(descriptor) = config.services.get(service) {
-                    self.start_instances(descriptor, *count, "scale-out").await;
+                let granted = self
+                    .claim(config, service, Direction::Out, *count, "scale-out")
+                    .await;
+                if let Some(descriptor) = config.services.get(service).filter(|_| granted > 0) {
+                    self.start_instances(descriptor, granted, "scale-out").await;
                 }
             }
             Action::ScaleIn { service, count } => {
-                self.stop_instances(service, *count, "scale-in").await;
+                let granted = self
+                    .claim(config, service, Direction::In, *count, "scale-in")
+                    .await;
+                if granted > 0 {
+                    self.stop_instances(service, granted, "scale-in").await;
+                }
             }
             Action::Swap { stop, start } => {
+                if self.claim(config, start, Direction::Out, 1, "swap").await == 0
+                    || self.claim(config, stop, Direction::In, 1, "swap").await == 0
+                {
+                    return;
+                }
                 self.stop_instances(stop, 1, "swap").await;
                 self.reconcile().await;
                 if let Some(descriptor) = config.services.get(start) {
@@ -702,7 +760,133 @@ impl Autonomic {
         }
     }
 
+    /// How long a claim's intent stands in for instances not yet in discovery.
+    fn settle_secs(&self) -> i64 {
+        (2 * self.loop_interval().as_secs()).max(3) as i64
+    }
+
+    /// Claims a scaling step of `service` in the cluster's ledger (see
+    /// `crate::coordination`): returns how many instances this agent may start or stop, 0
+    /// when the cluster refuses (cooling down, at a bound, another agent was first, or etcd
+    /// cannot be reached: exclusive steps need etcd). Refusals are recorded as actions.
+    async fn claim(
+        &mut self,
+        config: &ClusterConfig,
+        service: &str,
+        direction: Direction,
+        step: u32,
+        why: &str,
+    ) -> u32 {
+        let Some(descriptor) = config.services.get(service) else {
+            return 0;
+        };
+        let here = self.shared.knowledge().running(service).count() as u32;
+        let observed = self
+            .cluster_counts()
+            .await
+            .get(service)
+            .copied()
+            .unwrap_or(0)
+            .max(here);
+        let ledger = match self.store.read_ledger(&self.keys, service).await {
+            Ok(ledger) => ledger,
+            Err(err) => {
+                self.record(
+                    why,
+                    service,
+                    None,
+                    format!("refused: cannot read the scaling ledger: {err}"),
+                );
+                return 0;
+            }
+        };
+        let request = Request {
+            node: &self.shared.node,
+            direction,
+            step,
+            observed,
+            min: descriptor.min_instances,
+            max: descriptor.max_instances,
+        };
+        let policy = &config.policy;
+        let claim = match coordination::evaluate(
+            &request,
+            &ledger,
+            policy.cooldown_out_secs > 0,
+            policy.cooldown_in_secs > 0,
+        ) {
+            Ok(claim) => claim,
+            Err(refusal) => {
+                tracing::info!(%service, why, %refusal, "step refused by the cluster ledger");
+                self.record(why, service, None, format!("refused: {refusal}"));
+                return 0;
+            }
+        };
+        match self
+            .store
+            .claim_step(
+                &self.keys,
+                service,
+                ledger.revision,
+                &claim,
+                LedgerTtls {
+                    settle_secs: self.settle_secs(),
+                    cooldown_out_secs: policy.cooldown_out_secs as i64,
+                    cooldown_in_secs: policy.cooldown_in_secs as i64,
+                },
+            )
+            .await
+        {
+            Ok(true) => claim.count,
+            Ok(false) => {
+                self.record(
+                    why,
+                    service,
+                    None,
+                    "refused: another agent claimed this step first".into(),
+                );
+                0
+            }
+            Err(err) => {
+                self.record(
+                    why,
+                    service,
+                    None,
+                    format!("refused: cannot claim the step in etcd: {err}"),
+                );
+                0
+            }
+        }
+    }
+
+    /// Claims one start that restores a service's MinInstances; see
+    /// [`coordination::floor_claim`].
+    async fn claim_floor(&mut self, service: &str, observed: u32, min: u32) -> bool {
+        let Ok(ledger) = self.store.read_ledger(&self.keys, service).await else {
+            return false;
+        };
+        let Some(claim) = coordination::floor_claim(&self.shared.node, observed, min, &ledger)
+        else {
+            return false;
+        };
+        self.store
+            .claim_step(
+                &self.keys,
+                service,
+                ledger.revision,
+                &claim,
+                LedgerTtls {
+                    settle_secs: self.settle_secs(),
+                    cooldown_out_secs: 0,
+                    cooldown_in_secs: 0,
+                },
+            )
+            .await
+            .unwrap_or(false)
+    }
+
     fn record(&self, action: &str, service: &str, instance: Option<&str>, result: String) {
+        self.shared.telemetry.acted(action, service, &result, now());
         self.shared.knowledge().record_action(ActionRecord {
             at: now(),
             action: action.to_owned(),
@@ -779,6 +963,7 @@ impl Autonomic {
                     }
                     Err(err) => {
                         failed = true;
+                        self.shared.telemetry.metrics.docker_error();
                         tracing::warn!(%service, error = %err, why, "start failed");
                         self.record(why, &service, Some(&instance), format!("failed: {err}"));
                     }
@@ -845,6 +1030,7 @@ impl Autonomic {
                         self.record(why, &target.service, Some(&target.instance), "ok".into());
                     }
                     Err(err) => {
+                        self.shared.telemetry.metrics.docker_error();
                         tracing::warn!(service = %target.service, error = %err, why, "stop failed");
                         self.record(
                             why,

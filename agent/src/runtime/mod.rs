@@ -6,12 +6,15 @@
 //! * `command`: what operators can ask an agent to do.
 //! * `config_source`: the configuration read from etcd, last good one kept.
 //! * `monitor`: per-container stats and log followers feeding the metric windows.
+//! * `gossip`: the rounds with friends that keep the cluster view current.
 //! * `autonomic`: the loop: reconcile with Docker, keep the floor, plan, execute.
 
 pub mod autonomic;
 pub mod command;
 pub mod config_source;
+pub mod gossip;
 pub mod monitor;
+pub mod peers;
 pub mod state;
 
 pub use autonomic::{Autonomic, AutonomicParts};

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use common::config::ClusterConfig;
 use serde::Serialize;
 
+use crate::gossip::wire::ReplayGuard;
+use crate::gossip::{ClusterView, NodeReport, ServiceReport};
 use crate::mape::{AnalyticValue, Decision, Millis, ServiceMetrics, WindowSettings};
 
 /// Decisions kept for `why` (every tick's, including "no action").
@@ -58,9 +60,40 @@ pub struct Knowledge {
     /// Metrics pushed over HTTP for a service as a whole (no instance), by service then name.
     pub pushed: BTreeMap<String, BTreeMap<String, crate::mape::MetricWindow>>,
     pub instances: BTreeMap<String, InstanceInfo>,
+    /// Analytic values over the cluster view (what the planner used), by service.
     pub analytics: BTreeMap<String, BTreeMap<String, AnalyticValue>>,
+    /// Analytic values over this node's own metrics (what it reports to friends).
+    pub local_analytics: BTreeMap<String, BTreeMap<String, AnalyticValue>>,
     pub decisions: VecDeque<Decision>,
     pub actions: VecDeque<ActionRecord>,
+    /// Other agents of the cluster, from their etcd records (kept current by a watch).
+    pub peers: BTreeMap<String, Peer>,
+    /// What friends told this agent about the cluster.
+    pub view: ClusterView,
+    /// Version of this node's own report (incremented each time it is rebuilt).
+    pub report_version: u64,
+    /// Gossip messages seen recently (replay protection).
+    pub gossip_replay: ReplayGuard,
+    pub gossip: GossipStats,
+}
+
+/// Another agent, as its node records describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Peer {
+    pub address: String,
+    pub port: u16,
+    pub active: bool,
+}
+
+/// Gossip counters of this agent.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GossipStats {
+    pub rounds: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub received: u64,
+    /// Refused messages by reason (`unauthenticated`, `bad_signature`, `stale`, ...).
+    pub rejected: BTreeMap<&'static str, u64>,
 }
 
 impl Knowledge {
@@ -74,8 +107,14 @@ impl Knowledge {
             pushed: BTreeMap::new(),
             instances: BTreeMap::new(),
             analytics: BTreeMap::new(),
+            local_analytics: BTreeMap::new(),
             decisions: VecDeque::new(),
             actions: VecDeque::new(),
+            peers: BTreeMap::new(),
+            view: ClusterView::new(),
+            report_version: 0,
+            gossip_replay: ReplayGuard::default(),
+            gossip: GossipStats::default(),
         }
     }
 
@@ -91,6 +130,67 @@ impl Knowledge {
             self.actions.pop_front();
         }
         self.actions.push_back(record);
+    }
+
+    /// Metric means of `service` on this node at `now`: its warmed-up instances' means,
+    /// and values pushed over HTTP for metrics no instance reports.
+    pub fn local_metrics(&mut self, service: &str, now: Millis) -> BTreeMap<String, f64> {
+        let mut metrics: BTreeMap<String, f64> = self
+            .metrics
+            .means(service, now)
+            .into_iter()
+            .map(|(name, mean)| (name, mean.mean))
+            .collect();
+        if let Some(pushed) = self.pushed.get_mut(service) {
+            for (name, window) in pushed.iter_mut() {
+                if let Some(mean) = window.mean(now) {
+                    metrics.entry(name.clone()).or_insert(mean);
+                }
+            }
+        }
+        metrics
+    }
+
+    /// Rebuilds this node's report (a new version) from what it observes now and merges it
+    /// into the view, so the view always holds this node's freshest values.
+    pub fn refresh_own_report(&mut self, node: &str, now: Millis) -> NodeReport {
+        self.report_version += 1;
+        let services: Vec<String> = self
+            .config
+            .as_ref()
+            .map(|c| c.services.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut report = NodeReport {
+            node: node.to_owned(),
+            version: self.report_version,
+            services: BTreeMap::new(),
+        };
+        for service in services {
+            let instances = self.running(&service).count() as u32;
+            let metrics = self.local_metrics(&service, now);
+            let analytics = self
+                .local_analytics
+                .get(&service)
+                .map(|values| {
+                    values
+                        .iter()
+                        .filter_map(|(name, v)| v.value().map(|v| (name.clone(), v)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if instances > 0 || !metrics.is_empty() {
+                report.services.insert(
+                    service,
+                    ServiceReport {
+                        instances,
+                        metrics,
+                        analytics,
+                    },
+                );
+            }
+        }
+        self.view.merge(report.clone(), now);
+        report
     }
 
     /// Instances of `service` on this node that are running.
@@ -110,6 +210,8 @@ pub struct Shared {
     pub address: String,
     secret: String,
     knowledge: Mutex<Knowledge>,
+    /// Counters for `/metrics` and the InfluxDB sink; never blocks its callers.
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 impl Shared {
@@ -126,6 +228,7 @@ impl Shared {
             address: address.to_owned(),
             secret: secret.to_owned(),
             knowledge: Mutex::new(Knowledge::new(window)),
+            telemetry: crate::telemetry::Telemetry::new(),
         }
     }
 
@@ -135,6 +238,11 @@ impl Shared {
         self.knowledge
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The cluster secret, for signing gossip. Never log it.
+    pub(crate) fn secret(&self) -> &str {
+        &self.secret
     }
 
     /// Constant-time comparison of a presented secret with the cluster's.

@@ -43,11 +43,13 @@ impl StoreError {
 pub fn is_transient(err: &etcd_client::Error) -> bool {
     use etcd_client::Error as E;
     match err {
-        E::GRpcStatus(status) => matches!(
-            status.code(),
-            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Aborted
-        ) && !status.message().contains("permission denied")
-            && !status.message().contains("authentication failed"),
+        E::GRpcStatus(status) => {
+            matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Aborted
+            ) && !status.message().contains("permission denied")
+                && !status.message().contains("authentication failed")
+        }
         E::TransportError(_) | E::IoError(_) => true,
         _ => false,
     }

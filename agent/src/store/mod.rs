@@ -6,11 +6,13 @@
 //! transactions guarded by a comparison, so two operators racing cannot interleave.
 
 mod error;
+mod ledger;
 mod retry;
 mod settings;
 mod watch;
 
 pub use error::{StoreError, is_transient};
+pub use ledger::LedgerTtls;
 pub use retry::{DEFAULT_REQUEST_DEADLINE, with_retry};
 pub use settings::{DEFAULT_ETCD_ENDPOINT, EtcdSettings};
 pub use watch::{WATCH_CHANNEL_LEN, WatchEvent};
@@ -19,8 +21,8 @@ use std::time::Duration;
 
 use common::keys::ClusterKeys;
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity,
-    PutOptions, TlsOptions, Txn, TxnOp,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, PutOptions,
+    TlsOptions, Txn, TxnOp,
 };
 
 /// How long to wait for a TCP/TLS connection to one member.
@@ -104,12 +106,17 @@ impl Store {
         F: FnMut(Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
-        with_retry(&self.endpoints, what, self.deadline, || op(self.client.clone())).await
+        with_retry(&self.endpoints, what, self.deadline, || {
+            op(self.client.clone())
+        })
+        .await
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Entry>, StoreError> {
         let resp = self
-            .call(&format!("get {key}"), |mut c| async move { c.get(key, None).await })
+            .call(&format!("get {key}"), |mut c| async move {
+                c.get(key, None).await
+            })
             .await?;
         Ok(resp.kvs().first().map(entry))
     }
@@ -142,7 +149,10 @@ impl Store {
         secret: &str,
         force: bool,
     ) -> Result<(), StoreError> {
-        let puts = [(keys.uuid(), id.to_owned()), (keys.secret(), secret.to_owned())];
+        let puts = [
+            (keys.uuid(), id.to_owned()),
+            (keys.secret(), secret.to_owned()),
+        ];
         let what = format!("create cluster {}", keys.cluster());
         if force {
             return self
@@ -152,11 +162,19 @@ impl Store {
         }
         let txn = Txn::new()
             .when(vec![Compare::version(keys.uuid(), CompareOp::Equal, 0)])
-            .and_then(puts.iter().map(|(k, v)| TxnOp::put(k.as_str(), v.as_str(), None)).collect::<Vec<_>>());
+            .and_then(
+                puts.iter()
+                    .map(|(k, v)| TxnOp::put(k.as_str(), v.as_str(), None))
+                    .collect::<Vec<_>>(),
+            );
         if self.txn(&what, txn).await?.succeeded() {
             return Ok(());
         }
-        let existing = self.get(&keys.uuid()).await?.map(|e| e.value).unwrap_or_default();
+        let existing = self
+            .get(&keys.uuid())
+            .await?
+            .map(|e| e.value)
+            .unwrap_or_default();
         Err(StoreError::ClusterExists {
             cluster: keys.cluster().to_owned(),
             id: existing,
@@ -182,22 +200,33 @@ impl Store {
             for prefix in prefixes {
                 let resp = self
                     .call(&format!("list {prefix}*"), |mut c| async move {
-                        c.get(prefix.as_str(), Some(GetOptions::new().with_prefix().with_keys_only()))
-                            .await
+                        c.get(
+                            prefix.as_str(),
+                            Some(GetOptions::new().with_prefix().with_keys_only()),
+                        )
+                        .await
                     })
                     .await?;
                 let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
                 compares.push(
-                    Compare::mod_revision(prefix.as_str(), CompareOp::Less, revision + 1).with_prefix(),
+                    Compare::mod_revision(prefix.as_str(), CompareOp::Less, revision + 1)
+                        .with_prefix(),
                 );
-                existing.extend(resp.kvs().iter().map(|kv| String::from_utf8_lossy(kv.key()).into_owned()));
+                existing.extend(
+                    resp.kvs()
+                        .iter()
+                        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned()),
+                );
             }
             let mut ops: Vec<TxnOp> = existing
                 .iter()
                 .filter(|k| !puts.iter().any(|(p, _)| p == *k))
                 .map(|k| TxnOp::delete(k.as_str(), None))
                 .collect();
-            ops.extend(puts.iter().map(|(k, v)| TxnOp::put(k.as_str(), v.as_str(), None)));
+            ops.extend(
+                puts.iter()
+                    .map(|(k, v)| TxnOp::put(k.as_str(), v.as_str(), None)),
+            );
             if ops.len() > MAX_TXN_OPS {
                 return Err(StoreError::Settings(format!(
                     "{what} needs {} writes in one transaction, more than etcd's default limit of {MAX_TXN_OPS}; raise etcd's --max-txn-ops",
@@ -244,7 +273,10 @@ impl Store {
         let guard = vec![Compare::version(keys.uuid(), CompareOp::Greater, 0)];
         let prefixes = [keys.services_prefix(), keys.analytics_prefix()];
         let what = format!("push config to {}", keys.cluster());
-        if self.replace_keys(&what, guard, &prefixes, documents).await? {
+        if self
+            .replace_keys(&what, guard, &prefixes, documents)
+            .await?
+        {
             Ok(())
         } else {
             Err(StoreError::ClusterMissing {
@@ -255,15 +287,20 @@ impl Store {
 
     pub async fn lease_grant(&self, ttl_secs: i64) -> Result<i64, StoreError> {
         let resp = self
-            .call("grant lease", |mut c| async move { c.lease_grant(ttl_secs, None).await })
+            .call("grant lease", |mut c| async move {
+                c.lease_grant(ttl_secs, None).await
+            })
             .await?;
         Ok(resp.id())
     }
 
     pub async fn lease_revoke(&self, id: i64) -> Result<(), StoreError> {
-        self.call("revoke lease", |mut c| async move { c.lease_revoke(id).await })
-            .await
-            .map(drop)
+        self.call(
+            "revoke lease",
+            |mut c| async move { c.lease_revoke(id).await },
+        )
+        .await
+        .map(drop)
     }
 
     /// Writes `records` under `lease` if `guard_key` does not exist (no live holder), in one
@@ -278,7 +315,11 @@ impl Store {
         let ops: Vec<TxnOp> = records
             .iter()
             .map(|(k, v)| {
-                TxnOp::put(k.as_str(), v.as_str(), Some(PutOptions::new().with_lease(lease)))
+                TxnOp::put(
+                    k.as_str(),
+                    v.as_str(),
+                    Some(PutOptions::new().with_lease(lease)),
+                )
             })
             .collect();
         let txn = Txn::new()
@@ -302,9 +343,11 @@ impl Store {
 impl Store {
     /// Deletes one key; deleting a key that does not exist is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.call(&format!("delete {key}"), |mut c| async move { c.delete(key, None).await })
-            .await
-            .map(drop)
+        self.call(&format!("delete {key}"), |mut c| async move {
+            c.delete(key, None).await
+        })
+        .await
+        .map(drop)
     }
 }
 

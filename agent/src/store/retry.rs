@@ -108,9 +108,9 @@ mod tests {
         let calls = AtomicU32::new(0);
         let err = with_retry("e", "put", Duration::from_secs(5), || async {
             calls.fetch_add(1, Ordering::SeqCst);
-            Err::<(), _>(etcd_client::Error::GRpcStatus(tonic::Status::invalid_argument(
-                "too many operations in txn request",
-            )))
+            Err::<(), _>(etcd_client::Error::GRpcStatus(
+                tonic::Status::invalid_argument("too many operations in txn request"),
+            ))
         })
         .await
         .expect_err("fails");

@@ -17,8 +17,8 @@ const WATCH_MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {
-    /// Keys put or deleted.
-    Changed(Vec<String>),
+    /// Keys put (with their new value) or deleted (`None`).
+    Changed(Vec<(String, Option<String>)>),
     /// The watch was re-established; changes in between may be lost.
     Resynced,
 }
@@ -56,11 +56,20 @@ impl Store {
                             };
                             match message {
                                 Ok(Some(resp)) => {
-                                    let keys: Vec<String> = resp
+                                    let keys: Vec<(String, Option<String>)> = resp
                                         .events()
                                         .iter()
-                                        .filter_map(|e| e.kv())
-                                        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+                                        .filter_map(|e| {
+                                            let kv = e.kv()?;
+                                            let key =
+                                                String::from_utf8_lossy(kv.key()).into_owned();
+                                            let value = (e.event_type()
+                                                == etcd_client::EventType::Put)
+                                                .then(|| {
+                                                    String::from_utf8_lossy(kv.value()).into_owned()
+                                                });
+                                            Some((key, value))
+                                        })
                                         .collect();
                                     if !keys.is_empty()
                                         && tx.send(WatchEvent::Changed(keys)).await.is_err()

@@ -4,6 +4,7 @@
 mod config;
 mod create;
 mod join;
+mod manage;
 
 use gru_agent::store::{EtcdSettings, Store};
 
@@ -15,6 +16,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Create { cluster, force } => create::run(&etcd, &cluster, force).await,
         Command::Config(command) => config::run(&etcd, command).await,
         Command::Join(args) => join::run(etcd, args).await,
+        Command::Manage(args) => manage::run(&etcd, args).await,
     }
 }
 

@@ -1,0 +1,326 @@
+//! Leaderless coordination of scaling: the few decisions that must be exclusive.
+//!
+//! Every agent plans on its own, and several may see the same overload at once. Gru let
+//! them all act, overshooting by about p·N instances. gru keeps two cluster-wide
+//! invariants without a leader:
+//!
+//! * a service's instances stay within [MinInstances, MaxInstances];
+//! * the whole cluster takes at most one scaling step per service per cooldown window.
+//!
+//! Before acting, an agent reads the service's **ledger** in etcd and claims the step with a
+//! transaction that compares the ledger's revision to what it read. Exactly one of the
+//! agents racing for the same step wins; the others see the claim and back off. The ledger
+//! holds, per service:
+//!
+//! ```text
+//! /gru/<cluster>/scaling/<service>/out-cooldown   present while scale-out is cooling down (lease TTL = CooldownOut)
+//! /gru/<cluster>/scaling/<service>/in-cooldown    present while scale-in is cooling down  (lease TTL = CooldownIn)
+//! /gru/<cluster>/scaling/<service>/intent         {node, direction, count_after} of the last claim, until the
+//!                                                  instances it announced show up in discovery (lease TTL = settle)
+//! ```
+//!
+//! Cooldowns are lease TTLs, so no clock is compared across machines. The intent closes the
+//! window between a claim and the new instance's discovery record: while it lives, the
+//! count a scale-out starts from is at least its `count_after`.
+//!
+//! This module is the pure part: what an agent may claim given what it observed.
+
+use serde::{Deserialize, Serialize};
+
+/// Which way a claim scales.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    Out,
+    In,
+}
+
+/// The last claim on a service, while its instances settle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    pub node: String,
+    pub direction: Direction,
+    /// The service's instance count once the claim is carried out.
+    pub count_after: u32,
+}
+
+/// A service's ledger as read from the store.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ledger {
+    pub out_cooling: bool,
+    pub in_cooling: bool,
+    pub intent: Option<Intent>,
+    /// The store revision the claim must still see (the intent key's modification
+    /// revision, 0 when absent).
+    pub revision: i64,
+}
+
+/// What an agent wants to do to a service, and what it observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request<'a> {
+    pub node: &'a str,
+    pub direction: Direction,
+    /// Instances the agent wants to add or remove.
+    pub step: u32,
+    /// Running instances in the cluster as the agent sees them (discovery records).
+    pub observed: u32,
+    pub min: u32,
+    pub max: Option<u32>,
+}
+
+/// A claim to write: the new intent, and which cooldowns it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// Instances to add or remove (≤ the request's step, clamped to the bounds).
+    pub count: u32,
+    pub intent: Intent,
+    pub start_out_cooldown: bool,
+    pub start_in_cooldown: bool,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    CoolingDown(Direction),
+    AtBound { count: u32, bound: u32 },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::CoolingDown(Direction::Out) => {
+                f.write_str("the cluster scaled this service out within its CooldownOut")
+            }
+            Refusal::CoolingDown(Direction::In) => {
+                f.write_str("the cluster scaled this service within its CooldownIn")
+            }
+            Refusal::AtBound { count, bound } => {
+                write!(
+                    f,
+                    "the cluster already counts {count} instances (bound {bound})"
+                )
+            }
+        }
+    }
+}
+
+/// The count a claim starts from: the observed count, corrected by a settling intent
+/// (its instances may not be in discovery yet, or may still be there while stopping).
+pub fn effective_count(observed: u32, intent: Option<&Intent>) -> u32 {
+    match intent {
+        Some(Intent {
+            direction: Direction::Out,
+            count_after,
+            ..
+        }) => observed.max(*count_after),
+        Some(Intent {
+            direction: Direction::In,
+            count_after,
+            ..
+        }) => observed.min(*count_after),
+        None => observed,
+    }
+}
+
+/// Decides what `request` may claim given `ledger`. `cooldown_out`/`cooldown_in` say
+/// whether those cooldowns are configured (non-zero).
+pub fn evaluate(
+    request: &Request<'_>,
+    ledger: &Ledger,
+    cooldown_out: bool,
+    cooldown_in: bool,
+) -> Result<Claim, Refusal> {
+    let count = effective_count(request.observed, ledger.intent.as_ref());
+    let (granted, count_after) = match request.direction {
+        Direction::Out => {
+            if ledger.out_cooling {
+                return Err(Refusal::CoolingDown(Direction::Out));
+            }
+            let room = request
+                .max
+                .map_or(u32::MAX, |max| max.saturating_sub(count));
+            if room == 0 {
+                return Err(Refusal::AtBound {
+                    count,
+                    bound: request.max.unwrap_or(u32::MAX),
+                });
+            }
+            let granted = request.step.min(room);
+            (granted, count + granted)
+        }
+        Direction::In => {
+            if ledger.in_cooling {
+                return Err(Refusal::CoolingDown(Direction::In));
+            }
+            let room = count.saturating_sub(request.min);
+            if room == 0 {
+                return Err(Refusal::AtBound {
+                    count,
+                    bound: request.min,
+                });
+            }
+            let granted = request.step.min(room);
+            (granted, count - granted)
+        }
+    };
+    Ok(Claim {
+        count: granted,
+        intent: Intent {
+            node: request.node.to_owned(),
+            direction: request.direction,
+            count_after,
+        },
+        start_out_cooldown: cooldown_out && request.direction == Direction::Out,
+        start_in_cooldown: cooldown_in,
+    })
+}
+
+/// A start that restores `min` (a service below its minimum, e.g. after a node was lost):
+/// claimed through the same ledger so that the agents noticing it at once start one
+/// instance in all, not one each; cooldowns neither block nor start (restoring the floor
+/// is not a scaling step). `None` when the floor already holds.
+pub fn floor_claim(node: &str, observed: u32, min: u32, ledger: &Ledger) -> Option<Claim> {
+    let count = effective_count(observed, ledger.intent.as_ref());
+    (count < min).then(|| Claim {
+        count: 1,
+        intent: Intent {
+            node: node.to_owned(),
+            direction: Direction::Out,
+            count_after: count + 1,
+        },
+        start_out_cooldown: false,
+        start_in_cooldown: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(direction: Direction, step: u32, observed: u32) -> Request<'static> {
+        Request {
+            node: "n1",
+            direction,
+            step,
+            observed,
+            min: 1,
+            max: Some(4),
+        }
+    }
+
+    #[test]
+    fn a_free_ledger_grants_the_step_within_bounds() {
+        let claim = evaluate(
+            &request(Direction::Out, 2, 1),
+            &Ledger::default(),
+            true,
+            true,
+        )
+        .expect("granted");
+        assert_eq!(claim.count, 2);
+        assert_eq!(claim.intent.count_after, 3);
+        assert!(claim.start_out_cooldown && claim.start_in_cooldown);
+    }
+
+    #[test]
+    fn steps_are_clamped_to_max_and_min() {
+        let out = evaluate(
+            &request(Direction::Out, 3, 3),
+            &Ledger::default(),
+            false,
+            false,
+        )
+        .expect("granted");
+        assert_eq!((out.count, out.intent.count_after), (1, 4));
+        let r#in = evaluate(
+            &request(Direction::In, 3, 2),
+            &Ledger::default(),
+            false,
+            false,
+        )
+        .expect("granted");
+        assert_eq!((r#in.count, r#in.intent.count_after), (1, 1));
+        assert!(!out.start_out_cooldown && !r#in.start_in_cooldown);
+    }
+
+    #[test]
+    fn bounds_refuse_when_no_room_is_left() {
+        let at_max = evaluate(
+            &request(Direction::Out, 1, 4),
+            &Ledger::default(),
+            false,
+            false,
+        );
+        assert_eq!(at_max, Err(Refusal::AtBound { count: 4, bound: 4 }));
+        let at_min = evaluate(
+            &request(Direction::In, 1, 1),
+            &Ledger::default(),
+            false,
+            false,
+        );
+        assert_eq!(at_min, Err(Refusal::AtBound { count: 1, bound: 1 }));
+    }
+
+    #[test]
+    fn cooldowns_refuse_their_direction_only() {
+        let ledger = Ledger {
+            out_cooling: true,
+            ..Ledger::default()
+        };
+        assert_eq!(
+            evaluate(&request(Direction::Out, 1, 2), &ledger, true, true),
+            Err(Refusal::CoolingDown(Direction::Out))
+        );
+        assert!(evaluate(&request(Direction::In, 1, 2), &ledger, true, true).is_ok());
+        let ledger = Ledger {
+            in_cooling: true,
+            ..Ledger::default()
+        };
+        assert_eq!(
+            evaluate(&request(Direction::In, 1, 2), &ledger, true, true),
+            Err(Refusal::CoolingDown(Direction::In))
+        );
+    }
+
+    #[test]
+    fn the_floor_is_claimed_one_instance_at_a_time() {
+        let free = Ledger::default();
+        let claim = floor_claim("n1", 0, 2, &free).expect("below min");
+        assert_eq!((claim.count, claim.intent.count_after), (1, 1));
+        assert!(!claim.start_out_cooldown && !claim.start_in_cooldown);
+        assert_eq!(floor_claim("n1", 2, 2, &free), None);
+        let settling = Ledger {
+            intent: Some(claim.intent.clone()),
+            revision: 3,
+            ..Ledger::default()
+        };
+        // Another agent still sees 0 in discovery, but the first claim is settling.
+        assert_eq!(floor_claim("n2", 0, 1, &settling), None);
+        assert!(floor_claim("n2", 0, 2, &settling).is_some());
+    }
+
+    #[test]
+    fn a_settling_intent_counts_instances_not_yet_in_discovery() {
+        let ledger = Ledger {
+            intent: Some(Intent {
+                node: "n2".into(),
+                direction: Direction::Out,
+                count_after: 4,
+            }),
+            revision: 7,
+            ..Ledger::default()
+        };
+        // Discovery still shows 2, but n2 claimed the way to 4: nothing is left.
+        assert_eq!(
+            evaluate(&request(Direction::Out, 1, 2), &ledger, false, false),
+            Err(Refusal::AtBound { count: 4, bound: 4 })
+        );
+        assert_eq!(effective_count(5, ledger.intent.as_ref()), 5);
+        let stopping = Intent {
+            node: "n2".into(),
+            direction: Direction::In,
+            count_after: 1,
+        };
+        assert_eq!(effective_count(3, Some(&stopping)), 1);
+    }
+}

@@ -1,0 +1,118 @@
+//! `POST /gru/v1/gossip`: a friend's view in, this agent's view out. Both directions are
+//! signed with the cluster secret (see `crate::gossip::wire`); every refusal is counted by
+//! reason in the agent's gossip stats and answered with a 4xx, and leaves the view as it was.
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hyper::body::Bytes;
+
+use super::ApiState;
+use crate::gossip::wire::{
+    self, Credentials, GossipMessage, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP,
+    MAX_REPORTS, Rejection,
+};
+
+pub async fn receive(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let now = (state.clock)();
+    let shared = &state.shared;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let mut knowledge = shared.knowledge();
+    let opened = match &body {
+        Ok(bytes) => wire::open(
+            shared.secret(),
+            Credentials {
+                timestamp: header(HEADER_TIMESTAMP),
+                nonce: header(HEADER_NONCE),
+                signature: header(HEADER_SIGNATURE),
+            },
+            bytes,
+            now,
+            &mut knowledge.gossip_replay,
+        ),
+        Err(_) => Err(Rejection::TooLarge),
+    };
+    let message = match opened {
+        Ok(message) => message,
+        Err(rejection) => {
+            *knowledge
+                .gossip
+                .rejected
+                .entry(rejection.as_str())
+                .or_insert(0) += 1;
+            drop(knowledge);
+            let status =
+                StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            let error =
+                serde_json::json!({ "error": format!("gossip refused: {}", rejection.as_str()) });
+            return (status, Json(error)).into_response();
+        }
+    };
+    knowledge.gossip.received += 1;
+    let reports = message
+        .reports
+        .into_iter()
+        .filter(|r| r.node != shared.node);
+    knowledge.view.merge_all(reports, now);
+    let mut reply = GossipMessage {
+        from: shared.node.clone(),
+        reports: knowledge.view.reports(MAX_REPORTS),
+    };
+    drop(knowledge);
+    let body = wire::seal(&mut reply);
+    let timestamp = now.0.to_string();
+    let nonce = hex::encode(rand::random::<[u8; 16]>());
+    let signature = wire::sign(shared.secret(), &timestamp, &nonce, &body);
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (HEADER_TIMESTAMP, timestamp),
+        (HEADER_NONCE, nonce),
+        (HEADER_SIGNATURE, signature),
+        ("content-type", "application/json".to_owned()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    response
+}
+
+/// `GET /gru/v1/gossip`: what this agent knows of its peers and the cluster view, and its
+/// gossip counters (rounds, exchanges, refusals by reason).
+pub async fn overview(State(state): State<ApiState>) -> Json<serde_json::Value> {
+    let knowledge = state.shared.knowledge();
+    let reports: serde_json::Map<String, serde_json::Value> = knowledge
+        .view
+        .reports(usize::MAX)
+        .into_iter()
+        .map(|r| {
+            (
+                r.node.clone(),
+                serde_json::json!({ "version": r.version, "services": r.services }),
+            )
+        })
+        .collect();
+    let services: serde_json::Map<String, serde_json::Value> = knowledge
+        .view
+        .services()
+        .into_iter()
+        .map(|s| {
+            let view = knowledge.view.service(&s);
+            (s, serde_json::to_value(view).unwrap_or_default())
+        })
+        .collect();
+    Json(serde_json::json!({
+        "node": state.shared.node,
+        "stats": knowledge.gossip,
+        "peers": knowledge.peers,
+        "reports": reports,
+        "services": services,
+    }))
+}

@@ -1,0 +1,110 @@
+//! The scaling ledger in etcd (see `crate::coordination` for what it means): read it, and
+//! claim a step with one transaction that compares the intent's revision to what was read.
+
+use common::keys::{ClusterKeys, LedgerPart};
+use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
+
+use super::{Store, StoreError};
+use crate::coordination::{Claim, Intent, Ledger};
+
+/// How long each ledger record lives (seconds; etcd raises anything below 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerTtls {
+    /// The intent: until the claimed instances show up in discovery.
+    pub settle_secs: i64,
+    pub cooldown_out_secs: i64,
+    pub cooldown_in_secs: i64,
+}
+
+impl Store {
+    /// Reads a service's ledger (one prefix read).
+    pub async fn read_ledger(
+        &self,
+        keys: &ClusterKeys,
+        service: &str,
+    ) -> Result<Ledger, StoreError> {
+        let prefix = keys.scaling_prefix(service);
+        let resp = self
+            .call(&format!("read ledger of {service}"), |mut c| {
+                let prefix = prefix.clone();
+                async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
+            })
+            .await?;
+        let mut ledger = Ledger::default();
+        for kv in resp.kvs() {
+            let key = String::from_utf8_lossy(kv.key());
+            if key == keys.scaling(service, LedgerPart::OutCooldown) {
+                ledger.out_cooling = true;
+            } else if key == keys.scaling(service, LedgerPart::InCooldown) {
+                ledger.in_cooling = true;
+            } else if key == keys.scaling(service, LedgerPart::Intent) {
+                ledger.revision = kv.mod_revision();
+                // An unreadable intent (written around gru) still serialises claims through
+                // its revision; it just does not correct the count.
+                ledger.intent = serde_json::from_slice::<Intent>(kv.value()).ok();
+            }
+        }
+        Ok(ledger)
+    }
+
+    /// Writes `claim` if the intent is still at `seen_revision`. Every record is written
+    /// under a lease of its own TTL (`ttls`). `Ok(false)` when another agent claimed first
+    /// (nothing is written).
+    pub async fn claim_step(
+        &self,
+        keys: &ClusterKeys,
+        service: &str,
+        seen_revision: i64,
+        claim: &Claim,
+        ttls: LedgerTtls,
+    ) -> Result<bool, StoreError> {
+        let mut leases = Vec::new();
+        let intent_lease = self.lease_grant(ttls.settle_secs.max(2)).await?;
+        leases.push(intent_lease);
+        let intent = serde_json::to_string(&claim.intent).unwrap_or_default();
+        let mut ops = vec![TxnOp::put(
+            keys.scaling(service, LedgerPart::Intent),
+            intent,
+            Some(PutOptions::new().with_lease(intent_lease)),
+        )];
+        for (start, part, ttl) in [
+            (
+                claim.start_out_cooldown,
+                LedgerPart::OutCooldown,
+                ttls.cooldown_out_secs,
+            ),
+            (
+                claim.start_in_cooldown,
+                LedgerPart::InCooldown,
+                ttls.cooldown_in_secs,
+            ),
+        ] {
+            if start && ttl > 0 {
+                let lease = self.lease_grant(ttl.max(2)).await?;
+                leases.push(lease);
+                ops.push(TxnOp::put(
+                    keys.scaling(service, part),
+                    claim.intent.node.as_str(),
+                    Some(PutOptions::new().with_lease(lease)),
+                ));
+            }
+        }
+        let txn = Txn::new()
+            .when(vec![Compare::mod_revision(
+                keys.scaling(service, LedgerPart::Intent),
+                CompareOp::Equal,
+                seen_revision,
+            )])
+            .and_then(ops);
+        let won = self
+            .txn(&format!("claim a step of {service}"), txn)
+            .await?
+            .succeeded();
+        if !won {
+            for lease in leases {
+                let _ = self.lease_revoke(lease).await;
+            }
+        }
+        Ok(won)
+    }
+}

@@ -1,0 +1,553 @@
+//! Several agents on the real Docker engine and a real etcd: leaderless invariants under a
+//! shared overload, recovery of MinInstances when a node is lost, and gossip that refuses
+//! anything not signed with the cluster secret.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gru_agent::gossip::wire;
+use rand::{RngExt, SeedableRng};
+use support::{expect_code, gru};
+use testkit::{
+    ChildGuard, ClusterContainers, Component, EtcdCluster, free_port, http_get, http_request,
+    require, require_workload_image, wait_until,
+};
+
+fn free_range(n: u16) -> (u16, u16) {
+    loop {
+        let low = free_port();
+        if low > 65000 {
+            continue;
+        }
+        if (low..low + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return (low, low + n - 1);
+        }
+    }
+}
+
+fn write_config(dir: &std::path::Path, ttl: u32, policy: &str, web: &str) {
+    std::fs::create_dir_all(dir.join("services")).unwrap();
+    std::fs::create_dir_all(dir.join("analytics")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        format!(
+            r#"{{"Autonomic": {{"LoopTimeInterval": 1, "PlannerStrategy": "greedy"}},
+                "Communication": {{"LoopTimeInterval": 1, "MaxFriends": 2}},
+                "Discovery": {{"TTL": {ttl}}}}}"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("policy.json"), policy).unwrap();
+    std::fs::write(
+        dir.join("analytics/resp_time_ratio.json"),
+        r#"{"Name": "resp_time_ratio", "Expr": "execution_time / MAX_RESP_TIME",
+            "Metrics": ["execution_time"], "Constraints": ["MAX_RESP_TIME"]}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join("services/web.json"), web).unwrap();
+}
+
+fn web_service(min: u32, max: u32, range: (u16, u16)) -> String {
+    format!(
+        r#"{{"Name": "web", "Image": "{image}", "DiscoveryPort": "8080",
+            "Analytics": ["resp_time_ratio"], "Constraints": {{"MAX_RESP_TIME": 100}},
+            "MinInstances": {min}, "MaxInstances": {max},
+            "Configuration": {{"Memory": "64m", "StopTimeout": 1,
+                "Env": {{"SERVICE_NAME": "web", "SERVICE_TIME_MS": "5"}},
+                "Ports": {{"8080": "{low}-{high}"}}}}}}"#,
+        image = testkit::WORKLOAD_IMAGE,
+        low = range.0,
+        high = range.1
+    )
+}
+
+struct Agent {
+    node: String,
+    port: u16,
+    guard: ChildGuard,
+    log: std::path::PathBuf,
+}
+
+impl Agent {
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn spawn_agent(etcd: &EtcdCluster, cluster: &str, node: &str, logs: &std::path::Path) -> Agent {
+    let port = free_port();
+    let log = logs.join(format!("{node}.log"));
+    let child = gru(&etcd.endpoints())
+        .env("RUST_LOG", "info")
+        .args([
+            "join",
+            cluster,
+            "--name",
+            node,
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--publish-ip",
+            "127.0.0.1",
+            "--start",
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let agent = Agent {
+        node: node.to_owned(),
+        port,
+        guard: ChildGuard::new(child),
+        log,
+    };
+    let up = wait_until(Duration::from_secs(20), || {
+        http_get(port, "/healthz").is_some_and(|(s, _)| s == 200)
+    });
+    assert!(
+        up.is_some(),
+        "agent {node} did not come up:\n{}",
+        agent.log_text()
+    );
+    agent
+}
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Running containers of the cluster: (id, node, created-at in ms since the epoch).
+fn running(containers: &ClusterContainers) -> Vec<(String, String, u64)> {
+    containers
+        .ids(Some("status=running"))
+        .into_iter()
+        .map(|id| {
+            let line = docker(&[
+                "inspect",
+                "--format",
+                "{{index .Config.Labels \"org.gru.node\"}} {{.Created}}",
+                &id,
+            ]);
+            let (node, created) = line.trim().split_once(' ').unwrap_or(("", ""));
+            (id, node.to_owned(), rfc3339_millis(created))
+        })
+        .collect()
+}
+
+/// Milliseconds since the epoch of Docker's `2026-11-22T01:02:03.123456789Z`.
+fn rfc3339_millis(text: &str) -> u64 {
+    let out = Command::new("date")
+        .args(["-u", "-d", text, "+%s%3N"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn five_agents_under_the_same_overload_keep_max_and_one_step_per_cooldown() {
+    let test = "five_agents_under_the_same_overload_keep_max_and_one_step_per_cooldown";
+    if !require(test, Component::Etcd) || !require_workload_image(test) {
+        return;
+    }
+    const COOLDOWN_OUT_SECS: u64 = 4;
+    const MAX: usize = 3;
+    let containers = ClusterContainers::unique("herd");
+    let cluster = containers.cluster.clone();
+    let etcd = EtcdCluster::start();
+    let e = etcd.endpoints();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        3,
+        &format!(
+            r#"{{"Scaleout": {{"Enable": true, "Threshold": 0.6, "Analytics": ["resp_time_ratio"], "Step": 1}},
+                "Scalein": {{"Enable": false, "Threshold": 0.3}},
+                "Swap": {{"Enable": false, "Threshold": 0.6}},
+                "CooldownOut": {COOLDOWN_OUT_SECS}}}"#
+        ),
+        &web_service(1, MAX as u32, free_range(12)),
+    );
+    expect_code(&e, &["create", &cluster], 0);
+    expect_code(
+        &e,
+        &["config", "push", &cluster, dir.path().to_str().unwrap()],
+        0,
+    );
+    let secret = etcd.etcdctl(&[
+        "get",
+        "--print-value-only",
+        &format!("/gru/{cluster}/secret"),
+    ]);
+    let secret = secret.trim().to_owned();
+    let logs = tempfile::tempdir().unwrap();
+    let agents: Vec<Agent> = (1..=5)
+        .map(|i| spawn_agent(&etcd, &cluster, &format!("n{i}"), logs.path()))
+        .collect();
+    let floor = wait_until(Duration::from_secs(20), || running(&containers).len() == 1);
+    assert!(
+        floor.is_some(),
+        "MinInstances not reached: {:?}",
+        running(&containers)
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let started_lines: Vec<String> = agents
+        .iter()
+        .flat_map(|a| {
+            a.log_text()
+                .lines()
+                .filter(|l| {
+                    l.contains("instance started")
+                        || l.contains("refused")
+                        || l.contains("claiming")
+                })
+                .map(|l| format!("{}: {l}", a.node))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        running(&containers).len(),
+        1,
+        "five agents restored MinInstances more than once:\n{}",
+        started_lines.join("\n")
+    );
+
+    // Every agent hears that web is overloaded (800 ms against a 100 ms target).
+    let started = Instant::now();
+    let mut peak = 0;
+    while started.elapsed() < Duration::from_secs(16) {
+        for agent in &agents {
+            let _ = http_request(
+                agent.port,
+                "POST",
+                "/gru/v1/stats/user/web/execution_time",
+                Some(&secret),
+                Some("800"),
+            );
+        }
+        let now = running(&containers).len();
+        assert!(now <= MAX, "{now} instances, MaxInstances {MAX}");
+        peak = peak.max(now);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(peak, MAX, "the overload did not scale web to its max");
+
+    let mut starts: Vec<u64> = running(&containers).iter().map(|(_, _, at)| *at).collect();
+    starts.sort_unstable();
+    let gaps: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    println!(
+        "5 agents, same overload: {} instances (max {MAX}), scale-out gaps {:?} ms (CooldownOut {COOLDOWN_OUT_SECS} s)",
+        starts.len(),
+        &gaps[1..]
+    );
+    // The first gap is from the MinInstances start; every scale-out step after it is at
+    // least a cooldown apart (lease expiry is at whole-second granularity: 500 ms slack).
+    for gap in &gaps[1..] {
+        assert!(
+            *gap + 500 >= COOLDOWN_OUT_SECS * 1000,
+            "two scale-outs {gap} ms apart within one {COOLDOWN_OUT_SECS} s cooldown: {starts:?}"
+        );
+    }
+    let (_, body) = http_get(agents[0].port, "/gru/v1/gossip").unwrap();
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        view["stats"]["rounds"].as_u64().unwrap() > 3,
+        "no gossip rounds: {body}"
+    );
+    assert!(
+        view["reports"].as_object().unwrap().len() >= 3,
+        "n1 heard of too few nodes: {body}"
+    );
+    drop(agents);
+}
+
+#[test]
+fn a_lost_node_s_instances_are_restored_to_min_within_ttl_and_two_loops() {
+    let test = "a_lost_node_s_instances_are_restored_to_min_within_ttl_and_two_loops";
+    if !require(test, Component::Etcd) || !require_workload_image(test) {
+        return;
+    }
+    const TTL_SECS: u64 = 3;
+    const LOOP_SECS: u64 = 1;
+    let containers = ClusterContainers::unique("lost");
+    let cluster = containers.cluster.clone();
+    let etcd = EtcdCluster::start();
+    let e = etcd.endpoints();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        TTL_SECS as u32,
+        r#"{"Scaleout": {"Enable": false, "Threshold": 0.75},
+            "Scalein": {"Enable": false, "Threshold": 0.35},
+            "Swap": {"Enable": false, "Threshold": 0.6}}"#,
+        &web_service(2, 4, free_range(12)),
+    );
+    expect_code(&e, &["create", &cluster], 0);
+    expect_code(
+        &e,
+        &["config", "push", &cluster, dir.path().to_str().unwrap()],
+        0,
+    );
+    let logs = tempfile::tempdir().unwrap();
+    let mut agents: Vec<Agent> = (1..=3)
+        .map(|i| spawn_agent(&etcd, &cluster, &format!("n{i}"), logs.path()))
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(20), || running(&containers).len() == 2).is_some(),
+        "MinInstances not reached: {:?}",
+        running(&containers)
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let before = running(&containers);
+    assert_eq!(before.len(), 2, "MinInstances overshot: {before:?}");
+
+    // Lose a node that runs an instance: its agent and its containers go at once.
+    let victim = before[0].1.clone();
+    let index = agents.iter().position(|a| a.node == victim).unwrap();
+    let mut agent = agents.remove(index);
+    let mut child = agent.guard.take();
+    child.kill().unwrap();
+    let lost_at = Instant::now();
+    let ids: Vec<String> = before
+        .iter()
+        .filter(|c| c.1 == victim)
+        .map(|c| c.0.clone())
+        .collect();
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(ids.iter().map(String::as_str));
+    docker(&rm);
+    child.wait().unwrap();
+
+    let restored = wait_until(Duration::from_secs(30), || {
+        let now = running(&containers);
+        now.len() == 2 && now.iter().all(|c| c.1 != victim)
+    });
+    let restored = restored.unwrap_or_else(|| {
+        panic!(
+            "MinInstances not restored: {:?}\n{}",
+            running(&containers),
+            agents[0].log_text()
+        )
+    });
+    let since_loss = lost_at.elapsed();
+    let bound = Duration::from_secs(TTL_SECS + 2 * LOOP_SECS);
+    println!(
+        "node lost: MinInstances restored {:.2} s after the loss (bound TTL {TTL_SECS} s + 2 loops of {LOOP_SECS} s = {} s)",
+        since_loss.as_secs_f64(),
+        bound.as_secs()
+    );
+    assert!(
+        restored <= bound,
+        "restored after {restored:?}, bound {bound:?}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let after: BTreeSet<String> = running(&containers).into_iter().map(|c| c.0).collect();
+    assert_eq!(
+        after.len(),
+        2,
+        "the survivors overshot MinInstances: {after:?}"
+    );
+    drop(agent);
+}
+
+#[test]
+fn gossip_refuses_malformed_oversized_replayed_and_unauthenticated_messages() {
+    let test = "gossip_refuses_malformed_oversized_replayed_and_unauthenticated_messages";
+    if !require(test, Component::Etcd) || !require(test, Component::Docker) {
+        return;
+    }
+    let containers = ClusterContainers::unique("fuzz");
+    let cluster = containers.cluster.clone();
+    let etcd = EtcdCluster::start();
+    let e = etcd.endpoints();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        5,
+        r#"{"Scaleout": {"Enable": false, "Threshold": 0.75},
+            "Scalein": {"Enable": false, "Threshold": 0.35},
+            "Swap": {"Enable": false, "Threshold": 0.6}}"#,
+        &web_service(0, 2, free_range(4)),
+    );
+    expect_code(&e, &["create", &cluster], 0);
+    expect_code(
+        &e,
+        &["config", "push", &cluster, dir.path().to_str().unwrap()],
+        0,
+    );
+    let secret = etcd.etcdctl(&[
+        "get",
+        "--print-value-only",
+        &format!("/gru/{cluster}/secret"),
+    ]);
+    let secret = secret.trim().to_owned();
+    let logs = tempfile::tempdir().unwrap();
+    let agent = spawn_agent(&etcd, &cluster, "n1", logs.path());
+
+    let nodes_in_view = || -> BTreeSet<String> {
+        let (_, body) = http_get(agent.port, "/gru/v1/gossip").unwrap();
+        let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+        // This node's own report comes and goes with its rounds: only others matter here.
+        view["reports"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|node| *node != "n1")
+            .cloned()
+            .collect()
+    };
+    let before = nodes_in_view();
+    let valid_body = br#"{"from":"intruder","reports":[{"node":"intruder","version":99,"services":{"web":{"instances":50}}}]}"#;
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let post = |headers: &[(&str, String)], body: &[u8]| -> u16 {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", agent.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut request = format!(
+            "POST /gru/v1/gossip HTTP/1.0\r\nHost: x\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        use std::io::{Read, Write};
+        let _ = stream.write_all(request.as_bytes());
+        let _ = stream.write_all(body);
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    let signed = |ts: u64, nonce: &str, body: &[u8], key: &str| -> Vec<(&'static str, String)> {
+        vec![
+            (wire::HEADER_TIMESTAMP, ts.to_string()),
+            (wire::HEADER_NONCE, nonce.to_owned()),
+            (
+                wire::HEADER_SIGNATURE,
+                wire::sign(key, &ts.to_string(), nonce, body),
+            ),
+        ]
+    };
+
+    let mut sent = 0u64;
+    let mut statuses = std::collections::BTreeMap::<u16, u64>::new();
+    let mut record = |status: u16| {
+        *statuses.entry(status).or_insert(0) += 1;
+    };
+    // One genuine message, then its replays.
+    let genuine = signed(now_ms(), "genuine-nonce", valid_body, "wrong-secret-first");
+    for i in 0..1_200u32 {
+        let status = match i % 6 {
+            // No credentials, random bytes.
+            0 => {
+                let len = rng.random_range(0..2_000);
+                let body: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+                post(&[], &body)
+            }
+            // Signed with the wrong key.
+            1 => post(&genuine, valid_body),
+            // Correct key, stale timestamp.
+            2 => post(
+                &signed(
+                    now_ms() - 120_000,
+                    &format!("stale-{i}"),
+                    valid_body,
+                    &secret,
+                ),
+                valid_body,
+            ),
+            // Correct key, body that is not a message.
+            3 => {
+                let junk = format!("{{\"from\": {i}, \"reports\": \"nope\"}}");
+                post(
+                    &signed(now_ms(), &format!("junk-{i}"), junk.as_bytes(), &secret),
+                    junk.as_bytes(),
+                )
+            }
+            // Oversized.
+            4 => {
+                let huge = vec![b'x'; wire::MAX_MESSAGE_BYTES + 10];
+                post(
+                    &signed(now_ms(), &format!("huge-{i}"), &huge, &secret),
+                    &huge,
+                )
+            }
+            // A validly signed message replayed (the first one is accepted below).
+            _ => post(
+                &signed(
+                    now_ms(),
+                    "replayed-nonce",
+                    b"{\"from\":\"n9\",\"reports\":[{\"node\":\"../x\",\"version\":1}]}",
+                    &secret,
+                ),
+                b"{\"from\":\"n9\",\"reports\":[{\"node\":\"../x\",\"version\":1}]}",
+            ),
+        };
+        assert!((400..500).contains(&status), "input {i} answered {status}");
+        record(status);
+        sent += 1;
+    }
+    println!("gossip fuzz: {sent} inputs refused, by status {statuses:?}");
+    assert_eq!(
+        http_get(agent.port, "/healthz").unwrap().0,
+        200,
+        "agent unhealthy"
+    );
+    let (_, body) = http_get(agent.port, "/gru/v1/gossip").unwrap();
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let rejected: u64 = view["stats"]["rejected"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        rejected, sent,
+        "refusals not all counted: {}",
+        view["stats"]
+    );
+    for reason in [
+        "unauthenticated",
+        "bad_signature",
+        "stale",
+        "malformed",
+        "too_large",
+    ] {
+        assert!(
+            view["stats"]["rejected"][reason].as_u64().unwrap_or(0) > 0,
+            "no {reason}: {}",
+            view["stats"]
+        );
+    }
+    assert_eq!(nodes_in_view(), before, "refused gossip changed the view");
+
+    // The genuine article is accepted once, and its replay refused.
+    let good = signed(now_ms(), "fresh-nonce", valid_body, &secret);
+    assert_eq!(post(&good, valid_body), 200);
+    assert_eq!(post(&good, valid_body), 409, "a replay was accepted");
+    assert!(
+        nodes_in_view().contains("intruder"),
+        "a valid message was not merged"
+    );
+    drop(agent);
+    drop(containers);
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# gru's benchmarks: scripts that print figures (never timed assertions in tests). Each mode
+# ends with one `key=value ...` line for tools to read.
+#
+#   scripts/bench.sh sink [--hours N]   the InfluxDB sink's memory over N hours of an agent's
+#                                       uptime in fast time (default 1), against a real
+#                                       VictoriaMetrics with a 5-minute outage; prints the
+#                                       resident memory every 5 simulated minutes and ends
+#                                       with sink_rss_growth_pct=... (from minute 15 on)
+#   scripts/bench.sh sim [--quick]      the many-agent simulator (gru-sim bench): convergence,
+#                                       overshoot, four modes on four traces, faults; ends
+#                                       with rounds_99_at_10000=... overshoot_gru_max=...
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$GRU_ROOT"
+
+mode=${1:-}
+shift || true
+case $mode in
+  sink)
+    command -v victoria-metrics >/dev/null || die "victoria-metrics not installed: run scripts/install-deps.sh"
+    say "building the sink benchmark (cargo build --release --example sink_bench)"
+    cargo build --release --locked -q -p gru-agent --example sink_bench
+    say "one agent, 5 services x 4 instances, a tick per simulated second"
+    target/release/examples/sink_bench "$@"
+    ;;
+  sim)
+    # The many-agent simulator (sim/): convergence at N = 1,000 and 10,000, overshoot,
+    # the four modes on the shipped traces, faults; ends with rounds_99_at_10000=...,
+    # overshoot_gru_max=..., overshoot_gru_original_max=... Arguments go to `gru-sim bench`.
+    say "building the simulator (cargo build --release -p gru-sim)"
+    cargo build --release --locked -q -p gru-sim
+    target/release/gru-sim bench "$@"
+    ;;
+  *) die "usage: $0 sink [--hours N] | sim [--seed N] [--quick]" ;;
+esac

@@ -1,0 +1,328 @@
+//! What a run simulates: the cluster, its services and their demand, the policy, the
+//! timing, the faults, the mode and the seed. A [`Scenario`] is plain data; the presets
+//! below are the ones the bench and the tests use.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::config::{PlannerStrategy, PolicyConfig, PolicyRule};
+use serde::Serialize;
+
+use crate::baseline::DynamiteSettings;
+use crate::trace::Trace;
+use crate::view::LOAD;
+
+/// Who scales.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Every agent plans with the real planner on its instance-weighted view; scale steps
+    /// are claimed in the ledger (one per service per cooldown window, within bounds);
+    /// `MinInstances` is restored after a loss.
+    Gru,
+    /// Gru as it was: every agent that decides to scale acts, on the plain mean of the
+    /// values it holds and the instance count its view adds up; no ledger, no repair.
+    GruOriginal,
+    /// One Kubernetes HPA controller (see [`crate::baseline::Hpa`]).
+    Hpa,
+    /// One Dynamite controller (see [`crate::baseline::Dynamite`]).
+    Dynamite,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 4] = [Mode::Gru, Mode::GruOriginal, Mode::Hpa, Mode::Dynamite];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Gru => "gru",
+            Mode::GruOriginal => "gru-original",
+            Mode::Hpa => "hpa",
+            Mode::Dynamite => "dynamite",
+        }
+    }
+
+    /// Whether agents (rather than one controller) scale.
+    pub fn has_agents(self) -> bool {
+        matches!(self, Mode::Gru | Mode::GruOriginal)
+    }
+
+    pub fn from_name(name: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How the agents' views are held (see [`crate::view`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ViewKind {
+    /// One real `ClusterView` per agent.
+    Cluster,
+    /// The compact equivalent, for N in the thousands.
+    Compact,
+}
+
+/// A service's demand.
+#[derive(Debug, Clone)]
+pub enum Demand {
+    /// Requests per second from a trace, split across the running instances (each node's
+    /// instances get a share weighted by the node's balance, see
+    /// [`Scenario::imbalance`]); a node's load is its share over its instances' capacity,
+    /// clamped to 1.
+    Trace(Arc<Trace>),
+    /// A constant number of requests per second, split the same way.
+    Constant(f64),
+    /// Every node that runs the service reports this load, whatever its instances: every
+    /// agent sees the same overload. No SLO is counted.
+    Load(f64),
+}
+
+/// One service of the scenario.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub name: String,
+    /// Requests per second one instance serves.
+    pub capacity_rps: f64,
+    pub min: u32,
+    pub max: Option<u32>,
+    /// Instances running when the run starts, one per node from node 0.
+    pub initial: u32,
+    pub demand: Demand,
+}
+
+impl ServiceSpec {
+    /// Requests per second at `secs`; `None` for a [`Demand::Load`] service.
+    pub fn demand_rps(&self, secs: u64) -> Option<f64> {
+        match &self.demand {
+            Demand::Trace(trace) => Some(trace.demand_at(secs)),
+            Demand::Constant(rps) => Some(*rps),
+            Demand::Load(_) => None,
+        }
+    }
+}
+
+/// Intervals, in seconds of virtual time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub tick_secs: u64,
+    /// `Communication.LoopTimeInterval`: one gossip round.
+    pub comm_secs: u64,
+    /// `Autonomic.LoopTimeInterval`: one MAPE-K loop per agent, each at its own phase.
+    pub loop_secs: u64,
+    /// From starting a container to its serving.
+    pub start_delay_secs: u64,
+    /// The node lease's TTL: a silent node's records vanish after it.
+    pub lease_ttl_secs: u64,
+    /// A report not refreshed for this long drops out of a view.
+    pub stale_secs: u64,
+    /// The intent's TTL: a claim's instances show in discovery within it.
+    pub settle_secs: u64,
+}
+
+impl Timing {
+    /// Loops and rounds as the agent runs them, from its two intervals: reports go stale
+    /// as `gru_agent::runtime::gossip::stale_after` says, an intent settles in two loops
+    /// (as the agent's executor sets it); a node lease of 10 s, containers that take 5 s
+    /// to start.
+    pub fn agent(comm_secs: u64, loop_secs: u64) -> Timing {
+        let stale = gru_agent::runtime::gossip::stale_after(Duration::from_secs(comm_secs.max(1)));
+        Timing {
+            tick_secs: 1,
+            comm_secs,
+            loop_secs,
+            start_delay_secs: 5,
+            lease_ttl_secs: 10,
+            stale_secs: stale.as_secs(),
+            settle_secs: (2 * loop_secs).max(3),
+        }
+    }
+}
+
+impl Default for Timing {
+    /// Gossip every 5 s, a loop every 10 s.
+    fn default() -> Self {
+        Timing::agent(5, 10)
+    }
+}
+
+/// Something that goes wrong during a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// The nodes stop at `at_secs` with everything they run, and do not come back.
+    Crash { at_secs: u64, nodes: Vec<usize> },
+    /// From `from_secs` to `until_secs` the `minority` cannot talk to the others nor reach
+    /// the store.
+    Partition {
+        from_secs: u64,
+        until_secs: u64,
+        minority: Vec<usize>,
+    },
+    /// From `from_secs` to `until_secs` every message is lost with `probability`.
+    Loss {
+        from_secs: u64,
+        until_secs: u64,
+        probability: f64,
+    },
+}
+
+/// A whole run.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub mode: Mode,
+    pub nodes: usize,
+    /// Instances one node can run (all services together).
+    pub slots_per_node: u32,
+    pub services: Vec<ServiceSpec>,
+    pub policy: PolicyConfig,
+    pub strategy: PlannerStrategy,
+    pub timing: Timing,
+    pub max_friends: usize,
+    /// Most reports in one gossip message.
+    pub message_limit: usize,
+    pub duration_secs: u64,
+    pub faults: Vec<Fault>,
+    pub seed: u64,
+    /// How unevenly the load balancer spreads requests: each node's instances get between
+    /// `1 - imbalance` and `1 + imbalance` times the mean share per instance (drawn once per
+    /// node from the seed), so that nodes see different loads.
+    pub imbalance: f64,
+    pub view: ViewKind,
+    /// HPA's target utilisation.
+    pub hpa_target: f64,
+    pub dynamite: DynamiteSettings,
+}
+
+/// The policy the simulated agents run, on the `load` analytic: scale out above 0.75 by 4
+/// instances once the breach has lasted 10 s, scale in below 0.35 by 2 once it has lasted
+/// 60 s; CooldownOut 20 s, CooldownIn 60 s. In gru mode the cluster therefore adds at most
+/// 4 instances per 20 s, and removes at most 2 per minute.
+pub fn sim_policy() -> PolicyConfig {
+    let rule = |threshold: f64, period_secs: u64, step: u32| PolicyRule {
+        enable: true,
+        threshold,
+        metrics: Vec::new(),
+        analytics: vec![LOAD.to_owned()],
+        period_secs,
+        step,
+    };
+    PolicyConfig {
+        scalein: rule(0.35, 60, 2),
+        scaleout: rule(0.75, 10, 4),
+        swap: PolicyRule::disabled(0.6),
+        cooldown_out_secs: 20,
+        cooldown_in_secs: 60,
+    }
+}
+
+/// HPA's target in the comparisons: between the policy's two thresholds.
+pub const HPA_TARGET: f64 = 0.6;
+
+/// Dynamite's rule in the comparisons: the policy's thresholds, sustained 30 s, one
+/// instance at a time, 30 s apart.
+pub const DYNAMITE: DynamiteSettings = DynamiteSettings {
+    up_threshold: 0.75,
+    down_threshold: 0.35,
+    period_secs: 30,
+    cooldown_secs: 30,
+};
+
+/// The load balancer's unevenness in the presets: ±25 % per node.
+pub const IMBALANCE: f64 = 0.25;
+
+/// Requests per second one instance serves in the presets.
+pub const CAPACITY_RPS: f64 = 10.0;
+
+impl Scenario {
+    /// A cluster of `nodes` nodes with 4 slots each running one service, `web`, whose
+    /// demand follows `trace`: 25 instances at the start, between 2 and 120.
+    pub fn trace_run(mode: Mode, trace: Arc<Trace>, nodes: usize, seed: u64) -> Scenario {
+        let duration_secs = trace.duration_secs();
+        Scenario {
+            name: format!("{} trace", trace.name),
+            mode,
+            nodes,
+            slots_per_node: 4,
+            services: vec![ServiceSpec {
+                name: "web".to_owned(),
+                capacity_rps: CAPACITY_RPS,
+                min: 2,
+                max: Some(120),
+                initial: 25,
+                demand: Demand::Trace(trace),
+            }],
+            policy: sim_policy(),
+            strategy: PlannerStrategy::ProbCumulative,
+            timing: Timing::default(),
+            max_friends: 5,
+            message_limit: gru_agent::gossip::wire::MAX_REPORTS,
+            duration_secs,
+            faults: Vec::new(),
+            seed,
+            imbalance: IMBALANCE,
+            view: ViewKind::Cluster,
+            hpa_target: HPA_TARGET,
+            dynamite: DYNAMITE,
+        }
+    }
+
+    /// `nodes` agents that all see `web` at load 0.9 (scale-out weight 0.6): two instances
+    /// at the start, nodes with 4 slots, at most `max` instances.
+    pub fn overload(mode: Mode, nodes: usize, max: u32, duration_secs: u64, seed: u64) -> Scenario {
+        Scenario {
+            name: format!("overload of {nodes}"),
+            mode,
+            nodes,
+            slots_per_node: 4,
+            services: vec![ServiceSpec {
+                name: "web".to_owned(),
+                capacity_rps: CAPACITY_RPS,
+                min: 2,
+                max: Some(max),
+                initial: 2,
+                demand: Demand::Load(0.9),
+            }],
+            policy: sim_policy(),
+            strategy: PlannerStrategy::ProbCumulative,
+            timing: Timing::default(),
+            max_friends: 5,
+            message_limit: gru_agent::gossip::wire::MAX_REPORTS,
+            duration_secs,
+            faults: Vec::new(),
+            seed,
+            imbalance: IMBALANCE,
+            view: if nodes <= 1_000 {
+                ViewKind::Cluster
+            } else {
+                ViewKind::Compact
+            },
+            hpa_target: HPA_TARGET,
+            dynamite: DYNAMITE,
+        }
+    }
+
+    /// Adds `db`: a constant 20 req/s, 3 instances at the start (on nodes 0 to 2), between
+    /// 3 and 10: a small service that a crash can take below its `MinInstances`.
+    pub fn with_db(mut self) -> Scenario {
+        self.services.push(ServiceSpec {
+            name: "db".to_owned(),
+            capacity_rps: CAPACITY_RPS,
+            min: 3,
+            max: Some(10),
+            initial: 3,
+            demand: Demand::Constant(20.0),
+        });
+        self
+    }
+
+    pub fn with_faults(mut self, name: &str, faults: Vec<Fault>) -> Scenario {
+        self.name = format!("{} with {name}", self.name);
+        self.faults = faults;
+        self
+    }
+}

@@ -1,0 +1,867 @@
+//! The simulation: a cluster of agents (or one baseline controller) stepped tick by tick.
+//!
+//! Each tick, in this order:
+//!
+//! 1. faults due now strike (crash, partition start or end, loss on or off);
+//! 2. started instances whose delay is over begin serving; expired leases take their keys;
+//! 3. every live node that reaches the store keeps its lease alive (or registers again)
+//!    and publishes its running instances for discovery; agents that reach the store
+//!    learn the active nodes (their friends are drawn among them);
+//! 4. on a communication round, every live node publishes its report (its instances and
+//!    its load per service), merges it into its own view, gossips with its friends, and
+//!    expires stale and departed nodes' reports;
+//! 5. every agent whose autonomic loop is due plans with the real planner
+//!    (`gru_agent::mape::plan`); in gru mode, steps and repairs are claimed in the ledger:
+//!    all due agents read first, then claim in random order, so that racing claims meet
+//!    the revision check as they would in etcd; in gru-original mode they act at once;
+//!    a baseline controller acts on its own period instead;
+//! 6. the invariants are checked and the figures accumulated.
+//!
+//! In gru mode the agents do what `agent/src/runtime/autonomic.rs` does: a claim starts
+//! from the discovery count (at least what runs here); a step the ledger refuses is not
+//! taken, but the planner's state moves on as if it had been (the agent's own cooldown
+//! runs); `MinInstances` is restored one instance per claim (`floor_claim`), by an agent
+//! with room, without cooldown; an agent that cannot reach the store takes no step.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use gru_agent::coordination::{Direction, Ledger, Request, evaluate, floor_claim};
+use gru_agent::mape::{
+    Action, AnalyticValue, LastScale, PlanInput, PlannerState, ServiceSnapshot, plan,
+};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use serde::Serialize;
+
+use common::keys::ClusterKeys;
+
+use crate::baseline::{Dynamite, Hpa};
+use crate::gossip::{GossipScratch, communication_round};
+use crate::invariants::{Limits, ServiceInvariants, Violations};
+use crate::network::FakeNetwork;
+use crate::runtime::FakeRuntime;
+use crate::scenario::{Demand, Fault, Mode, Scenario, ViewKind};
+use crate::store::{FakeStore, LeaseId};
+use crate::time::VirtualClock;
+use crate::view::{ClusterViews, CompactViews, LOAD, Payload, ReportBook, Sample, Views};
+
+/// The figures of one run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunReport {
+    pub scenario: String,
+    pub mode: Mode,
+    pub nodes: usize,
+    pub duration_secs: u64,
+    /// Seconds during which some service's demand exceeded its running capacity.
+    pub slo_violation_secs: u64,
+    /// Instances (running or starting) times seconds.
+    pub container_secs: u64,
+    pub scale_out_actions: u64,
+    pub scale_in_actions: u64,
+    pub instances_added: u64,
+    pub instances_removed: u64,
+    /// Instances started to restore `MinInstances` (gru mode).
+    pub instances_repaired: u64,
+    pub violations: Violations,
+    /// The most instances added by scale-out in one `CooldownOut` window (any service).
+    pub max_added_per_window: u32,
+    pub max_removed_per_window: u32,
+    pub peak_instances: u32,
+    pub max_instances: Option<u32>,
+    pub longest_below_min_secs: u64,
+    pub claims_won: u64,
+    pub claims_lost: u64,
+    /// Steps the ledger refused (cooling down, or at a bound).
+    pub claims_refused: u64,
+    /// Decisions dropped because the agent could not reach the store.
+    pub store_unreachable: u64,
+    pub comm_rounds: u64,
+    /// Sum over rounds of the agents that took part.
+    pub agent_rounds: u64,
+    pub requests: u64,
+    pub replies: u64,
+    pub max_requests_per_agent_round: u64,
+    /// Instances of each service at every tick, for determinism checks.
+    #[serde(skip)]
+    pub instance_series: Vec<u32>,
+}
+
+impl RunReport {
+    /// Requests plus replies per agent per round.
+    pub fn messages_per_agent_round(&self) -> f64 {
+        if self.agent_rounds == 0 {
+            0.0
+        } else {
+            (self.requests + self.replies) as f64 / self.agent_rounds as f64
+        }
+    }
+
+    pub fn scaling_actions(&self) -> u64 {
+        self.scale_out_actions + self.scale_in_actions
+    }
+}
+
+/// Runs `scenario` to its end.
+pub fn run(scenario: &Scenario) -> RunReport {
+    let services = scenario.services.iter().map(|s| s.name.clone()).collect();
+    let book = ReportBook::new(scenario.nodes, services);
+    match scenario.view {
+        ViewKind::Cluster => {
+            let views = ClusterViews::new(scenario.nodes, &book);
+            Simulation::new(scenario, book, views).run()
+        }
+        ViewKind::Compact => {
+            let views = CompactViews::new(scenario.nodes, scenario.nodes);
+            Simulation::new(scenario, book, views).run()
+        }
+    }
+}
+
+/// The active nodes an agent learned from the store.
+#[derive(Debug)]
+struct PeerList {
+    nodes: Rc<[usize]>,
+    known: Vec<bool>,
+}
+
+#[derive(Debug)]
+struct Agent {
+    alive: bool,
+    planner: PlannerState,
+    /// The phase of its autonomic loop, in seconds.
+    offset_secs: u64,
+    lease: Option<LeaseId>,
+    peers: Rc<PeerList>,
+}
+
+/// A step or repair an agent will try to claim in phase B of a tick.
+#[derive(Debug)]
+struct Pending {
+    agent: usize,
+    service: usize,
+    kind: PendingKind,
+    ledger: Ledger,
+    observed: u32,
+}
+
+#[derive(Debug)]
+enum PendingKind {
+    Step { direction: Direction, count: u32 },
+    Repair,
+}
+
+/// A baseline controller for each service.
+#[derive(Debug)]
+enum Controllers {
+    None,
+    Hpa(Vec<Hpa>),
+    Dynamite(Vec<Dynamite>),
+}
+
+struct Simulation<'s, V: Views> {
+    scenario: &'s Scenario,
+    clock: VirtualClock,
+    rng: StdRng,
+    runtime: FakeRuntime,
+    store: FakeStore,
+    network: FakeNetwork,
+    book: ReportBook,
+    views: V,
+    scratch: GossipScratch,
+    agents: Vec<Agent>,
+    controllers: Controllers,
+    invariants: Vec<ServiceInvariants>,
+    /// This tick's discovery count per service, as agents that reach the store see it.
+    discovered: Vec<u32>,
+    /// Per node, the share of a service's traffic one of its instances gets relative to
+    /// the others (the load balancer is not perfect): in `[1 - imbalance, 1 + imbalance]`.
+    balance: Vec<f64>,
+    /// This tick's `Σ balance × running` per service: the demand is split across the
+    /// running instances in proportion to their node's balance.
+    balanced_running: Vec<f64>,
+    active: Rc<PeerList>,
+    report: RunReport,
+}
+
+impl<'s, V: Views> Simulation<'s, V> {
+    fn new(scenario: &'s Scenario, book: ReportBook, views: V) -> Simulation<'s, V> {
+        let mut rng = StdRng::seed_from_u64(scenario.seed);
+        let n = scenario.nodes;
+        let timing = scenario.timing;
+        let mut runtime = FakeRuntime::new(
+            n,
+            scenario.slots_per_node,
+            scenario.services.len(),
+            timing.start_delay_secs,
+        );
+        for (service, spec) in scenario.services.iter().enumerate() {
+            let mut placed = 0;
+            let mut node = 0;
+            while placed < spec.initial && node < n * scenario.slots_per_node as usize {
+                let at = node % n;
+                if runtime.free_slots(at) > 0 {
+                    runtime.place_running(at, service, 1);
+                    placed += 1;
+                }
+                node += 1;
+            }
+        }
+        let imbalance = scenario.imbalance.clamp(0.0, 0.9);
+        let balance = (0..n)
+            .map(|_| 1.0 + imbalance * (2.0 * rng.random::<f64>() - 1.0))
+            .collect();
+        let keys = ClusterKeys::new("sim").expect("\"sim\" is a valid cluster name");
+        let active = Rc::new(PeerList {
+            nodes: Rc::from(Vec::new()),
+            known: vec![false; n],
+        });
+        let agents = (0..n)
+            .map(|_| Agent {
+                alive: true,
+                planner: PlannerState::new(),
+                offset_secs: rng.random_range(0..timing.loop_secs.max(1)),
+                lease: None,
+                peers: Rc::clone(&active),
+            })
+            .collect();
+        let controllers = match scenario.mode {
+            Mode::Hpa => Controllers::Hpa(
+                scenario
+                    .services
+                    .iter()
+                    .map(|_| Hpa::new(scenario.hpa_target))
+                    .collect(),
+            ),
+            Mode::Dynamite => Controllers::Dynamite(
+                scenario
+                    .services
+                    .iter()
+                    .map(|_| Dynamite::new(scenario.dynamite))
+                    .collect(),
+            ),
+            Mode::Gru | Mode::GruOriginal => Controllers::None,
+        };
+        let policy = &scenario.policy;
+        let invariants = scenario
+            .services
+            .iter()
+            .map(|spec| {
+                ServiceInvariants::new(Limits {
+                    min: spec.min,
+                    max: spec.max,
+                    step_out: policy.scaleout.step.max(1),
+                    step_in: policy.scalein.step.max(1),
+                    cooldown_out_secs: policy.cooldown_out_secs,
+                    cooldown_in_secs: policy.cooldown_in_secs,
+                })
+            })
+            .collect();
+        Simulation {
+            scenario,
+            clock: VirtualClock::new(timing.tick_secs),
+            rng,
+            runtime,
+            store: FakeStore::new(keys),
+            network: FakeNetwork::new(n),
+            book,
+            views,
+            scratch: GossipScratch::default(),
+            agents,
+            controllers,
+            invariants,
+            discovered: vec![0; scenario.services.len()],
+            balance,
+            balanced_running: vec![0.0; scenario.services.len()],
+            active,
+            report: RunReport {
+                scenario: scenario.name.clone(),
+                mode: scenario.mode,
+                nodes: n,
+                duration_secs: scenario.duration_secs,
+                slo_violation_secs: 0,
+                container_secs: 0,
+                scale_out_actions: 0,
+                scale_in_actions: 0,
+                instances_added: 0,
+                instances_removed: 0,
+                instances_repaired: 0,
+                violations: Violations::default(),
+                max_added_per_window: 0,
+                max_removed_per_window: 0,
+                peak_instances: 0,
+                max_instances: scenario.services.iter().filter_map(|s| s.max).max(),
+                longest_below_min_secs: 0,
+                claims_won: 0,
+                claims_lost: 0,
+                claims_refused: 0,
+                store_unreachable: 0,
+                comm_rounds: 0,
+                agent_rounds: 0,
+                requests: 0,
+                replies: 0,
+                max_requests_per_agent_round: 0,
+                instance_series: Vec::new(),
+            },
+        }
+    }
+
+    fn run(mut self) -> RunReport {
+        while self.clock.secs() < self.scenario.duration_secs {
+            self.step();
+        }
+        let mut report = self.report;
+        for checker in &self.invariants {
+            report.violations.add(&checker.violations);
+            report.max_added_per_window = report
+                .max_added_per_window
+                .max(checker.max_added_per_window);
+            report.max_removed_per_window = report
+                .max_removed_per_window
+                .max(checker.max_removed_per_window);
+            report.peak_instances = report.peak_instances.max(checker.peak_instances);
+            report.longest_below_min_secs = report
+                .longest_below_min_secs
+                .max(checker.longest_below_min_secs);
+        }
+        let stats = self.store.stats();
+        report.claims_won = stats.claims_won;
+        report.claims_lost = stats.claims_lost;
+        report
+    }
+
+    fn step(&mut self) {
+        let secs = self.clock.secs();
+        let now = self.clock.now();
+        let timing = self.scenario.timing;
+        self.strike(secs);
+        self.runtime.advance(secs);
+        for service in 0..self.scenario.services.len() {
+            self.balanced_running[service] = (0..self.scenario.nodes)
+                .map(|node| self.balance[node] * f64::from(self.runtime.running(node, service)))
+                .sum();
+        }
+        if self.scenario.mode.has_agents() {
+            self.store.advance(now);
+            self.keep_membership();
+            if self.clock.is_due(timing.comm_secs, 0) {
+                self.communicate();
+            }
+            self.autonomic();
+        } else if self.clock.is_due(self.controller_period(), 0) {
+            self.control();
+        }
+        self.observe(secs);
+        self.clock.advance();
+    }
+
+    fn strike(&mut self, secs: u64) {
+        let tick = self.clock.tick_secs();
+        let now_in = |at: u64| at <= secs && secs < at + tick;
+        let timing = self.scenario.timing;
+        for fault in &self.scenario.faults {
+            match fault {
+                Fault::Crash { at_secs, nodes } if now_in(*at_secs) => {
+                    for &node in nodes {
+                        self.agents[node].alive = false;
+                        self.runtime.crash(node);
+                        self.views.forget(node);
+                    }
+                    let repair_until = secs + timing.lease_ttl_secs + 2 * timing.loop_secs;
+                    for checker in &mut self.invariants {
+                        checker.crashed(repair_until);
+                    }
+                }
+                Fault::Partition {
+                    from_secs,
+                    minority,
+                    ..
+                } if now_in(*from_secs) => {
+                    let mut side = vec![false; self.scenario.nodes];
+                    for &node in minority {
+                        side[node] = true;
+                    }
+                    self.network.partition(side);
+                }
+                Fault::Partition { until_secs, .. } if now_in(*until_secs) => self.network.heal(),
+                Fault::Loss {
+                    from_secs,
+                    probability,
+                    ..
+                } if now_in(*from_secs) => self.network.set_loss(*probability),
+                Fault::Loss { until_secs, .. } if now_in(*until_secs) => self.network.set_loss(0.0),
+                _ => {}
+            }
+        }
+    }
+
+    /// Leases kept alive (or registered again), discovery published, peers learned.
+    fn keep_membership(&mut self) {
+        let ttl = self.scenario.timing.lease_ttl_secs;
+        for node in 0..self.scenario.nodes {
+            if !self.agents[node].alive || !self.network.reaches_store(node) {
+                continue;
+            }
+            let name = self.book.name(node).to_owned();
+            let lease = match self.agents[node].lease {
+                Some(lease) if self.store.keep_alive(lease) => lease,
+                _ => {
+                    let lease = self.store.register_node(&name, ttl);
+                    self.agents[node].lease = Some(lease);
+                    lease
+                }
+            };
+            for (service, spec) in self.scenario.services.iter().enumerate() {
+                let running = self.runtime.running(node, service);
+                self.store
+                    .publish_instances(&name, &spec.name, running, lease);
+            }
+        }
+        for (service, spec) in self.scenario.services.iter().enumerate() {
+            self.discovered[service] = self.store.discovered_instances(&spec.name);
+        }
+        let nodes: Vec<usize> = self
+            .store
+            .active_nodes()
+            .iter()
+            .filter_map(|name| name.strip_prefix('n').and_then(|i| i.parse().ok()))
+            .collect();
+        if nodes[..] != self.active.nodes[..] {
+            let mut known = vec![false; self.scenario.nodes];
+            for &node in &nodes {
+                known[node] = true;
+            }
+            self.active = Rc::new(PeerList {
+                nodes: Rc::from(nodes),
+                known,
+            });
+        }
+        for node in 0..self.scenario.nodes {
+            if self.network.reaches_store(node) {
+                self.agents[node].peers = Rc::clone(&self.active);
+            }
+        }
+    }
+
+    /// The load `node` sees on `service` now: its instances' share of the demand over
+    /// their capacity, clamped to 1.
+    fn node_load(&self, node: usize, service: usize) -> f64 {
+        let spec = &self.scenario.services[service];
+        let running = self.runtime.running(node, service);
+        match &spec.demand {
+            Demand::Load(load) => *load,
+            _ => {
+                let demand = spec.demand_rps(self.clock.secs()).unwrap_or(0.0);
+                let shares = self.balanced_running[service];
+                if running == 0 || shares <= 0.0 {
+                    return 0.0;
+                }
+                (demand * self.balance[node] / shares / spec.capacity_rps).clamp(0.0, 1.0)
+            }
+        }
+    }
+
+    fn communicate(&mut self) {
+        let now = self.clock.now();
+        let n = self.scenario.nodes;
+        for node in 0..n {
+            if !self.agents[node].alive {
+                continue;
+            }
+            let payload: Payload = (0..self.scenario.services.len())
+                .map(|service| {
+                    let instances = self.runtime.running(node, service);
+                    (instances > 0).then(|| Sample {
+                        instances,
+                        load: self.node_load(node, service),
+                    })
+                })
+                .collect();
+            let version = self.book.publish(node, payload);
+            self.views.merge(node, node, version, &self.book, now);
+        }
+        let alive: Vec<bool> = self.agents.iter().map(|a| a.alive).collect();
+        let peers: Vec<Rc<[usize]>> = self
+            .agents
+            .iter()
+            .map(|a| Rc::clone(&a.peers.nodes))
+            .collect();
+        let counts = communication_round(
+            &mut self.views,
+            &self.book,
+            &alive,
+            &peers,
+            self.scenario.max_friends,
+            self.scenario.message_limit,
+            &mut self.network,
+            now,
+            &mut self.rng,
+            &mut self.scratch,
+        );
+        self.report.comm_rounds += 1;
+        self.report.agent_rounds += counts.agents;
+        self.report.requests += counts.requests;
+        self.report.replies += counts.replies;
+        self.report.max_requests_per_agent_round = self
+            .report
+            .max_requests_per_agent_round
+            .max(counts.max_requests_per_agent);
+        let stale = Duration::from_secs(self.scenario.timing.stale_secs);
+        for agent in 0..n {
+            if !self.agents[agent].alive {
+                continue;
+            }
+            let peers = Rc::clone(&self.agents[agent].peers);
+            let gone = |node: usize| node != agent && !peers.known[node];
+            self.views.expire(agent, now, stale, &gone);
+        }
+    }
+
+    /// What the planner of `agent` is told about each service.
+    fn snapshots(&self, agent: usize) -> Vec<ServiceSnapshot> {
+        let mode = self.scenario.mode;
+        let reaches_store = self.network.reaches_store(agent);
+        self.scenario
+            .services
+            .iter()
+            .enumerate()
+            .map(|(service, spec)| {
+                let estimate = self.views.estimate(agent, service, &self.book);
+                let value = match mode {
+                    Mode::GruOriginal => self.views.plain(agent, service, &self.book),
+                    _ => estimate.weighted,
+                };
+                let cluster_instances = if mode == Mode::Gru && reaches_store {
+                    self.discovered[service]
+                } else {
+                    estimate.instances
+                };
+                let analytic = value.map_or_else(
+                    || {
+                        AnalyticValue::unavailable(format!(
+                            "no report of {} in the view",
+                            spec.name
+                        ))
+                    },
+                    AnalyticValue::Available,
+                );
+                ServiceSnapshot {
+                    name: spec.name.clone(),
+                    running_here: self.runtime.running(agent, service),
+                    pending_here: self.runtime.starting(agent, service),
+                    cluster_instances,
+                    min_instances: spec.min,
+                    max_instances: spec.max,
+                    base_service: false,
+                    free_slots_here: self.runtime.free_slots(agent),
+                    cpu_number: 1,
+                    own_analytics: vec![LOAD.to_owned()],
+                    cpu_avg: None,
+                    mem_avg: None,
+                    analytics: [(LOAD.to_owned(), analytic)].into_iter().collect(),
+                    cluster_last_scale: LastScale::default(),
+                }
+            })
+            .collect()
+    }
+
+    /// The count a claim starts from, as the agent takes it: the discovery count, and at
+    /// least the instances running here.
+    fn observed(&self, agent: usize, service: usize) -> u32 {
+        self.discovered[service].max(self.runtime.running(agent, service))
+    }
+
+    fn service_index(&self, name: &str) -> Option<usize> {
+        self.scenario.services.iter().position(|s| s.name == name)
+    }
+
+    fn autonomic(&mut self) {
+        let timing = self.scenario.timing;
+        let mode = self.scenario.mode;
+        let now = self.clock.now();
+        let secs = self.clock.secs();
+        let mut pending = Vec::new();
+        // Phase A: every due agent repairs what is missing, plans, and reads the ledger.
+        for agent in 0..self.scenario.nodes {
+            if !self.agents[agent].alive
+                || !self
+                    .clock
+                    .is_due(timing.loop_secs, self.agents[agent].offset_secs)
+            {
+                continue;
+            }
+            let reaches_store = self.network.reaches_store(agent);
+            if mode == Mode::Gru && reaches_store && self.runtime.free_slots(agent) > 0 {
+                // As the agent keeps its floor: the discovery count (at least what runs
+                // here) below MinInstances, and room here, send it to the ledger.
+                for (service, spec) in self.scenario.services.iter().enumerate() {
+                    let observed = self.observed(agent, service);
+                    if observed < spec.min {
+                        pending.push(Pending {
+                            agent,
+                            service,
+                            kind: PendingKind::Repair,
+                            ledger: self.store.read_ledger(&spec.name),
+                            observed,
+                        });
+                    }
+                }
+            }
+            let snapshots = self.snapshots(agent);
+            let input = PlanInput {
+                services: &snapshots,
+                policy: &self.scenario.policy,
+                strategy: self.scenario.strategy,
+                dry_run: false,
+                now,
+            };
+            let (decision, next) = plan(&input, &self.agents[agent].planner, &mut self.rng);
+            self.agents[agent].planner = next;
+            let (service, direction, count) = match &decision.action {
+                Action::ScaleOut { service, count } => (service, Direction::Out, *count),
+                Action::ScaleIn { service, count } => (service, Direction::In, *count),
+                Action::None | Action::Swap { .. } => continue,
+            };
+            let Some(service) = self.service_index(service) else {
+                continue;
+            };
+            match mode {
+                Mode::Gru if reaches_store => pending.push(Pending {
+                    agent,
+                    service,
+                    kind: PendingKind::Step { direction, count },
+                    ledger: self
+                        .store
+                        .read_ledger(&self.scenario.services[service].name),
+                    observed: self.observed(agent, service),
+                }),
+                Mode::Gru => self.report.store_unreachable += 1,
+                _ => self.act(agent, service, direction, count, secs),
+            }
+        }
+        // Phase B: claims in random order, each against the ledger it read.
+        pending.shuffle(&mut self.rng);
+        for claim in pending {
+            self.claim(claim, secs);
+        }
+    }
+
+    fn claim(&mut self, pending: Pending, secs: u64) {
+        let spec = &self.scenario.services[pending.service];
+        let policy = &self.scenario.policy;
+        let timing = self.scenario.timing;
+        let node = self.book.name(pending.agent).to_owned();
+        let claim = match pending.kind {
+            PendingKind::Step { direction, count } => {
+                let request = Request {
+                    node: &node,
+                    direction,
+                    step: count,
+                    observed: pending.observed,
+                    min: spec.min,
+                    max: spec.max,
+                };
+                match evaluate(
+                    &request,
+                    &pending.ledger,
+                    policy.cooldown_out_secs > 0,
+                    policy.cooldown_in_secs > 0,
+                ) {
+                    Ok(claim) => claim,
+                    Err(_refusal) => {
+                        self.report.claims_refused += 1;
+                        return;
+                    }
+                }
+            }
+            PendingKind::Repair => {
+                // Restoring MinInstances is not a step: one instance per claim, no cooldown,
+                // serialised with steps and other repairs by the intent's revision.
+                if self.runtime.free_slots(pending.agent) == 0 {
+                    return;
+                }
+                match floor_claim(&node, pending.observed, spec.min, &pending.ledger) {
+                    Some(claim) => claim,
+                    None => return,
+                }
+            }
+        };
+        let (cooldown_out, cooldown_in) = match pending.kind {
+            PendingKind::Step { .. } => (policy.cooldown_out_secs, policy.cooldown_in_secs),
+            PendingKind::Repair => (0, 0),
+        };
+        let won = self.store.claim_step(
+            &spec.name,
+            pending.ledger.revision,
+            &claim,
+            timing.settle_secs,
+            cooldown_out,
+            cooldown_in,
+        );
+        if !won {
+            return;
+        }
+        match pending.kind {
+            PendingKind::Step { direction, .. } => {
+                self.act(pending.agent, pending.service, direction, claim.count, secs);
+            }
+            PendingKind::Repair => {
+                let started = self
+                    .runtime
+                    .start(pending.agent, pending.service, claim.count, secs);
+                self.report.instances_repaired += u64::from(started);
+            }
+        }
+    }
+
+    /// Starts or stops instances on `node`, and records the action.
+    fn act(&mut self, node: usize, service: usize, direction: Direction, count: u32, secs: u64) {
+        match direction {
+            Direction::Out => {
+                let started = self.runtime.start(node, service, count, secs);
+                if started > 0 {
+                    self.report.scale_out_actions += 1;
+                    self.report.instances_added += u64::from(started);
+                    self.invariants[service].scaled_out(secs, started);
+                }
+            }
+            Direction::In => {
+                let stopped = self.runtime.stop(node, service, count);
+                if stopped > 0 {
+                    self.report.scale_in_actions += 1;
+                    self.report.instances_removed += u64::from(stopped);
+                    self.invariants[service].scaled_in(secs, stopped);
+                }
+            }
+        }
+    }
+
+    fn controller_period(&self) -> u64 {
+        match self.scenario.mode {
+            Mode::Hpa => crate::baseline::HPA_SYNC_SECS,
+            _ => self.scenario.timing.loop_secs,
+        }
+    }
+
+    /// The utilisation a central metrics server reports: the mean load over running
+    /// instances.
+    fn utilisation(&self, service: usize) -> Option<f64> {
+        let (mut sum, mut weight) = (0.0, 0.0);
+        for node in 0..self.scenario.nodes {
+            let running = self.runtime.running(node, service);
+            if running > 0 {
+                sum += self.node_load(node, service) * f64::from(running);
+                weight += f64::from(running);
+            }
+        }
+        (weight > 0.0).then(|| sum / weight)
+    }
+
+    /// One period of a baseline controller.
+    fn control(&mut self) {
+        let secs = self.clock.secs();
+        for service in 0..self.scenario.services.len() {
+            let spec = &self.scenario.services[service];
+            let (min, max) = (spec.min, spec.max.unwrap_or(u32::MAX));
+            let current = self.runtime.total_instances(service);
+            let utilisation = self.utilisation(service);
+            let desired = match (&mut self.controllers, utilisation) {
+                (Controllers::Hpa(hpas), Some(v)) => hpas[service].recommend(secs, current, v),
+                (Controllers::Dynamite(dynamites), Some(v)) => {
+                    current.saturating_add_signed(dynamites[service].decide(secs, v))
+                }
+                _ => current,
+            }
+            .clamp(min, max.max(min));
+            if desired > current {
+                let added = self.place(service, desired - current, secs);
+                if added > 0 {
+                    self.report.scale_out_actions += 1;
+                    self.report.instances_added += u64::from(added);
+                    self.invariants[service].scaled_out(secs, added);
+                }
+            } else if desired < current {
+                let removed = self.remove(service, current - desired);
+                if removed > 0 {
+                    self.report.scale_in_actions += 1;
+                    self.report.instances_removed += u64::from(removed);
+                    self.invariants[service].scaled_in(secs, removed);
+                }
+            }
+        }
+    }
+
+    /// Starts `count` instances on the live nodes with the most free slots.
+    fn place(&mut self, service: usize, count: u32, secs: u64) -> u32 {
+        let mut added = 0;
+        while added < count {
+            let best = (0..self.scenario.nodes)
+                .filter(|&n| self.agents[n].alive && self.runtime.free_slots(n) > 0)
+                .max_by_key(|&n| (self.runtime.free_slots(n), std::cmp::Reverse(n)));
+            let Some(node) = best else { break };
+            added += self.runtime.start(node, service, 1, secs);
+        }
+        added
+    }
+
+    /// Stops `count` running instances on the nodes that run the most.
+    fn remove(&mut self, service: usize, count: u32) -> u32 {
+        let mut removed = 0;
+        while removed < count {
+            let busiest = (0..self.scenario.nodes)
+                .filter(|&n| self.runtime.running(n, service) > 0)
+                .max_by_key(|&n| (self.runtime.running(n, service), std::cmp::Reverse(n)));
+            let Some(node) = busiest else { break };
+            removed += self.runtime.stop(node, service, 1);
+        }
+        removed
+    }
+
+    fn observe(&mut self, secs: u64) {
+        let tick = self.clock.tick_secs();
+        let mut violated = false;
+        for (service, spec) in self.scenario.services.iter().enumerate() {
+            let instances = self.runtime.total_instances(service);
+            self.invariants[service].check(secs, instances);
+            self.report.container_secs += u64::from(instances) * tick;
+            self.report.instance_series.push(instances);
+            if let Some(demand) = spec.demand_rps(secs) {
+                let capacity = f64::from(self.runtime.total_running(service)) * spec.capacity_rps;
+                violated |= demand > capacity;
+            }
+        }
+        if violated {
+            self.report.slo_violation_secs += tick;
+        }
+    }
+}
+
+/// Runs every scenario on as many threads as the machine has cores (at most 4); the
+/// reports come back in the scenarios' order.
+pub fn run_all(scenarios: &[Scenario]) -> Vec<RunReport> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(4);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(scenario) = scenarios.get(index) else {
+                        break;
+                    };
+                    let report = run(scenario);
+                    if let Ok(mut results) = results.lock() {
+                        results.push((index, report));
+                    }
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, report)| report).collect()
+}

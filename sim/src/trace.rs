@@ -1,0 +1,268 @@
+//! Workload traces: a service's demand, in requests per second, second by second.
+//!
+//! The project ships four traces in `sim/traces/`, each generated from a seed by
+//! [`TraceKind::generate`] (`gru-sim traces` writes them; a test checks that the shipped
+//! files are exactly what their seeds give):
+//!
+//! * `step`: a quiet hour with a sudden fourfold step up, held, then back down;
+//! * `ramp`: a steady climb to the peak, a plateau, a faster descent;
+//! * `bursty`: a noisy base with spikes of random height and length at random times;
+//! * `diurnal`: two hours of a compressed day, a trough and a peak with a shoulder.
+//!
+//! Every trace has a little multiplicative noise, so that no two seconds are identical.
+
+use std::fmt;
+use std::path::Path;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// A demand trace, as stored in `sim/traces/<name>.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    pub name: String,
+    pub description: String,
+    /// The seed that generated it.
+    pub seed: u64,
+    /// Requests per second, one value per second.
+    pub demand: Vec<f64>,
+}
+
+impl Trace {
+    /// Demand at `secs` seconds into the trace; the last value holds after its end.
+    pub fn demand_at(&self, secs: u64) -> f64 {
+        let index = usize::try_from(secs).unwrap_or(usize::MAX);
+        self.demand
+            .get(index)
+            .or(self.demand.last())
+            .copied()
+            .unwrap_or(0.0)
+    }
+
+    pub fn duration_secs(&self) -> u64 {
+        self.demand.len() as u64
+    }
+
+    pub fn peak(&self) -> f64 {
+        self.demand.iter().copied().fold(0.0, f64::max)
+    }
+
+    /// Reads a trace file.
+    pub fn load(path: &Path) -> anyhow::Result<Trace> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read trace {}: {e}", path.display()))?;
+        serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("trace {} is not valid: {e}", path.display()))
+    }
+
+    /// The JSON the project ships: pretty-printed, the same bytes for the same trace.
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+}
+
+/// The shapes the project ships.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceKind {
+    Step,
+    Ramp,
+    Bursty,
+    Diurnal,
+}
+
+/// The shipped traces and their seeds.
+pub const SHIPPED_TRACES: [(TraceKind, u64); 4] = [
+    (TraceKind::Step, 11),
+    (TraceKind::Ramp, 22),
+    (TraceKind::Bursty, 33),
+    (TraceKind::Diurnal, 44),
+];
+
+/// Demand before and after the shipped traces' changes, in requests per second.
+const BASE_RPS: f64 = 150.0;
+const PEAK_RPS: f64 = 650.0;
+/// Relative noise on every second.
+const NOISE: f64 = 0.04;
+
+impl TraceKind {
+    pub const ALL: [TraceKind; 4] = [
+        TraceKind::Step,
+        TraceKind::Ramp,
+        TraceKind::Bursty,
+        TraceKind::Diurnal,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TraceKind::Step => "step",
+            TraceKind::Ramp => "ramp",
+            TraceKind::Bursty => "bursty",
+            TraceKind::Diurnal => "diurnal",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<TraceKind> {
+        TraceKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The trace of this shape for `seed`.
+    pub fn generate(self, seed: u64) -> Trace {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (description, shape): (&str, Vec<f64>) = match self {
+            TraceKind::Step => (
+                "150 req/s, a step to 650 req/s at 10 min held for 30 min, back to 150 req/s; 1 h",
+                (0..3600)
+                    .map(|t| {
+                        if (600..2400).contains(&t) {
+                            PEAK_RPS
+                        } else {
+                            BASE_RPS
+                        }
+                    })
+                    .collect(),
+            ),
+            TraceKind::Ramp => (
+                "150 req/s rising linearly to 650 req/s over 30 min, held 10 min, down in 10 min; 1 h",
+                (0..3600)
+                    .map(|t| {
+                        let t = f64::from(t);
+                        let rise = ((t - 300.0) / 1800.0).clamp(0.0, 1.0);
+                        let fall = ((t - 2700.0) / 600.0).clamp(0.0, 1.0);
+                        BASE_RPS + (PEAK_RPS - BASE_RPS) * (rise - fall)
+                    })
+                    .collect(),
+            ),
+            TraceKind::Bursty => (
+                "200 req/s with spikes of +250..+600 req/s lasting 20..120 s, one every 5 min on average; 1 h",
+                bursty(&mut rng),
+            ),
+            TraceKind::Diurnal => (
+                "a compressed day over 2 h: 100 req/s at night, 650 req/s at the peak, a shoulder in the evening",
+                (0..7200)
+                    .map(|t| {
+                        let phase = f64::from(t) / 7200.0 * std::f64::consts::TAU;
+                        let day = (1.0 - phase.cos()) / 2.0;
+                        let shoulder = 0.15 * (2.0 * phase).sin().max(0.0);
+                        100.0 + 550.0 * (day + shoulder).min(1.0)
+                    })
+                    .collect(),
+            ),
+        };
+        let demand = shape
+            .into_iter()
+            .map(|d| {
+                let noisy = d * (1.0 + rng.random_range(-NOISE..NOISE));
+                (noisy.max(0.0) * 10.0).round() / 10.0
+            })
+            .collect();
+        Trace {
+            name: self.name().to_owned(),
+            description: description.to_owned(),
+            seed,
+            demand,
+        }
+    }
+}
+
+impl fmt::Display for TraceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+fn bursty(rng: &mut StdRng) -> Vec<f64> {
+    const BASE: f64 = 200.0;
+    let mut demand = vec![BASE; 3600];
+    let mut t = 0.0_f64;
+    loop {
+        // Exponential gaps with a 5 min mean.
+        let gap = -300.0 * (1.0 - rng.random::<f64>()).ln();
+        t += gap;
+        let start = t as usize;
+        if start >= demand.len() {
+            break;
+        }
+        let length = rng.random_range(20..=120_usize);
+        let height = rng.random_range(250.0..600.0);
+        for value in demand.iter_mut().skip(start).take(length) {
+            *value = BASE + height;
+        }
+    }
+    demand
+}
+
+/// The shipped traces, generated from their seeds.
+pub fn shipped_traces() -> Vec<Trace> {
+    SHIPPED_TRACES
+        .iter()
+        .map(|&(kind, seed)| kind.generate(seed))
+        .collect()
+}
+
+/// Writes the shipped traces into `dir` as `<name>.json`; returns the paths written.
+pub fn write_traces(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let mut written = Vec::new();
+    for trace in shipped_traces() {
+        let path = dir.join(format!("{}.json", trace.name));
+        std::fs::write(&path, trace.to_json())
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// The directory the shipped traces live in.
+pub fn shipped_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("traces")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_trace_and_different_seeds_differ() {
+        for kind in TraceKind::ALL {
+            assert_eq!(kind.generate(5), kind.generate(5), "{kind}");
+            assert_ne!(kind.generate(5).demand, kind.generate(6).demand, "{kind}");
+        }
+    }
+
+    #[test]
+    fn traces_have_their_shape() {
+        let step = TraceKind::Step.generate(1);
+        assert_eq!(step.duration_secs(), 3600);
+        assert!(step.demand_at(300) < 200.0 && step.demand_at(1200) > 600.0);
+        let ramp = TraceKind::Ramp.generate(1);
+        assert!(ramp.demand_at(1000) < ramp.demand_at(1500));
+        let diurnal = TraceKind::Diurnal.generate(1);
+        assert_eq!(diurnal.duration_secs(), 7200);
+        assert!(diurnal.demand_at(0) < 120.0 && diurnal.peak() > 600.0);
+        let bursty = TraceKind::Bursty.generate(1);
+        let spiky = bursty.demand.iter().filter(|d| **d > 400.0).count();
+        assert!(spiky > 60 && spiky < 1800, "{spiky} seconds of spikes");
+        assert_eq!(
+            bursty.demand_at(1_000_000),
+            *bursty.demand.last().expect("demand")
+        );
+    }
+
+    #[test]
+    fn shipped_trace_files_match_their_seeds() {
+        for trace in shipped_traces() {
+            let path = shipped_dir().join(format!("{}.json", trace.name));
+            let shipped = Trace::load(&path).expect("the shipped trace is readable");
+            assert_eq!(
+                shipped,
+                trace,
+                "{} differs from its seed: run `cargo run -p gru-sim -- traces`",
+                path.display()
+            );
+        }
+    }
+}
