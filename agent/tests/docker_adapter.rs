@@ -7,9 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
-use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,7 +16,7 @@ use gru_agent::docker::{
     self, ContainerState, DEFAULT_DOCKER_TIMEOUT, DockerError, Engine, EventKind, InstancePlan,
     StartedInstance, new_instance_id,
 };
-use testkit::{Component, http_get, require, wait_until};
+use testkit::{http_get, wait_until};
 
 const IMAGE: &str = "gru-workload:latest";
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -35,39 +33,7 @@ const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Checks the engine is there and the image is built (building it once per test binary).
 fn ready(test: &str) -> bool {
-    if !require(test, Component::Docker) {
-        return false;
-    }
-    static IMAGE_READY: OnceLock<Result<(), String>> = OnceLock::new();
-    if let Err(why) = IMAGE_READY.get_or_init(ensure_image) {
-        panic!("{test}: {IMAGE} is missing and could not be built:\n{why}");
-    }
-    true
-}
-
-fn ensure_image() -> Result<(), String> {
-    if docker_cli(&["image", "inspect", "--format", "{{.Id}}", IMAGE])
-        .status
-        .success()
-    {
-        return Ok(());
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-images.sh");
-    let built = Command::new(&script)
-        .args(["workload", "loadgen"])
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    if built.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} failed ({}):\n{}\n{}",
-            script.display(),
-            built.status,
-            text(&built.stdout),
-            text(&built.stderr)
-        ))
-    }
+    testkit::require_workload_image(test)
 }
 
 fn docker_cli(args: &[&str]) -> Output {

@@ -18,21 +18,6 @@ use testkit::{
     require_workload_image, wait_until,
 };
 
-/// A free block of `n` host ports on 127.0.0.1 (checked free when taken).
-fn free_range(n: u16) -> (u16, u16) {
-    loop {
-        let low = free_port();
-        if low > 65000 {
-            continue;
-        }
-        let all_free =
-            (low..low + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
-        if all_free {
-            return (low, low + n - 1);
-        }
-    }
-}
-
 /// Writes a one-service configuration directory for the tests.
 struct TestConfig {
     dir: tempfile::TempDir,
@@ -339,7 +324,7 @@ fn one_agent_scales_out_under_load_and_back_to_min_within_bounds() {
     config.service(
         "web",
         r#""MinInstances": 1, "MaxInstances": 4,"#,
-        free_range(8),
+        testkit::free_port_range(8),
     );
     expect_code(&e, &["create", &cluster], 0);
     expect_code(&e, &["config", "push", &cluster, config.path()], 0);
@@ -420,7 +405,7 @@ fn killed_agent_adopts_its_containers_on_restart() {
     config.service(
         "web",
         r#""MinInstances": 2, "MaxInstances": 3,"#,
-        free_range(6),
+        testkit::free_port_range(6),
     );
     expect_code(&e, &["create", &cluster], 0);
     expect_code(&e, &["config", "push", &cluster, config.path()], 0);
@@ -508,7 +493,7 @@ fn swap_replaces_the_idle_service_with_the_overloaded_one_when_only_one_fits() {
         config.service(
             name,
             "\"MinInstances\": 0, \"MaxInstances\": 1,",
-            free_range(3),
+            testkit::free_port_range(3),
         );
         let path = config.dir.path().join(format!("services/{name}.json"));
         let doc = std::fs::read_to_string(&path).unwrap().replace(
@@ -611,7 +596,7 @@ fn a_base_service_is_started_and_restarted_when_it_dies() {
     let etcd = EtcdCluster::start();
     let e = etcd.endpoints();
     let config = TestConfig::new(QUIET_POLICY);
-    config.service("web", r#""MinInstances": 0,"#, free_range(4));
+    config.service("web", r#""MinInstances": 0,"#, testkit::free_port_range(4));
     expect_code(&e, &["create", &cluster], 0);
     expect_code(&e, &["config", "push", &cluster, config.path()], 0);
     let logs = tempfile::tempdir().unwrap();
@@ -702,8 +687,12 @@ fn attached_sidecars_start_and_stop_with_their_instance() {
     let etcd = EtcdCluster::start();
     let e = etcd.endpoints();
     let config = TestConfig::new(QUIET_POLICY);
-    config.service("web", r#""Attached": ["shipper"],"#, free_range(4));
-    config.service("shipper", "", free_range(4));
+    config.service(
+        "web",
+        r#""Attached": ["shipper"],"#,
+        testkit::free_port_range(4),
+    );
+    config.service("shipper", "", testkit::free_port_range(4));
     expect_code(&e, &["create", &cluster], 0);
     expect_code(&e, &["config", "push", &cluster, config.path()], 0);
     let secret = etcd.etcdctl(&[
@@ -764,7 +753,11 @@ fn a_missing_image_is_reported_and_backed_off_not_retried_in_a_loop() {
     let etcd = EtcdCluster::start();
     let e = etcd.endpoints();
     let config = TestConfig::new(QUIET_POLICY);
-    config.service("ghost", r#""MinInstances": 1,"#, free_range(4));
+    config.service(
+        "ghost",
+        r#""MinInstances": 1,"#,
+        testkit::free_port_range(4),
+    );
     let path = config.dir.path().join("services/ghost.json");
     let doc = std::fs::read_to_string(&path)
         .unwrap()

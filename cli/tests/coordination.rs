@@ -17,18 +17,6 @@ use testkit::{
     require, require_workload_image, wait_until,
 };
 
-fn free_range(n: u16) -> (u16, u16) {
-    loop {
-        let low = free_port();
-        if low > 65000 {
-            continue;
-        }
-        if (low..low + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
-            return (low, low + n - 1);
-        }
-    }
-}
-
 fn write_config(dir: &std::path::Path, ttl: u32, policy: &str, web: &str) {
     std::fs::create_dir_all(dir.join("services")).unwrap();
     std::fs::create_dir_all(dir.join("analytics")).unwrap();
@@ -174,7 +162,7 @@ fn five_agents_under_the_same_overload_keep_max_and_one_step_per_cooldown() {
                 "Swap": {{"Enable": false, "Threshold": 0.6}},
                 "CooldownOut": {COOLDOWN_OUT_SECS}}}"#
         ),
-        &web_service(1, MAX as u32, free_range(12)),
+        &web_service(1, MAX as u32, testkit::free_port_range(12)),
     );
     expect_code(&e, &["create", &cluster], 0);
     expect_code(
@@ -288,7 +276,7 @@ fn a_lost_node_s_instances_are_restored_to_min_within_ttl_and_two_loops() {
         r#"{"Scaleout": {"Enable": false, "Threshold": 0.75},
             "Scalein": {"Enable": false, "Threshold": 0.35},
             "Swap": {"Enable": false, "Threshold": 0.6}}"#,
-        &web_service(2, 4, free_range(12)),
+        &web_service(2, 4, testkit::free_port_range(12)),
     );
     expect_code(&e, &["create", &cluster], 0);
     expect_code(
@@ -375,7 +363,7 @@ fn gossip_refuses_malformed_oversized_replayed_and_unauthenticated_messages() {
         r#"{"Scaleout": {"Enable": false, "Threshold": 0.75},
             "Scalein": {"Enable": false, "Threshold": 0.35},
             "Swap": {"Enable": false, "Threshold": 0.6}}"#,
-        &web_service(0, 2, free_range(4)),
+        &web_service(0, 2, testkit::free_port_range(4)),
     );
     expect_code(&e, &["create", &cluster], 0);
     expect_code(

@@ -101,6 +101,20 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port on 127.0.0.1")
 }
 
+/// `n` consecutive free TCP ports on 127.0.0.1, as `(low, high)`: each was bindable a
+/// moment ago (for a service's `Ports` range in a test).
+pub fn free_port_range(n: u16) -> (u16, u16) {
+    loop {
+        let low = free_port();
+        if low > 65000 {
+            continue;
+        }
+        if (low..low + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return (low, low + n - 1);
+        }
+    }
+}
+
 /// One etcd member process. Killed (SIGKILL) and its data removed on drop.
 #[derive(Debug)]
 pub struct EtcdMember {
