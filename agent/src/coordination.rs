@@ -193,6 +193,30 @@ pub fn floor_claim(node: &str, observed: u32, min: u32, ledger: &Ledger) -> Opti
     })
 }
 
+/// A stop that brings a service back under `max` when the cluster holds more (a partition
+/// healed: both sides scaled while they could not see each other's instances). Claimed
+/// like the floor, one instance per claim, so the agents noticing it at once do not all
+/// stop one.
+pub fn ceiling_claim(
+    node: &str,
+    observed: u32,
+    max: Option<u32>,
+    ledger: &Ledger,
+) -> Option<Claim> {
+    let max = max?;
+    let count = effective_count(observed, ledger.intent.as_ref());
+    (count > max).then(|| Claim {
+        count: 1,
+        intent: Intent {
+            node: node.to_owned(),
+            direction: Direction::In,
+            count_after: count - 1,
+        },
+        start_out_cooldown: false,
+        start_in_cooldown: false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,6 +321,23 @@ mod tests {
         // Another agent still sees 0 in discovery, but the first claim is settling.
         assert_eq!(floor_claim("n2", 0, 1, &settling), None);
         assert!(floor_claim("n2", 0, 2, &settling).is_some());
+    }
+
+    #[test]
+    fn above_max_one_stop_is_claimed_at_a_time() {
+        let free = Ledger::default();
+        let claim = ceiling_claim("n1", 6, Some(4), &free).expect("above max");
+        assert_eq!((claim.count, claim.intent.count_after), (1, 5));
+        assert_eq!(claim.intent.direction, Direction::In);
+        assert_eq!(ceiling_claim("n1", 4, Some(4), &free), None);
+        assert_eq!(ceiling_claim("n1", 9, None, &free), None);
+        let settling = Ledger {
+            intent: Some(claim.intent),
+            revision: 5,
+            ..Ledger::default()
+        };
+        // Discovery still shows 6; the claim already leads to 5.
+        assert_eq!(ceiling_claim("n2", 6, Some(5), &settling), None);
     }
 
     #[test]

@@ -806,3 +806,99 @@ fn a_missing_image_is_reported_and_backed_off_not_retried_in_a_loop() {
         "a container was created for a missing image"
     );
 }
+
+#[test]
+fn instances_above_max_are_brought_back_under_it() {
+    let test = "instances_above_max_are_brought_back_under_it";
+    if !require(test, Component::Etcd) || !require_workload_image(test) {
+        return;
+    }
+    let containers = ClusterContainers::unique("ceiling");
+    let cluster = containers.cluster.clone();
+    let etcd = EtcdCluster::start();
+    let e = etcd.endpoints();
+    let config = TestConfig::new(QUIET_POLICY);
+    config.service(
+        "web",
+        r#""MinInstances": 0, "MaxInstances": 1,"#,
+        testkit::free_port_range(4),
+    );
+    expect_code(&e, &["create", &cluster], 0);
+    expect_code(&e, &["config", "push", &cluster, config.path()], 0);
+    let secret = etcd.etcdctl(&[
+        "get",
+        "--print-value-only",
+        &format!("/gru/{cluster}/secret"),
+    ]);
+    let logs = tempfile::tempdir().unwrap();
+    // Join without --start: operator commands go past the planner, as both sides of a
+    // partition would.
+    let port = free_port();
+    let log = logs.path().join("n1.log");
+    let child = gru(&etcd.endpoints())
+        .env("RUST_LOG", "info")
+        .args([
+            "join",
+            &cluster,
+            "--name",
+            "n1",
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--publish-ip",
+            "127.0.0.1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let _agent = ChildGuard::new(child);
+    assert!(
+        wait_until(Duration::from_secs(20), || http_get(port, "/healthz")
+            .is_some_and(|(s, _)| s == 200))
+        .is_some()
+    );
+    let command = |body: &str| {
+        let (status, text) = testkit::http_request(
+            port,
+            "POST",
+            "/gru/v1/commands",
+            Some(secret.trim()),
+            Some(body),
+        )
+        .unwrap();
+        assert_eq!(status, 202, "{text}");
+    };
+    command(r#"{"name": "start-service", "service": "web"}"#);
+    command(r#"{"name": "start-service", "service": "web"}"#);
+    let two = wait_until(Duration::from_secs(15), || {
+        running(&containers, "web").len() == 2
+    });
+    assert!(
+        two.is_some(),
+        "two instances were not started:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+
+    command(r#"{"name": "start"}"#);
+    let started = Instant::now();
+    let back = wait_until(Duration::from_secs(15), || {
+        running(&containers, "web").len() == 1
+    });
+    assert!(
+        back.is_some(),
+        "not brought back under max:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    println!(
+        "above max: 2 -> 1 instance {:.1} s after the loop started",
+        started.elapsed().as_secs_f64()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        check_settled(&etcd, &containers, "web", (0, 1)),
+        1,
+        "stopped more than needed"
+    );
+}

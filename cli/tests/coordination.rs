@@ -474,10 +474,7 @@ fn gossip_refuses_malformed_oversized_replayed_and_unauthenticated_messages() {
             // Oversized.
             4 => {
                 let huge = vec![b'x'; wire::MAX_MESSAGE_BYTES + 10];
-                post(
-                    &signed(now_ms(), &format!("huge-{i}"), &huge, &secret),
-                    &huge,
-                )
+                post(&signed(now_ms(), &format!("huge-{i}"), &huge, &secret), &huge)
             }
             // A validly signed message replayed (the first one is accepted below).
             _ => post(

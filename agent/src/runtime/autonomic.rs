@@ -597,7 +597,8 @@ impl Autonomic {
 
     /// Base services of this node get an instance here whether or not the loop is active
     /// (they are the operator's explicit placement); with the loop active, services below
-    /// their minimum get one too, where there is room.
+    /// their minimum get one too, where there is room, and services above their maximum
+    /// (after a healed partition) lose one, each through a claim in the cluster's ledger.
     async fn keep_floor(&mut self, config: &ClusterConfig, active: bool) {
         let base: Vec<String> = self.shared.knowledge().base_services.clone();
         let counts = self.cluster_counts().await;
@@ -623,6 +624,12 @@ impl Autonomic {
             };
             if let Some(reason) = reason.filter(|_| start) {
                 self.start_instances(descriptor, 1, reason).await;
+            }
+            // Above max (a healed partition): one agent running an instance stops one.
+            let above_max = descriptor.max_instances.is_some_and(|max| cluster > max);
+            if active && here > 0 && above_max && self.claim_ceiling(descriptor, cluster).await {
+                self.stop_instances(&descriptor.name, 1, "max-instances")
+                    .await;
             }
         }
     }
@@ -857,6 +864,38 @@ impl Autonomic {
                 0
             }
         }
+    }
+
+    /// Claims one stop that brings a service back under its MaxInstances; see
+    /// [`coordination::ceiling_claim`].
+    async fn claim_ceiling(&mut self, descriptor: &ServiceDescriptor, observed: u32) -> bool {
+        let service = &descriptor.name;
+        let Ok(ledger) = self.store.read_ledger(&self.keys, service).await else {
+            return false;
+        };
+        let Some(claim) = coordination::ceiling_claim(
+            &self.shared.node,
+            observed,
+            descriptor.max_instances,
+            &ledger,
+        ) else {
+            return false;
+        };
+        tracing::info!(%service, observed, ?ledger, "claiming a stop to get back under MaxInstances");
+        self.store
+            .claim_step(
+                &self.keys,
+                service,
+                ledger.revision,
+                &claim,
+                LedgerTtls {
+                    settle_secs: self.settle_secs(),
+                    cooldown_out_secs: 0,
+                    cooldown_in_secs: 0,
+                },
+            )
+            .await
+            .unwrap_or(false)
     }
 
     /// Claims one start that restores a service's MinInstances; see
