@@ -209,7 +209,7 @@ pub fn fault_table(reports: &[RunReport]) -> String {
         "SLO-violation s",
         "container-s",
         "actions (out/in)",
-        "repaired",
+        "repaired (min / max)",
         "peak",
         "above max / below min (ticks)",
         "> Step per window, out / in (ticks)",
@@ -229,11 +229,66 @@ pub fn fault_table(reports: &[RunReport]) -> String {
             r.slo_violation_secs.to_string(),
             r.container_secs.to_string(),
             actions(r),
-            r.instances_repaired.to_string(),
+            repaired(r),
             r.peak_instances.to_string(),
             bounds(r),
             steps(r),
             r.longest_below_min_secs.to_string(),
+            if r.mode == Mode::Gru {
+                format!("{}/{}/{}", r.claims_won, r.claims_lost, r.claims_refused)
+            } else {
+                "-".to_owned()
+            },
+            r.store_unreachable.to_string(),
+        ]);
+    }
+    table.render()
+}
+
+/// Instances started to restore min / stopped to get back under max.
+fn repaired(r: &RunReport) -> String {
+    format!(
+        "{} / {}",
+        r.instances_repaired, r.instances_repaired_above_max
+    )
+}
+
+/// A partition while the cluster is at max: the ticks above max while the partition holds
+/// (the minority's leases expired; nothing can prevent them) and after it healed (what the
+/// ceiling repair ends), and how long after the heal the cluster was last above max.
+pub fn partition_at_max_table(reports: &[RunReport]) -> String {
+    let mut table = Table::new(&[
+        "faults",
+        "mode",
+        "actions (out/in)",
+        "repaired (min / max)",
+        "peak",
+        "above max during / after heal (ticks)",
+        "last above max, s after heal",
+        "below min (ticks)",
+        "> Step per window, out / in (ticks)",
+        "claims won/lost/refused",
+        "unreachable",
+    ]);
+    for r in reports {
+        let faults = r
+            .scenario
+            .split_once(" with ")
+            .map_or("no fault", |(_, f)| f)
+            .to_owned();
+        table.row(vec![
+            faults,
+            r.mode.to_string(),
+            actions(r),
+            repaired(r),
+            r.peak_instances.to_string(),
+            format!(
+                "{} / {}",
+                r.above_max_during_partition, r.above_max_after_heal
+            ),
+            r.above_max_secs_after_heal.to_string(),
+            r.violations.below_min.to_string(),
+            steps(r),
             if r.mode == Mode::Gru {
                 format!("{}/{}/{}", r.claims_won, r.claims_lost, r.claims_refused)
             } else {

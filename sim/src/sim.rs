@@ -21,12 +21,17 @@
 //! from the discovery count (at least what runs here); a step the ledger refuses is not
 //! taken, but the planner's state moves on as if it had been (the agent's own cooldown
 //! runs); `MinInstances` is restored one instance per claim (`floor_claim`), by an agent
-//! with room, without cooldown; an agent that cannot reach the store takes no step.
+//! with room, without cooldown; a cluster above `MaxInstances` (a healed partition) is
+//! brought back under it one stop per claim (`ceiling_claim`), by an agent running an
+//! instance, claimed in the same place and the same way; neither repair is a step (it
+//! neither waits for nor starts a cooldown, and the Step rule does not count it); an agent
+//! that cannot reach the store takes no step and makes no repair. gru-original has
+//! neither repair (Gru had none).
 
 use std::rc::Rc;
 use std::time::Duration;
 
-use gru_agent::coordination::{Direction, Ledger, Request, evaluate, floor_claim};
+use gru_agent::coordination::{Direction, Ledger, Request, ceiling_claim, evaluate, floor_claim};
 use gru_agent::mape::{
     Action, AnalyticValue, LastScale, PlanInput, PlannerState, ServiceSnapshot, plan,
 };
@@ -64,7 +69,18 @@ pub struct RunReport {
     pub instances_removed: u64,
     /// Instances started to restore `MinInstances` (gru mode).
     pub instances_repaired: u64,
+    /// Instances stopped to get back under `MaxInstances` (gru mode): a repair too.
+    pub instances_repaired_above_max: u64,
     pub violations: Violations,
+    /// Of `violations.above_max`, the ticks while a partition was in force (the minority's
+    /// leases expired, so the majority no longer counted its instances).
+    pub above_max_during_partition: u64,
+    /// Of `violations.above_max`, the ticks after a partition healed (what the ceiling
+    /// repair must end).
+    pub above_max_after_heal: u64,
+    /// Seconds from the last heal to the end of the last tick above max after it (0 if
+    /// the cluster was never above max after a heal).
+    pub above_max_secs_after_heal: u64,
     /// The most instances added by scale-out in one `CooldownOut` window (any service).
     pub max_added_per_window: u32,
     pub max_removed_per_window: u32,
@@ -148,8 +164,14 @@ struct Pending {
 
 #[derive(Debug)]
 enum PendingKind {
-    Step { direction: Direction, count: u32 },
+    Step {
+        direction: Direction,
+        count: u32,
+    },
+    /// One start restoring `MinInstances` (`floor_claim`).
     Repair,
+    /// One stop getting back under `MaxInstances` (`ceiling_claim`).
+    Ceiling,
 }
 
 /// A baseline controller for each service.
@@ -182,6 +204,8 @@ struct Simulation<'s, V: Views> {
     /// running instances in proportion to their node's balance.
     balanced_running: Vec<f64>,
     active: Rc<PeerList>,
+    /// When the last partition healed, if one did.
+    healed_at: Option<u64>,
     report: RunReport,
 }
 
@@ -275,6 +299,7 @@ impl<'s, V: Views> Simulation<'s, V> {
             balance,
             balanced_running: vec![0.0; scenario.services.len()],
             active,
+            healed_at: None,
             report: RunReport {
                 scenario: scenario.name.clone(),
                 mode: scenario.mode,
@@ -287,7 +312,11 @@ impl<'s, V: Views> Simulation<'s, V> {
                 instances_added: 0,
                 instances_removed: 0,
                 instances_repaired: 0,
+                instances_repaired_above_max: 0,
                 violations: Violations::default(),
+                above_max_during_partition: 0,
+                above_max_after_heal: 0,
+                above_max_secs_after_heal: 0,
                 max_added_per_window: 0,
                 max_removed_per_window: 0,
                 peak_instances: 0,
@@ -384,7 +413,10 @@ impl<'s, V: Views> Simulation<'s, V> {
                     }
                     self.network.partition(side);
                 }
-                Fault::Partition { until_secs, .. } if now_in(*until_secs) => self.network.heal(),
+                Fault::Partition { until_secs, .. } if now_in(*until_secs) => {
+                    self.network.heal();
+                    self.healed_at = Some(secs);
+                }
                 Fault::Loss {
                     from_secs,
                     probability,
@@ -592,20 +624,28 @@ impl<'s, V: Views> Simulation<'s, V> {
                 continue;
             }
             let reaches_store = self.network.reaches_store(agent);
-            if mode == Mode::Gru && reaches_store && self.runtime.free_slots(agent) > 0 {
-                // As the agent keeps its floor: the discovery count (at least what runs
-                // here) below MinInstances, and room here, send it to the ledger.
+            if mode == Mode::Gru && reaches_store {
+                // As the agent keeps its floor, per service: the discovery count (at least
+                // what runs here) below MinInstances, and room here, send a start to the
+                // ledger; then, above MaxInstances and an instance running here, a stop.
+                let room = self.runtime.free_slots(agent) > 0;
                 for (service, spec) in self.scenario.services.iter().enumerate() {
                     let observed = self.observed(agent, service);
-                    if observed < spec.min {
-                        pending.push(Pending {
-                            agent,
-                            service,
-                            kind: PendingKind::Repair,
-                            ledger: self.store.read_ledger(&spec.name),
-                            observed,
-                        });
-                    }
+                    let above_max = spec.max.is_some_and(|max| observed > max);
+                    let kind = if room && observed < spec.min {
+                        PendingKind::Repair
+                    } else if above_max && self.runtime.running(agent, service) > 0 {
+                        PendingKind::Ceiling
+                    } else {
+                        continue;
+                    };
+                    pending.push(Pending {
+                        agent,
+                        service,
+                        kind,
+                        ledger: self.store.read_ledger(&spec.name),
+                        observed,
+                    });
                 }
             }
             let snapshots = self.snapshots(agent);
@@ -686,10 +726,21 @@ impl<'s, V: Views> Simulation<'s, V> {
                     None => return,
                 }
             }
+            PendingKind::Ceiling => {
+                // Getting back under MaxInstances is not a step either: one stop per
+                // claim, no cooldown, serialised the same way.
+                if self.runtime.running(pending.agent, pending.service) == 0 {
+                    return;
+                }
+                match ceiling_claim(&node, pending.observed, spec.max, &pending.ledger) {
+                    Some(claim) => claim,
+                    None => return,
+                }
+            }
         };
         let (cooldown_out, cooldown_in) = match pending.kind {
             PendingKind::Step { .. } => (policy.cooldown_out_secs, policy.cooldown_in_secs),
-            PendingKind::Repair => (0, 0),
+            PendingKind::Repair | PendingKind::Ceiling => (0, 0),
         };
         let won = self.store.claim_step(
             &spec.name,
@@ -711,6 +762,12 @@ impl<'s, V: Views> Simulation<'s, V> {
                     .runtime
                     .start(pending.agent, pending.service, claim.count, secs);
                 self.report.instances_repaired += u64::from(started);
+            }
+            PendingKind::Ceiling => {
+                let stopped = self
+                    .runtime
+                    .stop(pending.agent, pending.service, claim.count);
+                self.report.instances_repaired_above_max += u64::from(stopped);
             }
         }
     }
@@ -824,6 +881,14 @@ impl<'s, V: Views> Simulation<'s, V> {
         for (service, spec) in self.scenario.services.iter().enumerate() {
             let instances = self.runtime.total_instances(service);
             self.invariants[service].check(secs, instances);
+            if spec.max.is_some_and(|max| instances > max) {
+                if self.network.is_partitioned() {
+                    self.report.above_max_during_partition += 1;
+                } else if let Some(healed_at) = self.healed_at {
+                    self.report.above_max_after_heal += 1;
+                    self.report.above_max_secs_after_heal = secs + tick - healed_at;
+                }
+            }
             self.report.container_secs += u64::from(instances) * tick;
             self.report.instance_series.push(instances);
             if let Some(demand) = spec.demand_rps(secs) {

@@ -173,3 +173,66 @@ fn every_mode_runs_every_shipped_trace_shape() {
         }
     }
 }
+
+#[test]
+fn after_a_partition_at_max_heals_gru_is_back_within_max_in_four_loops() {
+    let max = experiments::OVERLOAD_MAX;
+    for seed in 0..8 {
+        let scenario = experiments::partition_near_max(Mode::Gru, seed);
+        let timing = scenario.timing;
+        let [Fault::Partition { until_secs, .. }] = scenario.faults[..] else {
+            panic!("one partition: {:?}", scenario.faults);
+        };
+        let heal = until_secs as usize;
+        // The excess is what the cut-off minority kept running (up to a dozen here). When
+        // the partition heals, the minority re-registers that tick, so discovery counts it
+        // again; from then every agent running an instance claims one stop per loop, one
+        // claim per ledger revision (one per tick), without waiting for the settle TTL
+        // (the settling intent only lowers the count the next claim starts from) or a
+        // cooldown. Those agents are few (a scale-out starts its Step on the claiming
+        // node), so a loop may see only two or three stops: bound 4 loops = 2 settle TTLs
+        // = 40 s (seeds 0..60 need at most 35 s).
+        let bound = 4 * timing.loop_secs;
+        assert_eq!(bound, 2 * timing.settle_secs);
+        let gru = run(&scenario);
+        assert!(
+            gru.above_max_during_partition > 0 && gru.instances_repaired_above_max > 0,
+            "{seed}: the minority's leases expired, the majority scaled to max: {gru:?}"
+        );
+        assert!(
+            gru.above_max_secs_after_heal <= bound && gru.above_max_after_heal <= bound,
+            "{seed}: still above max {} s after the heal (bound {bound} s)",
+            gru.above_max_secs_after_heal
+        );
+        assert_eq!(
+            gru.violations.above_max,
+            gru.above_max_during_partition + gru.above_max_after_heal,
+            "{seed}: above max only because of the partition"
+        );
+        let after_heal = &gru.instance_series[heal..];
+        assert!(
+            after_heal.iter().all(|&n| n >= max),
+            "{seed}: the repair stops the excess and no more: {after_heal:?}"
+        );
+        assert!(
+            after_heal[bound as usize..].iter().all(|&n| n <= max),
+            "{seed}: within max from {bound} s after the heal: {after_heal:?}"
+        );
+        assert_eq!(
+            gru.violations.below_min, 0,
+            "{seed}: never below MinInstances"
+        );
+        assert_eq!(
+            (gru.violations.step_in, gru.scale_in_actions),
+            (0, 0),
+            "{seed}: the stops are repairs, not steps"
+        );
+        assert_eq!(gru, run(&scenario), "{seed}: same seed, same run");
+
+        let original = run(&experiments::partition_near_max(Mode::GruOriginal, seed));
+        assert_eq!(
+            original.instances_repaired_above_max, 0,
+            "Gru had no such repair"
+        );
+    }
+}
