@@ -69,8 +69,8 @@ for _ in $(seq 1 60); do
   sleep 0.5
 done
 for i in 2 3; do say "gru join $cluster --name node$i --start"; join "$i"; done
-say "nodes:"
-"$gru" config get "$cluster" nodes | grep -E '"(Name|Port|TotalCpus)"' | paste - - - | tr -s ' '
+say "gru manage -c 'list nodes'"
+"$gru" manage --cluster "$cluster" -c "list nodes"
 
 # Feed the load generator the frontend's instances from discovery, every second.
 targets=$GRU_RUN_DIR/frontend.targets
@@ -108,11 +108,8 @@ sleep 2
 "$loadgen" --targets-file "$targets" --schedule "$schedule" --timeout-ms 2000 2>"$GRU_RUN_DIR/loadgen.log" |
   awk 'NR % 10 == 0 || !/^t=/' || true
 
-say "latest decisions of each agent (GET /gru/v1/decisions):"
-for i in 1 2 3; do
-  curl -sf -m 2 "http://127.0.0.1:$((18180 + i))/gru/v1/decisions?limit=1" | head -c 400 || true
-  echo
-done
+say "gru manage -c 'status; events; why node1 frontend'"
+"$gru" manage --cluster "$cluster" -c "status; events; why node1 frontend" | head -60 || true
 if $once; then exit 0; fi
 say "three agents running; logs in $GRU_RUN_DIR/node*.log. Ctrl-C to tear down."
 wait "${agents[@]}"
