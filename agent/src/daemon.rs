@@ -182,7 +182,14 @@ pub async fn run(
         Ok(entries) => {
             let mut knowledge = shared.knowledge();
             for entry in entries {
-                peers::apply(&mut knowledge.peers, &keys, &entry.key, Some(&entry.value));
+                let knowledge = &mut *knowledge;
+                peers::apply(
+                    &mut knowledge.peers,
+                    &mut knowledge.orphaned_base_services,
+                    &keys,
+                    &entry.key,
+                    Some(&entry.value),
+                );
             }
         }
         Err(err) => {
@@ -202,14 +209,22 @@ pub async fn run(
                         // Changes may have been missed: read the peers again, reload.
                         if let Ok(entries) = store.get_prefix(&keys.nodes_prefix()).await {
                             let mut knowledge = shared.knowledge();
-                            knowledge.peers.clear();
+                            let knowledge = &mut *knowledge;
+                            let before = std::mem::take(&mut knowledge.peers);
                             for entry in entries {
                                 peers::apply(
                                     &mut knowledge.peers,
+                                    &mut knowledge.orphaned_base_services,
                                     &keys,
                                     &entry.key,
                                     Some(&entry.value),
                                 );
+                            }
+                            // Nodes that vanished while the watch was down were lost too.
+                            for (node, peer) in before {
+                                if !knowledge.peers.contains_key(&node) {
+                                    knowledge.orphaned_base_services.extend(peer.base_services);
+                                }
                             }
                         }
                         reload.notify_one();
@@ -224,7 +239,14 @@ pub async fn run(
                                         node == shared.node
                                             && field == common::keys::NodeField::Constraints
                                     });
-                                peers::apply(&mut knowledge.peers, &keys, key, value.as_deref());
+                                let knowledge = &mut *knowledge;
+                                peers::apply(
+                                    &mut knowledge.peers,
+                                    &mut knowledge.orphaned_base_services,
+                                    &keys,
+                                    key,
+                                    value.as_deref(),
+                                );
                                 documents_changed |= own_constraints
                                     || *key == keys.config()
                                     || *key == keys.policy()

@@ -474,7 +474,10 @@ fn gossip_refuses_malformed_oversized_replayed_and_unauthenticated_messages() {
             // Oversized.
             4 => {
                 let huge = vec![b'x'; wire::MAX_MESSAGE_BYTES + 10];
-                post(&signed(now_ms(), &format!("huge-{i}"), &huge, &secret), &huge)
+                post(
+                    &signed(now_ms(), &format!("huge-{i}"), &huge, &secret),
+                    &huge,
+                )
             }
             // A validly signed message replayed (the first one is accepted below).
             _ => post(
@@ -535,4 +538,93 @@ fn gossip_refuses_malformed_oversized_replayed_and_unauthenticated_messages() {
     );
     drop(agent);
     drop(containers);
+}
+
+#[test]
+fn a_lost_node_s_base_service_is_re_homed_on_a_survivor() {
+    let test = "a_lost_node_s_base_service_is_re_homed_on_a_survivor";
+    if !require(test, Component::Etcd) || !require_workload_image(test) {
+        return;
+    }
+    const TTL_SECS: u64 = 3;
+    const LOOP_SECS: u64 = 1;
+    let containers = ClusterContainers::unique("rehome");
+    let cluster = containers.cluster.clone();
+    let etcd = EtcdCluster::start();
+    let e = etcd.endpoints();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        TTL_SECS as u32,
+        r#"{"Scaleout": {"Enable": false, "Threshold": 0.75},
+            "Scalein": {"Enable": false, "Threshold": 0.35},
+            "Swap": {"Enable": false, "Threshold": 0.6}}"#,
+        &web_service(0, 2, testkit::free_port_range(8)),
+    );
+    expect_code(&e, &["create", &cluster], 0);
+    expect_code(
+        &e,
+        &["config", "push", &cluster, dir.path().to_str().unwrap()],
+        0,
+    );
+    let secret = etcd.etcdctl(&[
+        "get",
+        "--print-value-only",
+        &format!("/gru/{cluster}/secret"),
+    ]);
+    let logs = tempfile::tempdir().unwrap();
+    let mut first = spawn_agent(&etcd, &cluster, "n1", logs.path());
+    let survivor = spawn_agent(&etcd, &cluster, "n2", logs.path());
+
+    let (status, body) = http_request(
+        first.port,
+        "POST",
+        "/gru/v1/commands",
+        Some(secret.trim()),
+        Some(r#"{"name": "set-base-services", "services": ["web"]}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 202, "{body}");
+    let placed = wait_until(Duration::from_secs(15), || {
+        let now = running(&containers);
+        now.len() == 1 && now[0].1 == "n1"
+    });
+    assert!(
+        placed.is_some(),
+        "base service not started on n1: {:?}",
+        running(&containers)
+    );
+    // Let n2 see n1's constraints record through its watch.
+    std::thread::sleep(Duration::from_secs(1));
+
+    let mut child = first.guard.take();
+    child.kill().unwrap();
+    let lost_at = Instant::now();
+    let ids: Vec<String> = running(&containers).into_iter().map(|c| c.0).collect();
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(ids.iter().map(String::as_str));
+    docker(&rm);
+    child.wait().unwrap();
+
+    let rehomed = wait_until(Duration::from_secs(30), || {
+        let now = running(&containers);
+        now.len() == 1 && now[0].1 == "n2"
+    });
+    assert!(
+        rehomed.is_some(),
+        "n1's base service was not re-homed: {:?}\n{}",
+        running(&containers),
+        survivor.log_text()
+    );
+    let since_loss = lost_at.elapsed();
+    println!(
+        "node lost: its base service re-homed {:.2} s after the loss (bound TTL {TTL_SECS} s + 2 loops = {} s)",
+        since_loss.as_secs_f64(),
+        TTL_SECS + 2 * LOOP_SECS
+    );
+    assert!(
+        rehomed.unwrap() <= Duration::from_secs(TTL_SECS + 2 * LOOP_SECS),
+        "re-homed too late: {since_loss:?}"
+    );
+    drop(first);
 }

@@ -600,14 +600,26 @@ impl Autonomic {
     /// their minimum get one too, where there is room, and services above their maximum
     /// (after a healed partition) lose one, each through a claim in the cluster's ledger.
     async fn keep_floor(&mut self, config: &ClusterConfig, active: bool) {
-        let base: Vec<String> = self.shared.knowledge().base_services.clone();
+        let (base, orphaned) = {
+            let knowledge = self.shared.knowledge();
+            (
+                knowledge.base_services.clone(),
+                knowledge.orphaned_base_services.clone(),
+            )
+        };
         let counts = self.cluster_counts().await;
         for descriptor in config.services.values() {
             let here = self.shared.knowledge().running(&descriptor.name).count() as u32;
             let cluster = counts.get(&descriptor.name).copied().unwrap_or(0).max(here);
+            // A lost node's base service must keep one instance somewhere: re-home it.
+            let min = if orphaned.contains(&descriptor.name) {
+                descriptor.min_instances.max(1)
+            } else {
+                descriptor.min_instances
+            };
             let reason = if base.contains(&descriptor.name) && here == 0 {
                 Some("base-service")
-            } else if active && cluster < descriptor.min_instances {
+            } else if active && cluster < min {
                 Some("min-instances")
             } else {
                 None
@@ -615,9 +627,7 @@ impl Autonomic {
             let start = match reason {
                 Some("min-instances") => {
                     self.free_slots(config, descriptor) > 0
-                        && self
-                            .claim_floor(&descriptor.name, cluster, descriptor.min_instances)
-                            .await
+                        && self.claim_floor(&descriptor.name, cluster, min).await
                 }
                 Some(_) => true,
                 None => false,

@@ -1,17 +1,20 @@
 //! The peers an agent knows, kept from the cluster's node records as the etcd watch
 //! delivers them (no polling of every node).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use common::config::parse_node_config;
+use common::config::{parse_node_config, parse_node_constraints};
 use common::keys::{ClusterKeys, NodeField};
 
 use super::state::Peer;
 
-/// Applies one node-record change (`value` `None` = deleted) to `peers`. Returns false
-/// when `key` is not a node record.
+/// Applies one node-record change (`value` `None` = deleted) to `peers`. When a node's
+/// records vanish (its lease expired: the node is lost), its base services go into
+/// `orphaned`: they must run somewhere, so the survivors re-home them. Returns false when
+/// `key` is not a node record.
 pub fn apply(
     peers: &mut BTreeMap<String, Peer>,
+    orphaned: &mut BTreeSet<String>,
     keys: &ClusterKeys,
     key: &str,
     value: Option<&str>,
@@ -23,7 +26,9 @@ pub fn apply(
         // The config record is written first and goes with the lease: it decides whether
         // the node exists.
         (NodeField::Config, None) => {
-            peers.remove(node);
+            if let Some(peer) = peers.remove(node) {
+                orphaned.extend(peer.base_services);
+            }
         }
         (NodeField::Config, Some(text)) => {
             if let Ok(config) = parse_node_config(key, text) {
@@ -40,7 +45,12 @@ pub fn apply(
                 peer.active = false;
             }
         }
-        (NodeField::Constraints | NodeField::Resources, _) => {}
+        (NodeField::Constraints, Some(text)) => {
+            if let Ok(constraints) = parse_node_constraints(key, text) {
+                peers.entry(node.to_owned()).or_default().base_services = constraints.base_services;
+            }
+        }
+        (NodeField::Constraints, None) | (NodeField::Resources, _) => {}
     }
     true
 }
@@ -53,27 +63,55 @@ mod tests {
     fn node_records_make_and_unmake_peers() {
         let keys = ClusterKeys::new("c").expect("name");
         let mut peers = BTreeMap::new();
+        let mut orphaned = BTreeSet::new();
         let config = keys.node("n2", NodeField::Config);
         let active = keys.node("n2", NodeField::Active);
         assert!(apply(
             &mut peers,
+            &mut orphaned,
             &keys,
             &config,
             Some(r#"{"Name":"n2","Address":"10.0.0.2","Port":8080}"#)
         ));
-        assert!(apply(&mut peers, &keys, &active, Some("true")));
+        assert!(apply(
+            &mut peers,
+            &mut orphaned,
+            &keys,
+            &active,
+            Some("true")
+        ));
         assert_eq!(
             peers.get("n2"),
             Some(&Peer {
                 address: "10.0.0.2".into(),
                 port: 8080,
-                active: true
+                active: true,
+                base_services: vec![],
             })
         );
-        apply(&mut peers, &keys, &active, Some("false"));
+        apply(&mut peers, &mut orphaned, &keys, &active, Some("false"));
         assert_eq!(peers.get("n2").map(|p| p.active), Some(false));
-        apply(&mut peers, &keys, &config, None);
+        let constraints = keys.node("n2", NodeField::Constraints);
+        apply(
+            &mut peers,
+            &mut orphaned,
+            &keys,
+            &constraints,
+            Some(r#"{"BaseServices":["web"]}"#),
+        );
+        apply(&mut peers, &mut orphaned, &keys, &config, None);
         assert!(peers.is_empty());
-        assert!(!apply(&mut peers, &keys, "/gru/c/config", Some("{}")));
+        assert_eq!(
+            orphaned,
+            BTreeSet::from(["web".to_owned()]),
+            "a lost node's base services are orphaned"
+        );
+        assert!(!apply(
+            &mut peers,
+            &mut orphaned,
+            &keys,
+            "/gru/c/config",
+            Some("{}")
+        ));
     }
 }

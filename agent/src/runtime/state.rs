@@ -2,7 +2,7 @@
 //! API), many cheap readers. A std `Mutex` is right here: every critical section is a few
 //! map operations with no `.await` inside, so an async mutex would only add cost.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use common::config::ClusterConfig;
@@ -68,6 +68,8 @@ pub struct Knowledge {
     pub actions: VecDeque<ActionRecord>,
     /// Other agents of the cluster, from their etcd records (kept current by a watch).
     pub peers: BTreeMap<String, Peer>,
+    /// Base services of nodes that were lost: they must keep one instance in the cluster.
+    pub orphaned_base_services: BTreeSet<String>,
     /// What friends told this agent about the cluster.
     pub view: ClusterView,
     /// Version of this node's own report (incremented each time it is rebuilt).
@@ -83,6 +85,7 @@ pub struct Peer {
     pub address: String,
     pub port: u16,
     pub active: bool,
+    pub base_services: Vec<String>,
 }
 
 /// Gossip counters of this agent.
@@ -111,6 +114,7 @@ impl Knowledge {
             decisions: VecDeque::new(),
             actions: VecDeque::new(),
             peers: BTreeMap::new(),
+            orphaned_base_services: BTreeSet::new(),
             view: ClusterView::new(),
             report_version: 0,
             gossip_replay: ReplayGuard::default(),
