@@ -15,6 +15,7 @@ command -v victoria-metrics >/dev/null || need+=(victoria-metrics)
 command -v musl-gcc >/dev/null || need+=(musl-tools)
 command -v curl >/dev/null || need+=(curl)
 command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v openssl >/dev/null || need+=(openssl)
 if ! docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null; then
   need+=(docker.io)
 fi
