@@ -879,57 +879,48 @@ impl Autonomic {
     /// Claims one stop that brings a service back under its MaxInstances; see
     /// [`coordination::ceiling_claim`].
     async fn claim_ceiling(&mut self, descriptor: &ServiceDescriptor, observed: u32) -> bool {
-        let service = &descriptor.name;
-        let Ok(ledger) = self.store.read_ledger(&self.keys, service).await else {
-            return false;
-        };
-        let Some(claim) = coordination::ceiling_claim(
-            &self.shared.node,
-            observed,
-            descriptor.max_instances,
-            &ledger,
-        ) else {
-            return false;
-        };
-        tracing::info!(%service, observed, ?ledger, "claiming a stop to get back under MaxInstances");
-        self.store
-            .claim_step(
-                &self.keys,
-                service,
-                ledger.revision,
-                &claim,
-                LedgerTtls {
-                    settle_secs: self.settle_secs(),
-                    cooldown_out_secs: 0,
-                    cooldown_in_secs: 0,
-                },
-            )
-            .await
-            .unwrap_or(false)
+        let (node, max) = (self.shared.node.clone(), descriptor.max_instances);
+        self.claim_repair(
+            &descriptor.name,
+            "a stop to get back under MaxInstances",
+            |ledger| coordination::ceiling_claim(&node, observed, max, ledger),
+        )
+        .await
     }
 
     /// Claims one start that restores a service's MinInstances; see
     /// [`coordination::floor_claim`].
     async fn claim_floor(&mut self, service: &str, observed: u32, min: u32) -> bool {
+        let node = self.shared.node.clone();
+        self.claim_repair(service, "a start to restore MinInstances", |ledger| {
+            coordination::floor_claim(&node, observed, min, ledger)
+        })
+        .await
+    }
+
+    /// Reads the service's ledger, lets `decide` say what repair it allows, and claims it
+    /// (settle TTL, no cooldowns: a repair is not a scaling step). False when there is
+    /// nothing to repair, another agent claimed first, or etcd cannot be reached.
+    async fn claim_repair(
+        &mut self,
+        service: &str,
+        what: &str,
+        decide: impl FnOnce(&coordination::Ledger) -> Option<coordination::Claim>,
+    ) -> bool {
         let Ok(ledger) = self.store.read_ledger(&self.keys, service).await else {
             return false;
         };
-        let Some(claim) = coordination::floor_claim(&self.shared.node, observed, min, &ledger)
-        else {
+        let Some(claim) = decide(&ledger) else {
             return false;
         };
+        tracing::info!(%service, ?ledger, "claiming {what}");
+        let ttls = LedgerTtls {
+            settle_secs: self.settle_secs(),
+            cooldown_out_secs: 0,
+            cooldown_in_secs: 0,
+        };
         self.store
-            .claim_step(
-                &self.keys,
-                service,
-                ledger.revision,
-                &claim,
-                LedgerTtls {
-                    settle_secs: self.settle_secs(),
-                    cooldown_out_secs: 0,
-                    cooldown_in_secs: 0,
-                },
-            )
+            .claim_step(&self.keys, service, ledger.revision, &claim, ttls)
             .await
             .unwrap_or(false)
     }
