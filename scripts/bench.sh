@@ -10,6 +10,9 @@
 #   scripts/bench.sh sim [--quick]      the many-agent simulator (gru-sim bench): convergence,
 #                                       overshoot, four modes on four traces, faults; ends
 #                                       with rounds_99_at_10000=... overshoot_gru_max=...
+#   scripts/bench.sh soak [--minutes N] three real agents for N minutes (default 10) under
+#                                       changing load and agent restarts (scripts/soak.sh);
+#                                       ends with rss_growth_pct=... violations=... actions=...
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$GRU_ROOT"
@@ -32,5 +35,10 @@ case $mode in
     cargo build --release --locked -q -p gru-sim
     target/release/gru-sim bench "$@"
     ;;
-  *) die "usage: $0 sink [--hours N] | sim [--seed N] [--quick]" ;;
+  soak)
+    # Real etcd, Docker and three agents; RSS growth over the last 5 minutes and the
+    # cluster's invariants. Arguments go to scripts/soak.sh.
+    exec "$GRU_ROOT/scripts/soak.sh" "$@"
+    ;;
+  *) die "usage: $0 sink [--hours N] | sim [--seed N] [--quick] | soak [--minutes N]" ;;
 esac

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real components gru's demo and tests use, from Debian's packages:
-# etcd (server and etcdctl), protoc (etcd-client's build), VictoriaMetrics (a time-series
+# etcd (server and etcdctl), protoc and its well-known types (etcd-client's build), VictoriaMetrics (a time-series
 # server that accepts InfluxDB v2 writes), musl-tools (static binaries for FROM-scratch
 # images), and a Docker engine only where none is running. Idempotent and quiet when
 # everything is already there.
@@ -11,6 +11,9 @@ need=()
 command -v etcd >/dev/null || need+=(etcd-server)
 command -v etcdctl >/dev/null || need+=(etcd-client)
 command -v protoc >/dev/null || need+=(protobuf-compiler)
+# protoc's well-known types (google/protobuf/descriptor.proto), imported by etcd's protos:
+# only a Recommends of protobuf-compiler, so --no-install-recommends leaves them out.
+[ -f /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
 command -v victoria-metrics >/dev/null || need+=(victoria-metrics)
 command -v musl-gcc >/dev/null || need+=(musl-tools)
 command -v curl >/dev/null || need+=(curl)

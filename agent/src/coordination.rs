@@ -17,7 +17,15 @@
 //! /gru/<cluster>/scaling/<service>/in-cooldown    present while scale-in is cooling down  (lease TTL = CooldownIn)
 //! /gru/<cluster>/scaling/<service>/intent         {node, direction, count_after} of the last claim, until the
 //!                                                  instances it announced show up in discovery (lease TTL = settle)
+//! /gru/<cluster>/scaling/<service>/last-claim     the same, kept (no lease): its revision is the ledger's
 //! ```
+//!
+//! A claim compares `last-claim`'s revision, not the intent's: the intent disappears with
+//! its lease, and a claim read before another agent's claim whose intent has since expired
+//! would otherwise still see "no intent" and win, from a count that misses the other
+//! agent's instances. For the same reason the agent reads the ledger before it counts the
+//! instances: a claim the count misses is then one the ledger shows (its intent settling)
+//! or one made after the ledger was read (which fails this claim's transaction).
 //!
 //! Cooldowns are lease TTLs, so no clock is compared across machines. The intent closes the
 //! window between a claim and the new instance's discovery record: while it lives, the
@@ -50,8 +58,8 @@ pub struct Ledger {
     pub out_cooling: bool,
     pub in_cooling: bool,
     pub intent: Option<Intent>,
-    /// The store revision the claim must still see (the intent key's modification
-    /// revision, 0 when absent).
+    /// The store revision the claim must still see (the `last-claim` key's modification
+    /// revision, 0 before the service's first claim).
     pub revision: i64,
 }
 
@@ -82,7 +90,14 @@ pub struct Claim {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     CoolingDown(Direction),
-    AtBound { count: u32, bound: u32 },
+    AtBound {
+        count: u32,
+        bound: u32,
+    },
+    /// A stop of the service is settling: its instance left discovery first but may still
+    /// be draining (running until its StopTimeout), so a start now could exceed
+    /// MaxInstances for that long.
+    StopSettling,
 }
 
 impl std::fmt::Display for Refusal {
@@ -100,6 +115,9 @@ impl std::fmt::Display for Refusal {
                     "the cluster already counts {count} instances (bound {bound})"
                 )
             }
+            Refusal::StopSettling => f.write_str(
+                "a stop of this service is settling (its instance may still be draining)",
+            ),
         }
     }
 }
@@ -135,6 +153,15 @@ pub fn evaluate(
         Direction::Out => {
             if ledger.out_cooling {
                 return Err(Refusal::CoolingDown(Direction::Out));
+            }
+            // The stopped instance is out of discovery (so out of `observed`) before it
+            // is gone: starting one now would run max + 1 until it has drained.
+            let stop_settling = ledger
+                .intent
+                .as_ref()
+                .is_some_and(|i| i.direction == Direction::In);
+            if stop_settling && request.max.is_some() {
+                return Err(Refusal::StopSettling);
             }
             let room = request
                 .max
@@ -215,6 +242,20 @@ pub fn ceiling_claim(
         start_out_cooldown: false,
         start_in_cooldown: false,
     })
+}
+
+/// How long a claim's intent stands, in seconds: two loops (at least 3 s) for a start,
+/// by when the new instance is in discovery; for a stop, also at least the service's
+/// StopTimeout and a loop more: the stopped instance leaves discovery first and drains
+/// until then, and while the intent stands no agent starts one in its place
+/// ([`Refusal::StopSettling`]).
+pub fn settle_secs(loop_secs: u64, direction: Direction, stop_timeout_secs: u64) -> i64 {
+    let starts = (2 * loop_secs).max(3);
+    let draining = match direction {
+        Direction::In => stop_timeout_secs + loop_secs + 1,
+        Direction::Out => 0,
+    };
+    starts.max(draining) as i64
 }
 
 #[cfg(test)]
@@ -304,6 +345,39 @@ mod tests {
             evaluate(&request(Direction::In, 1, 2), &ledger, true, true),
             Err(Refusal::CoolingDown(Direction::In))
         );
+    }
+
+    #[test]
+    fn a_stop_settles_until_its_instance_has_drained() {
+        assert_eq!(settle_secs(1, Direction::Out, 30), 3);
+        assert_eq!(settle_secs(3, Direction::Out, 30), 6);
+        assert_eq!(settle_secs(3, Direction::In, 2), 6);
+        assert_eq!(settle_secs(1, Direction::In, 10), 12);
+    }
+
+    #[test]
+    fn a_scale_out_waits_for_a_settling_stop_under_a_max() {
+        // n2 scaled in from 4 to 3: its instance left discovery but may still be draining.
+        let ledger = Ledger {
+            intent: Some(Intent {
+                node: "n2".into(),
+                direction: Direction::In,
+                count_after: 3,
+            }),
+            revision: 9,
+            ..Ledger::default()
+        };
+        assert_eq!(
+            evaluate(&request(Direction::Out, 1, 3), &ledger, false, false),
+            Err(Refusal::StopSettling)
+        );
+        let unbounded = Request {
+            max: None,
+            ..request(Direction::Out, 1, 3)
+        };
+        assert!(evaluate(&unbounded, &ledger, false, false).is_ok());
+        // Scaling in further is still judged by the count the stop leads to.
+        assert!(evaluate(&request(Direction::In, 1, 3), &ledger, false, false).is_ok());
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! ```text
 //!   register ──► alive ──(keep-alive answered, ttl > 0)──► alive
 //!                  │
-//!                  ├─(etcd unreachable)──► retry keep-alive with backoff (records stay
-//!                  │                        until the TTL runs out on the server)
+//!                  ├─(member does not answer)──► keep-alive on the next member, with
+//!                  │        backoff while none answers (records stay until the TTL runs out)
 //!                  └─(lease gone: ttl = 0)──► register again under a new lease
 //! ```
 //!
@@ -19,13 +19,17 @@ use common::keys::{ClusterKeys, NodeField};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, is_lease_not_found};
 
 /// etcd raises shorter TTLs anyway (1.5 × election timeout); asking for less than this
 /// would only make the registration flap.
 pub const MIN_LEASE_TTL_SECS: i64 = 2;
 
-/// Longest pause between two attempts to reach etcd again after a keep-alive failed.
+/// First pause after a keep-alive failed (the next attempt goes to another member).
+const KEEPALIVE_INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest pause between two attempts to reach etcd again after a keep-alive failed (and
+/// never more than half the keep-alive period: when etcd returns after it revoked the lease,
+/// the node registers again within a fraction of its TTL).
 const KEEPALIVE_MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// What a node publishes about itself.
@@ -113,11 +117,25 @@ impl Membership {
 
     /// Keeps the lease alive until `cancel` fires. If the lease expired (etcd was
     /// unreachable for longer than the TTL), registers again under a new lease.
+    ///
+    /// The keep-alive talks to one member at a time, over a client of its own, and moves on
+    /// to the next member as soon as its member stops answering: a member that is stopped
+    /// (or partitioned) accepts connections and never answers, and the store's balanced
+    /// client may keep choosing it until the lease has run out.
     pub async fn keep_alive(&self, cancel: CancellationToken) {
         let period = Duration::from_millis((self.ttl_secs as u64 * 1000 / 3).max(500));
-        let mut backoff = Duration::from_millis(100);
+        let max_backoff = KEEPALIVE_MAX_BACKOFF.min(period / 2);
+        let mut backoff = KEEPALIVE_INITIAL_BACKOFF;
+        // Agents start on different members, so their keep-alives are spread over them.
+        let mut member = rand::random::<u32>() as usize;
+        let ttl = Duration::from_secs(self.ttl_secs as u64);
+        let mut last_answer = tokio::time::Instant::now();
         while !cancel.is_cancelled() {
-            match self.keep_alive_stream(period, &cancel).await {
+            let answered_before = last_answer;
+            match self
+                .keep_alive_stream(period, member, &mut last_answer, &cancel)
+                .await
+            {
                 Ok(()) => return,
                 Err(LeaseLost::Expired) => {
                     tracing::warn!(node = %self.node, "lease expired; registering again");
@@ -137,7 +155,8 @@ impl Membership {
                     {
                         Ok(lease) => {
                             self.lease.send_replace(lease);
-                            backoff = Duration::from_millis(100);
+                            last_answer = tokio::time::Instant::now();
+                            backoff = KEEPALIVE_INITIAL_BACKOFF;
                             tracing::info!(node = %self.node, lease, "registered again");
                             continue;
                         }
@@ -146,46 +165,75 @@ impl Membership {
                         }
                     }
                 }
-                Err(LeaseLost::Unreachable(err)) => {
-                    tracing::warn!(node = %self.node, error = %err, "lease keep-alive failed; retrying");
+                Err(LeaseLost::Unreachable { endpoint, reason }) => {
+                    tracing::warn!(node = %self.node, %endpoint, error = %reason, "lease keep-alive failed; trying the next member");
+                    member = member.wrapping_add(1);
+                    self.store.suspect_members();
+                    // No member answered for a whole TTL: etcd is unreachable (or so slow
+                    // that the lease is lost anyway). The loop's requests should not each
+                    // wait for the full deadline now.
+                    if last_answer.elapsed() >= ttl {
+                        self.store
+                            .note_unreachable("no lease keep-alive answer for a whole TTL");
+                    }
                 }
+            }
+            // A stream that worked for a while is retried at once; only failures in a row
+            // back off.
+            if last_answer > answered_before {
+                backoff = KEEPALIVE_INITIAL_BACKOFF;
             }
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep(backoff) => {}
             }
-            backoff = (backoff * 2).min(KEEPALIVE_MAX_BACKOFF);
+            backoff = (backoff * 2).min(max_backoff);
         }
     }
 
+    /// One keep-alive stream on the `member`-th endpoint, until it fails or `cancel` fires;
+    /// `last_answer` is moved to each answer with the lease alive.
     async fn keep_alive_stream(
         &self,
         period: Duration,
+        member: usize,
+        last_answer: &mut tokio::time::Instant,
         cancel: &CancellationToken,
     ) -> Result<(), LeaseLost> {
         let lease = self.lease_id();
-        let mut client = self.store.client();
+        let endpoint = self.store.member_endpoint(member);
+        let unreachable = |reason: String| LeaseLost::Unreachable {
+            endpoint: endpoint.clone(),
+            reason,
+        };
+        // Connecting authenticates when etcd has users: bounded like every other step.
+        let mut client = tokio::time::timeout(period, self.store.member_client(member))
+            .await
+            .map_err(|_| unreachable("no connection in time".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
         let (mut keeper, mut stream) = tokio::time::timeout(period, client.lease_keep_alive(lease))
             .await
-            .map_err(|_| LeaseLost::Unreachable("keep-alive stream did not open in time".into()))?
-            .map_err(|e| LeaseLost::Unreachable(e.to_string()))?;
+            .map_err(|_| unreachable("keep-alive stream did not open in time".into()))?
+            .map_err(|e| {
+                // A lease that ran out while etcd was unreachable: register again.
+                if is_lease_not_found(&e) {
+                    LeaseLost::Expired
+                } else {
+                    unreachable(e.to_string())
+                }
+            })?;
+        *last_answer = tokio::time::Instant::now();
         loop {
             keeper
                 .keep_alive()
                 .await
-                .map_err(|e| LeaseLost::Unreachable(e.to_string()))?;
+                .map_err(|e| unreachable(e.to_string()))?;
             match tokio::time::timeout(period, stream.message()).await {
-                Err(_) => {
-                    return Err(LeaseLost::Unreachable(
-                        "no keep-alive answer in time".into(),
-                    ));
-                }
-                Ok(Err(e)) => return Err(LeaseLost::Unreachable(e.to_string())),
-                Ok(Ok(None)) => {
-                    return Err(LeaseLost::Unreachable("keep-alive stream closed".into()));
-                }
+                Err(_) => return Err(unreachable("no keep-alive answer in time".into())),
+                Ok(Err(e)) => return Err(unreachable(e.to_string())),
+                Ok(Ok(None)) => return Err(unreachable("keep-alive stream closed".into())),
                 Ok(Ok(Some(resp))) if resp.ttl() <= 0 => return Err(LeaseLost::Expired),
-                Ok(Ok(Some(_))) => {}
+                Ok(Ok(Some(_))) => *last_answer = tokio::time::Instant::now(),
             }
             tokio::select! {
                 () = cancel.cancelled() => return Ok(()),
@@ -203,7 +251,11 @@ impl Membership {
 #[derive(Debug)]
 enum LeaseLost {
     Expired,
-    Unreachable(String),
+    /// The member at `endpoint` did not answer.
+    Unreachable {
+        endpoint: String,
+        reason: String,
+    },
 }
 
 async fn register_once(

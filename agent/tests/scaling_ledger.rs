@@ -79,8 +79,64 @@ async fn racing_claims_grant_one_step_and_the_ledger_reads_back() {
         Some(3)
     );
 
-    // The cooldown and the intent expire with their leases.
+    // The cooldown and the intent expire with their leases; the last claim stays.
     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-    let ledger = stores[0].read_ledger(&keys, "web").await.expect("read");
-    assert_eq!(ledger, Ledger::default(), "records outlived their leases");
+    let later = stores[0].read_ledger(&keys, "web").await.expect("read");
+    assert_eq!(
+        Ledger {
+            revision: 0,
+            ..later.clone()
+        },
+        Ledger::default(),
+        "records outlived their leases"
+    );
+    assert_eq!(later.revision, ledger.revision, "the last claim changed");
+}
+
+#[tokio::test]
+async fn a_claim_read_before_another_whose_intent_expired_still_loses() {
+    let test = "a_claim_read_before_another_whose_intent_expired_still_loses";
+    if !require(test, Component::Etcd) {
+        return;
+    }
+    let etcd = EtcdCluster::start();
+    let keys = ClusterKeys::new("c").expect("name");
+    let (slow, fast) = (store(&etcd).await, store(&etcd).await);
+    let request = |node| Request {
+        node,
+        direction: Direction::Out,
+        step: 1,
+        observed: 1,
+        min: 1,
+        max: Some(2),
+    };
+    let ttls = LedgerTtls {
+        settle_secs: 2,
+        cooldown_out_secs: 0,
+        cooldown_in_secs: 0,
+    };
+    // The slow agent reads the free ledger (and a count of 1) ...
+    let seen = slow.read_ledger(&keys, "web").await.expect("read");
+    let slow_claim = coordination::evaluate(&request("slow"), &seen, false, false).expect("free");
+    // ... the fast one claims the step to 2, and its intent expires ...
+    let fast_seen = fast.read_ledger(&keys, "web").await.expect("read");
+    let fast_claim =
+        coordination::evaluate(&request("fast"), &fast_seen, false, false).expect("free");
+    assert!(
+        fast.claim_step(&keys, "web", fast_seen.revision, &fast_claim, ttls)
+            .await
+            .expect("txn")
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let now = slow.read_ledger(&keys, "web").await.expect("read");
+    assert_eq!(now.intent, None, "the intent outlived its lease");
+    // ... so the slow agent's claim, from what it read before, must not pass: it would be
+    // a third instance where max is 2.
+    assert!(
+        !slow
+            .claim_step(&keys, "web", seen.revision, &slow_claim, ttls)
+            .await
+            .expect("txn"),
+        "a claim read before another agent's claim won once that claim's intent expired"
+    );
 }

@@ -6,237 +6,17 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{expect_code, gru};
-use testkit::{
-    ChildGuard, ClusterContainers, Component, EtcdCluster, free_port, http_get, require,
-    require_workload_image, wait_until,
+use support::agents::{
+    CONFIG_ONE_SECOND_LOOPS, Load, QUIET_POLICY, TestConfig, docker, registered, running_instances,
+    secret, spawn_agent, spawn_agent_with,
 };
-
-/// Writes a one-service configuration directory for the tests.
-struct TestConfig {
-    dir: tempfile::TempDir,
-}
-
-impl TestConfig {
-    fn new(policy: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("services")).unwrap();
-        std::fs::create_dir_all(dir.path().join("analytics")).unwrap();
-        std::fs::write(
-            dir.path().join("config.json"),
-            r#"{
-                "Autonomic": {"LoopTimeInterval": 1, "PlannerStrategy": "greedy", "EnableLogReading": true},
-                "Discovery": {"TTL": 3}
-            }"#,
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("policy.json"), policy).unwrap();
-        std::fs::write(
-            dir.path().join("analytics/resp_time_ratio.json"),
-            r#"{"Name": "resp_time_ratio", "Expr": "execution_time / MAX_RESP_TIME",
-                "Metrics": ["execution_time"], "Constraints": ["MAX_RESP_TIME"]}"#,
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("analytics/cpu_load.json"),
-            r#"{"Name": "cpu_load", "Expr": "cpu_avg", "Metrics": ["cpu_avg"]}"#,
-        )
-        .unwrap();
-        Self { dir }
-    }
-
-    fn service(&self, name: &str, extra: &str, range: (u16, u16)) -> &Self {
-        let doc = format!(
-            r#"{{
-                "Name": "{name}", "Image": "{image}", "DiscoveryPort": "8080",
-                "Analytics": ["resp_time_ratio", "cpu_load"],
-                "Constraints": {{"MAX_RESP_TIME": 100}},
-                {extra}
-                "Configuration": {{
-                    "Memory": "64m", "StopTimeout": 2,
-                    "Env": {{"SERVICE_NAME": "{name}", "SERVICE_TIME_MS": "20"}},
-                    "Ports": {{"8080": "{low}-{high}"}}
-                }}
-            }}"#,
-            image = testkit::WORKLOAD_IMAGE,
-            low = range.0,
-            high = range.1
-        );
-        std::fs::write(self.dir.path().join(format!("services/{name}.json")), doc).unwrap();
-        self
-    }
-
-    fn path(&self) -> &str {
-        self.dir.path().to_str().unwrap()
-    }
-}
-
-struct Agent {
-    guard: ChildGuard,
-    port: u16,
-    log: std::path::PathBuf,
-}
-
-fn spawn_agent(etcd: &EtcdCluster, cluster: &str, node: &str, log_dir: &Path) -> Agent {
-    let port = free_port();
-    let log = log_dir.join(format!("{node}-{port}.log"));
-    let file = std::fs::File::create(&log).unwrap();
-    let child = gru(&etcd.endpoints())
-        .env("RUST_LOG", "info")
-        .args([
-            "join",
-            cluster,
-            "--name",
-            node,
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--publish-ip",
-            "127.0.0.1",
-            "--start",
-        ])
-        .stdout(Stdio::null())
-        .stderr(file)
-        .spawn()
-        .unwrap();
-    let agent = Agent {
-        guard: ChildGuard::new(child),
-        port,
-        log,
-    };
-    let up = wait_until(Duration::from_secs(20), || {
-        http_get(port, "/healthz").is_some_and(|(s, _)| s == 200)
-    });
-    assert!(
-        up.is_some(),
-        "agent {node} did not come up:\n{}",
-        agent.log_text()
-    );
-    agent
-}
-
-impl Agent {
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-/// Running containers of `service` in the cluster: instance label → host port.
-fn running(containers: &ClusterContainers, service: &str) -> BTreeSet<String> {
-    let ids = containers.ids(Some(&format!("label=org.gru.service={service}")));
-    let ids: Vec<String> = ids
-        .into_iter()
-        .filter(|id| docker(&["inspect", "--format", "{{.State.Running}}", id]).trim() == "true")
-        .collect();
-    ids.iter()
-        .map(|id| {
-            docker(&[
-                "inspect",
-                "--format",
-                "{{index .Config.Labels \"org.gru.instance\"}}",
-                id,
-            ])
-            .trim()
-            .to_owned()
-        })
-        .collect()
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Discovery records of `service`: instance → address.
-fn registered(etcd: &EtcdCluster, cluster: &str, service: &str) -> Vec<(String, String)> {
-    let prefix = format!("/gru/{cluster}/discovery/{service}/");
-    etcd.dump(&prefix)
-        .into_iter()
-        .map(|(k, v)| (k.trim_start_matches(&prefix).to_owned(), v))
-        .collect()
-}
-
-/// Closed-loop load: `clients` threads sending GETs to whatever instances discovery lists.
-struct Load {
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<u64>>,
-}
-
-impl Load {
-    fn start(etcd: &EtcdCluster, cluster: &str, service: &str, clients: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let targets = Arc::new(std::sync::Mutex::new(Vec::<u16>::new()));
-        let mut threads = Vec::new();
-        {
-            // One thread refreshes the targets from discovery every 500 ms.
-            let (stop, targets) = (stop.clone(), targets.clone());
-            let endpoints = etcd.endpoints();
-            let prefix = format!("/gru/{cluster}/discovery/{service}/");
-            threads.push(std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let out = Command::new("etcdctl")
-                        .env("ETCDCTL_API", "3")
-                        .args([
-                            &format!("--endpoints={endpoints}"),
-                            "get",
-                            "--prefix",
-                            "--print-value-only",
-                            &prefix,
-                        ])
-                        .output();
-                    if let Ok(out) = out {
-                        let ports: Vec<u16> = String::from_utf8_lossy(&out.stdout)
-                            .lines()
-                            .filter_map(|l| l.rsplit(':').next()?.trim().parse().ok())
-                            .collect();
-                        *targets.lock().unwrap() = ports;
-                    }
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-                0
-            }));
-        }
-        for client in 0..clients {
-            let (stop, targets) = (stop.clone(), targets.clone());
-            threads.push(std::thread::spawn(move || {
-                let mut sent = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let ports = targets.lock().unwrap().clone();
-                    if ports.is_empty() {
-                        std::thread::sleep(Duration::from_millis(100));
-                        continue;
-                    }
-                    let port = ports[(client + sent as usize) % ports.len()];
-                    let _ = http_get(port, "/");
-                    sent += 1;
-                }
-                sent
-            }));
-        }
-        Load { stop, threads }
-    }
-
-    fn stop(mut self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        std::mem::take(&mut self.threads)
-            .into_iter()
-            .map(|t| t.join().unwrap_or(0))
-            .sum()
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
+use support::expect_code;
+use testkit::{
+    ClusterContainers, Component, EtcdCluster, http_get, require, require_workload_image,
+    wait_until,
+};
 
 /// Checks the invariants once: count within [min, max] (once started), labels, and
 /// discovery records equal to the running containers. Returns the count, or why the
@@ -247,7 +27,7 @@ fn check(
     service: &str,
     (min, max): (usize, usize),
 ) -> Result<usize, String> {
-    let instances = running(containers, service);
+    let instances = running_instances(containers, service);
     assert!(
         instances.len() <= max,
         "{} instances of {service}, max {max}",
@@ -320,7 +100,7 @@ fn one_agent_scales_out_under_load_and_back_to_min_within_bounds() {
     let cluster = containers.cluster.clone();
     let etcd = EtcdCluster::start();
     let e = etcd.endpoints();
-    let config = TestConfig::new(SCALE_POLICY);
+    let config = TestConfig::new(CONFIG_ONE_SECOND_LOOPS, SCALE_POLICY);
     config.service(
         "web",
         r#""MinInstances": 1, "MaxInstances": 4,"#,
@@ -333,7 +113,7 @@ fn one_agent_scales_out_under_load_and_back_to_min_within_bounds() {
     let bounds = (1, 4);
 
     let at_min = wait_until(Duration::from_secs(20), || {
-        running(&containers, "web").len() == 1
+        running_instances(&containers, "web").len() == 1
     });
     assert!(
         at_min.is_some(),
@@ -401,7 +181,7 @@ fn killed_agent_adopts_its_containers_on_restart() {
     let cluster = containers.cluster.clone();
     let etcd = EtcdCluster::start();
     let e = etcd.endpoints();
-    let config = TestConfig::new(SCALE_POLICY);
+    let config = TestConfig::new(CONFIG_ONE_SECOND_LOOPS, SCALE_POLICY);
     config.service(
         "web",
         r#""MinInstances": 2, "MaxInstances": 3,"#,
@@ -413,8 +193,11 @@ fn killed_agent_adopts_its_containers_on_restart() {
     let mut agent = spawn_agent(&etcd, &cluster, "n1", logs.path());
 
     assert!(
-        wait_until(Duration::from_secs(20), || running(&containers, "web")
-            .len()
+        wait_until(Duration::from_secs(20), || running_instances(
+            &containers,
+            "web"
+        )
+        .len()
             == 2)
         .is_some(),
         "MinInstances not started:\n{}",
@@ -483,6 +266,7 @@ fn swap_replaces_the_idle_service_with_the_overloaded_one_when_only_one_fits() {
     // Both services pin every core of the engine: the node has room for one instance.
     let cores = docker(&["info", "--format", "{{.NCPU}}"]).trim().to_owned();
     let config = TestConfig::new(
+        CONFIG_ONE_SECOND_LOOPS,
         r#"{
             "Scaleout": {"Enable": true, "Threshold": 0.6, "Analytics": ["resp_time_ratio"]},
             "Scalein":  {"Enable": false, "Threshold": 0.3},
@@ -508,12 +292,7 @@ fn swap_replaces_the_idle_service_with_the_overloaded_one_when_only_one_fits() {
     }
     expect_code(&e, &["create", &cluster], 0);
     expect_code(&e, &["config", "push", &cluster, config.path()], 0);
-    let secret = etcd.etcdctl(&[
-        "get",
-        "--print-value-only",
-        &format!("/gru/{cluster}/secret"),
-    ]);
-    let secret = secret.trim();
+    let secret = secret(&etcd, &cluster);
     let logs = tempfile::tempdir().unwrap();
     let agent = spawn_agent(&etcd, &cluster, "n1", logs.path());
 
@@ -521,14 +300,17 @@ fn swap_replaces_the_idle_service_with_the_overloaded_one_when_only_one_fits() {
         agent.port,
         "POST",
         "/gru/v1/commands",
-        Some(secret),
+        Some(&secret),
         Some(r#"{"name": "start-service", "service": "idle"}"#),
     )
     .unwrap();
     assert_eq!(status, 202, "{body}");
     assert!(
-        wait_until(Duration::from_secs(15), || running(&containers, "idle")
-            .len()
+        wait_until(Duration::from_secs(15), || running_instances(
+            &containers,
+            "idle"
+        )
+        .len()
             == 1)
         .is_some(),
         "idle was not started:\n{}",
@@ -541,13 +323,14 @@ fn swap_replaces_the_idle_service_with_the_overloaded_one_when_only_one_fits() {
         for (service, ms) in [("idle", "10"), ("busy", "500")] {
             let path = format!("/gru/v1/stats/user/{service}/execution_time");
             let (status, body) =
-                testkit::http_request(agent.port, "POST", &path, Some(secret), Some(ms)).unwrap();
+                testkit::http_request(agent.port, "POST", &path, Some(&secret), Some(ms)).unwrap();
             assert!(
                 (200..300).contains(&status),
                 "push refused: {status} {body}"
             );
         }
-        running(&containers, "busy").len() == 1 && running(&containers, "idle").is_empty()
+        running_instances(&containers, "busy").len() == 1
+            && running_instances(&containers, "idle").is_empty()
     });
     assert!(
         swapped.is_some(),
@@ -579,12 +362,6 @@ fn node_lease(etcd: &EtcdCluster, cluster: &str, node: &str) -> String {
     format!("{:x}", json["kvs"][0]["lease"].as_i64().unwrap())
 }
 
-const QUIET_POLICY: &str = r#"{
-    "Scaleout": {"Enable": false, "Threshold": 0.75},
-    "Scalein":  {"Enable": false, "Threshold": 0.35},
-    "Swap":     {"Enable": false, "Threshold": 0.6}
-}"#;
-
 #[test]
 fn a_base_service_is_started_and_restarted_when_it_dies() {
     let test = "a_base_service_is_started_and_restarted_when_it_dies";
@@ -595,7 +372,7 @@ fn a_base_service_is_started_and_restarted_when_it_dies() {
     let cluster = containers.cluster.clone();
     let etcd = EtcdCluster::start();
     let e = etcd.endpoints();
-    let config = TestConfig::new(QUIET_POLICY);
+    let config = TestConfig::new(CONFIG_ONE_SECOND_LOOPS, QUIET_POLICY);
     config.service("web", r#""MinInstances": 0,"#, testkit::free_port_range(4));
     expect_code(&e, &["create", &cluster], 0);
     expect_code(&e, &["config", "push", &cluster, config.path()], 0);
@@ -603,7 +380,7 @@ fn a_base_service_is_started_and_restarted_when_it_dies() {
     let agent = spawn_agent(&etcd, &cluster, "n1", logs.path());
     std::thread::sleep(Duration::from_secs(2));
     assert!(
-        running(&containers, "web").is_empty(),
+        running_instances(&containers, "web").is_empty(),
         "web started without being a base service"
     );
 
@@ -616,8 +393,11 @@ fn a_base_service_is_started_and_restarted_when_it_dies() {
         r#"{"BaseServices":["web"]}"#,
     ]);
     assert!(
-        wait_until(Duration::from_secs(15), || running(&containers, "web")
-            .len()
+        wait_until(Duration::from_secs(15), || running_instances(
+            &containers,
+            "web"
+        )
+        .len()
             == 1)
         .is_some(),
         "base service not started:\n{}",
@@ -642,16 +422,12 @@ fn a_base_service_is_started_and_restarted_when_it_dies() {
     check_settled(&etcd, &containers, "web", (1, 1));
 
     // The agent's own command writes the same record (what `gru manage` uses).
-    let secret = etcd.etcdctl(&[
-        "get",
-        "--print-value-only",
-        &format!("/gru/{cluster}/secret"),
-    ]);
+    let secret = secret(&etcd, &cluster);
     let (status, body) = testkit::http_request(
         agent.port,
         "POST",
         "/gru/v1/commands",
-        Some(secret.trim()),
+        Some(&secret),
         Some(r#"{"name": "set-base-services", "services": []}"#),
     )
     .unwrap();
@@ -686,7 +462,7 @@ fn attached_sidecars_start_and_stop_with_their_instance() {
     let cluster = containers.cluster.clone();
     let etcd = EtcdCluster::start();
     let e = etcd.endpoints();
-    let config = TestConfig::new(QUIET_POLICY);
+    let config = TestConfig::new(CONFIG_ONE_SECOND_LOOPS, QUIET_POLICY);
     config.service(
         "web",
         r#""Attached": ["shipper"],"#,
@@ -695,11 +471,7 @@ fn attached_sidecars_start_and_stop_with_their_instance() {
     config.service("shipper", "", testkit::free_port_range(4));
     expect_code(&e, &["create", &cluster], 0);
     expect_code(&e, &["config", "push", &cluster, config.path()], 0);
-    let secret = etcd.etcdctl(&[
-        "get",
-        "--print-value-only",
-        &format!("/gru/{cluster}/secret"),
-    ]);
+    let secret = secret(&etcd, &cluster);
     let logs = tempfile::tempdir().unwrap();
     let agent = spawn_agent(&etcd, &cluster, "n1", logs.path());
 
@@ -708,7 +480,7 @@ fn attached_sidecars_start_and_stop_with_their_instance() {
             agent.port,
             "POST",
             "/gru/v1/commands",
-            Some(secret.trim()),
+            Some(&secret),
             Some(body),
         )
         .unwrap();
@@ -716,15 +488,22 @@ fn attached_sidecars_start_and_stop_with_their_instance() {
     };
     command(r#"{"name": "start-service", "service": "web"}"#);
     let both = wait_until(Duration::from_secs(15), || {
-        running(&containers, "web").len() == 1 && running(&containers, "shipper").len() == 1
+        running_instances(&containers, "web").len() == 1
+            && running_instances(&containers, "shipper").len() == 1
     });
     assert!(
         both.is_some(),
         "web and its sidecar did not start:\n{}",
         agent.log_text()
     );
-    let web = running(&containers, "web").into_iter().next().unwrap();
-    let shipper = running(&containers, "shipper").into_iter().next().unwrap();
+    let web = running_instances(&containers, "web")
+        .into_iter()
+        .next()
+        .unwrap();
+    let shipper = running_instances(&containers, "shipper")
+        .into_iter()
+        .next()
+        .unwrap();
     assert_eq!(
         shipper,
         format!("{web}-shipper"),
@@ -752,7 +531,7 @@ fn a_missing_image_is_reported_and_backed_off_not_retried_in_a_loop() {
     let cluster = containers.cluster.clone();
     let etcd = EtcdCluster::start();
     let e = etcd.endpoints();
-    let config = TestConfig::new(QUIET_POLICY);
+    let config = TestConfig::new(CONFIG_ONE_SECOND_LOOPS, QUIET_POLICY);
     config.service(
         "ghost",
         r#""MinInstances": 1,"#,
@@ -817,7 +596,7 @@ fn instances_above_max_are_brought_back_under_it() {
     let cluster = containers.cluster.clone();
     let etcd = EtcdCluster::start();
     let e = etcd.endpoints();
-    let config = TestConfig::new(QUIET_POLICY);
+    let config = TestConfig::new(CONFIG_ONE_SECOND_LOOPS, QUIET_POLICY);
     config.service(
         "web",
         r#""MinInstances": 0, "MaxInstances": 1,"#,
@@ -825,71 +604,38 @@ fn instances_above_max_are_brought_back_under_it() {
     );
     expect_code(&e, &["create", &cluster], 0);
     expect_code(&e, &["config", "push", &cluster, config.path()], 0);
-    let secret = etcd.etcdctl(&[
-        "get",
-        "--print-value-only",
-        &format!("/gru/{cluster}/secret"),
-    ]);
+    let secret = secret(&etcd, &cluster);
     let logs = tempfile::tempdir().unwrap();
     // Join without --start: operator commands go past the planner, as both sides of a
     // partition would.
-    let port = free_port();
-    let log = logs.path().join("n1.log");
-    let child = gru(&etcd.endpoints())
-        .env("RUST_LOG", "info")
-        .args([
-            "join",
-            &cluster,
-            "--name",
-            "n1",
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--publish-ip",
-            "127.0.0.1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let _agent = ChildGuard::new(child);
-    assert!(
-        wait_until(Duration::from_secs(20), || http_get(port, "/healthz")
-            .is_some_and(|(s, _)| s == 200))
-        .is_some()
-    );
+    let agent = spawn_agent_with(&e, &cluster, "n1", logs.path(), false);
+    let port = agent.port;
     let command = |body: &str| {
-        let (status, text) = testkit::http_request(
-            port,
-            "POST",
-            "/gru/v1/commands",
-            Some(secret.trim()),
-            Some(body),
-        )
-        .unwrap();
+        let (status, text) =
+            testkit::http_request(port, "POST", "/gru/v1/commands", Some(&secret), Some(body))
+                .unwrap();
         assert_eq!(status, 202, "{text}");
     };
     command(r#"{"name": "start-service", "service": "web"}"#);
     command(r#"{"name": "start-service", "service": "web"}"#);
     let two = wait_until(Duration::from_secs(15), || {
-        running(&containers, "web").len() == 2
+        running_instances(&containers, "web").len() == 2
     });
     assert!(
         two.is_some(),
         "two instances were not started:\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
+        agent.log_text()
     );
 
     command(r#"{"name": "start"}"#);
     let started = Instant::now();
     let back = wait_until(Duration::from_secs(15), || {
-        running(&containers, "web").len() == 1
+        running_instances(&containers, "web").len() == 1
     });
     assert!(
         back.is_some(),
         "not brought back under max:\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
+        agent.log_text()
     );
     println!(
         "above max: 2 -> 1 instance {:.1} s after the loop started",

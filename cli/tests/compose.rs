@@ -21,38 +21,20 @@ use std::time::{Duration, Instant};
 use support::{copy_dir, root};
 use telemetry_support::prometheus;
 use telemetry_support::victoria;
-use testkit::{ClusterContainers, Component, free_port, http_get, require, wait_until};
+use testkit::{
+    ClusterContainers, Component, free_port, http_get, require, skip_listed, wait_until,
+};
 
 const COMPOSE_FILES: [&str; 2] = ["docker-compose.yml", "docker-compose.local.yml"];
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
 
-/// Docker and docker-compose are needed; a missing one fails the test with how to get it,
-/// unless `GRU_TEST_SKIP` lists `compose`.
+/// Docker, docker-compose and etcdctl are needed; a missing one fails the test with how to
+/// get it, unless `GRU_TEST_SKIP` lists `compose` (or the component).
 fn require_compose(test: &str) -> bool {
-    let skip = std::env::var("GRU_TEST_SKIP").unwrap_or_default();
-    if skip.split(',').any(|s| s.trim() == "compose") {
-        eprintln!("SKIPPED {test}: GRU_TEST_SKIP lists compose (this test did not run)");
-        return false;
-    }
-    if !require(test, Component::Docker) {
-        return false;
-    }
-    for (tool, package) in [
-        ("docker-compose", "docker-compose"),
-        ("etcdctl", "etcd-client"),
-    ] {
-        let present = Command::new(tool)
-            .arg("version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            present,
-            "{test} needs {tool}: apt-get install {package}, or set GRU_TEST_SKIP=compose"
-        );
-    }
-    true
+    !skip_listed(test, "compose")
+        && [Component::Docker, Component::Compose, Component::Etcdctl]
+            .into_iter()
+            .all(|component| require(test, component))
 }
 
 fn text(output: &Output) -> String {

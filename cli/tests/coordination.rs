@@ -6,139 +6,17 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gru_agent::gossip::wire;
 use rand::{RngExt, SeedableRng};
-use support::{expect_code, gru};
-use testkit::{
-    ChildGuard, ClusterContainers, Component, EtcdCluster, free_port, http_get, http_request,
-    require, require_workload_image, wait_until,
+use support::agents::{
+    Agent, TestConfig, config_for_agents, docker, running_containers, secret, spawn_agent,
 };
-
-fn write_config(dir: &std::path::Path, ttl: u32, policy: &str, web: &str) {
-    std::fs::create_dir_all(dir.join("services")).unwrap();
-    std::fs::create_dir_all(dir.join("analytics")).unwrap();
-    std::fs::write(
-        dir.join("config.json"),
-        format!(
-            r#"{{"Autonomic": {{"LoopTimeInterval": 1, "PlannerStrategy": "greedy"}},
-                "Communication": {{"LoopTimeInterval": 1, "MaxFriends": 2}},
-                "Discovery": {{"TTL": {ttl}}}}}"#
-        ),
-    )
-    .unwrap();
-    std::fs::write(dir.join("policy.json"), policy).unwrap();
-    std::fs::write(
-        dir.join("analytics/resp_time_ratio.json"),
-        r#"{"Name": "resp_time_ratio", "Expr": "execution_time / MAX_RESP_TIME",
-            "Metrics": ["execution_time"], "Constraints": ["MAX_RESP_TIME"]}"#,
-    )
-    .unwrap();
-    std::fs::write(dir.join("services/web.json"), web).unwrap();
-}
-
-fn web_service(min: u32, max: u32, range: (u16, u16)) -> String {
-    format!(
-        r#"{{"Name": "web", "Image": "{image}", "DiscoveryPort": "8080",
-            "Analytics": ["resp_time_ratio"], "Constraints": {{"MAX_RESP_TIME": 100}},
-            "MinInstances": {min}, "MaxInstances": {max},
-            "Configuration": {{"Memory": "64m", "StopTimeout": 1,
-                "Env": {{"SERVICE_NAME": "web", "SERVICE_TIME_MS": "5"}},
-                "Ports": {{"8080": "{low}-{high}"}}}}}}"#,
-        image = testkit::WORKLOAD_IMAGE,
-        low = range.0,
-        high = range.1
-    )
-}
-
-struct Agent {
-    node: String,
-    port: u16,
-    guard: ChildGuard,
-    log: std::path::PathBuf,
-}
-
-impl Agent {
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-fn spawn_agent(etcd: &EtcdCluster, cluster: &str, node: &str, logs: &std::path::Path) -> Agent {
-    let port = free_port();
-    let log = logs.join(format!("{node}.log"));
-    let child = gru(&etcd.endpoints())
-        .env("RUST_LOG", "info")
-        .args([
-            "join",
-            cluster,
-            "--name",
-            node,
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--publish-ip",
-            "127.0.0.1",
-            "--start",
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let agent = Agent {
-        node: node.to_owned(),
-        port,
-        guard: ChildGuard::new(child),
-        log,
-    };
-    let up = wait_until(Duration::from_secs(20), || {
-        http_get(port, "/healthz").is_some_and(|(s, _)| s == 200)
-    });
-    assert!(
-        up.is_some(),
-        "agent {node} did not come up:\n{}",
-        agent.log_text()
-    );
-    agent
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Running containers of the cluster: (id, node, created-at in ms since the epoch).
-fn running(containers: &ClusterContainers) -> Vec<(String, String, u64)> {
-    containers
-        .ids(Some("status=running"))
-        .into_iter()
-        .map(|id| {
-            let line = docker(&[
-                "inspect",
-                "--format",
-                "{{index .Config.Labels \"org.gru.node\"}} {{.Created}}",
-                &id,
-            ]);
-            let (node, created) = line.trim().split_once(' ').unwrap_or(("", ""));
-            (id, node.to_owned(), rfc3339_millis(created))
-        })
-        .collect()
-}
-
-/// Milliseconds since the epoch of Docker's `2026-11-22T01:02:03.123456789Z`.
-fn rfc3339_millis(text: &str) -> u64 {
-    let out = Command::new("date")
-        .args(["-u", "-d", text, "+%s%3N"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
-}
+use testkit::{
+    ClusterContainers, Component, EtcdCluster, http_get, http_request, require,
+    require_workload_image, wait_until,
+};
 
 #[test]
 fn five_agents_under_the_same_overload_keep_max_and_one_step_per_cooldown() {
@@ -151,40 +29,33 @@ fn five_agents_under_the_same_overload_keep_max_and_one_step_per_cooldown() {
     let containers = ClusterContainers::unique("herd");
     let cluster = containers.cluster.clone();
     let etcd = EtcdCluster::start();
-    let e = etcd.endpoints();
-    let dir = tempfile::tempdir().unwrap();
-    write_config(
-        dir.path(),
-        3,
+    let config = TestConfig::new(
+        &config_for_agents(3),
         &format!(
             r#"{{"Scaleout": {{"Enable": true, "Threshold": 0.6, "Analytics": ["resp_time_ratio"], "Step": 1}},
                 "Scalein": {{"Enable": false, "Threshold": 0.3}},
                 "Swap": {{"Enable": false, "Threshold": 0.6}},
                 "CooldownOut": {COOLDOWN_OUT_SECS}}}"#
         ),
-        &web_service(1, MAX as u32, testkit::free_port_range(12)),
     );
-    expect_code(&e, &["create", &cluster], 0);
-    expect_code(
-        &e,
-        &["config", "push", &cluster, dir.path().to_str().unwrap()],
-        0,
+    config.service(
+        "web",
+        &format!(r#""MinInstances": {}, "MaxInstances": {},"#, 1, MAX as u32),
+        testkit::free_port_range(12),
     );
-    let secret = etcd.etcdctl(&[
-        "get",
-        "--print-value-only",
-        &format!("/gru/{cluster}/secret"),
-    ]);
-    let secret = secret.trim().to_owned();
+    config.create_and_push(&etcd, &cluster);
+    let secret = secret(&etcd, &cluster);
     let logs = tempfile::tempdir().unwrap();
     let agents: Vec<Agent> = (1..=5)
         .map(|i| spawn_agent(&etcd, &cluster, &format!("n{i}"), logs.path()))
         .collect();
-    let floor = wait_until(Duration::from_secs(20), || running(&containers).len() == 1);
+    let floor = wait_until(Duration::from_secs(20), || {
+        running_containers(&containers).len() == 1
+    });
     assert!(
         floor.is_some(),
         "MinInstances not reached: {:?}",
-        running(&containers)
+        running_containers(&containers)
     );
     std::thread::sleep(Duration::from_secs(1));
     let started_lines: Vec<String> = agents
@@ -202,7 +73,7 @@ fn five_agents_under_the_same_overload_keep_max_and_one_step_per_cooldown() {
         })
         .collect();
     assert_eq!(
-        running(&containers).len(),
+        running_containers(&containers).len(),
         1,
         "five agents restored MinInstances more than once:\n{}",
         started_lines.join("\n")
@@ -221,14 +92,17 @@ fn five_agents_under_the_same_overload_keep_max_and_one_step_per_cooldown() {
                 Some("800"),
             );
         }
-        let now = running(&containers).len();
+        let now = running_containers(&containers).len();
         assert!(now <= MAX, "{now} instances, MaxInstances {MAX}");
         peak = peak.max(now);
         std::thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(peak, MAX, "the overload did not scale web to its max");
 
-    let mut starts: Vec<u64> = running(&containers).iter().map(|(_, _, at)| *at).collect();
+    let mut starts: Vec<u64> = running_containers(&containers)
+        .iter()
+        .map(|(_, _, at)| *at)
+        .collect();
     starts.sort_unstable();
     let gaps: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
     println!(
@@ -268,33 +142,32 @@ fn a_lost_node_s_instances_are_restored_to_min_within_ttl_and_two_loops() {
     let containers = ClusterContainers::unique("lost");
     let cluster = containers.cluster.clone();
     let etcd = EtcdCluster::start();
-    let e = etcd.endpoints();
-    let dir = tempfile::tempdir().unwrap();
-    write_config(
-        dir.path(),
-        TTL_SECS as u32,
+    let config = TestConfig::new(
+        &config_for_agents(TTL_SECS as u32),
         r#"{"Scaleout": {"Enable": false, "Threshold": 0.75},
             "Scalein": {"Enable": false, "Threshold": 0.35},
             "Swap": {"Enable": false, "Threshold": 0.6}}"#,
-        &web_service(2, 4, testkit::free_port_range(12)),
     );
-    expect_code(&e, &["create", &cluster], 0);
-    expect_code(
-        &e,
-        &["config", "push", &cluster, dir.path().to_str().unwrap()],
-        0,
+    config.service(
+        "web",
+        &format!(r#""MinInstances": {}, "MaxInstances": {},"#, 2, 4),
+        testkit::free_port_range(12),
     );
+    config.create_and_push(&etcd, &cluster);
     let logs = tempfile::tempdir().unwrap();
     let mut agents: Vec<Agent> = (1..=3)
         .map(|i| spawn_agent(&etcd, &cluster, &format!("n{i}"), logs.path()))
         .collect();
     assert!(
-        wait_until(Duration::from_secs(20), || running(&containers).len() == 2).is_some(),
+        wait_until(Duration::from_secs(20), || running_containers(&containers)
+            .len()
+            == 2)
+        .is_some(),
         "MinInstances not reached: {:?}",
-        running(&containers)
+        running_containers(&containers)
     );
     std::thread::sleep(Duration::from_secs(2));
-    let before = running(&containers);
+    let before = running_containers(&containers);
     assert_eq!(before.len(), 2, "MinInstances overshot: {before:?}");
 
     // Lose a node that runs an instance: its agent and its containers go at once.
@@ -315,13 +188,13 @@ fn a_lost_node_s_instances_are_restored_to_min_within_ttl_and_two_loops() {
     child.wait().unwrap();
 
     let restored = wait_until(Duration::from_secs(30), || {
-        let now = running(&containers);
+        let now = running_containers(&containers);
         now.len() == 2 && now.iter().all(|c| c.1 != victim)
     });
     let restored = restored.unwrap_or_else(|| {
         panic!(
             "MinInstances not restored: {:?}\n{}",
-            running(&containers),
+            running_containers(&containers),
             agents[0].log_text()
         )
     });
@@ -337,7 +210,10 @@ fn a_lost_node_s_instances_are_restored_to_min_within_ttl_and_two_loops() {
         "restored after {restored:?}, bound {bound:?}"
     );
     std::thread::sleep(Duration::from_secs(3));
-    let after: BTreeSet<String> = running(&containers).into_iter().map(|c| c.0).collect();
+    let after: BTreeSet<String> = running_containers(&containers)
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
     assert_eq!(
         after.len(),
         2,
@@ -355,28 +231,19 @@ fn gossip_refuses_malformed_oversized_replayed_and_unauthenticated_messages() {
     let containers = ClusterContainers::unique("fuzz");
     let cluster = containers.cluster.clone();
     let etcd = EtcdCluster::start();
-    let e = etcd.endpoints();
-    let dir = tempfile::tempdir().unwrap();
-    write_config(
-        dir.path(),
-        5,
+    let config = TestConfig::new(
+        &config_for_agents(5),
         r#"{"Scaleout": {"Enable": false, "Threshold": 0.75},
             "Scalein": {"Enable": false, "Threshold": 0.35},
             "Swap": {"Enable": false, "Threshold": 0.6}}"#,
-        &web_service(0, 2, testkit::free_port_range(4)),
     );
-    expect_code(&e, &["create", &cluster], 0);
-    expect_code(
-        &e,
-        &["config", "push", &cluster, dir.path().to_str().unwrap()],
-        0,
+    config.service(
+        "web",
+        &format!(r#""MinInstances": {}, "MaxInstances": {},"#, 0, 2),
+        testkit::free_port_range(4),
     );
-    let secret = etcd.etcdctl(&[
-        "get",
-        "--print-value-only",
-        &format!("/gru/{cluster}/secret"),
-    ]);
-    let secret = secret.trim().to_owned();
+    config.create_and_push(&etcd, &cluster);
+    let secret = secret(&etcd, &cluster);
     let logs = tempfile::tempdir().unwrap();
     let agent = spawn_agent(&etcd, &cluster, "n1", logs.path());
 
@@ -551,27 +418,19 @@ fn a_lost_node_s_base_service_is_re_homed_on_a_survivor() {
     let containers = ClusterContainers::unique("rehome");
     let cluster = containers.cluster.clone();
     let etcd = EtcdCluster::start();
-    let e = etcd.endpoints();
-    let dir = tempfile::tempdir().unwrap();
-    write_config(
-        dir.path(),
-        TTL_SECS as u32,
+    let config = TestConfig::new(
+        &config_for_agents(TTL_SECS as u32),
         r#"{"Scaleout": {"Enable": false, "Threshold": 0.75},
             "Scalein": {"Enable": false, "Threshold": 0.35},
             "Swap": {"Enable": false, "Threshold": 0.6}}"#,
-        &web_service(0, 2, testkit::free_port_range(8)),
     );
-    expect_code(&e, &["create", &cluster], 0);
-    expect_code(
-        &e,
-        &["config", "push", &cluster, dir.path().to_str().unwrap()],
-        0,
+    config.service(
+        "web",
+        &format!(r#""MinInstances": {}, "MaxInstances": {},"#, 0, 2),
+        testkit::free_port_range(8),
     );
-    let secret = etcd.etcdctl(&[
-        "get",
-        "--print-value-only",
-        &format!("/gru/{cluster}/secret"),
-    ]);
+    config.create_and_push(&etcd, &cluster);
+    let secret = secret(&etcd, &cluster);
     let logs = tempfile::tempdir().unwrap();
     let mut first = spawn_agent(&etcd, &cluster, "n1", logs.path());
     let survivor = spawn_agent(&etcd, &cluster, "n2", logs.path());
@@ -580,19 +439,19 @@ fn a_lost_node_s_base_service_is_re_homed_on_a_survivor() {
         first.port,
         "POST",
         "/gru/v1/commands",
-        Some(secret.trim()),
+        Some(&secret),
         Some(r#"{"name": "set-base-services", "services": ["web"]}"#),
     )
     .unwrap();
     assert_eq!(status, 202, "{body}");
     let placed = wait_until(Duration::from_secs(15), || {
-        let now = running(&containers);
+        let now = running_containers(&containers);
         now.len() == 1 && now[0].1 == "n1"
     });
     assert!(
         placed.is_some(),
         "base service not started on n1: {:?}",
-        running(&containers)
+        running_containers(&containers)
     );
     // Let n2 see n1's constraints record through its watch.
     std::thread::sleep(Duration::from_secs(1));
@@ -600,20 +459,23 @@ fn a_lost_node_s_base_service_is_re_homed_on_a_survivor() {
     let mut child = first.guard.take();
     child.kill().unwrap();
     let lost_at = Instant::now();
-    let ids: Vec<String> = running(&containers).into_iter().map(|c| c.0).collect();
+    let ids: Vec<String> = running_containers(&containers)
+        .into_iter()
+        .map(|c| c.0)
+        .collect();
     let mut rm = vec!["rm", "-f"];
     rm.extend(ids.iter().map(String::as_str));
     docker(&rm);
     child.wait().unwrap();
 
     let rehomed = wait_until(Duration::from_secs(30), || {
-        let now = running(&containers);
+        let now = running_containers(&containers);
         now.len() == 1 && now[0].1 == "n2"
     });
     assert!(
         rehomed.is_some(),
         "n1's base service was not re-homed: {:?}\n{}",
-        running(&containers),
+        running_containers(&containers),
         survivor.log_text()
     );
     let since_loss = lost_at.elapsed();

@@ -214,3 +214,37 @@ fn with_one_of_three_etcd_members_dead_create_push_and_join_still_work() {
     assert_eq!(node_keys(&etcd, "n1").len(), 4);
     assert!(etcd.keys("/gru/c/services/").len() >= 2);
 }
+
+/// A SIGTERM that arrives while the agent starts (its port is bound, it is registering)
+/// still makes it leave cleanly: the signal handlers are installed before anything else
+/// (they were installed only once the agent was serving, and an early SIGTERM killed it
+/// with the default action, leaving its keys to expire).
+#[test]
+fn sigterm_right_after_start_up_still_leaves_cleanly() {
+    let test = "sigterm_right_after_start_up_still_leaves_cleanly";
+    if !require(test, Component::Etcd) || !require(test, Component::Docker) {
+        return;
+    }
+    let etcd = EtcdCluster::start();
+    let _config = cluster_with_ttl(&etcd, 10);
+    let e = etcd.endpoints();
+    for round in 0..10 {
+        let node = format!("early{round}");
+        let port = free_port();
+        let mut agent = spawn_join(&e, &node, port);
+        let started = Instant::now();
+        // The port is bound before the node registers and serves.
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "{node} never bound");
+        }
+        send_signal(agent.pid(), "TERM");
+        let output = agent.take().wait_with_output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "round {round}: the agent did not leave cleanly on an early SIGTERM: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(node_keys(&etcd, &node).is_empty(), "round {round}: keys left behind");
+    }
+}

@@ -12,7 +12,8 @@
 //! /gru/<cluster>/nodes/<node>/resources        NodeResources  }
 //! /gru/<cluster>/nodes/<node>/active           "true" | "false"
 //! /gru/<cluster>/scaling/<service>/<part>      the service's scaling ledger (leaderless
-//!                                              coordination: out-cooldown, in-cooldown, intent)
+//!                                              coordination: out-cooldown, in-cooldown, intent,
+//!                                              last-claim)
 //! <AppRoot>/<service>/<instance>               host:port of a running instance (agent's lease)
 //! ```
 //!
@@ -215,6 +216,10 @@ pub enum LedgerPart {
     InCooldown,
     /// The last claim, until its instances settle.
     Intent,
+    /// The last claim, kept (no lease): every claim compares its revision, so a claim made
+    /// after another agent read the ledger fails that agent's claim even once its intent
+    /// has expired.
+    LastClaim,
 }
 
 impl LedgerPart {
@@ -223,6 +228,7 @@ impl LedgerPart {
             LedgerPart::OutCooldown => "out-cooldown",
             LedgerPart::InCooldown => "in-cooldown",
             LedgerPart::Intent => "intent",
+            LedgerPart::LastClaim => "last-claim",
         }
     }
 }

@@ -138,7 +138,12 @@ impl Timing {
             start_delay_secs: 5,
             lease_ttl_secs: 10,
             stale_secs: stale.as_secs(),
-            settle_secs: (2 * loop_secs).max(3),
+            // Simulated instances stop at once: no drain to wait for.
+            settle_secs: gru_agent::coordination::settle_secs(
+                loop_secs,
+                gru_agent::coordination::Direction::Out,
+                0,
+            ) as u64,
         }
     }
 }

@@ -717,7 +717,7 @@ impl<'s, V: Views> Simulation<'s, V> {
             }
             PendingKind::Repair => {
                 // Restoring MinInstances is not a step: one instance per claim, no cooldown,
-                // serialised with steps and other repairs by the intent's revision.
+                // serialised with steps and other repairs by the last claim's revision.
                 if self.runtime.free_slots(pending.agent) == 0 {
                     return;
                 }

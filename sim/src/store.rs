@@ -8,8 +8,9 @@
 //!   of 2 s applies where the real adapter asks for it;
 //! * the **scaling ledger** is read and claimed exactly as `gru_agent::store` does it
 //!   (`agent/src/store/ledger.rs`): the intent under a lease of TTL = settle, the cooldown
-//!   keys under leases of TTL = cooldown, one transaction comparing the intent's revision;
-//!   a lost claim revokes the leases it granted;
+//!   keys under leases of TTL = cooldown, the last claim kept without a lease, one
+//!   transaction comparing the last claim's revision; a lost claim revokes the leases it
+//!   granted;
 //! * **membership and discovery**: a node's `active` record and its per-service discovery
 //!   record live under the node's lease, so a silent node vanishes within its TTL. The
 //!   simulation publishes one discovery record per node and service whose value is the
@@ -221,6 +222,7 @@ impl FakeStore {
         let out = self.keys.scaling(service, LedgerPart::OutCooldown);
         let r#in = self.keys.scaling(service, LedgerPart::InCooldown);
         let intent = self.keys.scaling(service, LedgerPart::Intent);
+        let last_claim = self.keys.scaling(service, LedgerPart::LastClaim);
         for (key, entry) in self
             .entries
             .range(prefix.clone()..)
@@ -231,8 +233,9 @@ impl FakeStore {
             } else if *key == r#in {
                 ledger.in_cooling = true;
             } else if *key == intent {
-                ledger.revision = entry.mod_revision;
                 ledger.intent = serde_json::from_str::<Intent>(&entry.value).ok();
+            } else if *key == last_claim {
+                ledger.revision = entry.mod_revision;
             }
         }
         ledger
@@ -240,8 +243,8 @@ impl FakeStore {
 
     /// Claims a step as `Store::claim_step` does: the intent under a lease of
     /// `settle_secs`, each started cooldown under a lease of its own TTL (only when the TTL
-    /// is positive), all in one transaction guarded by the intent's revision. A lost claim
-    /// writes nothing and revokes the leases it granted.
+    /// is positive), the last claim without a lease, all in one transaction guarded by the
+    /// last claim's revision. A lost claim writes nothing and revokes the leases it granted.
     pub fn claim_step(
         &mut self,
         service: &str,
@@ -254,12 +257,20 @@ impl FakeStore {
         let mut leases = Vec::new();
         let intent_lease = self.grant(settle_secs);
         leases.push(intent_lease);
-        let intent_key = self.keys.scaling(service, LedgerPart::Intent);
-        let mut puts = vec![Put {
-            key: intent_key.clone(),
-            value: serde_json::to_string(&claim.intent).unwrap_or_default(),
-            lease: Some(intent_lease),
-        }];
+        let last_claim = self.keys.scaling(service, LedgerPart::LastClaim);
+        let value = serde_json::to_string(&claim.intent).unwrap_or_default();
+        let mut puts = vec![
+            Put {
+                key: self.keys.scaling(service, LedgerPart::Intent),
+                value: value.clone(),
+                lease: Some(intent_lease),
+            },
+            Put {
+                key: last_claim.clone(),
+                value,
+                lease: None,
+            },
+        ];
         for (start, part, ttl) in [
             (
                 claim.start_out_cooldown,
@@ -282,7 +293,7 @@ impl FakeStore {
                 });
             }
         }
-        let won = self.txn(&[(intent_key.as_str(), seen_revision)], puts);
+        let won = self.txn(&[(last_claim.as_str(), seen_revision)], puts);
         if won {
             self.stats.claims_won += 1;
         } else {
@@ -396,19 +407,37 @@ mod tests {
         assert!(store.claim_step("web", seen.revision, &claim, 10, 30, 60));
         store.advance(Millis::from_secs(10));
         let ledger = store.read_ledger("web");
-        assert!(
-            ledger.intent.is_none() && ledger.revision == 0,
-            "{ledger:?}"
-        );
+        assert!(ledger.intent.is_none() && ledger.revision > 0, "{ledger:?}");
         assert!(ledger.out_cooling);
         store.advance(Millis::from_secs(30));
         let ledger = store.read_ledger("web");
         assert!(!ledger.out_cooling && ledger.in_cooling);
         store.advance(Millis::from_secs(60));
-        assert_eq!(store.read_ledger("web"), Ledger::default());
-        // With the intent gone, a claim compares against revision 0 again.
-        let claim = evaluate(&request("b"), &Ledger::default(), true, true).expect("granted");
-        assert!(store.claim_step("web", 0, &claim, 10, 30, 60));
+        let ledger = store.read_ledger("web");
+        assert_eq!(
+            Ledger {
+                revision: 0,
+                ..ledger.clone()
+            },
+            Ledger::default()
+        );
+        // The last claim outlives its intent: its revision is what the next claim compares.
+        assert!(!store.claim_step("web", 0, &claim, 10, 30, 60));
+        let claim = evaluate(&request("b"), &ledger, true, true).expect("granted");
+        assert!(store.claim_step("web", ledger.revision, &claim, 10, 30, 60));
+    }
+
+    #[test]
+    fn a_claim_read_before_another_whose_intent_expired_still_loses() {
+        let mut store = store();
+        // b reads the free ledger; a claims, and a's intent expires before b claims.
+        let seen_by_b = store.read_ledger("web");
+        let a = evaluate(&request("a"), &seen_by_b, false, false).expect("granted");
+        assert!(store.claim_step("web", seen_by_b.revision, &a, 2, 0, 0));
+        store.advance(Millis::from_secs(3));
+        assert!(store.read_ledger("web").intent.is_none());
+        let b = evaluate(&request("b"), &seen_by_b, false, false).expect("granted");
+        assert!(!store.claim_step("web", seen_by_b.revision, &b, 2, 0, 0));
     }
 
     #[test]

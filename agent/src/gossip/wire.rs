@@ -53,7 +53,13 @@ pub enum Rejection {
     Replayed,
     TooLarge,
     Malformed,
+    /// Too many message bodies are being read at once (see [`MAX_CONCURRENT_BODIES`]).
+    Busy,
 }
+
+/// Gossip bodies read at the same time by one agent: with [`MAX_MESSAGE_BYTES`] each, what
+/// senders can make an agent hold before their signatures are checked.
+pub const MAX_CONCURRENT_BODIES: usize = 8;
 
 impl Rejection {
     pub fn as_str(self) -> &'static str {
@@ -64,6 +70,7 @@ impl Rejection {
             Rejection::Replayed => "replayed",
             Rejection::TooLarge => "too_large",
             Rejection::Malformed => "malformed",
+            Rejection::Busy => "busy",
         }
     }
 
@@ -75,6 +82,7 @@ impl Rejection {
             Rejection::Stale | Rejection::Replayed => 409,
             Rejection::TooLarge => 413,
             Rejection::Malformed => 400,
+            Rejection::Busy => 503,
         }
     }
 }
@@ -132,6 +140,39 @@ pub struct Credentials<'a> {
     pub signature: Option<&'a str>,
 }
 
+/// What can be checked before the body is read: the credentials are all there, well
+/// formed, and the timestamp is within [`FRESHNESS`] of `now`. A request that fails this is
+/// refused without reading its body (up to [`MAX_MESSAGE_BYTES`]); [`open`] checks all of it
+/// again, and the signature, once the body is in.
+pub fn precheck(credentials: Credentials<'_>, now: Millis) -> Result<(), Rejection> {
+    let (timestamp, _, _) = present(credentials)?;
+    fresh(timestamp, now)
+}
+
+/// The three credentials, all there and of sane length: (timestamp, nonce, signature).
+fn present(credentials: Credentials<'_>) -> Result<(&str, &str, &str), Rejection> {
+    let (Some(timestamp), Some(nonce), Some(signature)) = (
+        credentials.timestamp,
+        credentials.nonce,
+        credentials.signature,
+    ) else {
+        return Err(Rejection::Unauthenticated);
+    };
+    if nonce.is_empty() || nonce.len() > 64 || timestamp.len() > 20 {
+        return Err(Rejection::Malformed);
+    }
+    Ok((timestamp, nonce, signature))
+}
+
+/// A timestamp (ms since the epoch) within [`FRESHNESS`] of `now`.
+fn fresh(timestamp: &str, now: Millis) -> Result<(), Rejection> {
+    let sent: u64 = timestamp.parse().map_err(|_| Rejection::Malformed)?;
+    if Duration::from_millis(now.0.abs_diff(sent)) > FRESHNESS {
+        return Err(Rejection::Stale);
+    }
+    Ok(())
+}
+
 /// Checks a received message completely: size, authentication, freshness, replay, shape.
 /// The signature is checked before the nonce is remembered, so forged messages cannot
 /// fill the replay memory.
@@ -145,25 +186,12 @@ pub fn open(
     if body.len() > MAX_MESSAGE_BYTES {
         return Err(Rejection::TooLarge);
     }
-    let (Some(timestamp), Some(nonce), Some(signature)) = (
-        credentials.timestamp,
-        credentials.nonce,
-        credentials.signature,
-    ) else {
-        return Err(Rejection::Unauthenticated);
-    };
-    if nonce.is_empty() || nonce.len() > 64 || timestamp.len() > 20 {
-        return Err(Rejection::Malformed);
-    }
+    let (timestamp, nonce, signature) = present(credentials)?;
     let signature = hex::decode(signature).map_err(|_| Rejection::BadSignature)?;
     mac(secret, timestamp, nonce, body)
         .verify_slice(&signature)
         .map_err(|_| Rejection::BadSignature)?;
-    let sent: u64 = timestamp.parse().map_err(|_| Rejection::Malformed)?;
-    let skew = now.0.abs_diff(sent);
-    if Duration::from_millis(skew) > FRESHNESS {
-        return Err(Rejection::Stale);
-    }
+    fresh(timestamp, now)?;
     if !replay.admit(nonce, now) {
         return Err(Rejection::Replayed);
     }
@@ -243,6 +271,30 @@ mod tests {
             nonce: Some(&parts.1),
             signature: Some(&parts.2),
         }
+    }
+
+    #[test]
+    fn the_precheck_refuses_from_the_headers_alone_what_open_would_refuse() {
+        let parts = signed(b"{}", 100_000, "abc");
+        assert_eq!(precheck(credentials(&parts), Millis(100_500)), Ok(()));
+        let missing = Credentials {
+            signature: None,
+            ..credentials(&parts)
+        };
+        assert_eq!(
+            precheck(missing, Millis(100_500)),
+            Err(Rejection::Unauthenticated)
+        );
+        let late = Millis(100_000 + FRESHNESS.as_millis() as u64 + 1);
+        assert_eq!(precheck(credentials(&parts), late), Err(Rejection::Stale));
+        let text = ("soon".to_owned(), "abc".to_owned(), parts.2.clone());
+        assert_eq!(
+            precheck(credentials(&text), Millis(100_500)),
+            Err(Rejection::Malformed)
+        );
+        // The signature is not checked before the body is in: open does it.
+        let forged = (parts.0.clone(), parts.1.clone(), "00".repeat(32));
+        assert_eq!(precheck(credentials(&forged), Millis(100_500)), Ok(()));
     }
 
     #[test]

@@ -69,6 +69,8 @@ struct ApiState {
     commands: mpsc::Sender<AgentCommand>,
     /// The wall clock in the daemon, a fixed one in tests; read once per request.
     clock: fn() -> Millis,
+    /// Permits to read a gossip body (see `gossip::receive`).
+    gossip_bodies: Arc<tokio::sync::Semaphore>,
 }
 
 /// The API over `shared`. Commands go to the loop through `commands`; `clock` dates pushed
@@ -82,6 +84,9 @@ pub fn router(
         shared,
         commands,
         clock,
+        gossip_bodies: Arc::new(tokio::sync::Semaphore::new(
+            crate::gossip::wire::MAX_CONCURRENT_BODIES,
+        )),
     };
     let api = Router::new()
         .route("/node", get(routes::node))
@@ -97,7 +102,9 @@ pub fn router(
         .route(
             "/gossip",
             post(gossip::receive)
-                .layer(DefaultBodyLimit::max(crate::gossip::wire::MAX_MESSAGE_BYTES))
+                .layer(DefaultBodyLimit::max(
+                    crate::gossip::wire::MAX_MESSAGE_BYTES,
+                ))
                 .get(gossip::overview),
         );
     Router::new()

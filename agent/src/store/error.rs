@@ -54,3 +54,49 @@ pub fn is_transient(err: &etcd_client::Error) -> bool {
         _ => false,
     }
 }
+
+/// Whether etcd answered that a lease does not exist (it expired, or was revoked): a
+/// keep-alive opened for a lease that ran out while etcd was unreachable fails this way
+/// (etcd-client turns the server's TTL of 0 into an error), and only a new lease helps.
+pub fn is_lease_not_found(err: &etcd_client::Error) -> bool {
+    use etcd_client::Error as E;
+    match err {
+        E::LeaseKeepAliveError(message) => message.contains("lease not found"),
+        E::GRpcStatus(status) => {
+            status.code() == tonic::Code::NotFound && status.message().contains("lease not found")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_that_ran_out_is_not_found_and_a_broken_connection_is_not() {
+        let cases = [
+            (
+                etcd_client::Error::LeaseKeepAliveError("lease not found".into()),
+                true,
+            ),
+            (
+                etcd_client::Error::GRpcStatus(tonic::Status::not_found(
+                    "etcdserver: requested lease not found",
+                )),
+                true,
+            ),
+            (
+                etcd_client::Error::LeaseKeepAliveError("channel closed".into()),
+                false,
+            ),
+            (
+                etcd_client::Error::GRpcStatus(tonic::Status::unavailable("no leader")),
+                false,
+            ),
+        ];
+        for (err, expected) in cases {
+            assert_eq!(is_lease_not_found(&err), expected, "{err}");
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! The scaling ledger in etcd (see `crate::coordination` for what it means): read it, and
-//! claim a step with one transaction that compares the intent's revision to what was read.
+//! claim a step with one transaction that compares the last claim's revision to what was read.
 
 use common::keys::{ClusterKeys, LedgerPart};
 use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
@@ -38,18 +38,18 @@ impl Store {
             } else if key == keys.scaling(service, LedgerPart::InCooldown) {
                 ledger.in_cooling = true;
             } else if key == keys.scaling(service, LedgerPart::Intent) {
-                ledger.revision = kv.mod_revision();
-                // An unreadable intent (written around gru) still serialises claims through
-                // its revision; it just does not correct the count.
+                // An unreadable intent (written around gru) does not correct the count.
                 ledger.intent = serde_json::from_slice::<Intent>(kv.value()).ok();
+            } else if key == keys.scaling(service, LedgerPart::LastClaim) {
+                ledger.revision = kv.mod_revision();
             }
         }
         Ok(ledger)
     }
 
-    /// Writes `claim` if the intent is still at `seen_revision`. Every record is written
-    /// under a lease of its own TTL (`ttls`). `Ok(false)` when another agent claimed first
-    /// (nothing is written).
+    /// Writes `claim` if the last claim is still at `seen_revision`. Every record but the
+    /// last claim is written under a lease of its own TTL (`ttls`). `Ok(false)` when another
+    /// agent claimed first (nothing is written).
     pub async fn claim_step(
         &self,
         keys: &ClusterKeys,
@@ -62,11 +62,14 @@ impl Store {
         let intent_lease = self.lease_grant(ttls.settle_secs.max(2)).await?;
         leases.push(intent_lease);
         let intent = serde_json::to_string(&claim.intent).unwrap_or_default();
-        let mut ops = vec![TxnOp::put(
-            keys.scaling(service, LedgerPart::Intent),
-            intent,
-            Some(PutOptions::new().with_lease(intent_lease)),
-        )];
+        let mut ops = vec![
+            TxnOp::put(
+                keys.scaling(service, LedgerPart::Intent),
+                intent.clone(),
+                Some(PutOptions::new().with_lease(intent_lease)),
+            ),
+            TxnOp::put(keys.scaling(service, LedgerPart::LastClaim), intent, None),
+        ];
         for (start, part, ttl) in [
             (
                 claim.start_out_cooldown,
@@ -91,7 +94,7 @@ impl Store {
         }
         let txn = Txn::new()
             .when(vec![Compare::mod_revision(
-                keys.scaling(service, LedgerPart::Intent),
+                keys.scaling(service, LedgerPart::LastClaim),
                 CompareOp::Equal,
                 seen_revision,
             )])

@@ -4,19 +4,31 @@
 //! cluster or a leader election costs latency, not a failed command. Operations that must
 //! be atomic (creating a cluster, pushing a configuration, registering a node) are single
 //! transactions guarded by a comparison, so two operators racing cannot interleave.
+//!
+//! Once a request has run out of its whole deadline without an answer, or the node's lease
+//! keep-alive got no answer for a whole TTL ([`Store::note_unreachable`]), etcd is known to
+//! be unreachable: until some request is answered again, each one, those under way too, gets
+//! only [`UNREACHABLE_REQUEST_DEADLINE`]. An agent's loop makes several requests per tick;
+//! waiting the full deadline for each while etcd is down would stall the loop, and with it
+//! the guards that need no etcd (base services, dead containers), for tens of seconds per
+//! tick. A member that does not answer while others do is left out of the balanced client
+//! until it answers again (`health.rs`).
 
 mod error;
+mod health;
 mod ledger;
 mod retry;
 mod settings;
 mod watch;
 
-pub use error::{StoreError, is_transient};
+pub use error::{StoreError, is_lease_not_found, is_transient};
 pub use ledger::LedgerTtls;
-pub use retry::{DEFAULT_REQUEST_DEADLINE, with_retry};
+pub use retry::{DEFAULT_REQUEST_DEADLINE, with_retry, with_retry_until};
 pub use settings::{DEFAULT_ETCD_ENDPOINT, EtcdSettings};
 pub use watch::{WATCH_CHANNEL_LEN, WatchEvent};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::keys::ClusterKeys;
@@ -28,6 +40,12 @@ use etcd_client::{
 /// How long to wait for a TCP/TLS connection to one member.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long one request may retry while etcd is known to be unreachable (a request ran out
+/// of its deadline, or the keep-alive got no answer for a TTL, and no request has been
+/// answered since): enough to get around a dead member or
+/// to notice that etcd is back, short enough that an outage does not stall the caller.
+pub const UNREACHABLE_REQUEST_DEADLINE: Duration = Duration::from_secs(1);
+
 /// etcd's default `--max-txn-ops`; a push that needs more operations is refused up front
 /// with a clear message instead of etcd's terse one.
 pub const MAX_TXN_OPS: usize = 128;
@@ -37,7 +55,15 @@ pub const MAX_TXN_OPS: usize = 128;
 pub struct Store {
     client: Client,
     endpoints: String,
+    /// Each endpoint alone, and how to connect to it: see [`Store::member_client`].
+    members: Arc<Vec<String>>,
+    options: ConnectOptions,
+    /// Keeps `client` away from members that do not answer.
+    health: Arc<health::MemberHealth>,
     deadline: Duration,
+    /// Shared by every clone: false from a request that ran out of its deadline (or
+    /// [`Store::note_unreachable`]) until the next one that is answered.
+    reachable: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -45,6 +71,7 @@ impl std::fmt::Debug for Store {
         f.debug_struct("Store")
             .field("endpoints", &self.endpoints)
             .field("deadline", &self.deadline)
+            .field("reachable", &self.reachable.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -75,9 +102,11 @@ impl Store {
             }
             (None, None) => {}
         }
-        if let Some(tls) = tls_options(settings)? {
+        let tls = tls_options(settings)?;
+        if let Some(tls) = tls.clone() {
             options = options.with_tls(tls);
         }
+        let tls = tls.is_some();
         let endpoints = settings.endpoints_display();
         let client = with_retry(&endpoints, "connect", DEFAULT_REQUEST_DEADLINE, || {
             Client::connect(settings.endpoints.clone(), Some(options.clone()))
@@ -86,7 +115,15 @@ impl Store {
         Ok(Store {
             client,
             endpoints,
+            members: Arc::new(settings.endpoints.clone()),
+            health: Arc::new(health::MemberHealth::new(
+                &settings.endpoints,
+                options.clone(),
+                tls,
+            )),
+            options,
             deadline: DEFAULT_REQUEST_DEADLINE,
+            reachable: Arc::new(AtomicBool::new(true)),
         })
     }
 
@@ -100,16 +137,86 @@ impl Store {
         &self.endpoints
     }
 
-    /// Runs one request with this store's retry policy.
+    /// Some member did not answer: probe them all, and keep requests away from those that
+    /// do not answer (see `health.rs`).
+    pub fn suspect_members(&self) {
+        self.health.suspect(&self.client);
+    }
+
+    /// The `index`-th endpoint, counted modulo their number.
+    pub fn member_endpoint(&self, index: usize) -> String {
+        self.members[index % self.members.len().max(1)].clone()
+    }
+
+    /// A client of [`Store::member_endpoint`]`(index)` alone, for a long-lived stream that
+    /// must move to another member when its own stops answering: the balanced client picks
+    /// a member per request at random and may keep picking one that accepts connections but
+    /// never answers (a stopped process).
+    pub async fn member_client(&self, index: usize) -> Result<Client, StoreError> {
+        let endpoint = self.member_endpoint(index);
+        Client::connect([endpoint.as_str()], Some(self.options.clone()))
+            .await
+            .map_err(|source| StoreError::Failed {
+                what: format!("connect to {endpoint}"),
+                source,
+            })
+    }
+
+    /// Runs one request with this store's retry policy: the full deadline while etcd
+    /// answers, [`UNREACHABLE_REQUEST_DEADLINE`] once a request ran out of it.
     pub async fn call<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, StoreError>
     where
         F: FnMut(Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
-        with_retry(&self.endpoints, what, self.deadline, || {
+        // Asked again before every attempt: a request under way when etcd is found
+        // unreachable gives up early too.
+        let deadline = || {
+            if self.reachable.load(Ordering::Relaxed) {
+                self.deadline
+            } else {
+                self.deadline.min(UNREACHABLE_REQUEST_DEADLINE)
+            }
+        };
+        let mut attempts = 0;
+        let result = with_retry_until(&self.endpoints, what, deadline, || {
+            attempts += 1;
+            // Called again: the last attempt failed, perhaps on a member that hangs.
+            if attempts > 1 {
+                self.health.suspect(&self.client);
+            }
             op(self.client.clone())
         })
-        .await
+        .await;
+        // Any answer, a refusal too, shows that etcd is reachable.
+        let reachable = !matches!(result, Err(StoreError::Unavailable { .. }));
+        if self.reachable.swap(reachable, Ordering::Relaxed) != reachable {
+            if reachable {
+                tracing::info!(endpoints = %self.endpoints, what, "etcd answers again");
+            } else {
+                tracing::warn!(
+                    endpoints = %self.endpoints,
+                    what,
+                    deadline = ?UNREACHABLE_REQUEST_DEADLINE,
+                    "etcd is unreachable; until it answers, each request gives up after the shorter deadline"
+                );
+            }
+        }
+        result
+    }
+
+    /// etcd has not answered for a while (the node's lease keep-alive got no answer for a
+    /// whole TTL): from now until etcd answers a request, requests give up after
+    /// [`UNREACHABLE_REQUEST_DEADLINE`], those under way too.
+    pub fn note_unreachable(&self, why: &str) {
+        if self.reachable.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                endpoints = %self.endpoints,
+                why,
+                deadline = ?UNREACHABLE_REQUEST_DEADLINE,
+                "etcd is unreachable; until it answers, each request gives up after the shorter deadline"
+            );
+        }
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Entry>, StoreError> {
@@ -292,6 +399,16 @@ impl Store {
             })
             .await?;
         Ok(resp.id())
+    }
+
+    /// Whether lease `id` still exists (etcd reports a remaining TTL above 0).
+    pub async fn lease_alive(&self, id: i64) -> Result<bool, StoreError> {
+        let resp = self
+            .call("read lease", |mut c| async move {
+                c.lease_time_to_live(id, None).await
+            })
+            .await?;
+        Ok(resp.ttl() > 0)
     }
 
     pub async fn lease_revoke(&self, id: i64) -> Result<(), StoreError> {

@@ -25,6 +25,22 @@ pub async fn with_retry<T, F, Fut>(
     endpoints: &str,
     what: &str,
     deadline: Duration,
+    op: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, etcd_client::Error>>,
+{
+    with_retry_until(endpoints, what, || deadline, op).await
+}
+
+/// Like [`with_retry`], with a deadline asked again before every attempt and every retry,
+/// so a request already under way gives up early once the deadline shrinks (the store
+/// learnt that etcd is unreachable).
+pub async fn with_retry_until<T, F, Fut>(
+    endpoints: &str,
+    what: &str,
+    deadline: impl Fn() -> Duration,
     mut op: F,
 ) -> Result<T, StoreError>
 where
@@ -36,16 +52,18 @@ where
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let result = match tokio::time::timeout(ATTEMPT_TIMEOUT, op()).await {
+        // No attempt runs past the request's deadline.
+        let attempt_timeout = ATTEMPT_TIMEOUT.min(deadline().saturating_sub(started.elapsed()));
+        let result = match tokio::time::timeout(attempt_timeout, op()).await {
             Ok(result) => result,
             Err(_) => Err(etcd_client::Error::GRpcStatus(tonic::Status::unavailable(
-                format!("no answer within {ATTEMPT_TIMEOUT:?}"),
+                format!("no answer within {attempt_timeout:?}"),
             ))),
         };
         match result {
             Ok(value) => return Ok(value),
             Err(err) if is_transient(&err) => {
-                if started.elapsed() + backoff >= deadline {
+                if started.elapsed() + backoff >= deadline() {
                     return Err(StoreError::Unavailable {
                         endpoints: endpoints.to_owned(),
                         what: what.to_owned(),
@@ -101,6 +119,32 @@ mod tests {
         .expect_err("never succeeds");
         assert!(err.is_unavailable(), "{err}");
         assert!(err.to_string().contains("http://x:1"), "{err}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_under_way_gives_up_when_its_deadline_shrinks() {
+        let calls = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let deadline = || {
+            // Etcd is found unreachable (by someone else) after the second attempt.
+            if calls.load(Ordering::SeqCst) < 2 {
+                Duration::from_secs(10)
+            } else {
+                Duration::from_secs(1)
+            }
+        };
+        let err = with_retry_until("e", "get", deadline, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<(), _>(unavailable())
+        })
+        .await
+        .expect_err("never succeeds");
+        assert!(err.is_unavailable(), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "gave up after {:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test(start_paused = true)]

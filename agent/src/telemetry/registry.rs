@@ -128,6 +128,7 @@ pub struct Metrics {
     gossip_rejected: LabelledCounter,
     etcd_errors: AtomicU64,
     docker_errors: AtomicU64,
+    log_lines: LabelledCounter,
 }
 
 impl Default for Metrics {
@@ -146,6 +147,7 @@ impl Metrics {
             gossip_rejected: LabelledCounter::new(&["reason"]),
             etcd_errors: AtomicU64::new(0),
             docker_errors: AtomicU64::new(0),
+            log_lines: LabelledCounter::new(&["result"]),
         }
     }
 
@@ -189,6 +191,17 @@ impl Metrics {
     /// A Docker Engine call failed.
     pub fn docker_error(&self) {
         self.docker_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` lines of containers' output had `result`: `recorded` (a metric line of the
+    /// container's service), `malformed` (a `gru:` line the parser refused), `ignored`
+    /// (another service's metric line) or `dropped` (any line: the reader fell behind).
+    pub fn log_lines(&self, result: &str, n: u64) {
+        self.log_lines.add(&[result], n);
+    }
+
+    pub fn log_lines_count(&self, result: &str) -> u64 {
+        self.log_lines.get(&[result])
     }
 
     pub fn decisions(&self, action: &str) -> u64 {
@@ -246,6 +259,11 @@ impl Metrics {
             "Docker Engine calls that failed.",
             [(vec![], self.docker_errors())],
         );
+        self.log_lines.render(
+            page,
+            "gru_log_lines_total",
+            "Lines of containers' output, by result: recorded (metric lines), malformed (gru: lines refused), ignored (another service's metric lines), dropped (the reader fell behind).",
+        );
     }
 }
 
@@ -289,6 +307,7 @@ mod tests {
             "gru_gossip_rejected_total counter",
             "gru_etcd_errors_total counter",
             "gru_docker_errors_total counter",
+            "gru_log_lines_total counter",
         ] {
             assert!(
                 text.contains(&format!("# TYPE {family}\n")),

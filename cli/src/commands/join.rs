@@ -36,18 +36,23 @@ fn host_name() -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-/// Resolves on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Installs the SIGINT and SIGTERM handlers at once (before anything is served: a signal
+/// that comes while the agent starts must not kill it with the default action, leaving its
+/// records behind), and returns a future that resolves on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the agent with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received; leaving the cluster"),
-        _ = int.recv() => tracing::info!("SIGINT received; leaving the cluster"),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop the agent with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received; leaving the cluster"),
+            _ = int.recv() => tracing::info!("SIGINT received; leaving the cluster"),
+        }
     }
 }

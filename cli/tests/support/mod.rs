@@ -120,3 +120,4 @@ pub fn broken_dir(case: &BrokenCase) -> tempfile::TempDir {
     std::fs::copy(source, target).unwrap();
     dir
 }
+pub mod agents;

@@ -36,6 +36,11 @@ pub struct Analytic {
     pub constraints: Vec<String>,
 }
 
+/// The longest expression, in bytes. evalexpr parses, evaluates and drops a tree
+/// recursively, so an expression far longer than any real one (`a + a + ...` ten thousand
+/// times) would exhaust the stack of the thread that compiles it: the CLI's, or an agent's.
+pub const MAX_EXPR_BYTES: usize = 1024;
+
 const ANALYTIC_FIELDS: &[Field] = &[
     field("Name", Shape::Any),
     field("Expr", Shape::Any),
@@ -69,6 +74,16 @@ fn validate(analytic: &Analytic, findings: &mut Findings) {
         return;
     }
     let path = JsonPath::fields("Expr");
+    if analytic.expr.len() > MAX_EXPR_BYTES {
+        findings.add(
+            &path,
+            format!(
+                "is {} bytes, longer than the {MAX_EXPR_BYTES} an expression may be",
+                analytic.expr.len()
+            ),
+        );
+        return;
+    }
     match evalexpr::build_operator_tree(&analytic.expr) {
         Ok(tree) => match operator_missing_operand(&tree) {
             None => check_expression(analytic, &tree, findings),
@@ -189,4 +204,33 @@ fn is_builtin_function(name: &str) -> bool {
         call.eval_with_context(&EmptyContextWithBuiltinFunctions),
         Err(EvalexprError::FunctionIdentifierNotFound(_))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn document(expr: &str) -> String {
+        serde_json::json!({"Name": "load", "Expr": expr, "Metrics": ["cpu_avg"]}).to_string()
+    }
+
+    #[test]
+    fn an_expression_over_the_length_bound_is_refused_before_it_is_parsed() {
+        // Far over the bound: parsing it would overflow this thread's 2 MiB stack.
+        let long = vec!["cpu_avg"; 6000].join(" + ");
+        let problems =
+            parse_analytic("analytics/load.json", &document(&long)).expect_err("too long");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path == "Expr" && p.message.contains("longer than the 1024")),
+            "{problems:?}"
+        );
+
+        // At the bound, nested as deep as it can be: parsed and checked on this thread.
+        let depth = (MAX_EXPR_BYTES - "cpu_avg".len()) / 2;
+        let nested = format!("{}cpu_avg{}", "(".repeat(depth), ")".repeat(depth));
+        assert!(nested.len() <= MAX_EXPR_BYTES);
+        parse_analytic("analytics/load.json", &document(&nested)).expect("accepted");
+    }
 }

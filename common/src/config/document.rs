@@ -14,6 +14,11 @@ use super::jsonc::parse_jsonc;
 use super::problem::{Findings, JsonPath, Problem};
 use super::schema::{Field, Shape, canonicalize, path_from_serde, remove_at};
 
+/// The largest document accepted, in bytes. Gru's documents are a few hundred bytes; the
+/// bound keeps a document written into etcd around the CLI from costing every agent time
+/// and memory, and keeps the problem messages that quote its values short.
+pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+
 /// A bound on deserialization retries; each one removes a value, so it is never reached by a
 /// document of a sensible size.
 const MAX_TYPE_ERRORS: usize = 256;
@@ -27,6 +32,16 @@ pub(crate) fn parse_document<T: DeserializeOwned>(
 ) -> Result<T, Vec<Problem>> {
     let mut findings = Findings::new(file);
     let root = JsonPath::root();
+    if text.len() > MAX_DOCUMENT_BYTES {
+        findings.add(
+            &root,
+            format!(
+                "is {} bytes, more than the {MAX_DOCUMENT_BYTES} a document may hold",
+                text.len()
+            ),
+        );
+        return Err(findings.into_problems());
+    }
     let value = match parse_jsonc(text) {
         Ok(value) => value,
         Err(message) => {
@@ -92,4 +107,26 @@ fn in_json_words(message: &str) -> String {
                 .map(|start| format!("{start}{json}"))
         })
         .unwrap_or_else(|| message.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_over_the_size_bound_is_refused_unread() {
+        let validate = |_: &serde_json::Value, _: &mut Findings| {};
+        let fields: &[Field] = &[];
+        let at_bound = format!("{{}}{}", " ".repeat(MAX_DOCUMENT_BYTES - 2));
+        assert!(parse_document("config.json", &at_bound, fields, validate).is_ok());
+        let over = format!("{{}}{}", " ".repeat(MAX_DOCUMENT_BYTES - 1));
+        let problems =
+            parse_document("config.json", &over, fields, validate).expect_err("too large");
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].message.contains("65537 bytes"),
+            "{}",
+            problems[0]
+        );
+    }
 }

@@ -21,6 +21,12 @@ async fn serve(settings: ServerSettings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
         .with_context(|| format!("cannot listen on {}", settings.addr))?;
+    // Ends with the runtime, when `main` returns.
+    tokio::spawn(server::noise::print_malformed(
+        settings.malformed_lines_per_sec,
+        settings.service.clone(),
+        std::io::stdout(),
+    ));
     server::run(
         listener,
         settings,

@@ -7,6 +7,8 @@
 //!   threads, never on the threads that serve connections.
 //! * Every report interval with completions, one `gru:<service>:execution_time:<ms>:ms` line
 //!   goes to `out` (stdout in the binary).
+//! * With `--malformed-lines-per-sec N`, the binary also prints N malformed `gru:` lines a
+//!   second to stdout ([`noise`]), for tests of the agent's log reader.
 //!
 //! Shutdown: when `shutdown` resolves the listener closes, every admitted request (working
 //! or queued) is finished within [`DRAIN_DEADLINE`], the last partial window is reported,
@@ -14,6 +16,7 @@
 
 pub mod admission;
 pub mod busy_work;
+pub mod noise;
 pub mod report;
 pub mod settings;
 

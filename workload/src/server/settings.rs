@@ -14,6 +14,7 @@ pub const DEFAULT_SERVICE_TIME_MS: u64 = 20;
 pub const DEFAULT_CONCURRENCY: u32 = 1;
 pub const DEFAULT_QUEUE: u32 = 1000;
 pub const DEFAULT_REPORT_INTERVAL_SECS: u64 = 1;
+pub const DEFAULT_MALFORMED_LINES_PER_SEC: u32 = 0;
 
 /// The command line as typed (or as the environment filled it in).
 #[derive(Debug, Parser)]
@@ -55,6 +56,11 @@ pub struct ServerArgs {
     #[arg(long, env = "REPORT_INTERVAL_SECS", default_value_t = DEFAULT_REPORT_INTERVAL_SECS,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub report_interval_secs: u64,
+
+    /// Malformed `gru:` lines printed to stdout per second besides the report lines, to test
+    /// the agent's log reader (0: none).
+    #[arg(long, env = "MALFORMED_LINES_PER_SEC", default_value_t = DEFAULT_MALFORMED_LINES_PER_SEC)]
+    pub malformed_lines_per_sec: u32,
 }
 
 /// Validated, ready-to-use settings.
@@ -66,6 +72,7 @@ pub struct ServerSettings {
     pub concurrency: usize,
     pub queue: usize,
     pub report_interval: Duration,
+    pub malformed_lines_per_sec: u32,
 }
 
 impl ServerSettings {
@@ -78,6 +85,7 @@ impl ServerSettings {
             concurrency: DEFAULT_CONCURRENCY as usize,
             queue: DEFAULT_QUEUE as usize,
             report_interval: Duration::from_secs(DEFAULT_REPORT_INTERVAL_SECS),
+            malformed_lines_per_sec: DEFAULT_MALFORMED_LINES_PER_SEC,
         }
     }
 }
@@ -91,6 +99,7 @@ impl From<ServerArgs> for ServerSettings {
             concurrency: args.concurrency as usize,
             queue: args.queue as usize,
             report_interval: Duration::from_secs(args.report_interval_secs),
+            malformed_lines_per_sec: args.malformed_lines_per_sec,
         }
     }
 }
@@ -140,6 +149,7 @@ mod tests {
         assert_eq!(settings.concurrency, 1);
         assert_eq!(settings.queue, 1000);
         assert_eq!(settings.report_interval, Duration::from_secs(1));
+        assert_eq!(settings.malformed_lines_per_sec, 0);
     }
 
     #[test]

@@ -1,0 +1,363 @@
+#!/usr/bin/env bash
+# The soak: three agents (separate `gru join` processes, distinct node names) manage two
+# services of the test workload (configs/soak) on this machine's Docker engine for N
+# minutes, under changing load and with agent restarts, while every 10 s a sample checks
+# the cluster's invariants and records each agent's resident memory.
+#
+#   scripts/soak.sh                   10 minutes
+#   scripts/soak.sh --minutes 2       a quick check
+#   scripts/soak.sh --no-build        use the binaries and images already built
+#   scripts/soak.sh --keep-logs DIR   copy the agents' logs (JSON), the events and the
+#                                     load generators' output to DIR at the end
+#
+# What happens:
+#   * a throwaway etcd (scripts/etcd.sh, port 19590), `gru create soak-<pid>`, `gru config
+#     push configs/soak`: web (MinInstances 1, MaxInstances 4) and api (2, 3), both scaling
+#     out and in, loop 3 s, TTL 5 s, cooldowns 10 s out / 15 s in;
+#   * node2, then (once the minimums are deployed, so that it holds them) node1 and node3,
+#     each `gru join <cluster> --name nodeN --port 1958N --bind 127.0.0.1 --publish-ip
+#     127.0.0.1 --start`, logs in JSON;
+#   * load: two gru-loadgen processes, targets read from discovery every second, each on
+#     a repeating cycle of phases (web 150 s: idle 0, ramp 20, 45, high 70, drop 5 req/s;
+#     api 110 s: low 5, high 35, idle 0);
+#   * restarts: every 120 s (a third of the run when shorter than 6 minutes; none in the
+#     last 30 s) one agent is stopped, alternately SIGTERM and kill -9: node2 and node3 in
+#     turn (the other one when it is the only one holding containers). It is
+#     started again under the same name as soon as its old record is gone (at once after
+#     SIGTERM, which revokes the lease; after the TTL after kill -9), and then its instance
+#     list (GET /gru/v1/services) must hold every container that ran on its node before and
+#     still runs (adoption). node1 is never restarted: it is the process whose memory is
+#     followed over the whole run;
+#   * every 10 s a sample (scripts/soak-check.py) prints each agent's VmRSS, the running
+#     containers per service (docker ps, label org.gru.cluster) and their peak since the
+#     last sample, the discovery records (etcdctl get --prefix /gru/<cluster>/discovery/),
+#     the load, and checks the invariants:
+#       - each service's running containers within [MinInstances, MaxInstances], at every
+#         moment: the docker events (start, die) of the cluster's containers, recorded from
+#         before the first agent, are replayed into the exact count. Above the maximum is
+#         a violation unless an agent is restarting: from its stop request until TTL + 2
+#         loops + one sampling period (5 + 6 + 10 s) after it answers again (its records
+#         vanish with its lease, so survivors restore the minimum or scale out, and once it
+#         has adopted its containers the ceiling repair stops the excess, one instance per
+#         ledger claim). Below the minimum (once every minimum was first reached) is a
+#         violation when it lasts longer than TTL + 2 loops (11 s), outside restarts;
+#       - no two running containers with the same instance label (docker ps, and a start
+#         of an instance that runs), never tolerated;
+#       - every discovery record names a running container of its service whose published
+#         port is the record's, and every running container has a record, except a
+#         restarting node's containers (until one period after it is up); a mismatch
+#         counts when it is seen in two samples in a row (one period of tolerance);
+#       - no agent exits unless the soak stopped it, a restarted agent answers /healthz
+#         within 30 s and adopts its containers;
+#   * actions: the agents' `instance started` / `instance stopped` log lines (by reason:
+#     min-instances, scale-out, scale-in, max-instances, ...), across restarts; the docker
+#     events (start, destroy) of the cluster's containers are printed beside them.
+#
+# Summary: a table of RSS per agent process, then the figures, and last one line
+#   rss_growth_pct=<x> violations=<n> actions=<n> restarts=<n> minutes=<m> ...
+# rss_growth_pct: over the last 5 minutes (the second half of shorter runs), for each
+# agent process that ran through the whole window and was started at least 60 s before it
+# (warm: a fresh process grows while it fills its windows and histories), the change from
+# the mean of its first 3 samples in the window to the mean of its last 3; the largest of
+# them. Exit 1 if violations > 0 or rss_growth_pct >= 5 (or no process qualifies).
+# Everything is torn down at the end, on Ctrl-C and on failure: load generators, agents,
+# etcd, the cluster's containers (by label) and the temporary directory.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$GRU_ROOT"
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+minutes=10
+build=true
+keep_logs=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --minutes) minutes=${2:?--minutes needs a number}; shift 2 ;;
+    --no-build) build=false; shift ;;
+    --keep-logs) keep_logs=${2:?--keep-logs needs a directory}; shift 2 ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; exit 64 ;;
+  esac
+done
+[[ $minutes =~ ^[1-9][0-9]*$ ]] || die "--minutes takes a whole number of minutes, not '$minutes'"
+
+total=$((minutes * 60))
+period=10
+warmup=60
+if [ "$minutes" -ge 10 ]; then window=300; else window=$((total / 2)); fi
+if [ "$total" -ge 360 ]; then restart_every=120; else restart_every=$((total / 3)); fi
+etcd_port=19590
+agent_port0=19580
+cluster=soak-$$
+check=$GRU_ROOT/scripts/soak-check.py
+restart_signals=(TERM KILL)
+
+for tool in etcd etcdctl docker python3 curl cargo; do
+  command -v "$tool" >/dev/null || die "$tool is missing: run scripts/install-deps.sh"
+done
+docker info >/dev/null 2>&1 || die "no Docker engine answers${DOCKER_HOST:+ at $DOCKER_HOST}"
+if curl -sf -m 2 "http://127.0.0.1:$etcd_port/health" >/dev/null 2>&1; then
+  die "something already answers on port $etcd_port (another soak?)"
+fi
+
+tmp=$(mktemp -d /tmp/gru-soak.XXXXXX)
+mkdir -p "$tmp/logs"
+export GRU_RUN_DIR=$tmp/run
+declare -A agent_pid=()
+bg=()
+torn_down=false
+
+# exited PID: whether a child process has exited (a zombie until it is waited for).
+exited() {
+  local state
+  state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null || true)
+  [ -z "$state" ] || [ "$state" = Z ]
+}
+
+cleanup() {
+  set +e
+  $torn_down && return 0
+  torn_down=true
+  local pid i alive ids
+  for pid in "${bg[@]}"; do kill "$pid" 2>/dev/null; done
+  # Agents drain for up to 5 s on SIGTERM; one that does not exit within 15 s is killed.
+  for pid in "${agent_pid[@]}"; do kill "$pid" 2>/dev/null; done
+  for ((i = 0; i < 150; i++)); do
+    alive=false
+    for pid in "${agent_pid[@]}"; do exited "$pid" || alive=true; done
+    $alive || break
+    sleep 0.1
+  done
+  for pid in "${agent_pid[@]}"; do kill -9 "$pid" 2>/dev/null; done
+  for pid in "${agent_pid[@]}" "${bg[@]}"; do wait "$pid" 2>/dev/null; done
+  if [ -n "$keep_logs" ]; then
+    mkdir -p "$keep_logs" && cp -r "$tmp/logs/." "$tmp/events" "$tmp/state.json" "$keep_logs/" 2>/dev/null
+  fi
+  ids=$(docker ps -aq --filter "label=org.gru.cluster=$cluster")
+  # shellcheck disable=SC2086 # one argument per id
+  [ -n "$ids" ] && docker rm -f $ids >/dev/null
+  "$GRU_ROOT/scripts/etcd.sh" stop
+  rm -rf "$tmp"
+  say "soak torn down (load generators, agents, containers, etcd, $tmp)"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if $build; then
+  say "building gru (cargo build --release -p gru) and the workload images"
+  cargo build --release --locked -q -p gru
+  "$GRU_ROOT/scripts/build-images.sh" workload loadgen >/dev/null
+fi
+gru=$GRU_ROOT/target/release/gru
+loadgen=$GRU_ROOT/target/x86_64-unknown-linux-musl/release/gru-loadgen
+[ -x "$gru" ] || die "$gru is missing (run without --no-build)"
+[ -x "$loadgen" ] || die "$loadgen is missing (run without --no-build)"
+docker image inspect gru-workload:latest >/dev/null 2>&1 || die "image gru-workload:latest is missing (run without --no-build)"
+
+say "starting etcd on port $etcd_port"
+ETCD_ADDR=$("$GRU_ROOT/scripts/etcd.sh" start --port "$etcd_port")
+export ETCD_ADDR
+etcd_cli() { timeout 10 etcdctl --endpoints="$ETCD_ADDR" "$@"; }
+"$gru" create "$cluster" >/dev/null
+"$gru" config push "$cluster" configs/soak >/dev/null
+"$gru" config get "$cluster" services >"$tmp/services.json"
+"$gru" config get "$cluster" config >"$tmp/config.json"
+say "cluster $cluster: configs/soak pushed"
+
+now() { date +%s.%3N; }
+secs() { date +%s; }
+event() { echo "$(now) $*" >>"$tmp/events"; }
+: >"$tmp/events"
+
+# start_agent NODE: `gru join` in the background, appending to the node's log.
+start_agent() {
+  local node=$1 port=$((agent_port0 + ${1#node}))
+  "$gru" --log-format json join "$cluster" --name "$node" --port "$port" --bind 127.0.0.1 \
+    --publish-ip 127.0.0.1 --start >>"$tmp/logs/$node.log" 2>&1 &
+  agent_pid[$node]=$!
+  event start "$node" "$!"
+}
+node_free() { [ -z "$(etcd_cli get --keys-only "/gru/$cluster/nodes/$1/config" 2>/dev/null)" ]; }
+healthy() { curl -sf -m 1 "http://127.0.0.1:$((agent_port0 + ${1#node}))/healthz" >/dev/null 2>&1; }
+node_containers() {
+  timeout 10 docker ps -q --no-trunc --filter "label=org.gru.cluster=$cluster" \
+    --filter "label=org.gru.node=$1" --filter status=running
+}
+discovery_count() { etcd_cli get --prefix --keys-only "/gru/$cluster/discovery/" 2>/dev/null | grep -c . || true; }
+
+# Every start and death of the cluster's containers from before the first agent on: the
+# checker replays them into the exact running count of each service at every moment.
+timeout $((total + 600)) docker events --filter "label=org.gru.cluster=$cluster" --filter type=container \
+  --filter event=start --filter event=die --filter event=destroy \
+  --format '{{.TimeNano}} {{.Action}} {{index .Actor.Attributes "org.gru.service"}} {{index .Actor.Attributes "org.gru.instance"}} {{index .Actor.Attributes "org.gru.node"}}' \
+  >"$tmp/logs/docker-events" 2>/dev/null &
+bg+=($!)
+sleep 0.5
+
+# node2 joins first and deploys the minimums, so that a restarted agent has containers
+# to adopt from the first restart on.
+say "gru join $cluster --name node2 --start"
+start_agent node2
+wait_http "http://127.0.0.1:$((agent_port0 + 2))/healthz" 30 || die "node2 did not come up; see its log"
+event up node2 "${agent_pid[node2]}"
+min_total=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); s=s.values() if isinstance(s,dict) else s; print(sum(x.get("MinInstances",0) for x in s))' "$tmp/services.json")
+for _ in $(seq 1 120); do
+  [ "$(discovery_count)" -ge "$min_total" ] && break
+  sleep 0.5
+done
+for node in node1 node3; do
+  say "gru join $cluster --name $node --start"
+  start_agent "$node"
+  wait_http "http://127.0.0.1:$((agent_port0 + ${node#node}))/healthz" 30 || die "$node did not come up"
+  event up "$node" "${agent_pid[$node]}"
+done
+
+# Load: targets from discovery every second; phases repeated over the whole run.
+web_cycle="0:20s,20:20s,45:20s,70:40s,5:50s"   # 150 s
+api_cycle="5:30s,35:40s,0:40s"                 # 110 s
+repeat() { local out="" i; for ((i = 0; i < $2; i++)); do out+="${out:+,}$1"; done; echo "$out"; }
+web_schedule=$(repeat "$web_cycle" $((total / 150 + 2)))
+api_schedule=$(repeat "$api_cycle" $((total / 110 + 2)))
+(
+  while true; do
+    for s in web api; do
+      etcd_cli get --prefix --print-value-only "/gru/$cluster/discovery/$s/" 2>/dev/null |
+        grep . | sed 's|^|http://|; s|$|/|' >"$tmp/$s.targets.tmp" && mv "$tmp/$s.targets.tmp" "$tmp/$s.targets"
+    done
+    sleep 1
+  done
+) &
+bg+=($!)
+sleep 1.5
+t0=$(secs)
+for s in web api; do
+  sched_var=${s}_schedule
+  "$loadgen" --targets-file "$tmp/$s.targets" --schedule "${!sched_var}" --timeout-ms 2000 \
+    >"$tmp/logs/loadgen-$s.out" 2>"$tmp/logs/loadgen-$s.log" &
+  bg+=($!)
+done
+python3 "$check" init --state "$tmp/state.json" --services "$tmp/services.json" \
+  --config "$tmp/config.json" --period "$period" --t0 "$t0" --warmup "$warmup" --window "$window" \
+  --schedule "web=$web_schedule@$t0" --schedule "api=$api_schedule@$t0"
+
+say "soak: $minutes min, a sample every $period s, a restart every $restart_every s; RSS window: last $window s"
+
+sample() {
+  local node pid kb ps_ok=1 disc_ok=1 rss=()
+  for node in node1 node2 node3; do
+    pid=${agent_pid[$node]:-0}
+    kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
+    rss+=("$node=$pid:${kb:-down}")
+  done
+  timeout 10 docker ps --no-trunc --filter "label=org.gru.cluster=$cluster" --filter status=running \
+    --format '{{.ID}}	{{.Label "org.gru.service"}}	{{.Label "org.gru.instance"}}	{{.Label "org.gru.node"}}	{{.Ports}}' \
+    >"$tmp/ps" 2>/dev/null || ps_ok=0
+  etcd_cli get --prefix "/gru/$cluster/discovery/" >"$tmp/discovery" 2>/dev/null || disc_ok=0
+  python3 "$check" sample --state "$tmp/state.json" --now "$(now)" --ps "$tmp/ps" --ps-ok "$ps_ok" \
+    --discovery "$tmp/discovery" --discovery-ok "$disc_ok" --root "/gru/$cluster/discovery" \
+    --events "$tmp/events" --docker-events "$tmp/logs/docker-events" --logs "$tmp/logs" --rss "${rss[@]}"
+}
+
+# A restart is a small state machine stepped once a second:
+#   stopping ─(process gone)─► naming ─(old lease gone)─► starting ─(/healthz)─► adopting ─► idle
+restart_node=""
+last_restarted=""
+phase=idle
+phase_since=0
+step_restart() {
+  local node=$restart_node pid=${agent_pid[$restart_node]:-0} rc view k m
+  case $phase in
+    stopping)
+      if exited "$pid"; then
+        rc=0; wait "$pid" 2>/dev/null || rc=$?
+        event exit "$node" "$pid" "$rc"
+        phase=naming; phase_since=$(secs)
+      elif [ $(($(secs) - phase_since)) -ge 20 ]; then
+        kill -9 "$pid" 2>/dev/null || true
+      fi
+      ;;
+    naming)
+      # A node name is unique among live nodes: after kill -9 the old lease must expire.
+      if node_free "$node" || [ $(($(secs) - phase_since)) -ge 30 ]; then
+        start_agent "$node"
+        phase=starting; phase_since=$(secs)
+      fi
+      ;;
+    starting)
+      if healthy "$node"; then
+        event up "$node" "${agent_pid[$node]}"
+        phase=adopting; phase_since=$(secs)
+      elif [ $(($(secs) - phase_since)) -ge 30 ]; then
+        event start-failed "$node"
+        phase=idle
+      fi
+      ;;
+    adopting)
+      view=$tmp/$node.view
+      curl -sf -m 2 "http://127.0.0.1:$((agent_port0 + ${node#node}))/gru/v1/services" >"$view" 2>/dev/null || echo '{}' >"$view"
+      node_containers "$node" >"$tmp/$node.running" || true
+      read -r k m < <(python3 "$check" adopted --before "$tmp/$node.before" --agent "$view" --running "$tmp/$node.running")
+      if [ "$k" = "$m" ] || [ $(($(secs) - phase_since)) -ge 15 ]; then
+        event adopted "$node" "$k" "$m"
+        phase=idle
+      fi
+      ;;
+  esac
+}
+begin_restart() {
+  local i=$1 sig=${restart_signals[$1 % ${#restart_signals[@]}]} node n2 n3
+  # node2 and node3 in turn; the other one when the one whose turn it is holds no
+  # container (nothing to adopt) and the other does.
+  n2=$(node_containers node2 | grep -c . || true)
+  n3=$(node_containers node3 | grep -c . || true)
+  if [ "$last_restarted" = node2 ]; then node=node3; else node=node2; fi
+  if [ "$node" = node2 ] && [ "$n2" -eq 0 ] && [ "$n3" -gt 0 ]; then node=node3
+  elif [ "$node" = node3 ] && [ "$n3" -eq 0 ] && [ "$n2" -gt 0 ]; then node=node2
+  fi
+  last_restarted=$node
+  node_containers "$node" >"$tmp/$node.before" || true
+  restart_node=$node
+  event stop-requested "$node" "$sig"
+  printf '%s  restart %d: %s (pid %s) gets SIG%s; it holds %d container(s)\n' "$(date +%H:%M:%S)" \
+    $((i + 1)) "$node" "${agent_pid[$node]}" "$sig" "$(grep -c . "$tmp/$node.before" || true)"
+  kill -s "$sig" "${agent_pid[$node]}"
+  phase=stopping; phase_since=$(secs)
+}
+
+next_sample=0
+next_restart=$restart_every
+while true; do
+  t=$(($(secs) - ${t0%.*}))
+  [ "$phase" != idle ] && step_restart
+  # An agent that exits on its own is recorded (a violation) and started again.
+  for node in node1 node2 node3; do
+    if [ "$node" != "$restart_node" ] || [ "$phase" = idle ]; then
+      pid=${agent_pid[$node]}
+      if exited "$pid"; then
+        rc=0; wait "$pid" 2>/dev/null || rc=$?
+        event exit "$node" "$pid" "$rc"
+        printf '%s  %s (pid %s) exited on its own with %s; starting it again\n' "$(date +%H:%M:%S)" "$node" "$pid" "$rc"
+        node_containers "$node" >"$tmp/$node.before" || true
+        restart_node=$node; phase=naming; phase_since=$(secs)
+      fi
+    fi
+  done
+  if [ "$t" -ge "$next_sample" ]; then
+    sample
+    next_sample=$((next_sample + period))
+    [ "$next_sample" -gt "$total" ] && [ "$t" -ge "$total" ] && break
+  fi
+  if [ "$t" -ge "$next_restart" ] && [ "$next_restart" -le $((total - 30)) ] && [ "$phase" = idle ]; then
+    begin_restart $((next_restart / restart_every - 1))
+    next_restart=$((next_restart + restart_every))
+  fi
+  sleep 1
+done
+
+rc=0
+summary=$(python3 "$check" summary --state "$tmp/state.json" --events "$tmp/events" --logs "$tmp/logs" \
+  --docker-events "$tmp/logs/docker-events" --minutes "$minutes") || rc=$?
+cleanup
+trap - EXIT
+printf '%s\n' "$summary"
+exit "$rc"
