@@ -19,7 +19,8 @@ use crate::docker::{self, DockerError};
 use crate::http;
 use crate::mape::WindowSettings;
 use crate::membership::{Membership, NodeRecords};
-use crate::runtime::{AgentCommand, Autonomic, AutonomicParts, COMMAND_QUEUE_LEN, Shared, peers};
+use crate::runtime::autonomic::now;
+use crate::runtime::{AgentCommand, Autonomic, AutonomicParts, COMMAND_QUEUE_LEN, Shared};
 use crate::store::{EtcdSettings, Store, StoreError, WatchEvent};
 
 /// Port of the agent's HTTP API when `--port` is not given.
@@ -182,14 +183,9 @@ pub async fn run(
         Ok(entries) => {
             let mut knowledge = shared.knowledge();
             for entry in entries {
-                let knowledge = &mut *knowledge;
-                peers::apply(
-                    &mut knowledge.peers,
-                    &mut knowledge.orphaned_base_services,
-                    &keys,
-                    &entry.key,
-                    Some(&entry.value),
-                );
+                knowledge
+                    .peers
+                    .apply(&keys, &entry.key, Some(&entry.value), now());
             }
         }
         Err(err) => {
@@ -208,24 +204,12 @@ pub async fn run(
                     WatchEvent::Resynced => {
                         // Changes may have been missed: read the peers again, reload.
                         if let Ok(entries) = store.get_prefix(&keys.nodes_prefix()).await {
-                            let mut knowledge = shared.knowledge();
-                            let knowledge = &mut *knowledge;
-                            let before = std::mem::take(&mut knowledge.peers);
-                            for entry in entries {
-                                peers::apply(
-                                    &mut knowledge.peers,
-                                    &mut knowledge.orphaned_base_services,
-                                    &keys,
-                                    &entry.key,
-                                    Some(&entry.value),
-                                );
-                            }
                             // Nodes that vanished while the watch was down were lost too.
-                            for (node, peer) in before {
-                                if !knowledge.peers.contains_key(&node) {
-                                    knowledge.orphaned_base_services.extend(peer.base_services);
-                                }
-                            }
+                            shared.knowledge().peers.resync(
+                                &keys,
+                                entries.iter().map(|e| (e.key.as_str(), e.value.as_str())),
+                                now(),
+                            );
                         }
                         reload.notify_one();
                     }
@@ -239,14 +223,7 @@ pub async fn run(
                                         node == shared.node
                                             && field == common::keys::NodeField::Constraints
                                     });
-                                let knowledge = &mut *knowledge;
-                                peers::apply(
-                                    &mut knowledge.peers,
-                                    &mut knowledge.orphaned_base_services,
-                                    &keys,
-                                    key,
-                                    value.as_deref(),
-                                );
+                                knowledge.peers.apply(&keys, key, value.as_deref(), now());
                                 documents_changed |= own_constraints
                                     || *key == keys.config()
                                     || *key == keys.policy()

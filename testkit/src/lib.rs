@@ -3,16 +3,19 @@
 //! the test panics, because unwinding runs `Drop`).
 //!
 //! * [`Etcd`]: one throwaway etcd member; [`EtcdCluster`]: three members that can be killed
-//!   one by one.
+//!   one by one, restarted on their data, or paused (SIGSTOP, undone by [`PausedMember`]'s
+//!   drop, so a failing test leaves no stopped process).
 //! * [`require`]: a test that needs a component calls it first. If the component is missing
 //!   the test fails with a message saying how to install it, unless `GRU_TEST_SKIP` names the
 //!   component (`GRU_TEST_SKIP=etcd,docker`), in which case the skip is printed and the test
 //!   returns early.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a fresh etcd may take to report healthy before the test gives up.
@@ -23,6 +26,10 @@ const ETCD_READY_TIMEOUT: Duration = Duration::from_secs(20);
 pub enum Component {
     Etcd,
     Docker,
+    /// The etcd command-line client (tests read and write etcd with it).
+    Etcdctl,
+    /// docker-compose (the compose topology).
+    Compose,
 }
 
 impl Component {
@@ -30,6 +37,8 @@ impl Component {
         match self {
             Component::Etcd => "etcd",
             Component::Docker => "docker",
+            Component::Etcdctl => "etcdctl",
+            Component::Compose => "compose",
         }
     }
 
@@ -41,36 +50,52 @@ impl Component {
             Component::Docker => {
                 "start a Docker engine (`scripts/dockerd.sh start`) or point DOCKER_HOST at one"
             }
+            Component::Etcdctl => {
+                "install it with `scripts/install-deps.sh` (apt-get install etcd-client)"
+            }
+            Component::Compose => {
+                "install it with `scripts/install-deps.sh` (apt-get install docker-compose)"
+            }
         }
     }
 
     fn present(self) -> bool {
         match self {
             Component::Etcd => etcd_binary().is_some(),
-            Component::Docker => Command::new("docker")
-                .args(["info", "--format", "{{.ServerVersion}}"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false),
+            Component::Docker => succeeds("docker", &["info", "--format", "{{.ServerVersion}}"]),
+            Component::Etcdctl => succeeds("etcdctl", &["version"]),
+            Component::Compose => succeeds("docker-compose", &["version"]),
         }
     }
+}
+
+fn succeeds(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether `GRU_TEST_SKIP` (comma-separated) lists `name`: then the skip is printed and
+/// the test must return at once.
+pub fn skip_listed(test: &str, name: &str) -> bool {
+    let skip_list = std::env::var("GRU_TEST_SKIP").unwrap_or_default();
+    let listed = skip_list
+        .split(',')
+        .any(|s| s.trim().eq_ignore_ascii_case(name));
+    if listed {
+        eprintln!("SKIPPED {test}: GRU_TEST_SKIP lists {name} (this test did not run)");
+    }
+    listed
 }
 
 /// Returns `true` when the test may go on. A missing component fails the test with a
 /// message that says how to get it, unless `GRU_TEST_SKIP` lists it: then the skip is
 /// printed and `false` returned, and the test must return at once.
 pub fn require(test: &str, component: Component) -> bool {
-    let skip_list = std::env::var("GRU_TEST_SKIP").unwrap_or_default();
-    let skipped = skip_list
-        .split(',')
-        .any(|s| s.trim().eq_ignore_ascii_case(component.name()));
-    if skipped {
-        eprintln!(
-            "SKIPPED {test}: GRU_TEST_SKIP lists {} (this test did not run)",
-            component.name()
-        );
+    if skip_listed(test, component.name()) {
         return false;
     }
     assert!(
@@ -93,12 +118,33 @@ fn etcd_binary() -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
+/// Where [`free_port`] looks: below Linux's default ephemeral range (32768-60999), so that
+/// no outgoing connection (an agent's, an etcd member's) takes the port as its source port
+/// between the check and the caller's bind, which an ephemeral port picked by the kernel
+/// allowed (seen: an etcd member's "bind: address already in use").
+const TEST_PORTS: std::ops::Range<u32> = 20_000..32_000;
+
 /// A free TCP port on 127.0.0.1 (bound then released; the caller binds it soon after).
+/// Ports are handed out in turn from a per-process random start, so that two threads of
+/// one test binary never get the same port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port on 127.0.0.1")
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = TEST_PORTS.end - TEST_PORTS.start;
+    if NEXT.load(Ordering::Relaxed) == u32::MAX {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let seed = nanos.wrapping_add(std::process::id().wrapping_mul(7919)) % span;
+        let _ = NEXT.compare_exchange(u32::MAX, seed, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    for _ in 0..span {
+        let port = TEST_PORTS.start + NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = u16::try_from(port).expect("test ports fit in u16");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free TCP port on 127.0.0.1 in {TEST_PORTS:?}");
 }
 
 /// `n` consecutive free TCP ports on 127.0.0.1, as `(low, high)`: each was bindable a
@@ -106,7 +152,7 @@ pub fn free_port() -> u16 {
 pub fn free_port_range(n: u16) -> (u16, u16) {
     loop {
         let low = free_port();
-        if low > 65000 {
+        if u32::from(low) + u32::from(n) > TEST_PORTS.end {
             continue;
         }
         if (low..low + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
@@ -123,6 +169,11 @@ pub struct EtcdMember {
     pub peer_port: u16,
     child: Option<Child>,
     log_path: PathBuf,
+    data_dir: PathBuf,
+    initial_cluster: String,
+    token: String,
+    /// Set while the process is stopped with SIGSTOP (shared with its [`PausedMember`]).
+    paused: Arc<AtomicBool>,
 }
 
 impl EtcdMember {
@@ -130,16 +181,104 @@ impl EtcdMember {
         format!("http://127.0.0.1:{}", self.client_port)
     }
 
-    /// SIGKILL now; the member stays dead until the harness drops.
+    /// SIGKILL now; the member stays dead until [`EtcdMember::restart`] or the harness drops.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // A stopped process dies from SIGKILL too; its guard must not signal the pid again.
+        self.paused.store(false, Ordering::SeqCst);
     }
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// The process id, while the member runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts a killed member again on the same data directory and ports (a running one is
+    /// killed first) and waits until its `/health` reports a healthy cluster; returns how
+    /// long that took. The member keeps its identity, its data and the cluster's leases.
+    pub fn restart(&mut self) -> Duration {
+        self.kill();
+        let started = Instant::now();
+        self.child = Some(self.launch());
+        while !etcd_healthy(self.client_port) {
+            assert!(
+                started.elapsed() < ETCD_READY_TIMEOUT,
+                "etcd member {} did not become healthy within {:?} after a restart; its log ends with:\n{}",
+                self.name,
+                ETCD_READY_TIMEOUT,
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        started.elapsed()
+    }
+
+    /// Stops the process with SIGSTOP: it keeps its sockets (connections are accepted by
+    /// the kernel, nothing answers) until the returned guard is dropped or resumed (SIGCONT).
+    pub fn pause(&self) -> PausedMember {
+        let pid = self.pid().expect("pause a running etcd member");
+        signal(pid, "-STOP");
+        self.paused.store(true, Ordering::SeqCst);
+        PausedMember {
+            name: self.name.clone(),
+            pid,
+            paused: self.paused.clone(),
+        }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    /// Running and not paused: a member that answers.
+    pub fn is_serving(&self) -> bool {
+        self.is_running() && !self.is_paused()
+    }
+
+    fn launch(&self) -> Child {
+        let bin = etcd_binary().expect("etcd binary (call testkit::require first)");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("open etcd log file");
+        let err_log = log.try_clone().expect("clone etcd log handle");
+        let client = self.client_url();
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        Command::new(bin)
+            .arg("--name")
+            .arg(&self.name)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster-token", &self.token])
+            // Ignored by etcd when the data directory already holds a member (a restart).
+            .args(["--initial-cluster-state", "new"])
+            .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err_log)
+            .spawn()
+            .expect("spawn etcd")
     }
 
     fn log_tail(&self) -> String {
@@ -155,6 +294,37 @@ impl Drop for EtcdMember {
     }
 }
 
+/// An etcd member stopped with SIGSTOP; dropping this (or [`PausedMember::resume`]) sends
+/// SIGCONT, also when the test panics.
+#[derive(Debug)]
+pub struct PausedMember {
+    pub name: String,
+    pid: u32,
+    paused: Arc<AtomicBool>,
+}
+
+impl PausedMember {
+    /// SIGCONT now.
+    pub fn resume(self) {}
+}
+
+impl Drop for PausedMember {
+    fn drop(&mut self) {
+        // Only if the member was not killed meanwhile (its pid may be reused).
+        if self.paused.swap(false, Ordering::SeqCst) {
+            signal(self.pid, "-CONT");
+        }
+    }
+}
+
+fn signal(pid: u32, which: &str) {
+    let _ = Command::new("kill")
+        .args([which, &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
 fn spawn_member(
     dir: &Path,
     name: &str,
@@ -163,46 +333,19 @@ fn spawn_member(
     initial_cluster: &str,
     token: &str,
 ) -> EtcdMember {
-    let bin = etcd_binary().expect("etcd binary (call testkit::require first)");
-    let data_dir = dir.join(format!("{name}.data"));
-    let log_path = dir.join(format!("{name}.log"));
-    let log = std::fs::File::create(&log_path).expect("create etcd log file");
-    let err_log = log.try_clone().expect("clone etcd log handle");
-    let client = format!("http://127.0.0.1:{client_port}");
-    let peer = format!("http://127.0.0.1:{peer_port}");
-    let child = Command::new(bin)
-        .arg("--name")
-        .arg(name)
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .args([
-            "--listen-client-urls",
-            &client,
-            "--advertise-client-urls",
-            &client,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &peer,
-            "--initial-advertise-peer-urls",
-            &peer,
-        ])
-        .args(["--initial-cluster", initial_cluster])
-        .args(["--initial-cluster-token", token])
-        .args(["--initial-cluster-state", "new"])
-        .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(err_log)
-        .spawn()
-        .expect("spawn etcd");
-    EtcdMember {
+    let mut member = EtcdMember {
         name: name.to_owned(),
         client_port,
         peer_port,
-        child: Some(child),
-        log_path,
-    }
+        child: None,
+        log_path: dir.join(format!("{name}.log")),
+        data_dir: dir.join(format!("{name}.data")),
+        initial_cluster: initial_cluster.to_owned(),
+        token: token.to_owned(),
+        paused: Arc::new(AtomicBool::new(false)),
+    };
+    member.child = Some(member.launch());
+    member
 }
 
 /// Asks a member's `/health` endpoint; `true` when it reports a healthy cluster.
@@ -210,6 +353,23 @@ pub fn etcd_healthy(client_port: u16) -> bool {
     http_get(client_port, "/health")
         .map(|(status, body)| status == 200 && body.contains("\"health\":\"true\""))
         .unwrap_or(false)
+}
+
+/// Runs `etcdctl` (API v3) against `endpoints` (comma-separated; etcdctl's own deadlines:
+/// 2 s to connect, 5 s per command): its stdout, or its stderr as the error. Usable from a
+/// thread that samples etcd while the test kills or pauses members.
+pub fn etcdctl_at(endpoints: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoints}"))
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run etcdctl (apt-get install etcd-client): {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 /// A plain HTTP/1.0 GET on 127.0.0.1: `(status, body)`, or `None` if nothing answered
@@ -237,9 +397,24 @@ pub fn http_request(
     bearer: Option<&str>,
     body: Option<&str>,
 ) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    http_request_to(addr, Duration::from_secs(5), method, path, bearer, body)
+}
+
+/// [`http_request`] to any address (a container's, say), connecting, writing and reading
+/// each within `timeout`.
+pub fn http_request_to(
+    addr: SocketAddr,
+    timeout: Duration,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&str>,
+) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    stream.set_write_timeout(Some(timeout)).ok()?;
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
     if let Some(token) = bearer {
         request.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
@@ -347,34 +522,66 @@ impl EtcdCluster {
 
     /// All client URLs, comma-separated: the form `--etcd` and `ETCD_ADDR` take.
     pub fn endpoints(&self) -> String {
+        self.endpoints_where(|_, _| true)
+    }
+
+    /// The client URLs of every member but `member` (an index in [`EtcdCluster::members`]).
+    pub fn endpoints_except(&self, member: usize) -> String {
+        self.endpoints_where(|i, _| i != member)
+    }
+
+    fn endpoints_where(&self, keep: impl Fn(usize, &EtcdMember) -> bool) -> String {
         self.members
             .iter()
-            .map(EtcdMember::client_url)
+            .enumerate()
+            .filter(|(i, m)| keep(*i, m))
+            .map(|(_, m)| m.client_url())
             .collect::<Vec<_>>()
             .join(",")
     }
 
-    /// Runs `etcdctl` against this cluster and returns its stdout (for checks that must
-    /// not go through gru's own client).
+    /// Runs `etcdctl` against this cluster's serving members (running, not paused) and
+    /// returns its stdout (for checks that must not go through gru's own client).
     pub fn etcdctl(&self, args: &[&str]) -> String {
-        let endpoints: Vec<String> = self
-            .members
-            .iter()
-            .filter(|m| m.is_running())
-            .map(EtcdMember::client_url)
-            .collect();
-        let out = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", endpoints.join(",")))
-            .args(args)
-            .output()
-            .expect("run etcdctl (apt-get install etcd-client)");
-        assert!(
-            out.status.success(),
-            "etcdctl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let endpoints = self.serving_endpoints();
+        match etcdctl_at(&endpoints, args) {
+            Ok(out) => out,
+            Err(err) => panic!("etcdctl {args:?} failed: {err}"),
+        }
+    }
+
+    /// Client URLs of the members that answer (running, not paused), comma-separated.
+    pub fn serving_endpoints(&self) -> String {
+        self.endpoints_where(|_, m| m.is_serving())
+    }
+
+    /// The index in [`EtcdCluster::members`] of the current leader, as the serving members
+    /// report it (`etcdctl endpoint status`); `None` while there is none.
+    pub fn leader(&self) -> Option<usize> {
+        let status = etcdctl_at(
+            &self.serving_endpoints(),
+            &["endpoint", "status", "-w", "fields"],
+        )
+        .ok()?;
+        let (mut member, mut leader) = (None, None);
+        for line in status.lines() {
+            let Some((field, value)) = line.split_once(" : ") else {
+                continue;
+            };
+            let value = value.trim().trim_matches('"');
+            match field.trim().trim_matches('"') {
+                "MemberID" => member = Some(value.to_owned()),
+                "Leader" => leader = Some(value.to_owned()),
+                "Endpoint" => {
+                    if member.is_some() && member == leader {
+                        return self.members.iter().position(|m| m.client_url() == value);
+                    }
+                    (member, leader) = (None, None);
+                }
+                _ => {}
+            }
+        }
+        None
     }
 
     /// Every key and value under `prefix`, sorted by key, read with etcdctl.

@@ -3,11 +3,10 @@
 //! reason in the agent's gossip stats and answered with a 4xx, and leaves the view as it was.
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hyper::body::Bytes;
 
 use super::ApiState;
 use crate::gossip::wire::{
@@ -15,45 +14,42 @@ use crate::gossip::wire::{
     MAX_REPORTS, Rejection,
 };
 
-pub async fn receive(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+/// Refuses what can be refused from the headers alone (missing, malformed or stale
+/// credentials) before reading the body, and reads at most
+/// [`wire::MAX_CONCURRENT_BODIES`] bodies at once: unauthenticated senders cannot make the
+/// agent hold more than that many messages of [`wire::MAX_MESSAGE_BYTES`].
+pub async fn receive(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let credentials = Credentials {
+        timestamp: header(HEADER_TIMESTAMP),
+        nonce: header(HEADER_NONCE),
+        signature: header(HEADER_SIGNATURE),
+    };
+    if let Err(rejection) = wire::precheck(credentials, (state.clock)()) {
+        return refuse(&state, rejection);
+    }
+    let Ok(_permit) = state.gossip_bodies.try_acquire() else {
+        return refuse(&state, Rejection::Busy);
+    };
+    let Ok(bytes) = axum::body::to_bytes(body, wire::MAX_MESSAGE_BYTES).await else {
+        return refuse(&state, Rejection::TooLarge);
+    };
     let now = (state.clock)();
     let shared = &state.shared;
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let mut knowledge = shared.knowledge();
-    let opened = match &body {
-        Ok(bytes) => wire::open(
-            shared.secret(),
-            Credentials {
-                timestamp: header(HEADER_TIMESTAMP),
-                nonce: header(HEADER_NONCE),
-                signature: header(HEADER_SIGNATURE),
-            },
-            bytes,
-            now,
-            &mut knowledge.gossip_replay,
-        ),
-        Err(_) => Err(Rejection::TooLarge),
-    };
+    let opened = wire::open(
+        shared.secret(),
+        credentials,
+        &bytes,
+        now,
+        &mut knowledge.gossip_replay,
+    );
+    drop(knowledge);
     let message = match opened {
         Ok(message) => message,
-        Err(rejection) => {
-            *knowledge
-                .gossip
-                .rejected
-                .entry(rejection.as_str())
-                .or_insert(0) += 1;
-            drop(knowledge);
-            let status =
-                StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            let error =
-                serde_json::json!({ "error": format!("gossip refused: {}", rejection.as_str()) });
-            return (status, Json(error)).into_response();
-        }
+        Err(rejection) => return refuse(&state, rejection),
     };
+    let mut knowledge = shared.knowledge();
     knowledge.gossip.received += 1;
     let reports = message
         .reports
@@ -84,6 +80,20 @@ pub async fn receive(
     response
 }
 
+/// Counts the refusal by reason and answers it with its status.
+fn refuse(state: &ApiState, rejection: Rejection) -> Response {
+    *state
+        .shared
+        .knowledge()
+        .gossip
+        .rejected
+        .entry(rejection.as_str())
+        .or_insert(0) += 1;
+    let status = StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let error = serde_json::json!({ "error": format!("gossip refused: {}", rejection.as_str()) });
+    (status, Json(error)).into_response()
+}
+
 /// `GET /gru/v1/gossip`: what this agent knows of its peers and the cluster view, and its
 /// gossip counters (rounds, exchanges, refusals by reason).
 pub async fn overview(State(state): State<ApiState>) -> Json<serde_json::Value> {
@@ -111,7 +121,7 @@ pub async fn overview(State(state): State<ApiState>) -> Json<serde_json::Value> 
     Json(serde_json::json!({
         "node": state.shared.node,
         "stats": knowledge.gossip,
-        "peers": knowledge.peers,
+        "peers": knowledge.peers.nodes,
         "reports": reports,
         "services": services,
     }))

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::command::AgentCommand;
 use super::config_source;
+use super::liveness::Prober;
 use super::state::{ActionRecord, InstanceInfo, Shared};
 use crate::coordination::{self, Direction, Request};
 use crate::discovery::DiscoveryRegistry;
@@ -37,7 +38,7 @@ use crate::mape::{
     Action, CompiledAnalytics, Decision, Millis, PlanInput, PlannerState, ServiceSnapshot, plan,
 };
 use crate::membership::NodeRecords;
-use crate::store::{LedgerTtls, Store};
+use crate::store::{LedgerTtls, Store, StoreError};
 
 /// Free slots reported for a service that asks for neither pinned cores nor a memory limit:
 /// the node cannot tell how many more fit, so the planner's other guards decide.
@@ -98,7 +99,12 @@ pub struct Autonomic {
     /// Woken by container events so that deaths are noticed before the next tick.
     changed: Arc<Notify>,
     last_rejection: Option<String>,
+    /// When the loop last found the node registered under a new lease (see
+    /// [`Autonomic::discovery_settling`]).
+    lease_changed_at: Option<Millis>,
     node_records: Arc<std::sync::Mutex<NodeRecords>>,
+    /// Asks nodes that etcd says are gone whether they still run.
+    prober: Prober,
 }
 
 /// What the loop needs that the daemon set up.
@@ -142,7 +148,9 @@ impl Autonomic {
             followers: BTreeMap::new(),
             changed: Arc::new(Notify::new()),
             last_rejection: None,
+            lease_changed_at: None,
             node_records: parts.node_records,
+            prober: Prober::default(),
         }
     }
 
@@ -549,6 +557,7 @@ impl Autonomic {
             // Records written under a lost lease are gone; write them all again.
             self.lease.borrow_and_update();
             self.published.clear();
+            self.lease_changed_at = Some(now());
         }
         for (instance, (service, address)) in wanted {
             if self.published.get(&instance) == Some(&(service.clone(), address.clone())) {
@@ -569,30 +578,40 @@ impl Autonomic {
     /// Running instances of each service in the whole cluster, from the discovery records
     /// (every agent publishes its running instances there).
     async fn cluster_counts(&self) -> BTreeMap<String, u32> {
+        self.read_cluster_counts().await.unwrap_or_else(|err| {
+            self.shared.telemetry.metrics.etcd_error();
+            tracing::warn!(error = %err, "cannot read the cluster's instances; using this node's");
+            BTreeMap::new()
+        })
+    }
+
+    /// Like [`Self::cluster_counts`], but an unreadable count is an error: a claim in the
+    /// ledger must not be based on this node's instances alone.
+    async fn read_cluster_counts(&self) -> Result<BTreeMap<String, u32>, StoreError> {
         let app_root = self
             .config()
             .map(|c| c.agent.discovery.app_root.clone())
             .unwrap_or_default();
         let root = format!("{}/", self.keys.discovery_root(&app_root));
         let mut counts = BTreeMap::new();
-        match self.store.get_prefix(&root).await {
-            Ok(entries) => {
-                for entry in entries {
-                    let record = entry
-                        .key
-                        .strip_prefix(&root)
-                        .and_then(|r| r.split_once('/'));
-                    if let Some((service, _)) = record.filter(|(_, i)| leaf_name("", i).is_some()) {
-                        *counts.entry(service.to_owned()).or_insert(0) += 1;
-                    }
-                }
-            }
-            Err(err) => {
-                self.shared.telemetry.metrics.etcd_error();
-                tracing::warn!(error = %err, "cannot read the cluster's instances; using this node's")
+        for entry in self.store.get_prefix(&root).await? {
+            let record = entry
+                .key
+                .strip_prefix(&root)
+                .and_then(|r| r.split_once('/'));
+            if let Some((service, _)) = record.filter(|(_, i)| leaf_name("", i).is_some()) {
+                *counts.entry(service.to_owned()).or_insert(0) += 1;
             }
         }
-        counts
+        Ok(counts)
+    }
+
+    /// The service's running instances in the cluster, read for a claim: after the ledger
+    /// (see `crate::coordination`), and never less than this node runs.
+    async fn observed_for_claim(&self, service: &str) -> Result<u32, StoreError> {
+        let here = self.shared.knowledge().running(service).count() as u32;
+        let counts = self.read_cluster_counts().await?;
+        Ok(counts.get(service).copied().unwrap_or(0).max(here))
     }
 
     /// Base services of this node get an instance here whether or not the loop is active
@@ -604,10 +623,13 @@ impl Autonomic {
             let knowledge = self.shared.knowledge();
             (
                 knowledge.base_services.clone(),
-                knowledge.orphaned_base_services.clone(),
+                knowledge.peers.orphaned_base_services.clone(),
             )
         };
         let counts = self.cluster_counts().await;
+        let settling = self.discovery_settling(config);
+        // Asked once, only if a repair needs it.
+        let mut answering: Option<Vec<String>> = None;
         for descriptor in config.services.values() {
             let here = self.shared.knowledge().running(&descriptor.name).count() as u32;
             let cluster = counts.get(&descriptor.name).copied().unwrap_or(0).max(here);
@@ -619,7 +641,7 @@ impl Autonomic {
             };
             let reason = if base.contains(&descriptor.name) && here == 0 {
                 Some("base-service")
-            } else if active && cluster < min {
+            } else if active && cluster < min && !settling {
                 Some("min-instances")
             } else {
                 None
@@ -627,7 +649,11 @@ impl Autonomic {
             let start = match reason {
                 Some("min-instances") => {
                     self.free_slots(config, descriptor) > 0
-                        && self.claim_floor(&descriptor.name, cluster, min).await
+                        && self.own_lease_alive().await
+                        && !self
+                            .withheld(config, &mut answering, "min-instances", &descriptor.name)
+                            .await
+                        && self.claim_floor(&descriptor.name, min).await
                 }
                 Some(_) => true,
                 None => false,
@@ -637,9 +663,101 @@ impl Autonomic {
             }
             // Above max (a healed partition): one agent running an instance stops one.
             let above_max = descriptor.max_instances.is_some_and(|max| cluster > max);
-            if active && here > 0 && above_max && self.claim_ceiling(descriptor, cluster).await {
+            if active && here > 0 && above_max && self.claim_ceiling(descriptor).await {
                 self.stop_instances(&descriptor.name, 1, "max-instances")
                     .await;
+            }
+        }
+    }
+
+    /// Whether the discovery records may undercount the cluster's instances, so that a
+    /// repair of MinInstances would start instances that still run: this node registered
+    /// again less than a TTL and two loops ago, or is registering again now. Leases are
+    /// lost together (etcd revokes every lease whose TTL ran out while it was stopped, or a
+    /// stale leader revokes them): the other nodes are registering again too.
+    fn discovery_settling(&self, config: &ClusterConfig) -> bool {
+        let grace = self.settle_grace(config);
+        self.lease.has_changed().unwrap_or(false)
+            || self
+                .lease_changed_at
+                .is_some_and(|at| now().since(at) < grace)
+    }
+
+    /// How long a node that registered again may take to publish its instances again: a
+    /// TTL and two loops.
+    fn settle_grace(&self, config: &ClusterConfig) -> Duration {
+        Duration::from_secs(config.agent.discovery.ttl_secs) + 2 * self.loop_interval()
+    }
+
+    /// The other nodes whose instances the discovery records may be missing although they
+    /// run: nodes whose records vanished, or came back, less than a TTL and two loops ago
+    /// (or that a read now misses before the watch says so) and that still answer as
+    /// themselves (see `super::peers`). Lost nodes do not answer, so their instances are
+    /// repaired without delay; a node that answers but stays unregistered is repaired
+    /// after the grace. Empty when etcd cannot be read (no claim can be made then anyway).
+    async fn answering_in_doubt(&self, config: &ClusterConfig) -> Vec<String> {
+        let Ok(records) = self.store.get_prefix(&self.keys.nodes_prefix()).await else {
+            return Vec::new();
+        };
+        let present: BTreeSet<String> = records
+            .iter()
+            .filter_map(|e| match self.keys.parse_node_key(&e.key) {
+                Some((node, NodeField::Config)) => Some(node.to_owned()),
+                _ => None,
+            })
+            .collect();
+        let grace = self.settle_grace(config);
+        let doubt =
+            self.shared
+                .knowledge()
+                .peers
+                .in_doubt(&present, &self.shared.node, now(), grace);
+        if doubt.is_empty() {
+            return Vec::new();
+        }
+        let candidates = doubt.into_iter().map(|(n, t)| (n, t.address, t.port));
+        self.prober
+            .answering(&self.shared.cluster, candidates)
+            .await
+    }
+
+    /// Whether `action` (a start of `service` that the discovery count calls for) waits
+    /// because nodes that etcd says are gone still answer (see
+    /// [`Self::answering_in_doubt`]; asked once per `answering`). Recorded when it waits.
+    async fn withheld(
+        &self,
+        config: &ClusterConfig,
+        answering: &mut Option<Vec<String>>,
+        action: &str,
+        service: &str,
+    ) -> bool {
+        if answering.is_none() {
+            *answering = Some(self.answering_in_doubt(config).await);
+        }
+        let nodes = answering.as_deref().unwrap_or_default();
+        if nodes.is_empty() {
+            return false;
+        }
+        let why = format!(
+            "withheld: {} lost their etcd records but still answer (etcd lost their leases, they \
+             register again); their instances are not counted until they publish them",
+            nodes.join(", ")
+        );
+        tracing::info!(%service, action, nodes = ?nodes, "{why}");
+        self.record(action, service, None, why);
+        true
+    }
+
+    /// Whether this node's lease still exists: when it does not, neither do the records of
+    /// this node, nor probably those of the others (see [`Self::discovery_settling`]), and
+    /// the membership is about to register again.
+    async fn own_lease_alive(&self) -> bool {
+        let lease = *self.lease.borrow();
+        match self.store.lease_alive(lease).await {
+            Ok(alive) => alive,
+            Err(err) => {
+                tracing::warn!(lease, error = %err, "cannot read this node's lease");
+                false
             }
         }
     }
@@ -777,9 +895,17 @@ impl Autonomic {
         }
     }
 
-    /// How long a claim's intent stands in for instances not yet in discovery.
-    fn settle_secs(&self) -> i64 {
-        (2 * self.loop_interval().as_secs()).max(3) as i64
+    /// How long a claim's intent stands (see [`coordination::settle_secs`]).
+    fn settle_secs(&self, service: &str, direction: Direction) -> i64 {
+        let stop_timeout = self
+            .config()
+            .and_then(|c| {
+                c.services
+                    .get(service)
+                    .map(|d| d.configuration.stop_timeout_secs)
+            })
+            .unwrap_or(0);
+        coordination::settle_secs(self.loop_interval().as_secs(), direction, stop_timeout)
     }
 
     /// Claims a scaling step of `service` in the cluster's ledger (see
@@ -797,14 +923,6 @@ impl Autonomic {
         let Some(descriptor) = config.services.get(service) else {
             return 0;
         };
-        let here = self.shared.knowledge().running(service).count() as u32;
-        let observed = self
-            .cluster_counts()
-            .await
-            .get(service)
-            .copied()
-            .unwrap_or(0)
-            .max(here);
         let ledger = match self.store.read_ledger(&self.keys, service).await {
             Ok(ledger) => ledger,
             Err(err) => {
@@ -817,6 +935,22 @@ impl Autonomic {
                 return 0;
             }
         };
+        let observed = match self.observed_for_claim(service).await {
+            Ok(observed) => observed,
+            Err(err) => {
+                self.record(
+                    why,
+                    service,
+                    None,
+                    format!("refused: cannot read the cluster's instances: {err}"),
+                );
+                return 0;
+            }
+        };
+        // A count short of nodes that still run could let a scale-out pass MaxInstances.
+        if direction == Direction::Out && self.withheld(config, &mut None, why, service).await {
+            return 0;
+        }
         let request = Request {
             node: &self.shared.node,
             direction,
@@ -847,7 +981,7 @@ impl Autonomic {
                 ledger.revision,
                 &claim,
                 LedgerTtls {
-                    settle_secs: self.settle_secs(),
+                    settle_secs: self.settle_secs(service, claim.intent.direction),
                     cooldown_out_secs: policy.cooldown_out_secs as i64,
                     cooldown_in_secs: policy.cooldown_in_secs as i64,
                 },
@@ -878,44 +1012,49 @@ impl Autonomic {
 
     /// Claims one stop that brings a service back under its MaxInstances; see
     /// [`coordination::ceiling_claim`].
-    async fn claim_ceiling(&mut self, descriptor: &ServiceDescriptor, observed: u32) -> bool {
+    async fn claim_ceiling(&mut self, descriptor: &ServiceDescriptor) -> bool {
         let (node, max) = (self.shared.node.clone(), descriptor.max_instances);
         self.claim_repair(
             &descriptor.name,
             "a stop to get back under MaxInstances",
-            |ledger| coordination::ceiling_claim(&node, observed, max, ledger),
+            |ledger, observed| coordination::ceiling_claim(&node, observed, max, ledger),
         )
         .await
     }
 
     /// Claims one start that restores a service's MinInstances; see
     /// [`coordination::floor_claim`].
-    async fn claim_floor(&mut self, service: &str, observed: u32, min: u32) -> bool {
+    async fn claim_floor(&mut self, service: &str, min: u32) -> bool {
         let node = self.shared.node.clone();
-        self.claim_repair(service, "a start to restore MinInstances", |ledger| {
-            coordination::floor_claim(&node, observed, min, ledger)
-        })
+        self.claim_repair(
+            service,
+            "a start to restore MinInstances",
+            |ledger, observed| coordination::floor_claim(&node, observed, min, ledger),
+        )
         .await
     }
 
-    /// Reads the service's ledger, lets `decide` say what repair it allows, and claims it
-    /// (settle TTL, no cooldowns: a repair is not a scaling step). False when there is
-    /// nothing to repair, another agent claimed first, or etcd cannot be reached.
+    /// Reads the service's ledger, then its count, lets `decide` say what repair they allow,
+    /// and claims it (settle TTL, no cooldowns: a repair is not a scaling step). False when
+    /// there is nothing to repair, another agent claimed first, or etcd cannot be reached.
     async fn claim_repair(
         &mut self,
         service: &str,
         what: &str,
-        decide: impl FnOnce(&coordination::Ledger) -> Option<coordination::Claim>,
+        decide: impl FnOnce(&coordination::Ledger, u32) -> Option<coordination::Claim>,
     ) -> bool {
         let Ok(ledger) = self.store.read_ledger(&self.keys, service).await else {
             return false;
         };
-        let Some(claim) = decide(&ledger) else {
+        let Ok(observed) = self.observed_for_claim(service).await else {
             return false;
         };
-        tracing::info!(%service, ?ledger, "claiming {what}");
+        let Some(claim) = decide(&ledger, observed) else {
+            return false;
+        };
+        tracing::info!(%service, ?ledger, observed, "claiming {what}");
         let ttls = LedgerTtls {
-            settle_secs: self.settle_secs(),
+            settle_secs: self.settle_secs(service, claim.intent.direction),
             cooldown_out_secs: 0,
             cooldown_in_secs: 0,
         };

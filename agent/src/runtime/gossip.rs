@@ -23,7 +23,6 @@ use crate::gossip::wire::{
     self, Credentials, GOSSIP_PATH, GossipMessage, HEADER_NONCE, HEADER_SIGNATURE,
     HEADER_TIMESTAMP, MAX_MESSAGE_BYTES, MAX_REPORTS,
 };
-use crate::mape::Millis;
 
 /// Time allowed for one exchange with a friend (connect, send, answer).
 pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -85,7 +84,7 @@ pub async fn round(
     let (friends, body) = {
         let mut knowledge = shared.knowledge();
         knowledge.refresh_own_report(&shared.node, now);
-        let peers = knowledge.peers.clone();
+        let peers = knowledge.peers.nodes.clone();
         let me = shared.node.clone();
         knowledge.view.expire(now, stale_after(interval), |node| {
             node != me && !peers.contains_key(node)
@@ -128,6 +127,19 @@ pub async fn round(
         };
         let mut knowledge = shared.knowledge();
         knowledge.gossip.sent += 1;
+        // Answers are checked like requests, against the same replay memory: a signed
+        // message, sent or answered, is accepted once.
+        let outcome = outcome.and_then(|answer| {
+            let knowledge = &mut *knowledge;
+            wire::open(
+                secret,
+                answer.credentials(),
+                &answer.body,
+                super::autonomic::now(),
+                &mut knowledge.gossip_replay,
+            )
+            .map_err(|r| format!("answer refused: {}", r.as_str()))
+        });
         match outcome {
             Ok(reply) => {
                 let own = shared.node.clone();
@@ -142,7 +154,27 @@ pub async fn round(
     }
 }
 
-/// Sends one signed message and opens the signed answer.
+/// A friend's answer as it came: its credentials and body, not yet opened.
+#[derive(Debug)]
+struct SignedAnswer {
+    timestamp: Option<String>,
+    nonce: Option<String>,
+    signature: Option<String>,
+    body: Bytes,
+}
+
+impl SignedAnswer {
+    fn credentials(&self) -> Credentials<'_> {
+        Credentials {
+            timestamp: self.timestamp.as_deref(),
+            nonce: self.nonce.as_deref(),
+            signature: self.signature.as_deref(),
+        }
+    }
+}
+
+/// Sends one signed message and reads the answer (opened by the caller, against the
+/// agent's replay memory).
 async fn exchange(
     client: &HttpClient,
     address: &str,
@@ -150,7 +182,7 @@ async fn exchange(
     secret: &str,
     nonce: &str,
     body: Bytes,
-) -> Result<GossipMessage, String> {
+) -> Result<SignedAnswer, String> {
     let timestamp = now().0.to_string();
     let signature = wire::sign(secret, &timestamp, nonce, &body);
     let request = Request::post(format!("http://{address}:{port}{GOSSIP_PATH}"))
@@ -185,18 +217,10 @@ async fn exchange(
             String::from_utf8_lossy(&bytes)
         ));
     }
-    // Answers are checked like requests, against a replay memory of their own.
-    let mut replay = wire::ReplayGuard::default();
-    wire::open(
-        secret,
-        Credentials {
-            timestamp: ts.as_deref(),
-            nonce: reply_nonce.as_deref(),
-            signature: sig.as_deref(),
-        },
-        &bytes,
-        Millis(now().0),
-        &mut replay,
-    )
-    .map_err(|r| format!("answer refused: {}", r.as_str()))
+    Ok(SignedAnswer {
+        timestamp: ts,
+        nonce: reply_nonce,
+        signature: sig,
+        body: bytes,
+    })
 }

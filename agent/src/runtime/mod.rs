@@ -7,6 +7,8 @@
 //! * `config_source`: the configuration read from etcd, last good one kept.
 //! * `monitor`: per-container stats and log followers feeding the metric windows.
 //! * `gossip`: the rounds with friends that keep the cluster view current.
+//! * `peers`: the other nodes, from their etcd records, and those that came and went.
+//! * `liveness`: asks a node whether it runs, when etcd says it is gone.
 //! * `autonomic`: the loop: reconcile with Docker, keep the floor, plan, execute.
 
 pub mod autonomic;
@@ -14,6 +16,7 @@ pub mod command;
 pub mod config_source;
 pub mod gossip;
 pub mod monitor;
+pub mod liveness;
 pub mod peers;
 pub mod state;
 

@@ -2,12 +2,13 @@
 //! API), many cheap readers. A std `Mutex` is right here: every critical section is a few
 //! map operations with no `.await` inside, so an async mutex would only add cost.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use common::config::ClusterConfig;
 use serde::Serialize;
 
+use super::peers::Peers;
 use crate::gossip::wire::ReplayGuard;
 use crate::gossip::{ClusterView, NodeReport, ServiceReport};
 use crate::mape::{AnalyticValue, Decision, Millis, ServiceMetrics, WindowSettings};
@@ -67,9 +68,7 @@ pub struct Knowledge {
     pub decisions: VecDeque<Decision>,
     pub actions: VecDeque<ActionRecord>,
     /// Other agents of the cluster, from their etcd records (kept current by a watch).
-    pub peers: BTreeMap<String, Peer>,
-    /// Base services of nodes that were lost: they must keep one instance in the cluster.
-    pub orphaned_base_services: BTreeSet<String>,
+    pub peers: Peers,
     /// What friends told this agent about the cluster.
     pub view: ClusterView,
     /// Version of this node's own report (incremented each time it is rebuilt).
@@ -113,8 +112,7 @@ impl Knowledge {
             local_analytics: BTreeMap::new(),
             decisions: VecDeque::new(),
             actions: VecDeque::new(),
-            peers: BTreeMap::new(),
-            orphaned_base_services: BTreeSet::new(),
+            peers: Peers::default(),
             view: ClusterView::new(),
             report_version: 0,
             gossip_replay: ReplayGuard::default(),
