@@ -97,7 +97,22 @@ fn five_agents_under_the_same_overload_keep_max_and_one_step_per_cooldown() {
         peak = peak.max(now);
         std::thread::sleep(Duration::from_millis(300));
     }
-    assert_eq!(peak, MAX, "the overload did not scale web to its max");
+    assert_eq!(
+        peak,
+        MAX,
+        "the overload did not scale web to its max:\n{}",
+        agents
+            .iter()
+            .flat_map(|a| {
+                a.log_text()
+                    .lines()
+                    .filter(|l| !l.contains("decision"))
+                    .map(|l| format!("{}: {l}", a.node))
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 
     let mut starts: Vec<u64> = running_containers(&containers)
         .iter()

@@ -125,11 +125,18 @@ fn etcd_binary() -> Option<PathBuf> {
 const TEST_PORTS: std::ops::Range<u32> = 20_000..32_000;
 
 /// A free TCP port on 127.0.0.1 (bound then released; the caller binds it soon after).
-/// Ports are handed out in turn from a per-process random start, so that two threads of
-/// one test binary never get the same port.
 pub fn free_port() -> u16 {
+    free_port_range(1).0
+}
+
+/// `n` consecutive free TCP ports on 127.0.0.1, as `(low, high)`: each was bindable a
+/// moment ago (for a service's `Ports` range in a test). Ports are handed out in turn from
+/// a per-process random start, a range at once, so that no two calls of one test binary
+/// (from any thread) get overlapping ports.
+pub fn free_port_range(n: u16) -> (u16, u16) {
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
     let span = TEST_PORTS.end - TEST_PORTS.start;
+    let n = u32::from(n.max(1));
     if NEXT.load(Ordering::Relaxed) == u32::MAX {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -138,27 +145,18 @@ pub fn free_port() -> u16 {
         let _ = NEXT.compare_exchange(u32::MAX, seed, Ordering::Relaxed, Ordering::Relaxed);
     }
     for _ in 0..span {
-        let port = TEST_PORTS.start + NEXT.fetch_add(1, Ordering::Relaxed) % span;
-        let port = u16::try_from(port).expect("test ports fit in u16");
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free TCP port on 127.0.0.1 in {TEST_PORTS:?}");
-}
-
-/// `n` consecutive free TCP ports on 127.0.0.1, as `(low, high)`: each was bindable a
-/// moment ago (for a service's `Ports` range in a test).
-pub fn free_port_range(n: u16) -> (u16, u16) {
-    loop {
-        let low = free_port();
-        if u32::from(low) + u32::from(n) > TEST_PORTS.end {
+        let low = TEST_PORTS.start + NEXT.fetch_add(n, Ordering::Relaxed) % span;
+        if low + n > TEST_PORTS.end {
             continue;
         }
-        if (low..low + n).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
-            return (low, low + n - 1);
+        let free = (low..low + n)
+            .all(|p| u16::try_from(p).is_ok_and(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()));
+        if free {
+            let port = |p: u32| u16::try_from(p).expect("test ports fit in u16");
+            return (port(low), port(low + n - 1));
         }
     }
+    panic!("no {n} free TCP ports on 127.0.0.1 in {TEST_PORTS:?}");
 }
 
 /// One etcd member process. Killed (SIGKILL) and its data removed on drop.
