@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::config::{ServiceDescriptor, parse_service};
@@ -85,26 +85,6 @@ impl Drop for ClusterGuard {
     fn drop(&mut self) {
         self.sweep();
     }
-}
-
-/// `len` consecutive ports that nothing on this host listens on now, distinct from the
-/// ranges other tests of this binary got.
-fn free_range(len: u16) -> (u16, u16) {
-    static NEXT_BASE: AtomicU16 = AtomicU16::new(0);
-    let seed = u16::try_from(std::process::id() % 500).unwrap_or(0) * 20;
-    for _ in 0..200 {
-        let offset = NEXT_BASE.fetch_add(len + 1, Ordering::Relaxed);
-        let low = 21000 + (seed + offset) % 20000;
-        let high = low + len - 1;
-        let all_free = (low..=high).all(|port| {
-            TcpListener::bind(("0.0.0.0", port)).is_ok()
-                && TcpListener::bind(("127.0.0.1", port)).is_ok()
-        });
-        if all_free {
-            return (low, high);
-        }
-    }
-    panic!("no free range of {len} ports found");
 }
 
 async fn engine() -> Engine {
@@ -187,7 +167,7 @@ async fn started_instance_runs_labelled_in_its_port_range_with_its_memory_limit(
     }
     let cluster = ClusterGuard::new();
     let engine = engine().await;
-    let range = free_range(5);
+    let range = testkit::free_port_range(5);
     let service = web_service("web", range, "");
 
     let clock = Instant::now();
@@ -303,7 +283,7 @@ async fn two_instances_get_different_host_ports() {
     }
     let cluster = ClusterGuard::new();
     let engine = engine().await;
-    let range = free_range(5);
+    let range = testkit::free_port_range(5);
     let service = web_service("web", range, "");
 
     let first = start(&engine, &cluster, &service)
@@ -327,7 +307,7 @@ async fn port_held_by_a_foreign_container_is_skipped() {
     }
     let cluster = ClusterGuard::new();
     let engine = engine().await;
-    let range = free_range(5);
+    let range = testkit::free_port_range(5);
     let label = format!("{TEST_LABEL}={}", cluster.name);
     let publish = format!("127.0.0.1:{}:8080", range.0);
     let foreign = docker_cli(&["run", "-d", "--label", &label, "-p", &publish, IMAGE]);
@@ -355,7 +335,7 @@ async fn port_held_outside_docker_is_retried_with_the_next_one() {
     }
     let cluster = ClusterGuard::new();
     let engine = engine().await;
-    let range = free_range(5);
+    let range = testkit::free_port_range(5);
     // A host process the engine knows nothing about holds the lowest port.
     let _holder = TcpListener::bind(("127.0.0.1", range.0)).expect("hold the lowest port");
 
@@ -384,7 +364,7 @@ async fn agents_sharing_an_engine_start_at_once_on_distinct_ports() {
     let cluster = ClusterGuard::new();
     // Two connections: two agents, each with its own allocation lock.
     let (agent_a, agent_b) = (engine().await, engine().await);
-    let range = free_range(6);
+    let range = testkit::free_port_range(6);
     let service = web_service("web", range, "");
 
     let (a, b, c) = tokio::join!(
@@ -431,12 +411,20 @@ async fn events_report_start_and_die_of_a_stopped_instance() {
     let mut events = engine.events(&cluster.name).await.expect("subscribe");
 
     // An instance of another cluster must not show up.
-    let noise = start(&engine, &other, &web_service("noise", free_range(2), ""))
-        .await
-        .expect("noise");
-    let started = start(&engine, &cluster, &web_service("web", free_range(2), ""))
-        .await
-        .expect("starts");
+    let noise = start(
+        &engine,
+        &other,
+        &web_service("noise", testkit::free_port_range(2), ""),
+    )
+    .await
+    .expect("noise");
+    let started = start(
+        &engine,
+        &cluster,
+        &web_service("web", testkit::free_port_range(2), ""),
+    )
+    .await
+    .expect("starts");
 
     let started_event = next_event(&mut events).await;
     let start_latency = SystemTime::now()
@@ -501,9 +489,13 @@ async fn stats_give_cpu_and_memory_fractions_in_range() {
     }
     let cluster = ClusterGuard::new();
     let engine = engine().await;
-    let started = start(&engine, &cluster, &web_service("web", free_range(2), ""))
-        .await
-        .expect("starts");
+    let started = start(
+        &engine,
+        &cluster,
+        &web_service("web", testkit::free_port_range(2), ""),
+    )
+    .await
+    .expect("starts");
     let port = host_port(&started);
     wait_healthy(port);
     // Some work, so the CPU counter moves.
@@ -558,7 +550,7 @@ async fn missing_image_fails_fast_without_a_pull() {
     }
     let cluster = ClusterGuard::new();
     let engine = engine().await;
-    let mut service = web_service("web", free_range(2), "");
+    let mut service = web_service("web", testkit::free_port_range(2), "");
     let image = format!("gru-absent-{}:latest", std::process::id());
     service.image = image.clone();
 
@@ -615,7 +607,7 @@ async fn pinned_instances_take_free_cores_and_fail_when_none_is_left() {
     let cpus = engine.resources().await.expect("resources").cpus;
     let service = web_service(
         "pinned",
-        free_range(u16::try_from(cpus).unwrap_or(8) + 2),
+        testkit::free_port_range(u16::try_from(cpus).unwrap_or(8) + 2),
         r#", "cpunumber": 1"#,
     );
 

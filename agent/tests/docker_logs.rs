@@ -6,9 +6,9 @@
 //! every container of that cluster when the test ends, also when it panics. Published ports
 //! bind 127.0.0.1 only.
 
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::config::{ServiceDescriptor, parse_service};
@@ -83,25 +83,6 @@ impl Drop for ClusterGuard {
     }
 }
 
-/// Two consecutive ports nothing on this host listens on now, distinct from the ranges
-/// other tests of this binary got.
-fn free_range() -> (u16, u16) {
-    static NEXT_BASE: AtomicU16 = AtomicU16::new(0);
-    let seed = u16::try_from(std::process::id() % 500).unwrap_or(0) * 20;
-    for _ in 0..200 {
-        let offset = NEXT_BASE.fetch_add(3, Ordering::Relaxed);
-        let low = 41000 + (seed + offset) % 20000;
-        let free = (low..=low + 1).all(|port| {
-            TcpListener::bind(("0.0.0.0", port)).is_ok()
-                && TcpListener::bind(("127.0.0.1", port)).is_ok()
-        });
-        if free {
-            return (low, low + 1);
-        }
-    }
-    panic!("no free range of 2 ports found");
-}
-
 async fn engine() -> Engine {
     docker::connect("", DEFAULT_DOCKER_TIMEOUT)
         .await
@@ -109,7 +90,7 @@ async fn engine() -> Engine {
 }
 
 fn web_service(name: &str) -> ServiceDescriptor {
-    let (low, high) = free_range();
+    let (low, high) = testkit::free_port_range(2);
     let text = format!(
         r#"{{
             "Name": "{name}",

@@ -45,18 +45,6 @@ fn text(output: &Output) -> String {
     )
 }
 
-/// A free block of `n` loopback ports.
-fn free_range(n: u16) -> (u16, u16) {
-    loop {
-        let low = free_port();
-        if low < 65000
-            && (low..low + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
-        {
-            return (low, low + n - 1);
-        }
-    }
-}
-
 /// One compose project; `docker-compose down -v` when dropped, then the cluster's
 /// containers (started by the agents, not by compose) are removed.
 struct Compose {
@@ -156,7 +144,7 @@ fn configuration(tmp: &Path, influx_port: u16) -> (PathBuf, PathBuf) {
     for service in ["frontend", "backend", "cache"] {
         let path = dir.join(format!("services/{service}.json"));
         let text = std::fs::read_to_string(&path).unwrap();
-        let (low, high) = free_range(10);
+        let (low, high) = testkit::free_port_range(10);
         let start = text.find(r#""8080": ""#).unwrap() + r#""8080": ""#.len();
         let end = start + text[start..].find('"').unwrap();
         let text = format!("{}{low}-{high}{}", &text[..start], &text[end..]);

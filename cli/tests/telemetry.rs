@@ -206,14 +206,7 @@ fn metrics_endpoint_counts_what_the_agent_does_and_its_sink_writes_it() {
         r#"{"Name": "cpu_load", "Expr": "cpu_avg", "Metrics": ["cpu_avg"]}"#,
     )
     .unwrap();
-    let low = loop {
-        let low = free_port();
-        if low < 65000
-            && (low..low + 4).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
-        {
-            break low;
-        }
-    };
+    let (low, _) = testkit::free_port_range(4);
     std::fs::write(
         path.join("services/web.json"),
         format!(

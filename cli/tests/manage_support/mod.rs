@@ -32,19 +32,6 @@ pub fn text(output: &Output) -> String {
     )
 }
 
-/// A free block of `n` host ports on 127.0.0.1.
-pub fn free_range(n: u16) -> (u16, u16) {
-    loop {
-        let low = free_port();
-        if low > 65000 {
-            continue;
-        }
-        if (low..low + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
-            return (low, low + n - 1);
-        }
-    }
-}
-
 pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker").args(args).output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -106,7 +93,7 @@ fn write_config(dir: &Path, services: &[ServiceSpec]) {
     )
     .unwrap();
     for service in services {
-        let (low, high) = free_range(12);
+        let (low, high) = testkit::free_port_range(12);
         let doc = format!(
             r#"{{"Name": "{name}", "Image": "{image}", "DiscoveryPort": "8080",
                 "Analytics": ["cpu_load"],
