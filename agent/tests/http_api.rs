@@ -356,6 +356,46 @@ async fn healthz_reports_identity_and_version() {
     );
 }
 
+/// Expected: a well-formed `?challenge=` gets a proof that only the cluster secret makes
+/// (what another agent checks before it believes this node alive, see
+/// `runtime::liveness`); a malformed one, or a query that does not parse, still gets the
+/// plain answer, never an error (health checkers must not break on it).
+#[tokio::test]
+async fn healthz_proves_the_secret_for_a_challenge_and_never_fails_on_a_query() {
+    use gru_agent::runtime::liveness::proof;
+    let api = Api::seeded().await;
+    let challenge = "8a1f0c2b9d3e4f5a6b7c8d9e0f1a2b3c";
+    let reply = api.get(&format!("/healthz?challenge={challenge}")).await;
+    assert_eq!(reply.status, 200);
+    let body = reply.json();
+    assert_eq!(body["node"], "node-1");
+    let expected = proof(SECRET, challenge, "demo", "node-1");
+    assert_eq!(body["proof"], expected.as_str());
+    assert_ne!(
+        expected,
+        proof("another secret", challenge, "demo", "node-1")
+    );
+    assert_ne!(
+        expected,
+        proof(SECRET, "8a1f0c2b9d3e4f5a6b7c8d9e0f1a2b3d", "demo", "node-1")
+    );
+    for query in [
+        "?challenge=short",
+        "?challenge=%00%01",
+        "?challenge=a&challenge=b",
+        "?%zz",
+        "?challenge",
+    ] {
+        let reply = api.get(&format!("/healthz{query}")).await;
+        assert_eq!(reply.status, 200, "{query}");
+        assert!(
+            reply.json().get("proof").is_none(),
+            "{query}: {}",
+            reply.json()
+        );
+    }
+}
+
 #[tokio::test]
 async fn node_reports_identity_config_and_instance_counts() {
     let api = Api::seeded().await;

@@ -1,7 +1,8 @@
 //! The agent's HTTP API: Gru's routes under `/gru/v1`, answering JSON.
 //!
 //! ```text
-//!   GET  /healthz                              status, cluster, node, version      anyone
+//!   GET  /healthz[?challenge=C]                status, cluster, node, version      anyone
+//!                                              (+ proof of the secret for C)
 //!   GET  /metrics                              Prometheus text (crate::telemetry)  anyone
 //!   GET  /gru/v1/node                          identity, active, config, counts    anyone
 //!   GET  /gru/v1/services                      instances here, min/max             anyone

@@ -17,7 +17,7 @@ use super::ApiState;
 use super::auth::Operator;
 use super::error::{ApiError, shortened};
 use super::push;
-use super::views::{self, Health, HistoryQuery};
+use super::views::{self, Health, HealthQuery, HistoryQuery};
 use crate::mape::Millis;
 use crate::runtime::AgentCommand;
 
@@ -26,8 +26,14 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
 /// Characters of a request's path echoed in a 404 or 405.
 const SHOWN_PATH_CHARS: usize = 120;
 
-pub async fn healthz(State(state): State<ApiState>) -> Json<Health> {
-    Json(Health::of(&state.shared))
+/// Health checkers must always get their answer: a query that does not parse is a
+/// request without a challenge.
+pub async fn healthz(
+    State(state): State<ApiState>,
+    query: Result<Query<HealthQuery>, QueryRejection>,
+) -> Json<Health> {
+    let challenge = query.ok().and_then(|Query(q)| q.challenge);
+    Json(Health::of(&state.shared, challenge.as_deref()))
 }
 
 pub async fn node(State(state): State<ApiState>) -> Json<views::NodeView> {

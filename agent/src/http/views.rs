@@ -26,15 +26,32 @@ pub struct Health {
     pub cluster: String,
     pub node: String,
     pub version: &'static str,
+    /// Present when the request carried a well-formed `?challenge=`: proof that the
+    /// answer comes from an agent holding the cluster secret (see
+    /// [`crate::runtime::liveness::proof`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
+}
+
+/// `?challenge=` of `/healthz`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct HealthQuery {
+    pub challenge: Option<String>,
 }
 
 impl Health {
-    pub fn of(shared: &Shared) -> Health {
+    pub fn of(shared: &Shared, challenge: Option<&str>) -> Health {
+        let proof = challenge
+            .filter(|c| crate::runtime::liveness::challenge_is_valid(c))
+            .map(|c| {
+                crate::runtime::liveness::proof(shared.secret(), c, &shared.cluster, &shared.node)
+            });
         Health {
             status: "ok",
             cluster: shared.cluster.clone(),
             node: shared.node.clone(),
             version: env!("CARGO_PKG_VERSION"),
+            proof,
         }
     }
 }

@@ -131,6 +131,7 @@ impl Autonomic {
             &parts.app_root,
             parts.lease.clone(),
         );
+        let prober = Prober::new(parts.shared.secret());
         Autonomic {
             shared: parts.shared,
             store: parts.store,
@@ -150,7 +151,7 @@ impl Autonomic {
             last_rejection: None,
             lease_changed_at: None,
             node_records: parts.node_records,
-            prober: Prober::default(),
+            prober,
         }
     }
 

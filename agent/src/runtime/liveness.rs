@@ -1,9 +1,12 @@
-//! Asks other agents directly whether they run: `GET /healthz`, in parallel, each with a
-//! short timeout. The second witness when etcd says a node is gone: an agent that answers
-//! as itself, in this cluster, was not lost; etcd lost its lease (see `super::peers`).
+//! Asks other agents directly whether they run: `GET /healthz?challenge=…`, in parallel,
+//! each with a short timeout. The second witness when etcd says a node is gone: an agent
+//! that answers as itself, in this cluster, with a proof made from the fresh challenge and
+//! the cluster secret, was not lost; etcd lost its lease (see `super::peers`). Without the
+//! proof anything listening on a lost node's address could hold a repair back.
 
 use std::time::Duration;
 
+use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::Request;
 use hyper::body::Bytes;
@@ -11,37 +14,86 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
+use sha2::Sha256;
 
 /// Time allowed for one node to answer (connect, request, answer).
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// A `/healthz` answer is a few hundred bytes; anything longer is not an agent's.
 const MAX_ANSWER_BYTES: usize = 4096;
+/// Bounds of a challenge's length; its characters are ASCII letters and digits.
+const CHALLENGE_CHARS: std::ops::RangeInclusive<usize> = 16..=128;
+
+/// Whether `challenge` is one an agent answers with a proof.
+pub fn challenge_is_valid(challenge: &str) -> bool {
+    CHALLENGE_CHARS.contains(&challenge.len())
+        && challenge.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn proof_mac(secret: &str, challenge: &str, cluster: &str, node: &str) -> Hmac<Sha256> {
+    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("hmac accepts any key length"));
+    for part in ["GET", "/healthz", challenge, cluster, node] {
+        mac.update(part.as_bytes());
+        mac.update(b"\n");
+    }
+    mac
+}
+
+/// What an agent holding `secret` answers to `challenge` as `node` of `cluster` (hex
+/// HMAC-SHA256; distinct from gossip signatures, which cover another method and path).
+pub fn proof(secret: &str, challenge: &str, cluster: &str, node: &str) -> String {
+    hex::encode(
+        proof_mac(secret, challenge, cluster, node)
+            .finalize()
+            .into_bytes(),
+    )
+}
+
+/// Constant-time check of a presented proof.
+fn proof_matches(secret: &str, challenge: &str, cluster: &str, node: &str, proof: &str) -> bool {
+    hex::decode(proof).is_ok_and(|bytes| {
+        proof_mac(secret, challenge, cluster, node)
+            .verify_slice(&bytes)
+            .is_ok()
+    })
+}
 
 /// The part of `/healthz` that identifies the agent.
 #[derive(Debug, Deserialize)]
 struct Identity {
     cluster: String,
     node: String,
+    #[serde(default)]
+    proof: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Prober {
     client: Client<HttpConnector, Empty<Bytes>>,
+    secret: String,
 }
 
-impl Default for Prober {
-    fn default() -> Prober {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(PROBE_TIMEOUT));
-        Prober {
-            client: Client::builder(TokioExecutor::new()).build(connector),
-        }
+impl std::fmt::Debug for Prober {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prober").finish_non_exhaustive()
     }
 }
 
 impl Prober {
+    /// A prober for a cluster whose secret is `secret` (never logged).
+    pub fn new(secret: &str) -> Prober {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(PROBE_TIMEOUT));
+        Prober {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            secret: secret.to_owned(),
+        }
+    }
+
     /// The nodes among `candidates` (name, address, port) that answer their `/healthz` as
-    /// that node of `cluster` within [`PROBE_TIMEOUT`].
+    /// that node of `cluster`, with a valid proof for a fresh challenge, within
+    /// [`PROBE_TIMEOUT`].
     pub async fn answering(
         &self,
         cluster: &str,
@@ -51,14 +103,24 @@ impl Prober {
         for (node, address, port) in candidates {
             let client = self.client.clone();
             let cluster = cluster.to_owned();
+            let secret = self.secret.clone();
+            let challenge = new_challenge();
             probes.spawn(async move {
                 let answered = tokio::time::timeout(
                     PROBE_TIMEOUT,
-                    identity(&client, &address, port),
+                    identity(&client, &address, port, &challenge),
                 )
                 .await;
                 match answered {
-                    Ok(Ok(who)) if who.cluster == cluster && who.node == node => Some(node),
+                    Ok(Ok(who)) if who.cluster == cluster && who.node == node => {
+                        let proven = who.proof.as_deref().is_some_and(|p| {
+                            proof_matches(&secret, &challenge, &cluster, &node, p)
+                        });
+                        if !proven {
+                            tracing::warn!(%node, %address, port, "an answer names the node but does not prove the cluster secret: not counted as alive");
+                        }
+                        proven.then_some(node)
+                    }
                     Ok(Ok(who)) => {
                         tracing::debug!(%node, %address, port, answered = ?who, "another agent answers there");
                         None
@@ -77,14 +139,22 @@ impl Prober {
     }
 }
 
+/// 16 random bytes, in hex.
+fn new_challenge() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
 async fn identity(
     client: &Client<HttpConnector, Empty<Bytes>>,
     address: &str,
     port: u16,
+    challenge: &str,
 ) -> Result<Identity, String> {
-    let request = Request::get(format!("http://{address}:{port}/healthz"))
-        .body(Empty::new())
-        .map_err(|e| e.to_string())?;
+    let request = Request::get(format!(
+        "http://{address}:{port}/healthz?challenge={challenge}"
+    ))
+    .body(Empty::new())
+    .map_err(|e| e.to_string())?;
     let response = client.request(request).await.map_err(|e| e.to_string())?;
     if !response.status().is_success() {
         return Err(format!("answered {}", response.status()));
@@ -99,10 +169,41 @@ async fn identity(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use axum::extract::Query;
+
     use super::*;
 
+    /// Serves `/healthz` on a loopback port as an agent `node` of `cluster` holding
+    /// `secret` would (a proof for a valid challenge); `secret: None` answers without one.
+    async fn agent_answering(
+        cluster: &'static str,
+        node: &'static str,
+        secret: Option<&'static str>,
+    ) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let app = axum::Router::new().route(
+            "/healthz",
+            axum::routing::get(move |Query(q): Query<HashMap<String, String>>| async move {
+                let proof = q
+                    .get("challenge")
+                    .filter(|c| challenge_is_valid(c))
+                    .zip(secret)
+                    .map(|(c, secret)| proof(secret, c, cluster, node));
+                serde_json::json!({"status": "ok", "cluster": cluster, "node": node, "proof": proof})
+                    .to_string()
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        port
+    }
+
     /// Serves one fixed `/healthz` answer on a loopback port.
-    async fn agent_answering(body: &'static str) -> u16 {
+    async fn fixed_answer(body: &'static str) -> u16 {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -114,10 +215,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_the_node_itself_in_this_cluster_counts_as_answering() {
-        let n1 = agent_answering(r#"{"status":"ok","cluster":"c","node":"n1"}"#).await;
-        let other_cluster = agent_answering(r#"{"status":"ok","cluster":"d","node":"n2"}"#).await;
-        let not_an_agent = agent_answering("hello").await;
+    async fn only_the_node_itself_in_this_cluster_proving_the_secret_counts_as_answering() {
+        let n1 = agent_answering("c", "n1", Some("s3cret")).await;
+        let other_cluster = agent_answering("d", "n2", Some("s3cret")).await;
+        let wrong_secret = agent_answering("c", "n6", Some("guess")).await;
+        let no_proof = agent_answering("c", "n7", None).await;
+        // A recorded genuine answer, replayed: its proof is for another challenge.
+        let challenge = "0123456789abcdef0123456789abcdef";
+        let recorded: &'static str = Box::leak(
+            serde_json::json!({"status": "ok", "cluster": "c", "node": "n8",
+                "proof": proof("s3cret", challenge, "c", "n8")})
+            .to_string()
+            .into_boxed_str(),
+        );
+        let replayed = fixed_answer(recorded).await;
+        let not_an_agent = fixed_answer("hello").await;
         // A port nothing listens on: bound, then released.
         let closed = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -130,9 +242,31 @@ mod tests {
             ("n4", closed),
             // Port of n1, name of another node: a different agent answers there.
             ("n5", n1),
+            ("n6", wrong_secret),
+            ("n7", no_proof),
+            ("n8", replayed),
         ]
         .map(|(node, port)| (node.to_owned(), "127.0.0.1".to_owned(), port));
-        let answering = Prober::default().answering("c", candidates).await;
+        let answering = Prober::new("s3cret").answering("c", candidates).await;
         assert_eq!(answering, ["n1"]);
+    }
+
+    #[test]
+    fn challenges_are_bounded_letters_and_digits_and_proofs_bind_every_part() {
+        assert!(challenge_is_valid(&new_challenge()));
+        assert!(!challenge_is_valid("short"));
+        assert!(!challenge_is_valid(&"a".repeat(129)));
+        assert!(!challenge_is_valid("0123456789abcdef&x=0123456789"));
+        let p = proof("s", "0123456789abcdef", "c", "n");
+        assert!(proof_matches("s", "0123456789abcdef", "c", "n", &p));
+        for (secret, challenge, cluster, node) in [
+            ("t", "0123456789abcdef", "c", "n"),
+            ("s", "0123456789abcdee", "c", "n"),
+            ("s", "0123456789abcdef", "d", "n"),
+            ("s", "0123456789abcdef", "c", "m"),
+        ] {
+            assert!(!proof_matches(secret, challenge, cluster, node, &p));
+        }
+        assert!(!proof_matches("s", "0123456789abcdef", "c", "n", "not hex"));
     }
 }
