@@ -87,14 +87,22 @@ impl Rejection {
     }
 }
 
-fn mac(secret: &str, timestamp: &str, nonce: &str, body: &[u8]) -> Hmac<Sha256> {
+/// HMAC-SHA256 keyed with the cluster secret over `parts`, each followed by a newline (the
+/// first parts name the method and path, so that one kind of message cannot pass for
+/// another). Gossip signatures and liveness proofs (`runtime::liveness`) are made with it.
+pub(crate) fn keyed_mac(secret: &str, parts: &[&str]) -> Hmac<Sha256> {
     // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
         .unwrap_or_else(|_| unreachable!("hmac accepts any key length"));
-    for part in ["POST", GOSSIP_PATH, timestamp, nonce] {
+    for part in parts {
         mac.update(part.as_bytes());
         mac.update(b"\n");
     }
+    mac
+}
+
+fn mac(secret: &str, timestamp: &str, nonce: &str, body: &[u8]) -> Hmac<Sha256> {
+    let mut mac = keyed_mac(secret, &["POST", GOSSIP_PATH, timestamp, nonce]);
     mac.update(body);
     mac
 }

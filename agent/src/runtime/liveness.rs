@@ -16,6 +16,8 @@ use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use sha2::Sha256;
 
+use crate::gossip::wire::keyed_mac;
+
 /// Time allowed for one node to answer (connect, request, answer).
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// A `/healthz` answer is a few hundred bytes; anything longer is not an agent's.
@@ -30,14 +32,7 @@ pub fn challenge_is_valid(challenge: &str) -> bool {
 }
 
 fn proof_mac(secret: &str, challenge: &str, cluster: &str, node: &str) -> Hmac<Sha256> {
-    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
-        .unwrap_or_else(|_| unreachable!("hmac accepts any key length"));
-    for part in ["GET", "/healthz", challenge, cluster, node] {
-        mac.update(part.as_bytes());
-        mac.update(b"\n");
-    }
-    mac
+    keyed_mac(secret, &["GET", "/healthz", challenge, cluster, node])
 }
 
 /// What an agent holding `secret` answers to `challenge` as `node` of `cluster` (hex
@@ -203,7 +198,7 @@ mod tests {
     }
 
     /// Serves one fixed `/healthz` answer on a loopback port.
-    async fn fixed_answer(body: &'static str) -> u16 {
+    async fn fixed_answer(body: String) -> u16 {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -222,14 +217,10 @@ mod tests {
         let no_proof = agent_answering("c", "n7", None).await;
         // A recorded genuine answer, replayed: its proof is for another challenge.
         let challenge = "0123456789abcdef0123456789abcdef";
-        let recorded: &'static str = Box::leak(
-            serde_json::json!({"status": "ok", "cluster": "c", "node": "n8",
-                "proof": proof("s3cret", challenge, "c", "n8")})
-            .to_string()
-            .into_boxed_str(),
-        );
-        let replayed = fixed_answer(recorded).await;
-        let not_an_agent = fixed_answer("hello").await;
+        let recorded = serde_json::json!({"status": "ok", "cluster": "c", "node": "n8",
+            "proof": proof("s3cret", challenge, "c", "n8")});
+        let replayed = fixed_answer(recorded.to_string()).await;
+        let not_an_agent = fixed_answer("hello".to_owned()).await;
         // A port nothing listens on: bound, then released.
         let closed = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
