@@ -714,7 +714,8 @@ fn target_tracking_fields_are_optional_and_default_to_gru_behaviour() {
     let target = policy(
         r#"{"Scaleout": {"Enable": true, "Threshold": 0.8, "mode": "target", "window": 5,
              "smoothing": "ewma"},
-            "Scalein": {"Enable": true, "Threshold": 0.2, "Mode": "target", "Missing": 0}}"#,
+            "Scalein": {"Enable": true, "Threshold": 0.2, "Mode": "target", "Missing": 0},
+            "CooldownOut": 10}"#,
     );
     assert!(target.scaleout.tracks_target() && target.scalein.tracks_target());
     assert!((target.target(&target.scaleout) - 0.5).abs() < 1e-9);

@@ -449,6 +449,18 @@ pub(crate) fn validate_at(policy: &PolicyConfig, root: &JsonPath, findings: &mut
             ),
         );
     }
+    if scaleout.enable && scaleout.tracks_target() && policy.cooldown_out_secs == 0 {
+        findings.add_with_hint(
+            &root.field("CooldownOut"),
+            "is 0 while Scaleout tracks a target",
+            Some(
+                "a target-tracking decision needs a window for its instances to start and take \
+                 load before the next one (e.g. 10 s), or it decides again from the load they \
+                 have not taken yet"
+                    .to_owned(),
+            ),
+        );
+    }
     let in_range = |t: f64| (0.0..=1.0).contains(&t);
     let target = policy.target(scaleout);
     if scaleout.tracks_target()
