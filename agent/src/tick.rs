@@ -59,6 +59,8 @@ pub enum Want {
     Step { direction: Direction, count: u32 },
     /// A target-tracking decision, from the planner: the count the cluster should reach.
     Target { direction: Direction, desired: u32 },
+    /// One half of a swap: one instance in `direction` (the stop makes room for the start).
+    Swap { direction: Direction },
 }
 
 impl Want {
@@ -77,12 +79,16 @@ impl Want {
                 ..
             } => "scale-out",
             Want::Step { .. } | Want::Target { .. } => "scale-in",
+            Want::Swap { .. } => "swap",
         }
     }
 
     /// Whether this want is a scaling decision (cooldowns apply), not a repair or a fill.
     pub fn is_decision(self) -> bool {
-        matches!(self, Want::Step { .. } | Want::Target { .. })
+        matches!(
+            self,
+            Want::Step { .. } | Want::Target { .. } | Want::Swap { .. }
+        )
     }
 }
 
@@ -180,19 +186,27 @@ pub fn decide(
             };
             coordination::fill_claim(node, observed, room, ledger).ok_or(NOTHING_TO_DO)
         }
-        Want::Step { direction, count } => coordination::evaluate(
-            &Request {
+        Want::Step { direction, count } => {
+            // A step is this agent's own: it can start as many as it has room for, and
+            // stop as many as it runs (the planner's guards clamp it the same way).
+            let own = match direction {
+                Direction::Out => observation.room_here,
+                Direction::In => observation.removable_here,
+            };
+            if count.min(own) == 0 {
+                return Err(NOTHING_TO_DO);
+            }
+            step(
                 node,
                 direction,
-                step: count,
+                count.min(own),
                 observed,
-                min: observation.min,
-                max: observation.max,
-            },
-            ledger,
-            cooldown_out,
-            cooldown_in,
-        ),
+                observation,
+                ledger,
+                policy,
+            )
+        }
+        Want::Swap { direction } => step(node, direction, 1, observed, observation, ledger, policy),
         Want::Target { direction, desired } => coordination::evaluate_target(
             &TargetRequest {
                 node,
@@ -211,6 +225,31 @@ pub fn decide(
             cooldown_in,
         ),
     }
+}
+
+/// A fixed step of `count` instances, as the ledger allows it.
+fn step(
+    node: &str,
+    direction: Direction,
+    count: u32,
+    observed: u32,
+    observation: &ServiceObservation,
+    ledger: &Ledger,
+    policy: &PolicyConfig,
+) -> Result<Claim, Refusal> {
+    coordination::evaluate(
+        &Request {
+            node,
+            direction,
+            step: count,
+            observed,
+            min: observation.min,
+            max: observation.max,
+        },
+        ledger,
+        policy.cooldown_out_secs > 0,
+        policy.cooldown_in_secs > 0,
+    )
 }
 
 /// How long the records of a claim for `want` live: the intent settles for two loops (a
@@ -403,5 +442,100 @@ mod tests {
         let claim = decide("n1", scale_in, &observation(4, 2, 0), &cooling, &policy())
             .expect("scale-in is not blocked by a scale-out cooldown");
         assert!(claim.start_in_cooldown && !claim.start_out_cooldown);
+    }
+
+    /// Random sequences of agents claiming against one ledger, as etcd would serialise
+    /// them: whatever they observed (stale counts included), a won claim never leads past
+    /// MaxInstances or below MinInstances from the count the ledger and its reader saw,
+    /// fills never pass their target, a repair or fill never starts a cooldown, and every
+    /// start or stop comes from a won claim.
+    #[test]
+    fn random_claim_sequences_keep_the_bounds_and_the_target() {
+        use rand::rngs::StdRng;
+        use rand::{RngExt, SeedableRng};
+
+        for seed in 0..300 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let (min, max) = (rng.random_range(0..3), rng.random_range(3..12));
+            let mut running: u32 = rng.random_range(min..=max);
+            let mut ledger = Ledger::default();
+            let policy = policy();
+            for step in 0..60 {
+                // A lagging reader sees up to 3 fewer instances than run (discovery lags);
+                // the intent it reads corrects the count, as in the agent.
+                let lag = rng.random_range(0..=3.min(running));
+                let here = rng.random_range(0..=running.min(4));
+                let obs = ServiceObservation {
+                    min,
+                    max: Some(max),
+                    observed: running - lag,
+                    running_here: here,
+                    removable_here: here,
+                    room_here: rng.random_range(0..4),
+                };
+                let direction = if rng.random_bool(0.5) {
+                    Direction::Out
+                } else {
+                    Direction::In
+                };
+                let want = match rng.random_range(0..5) {
+                    0 => Want::Floor { min },
+                    1 => Want::Ceiling,
+                    2 => Want::Fill,
+                    3 => Want::Step {
+                        direction,
+                        count: rng.random_range(1..4),
+                    },
+                    _ => Want::Target {
+                        direction,
+                        desired: rng.random_range(0..20),
+                    },
+                };
+                let Ok(claim) = decide("n", want, &obs, &ledger, &policy) else {
+                    continue;
+                };
+                let seen = obs.observed.max(obs.running_here);
+                let from = crate::coordination::effective_count(seen, ledger.intent.as_ref());
+                match effect(&claim) {
+                    Effect::Start(n) => {
+                        assert!(
+                            from + n <= max,
+                            "seed {seed} step {step}: {from} + {n} > {max} ({want:?})"
+                        );
+                        assert!(n <= obs.room_here, "seed {seed}: more starts than room");
+                        running += n;
+                    }
+                    Effect::Stop(n) => {
+                        assert!(
+                            n <= obs.removable_here,
+                            "seed {seed}: more stops than instances here"
+                        );
+                        if !matches!(want, Want::Ceiling) {
+                            assert!(
+                                from - n >= min,
+                                "seed {seed} step {step}: below min ({want:?})"
+                            );
+                        }
+                        running -= n;
+                    }
+                    Effect::Nothing => {}
+                }
+                if let (Want::Fill, Some(target)) = (want, ledger.target.as_ref()) {
+                    match target.direction {
+                        Direction::Out => assert!(claim.intent.count_after <= target.desired),
+                        Direction::In => assert!(claim.intent.count_after >= target.desired),
+                    }
+                }
+                if !want.is_decision() {
+                    assert!(!claim.start_out_cooldown && !claim.start_in_cooldown);
+                }
+                // The claim is won: etcd now holds it (a new target replaces the old one).
+                ledger.revision += 1;
+                ledger.intent = Some(claim.intent.clone());
+                if claim.target.is_some() {
+                    ledger.target = claim.target.clone();
+                }
+            }
+        }
     }
 }

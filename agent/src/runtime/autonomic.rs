@@ -1055,13 +1055,11 @@ impl Autonomic {
                 else {
                     return;
                 };
-                let out = Want::Step {
+                let out = Want::Swap {
                     direction: Direction::Out,
-                    count: 1,
                 };
-                let r#in = Want::Step {
+                let r#in = Want::Swap {
                     direction: Direction::In,
-                    count: 1,
                 };
                 if self
                     .claim_want(config, start_descriptor, out, "swap")
