@@ -67,6 +67,13 @@ const SCALEIN_THRESHOLD: f64 = 0.1;
 /// One decision may take `web` from 1 to 5 instances.
 const MAX_GROWTH_PERCENT: u32 = 400;
 const COOLDOWN_OUT_SECS: u64 = 5;
+/// The scale-out breach must last one loop (the metric window): fast detection starts the
+/// period at the first sample over the threshold, and the count is then computed from a
+/// window that holds only samples of the new load. With Period 0 the first decision is
+/// computed from a window still half full of samples from before the step (ceil(1 × 0.43 /
+/// 0.25) = 2 where the step calls for 4), and the rest needs a second decision a
+/// CooldownOut later.
+const SCALEOUT_PERIOD_SECS: u64 = 1;
 const STABILIZATION_SECS: u64 = 15;
 const LOOP_SECS: u64 = 1;
 const TTL_SECS: u32 = 3;
@@ -346,7 +353,8 @@ fn a_load_step_is_one_target_claim_filled_across_nodes_that_settles_and_returns_
         &format!(
             r#"{{"Scaleout": {{"Enable": true, "Mode": "target", "Target": {TARGET},
                                "Threshold": {SCALEOUT_THRESHOLD}, "Analytics": ["resp_time_ratio"],
-                               "MaxGrowthPercent": {MAX_GROWTH_PERCENT}}},
+                               "MaxGrowthPercent": {MAX_GROWTH_PERCENT},
+                               "Period": {SCALEOUT_PERIOD_SECS}}},
                 "Scalein":  {{"Enable": true, "Mode": "target", "Target": {TARGET},
                                "Threshold": {SCALEIN_THRESHOLD}, "Analytics": ["resp_time_ratio"],
                                "Stabilization": {STABILIZATION_SECS}}},
