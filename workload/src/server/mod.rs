@@ -1,8 +1,8 @@
 //! `gru-workload`: the HTTP service gru manages in tests and the demo.
 //!
-//! * `GET /` waits for a worker (bounded queue, else 503), burns a fixed amount of CPU
-//!   ([`BusyWork`]) and answers `{"service", "instance", "ms"}`, `ms` being its response
-//!   time (queueing + work).
+//! * `GET /` waits for a worker (bounded queue, else 503), holds it for the configured
+//!   off-CPU wait (none by default), burns a fixed amount of CPU ([`BusyWork`]) and answers
+//!   `{"service", "instance", "ms"}`, `ms` being its response time (queueing + wait + work).
 //! * `GET /healthz` answers 200 at once, whatever the load: the work runs on blocking
 //!   threads, never on the threads that serve connections.
 //! * Every report interval with completions, one `gru:<service>:execution_time:<ms>:ms` line
@@ -59,6 +59,7 @@ struct App {
     service: String,
     instance: String,
     work: BusyWork,
+    wait: Duration,
     admission: Admission,
     window: report::SharedWindow,
 }
@@ -79,6 +80,7 @@ pub async fn run(
         service: settings.service.clone(),
         instance: instance_name(),
         work,
+        wait: settings.wait,
         admission: Admission::new(settings.concurrency, settings.queue),
         window: report::SharedWindow::default(),
     });
@@ -87,6 +89,7 @@ pub async fn run(
         service = %app.service,
         instance = %app.instance,
         service_time_ms = service_time.as_millis(),
+        wait_ms = settings.wait.as_millis(),
         work_rounds = work.rounds(),
         concurrency = settings.concurrency,
         queue = settings.queue,
@@ -153,6 +156,12 @@ async fn work_handler(State(app): State<Arc<App>>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, "queue full\n").into_response();
     };
     let working = admitted.start().await;
+    if !app.wait.is_zero() {
+        // The worker stays taken while it waits, as a thread blocked on a downstream call
+        // would be; if the client goes away meanwhile, the handler is dropped and so is
+        // the worker, which is right: nothing was computed yet.
+        tokio::time::sleep(app.wait).await;
+    }
     let work = app.work;
     let window = Arc::clone(&app.window);
     // The permits move into the blocking task: if the client goes away and this handler is
