@@ -7,25 +7,26 @@
 # summary and the instance timeline. Ctrl-C tears everything down (agents, containers,
 # etcd) at any point.
 #
-#   scripts/demo.sh             8 req/s for 20 s, 36 req/s for 100 s, 8 req/s for 60 s; then
+#   scripts/demo.sh             8 req/s for 20 s, 30 req/s for 100 s, 8 req/s for 60 s; then
 #                               the agents keep running until Ctrl-C (try `gru manage`)
-#   scripts/demo.sh --once      8 req/s for 10 s, 36 req/s for 60 s; then tear down and exit
+#   scripts/demo.sh --once      8 req/s for 10 s, 30 req/s for 60 s; then tear down and exit
 #   scripts/demo.sh --capacity  measure one frontend instance's capacity instead: rates
 #                               from 8 to 22 req/s, 15 s each, p99 and errors at each
 #
-# Sizing (measured on this 2-core machine, shared with other work, by --capacity):
+# Sizing (measured on this 2-core machine while other builds shared it, load average 7-9):
 #   * A frontend instance has one worker; a request holds it 40 ms waiting (WAIT_MS, as on a
 #     call to a downstream service) and burns 10 ms of CPU (SERVICE_TIME_MS). Its p99 stays
 #     under the frontend's MAX_RESP_TIME (200 ms) up to 14 req/s (p99 93 ms), not at 16
-#     (p99 836 ms): an instance's capacity is about 14-15 req/s. CPU: about 11 ms a request
-#     (docker stats: 9.7 % of a core at 9 req/s).
-#   * The step to 36 req/s is 2.4x what one instance serves. MaxInstances (4) serve it at
-#     9 req/s each, 60 % of capacity; 3 instances at 12 req/s, 80 %. The load then costs
-#     about 0.4 of a core in the containers, which leaves the rest of the 2 cores to etcd,
-#     the agents, docker-proxy and the load generator: the machine is never the limit,
-#     the instance count is.
-#   * Before scaling, requests queue on the one instance and time out (2 s): errors are
-#     expected until the scale-out. The summary gives the error rate once scaled.
+#     (p99 836 ms): an instance serves about 14-15 req/s. A request costs about 11 ms of
+#     CPU (docker stats: 9.7 % of a core at 9 req/s).
+#   * The step to 30 req/s is twice what one instance serves. MaxInstances (4) serve it at
+#     7.5 req/s each, about half their capacity; 3 instances at 10 req/s. The load costs
+#     about a third of a core in the containers, which leaves the rest of the 2 cores to
+#     etcd, the agents, docker-proxy and the load generator: the instance count is the
+#     limit, not the machine.
+#   * An overloaded instance holds at most 10 waiting requests (QUEUE, ~0.6 s of work) and
+#     answers 503 beyond: errors are expected between the step and the scale-out, and the
+#     backlog does not outlast it. The summary gives the error rate once scaled.
 #
 # The summary line's keys:
 #   requests, errors, error_pct                 every request scheduled (an error is a
@@ -39,6 +40,8 @@
 # Instance counts are the discovery records in etcd: instances that serve, as the load
 # generator sees them.
 set -euo pipefail
+# Before lib.sh, which would set the shared default: etcd's pid files live under it.
+export GRU_RUN_DIR=${GRU_RUN_DIR:-/tmp/gru-demo}
 . "$(dirname "$0")/lib.sh"
 cd "$GRU_ROOT"
 
@@ -49,7 +52,6 @@ case ${1:-} in
   --capacity) mode=capacity ;;
   *) die "usage: $0 [--once | --capacity]" ;;
 esac
-export GRU_RUN_DIR=${GRU_RUN_DIR:-/tmp/gru-demo}
 run=$GRU_RUN_DIR
 cluster=demo
 services=(frontend backend cache)
@@ -108,7 +110,7 @@ if [ "$mode" = capacity ]; then
   say "one frontend instance (SERVICE_TIME_MS=$(env_of SERVICE_TIME_MS) WAIT_MS=$(env_of WAIT_MS)) on 127.0.0.1:$port"
   docker run -d --rm --label "org.gru.cluster=$cluster" -p "127.0.0.1:$port:8080" --memory 64m \
     -e SERVICE_NAME=frontend -e "SERVICE_TIME_MS=$(env_of SERVICE_TIME_MS)" \
-    -e "WAIT_MS=$(env_of WAIT_MS)" gru-workload:latest >/dev/null
+    -e "WAIT_MS=$(env_of WAIT_MS)" -e "QUEUE=$(env_of QUEUE)" gru-workload:latest >/dev/null
   wait_http "http://127.0.0.1:$port/healthz" 20 || die "the instance did not come up"
   for rate in $CAPACITY_RATES; do
     "$loadgen" --target "127.0.0.1:$port" --schedule "$rate:${CAPACITY_SECS}s" \
@@ -141,7 +143,7 @@ done
 # Every second, from one read of discovery: frontend's instances as the load generator's
 # targets, the instance count of every service, and a timeline line when a count changes.
 targets=$run/frontend.targets counts=$run/counts timeline=$run/timeline
-rm -f "$targets" "$counts" "$timeline" "$run/samples"
+rm -f "$targets" "$counts" "$timeline" "$run/samples" "$run/loadgen.out"
 : >"$timeline"
 (
   last=""
@@ -179,6 +181,7 @@ schedule="$BASE_RATE:${BASE_SECS}s,$STEP_RATE:${STEP_SECS}s"
 say "load on frontend: $schedule (requests/s:duration); one line per ${INTERVAL_SECS} s"
 # ended: requests answered, failed or not sent in the interval; err%: the failed share of them.
 printf '%6s %6s %6s %7s %8s %8s   %s\n' t rate ended err% p50_ms p99_ms instances
+: >"$run/loadgen.out"
 start_ms=$(date +%s%3N)
 "$loadgen" --targets-file "$targets" --schedule "$schedule" --timeout-ms "$REQUEST_TIMEOUT_MS" \
   --interval-secs "$INTERVAL_SECS" --samples-file "$run/samples" \
