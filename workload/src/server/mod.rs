@@ -10,9 +10,10 @@
 //! * With `--malformed-lines-per-sec N`, the binary also prints N malformed `gru:` lines a
 //!   second to stdout ([`noise`]), for tests of the agent's log reader.
 //!
-//! Shutdown: when `shutdown` resolves the listener closes, every admitted request (working
-//! or queued) is finished within [`DRAIN_DEADLINE`], the last partial window is reported,
-//! and [`run`] returns.
+//! Shutdown: when `shutdown` resolves the server goes on serving for the configured
+//! shutdown delay (none by default), then the listener closes, every admitted request
+//! (working or queued) is finished within [`DRAIN_DEADLINE`], the last partial window is
+//! reported, and [`run`] returns.
 
 pub mod admission;
 pub mod busy_work;
@@ -122,6 +123,19 @@ pub async fn run(
         // The server only ends by itself on an error from the listener.
         result = &mut server => Some(result),
         () = shutdown => None,
+    };
+    let lame_duck = settings.shutdown_delay;
+    let served = match served {
+        None if !lame_duck.is_zero() => {
+            // Clients learn that this instance is going from discovery, a little after it
+            // was deregistered; until they do, new requests are still answered.
+            tracing::info!(
+                delay_ms = lame_duck.as_millis(),
+                "shutdown signal: serving on for the shutdown delay"
+            );
+            tokio::time::timeout(lame_duck, &mut server).await.ok()
+        }
+        served => served,
     };
     let result = match served {
         Some(result) => result,
