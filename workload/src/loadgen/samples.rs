@@ -91,7 +91,8 @@ mod tests {
         log.record(Duration::from_millis(1500), Outcome::Err);
         log.flush();
         let text = std::fs::read_to_string(&path).expect("read");
-        let sent: u128 = text.split(' ').next().unwrap().parse().expect("a number");
+        let (sent, _) = text.split_once(' ').expect("two fields");
+        let sent: u128 = sent.parse().expect("a number");
         assert_eq!(sent, log.started_unix_ms + 1500);
         assert!(text.ends_with(" err\n"), "{text:?}");
     }
