@@ -24,6 +24,10 @@
 #     about a third of a core in the containers, which leaves the rest of the 2 cores to
 #     etcd, the agents, docker-proxy and the load generator: the instance count is the
 #     limit, not the machine.
+#   * The frontend's own policy (services/frontend.json) tracks a target: an overloaded
+#     frontend asks for 4 instances in one claim; scale-in follows its CPU share with a
+#     20 s stabilization. Instances answer for 2 s after SIGTERM (SHUTDOWN_DELAY_MS), so
+#     a scale-in costs no request.
 #   * An overloaded instance holds at most 10 waiting requests (QUEUE, ~0.6 s of work) and
 #     answers 503 beyond: errors are expected between the step and the scale-out, and the
 #     backlog does not outlast it. The summary gives the error rate once scaled.
@@ -38,7 +42,8 @@
 #                                               when frontend reached its peak count (peak)
 #   error_pct_once_scaled                       requests sent from peak_s on
 # Instance counts are the discovery records in etcd: instances that serve, as the load
-# generator sees them.
+# generator sees them. The figures depend on what else runs: other work that takes the
+# CPU slows every instance alike, and no instance count can make up for it.
 set -euo pipefail
 # Before lib.sh, which would set the shared default: etcd's pid files live under it.
 export GRU_RUN_DIR=${GRU_RUN_DIR:-/tmp/gru-demo}
