@@ -16,8 +16,9 @@
 # Sizing (measured on this 2-core machine while other builds shared it, load average 7-9):
 #   * A frontend instance has one worker; a request holds it 40 ms waiting (WAIT_MS, as on a
 #     call to a downstream service) and burns 10 ms of CPU (SERVICE_TIME_MS). Its p99 stays
-#     under the frontend's MAX_RESP_TIME (200 ms) up to 14 req/s (p99 93 ms), not at 16
-#     (p99 836 ms): an instance serves about 14-15 req/s. A request costs about 11 ms of
+#     under the frontend's MAX_RESP_TIME (200 ms) up to 14 req/s in one sweep (p99 93 ms;
+#     836 ms at 16, without the QUEUE bound) and up to 16 req/s in another (p99 129 ms;
+#     682 ms and 3 % errors at 18): an instance serves about 14-16 req/s. A request costs about 11 ms of
 #     CPU (docker stats: 9.7 % of a core at 9 req/s).
 #   * The step to 30 req/s is twice what one instance serves. MaxInstances (4) serve it at
 #     7.5 req/s each, about half their capacity; 3 instances at 10 req/s. The load costs
