@@ -65,3 +65,50 @@ async fn a_full_queue_answers_503_while_healthz_still_answers() {
         .expect("server task")
         .expect("server ends cleanly");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wait_holds_the_worker_without_burning_cpu() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("bound");
+    let wait = Duration::from_millis(300);
+    let settings = ServerSettings {
+        service: "waits".into(),
+        service_time: Duration::from_millis(1),
+        wait,
+        concurrency: 1,
+        ..ServerSettings::with_defaults(addr)
+    };
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(server::run(
+        listener,
+        settings,
+        std::io::sink(),
+        stop.clone().cancelled_owned(),
+    ));
+    let up = tokio::task::spawn_blocking(move || wait_healthy(addr, Duration::from_secs(10)));
+    assert!(up.await.expect("probe"), "server not up");
+
+    // Two requests at once on one worker: the second waits for the first's wait.
+    let asks: Vec<_> = (0..2)
+        .map(|_| tokio::task::spawn_blocking(move || http_get(addr, "/")))
+        .collect();
+    let mut served_ms = Vec::new();
+    for ask in asks {
+        let (status, body) = ask.await.expect("client").expect("answer");
+        assert_eq!(status, 200, "{body}");
+        let reply: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        served_ms.push(reply["ms"].as_f64().expect("ms"));
+    }
+    served_ms.sort_by(f64::total_cmp);
+    assert!(served_ms[0] >= 300.0, "each request waits: {served_ms:?}");
+    assert!(
+        served_ms[1] >= 600.0,
+        "the worker is held while waiting, so the second request queues: {served_ms:?}"
+    );
+
+    stop.cancel();
+    server
+        .await
+        .expect("server task")
+        .expect("server ends cleanly");
+}

@@ -57,3 +57,35 @@ fn sigterm_refuses_new_connections_finishes_the_request_in_flight_and_exits_zero
         server.output_so_far()
     );
 }
+
+#[test]
+fn with_a_shutdown_delay_new_requests_are_answered_after_sigterm_until_it_ends() {
+    let port = free_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gru-workload"));
+    command
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--service", "lameduck", "--service-time-ms", "1"])
+        .args(["--shutdown-delay-ms", "1500"]);
+    let mut server = ChildGuard::spawn("gru-workload", command);
+    assert!(
+        wait_healthy(addr, Duration::from_secs(10)),
+        "not up\n{}",
+        server.output_so_far()
+    );
+
+    server.terminate();
+    std::thread::sleep(Duration::from_millis(300));
+    let during = http_get(addr, "/");
+    assert!(
+        matches!(&during, Ok((200, body)) if body.contains("\"service\":\"lameduck\"")),
+        "a request during the shutdown delay was not answered: {during:?}\n{}",
+        server.output_so_far()
+    );
+    let status = server.wait_for_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}\n{}", server.output_so_far());
+    assert!(
+        http_get(addr, "/healthz").is_err(),
+        "still accepting after the delay and exit"
+    );
+}

@@ -6,9 +6,11 @@
 //! request due while `max_in_flight` are awaiting answers is not sent but counted as
 //! dropped, so memory stays bounded however slow the target.
 //!
-//! Output (to `out`, stdout in the binary): one [`Tick`] line per second and, once the
-//! schedule is over and every request has been answered or timed out, one [`Summary`] line.
+//! Output (to `out`, stdout in the binary): one [`Tick`] line per interval (a second by
+//! default) and, once the schedule is over and every request has been answered or timed
+//! out, one [`Summary`] line. With a samples file, one line per request too ([`samples`]).
 
+pub mod samples;
 pub mod schedule;
 pub mod settings;
 pub mod tally;
@@ -31,6 +33,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use samples::{Outcome, SampleLog};
 pub use schedule::Schedule;
 pub use settings::{LoadgenArgs, LoadgenSettings};
 pub use tally::{Counts, Percentiles, Summary, Tally, Tick};
@@ -48,12 +51,19 @@ struct Shared {
     /// Whether the first failure was logged already: one line says what goes wrong
     /// (connection refused, timeout, 503) without one line per failed request.
     failure_logged: AtomicBool,
+    samples: Option<SampleLog>,
 }
 
 impl Shared {
     /// A std mutex: held for a counter update or a swap, never across an `.await`.
     fn tally(&self) -> MutexGuard<'_, Tally> {
         self.tally.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn sample(&self, offset: Duration, outcome: Outcome) {
+        if let Some(samples) = &self.samples {
+            samples.record(offset, outcome);
+        }
     }
 }
 
@@ -65,12 +75,20 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Summary {
     let max_in_flight = settings.max_in_flight;
+    let samples = settings.samples_file.as_deref().and_then(|path| {
+        SampleLog::create(path)
+            .inspect_err(|err| {
+                tracing::warn!("cannot create the samples file {}: {err}", path.display());
+            })
+            .ok()
+    });
     let shared = Arc::new(Shared {
         client: Client::builder(TokioExecutor::new()).build_http(),
         timeout: settings.timeout,
         in_flight: Arc::new(Semaphore::new(max_in_flight)),
         tally: Mutex::default(),
         failure_logged: AtomicBool::new(false),
+        samples,
     });
 
     let (targets_tx, targets_rx) = watch::channel(Targets::from(settings.targets.clone()));
@@ -111,15 +129,15 @@ pub async fn run(
     };
     tokio::pin!(all_answered, shutdown);
 
-    let second = Duration::from_secs(1);
-    let mut ticks = tokio::time::interval_at(start + second, second);
+    let interval = settings.interval;
+    let mut ticks = tokio::time::interval_at(start + interval, interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut t_secs = 0;
     loop {
         tokio::select! {
             at = ticks.tick() => {
                 t_secs = (at - start).as_secs();
-                let tick = close_second(&shared, &settings.schedule, t_secs);
+                let tick = close_interval(&shared, &settings.schedule, t_secs, interval);
                 emit(&mut out, &tick);
             }
             () = &mut shutdown, if !stop_sending.is_cancelled() => {
@@ -130,11 +148,17 @@ pub async fn run(
         }
     }
     if !shared.tally().window_is_empty() {
-        // The last, partial second: answers that came after the schedule's end.
-        let tick = close_second(&shared, &settings.schedule, t_secs + 1);
+        // The last, partial interval: what the ticks have not covered yet (the schedule's
+        // end can come just before its last tick) and answers that came after it.
+        let end_secs = (t_secs + 1).max(start.elapsed().as_secs_f64().ceil() as u64);
+        let partial = Duration::from_secs(end_secs - t_secs);
+        let tick = close_interval(&shared, &settings.schedule, end_secs, partial);
         emit(&mut out, &tick);
     }
     let summary = shared.tally().summary();
+    if let Some(samples) = &shared.samples {
+        samples.flush();
+    }
     emit(&mut out, &summary);
 
     stop_watching.cancel();
@@ -146,12 +170,11 @@ pub async fn run(
     summary
 }
 
-/// The tick for the second that ends at `t_secs`.
-fn close_second(shared: &Shared, schedule: &Schedule, t_secs: u64) -> Tick {
+/// The tick for the `interval` that ends at `t_secs`.
+fn close_interval(shared: &Shared, schedule: &Schedule, t_secs: u64, interval: Duration) -> Tick {
     let (counts, latency) = shared.tally().take_window();
-    let rate = schedule
-        .rate_at(Duration::from_secs(t_secs.saturating_sub(1)))
-        .unwrap_or(0);
+    let end = Duration::from_secs(t_secs);
+    let rate = schedule.mean_rate(end.saturating_sub(interval), end);
     Tick {
         t_secs,
         rate,
@@ -182,10 +205,12 @@ async fn send_on_schedule(
         }
         let Some(uri) = round_robin.pick(&targets.borrow()) else {
             shared.tally().dropped();
+            shared.sample(offset, Outcome::Dropped);
             continue;
         };
         let Ok(permit) = Arc::clone(&shared.in_flight).try_acquire_owned() else {
             shared.tally().dropped();
+            shared.sample(offset, Outcome::Dropped);
             continue;
         };
         shared.tally().sent();
@@ -193,9 +218,14 @@ async fn send_on_schedule(
         tokio::spawn(async move {
             let outcome = request(&shared, uri).await;
             match outcome {
-                Ok(latency) => shared.tally().ok(latency.as_secs_f64() * 1000.0),
+                Ok(latency) => {
+                    let latency_ms = latency.as_secs_f64() * 1000.0;
+                    shared.tally().ok(latency_ms);
+                    shared.sample(offset, Outcome::Ok { latency_ms });
+                }
                 Err(why) => {
                     shared.tally().err();
+                    shared.sample(offset, Outcome::Err);
                     if !shared.failure_logged.swap(true, Ordering::Relaxed) {
                         tracing::warn!(
                             "first failed request: {why} (later failures are only counted)"

@@ -105,6 +105,23 @@ impl Schedule {
         None
     }
 
+    /// The mean scheduled rate over `[from, to)`, in requests per second, rounded to the
+    /// nearest whole one; 0 for an empty span or past the end.
+    pub fn mean_rate(&self, from: Duration, to: Duration) -> u32 {
+        if to <= from {
+            return 0;
+        }
+        let mut phase_start = Duration::ZERO;
+        let mut requests = 0.0;
+        for phase in &self.phases {
+            let phase_end = phase_start + phase.duration;
+            let overlap = phase_end.min(to).saturating_sub(phase_start.max(from));
+            requests += f64::from(phase.rate) * overlap.as_secs_f64();
+            phase_start = phase_end;
+        }
+        (requests / (to - from).as_secs_f64()).round() as u32
+    }
+
     /// When each request is due, counted from the start: evenly spaced at each phase's
     /// rate (`ceil(rate x duration)` requests per phase), in order. Open loop: the times
     /// do not depend on answers.
@@ -195,6 +212,27 @@ mod tests {
             (3000, None),
         ] {
             assert_eq!(schedule.rate_at(ms(at)), rate, "at {at} ms");
+        }
+    }
+
+    #[test]
+    fn mean_rate_weighs_the_phases_by_their_overlap() {
+        let schedule: Schedule = "10:2s,40:3s".parse().expect("valid");
+        for (from, to, rate) in [
+            (0, 1000, 10),
+            (1000, 2000, 10),
+            (2000, 5000, 40),
+            (0, 5000, 28),    // (20 + 120) / 5
+            (1000, 4000, 30), // (10 + 80) / 3
+            (4000, 6000, 20), // the schedule ends at 5 s: 40 / 2
+            (6000, 7000, 0),
+            (3000, 3000, 0),
+        ] {
+            assert_eq!(
+                schedule.mean_rate(ms(from), ms(to)),
+                rate,
+                "{from}..{to} ms"
+            );
         }
     }
 

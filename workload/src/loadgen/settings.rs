@@ -12,6 +12,7 @@ use super::targets::parse_target;
 
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 256;
 pub const DEFAULT_TIMEOUT_MS: u64 = 5000;
+pub const DEFAULT_INTERVAL_SECS: u64 = 1;
 
 /// The command line as typed.
 #[derive(Debug, Parser)]
@@ -48,6 +49,16 @@ pub struct LoadgenArgs {
     #[arg(long, default_value_t = DEFAULT_TIMEOUT_MS,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout_ms: u64,
+
+    /// Seconds covered by each figures line: its counts and percentiles are over the
+    /// interval, its rate is the schedule's mean rate over it.
+    #[arg(long, default_value_t = DEFAULT_INTERVAL_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub interval_secs: u64,
+
+    /// Also write one line per request to this file: `<sent_unix_ms> <latency_ms|err|drop>`.
+    #[arg(long)]
+    pub samples_file: Option<PathBuf>,
 }
 
 /// Validated, ready-to-use settings.
@@ -58,6 +69,8 @@ pub struct LoadgenSettings {
     pub schedule: Schedule,
     pub max_in_flight: usize,
     pub timeout: Duration,
+    pub interval: Duration,
+    pub samples_file: Option<PathBuf>,
 }
 
 impl From<LoadgenArgs> for LoadgenSettings {
@@ -68,6 +81,8 @@ impl From<LoadgenArgs> for LoadgenSettings {
             schedule: args.schedule,
             max_in_flight: args.max_in_flight as usize,
             timeout: Duration::from_millis(args.timeout_ms),
+            interval: Duration::from_secs(args.interval_secs),
+            samples_file: args.samples_file,
         }
     }
 }
@@ -91,6 +106,8 @@ mod tests {
         assert_eq!(settings.schedule.total(), Duration::from_millis(10_500));
         assert_eq!(settings.max_in_flight, 256);
         assert_eq!(settings.timeout, Duration::from_secs(5));
+        assert_eq!(settings.interval, Duration::from_secs(1));
+        assert_eq!(settings.samples_file, None);
     }
 
     #[test]
@@ -113,6 +130,17 @@ mod tests {
                     "0",
                 ][..],
                 "--max-in-flight",
+            ),
+            (
+                &[
+                    "--target",
+                    "x:1",
+                    "--schedule",
+                    "1:1s",
+                    "--interval-secs",
+                    "0",
+                ][..],
+                "--interval-secs",
             ),
         ] {
             let err = LoadgenArgs::try_parse_from(

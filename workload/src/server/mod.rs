@@ -1,8 +1,8 @@
 //! `gru-workload`: the HTTP service gru manages in tests and the demo.
 //!
-//! * `GET /` waits for a worker (bounded queue, else 503), burns a fixed amount of CPU
-//!   ([`BusyWork`]) and answers `{"service", "instance", "ms"}`, `ms` being its response
-//!   time (queueing + work).
+//! * `GET /` waits for a worker (bounded queue, else 503), holds it for the configured
+//!   off-CPU wait (none by default), burns a fixed amount of CPU ([`BusyWork`]) and answers
+//!   `{"service", "instance", "ms"}`, `ms` being its response time (queueing + wait + work).
 //! * `GET /healthz` answers 200 at once, whatever the load: the work runs on blocking
 //!   threads, never on the threads that serve connections.
 //! * Every report interval with completions, one `gru:<service>:execution_time:<ms>:ms` line
@@ -10,9 +10,10 @@
 //! * With `--malformed-lines-per-sec N`, the binary also prints N malformed `gru:` lines a
 //!   second to stdout ([`noise`]), for tests of the agent's log reader.
 //!
-//! Shutdown: when `shutdown` resolves the listener closes, every admitted request (working
-//! or queued) is finished within [`DRAIN_DEADLINE`], the last partial window is reported,
-//! and [`run`] returns.
+//! Shutdown: when `shutdown` resolves the server goes on serving for the configured
+//! shutdown delay (none by default), then the listener closes, every admitted request
+//! (working or queued) is finished within [`DRAIN_DEADLINE`], the last partial window is
+//! reported, and [`run`] returns.
 
 pub mod admission;
 pub mod busy_work;
@@ -59,6 +60,7 @@ struct App {
     service: String,
     instance: String,
     work: BusyWork,
+    wait: Duration,
     admission: Admission,
     window: report::SharedWindow,
 }
@@ -79,6 +81,7 @@ pub async fn run(
         service: settings.service.clone(),
         instance: instance_name(),
         work,
+        wait: settings.wait,
         admission: Admission::new(settings.concurrency, settings.queue),
         window: report::SharedWindow::default(),
     });
@@ -87,6 +90,7 @@ pub async fn run(
         service = %app.service,
         instance = %app.instance,
         service_time_ms = service_time.as_millis(),
+        wait_ms = settings.wait.as_millis(),
         work_rounds = work.rounds(),
         concurrency = settings.concurrency,
         queue = settings.queue,
@@ -119,6 +123,19 @@ pub async fn run(
         // The server only ends by itself on an error from the listener.
         result = &mut server => Some(result),
         () = shutdown => None,
+    };
+    let lame_duck = settings.shutdown_delay;
+    let served = match served {
+        None if !lame_duck.is_zero() => {
+            // Clients learn that this instance is going from discovery, a little after it
+            // was deregistered; until they do, new requests are still answered.
+            tracing::info!(
+                delay_ms = lame_duck.as_millis(),
+                "shutdown signal: serving on for the shutdown delay"
+            );
+            tokio::time::timeout(lame_duck, &mut server).await.ok()
+        }
+        served => served,
     };
     let result = match served {
         Some(result) => result,
@@ -153,6 +170,12 @@ async fn work_handler(State(app): State<Arc<App>>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, "queue full\n").into_response();
     };
     let working = admitted.start().await;
+    if !app.wait.is_zero() {
+        // The worker stays taken while it waits, as a thread blocked on a downstream call
+        // would be; if the client goes away meanwhile, the handler is dropped and so is
+        // the worker, which is right: nothing was computed yet.
+        tokio::time::sleep(app.wait).await;
+    }
     let work = app.work;
     let window = Arc::clone(&app.window);
     // The permits move into the blocking task: if the client goes away and this handler is

@@ -11,6 +11,8 @@ pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_BIND: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 pub const DEFAULT_SERVICE: &str = "workload";
 pub const DEFAULT_SERVICE_TIME_MS: u64 = 20;
+pub const DEFAULT_WAIT_MS: u64 = 0;
+pub const DEFAULT_SHUTDOWN_DELAY_MS: u64 = 0;
 pub const DEFAULT_CONCURRENCY: u32 = 1;
 pub const DEFAULT_QUEUE: u32 = 1000;
 pub const DEFAULT_REPORT_INTERVAL_SECS: u64 = 1;
@@ -43,6 +45,21 @@ pub struct ServerArgs {
     #[arg(long, env = "SERVICE_TIME_MS", default_value_t = DEFAULT_SERVICE_TIME_MS)]
     pub service_time_ms: u64,
 
+    /// Time a request holds its worker without using CPU, in milliseconds, before its CPU
+    /// work: a call to a downstream service, say. An instance's capacity is then
+    /// CONCURRENCY / (SERVICE_TIME_MS + WAIT_MS) requests per second while it burns only
+    /// SERVICE_TIME_MS of CPU per request, so a small machine can overload one instance
+    /// and still have the CPU for several.
+    #[arg(long, env = "WAIT_MS", default_value_t = DEFAULT_WAIT_MS)]
+    pub wait_ms: u64,
+
+    /// After SIGTERM, time to go on accepting requests before closing the listener, in
+    /// milliseconds: clients that route by discovery stop sending a moment after the
+    /// instance is deregistered, and their requests in between are answered, not refused.
+    /// Keep it, plus the drain, under the stop timeout the container is given.
+    #[arg(long, env = "SHUTDOWN_DELAY_MS", default_value_t = DEFAULT_SHUTDOWN_DELAY_MS)]
+    pub shutdown_delay_ms: u64,
+
     /// Requests worked on at once; the others wait in the queue.
     #[arg(long, env = "CONCURRENCY", default_value_t = DEFAULT_CONCURRENCY,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -69,6 +86,8 @@ pub struct ServerSettings {
     pub addr: SocketAddr,
     pub service: String,
     pub service_time: Duration,
+    pub wait: Duration,
+    pub shutdown_delay: Duration,
     pub concurrency: usize,
     pub queue: usize,
     pub report_interval: Duration,
@@ -82,6 +101,8 @@ impl ServerSettings {
             addr,
             service: DEFAULT_SERVICE.to_owned(),
             service_time: Duration::from_millis(DEFAULT_SERVICE_TIME_MS),
+            wait: Duration::from_millis(DEFAULT_WAIT_MS),
+            shutdown_delay: Duration::from_millis(DEFAULT_SHUTDOWN_DELAY_MS),
             concurrency: DEFAULT_CONCURRENCY as usize,
             queue: DEFAULT_QUEUE as usize,
             report_interval: Duration::from_secs(DEFAULT_REPORT_INTERVAL_SECS),
@@ -96,6 +117,8 @@ impl From<ServerArgs> for ServerSettings {
             addr: SocketAddr::new(args.bind, args.port),
             service: args.service,
             service_time: Duration::from_millis(args.service_time_ms),
+            wait: Duration::from_millis(args.wait_ms),
+            shutdown_delay: Duration::from_millis(args.shutdown_delay_ms),
             concurrency: args.concurrency as usize,
             queue: args.queue as usize,
             report_interval: Duration::from_secs(args.report_interval_secs),
@@ -146,6 +169,8 @@ mod tests {
         assert_eq!(settings.addr.port(), 8080);
         assert_eq!(settings.service, "workload");
         assert_eq!(settings.service_time, Duration::from_millis(20));
+        assert_eq!(settings.wait, Duration::ZERO);
+        assert_eq!(settings.shutdown_delay, Duration::ZERO);
         assert_eq!(settings.concurrency, 1);
         assert_eq!(settings.queue, 1000);
         assert_eq!(settings.report_interval, Duration::from_secs(1));
