@@ -215,6 +215,7 @@ pub fn sim_policy() -> PolicyConfig {
         analytics: vec![LOAD.to_owned()],
         period_secs,
         step,
+        ..PolicyRule::disabled(threshold)
     };
     PolicyConfig {
         scalein: rule(0.35, 60, 2),
