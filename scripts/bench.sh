@@ -13,6 +13,14 @@
 #   scripts/bench.sh soak [--minutes N] three real agents for N minutes (default 10) under
 #                                       changing load and agent restarts (scripts/soak.sh);
 #                                       ends with rss_growth_pct=... violations=... actions=...
+#   scripts/bench.sh reaction [--trials N]
+#                                       one real agent (loop 1 s, Period 0) against a load
+#                                       step reported to its push endpoint: the median time to
+#                                       a new instance running and registered, against the
+#                                       median create+start of the same image, and the agent's
+#                                       RSS and CPU at idle and with 20 containers
+#                                       (cli/examples/reaction_bench.rs, docs/benchmarks.md);
+#                                       ends with reaction_ms=... start_ms=... ratio=...
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$GRU_ROOT"
@@ -40,5 +48,19 @@ case $mode in
     # cluster's invariants. Arguments go to scripts/soak.sh.
     exec "$GRU_ROOT/scripts/soak.sh" "$@"
     ;;
-  *) die "usage: $0 sink [--hours N] | sim [--seed N] [--quick] | soak [--minutes N]" ;;
+  reaction)
+    # Real etcd, Docker and one agent. Arguments go to the example (--trials, --report-ms,
+    # --high, --low, --sample-secs, --managed; see its module doc).
+    command -v etcd >/dev/null || die "etcd not installed: run scripts/install-deps.sh"
+    docker info >/dev/null 2>&1 || die "no Docker engine answers: start one with scripts/dockerd.sh start"
+    if ! docker image inspect gru-workload:latest >/dev/null 2>&1; then
+      say "building the workload image (scripts/build-images.sh workload)"
+      "$GRU_ROOT/scripts/build-images.sh" workload
+    fi
+    say "building gru and the reaction benchmark (cargo build --release -p gru --bin gru --example reaction_bench)"
+    cargo build --release --locked -q -p gru --bin gru --example reaction_bench
+    target=${CARGO_TARGET_DIR:-$GRU_ROOT/target}
+    "$target/release/examples/reaction_bench" --gru "$target/release/gru" "$@"
+    ;;
+  *) die "usage: $0 sink [--hours N] | sim [--seed N] [--quick] | soak [--minutes N] | reaction [--trials N]" ;;
 esac
