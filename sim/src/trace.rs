@@ -166,7 +166,7 @@ impl TraceKind {
                     .collect(),
             ),
             TraceKind::DoubleSpike => (
-                "150 req/s; three pairs of spikes to +450..+700 req/s, each 20..45 s long, 45..120 s apart; 1 h",
+                "150 req/s; three pairs of spikes to +450..+700 req/s, each 30..60 s long, 45..120 s apart; 1 h",
                 double_spikes(&mut rng),
             ),
             TraceKind::Sawtooth => (
@@ -223,7 +223,7 @@ const ADVERSARIAL_BASE_RPS: f64 = 150.0;
 const SPIKE_PAIRS: usize = 3;
 
 /// `SPIKE_PAIRS` pairs of spikes, one pair per third of the hour (its start drawn in the
-/// first half of the third, so that pairs never overlap): each spike 20-45 s long and
+/// first half of the third, so that pairs never overlap): each spike 30-60 s long and
 /// +450..+700 req/s tall, rising and falling within a second; the second spike of a pair
 /// starts 45-120 s after the first ends.
 fn double_spikes(rng: &mut StdRng) -> Vec<f64> {
@@ -233,7 +233,7 @@ fn double_spikes(rng: &mut StdRng) -> Vec<f64> {
     for pair in 0..SPIKE_PAIRS as u64 {
         let mut at = pair * third + rng.random_range(60..third / 2);
         for _ in 0..2 {
-            let length = rng.random_range(20..=45_u64);
+            let length = rng.random_range(30..=60_u64);
             let height = rng.random_range(450.0..700.0);
             for value in demand.iter_mut().skip(at as usize).take(length as usize) {
                 *value = ADVERSARIAL_BASE_RPS + height;
@@ -352,7 +352,7 @@ mod tests {
             assert_eq!(spikes.len(), 2 * SPIKE_PAIRS, "seed {seed}: {spikes:?}");
             for pair in spikes.chunks(2) {
                 let ((first, length_1), (second, length_2)) = (pair[0], pair[1]);
-                assert!((20..=45).contains(&length_1) && (20..=45).contains(&length_2));
+                assert!((30..=60).contains(&length_1) && (30..=60).contains(&length_2));
                 let gap = second - (first + length_1);
                 assert!((45..=120).contains(&gap), "seed {seed}: gap {gap} s");
                 // Sharp: from the base to the top within one second.
