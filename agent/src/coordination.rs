@@ -18,7 +18,18 @@
 //! /gru/<cluster>/scaling/<service>/intent         {node, direction, count_after} of the last claim, until the
 //!                                                  instances it announced show up in discovery (lease TTL = settle)
 //! /gru/<cluster>/scaling/<service>/last-claim     the same, kept (no lease): its revision is the ledger's
+//! /gru/<cluster>/scaling/<service>/target         {node, direction, desired} of the last target-tracking
+//!                                                  decision, while agents fill it (lease TTL = fill window)
 //! ```
+//!
+//! **Target tracking.** A rule in target mode decides a count, not a step: the claiming
+//! agent writes the desired count (the `target`) in the same transaction that claims its own
+//! share of the way there, and starts the decision's cooldown. While the target stands,
+//! every agent with room (for a scale-in: with instances) fills toward it, each share claimed
+//! like a repair ([`fill_claim`]: compare the last claim's revision, one intent), so a
+//! decision larger than one node's room completes within a loop or two and two agents never
+//! fill the same gap. The cluster still takes one decision per service per window: fills
+//! neither need nor start a cooldown, and never go past the target.
 //!
 //! A claim compares `last-claim`'s revision, not the intent's: the intent disappears with
 //! its lease, and a claim read before another agent's claim whose intent has since expired
@@ -52,12 +63,24 @@ pub struct Intent {
     pub count_after: u32,
 }
 
+/// The count a target-tracking decision asked for, while agents fill toward it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// The agent that decided.
+    pub node: String,
+    pub direction: Direction,
+    /// The service's instance count the decision aims for (within its bounds).
+    pub desired: u32,
+}
+
 /// A service's ledger as read from the store.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Ledger {
     pub out_cooling: bool,
     pub in_cooling: bool,
     pub intent: Option<Intent>,
+    /// The standing target-tracking decision, if any.
+    pub target: Option<Target>,
     /// The store revision the claim must still see (the `last-claim` key's modification
     /// revision, 0 before the service's first claim).
     pub revision: i64,
@@ -84,6 +107,20 @@ pub struct Claim {
     pub intent: Intent,
     pub start_out_cooldown: bool,
     pub start_in_cooldown: bool,
+    /// A target-tracking decision to publish for the other agents to fill; `None` leaves
+    /// the standing target (if any) as it is.
+    pub target: Option<Target>,
+}
+
+/// How long each ledger record lives (seconds; etcd raises anything below 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerTtls {
+    /// The intent: until the claimed instances show up in discovery.
+    pub settle_secs: i64,
+    pub cooldown_out_secs: i64,
+    pub cooldown_in_secs: i64,
+    /// A target: as long as agents may fill it.
+    pub target_secs: i64,
 }
 
 /// Why a request was refused.
@@ -98,6 +135,11 @@ pub enum Refusal {
     /// be draining (running until its StopTimeout), so a start now could exceed
     /// MaxInstances for that long.
     StopSettling,
+    /// The cluster already counts what a target-tracking decision asks for.
+    AtTarget {
+        count: u32,
+        desired: u32,
+    },
 }
 
 impl std::fmt::Display for Refusal {
@@ -117,6 +159,10 @@ impl std::fmt::Display for Refusal {
             }
             Refusal::StopSettling => f.write_str(
                 "a stop of this service is settling (its instance may still be draining)",
+            ),
+            Refusal::AtTarget { count, desired } => write!(
+                f,
+                "the cluster already counts {count} instances (the decision asks for {desired})"
             ),
         }
     }
@@ -199,6 +245,122 @@ pub fn evaluate(
         },
         start_out_cooldown: cooldown_out && request.direction == Direction::Out,
         start_in_cooldown: cooldown_in,
+        target: None,
+    })
+}
+
+/// What an agent asks of a target-tracking decision: the count it wants, and its own share
+/// of the way there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetRequest<'a> {
+    pub node: &'a str,
+    pub direction: Direction,
+    /// The count the agent's view calls for (before the bounds).
+    pub desired: u32,
+    /// Running instances in the cluster as the agent sees them (discovery records).
+    pub observed: u32,
+    /// How many this agent can start (scale-out: free slots here) or stop (scale-in: its
+    /// instances, less a base service's last one) now.
+    pub room_here: u32,
+    pub min: u32,
+    pub max: Option<u32>,
+}
+
+/// Decides what a target-tracking decision may claim given `ledger`: the target (clamped to
+/// the bounds) for every agent to fill, and this agent's share of it. Unlike a step, a
+/// scale-out decision does not start the scale-in cooldown: a scale-in is held by the
+/// rule's stabilization window instead, so a scale-out does not make the service drift up.
+pub fn evaluate_target(
+    request: &TargetRequest<'_>,
+    ledger: &Ledger,
+    cooldown_out: bool,
+    cooldown_in: bool,
+) -> Result<Claim, Refusal> {
+    let count = effective_count(request.observed, ledger.intent.as_ref());
+    let max = request.max.unwrap_or(u32::MAX);
+    let desired = request.desired.clamp(request.min, max.max(request.min));
+    let (own, count_after) = match request.direction {
+        Direction::Out => {
+            if ledger.out_cooling {
+                return Err(Refusal::CoolingDown(Direction::Out));
+            }
+            let stop_settling = ledger
+                .intent
+                .as_ref()
+                .is_some_and(|i| i.direction == Direction::In);
+            if stop_settling && request.max.is_some() {
+                return Err(Refusal::StopSettling);
+            }
+            if count >= max {
+                return Err(Refusal::AtBound { count, bound: max });
+            }
+            if desired <= count {
+                return Err(Refusal::AtTarget { count, desired });
+            }
+            let own = (desired - count).min(request.room_here);
+            (own, count + own)
+        }
+        Direction::In => {
+            if ledger.in_cooling {
+                return Err(Refusal::CoolingDown(Direction::In));
+            }
+            if count <= request.min {
+                return Err(Refusal::AtBound {
+                    count,
+                    bound: request.min,
+                });
+            }
+            if desired >= count {
+                return Err(Refusal::AtTarget { count, desired });
+            }
+            let own = (count - desired).min(request.room_here);
+            (own, count - own)
+        }
+    };
+    Ok(Claim {
+        count: own,
+        intent: Intent {
+            node: request.node.to_owned(),
+            direction: request.direction,
+            count_after,
+        },
+        start_out_cooldown: cooldown_out && request.direction == Direction::Out,
+        start_in_cooldown: cooldown_in && request.direction == Direction::In,
+        target: Some(Target {
+            node: request.node.to_owned(),
+            direction: request.direction,
+            desired,
+        }),
+    })
+}
+
+/// This agent's share of a standing target: as many starts as it has room for (or stops as
+/// it has instances), up to what the target still lacks after the settling intent. Claimed
+/// like a repair (no cooldown), so agents filling at once never overshoot the target. `None`
+/// when there is no target, it is reached, or this agent cannot help.
+pub fn fill_claim(node: &str, observed: u32, room_here: u32, ledger: &Ledger) -> Option<Claim> {
+    let target = ledger.target.as_ref()?;
+    let count = effective_count(observed, ledger.intent.as_ref());
+    let (own, count_after) = match target.direction {
+        Direction::Out => {
+            let own = target.desired.saturating_sub(count).min(room_here);
+            (own, count + own)
+        }
+        Direction::In => {
+            let own = count.saturating_sub(target.desired).min(room_here);
+            (own, count - own)
+        }
+    };
+    (own > 0).then(|| Claim {
+        count: own,
+        intent: Intent {
+            node: node.to_owned(),
+            direction: target.direction,
+            count_after,
+        },
+        start_out_cooldown: false,
+        start_in_cooldown: false,
+        target: None,
     })
 }
 
@@ -217,6 +379,7 @@ pub fn floor_claim(node: &str, observed: u32, min: u32, ledger: &Ledger) -> Opti
         },
         start_out_cooldown: false,
         start_in_cooldown: false,
+        target: None,
     })
 }
 
@@ -241,6 +404,7 @@ pub fn ceiling_claim(
         },
         start_out_cooldown: false,
         start_in_cooldown: false,
+        target: None,
     })
 }
 

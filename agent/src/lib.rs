@@ -11,6 +11,8 @@
 //! * [`gossip`]: the cluster view built from friends' reports (pure merge + wire format).
 //! * [`membership`]: the node's records under one lease, kept alive, re-registered if lost.
 //! * [`mape`]: the pure MAPE-K core (windows, analytics, weights, strategies, planner).
+//! * [`tick`]: the exclusive part of a tick (repairs, fills, steps, targets) as a pure
+//!   function; the daemon and the simulator both drive it.
 //! * [`runtime`]: the agent's shared knowledge and commands, and the tasks that run it.
 //! * [`http`]: the agent's HTTP API: `/healthz` and Gru's `/gru/v1/...` routes (state changes need the cluster secret).
 //! * [`telemetry`]: counters for `GET /metrics` and the InfluxDB sink (bounded, batched).
@@ -28,3 +30,4 @@ pub mod metrics_line;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;
+pub mod tick;

@@ -9,7 +9,10 @@ use tokio::sync::watch;
 
 #[tokio::test]
 async fn instances_are_published_under_the_lease_and_vanish_with_it() {
-    if !require("instances_are_published_under_the_lease_and_vanish_with_it", Component::Etcd) {
+    if !require(
+        "instances_are_published_under_the_lease_and_vanish_with_it",
+        Component::Etcd,
+    ) {
         return;
     }
     let etcd = EtcdCluster::start();
@@ -23,29 +26,54 @@ async fn instances_are_published_under_the_lease_and_vanish_with_it() {
     let (_lease_tx, lease_rx) = watch::channel(lease);
     let registry = DiscoveryRegistry::new(store.clone(), keys, "app/shop/services", lease_rx);
 
-    registry.register("web", "i1", "10.0.0.5:18080").await.expect("register i1");
-    registry.register("web", "i2", "10.0.0.5:18081").await.expect("register i2");
-    registry.register("db", "i3", "10.0.0.6:15432").await.expect("register i3");
+    registry
+        .register("web", "i1", "10.0.0.5:18080")
+        .await
+        .expect("register i1");
+    registry
+        .register("web", "i2", "10.0.0.5:18081")
+        .await
+        .expect("register i2");
+    registry
+        .register("db", "i3", "10.0.0.6:15432")
+        .await
+        .expect("register i3");
 
     assert_eq!(
         etcd.dump("/app/shop/services/web/"),
         vec![
-            ("/app/shop/services/web/i1".to_owned(), "10.0.0.5:18080".to_owned()),
-            ("/app/shop/services/web/i2".to_owned(), "10.0.0.5:18081".to_owned()),
+            (
+                "/app/shop/services/web/i1".to_owned(),
+                "10.0.0.5:18080".to_owned()
+            ),
+            (
+                "/app/shop/services/web/i2".to_owned(),
+                "10.0.0.5:18081".to_owned()
+            ),
         ]
     );
     let json: serde_json::Value =
         serde_json::from_str(&etcd.etcdctl(&["get", "/app/shop/services/web/i1", "-w", "json"]))
             .expect("json");
-    assert_eq!(json["kvs"][0]["lease"].as_i64(), Some(lease), "record not under the node's lease");
+    assert_eq!(
+        json["kvs"][0]["lease"].as_i64(),
+        Some(lease),
+        "record not under the node's lease"
+    );
 
     registry.deregister("web", "i1").await.expect("deregister");
-    registry.deregister("web", "gone").await.expect("deregistering a missing record is fine");
+    registry
+        .deregister("web", "gone")
+        .await
+        .expect("deregistering a missing record is fine");
     assert_eq!(
         registry.instances("web").await.expect("list"),
         vec![("i2".to_owned(), "10.0.0.5:18081".to_owned())]
     );
 
     store.lease_revoke(lease).await.expect("revoke");
-    assert!(etcd.keys("/app/shop/services/").is_empty(), "records outlived the lease");
+    assert!(
+        etcd.keys("/app/shop/services/").is_empty(),
+        "records outlived the lease"
+    );
 }

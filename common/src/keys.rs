@@ -13,7 +13,7 @@
 //! /gru/<cluster>/nodes/<node>/active           "true" | "false"
 //! /gru/<cluster>/scaling/<service>/<part>      the service's scaling ledger (leaderless
 //!                                              coordination: out-cooldown, in-cooldown, intent,
-//!                                              last-claim)
+//!                                              last-claim, target)
 //! <AppRoot>/<service>/<instance>               host:port of a running instance (agent's lease)
 //! ```
 //!
@@ -131,6 +131,19 @@ impl ClusterKeys {
         format!("{}{field}", self.node_prefix(node))
     }
 
+    /// `/gru/<cluster>/scaling/`: every service's scaling ledger (what an agent watches to
+    /// learn of target-tracking decisions).
+    pub fn scaling_root(&self) -> String {
+        format!("{}scaling/", self.prefix())
+    }
+
+    /// The service and part of a ledger key, if `key` is one.
+    pub fn parse_scaling_key<'k>(&self, key: &'k str) -> Option<(&'k str, &'k str)> {
+        key.strip_prefix(&self.scaling_root())?
+            .split_once('/')
+            .filter(|(service, part)| !service.is_empty() && !part.contains('/'))
+    }
+
     /// `/gru/<cluster>/scaling/<service>/`: the service's scaling ledger.
     pub fn scaling_prefix(&self, service: &str) -> String {
         format!("{}scaling/{service}/", self.prefix())
@@ -220,6 +233,9 @@ pub enum LedgerPart {
     /// after another agent read the ledger fails that agent's claim even once its intent
     /// has expired.
     LastClaim,
+    /// The standing target-tracking decision, while agents fill it (lease TTL = the fill
+    /// window).
+    Target,
 }
 
 impl LedgerPart {
@@ -229,6 +245,7 @@ impl LedgerPart {
             LedgerPart::InCooldown => "in-cooldown",
             LedgerPart::Intent => "intent",
             LedgerPart::LastClaim => "last-claim",
+            LedgerPart::Target => "target",
         }
     }
 }
@@ -349,5 +366,20 @@ mod tests {
             err.to_string(),
             "cluster name \"a/b\" may only hold ASCII letters, digits, '-', '_' and '.'"
         );
+    }
+
+    #[test]
+    fn ledger_keys_parse_back_to_service_and_part() {
+        let keys = ClusterKeys::new("shop").expect("valid");
+        assert_eq!(keys.scaling_root(), "/gru/shop/scaling/");
+        let target = keys.scaling("web", LedgerPart::Target);
+        assert_eq!(target, "/gru/shop/scaling/web/target");
+        assert_eq!(keys.parse_scaling_key(&target), Some(("web", "target")));
+        assert_eq!(keys.parse_scaling_key("/gru/shop/scaling/web"), None);
+        assert_eq!(
+            keys.parse_scaling_key("/gru/other/scaling/web/target"),
+            None
+        );
+        assert_eq!(keys.parse_scaling_key("/gru/shop/scaling/web/a/b"), None);
     }
 }

@@ -9,9 +9,9 @@ use common::config::{
     DEFAULT_DOCKER_DAEMON_URL, DEFAULT_MAX_FRIENDS, DEFAULT_MAX_INSTANCES,
     DEFAULT_SCALEIN_THRESHOLD, DEFAULT_SCALEOUT_THRESHOLD, DEFAULT_STEP_INSTANCES,
     DEFAULT_STOP_TIMEOUT_SECS, DEFAULT_SWAP_THRESHOLD, MetricService, NodeConfig, NodeConstraints,
-    NodeResources, PlannerStrategy, PolicyConfig, PolicyRule, PortRange, Problem,
-    ServiceDescriptor, parse_agent_config, parse_analytic, parse_node_config,
-    parse_node_constraints, parse_node_resources, parse_policy, parse_service,
+    NodeResources, PlannerStrategy, PolicyConfig, PolicyRule, PortRange, Problem, RuleMode,
+    ServiceDescriptor, ServicePolicy, Smoothing, parse_agent_config, parse_analytic,
+    parse_node_config, parse_node_constraints, parse_node_resources, parse_policy, parse_service,
 };
 
 fn rendered(problems: &[Problem]) -> Vec<String> {
@@ -245,10 +245,23 @@ fn full_policy() -> PolicyConfig {
         analytics: vec!["resp_time_ratio".into()],
         period_secs: 30,
         step: 2,
+        ..PolicyRule::disabled(threshold)
     };
     PolicyConfig {
-        scalein: rule(0.2),
-        scaleout: rule(0.9),
+        scalein: PolicyRule {
+            mode: RuleMode::Target,
+            stabilization_secs: 45,
+            missing: Some(0.0),
+            ..rule(0.2)
+        },
+        scaleout: PolicyRule {
+            mode: RuleMode::Target,
+            target: Some(0.6),
+            max_growth_percent: 50,
+            window_secs: 10,
+            smoothing: Smoothing::Ewma,
+            ..rule(0.9)
+        },
         swap: rule(0.5),
         cooldown_out_secs: 60,
         cooldown_in_secs: 120,
@@ -289,6 +302,15 @@ fn full_service() -> ServiceDescriptor {
         min_instances: 1,
         max_instances: Some(4),
         attached: vec!["logger".into()],
+        policy: Some(ServicePolicy {
+            scaleout: Some(PolicyRule {
+                mode: RuleMode::Target,
+                target: Some(0.5),
+                ..full_policy().scaleout
+            }),
+            cooldown_in_secs: Some(5),
+            ..ServicePolicy::default()
+        }),
     }
 }
 
@@ -311,6 +333,7 @@ fn canonical_output_parses_back_to_the_same_value_for_every_document_kind() {
         expr: "execution_time / MAX_RESP_TIME".into(),
         metrics: vec!["execution_time".into()],
         constraints: vec!["MAX_RESP_TIME".into()],
+        missing: Some(0.0),
     };
     let text = serde_json::to_string(&analytic).expect("serializes");
     assert_eq!(
@@ -676,4 +699,59 @@ fn metric_secrets_never_appear_in_debug_output() {
         "{debug}"
     );
     assert!(debug.contains("http://influx:8086"), "{debug}");
+}
+
+#[test]
+fn target_tracking_fields_are_optional_and_default_to_gru_behaviour() {
+    // A rule that names none of the new fields keeps Gru's fixed step.
+    let gru = policy(r#"{"Scaleout": {"Enable": true, "Threshold": 0.8, "Step": 2}}"#);
+    assert_eq!(gru.scaleout.mode, RuleMode::Step);
+    assert_eq!(gru.scaleout.window_secs, 0);
+    assert_eq!(gru.scaleout.missing, None);
+    assert_eq!(gru.scalein.stabilization_secs, 60);
+    assert_eq!(gru.scaleout.stabilization_secs, 0);
+    // Target mode, with the target defaulting to the thresholds' midpoint.
+    let target = policy(
+        r#"{"Scaleout": {"Enable": true, "Threshold": 0.8, "mode": "target", "window": 5,
+             "smoothing": "ewma"},
+            "Scalein": {"Enable": true, "Threshold": 0.2, "Mode": "target", "Missing": 0},
+            "CooldownOut": 10}"#,
+    );
+    assert!(target.scaleout.tracks_target() && target.scalein.tracks_target());
+    assert!((target.target(&target.scaleout) - 0.5).abs() < 1e-9);
+    assert_eq!(target.scaleout.smoothing, Smoothing::Ewma);
+    assert_eq!(target.scaleout.window_secs, 5);
+    assert_eq!(target.scalein.missing, Some(0.0));
+    assert_eq!(target.scaleout.max_growth_percent, 100);
+}
+
+#[test]
+fn a_service_policy_replaces_only_what_it_gives() {
+    let cluster = policy(
+        r#"{"Scaleout": {"Enable": true, "Threshold": 0.8, "Period": 10},
+            "Scalein": {"Enable": true, "Threshold": 0.3}, "CooldownOut": 15, "CooldownIn": 30}"#,
+    );
+    let web = service(
+        r#"{"Name": "web", "Image": "w:1",
+            "Policy": {"Scaleout": {"Enable": true, "Threshold": 0.6, "Mode": "target"},
+                       "CooldownIn": 5}}"#,
+    );
+    let merged = web.policy.as_ref().expect("a policy").apply(&cluster);
+    assert_eq!(merged.scaleout.threshold, 0.6);
+    assert_eq!(
+        merged.scaleout.period_secs, 0,
+        "a given rule replaces the cluster's whole"
+    );
+    assert_eq!(merged.scalein, cluster.scalein);
+    assert_eq!(merged.cooldown_out_secs, 15);
+    assert_eq!(merged.cooldown_in_secs, 5);
+    let problems = service_problems(
+        r#"{"Name": "web", "Image": "w:1", "Policy": {"Scaleout": {"Thresold": 0.6}}}"#,
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("Policy.Scaleout.Thresold")),
+        "{problems:?}"
+    );
 }

@@ -9,6 +9,9 @@
 //!   any window of `CooldownOut` seconds are at most the scale-out `Step`, and those it
 //!   removes by scale-in in any window of `CooldownIn` seconds at most the scale-in `Step`.
 //!   Restoring `MinInstances` after a crash is a repair, not a step, and is not counted.
+//!   With target tracking a decision may be larger than `Step`: then at most one decision
+//!   per direction per window, and the instances it adds (its claimer's share and every
+//!   agent's fills) within the growth limit it was decided with.
 //!
 //! Violations are counted in ticks (a service above its max for 10 s counts 10), so a
 //! brief herd and a lasting one are told apart.
@@ -48,6 +51,9 @@ pub struct Limits {
     pub step_in: u32,
     pub cooldown_out_secs: u64,
     pub cooldown_in_secs: u64,
+    /// Scale-out is target tracking: decisions are counted, and each one's additions
+    /// checked against its own growth limit.
+    pub tracks_target: bool,
 }
 
 /// The checker of one service.
@@ -59,6 +65,11 @@ pub struct ServiceInvariants {
     ins: VecDeque<(u64, u32)>,
     repair_until: u64,
     below_since: Option<u64>,
+    /// Target tracking: the times of the scale-out and scale-in decisions.
+    decisions_out: VecDeque<(u64, u32)>,
+    decisions_in: VecDeque<(u64, u32)>,
+    /// Target tracking: what the latest scale-out decision allows, and what was added since.
+    budget_out: (u32, u32),
     pub violations: Violations,
     /// The most instances added by scale-out within one `CooldownOut` window.
     pub max_added_per_window: u32,
@@ -77,6 +88,9 @@ impl ServiceInvariants {
             ins: VecDeque::new(),
             repair_until: 0,
             below_since: None,
+            decisions_out: VecDeque::new(),
+            decisions_in: VecDeque::new(),
+            budget_out: (0, 0),
             violations: Violations::default(),
             max_added_per_window: 0,
             max_removed_per_window: 0,
@@ -85,10 +99,27 @@ impl ServiceInvariants {
         }
     }
 
-    /// A scale-out added `count` instances at `secs`.
+    /// A scale-out added `count` instances at `secs` (with target tracking: the decision's
+    /// own share, or a fill).
     pub fn scaled_out(&mut self, secs: u64, count: u32) {
         if count > 0 {
             self.outs.push_back((secs, count));
+            let (allowed, used) = &mut self.budget_out;
+            *used += count;
+            if self.limits.tracks_target && *used > *allowed {
+                self.violations.step_out += 1;
+            }
+        }
+    }
+
+    /// A target-tracking decision was claimed at `secs`; a scale-out one allows `allowed`
+    /// instances more (its growth limit).
+    pub fn decided(&mut self, secs: u64, out: bool, allowed: u32) {
+        if out {
+            self.decisions_out.push_back((secs, 1));
+            self.budget_out = (allowed, 0);
+        } else {
+            self.decisions_in.push_back((secs, 1));
         }
     }
 
@@ -124,11 +155,22 @@ impl ServiceInvariants {
         }
         let added = window_sum(&mut self.outs, secs, limits.cooldown_out_secs);
         self.max_added_per_window = self.max_added_per_window.max(added);
+        let removed = window_sum(&mut self.ins, secs, limits.cooldown_in_secs);
+        self.max_removed_per_window = self.max_removed_per_window.max(removed);
+        if limits.tracks_target {
+            // A window of the cooldown holds one decision per direction.
+            let (window_out, window_in) = (limits.cooldown_out_secs, limits.cooldown_in_secs);
+            if window_out > 0 && window_sum(&mut self.decisions_out, secs, window_out) > 1 {
+                self.violations.step_out += 1;
+            }
+            if window_in > 0 && window_sum(&mut self.decisions_in, secs, window_in) > 1 {
+                self.violations.step_in += 1;
+            }
+            return;
+        }
         if limits.cooldown_out_secs > 0 && added > limits.step_out {
             self.violations.step_out += 1;
         }
-        let removed = window_sum(&mut self.ins, secs, limits.cooldown_in_secs);
-        self.max_removed_per_window = self.max_removed_per_window.max(removed);
         if limits.cooldown_in_secs > 0 && removed > limits.step_in {
             self.violations.step_in += 1;
         }
@@ -153,6 +195,7 @@ mod tests {
 
     fn limits() -> Limits {
         Limits {
+            tracks_target: false,
             min: 2,
             max: Some(5),
             step_out: 1,

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::config::{PlannerStrategy, PolicyConfig, PolicyRule};
+use common::config::{PlannerStrategy, PolicyConfig, PolicyRule, RuleMode};
 use serde::Serialize;
 
 use crate::baseline::DynamiteSettings;
@@ -257,15 +257,33 @@ pub fn policy_for(mode: Mode) -> PolicyConfig {
     }
 }
 
-/// gru's setting for target utilisation `target` in the Pareto sweep.
-///
-/// Placeholder until the target-tracking fields are on main: step mode with the
-/// thresholds placed around the target (scale out above `target + 0.15`, scale in below
-/// `target - 0.25`), the steps, Periods and cooldowns of [`sim_policy`].
+/// How far above the target the scale-out rule starts to weigh (as HPA's tolerance, it keeps
+/// noise around the target from moving the count).
+pub const TARGET_OUT_MARGIN: f64 = 0.05;
+/// How far below the target the scale-in rule starts to weigh.
+pub const TARGET_IN_MARGIN: f64 = 0.2;
+
+/// gru's setting for target utilisation `target` in the Pareto sweep: both rules in target
+/// mode aiming for `target` (desired = ceil(n · v / target), growth at most max(Step, 100 %
+/// of n) per decision), scale-out weighing above `target + 0.05`, scale-in below
+/// `target - 0.2` and stabilized over 60 s (the highest desired count of the last minute,
+/// as HPA), no Period (a fresh breach is acted on at once), CooldownOut 10 s (one decision
+/// per 10 s, so that the next one counts the instances the last one started), no
+/// CooldownIn (the stabilization window paces scale-in).
 pub fn gru_target_policy(target: f64) -> PolicyConfig {
-    let mut policy = sim_policy();
-    policy.scaleout.threshold = (target + 0.15).min(0.98);
-    policy.scalein.threshold = (target - 0.25).max(0.02);
+    let rule = |threshold: f64| PolicyRule {
+        mode: RuleMode::Target,
+        target: Some(target),
+        ..load_rule(threshold.clamp(0.01, 0.99), 0, 1)
+    };
+    let mut policy = PolicyConfig {
+        scalein: rule(target - TARGET_IN_MARGIN),
+        scaleout: rule(target + TARGET_OUT_MARGIN),
+        swap: PolicyRule::disabled(0.6),
+        cooldown_out_secs: 10,
+        cooldown_in_secs: 0,
+    };
+    policy.scalein.stabilization_secs = 60;
     policy
 }
 

@@ -10,31 +10,32 @@
 //! 4. on a communication round, every live node publishes its report (its instances and
 //!    its load per service), merges it into its own view, gossips with its friends, and
 //!    expires stale and departed nodes' reports;
-//! 5. every agent whose autonomic loop is due plans with the real planner
-//!    (`gru_agent::mape::plan`); in gru mode, steps and repairs are claimed in the ledger:
-//!    all due agents read first, then claim in random order, so that racing claims meet
-//!    the revision check as they would in etcd; in gru-original mode they act at once;
-//!    a baseline controller acts on its own period instead;
+//! 5. every agent whose autonomic loop is due (or whose own load newly crosses a threshold:
+//!    the agent's fast detection) refreshes its own report and plans with the real planner
+//!    (`gru_agent::mape::plan`); in gru mode, what it claims goes through the agent's tick
+//!    core (`gru_agent::tick`): repairs (MinInstances, MaxInstances) and the planner's step
+//!    or target-tracking decision when its loop is due, and its share of a standing target
+//!    on every tick (the agent's ledger watch wakes it); all read their ledger first, then
+//!    claim in random order, so that racing claims meet the revision check as they would in
+//!    etcd; in gru-original mode they act at once; a baseline controller acts on its own
+//!    period instead;
 //! 6. the invariants are checked and the figures accumulated.
 //!
-//! In gru mode the agents do what `agent/src/runtime/autonomic.rs` does: a claim starts
-//! from the discovery count (at least what runs here); a step the ledger refuses is not
-//! taken, but the planner's state moves on as if it had been (the agent's own cooldown
-//! runs); `MinInstances` is restored one instance per claim (`floor_claim`), by an agent
-//! with room, without cooldown; a cluster above `MaxInstances` (a healed partition) is
-//! brought back under it one stop per claim (`ceiling_claim`), by an agent running an
-//! instance, claimed in the same place and the same way; neither repair is a step (it
-//! neither waits for nor starts a cooldown, and the Step rule does not count it); an agent
-//! that cannot reach the store takes no step and makes no repair. gru-original has
-//! neither repair (Gru had none).
+//! No ledger rule lives here: which claim a want leads to, its TTLs and what a won claim
+//! does on the node come from `gru_agent::tick` (a test scans this crate for the rules).
+//! A step the ledger refuses is not taken, but the planner's state moves on as if it had
+//! been (the agent's own cooldown runs), as in the agent. An agent that cannot reach the
+//! store takes no step and makes no repair. gru-original has neither repair (Gru had none).
 
 use std::rc::Rc;
 use std::time::Duration;
 
-use gru_agent::coordination::{Direction, Ledger, Request, ceiling_claim, evaluate, floor_claim};
+use gru_agent::coordination::{Direction, Ledger};
+use gru_agent::mape::target::growth_limit;
 use gru_agent::mape::{
     Action, AnalyticValue, LastScale, PlanInput, PlannerState, ServiceSnapshot, plan,
 };
+use gru_agent::tick::{self, Effect, ServiceObservation, Want};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -69,6 +70,9 @@ pub struct RunReport {
     pub instances_removed: u64,
     /// Instances started to restore `MinInstances` (gru mode).
     pub instances_repaired: u64,
+    /// Instances started or stopped by agents filling another agent's target-tracking
+    /// decision (gru mode).
+    pub instances_filled: u64,
     /// Instances stopped to get back under `MaxInstances` (gru mode): a repair too.
     pub instances_repaired_above_max: u64,
     pub violations: Violations,
@@ -152,26 +156,16 @@ struct Agent {
     peers: Rc<PeerList>,
 }
 
-/// A step or repair an agent will try to claim in phase B of a tick.
+/// A want an agent will try to claim in phase B of a tick, with the ledger it read.
 #[derive(Debug)]
 struct Pending {
     agent: usize,
     service: usize,
-    kind: PendingKind,
+    want: Want,
     ledger: Ledger,
-    observed: u32,
-}
-
-#[derive(Debug)]
-enum PendingKind {
-    Step {
-        direction: Direction,
-        count: u32,
-    },
-    /// One start restoring `MinInstances` (`floor_claim`).
-    Repair,
-    /// One stop getting back under `MaxInstances` (`ceiling_claim`).
-    Ceiling,
+    observation: ServiceObservation,
+    /// A scale-out decision's growth limit, for the invariant checker.
+    growth: u32,
 }
 
 /// A baseline controller for each service.
@@ -207,6 +201,9 @@ struct Simulation<'s, V: Views> {
     active: Rc<PeerList>,
     /// When the last partition healed, if one did.
     healed_at: Option<u64>,
+    /// Per agent and service: whether its own load was above the scale-out threshold
+    /// (`Some(true)`), below the scale-in one (`Some(false)`) or between, at the last check.
+    crossing: Vec<Option<bool>>,
     report: RunReport,
 }
 
@@ -289,6 +286,7 @@ impl<'s, V: Views> Simulation<'s, V> {
                     step_in: policy.scalein.step.max(1),
                     cooldown_out_secs: policy.cooldown_out_secs,
                     cooldown_in_secs: policy.cooldown_in_secs,
+                    tracks_target: policy.scaleout.tracks_target(),
                 })
             })
             .collect();
@@ -310,6 +308,7 @@ impl<'s, V: Views> Simulation<'s, V> {
             balanced_running: vec![0.0; scenario.services.len()],
             active,
             healed_at: None,
+            crossing: vec![None; n * scenario.services.len()],
             report: RunReport {
                 scenario: scenario.name.clone(),
                 mode: scenario.mode,
@@ -322,6 +321,7 @@ impl<'s, V: Views> Simulation<'s, V> {
                 instances_added: 0,
                 instances_removed: 0,
                 instances_repaired: 0,
+                instances_filled: 0,
                 instances_repaired_above_max: 0,
                 violations: Violations::default(),
                 above_max_during_partition: 0,
@@ -507,24 +507,57 @@ impl<'s, V: Views> Simulation<'s, V> {
         }
     }
 
+    /// Publishes `node`'s report (its instances and load per service) and merges it into
+    /// its own view, as the agent does before each round and each plan.
+    fn refresh_own_report(&mut self, node: usize) {
+        let now = self.clock.now();
+        let payload: Payload = (0..self.scenario.services.len())
+            .map(|service| {
+                let instances = self.runtime.running(node, service);
+                (instances > 0).then(|| Sample {
+                    instances,
+                    load: self.node_load(node, service),
+                })
+            })
+            .collect();
+        let version = self.book.publish(node, payload);
+        self.views.merge(node, node, version, &self.book, now);
+    }
+
+    /// Fast detection, as the agent does it: whether `agent`'s own fresh load newly crosses
+    /// the scale-out or scale-in threshold of a service (it did not at the last check),
+    /// which brings its next plan forward to now.
+    fn newly_crossing(&mut self, agent: usize) -> bool {
+        let policy = &self.scenario.policy;
+        let mut newly = false;
+        for service in 0..self.scenario.services.len() {
+            if self.runtime.running(agent, service) == 0 {
+                continue;
+            }
+            let load = self.node_load(agent, service);
+            let over = policy.scaleout.enable && load > policy.scaleout.threshold;
+            let under = policy.scalein.enable && load < policy.scalein.threshold;
+            let slot = agent * self.scenario.services.len() + service;
+            let before = self.crossing[slot];
+            newly |= (over && before != Some(true)) || (under && before != Some(false));
+            self.crossing[slot] = if over {
+                Some(true)
+            } else if under {
+                Some(false)
+            } else {
+                None
+            };
+        }
+        newly
+    }
+
     fn communicate(&mut self) {
         let now = self.clock.now();
         let n = self.scenario.nodes;
         for node in 0..n {
-            if !self.agents[node].alive {
-                continue;
+            if self.agents[node].alive {
+                self.refresh_own_report(node);
             }
-            let payload: Payload = (0..self.scenario.services.len())
-                .map(|service| {
-                    let instances = self.runtime.running(node, service);
-                    (instances > 0).then(|| Sample {
-                        instances,
-                        load: self.node_load(node, service),
-                    })
-                })
-                .collect();
-            let version = self.book.publish(node, payload);
-            self.views.merge(node, node, version, &self.book, now);
         }
         let alive: Vec<bool> = self.agents.iter().map(|a| a.alive).collect();
         let peers: Vec<Rc<[usize]>> = self
@@ -606,15 +639,25 @@ impl<'s, V: Views> Simulation<'s, V> {
                     mem_avg: None,
                     analytics: [(LOAD.to_owned(), analytic)].into_iter().collect(),
                     cluster_last_scale: LastScale::default(),
+                    policy: None,
                 }
             })
             .collect()
     }
 
-    /// The count a claim starts from, as the agent takes it: the discovery count, and at
-    /// least the instances running here.
-    fn observed(&self, agent: usize, service: usize) -> u32 {
-        self.discovered[service].max(self.runtime.running(agent, service))
+    /// What `agent` observes of `service` for its claims, as the agent does (see
+    /// `runtime/autonomic.rs`): the discovery count, at least what runs here, and its room.
+    fn observation(&self, agent: usize, service: usize) -> ServiceObservation {
+        let spec = &self.scenario.services[service];
+        let running_here = self.runtime.running(agent, service);
+        ServiceObservation {
+            min: spec.min,
+            max: spec.max,
+            observed: self.discovered[service].max(running_here),
+            running_here,
+            removable_here: running_here,
+            room_here: self.runtime.free_slots(agent),
+        }
     }
 
     fn service_index(&self, name: &str) -> Option<usize> {
@@ -627,40 +670,44 @@ impl<'s, V: Views> Simulation<'s, V> {
         let now = self.clock.now();
         let secs = self.clock.secs();
         let mut pending = Vec::new();
-        // Phase A: every due agent repairs what is missing, plans, and reads the ledger.
+        // Phase A: every agent whose loop is due repairs and plans; every agent fills a
+        // standing target (its ledger watch wakes it, so it does not wait for its loop).
+        // Each want's ledger is read now, as the agent reads it before it claims.
         for agent in 0..self.scenario.nodes {
-            if !self.agents[agent].alive
-                || !self
-                    .clock
-                    .is_due(timing.loop_secs, self.agents[agent].offset_secs)
-            {
+            if !self.agents[agent].alive {
                 continue;
             }
+            let crossing = mode == Mode::Gru && self.newly_crossing(agent);
+            let due = crossing
+                || self
+                    .clock
+                    .is_due(timing.loop_secs, self.agents[agent].offset_secs);
             let reaches_store = self.network.reaches_store(agent);
             if mode == Mode::Gru && reaches_store {
-                // As the agent keeps its floor, per service: the discovery count (at least
-                // what runs here) below MinInstances, and room here, send a start to the
-                // ledger; then, above MaxInstances and an instance running here, a stop.
-                let room = self.runtime.free_slots(agent) > 0;
                 for (service, spec) in self.scenario.services.iter().enumerate() {
-                    let observed = self.observed(agent, service);
-                    let above_max = spec.max.is_some_and(|max| observed > max);
-                    let kind = if room && observed < spec.min {
-                        PendingKind::Repair
-                    } else if above_max && self.runtime.running(agent, service) > 0 {
-                        PendingKind::Ceiling
-                    } else {
-                        continue;
-                    };
-                    pending.push(Pending {
-                        agent,
-                        service,
-                        kind,
-                        ledger: self.store.read_ledger(&spec.name),
-                        observed,
-                    });
+                    let observation = self.observation(agent, service);
+                    let standing = self.store.read_ledger(&spec.name).target.is_some();
+                    let floor = if due { spec.min } else { 0 };
+                    for want in tick::repairs(&observation, floor, standing) {
+                        if !due && want != Want::Fill {
+                            continue;
+                        }
+                        pending.push(Pending {
+                            agent,
+                            service,
+                            want,
+                            ledger: self.store.read_ledger(&spec.name),
+                            observation,
+                            growth: 0,
+                        });
+                    }
                 }
             }
+            if !due {
+                continue;
+            }
+            // The agent refreshes its own report before it plans.
+            self.refresh_own_report(agent);
             let snapshots = self.snapshots(agent);
             let input = PlanInput {
                 services: &snapshots,
@@ -671,24 +718,35 @@ impl<'s, V: Views> Simulation<'s, V> {
             };
             let (decision, next) = plan(&input, &self.agents[agent].planner, &mut self.rng);
             self.agents[agent].planner = next;
-            let (service, direction, count) = match &decision.action {
+            let (name, direction, count) = match &decision.action {
                 Action::ScaleOut { service, count } => (service, Direction::Out, *count),
                 Action::ScaleIn { service, count } => (service, Direction::In, *count),
                 Action::None | Action::Swap { .. } => continue,
             };
-            let Some(service) = self.service_index(service) else {
+            let Some(service) = self.service_index(name) else {
                 continue;
             };
             match mode {
-                Mode::Gru if reaches_store => pending.push(Pending {
-                    agent,
-                    service,
-                    kind: PendingKind::Step { direction, count },
-                    ledger: self
-                        .store
-                        .read_ledger(&self.scenario.services[service].name),
-                    observed: self.observed(agent, service),
-                }),
+                Mode::Gru if reaches_store => {
+                    let snapshot = &snapshots[service];
+                    let Some(want) =
+                        tick::want_of(&decision.action, snapshot, &self.scenario.policy)
+                    else {
+                        continue;
+                    };
+                    let rule = &self.scenario.policy.scaleout;
+                    let seen = snapshot.cluster_instances + snapshot.pending_here;
+                    pending.push(Pending {
+                        agent,
+                        service,
+                        want,
+                        ledger: self
+                            .store
+                            .read_ledger(&self.scenario.services[service].name),
+                        observation: self.observation(agent, service),
+                        growth: growth_limit(seen, rule.step, rule.max_growth_percent),
+                    });
+                }
                 Mode::Gru => self.report.store_unreachable += 1,
                 _ => self.act(agent, service, direction, count, secs),
             }
@@ -700,89 +758,98 @@ impl<'s, V: Views> Simulation<'s, V> {
         }
     }
 
+    /// Claims what `pending` wants through the tick core, as the agent does, and carries
+    /// out the agent's part if the claim is won.
     fn claim(&mut self, pending: Pending, secs: u64) {
         let spec = &self.scenario.services[pending.service];
         let policy = &self.scenario.policy;
         let timing = self.scenario.timing;
         let node = self.book.name(pending.agent).to_owned();
-        let claim = match pending.kind {
-            PendingKind::Step { direction, count } => {
-                let request = Request {
-                    node: &node,
-                    direction,
-                    step: count,
-                    observed: pending.observed,
-                    min: spec.min,
-                    max: spec.max,
-                };
-                match evaluate(
-                    &request,
-                    &pending.ledger,
-                    policy.cooldown_out_secs > 0,
-                    policy.cooldown_in_secs > 0,
-                ) {
-                    Ok(claim) => claim,
-                    Err(_refusal) => {
-                        self.report.claims_refused += 1;
-                        return;
-                    }
+        // Room and instances may have changed since the read (an earlier claim this tick).
+        let mut observation = pending.observation;
+        observation.room_here = self.runtime.free_slots(pending.agent);
+        observation.running_here = self.runtime.running(pending.agent, pending.service);
+        observation.removable_here = observation.running_here;
+        let claim = match tick::decide(&node, pending.want, &observation, &pending.ledger, policy) {
+            Ok(claim) => claim,
+            Err(_refusal) => {
+                if pending.want.is_decision() {
+                    self.report.claims_refused += 1;
                 }
-            }
-            PendingKind::Repair => {
-                // Restoring MinInstances is not a step: one instance per claim, no cooldown,
-                // serialised with steps and other repairs by the last claim's revision.
-                if self.runtime.free_slots(pending.agent) == 0 {
-                    return;
-                }
-                match floor_claim(&node, pending.observed, spec.min, &pending.ledger) {
-                    Some(claim) => claim,
-                    None => return,
-                }
-            }
-            PendingKind::Ceiling => {
-                // Getting back under MaxInstances is not a step either: one stop per
-                // claim, no cooldown, serialised the same way.
-                if self.runtime.running(pending.agent, pending.service) == 0 {
-                    return;
-                }
-                match ceiling_claim(&node, pending.observed, spec.max, &pending.ledger) {
-                    Some(claim) => claim,
-                    None => return,
-                }
+                return;
             }
         };
-        let (cooldown_out, cooldown_in) = match pending.kind {
-            PendingKind::Step { .. } => (policy.cooldown_out_secs, policy.cooldown_in_secs),
-            PendingKind::Repair | PendingKind::Ceiling => (0, 0),
-        };
-        let won = self.store.claim_step(
-            &spec.name,
-            pending.ledger.revision,
-            &claim,
-            timing.settle_secs,
-            cooldown_out,
-            cooldown_in,
+        let ttls = tick::ttls(
+            pending.want,
+            claim.intent.direction,
+            policy,
+            timing.loop_secs,
+            0,
         );
-        if !won {
+        if !self
+            .store
+            .claim_step(&spec.name, pending.ledger.revision, &claim, ttls)
+        {
             return;
         }
-        match pending.kind {
-            PendingKind::Step { direction, .. } => {
-                self.act(pending.agent, pending.service, direction, claim.count, secs);
-            }
-            PendingKind::Repair => {
-                let started = self
-                    .runtime
-                    .start(pending.agent, pending.service, claim.count, secs);
-                self.report.instances_repaired += u64::from(started);
-            }
-            PendingKind::Ceiling => {
-                let stopped = self
-                    .runtime
-                    .stop(pending.agent, pending.service, claim.count);
-                self.report.instances_repaired_above_max += u64::from(stopped);
+        if let Want::Target { direction, .. } = pending.want {
+            self.invariants[pending.service].decided(
+                secs,
+                direction == Direction::Out,
+                pending.growth,
+            );
+            match direction {
+                Direction::Out => self.report.scale_out_actions += 1,
+                Direction::In => self.report.scale_in_actions += 1,
             }
         }
+        let (agent, service) = (pending.agent, pending.service);
+        match (pending.want, tick::effect(&claim)) {
+            (_, Effect::Nothing) => {}
+            (Want::Floor { .. }, Effect::Start(count)) => {
+                let started = self.runtime.start(agent, service, count, secs);
+                self.report.instances_repaired += u64::from(started);
+            }
+            (Want::Ceiling, Effect::Stop(count)) => {
+                let stopped = self.runtime.stop(agent, service, count);
+                self.report.instances_repaired_above_max += u64::from(stopped);
+            }
+            (Want::Step { .. }, Effect::Start(count)) => {
+                self.act(agent, service, Direction::Out, count, secs);
+            }
+            (Want::Step { .. }, Effect::Stop(count)) => {
+                self.act(agent, service, Direction::In, count, secs);
+            }
+            (want, Effect::Start(count)) => {
+                let started = self.add(agent, service, count, secs);
+                if want == Want::Fill {
+                    self.report.instances_filled += u64::from(started);
+                }
+            }
+            (want, Effect::Stop(count)) => {
+                let stopped = self.remove_here(agent, service, count, secs);
+                if want == Want::Fill {
+                    self.report.instances_filled += u64::from(stopped);
+                }
+            }
+        }
+    }
+
+    /// Starts instances for a target-tracking decision or a fill: counted as added, not
+    /// as an action (the decision is the action).
+    fn add(&mut self, node: usize, service: usize, count: u32, secs: u64) -> u32 {
+        let started = self.runtime.start(node, service, count, secs);
+        self.report.instances_added += u64::from(started);
+        self.invariants[service].scaled_out(secs, started);
+        started
+    }
+
+    /// Stops instances for a target-tracking decision or a fill.
+    fn remove_here(&mut self, node: usize, service: usize, count: u32, secs: u64) -> u32 {
+        let stopped = self.runtime.stop(node, service, count);
+        self.report.instances_removed += u64::from(stopped);
+        self.invariants[service].scaled_in(secs, stopped);
+        stopped
     }
 
     /// Starts or stops instances on `node`, and records the action.

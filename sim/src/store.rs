@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 
 use common::keys::{ClusterKeys, LedgerPart, NodeField};
-use gru_agent::coordination::{Claim, Intent, Ledger};
+use gru_agent::coordination::{Claim, Intent, Ledger, LedgerTtls, Target};
 use gru_agent::mape::Millis;
 
 pub type LeaseId = u64;
@@ -223,6 +223,7 @@ impl FakeStore {
         let r#in = self.keys.scaling(service, LedgerPart::InCooldown);
         let intent = self.keys.scaling(service, LedgerPart::Intent);
         let last_claim = self.keys.scaling(service, LedgerPart::LastClaim);
+        let target = self.keys.scaling(service, LedgerPart::Target);
         for (key, entry) in self
             .entries
             .range(prefix.clone()..)
@@ -236,6 +237,8 @@ impl FakeStore {
                 ledger.intent = serde_json::from_str::<Intent>(&entry.value).ok();
             } else if *key == last_claim {
                 ledger.revision = entry.mod_revision;
+            } else if *key == target {
+                ledger.target = serde_json::from_str::<Target>(&entry.value).ok();
             }
         }
         ledger
@@ -243,19 +246,21 @@ impl FakeStore {
 
     /// Claims a step as `Store::claim_step` does: the intent under a lease of
     /// `settle_secs`, each started cooldown under a lease of its own TTL (only when the TTL
-    /// is positive), the last claim without a lease, all in one transaction guarded by the
-    /// last claim's revision. A lost claim writes nothing and revokes the leases it granted.
+    /// is positive), a target under a lease of `target_secs`, the last claim without a
+    /// lease, all in one transaction guarded by the last claim's revision. A lost claim
+    /// writes nothing and revokes the leases it granted.
     pub fn claim_step(
         &mut self,
         service: &str,
         seen_revision: i64,
         claim: &Claim,
-        settle_secs: u64,
-        cooldown_out_secs: u64,
-        cooldown_in_secs: u64,
+        ttls: LedgerTtls,
     ) -> bool {
+        let secs = |ttl: i64| u64::try_from(ttl).unwrap_or(0);
+        let (cooldown_out_secs, cooldown_in_secs) =
+            (secs(ttls.cooldown_out_secs), secs(ttls.cooldown_in_secs));
         let mut leases = Vec::new();
-        let intent_lease = self.grant(settle_secs);
+        let intent_lease = self.grant(secs(ttls.settle_secs));
         leases.push(intent_lease);
         let last_claim = self.keys.scaling(service, LedgerPart::LastClaim);
         let value = serde_json::to_string(&claim.intent).unwrap_or_default();
@@ -292,6 +297,15 @@ impl FakeStore {
                     lease: Some(lease),
                 });
             }
+        }
+        if let Some(target) = &claim.target {
+            let lease = self.grant(secs(ttls.target_secs));
+            leases.push(lease);
+            puts.push(Put {
+                key: self.keys.scaling(service, LedgerPart::Target),
+                value: serde_json::to_string(target).unwrap_or_default(),
+                lease: Some(lease),
+            });
         }
         let won = self.txn(&[(last_claim.as_str(), seen_revision)], puts);
         if won {
@@ -360,6 +374,15 @@ mod tests {
 
     use super::*;
 
+    fn ttls(settle_secs: i64, cooldown_out_secs: i64, cooldown_in_secs: i64) -> LedgerTtls {
+        LedgerTtls {
+            settle_secs,
+            cooldown_out_secs,
+            cooldown_in_secs,
+            target_secs: settle_secs,
+        }
+    }
+
     fn store() -> FakeStore {
         FakeStore::new(ClusterKeys::new("sim").expect("a valid cluster name"))
     }
@@ -382,8 +405,8 @@ mod tests {
         let seen = store.read_ledger("web");
         let a = evaluate(&request("a"), &seen, true, true).expect("granted");
         let b = evaluate(&request("b"), &seen, true, true).expect("granted");
-        assert!(store.claim_step("web", seen.revision, &a, 10, 30, 60));
-        assert!(!store.claim_step("web", seen.revision, &b, 10, 30, 60));
+        assert!(store.claim_step("web", seen.revision, &a, ttls(10, 30, 60)));
+        assert!(!store.claim_step("web", seen.revision, &b, ttls(10, 30, 60)));
         let now = store.read_ledger("web");
         assert!(now.out_cooling && now.in_cooling);
         assert_eq!(now.intent.as_ref().map(|i| i.node.as_str()), Some("a"));
@@ -404,7 +427,7 @@ mod tests {
         let mut store = store();
         let seen = store.read_ledger("web");
         let claim = evaluate(&request("a"), &seen, true, true).expect("granted");
-        assert!(store.claim_step("web", seen.revision, &claim, 10, 30, 60));
+        assert!(store.claim_step("web", seen.revision, &claim, ttls(10, 30, 60)));
         store.advance(Millis::from_secs(10));
         let ledger = store.read_ledger("web");
         assert!(ledger.intent.is_none() && ledger.revision > 0, "{ledger:?}");
@@ -422,9 +445,9 @@ mod tests {
             Ledger::default()
         );
         // The last claim outlives its intent: its revision is what the next claim compares.
-        assert!(!store.claim_step("web", 0, &claim, 10, 30, 60));
+        assert!(!store.claim_step("web", 0, &claim, ttls(10, 30, 60)));
         let claim = evaluate(&request("b"), &ledger, true, true).expect("granted");
-        assert!(store.claim_step("web", ledger.revision, &claim, 10, 30, 60));
+        assert!(store.claim_step("web", ledger.revision, &claim, ttls(10, 30, 60)));
     }
 
     #[test]
@@ -433,11 +456,11 @@ mod tests {
         // b reads the free ledger; a claims, and a's intent expires before b claims.
         let seen_by_b = store.read_ledger("web");
         let a = evaluate(&request("a"), &seen_by_b, false, false).expect("granted");
-        assert!(store.claim_step("web", seen_by_b.revision, &a, 2, 0, 0));
+        assert!(store.claim_step("web", seen_by_b.revision, &a, ttls(2, 0, 0)));
         store.advance(Millis::from_secs(3));
         assert!(store.read_ledger("web").intent.is_none());
         let b = evaluate(&request("b"), &seen_by_b, false, false).expect("granted");
-        assert!(!store.claim_step("web", seen_by_b.revision, &b, 2, 0, 0));
+        assert!(!store.claim_step("web", seen_by_b.revision, &b, ttls(2, 0, 0)));
     }
 
     #[test]

@@ -107,6 +107,7 @@ pub async fn push_metric(
     let value = push::parse_value(&body?)?;
     let at = (state.clock)();
     push::record(&mut state.shared.knowledge(), &service, &metric, value, at)?;
+    state.shared.fresh_metrics.notify_one();
     tracing::trace!(%service, %metric, value, "pushed metric recorded");
     Ok(Json(Recorded {
         service,

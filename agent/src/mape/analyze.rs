@@ -45,6 +45,8 @@ struct CompiledAnalytic {
     metrics: Vec<String>,
     constraints: Vec<String>,
     expr: String,
+    /// The analytic's `Missing`: its value when a metric it reads has no sample.
+    missing: Option<f64>,
     /// The operator tree, or why the expression does not compile. Pushed configurations are
     /// validated, so the error is for documents written around the CLI.
     tree: Result<Node, String>,
@@ -126,6 +128,7 @@ fn compile_one(analytic: &Analytic) -> CompiledAnalytic {
         metrics: analytic.metrics.clone(),
         constraints: analytic.constraints.clone(),
         expr: analytic.expr.clone(),
+        missing: analytic.missing,
         tree: evalexpr::build_operator_tree(&analytic.expr)
             .map_err(|error| format!("\"{}\" does not compile: {error}", analytic.expr)),
     }
@@ -143,7 +146,14 @@ impl CompiledAnalytic {
         };
         let inputs = match self.bind(service, metrics) {
             Ok(inputs) => inputs,
-            Err(missing) => return AnalyticValue::unavailable(missing.join("; ")),
+            // A metric without samples has the value the analytic declares for it (a
+            // response time while no request completes); a missing constraint never does.
+            Err((reasons, only_metrics)) => {
+                return match self.missing.filter(|_| only_metrics) {
+                    Some(value) => AnalyticValue::Available(value),
+                    None => AnalyticValue::unavailable(reasons.join("; ")),
+                };
+            }
         };
         let mut context = HashMapContext::new();
         for (name, value) in &inputs {
@@ -195,7 +205,7 @@ impl CompiledAnalytic {
         &self,
         service: &ServiceDescriptor,
         metrics: &BTreeMap<String, f64>,
-    ) -> Result<BTreeMap<String, f64>, Vec<String>> {
+    ) -> Result<BTreeMap<String, f64>, (Vec<String>, bool)> {
         let mut inputs = BTreeMap::new();
         let mut missing = Vec::new();
         for metric in &self.metrics {
@@ -207,6 +217,7 @@ impl CompiledAnalytic {
                 None => missing.push(format!("metric \"{metric}\" has no value")),
             }
         }
+        let metrics_missing = missing.len();
         for constraint in &self.constraints {
             match service.constraints.get(constraint) {
                 None => missing.push(format!(
@@ -228,7 +239,8 @@ impl CompiledAnalytic {
         if missing.is_empty() {
             Ok(inputs)
         } else {
-            Err(missing)
+            let only_metrics = missing.len() == metrics_missing;
+            Err((missing, only_metrics))
         }
     }
 }
@@ -255,6 +267,7 @@ mod tests {
             expr: expr.to_owned(),
             metrics: metrics.iter().map(|m| (*m).to_owned()).collect(),
             constraints: constraints.iter().map(|c| (*c).to_owned()).collect(),
+            missing: None,
         }
     }
 
@@ -443,5 +456,32 @@ mod tests {
         ]
         .into();
         assert_eq!(values, expected);
+    }
+
+    #[test]
+    fn a_declared_missing_value_stands_in_for_a_metric_without_samples() {
+        let mut ratio = analytic(
+            "resp_time_ratio",
+            "execution_time / MAX_RESP_TIME",
+            &["execution_time"],
+            &["MAX_RESP_TIME"],
+        );
+        ratio.missing = Some(0.0);
+        let compiled = CompiledAnalytics::compile(&config(vec![ratio]));
+        let web = service(
+            &["resp_time_ratio"],
+            &[("MAX_RESP_TIME", serde_json::json!(200))],
+        );
+        // No request completed: no execution_time sample, so the declared 0.
+        let idle = compiled.evaluate_one("resp_time_ratio", &web, &BTreeMap::new());
+        assert_eq!(idle, AnalyticValue::Available(0.0));
+        // A missing constraint is a configuration problem: still unavailable.
+        let unconstrained = service(&["resp_time_ratio"], &[]);
+        let broken = compiled.evaluate_one("resp_time_ratio", &unconstrained, &BTreeMap::new());
+        assert!(matches!(broken, AnalyticValue::Unavailable { .. }));
+        // With samples, the expression as usual.
+        let busy = BTreeMap::from([("execution_time".to_owned(), 100.0)]);
+        let value = compiled.evaluate_one("resp_time_ratio", &web, &busy);
+        assert_eq!(value, AnalyticValue::Available(0.5));
     }
 }

@@ -55,9 +55,12 @@ impl Guards<'_> {
     }
 
     fn scale_out(&self, candidate: &mut Candidate, service: &ServiceSnapshot) {
-        let rule = &self.policy.scaleout;
+        let policy = service.policy(self.policy);
+        let rule = &policy.scaleout;
+        let tracks = rule.tracks_target();
         let blocked = &mut candidate.blocked_by;
-        if service.free_slots_here == 0 {
+        // A target-tracking decision is filled by every agent with room, not only this one.
+        if service.free_slots_here == 0 && !tracks {
             blocked.push("no free resources on this node for another instance".to_owned());
         }
         let counted = service
@@ -73,10 +76,16 @@ impl Guards<'_> {
         blocked.extend(cooldown(
             "cooldown-out",
             self.last_scale(service).scaled_out,
-            self.policy.cooldown_out_secs,
+            policy.cooldown_out_secs,
             self.now,
         ));
-        if candidate.blocked_by.is_empty() {
+        if candidate.blocked_by.is_empty() && tracks {
+            let count = candidate_count(candidate);
+            if let Some(max) = service.max_instances {
+                let room = room_to_max.unwrap_or(u32::MAX);
+                clamp_step(candidate, count, room, &format!("MaxInstances {max}"));
+            }
+        } else if candidate.blocked_by.is_empty() {
             let by_max = room_to_max.unwrap_or(u32::MAX);
             let (room, why) = if by_max <= service.free_slots_here {
                 (
@@ -94,9 +103,12 @@ impl Guards<'_> {
     }
 
     fn scale_in(&self, candidate: &mut Candidate, service: &ServiceSnapshot) {
-        let rule = &self.policy.scalein;
+        let policy = service.policy(self.policy);
+        let rule = &policy.scalein;
+        let tracks = rule.tracks_target();
         let blocked = &mut candidate.blocked_by;
-        if service.running_here == 0 {
+        // A target-tracking decision is carried out by the agents that run instances.
+        if service.running_here == 0 && !tracks {
             blocked.push("no instance running on this node".to_owned());
         }
         let counted = service.counted_instances();
@@ -108,17 +120,29 @@ impl Guards<'_> {
             ));
         }
         let keep_here = u32::from(service.base_service);
-        if service.base_service && service.running_here == 1 {
+        if service.base_service && service.running_here == 1 && !tracks {
             blocked.push("base service of this node: its last instance here stays".to_owned());
         }
         blocked.extend(self.period(rule, &candidate.action));
+        // A step waits CooldownIn after any scale action, so it does not undo a scale-out;
+        // a target-tracking scale-in has its stabilization window for that, and waits only
+        // for the last scale-in.
+        let last = self.last_scale(service);
         blocked.extend(cooldown(
             "cooldown-in",
-            self.last_scale(service).latest(),
-            self.policy.cooldown_in_secs,
+            if tracks {
+                last.scaled_in
+            } else {
+                last.latest()
+            },
+            policy.cooldown_in_secs,
             self.now,
         ));
-        if candidate.blocked_by.is_empty() {
+        if candidate.blocked_by.is_empty() && tracks {
+            let count = candidate_count(candidate);
+            let why = format!("MinInstances {}", service.min_instances);
+            clamp_step(candidate, count, room_to_min, &why);
+        } else if candidate.blocked_by.is_empty() {
             let by_here = service.running_here.saturating_sub(keep_here);
             let (room, why) = if room_to_min <= by_here {
                 (
@@ -138,6 +162,7 @@ impl Guards<'_> {
     }
 
     fn swap(&self, candidate: &mut Candidate, stop: &ServiceSnapshot, start: &ServiceSnapshot) {
+        let (start_policy, stop_policy) = (start.policy(self.policy), stop.policy(self.policy));
         let blocked = &mut candidate.blocked_by;
         if start.free_slots_here > 0 {
             blocked.push(format!(
@@ -171,13 +196,13 @@ impl Guards<'_> {
         blocked.extend(cooldown(
             &format!("cooldown-out of {}", start.name),
             self.last_scale(start).scaled_out,
-            self.policy.cooldown_out_secs,
+            start_policy.cooldown_out_secs,
             self.now,
         ));
         blocked.extend(cooldown(
             &format!("cooldown-in of {}", stop.name),
             self.last_scale(stop).latest(),
-            self.policy.cooldown_in_secs,
+            stop_policy.cooldown_in_secs,
             self.now,
         ));
     }
@@ -201,6 +226,14 @@ impl Guards<'_> {
 fn cooldown(label: &str, last: Option<Millis>, cooldown_secs: u64, now: Millis) -> Option<String> {
     let ends = last?.plus(Duration::from_secs(cooldown_secs));
     (now < ends).then(|| format!("{label} ends in {} s", whole_secs_ceil(ends.since(now))))
+}
+
+/// The instances a scale candidate adds or removes (1 for a swap).
+fn candidate_count(candidate: &Candidate) -> u32 {
+    match &candidate.action {
+        Action::ScaleOut { count, .. } | Action::ScaleIn { count, .. } => *count,
+        Action::None | Action::Swap { .. } => 1,
+    }
 }
 
 /// Sets the action's count to `min(step, room)`, saying so when the room is the smaller.

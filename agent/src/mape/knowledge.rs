@@ -10,12 +10,14 @@
 
 use std::collections::BTreeMap;
 
-use common::config::ServiceDescriptor;
+use common::config::{PolicyConfig, ServiceDescriptor};
 use serde::{Deserialize, Serialize};
 
 use super::analyze::AnalyticValue;
 use super::decision::Action;
 use super::millis::Millis;
+use super::smoothing::Smoother;
+use super::target::Recommendations;
 
 /// What the planner knows about one service this node could act on.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +51,9 @@ pub struct ServiceSnapshot {
     /// (from the cluster's action records); cooldowns count from the later of these and this
     /// node's own actions.
     pub cluster_last_scale: LastScale,
+    /// The service's own policy (its descriptor's `Policy` over the cluster's), when it has
+    /// one; `None` for the cluster's policy.
+    pub policy: Option<PolicyConfig>,
 }
 
 impl ServiceSnapshot {
@@ -70,7 +75,22 @@ impl ServiceSnapshot {
             mem_avg: None,
             analytics: BTreeMap::new(),
             cluster_last_scale: LastScale::default(),
+            policy: None,
         }
+    }
+
+    /// A snapshot for a service of `cluster`'s configuration, with the policy that applies
+    /// to it.
+    pub fn with_policy(descriptor: &ServiceDescriptor, cluster: &PolicyConfig) -> ServiceSnapshot {
+        ServiceSnapshot {
+            policy: descriptor.policy.as_ref().map(|own| own.apply(cluster)),
+            ..ServiceSnapshot::new(descriptor)
+        }
+    }
+
+    /// The policy that applies to this service: its own, else the cluster's.
+    pub fn policy<'a>(&'a self, cluster: &'a PolicyConfig) -> &'a PolicyConfig {
+        self.policy.as_ref().unwrap_or(cluster)
     }
 
     /// Running instances counted against `MinInstances` and `MaxInstances`.
@@ -126,6 +146,14 @@ pub(super) enum Key {
 }
 
 impl Key {
+    /// The service the key is about (a swap's: the one it starts).
+    pub(super) fn service(&self) -> &str {
+        match self {
+            Key::Out(service) | Key::In(service) => service,
+            Key::Swap { start, .. } => start,
+        }
+    }
+
     pub(super) fn of(action: &Action) -> Option<Key> {
         match action {
             Action::None => None,
@@ -158,6 +186,10 @@ impl Key {
 pub struct PlannerState {
     pub(super) breaches: BTreeMap<Key, Millis>,
     pub(super) last_scale: BTreeMap<String, LastScale>,
+    /// Target tracking: the counts recommended lately, per service and direction.
+    pub(super) recommendations: BTreeMap<Key, Recommendations>,
+    /// Rules with a `Window`: each input's smoothed value, per service and direction.
+    pub(super) smoothers: BTreeMap<(Key, String), Smoother>,
 }
 
 impl PlannerState {

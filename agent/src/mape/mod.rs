@@ -18,6 +18,8 @@
 //!   between ticks ([`PlannerState`]);
 //! * [`planner`]: [`plan`], the candidates and the reasons; its guards (resources, bounds,
 //!   base services, period, cooldowns, step) are in `guards.rs`;
+//! * [`target`]: target tracking's count, growth limit and stabilization;
+//! * [`smoothing`]: a rule's `Window` over its inputs (sliding mean or EWMA);
 //! * [`decision`]: [`Decision`], [`Action`], [`CandidateWeight`].
 //!
 //! Architecture invariant: nothing under `mape/` imports the async runtime, the Docker,
@@ -29,7 +31,9 @@ mod guards;
 pub mod knowledge;
 pub mod millis;
 pub mod planner;
+pub mod smoothing;
 pub mod strategy;
+pub mod target;
 pub mod weights;
 pub mod window;
 

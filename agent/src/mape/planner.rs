@@ -12,6 +12,7 @@
 //! candidate moves through) in [`super::knowledge`].
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use common::config::{BASE_METRICS, PlannerStrategy, PolicyConfig, PolicyRule};
 use rand::Rng;
@@ -21,7 +22,9 @@ use super::decision::{Action, CandidateWeight, Decision};
 use super::guards::Guards;
 use super::knowledge::{Key, PlannerState, ServiceSnapshot};
 use super::millis::Millis;
+use super::smoothing::Smoother;
 use super::strategy::{self, Pick};
+use super::target::{desired_count, growth_limit};
 use super::weights::{self, SwapValue, Weighing};
 
 /// Everything one tick of the planner needs besides its state and randomness.
@@ -73,16 +76,29 @@ pub fn plan<R: Rng + ?Sized>(
     let mut services: Vec<&ServiceSnapshot> = input.services.iter().collect();
     services.sort_by(|a, b| a.name.cmp(&b.name));
 
+    let known = |name: &str| services.iter().any(|s| s.name == name);
     let mut next = PlannerState {
         breaches: BTreeMap::new(),
         last_scale: state
             .last_scale
             .iter()
-            .filter(|(name, _)| services.iter().any(|s| &s.name == *name))
+            .filter(|(name, _)| known(name))
             .map(|(name, last)| (name.clone(), *last))
             .collect(),
+        recommendations: state
+            .recommendations
+            .iter()
+            .filter(|(key, _)| known(key.service()))
+            .map(|(key, recent)| (key.clone(), recent.clone()))
+            .collect(),
+        smoothers: state
+            .smoothers
+            .iter()
+            .filter(|((key, _), _)| known(key.service()))
+            .map(|(key, smoother)| (key.clone(), smoother.clone()))
+            .collect(),
     };
-    let mut candidates = weigh_candidates(&services, input.policy);
+    let mut candidates = weigh_candidates(&services, input.policy, &mut next, now);
     for candidate in &candidates {
         if candidate.weight() > 0.0
             && let Some(key) = Key::of(&candidate.action)
@@ -142,37 +158,63 @@ pub fn plan<R: Rng + ?Sized>(
     (decision, next)
 }
 
-/// Every candidate the enabled rules allow, with its weight and unclamped step.
-fn weigh_candidates(services: &[&ServiceSnapshot], policy: &PolicyConfig) -> Vec<Candidate> {
+/// Every candidate the enabled rules allow, with its weight and unclamped step (in target
+/// mode: the count that reaches the target). Rules with a `Window` smooth their inputs and
+/// target-tracking rules record their recommendations in `state`.
+fn weigh_candidates(
+    services: &[&ServiceSnapshot],
+    cluster_policy: &PolicyConfig,
+    state: &mut PlannerState,
+    now: Millis,
+) -> Vec<Candidate> {
     let mut candidates = Vec::new();
     for service in services {
+        let policy = service.policy(cluster_policy);
+        let own = service.policy.is_some();
         if policy.scaleout.enable {
-            let values = rule_values(service, &policy.scaleout);
+            let rule = &policy.scaleout;
+            let key = Key::Out(service.name.clone());
+            let values = rule_values(service, rule, &key, state, now);
+            let gru = weights::scale_out(&as_refs(&values), rule.threshold);
+            let (count, weighing) = if rule.tracks_target() {
+                target_out(service, policy, &values, gru, state, now)
+            } else {
+                (rule.step.max(1), gru)
+            };
             candidates.push(Candidate {
                 action: Action::ScaleOut {
                     service: service.name.clone(),
-                    count: policy.scaleout.step.max(1),
+                    count,
                 },
                 safety: SAFETY_SCALE_OUT,
-                weighing: weights::scale_out(&as_refs(&values), policy.scaleout.threshold),
+                weighing: with_own_policy(weighing, own, &service.name),
                 blocked_by: Vec::new(),
                 clamped: None,
             });
         }
         if policy.scalein.enable {
-            let values = rule_values(service, &policy.scalein);
+            let rule = &policy.scalein;
+            let key = Key::In(service.name.clone());
+            let values = rule_values(service, rule, &key, state, now);
+            let gru = weights::scale_in(&as_refs(&values), rule.threshold);
+            let (count, weighing) = if rule.tracks_target() {
+                target_in(service, policy, &values, gru, state, now)
+            } else {
+                (rule.step.max(1), gru)
+            };
             candidates.push(Candidate {
                 action: Action::ScaleIn {
                     service: service.name.clone(),
-                    count: policy.scalein.step.max(1),
+                    count,
                 },
                 safety: SAFETY_SCALE_IN,
-                weighing: weights::scale_in(&as_refs(&values), policy.scalein.threshold),
+                weighing: with_own_policy(weighing, own, &service.name),
                 blocked_by: Vec::new(),
                 clamped: None,
             });
         }
     }
+    let policy = cluster_policy;
     if policy.swap.enable {
         for running in services.iter().filter(|s| s.running_here > 0) {
             let inactive = services
@@ -211,6 +253,129 @@ fn weigh_candidates(services: &[&ServiceSnapshot], policy: &PolicyConfig) -> Vec
     candidates
 }
 
+/// Says in a weighing's explanation that the service's own policy applied (`why` shows it).
+fn with_own_policy(weighing: Weighing, own: bool, service: &str) -> Weighing {
+    if !own {
+        return weighing;
+    }
+    Weighing {
+        explanation: format!("{service}'s own policy: {}", weighing.explanation),
+        ..weighing
+    }
+}
+
+/// A target-tracking scale-out: when a value breaches the threshold (Gru's weight > 0), the
+/// count the values call for, within the growth limit, with weight 1 (a controller, not a
+/// draw). Returns the instances to add and the weighing.
+fn target_out(
+    service: &ServiceSnapshot,
+    policy: &PolicyConfig,
+    values: &[(String, AnalyticValue)],
+    gru: Weighing,
+    state: &mut PlannerState,
+    now: Millis,
+) -> (u32, Weighing) {
+    let rule = &policy.scaleout;
+    let n = service
+        .counted_instances()
+        .saturating_add(service.pending_here);
+    let target = policy.target(rule);
+    let Some((desired, how)) = desired_count(&as_refs(values), n, target) else {
+        return (rule.step.max(1), gru);
+    };
+    let window = Duration::from_secs(rule.stabilization_secs);
+    let recent = state
+        .recommendations
+        .entry(Key::Out(service.name.clone()))
+        .or_default();
+    recent.record(now, desired, window);
+    let stabilized = recent.lowest(now, window).unwrap_or(desired);
+    if gru.weight <= 0.0 {
+        return (rule.step.max(1), gru);
+    }
+    let limit = growth_limit(n, rule.step, rule.max_growth_percent);
+    let reached = stabilized.min(n.saturating_add(limit));
+    let mut explanation = format!("target {target:.2}: {how}");
+    if stabilized < desired {
+        explanation.push_str(&format!(
+            ", {stabilized} the lowest of the last {} s",
+            rule.stabilization_secs
+        ));
+    }
+    if reached < stabilized {
+        explanation.push_str(&format!(", growth limited to +{limit}"));
+    }
+    explanation.push_str(&format!(" ({})", gru.explanation));
+    if reached <= n {
+        return (
+            rule.step.max(1),
+            Weighing {
+                weight: 0.0,
+                explanation: format!("{explanation}; {n} instances already"),
+            },
+        );
+    }
+    (
+        reached - n,
+        Weighing {
+            weight: 1.0,
+            explanation,
+        },
+    )
+}
+
+/// A target-tracking scale-in: when a value is below the threshold (Gru's weight > 0), down
+/// to the highest count recommended during the stabilization window, with weight 1.
+fn target_in(
+    service: &ServiceSnapshot,
+    policy: &PolicyConfig,
+    values: &[(String, AnalyticValue)],
+    gru: Weighing,
+    state: &mut PlannerState,
+    now: Millis,
+) -> (u32, Weighing) {
+    let rule = &policy.scalein;
+    let n = service.counted_instances();
+    let target = policy.target(rule);
+    let Some((desired, how)) = desired_count(&as_refs(values), n, target) else {
+        return (rule.step.max(1), gru);
+    };
+    let window = Duration::from_secs(rule.stabilization_secs);
+    let recent = state
+        .recommendations
+        .entry(Key::In(service.name.clone()))
+        .or_default();
+    recent.record(now, desired, window);
+    let stabilized = recent.highest(now, window).unwrap_or(desired);
+    if gru.weight <= 0.0 {
+        return (rule.step.max(1), gru);
+    }
+    let mut explanation = format!("target {target:.2}: {how}");
+    if stabilized > desired {
+        explanation.push_str(&format!(
+            ", {stabilized} the highest of the last {} s",
+            rule.stabilization_secs
+        ));
+    }
+    explanation.push_str(&format!(" ({})", gru.explanation));
+    if stabilized >= n {
+        return (
+            rule.step.max(1),
+            Weighing {
+                weight: 0.0,
+                explanation: format!("{explanation}; {n} instances already"),
+            },
+        );
+    }
+    (
+        n - stabilized,
+        Weighing {
+            weight: 1.0,
+            explanation,
+        },
+    )
+}
+
 /// The names a rule weighs for a service, each marked whether the rule lists it as a
 /// metric: the rule's base metrics, then the rule's analytics or, when it names none, the
 /// service's own.
@@ -237,10 +402,35 @@ fn lookup(service: &ServiceSnapshot, name: &str, listed_as_metric: bool) -> Anal
     service.value(name)
 }
 
-fn rule_values(service: &ServiceSnapshot, rule: &PolicyRule) -> Vec<(String, AnalyticValue)> {
+/// The values a rule weighs for a service: each looked up, a missing one replaced by the
+/// rule's `Missing` when it declares one, and smoothed over the rule's `Window`.
+fn rule_values(
+    service: &ServiceSnapshot,
+    rule: &PolicyRule,
+    key: &Key,
+    state: &mut PlannerState,
+    now: Millis,
+) -> Vec<(String, AnalyticValue)> {
+    let window = Duration::from_secs(rule.window_secs);
     rule_names(rule, service)
         .into_iter()
-        .map(|(name, metric)| (name.to_owned(), lookup(service, name, metric)))
+        .map(|(name, metric)| {
+            let mut value = lookup(service, name, metric);
+            if let (AnalyticValue::Unavailable { .. }, Some(missing)) = (&value, rule.missing) {
+                value = AnalyticValue::Available(missing);
+            }
+            if let (Some(v), false) = (value.value(), window.is_zero()) {
+                let smoother = state
+                    .smoothers
+                    .entry((key.clone(), name.to_owned()))
+                    .or_insert_with(|| Smoother::new(rule.smoothing));
+                if !smoother.is(rule.smoothing) {
+                    *smoother = Smoother::new(rule.smoothing);
+                }
+                value = AnalyticValue::Available(smoother.update(now, v, window));
+            }
+            (name.to_owned(), value)
+        })
         .collect()
 }
 

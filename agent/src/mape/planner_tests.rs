@@ -15,6 +15,7 @@ fn rule(threshold: f64) -> PolicyRule {
         analytics: Vec::new(),
         period_secs: 0,
         step: 1,
+        ..PolicyRule::disabled(threshold)
     }
 }
 
@@ -56,6 +57,7 @@ fn service(name: &str, cpu: f64) -> ServiceSnapshot {
         mem_avg: None,
         analytics: BTreeMap::new(),
         cluster_last_scale: LastScale::default(),
+        policy: None,
     }
 }
 
@@ -729,4 +731,142 @@ fn state_forgets_services_no_longer_planned() {
     );
     let (_, state) = tick(&[service("web", 0.5)], &policy(), &state, 2);
     assert_eq!(state.last_scale("gone"), LastScale::default());
+}
+
+/// Target tracking on `cpu_avg` at 0.5: scale out above 0.75 (growth ≤ 100 %), scale in
+/// below 0.25 with a 60 s stabilization window.
+fn target_policy() -> PolicyConfig {
+    let tracking = |threshold: f64| PolicyRule {
+        mode: common::config::RuleMode::Target,
+        target: Some(0.5),
+        ..rule(threshold)
+    };
+    PolicyConfig {
+        scalein: PolicyRule {
+            stabilization_secs: 60,
+            ..tracking(0.25)
+        },
+        scaleout: tracking(0.75),
+        ..policy()
+    }
+}
+
+fn with_counts(
+    mut snapshot: ServiceSnapshot,
+    cluster: u32,
+    here: u32,
+    free: u32,
+) -> ServiceSnapshot {
+    snapshot.cluster_instances = cluster;
+    snapshot.running_here = here;
+    snapshot.free_slots_here = free;
+    snapshot
+}
+
+#[test]
+fn target_tracking_asks_for_the_count_the_load_calls_for_beyond_this_nodes_room() {
+    // 4 instances at 0.9 with a target of 0.5: ceil(4 × 0.9 / 0.5) = 8, so 4 more, although
+    // this node has room for one: the other agents fill the rest.
+    let web = with_counts(service("web", 0.9), 4, 1, 1);
+    let (decision, _) = tick(&[web], &target_policy(), &PlannerState::new(), 100);
+    assert_eq!(decision.action, out("web", 4));
+    assert!(
+        decision
+            .reason
+            .contains("ceil(4 × cpu_avg 0.90 / 0.50) = 8"),
+        "{}",
+        decision.reason
+    );
+    // A full node still decides: filling is the others' job.
+    let full = with_counts(service("web", 0.9), 4, 1, 0);
+    let (decision, _) = tick(&[full], &target_policy(), &PlannerState::new(), 100);
+    assert_eq!(decision.action, out("web", 4));
+}
+
+#[test]
+fn target_tracking_growth_is_limited_and_bounded_by_max() {
+    let mut policy = target_policy();
+    policy.scaleout.max_growth_percent = 50;
+    let web = with_counts(service("web", 1.0), 4, 1, 8);
+    let (decision, _) = tick(
+        std::slice::from_ref(&web),
+        &policy,
+        &PlannerState::new(),
+        100,
+    );
+    assert_eq!(decision.action, out("web", 2), "{}", decision.reason);
+    let mut bounded = web;
+    bounded.max_instances = Some(5);
+    let (decision, _) = tick(&[bounded], &target_policy(), &PlannerState::new(), 100);
+    assert_eq!(decision.action, out("web", 1), "{}", decision.reason);
+}
+
+#[test]
+fn a_target_tracking_scale_in_waits_for_its_stabilization_window() {
+    let policy = target_policy();
+    // Busy at t = 100: the recommendation is 8.
+    let busy_web = with_counts(service("web", 1.0), 4, 4, 0);
+    let (_, state) = tick(&[busy_web], &policy, &PlannerState::new(), 100);
+    // Idle at t = 130: ceil(4 × 0.1 / 0.5) = 1, but 8 was recommended 30 s ago.
+    let idle_web = with_counts(service("web", 0.1), 4, 4, 0);
+    let (decision, state) = tick(std::slice::from_ref(&idle_web), &policy, &state, 130);
+    assert_eq!(decision.action, Action::None, "{}", decision.reason);
+    // At t = 161 the peak is out of the 60 s window: down to 1 at once.
+    let (decision, _) = tick(&[idle_web], &policy, &state, 161);
+    assert_eq!(decision.action, scale_in("web", 3), "{}", decision.reason);
+}
+
+#[test]
+fn a_declared_missing_value_lets_an_idle_service_scale_in() {
+    let mut policy = target_policy();
+    policy.scalein.stabilization_secs = 0;
+    let mut idle_web = with_counts(service("web", 0.0), 3, 3, 0);
+    idle_web.cpu_avg = None;
+    idle_web.min_instances = 1;
+    // Without a declaration, no sample means no weight.
+    let (decision, _) = tick(&[idle_web.clone()], &policy, &PlannerState::new(), 100);
+    assert_eq!(decision.action, Action::None, "{}", decision.reason);
+    policy.scalein.missing = Some(0.0);
+    let (decision, _) = tick(&[idle_web], &policy, &PlannerState::new(), 100);
+    assert_eq!(decision.action, scale_in("web", 2), "{}", decision.reason);
+}
+
+#[test]
+fn a_rule_window_smooths_a_one_tick_spike() {
+    let mut smoothed = policy();
+    smoothed.scaleout.window_secs = 10;
+    smoothed.scaleout.smoothing = common::config::Smoothing::Sliding;
+    let mut state = PlannerState::new();
+    for t in 100..105 {
+        (_, state) = tick(&[service("web", 0.5)], &smoothed, &state, t);
+    }
+    // One sample at 1.0 after five at 0.5: the mean over 10 s is 0.58, below 0.75.
+    let (decision, _) = tick(&[service("web", 1.0)], &smoothed, &state, 105);
+    assert_eq!(decision.action, Action::None, "{}", decision.reason);
+    // Without the window the same sample scales out.
+    let (decision, _) = tick(&[service("web", 1.0)], &policy(), &PlannerState::new(), 105);
+    assert_eq!(decision.action, out("web", 1));
+}
+
+#[test]
+fn a_service_policy_overrides_the_cluster_policy_and_says_so() {
+    let mut web = service("web", 0.6);
+    // The cluster's threshold (0.75) is not crossed; web's own (0.1) is, by far.
+    let mut own = policy();
+    own.scaleout.threshold = 0.1;
+    web.policy = Some(own);
+    let (decision, _) = tick(
+        &[web, service("db", 0.6)],
+        &policy(),
+        &PlannerState::new(),
+        100,
+    );
+    assert_eq!(decision.action, out("web", 1));
+    assert!(
+        decision.reason.contains("web's own policy"),
+        "{}",
+        decision.reason
+    );
+    let db = candidate(&decision, &out("db", 1));
+    assert_eq!(db.weight, 0.0);
 }

@@ -28,7 +28,7 @@ use super::command::AgentCommand;
 use super::config_source;
 use super::liveness::Prober;
 use super::state::{ActionRecord, InstanceInfo, Shared};
-use crate::coordination::{self, Direction, Request};
+use crate::coordination::{Claim, Direction};
 use crate::discovery::DiscoveryRegistry;
 use crate::docker::{
     ContainerState, CoreAllocator, Engine, EngineResources, InstancePlan, ManagedContainer,
@@ -38,7 +38,8 @@ use crate::mape::{
     Action, CompiledAnalytics, Decision, Millis, PlanInput, PlannerState, ServiceSnapshot, plan,
 };
 use crate::membership::NodeRecords;
-use crate::store::{LedgerTtls, Store, StoreError};
+use crate::store::{Store, StoreError, WatchEvent};
+use crate::tick::{self, Effect, ServiceObservation, Want};
 
 /// Free slots reported for a service that asks for neither pinned cores nor a memory limit:
 /// the node cannot tell how many more fit, so the planner's other guards decide.
@@ -48,6 +49,9 @@ const START_BACKOFF_INITIAL: Duration = Duration::from_secs(5);
 const START_BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// Instances started or stopped at once by one action.
 const MAX_PARALLEL_CHANGES: usize = 4;
+/// The least time between two ticks brought forward by fresh metrics: a burst of samples
+/// costs at most one extra tick (and its etcd reads) per this span.
+const EARLY_TICK_MIN_GAP: Duration = Duration::from_millis(250);
 
 /// The wall clock as the pure core sees it.
 pub fn now() -> Millis {
@@ -105,6 +109,13 @@ pub struct Autonomic {
     node_records: Arc<std::sync::Mutex<NodeRecords>>,
     /// Asks nodes that etcd says are gone whether they still run.
     prober: Prober,
+    /// Services with a standing target-tracking decision, as the ledger watch tells.
+    targets: Arc<std::sync::Mutex<BTreeSet<String>>>,
+    /// Woken by the ledger watch when a target is set.
+    targets_changed: Arc<Notify>,
+    /// The services whose newest local values crossed a scale-out or scale-in threshold
+    /// at the last check: a service that newly crosses one brings the next tick forward.
+    crossing: BTreeSet<String>,
 }
 
 /// What the loop needs that the daemon set up.
@@ -152,6 +163,9 @@ impl Autonomic {
             lease_changed_at: None,
             node_records: parts.node_records,
             prober,
+            targets: Arc::default(),
+            targets_changed: Arc::new(Notify::new()),
+            crossing: BTreeSet::new(),
         }
     }
 
@@ -176,8 +190,11 @@ impl Autonomic {
     ) {
         self.reload().await;
         let events = self.watch_events(cancel.child_token());
+        let ledgers = self.watch_ledgers(cancel.child_token());
         self.reconcile().await;
+        let shared = self.shared.clone();
         let mut next_tick = tokio::time::Instant::now();
+        let mut last_tick = next_tick;
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
@@ -185,8 +202,17 @@ impl Autonomic {
                     let started = tokio::time::Instant::now();
                     self.tick().await;
                     self.shared.telemetry.metrics.loop_finished(started.elapsed());
-                    next_tick = tokio::time::Instant::now() + self.loop_interval();
+                    last_tick = tokio::time::Instant::now();
+                    next_tick = last_tick + self.loop_interval();
                 }
+                () = shared.fresh_metrics.notified() => {
+                    // Fast detection: a threshold crossed now is acted on now, not a loop
+                    // later (at most one early tick per EARLY_TICK_MIN_GAP).
+                    if self.newly_crossing() {
+                        next_tick = next_tick.min(last_tick + EARLY_TICK_MIN_GAP);
+                    }
+                }
+                () = self.targets_changed.notified() => self.fill_targets().await,
                 () = self.changed.notified() => self.reconcile().await,
                 () = reload.notified() => self.reload().await,
                 command = commands.recv() => match command {
@@ -196,6 +222,7 @@ impl Autonomic {
             }
         }
         events.abort();
+        ledgers.abort();
         for (_, tasks) in std::mem::take(&mut self.followers) {
             tasks.iter().for_each(JoinHandle::abort);
         }
@@ -234,6 +261,103 @@ impl Autonomic {
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         })
+    }
+
+    /// Follows the cluster's scaling ledgers: a target-tracking decision (a `target` record)
+    /// put by any agent wakes the loop to fill its share; one that expires is forgotten.
+    /// After the watch broke, every service is checked once (the ledger read says).
+    fn watch_ledgers(&self, cancel: CancellationToken) -> JoinHandle<()> {
+        let mut changes = self.store.watch_prefix(&self.keys.scaling_root(), cancel);
+        let keys = self.keys.clone();
+        let targets = self.targets.clone();
+        let changed = self.targets_changed.clone();
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            while let Some(event) = changes.recv().await {
+                let mut set = targets.lock().unwrap_or_else(|p| p.into_inner());
+                let mut woken = false;
+                match event {
+                    WatchEvent::Changed(keys_changed) => {
+                        for (key, value) in keys_changed {
+                            let Some((service, "target")) = keys.parse_scaling_key(&key) else {
+                                continue;
+                            };
+                            if value.is_some() {
+                                set.insert(service.to_owned());
+                                woken = true;
+                            } else {
+                                set.remove(service);
+                            }
+                        }
+                    }
+                    WatchEvent::Resynced => {
+                        if let Some(config) = shared.knowledge().config.clone() {
+                            set.extend(config.services.keys().cloned());
+                            woken = true;
+                        }
+                    }
+                }
+                drop(set);
+                if woken {
+                    changed.notify_one();
+                }
+            }
+        })
+    }
+
+    /// Whether a service's freshest local values newly cross its scale-out or scale-in
+    /// threshold (they did not at the last check). Cheap: this node's metric means and the
+    /// analytics over them, no I/O.
+    fn newly_crossing(&mut self) -> bool {
+        let Some(config) = self.config() else {
+            return false;
+        };
+        let Some((_, compiled)) = self.compiled.as_ref() else {
+            return false;
+        };
+        let now = now();
+        let mut crossing = BTreeSet::new();
+        let mut knowledge = self.shared.knowledge();
+        for descriptor in config.services.values() {
+            let local = knowledge.local_metrics(&descriptor.name, now);
+            if local.is_empty() {
+                continue;
+            }
+            let analytics = compiled.evaluate(descriptor, &local);
+            let policy = descriptor
+                .policy
+                .as_ref()
+                .map_or_else(|| config.policy.clone(), |own| own.apply(&config.policy));
+            let value = |name: &str| match name {
+                "cpu_avg" | "mem_avg" => local.get(name).copied(),
+                _ => analytics.get(name).and_then(|v| v.value()),
+            };
+            let values = |rule: &common::config::PolicyRule| -> Vec<f64> {
+                let analytics = if rule.analytics.is_empty() {
+                    &descriptor.analytics
+                } else {
+                    &rule.analytics
+                };
+                rule.metrics
+                    .iter()
+                    .chain(analytics)
+                    .filter_map(|name| value(name))
+                    .collect()
+            };
+            let (out, r#in) = (&policy.scaleout, &policy.scalein);
+            let over = out.enable && values(out).iter().any(|v| *v > out.threshold);
+            let under = r#in.enable && values(r#in).iter().any(|v| *v < r#in.threshold);
+            if over {
+                crossing.insert(format!("{}/out", descriptor.name));
+            }
+            if under {
+                crossing.insert(format!("{}/in", descriptor.name));
+            }
+        }
+        drop(knowledge);
+        let newly = crossing.iter().any(|c| !self.crossing.contains(c));
+        self.crossing = crossing;
+        newly
     }
 
     /// Reads the configuration from etcd. An invalid set keeps the last good configuration
@@ -379,7 +503,7 @@ impl Autonomic {
         self.shared.knowledge().record_decision(decision.clone());
         self.shared.telemetry.decided(&decision);
         if decision.is_executable() {
-            self.execute(&config, &decision).await;
+            self.execute(&config, &decision, &snapshots).await;
             self.reconcile().await;
         }
     }
@@ -616,9 +740,11 @@ impl Autonomic {
     }
 
     /// Base services of this node get an instance here whether or not the loop is active
-    /// (they are the operator's explicit placement); with the loop active, services below
-    /// their minimum get one too, where there is room, and services above their maximum
-    /// (after a healed partition) lose one, each through a claim in the cluster's ledger.
+    /// (they are the operator's explicit placement). With the loop active, the repairs and
+    /// fills `crate::tick::repairs` calls for are claimed in the cluster's ledger: a start
+    /// for a service below its minimum (where there is room), a stop for one above its
+    /// maximum (after a healed partition), and this node's share of a standing
+    /// target-tracking decision.
     async fn keep_floor(&mut self, config: &ClusterConfig, active: bool) {
         let (base, orphaned) = {
             let knowledge = self.shared.knowledge();
@@ -629,45 +755,89 @@ impl Autonomic {
         };
         let counts = self.cluster_counts().await;
         let settling = self.discovery_settling(config);
+        let targets = self.standing_targets();
         // Asked once, only if a repair needs it.
         let mut answering: Option<Vec<String>> = None;
         for descriptor in config.services.values() {
             let here = self.shared.knowledge().running(&descriptor.name).count() as u32;
-            let cluster = counts.get(&descriptor.name).copied().unwrap_or(0).max(here);
+            if base.contains(&descriptor.name) && here == 0 {
+                self.start_instances(descriptor, 1, "base-service").await;
+                continue;
+            }
+            if !active {
+                continue;
+            }
             // A lost node's base service must keep one instance somewhere: re-home it.
             let min = if orphaned.contains(&descriptor.name) {
                 descriptor.min_instances.max(1)
             } else {
                 descriptor.min_instances
             };
-            let reason = if base.contains(&descriptor.name) && here == 0 {
-                Some("base-service")
-            } else if active && cluster < min && !settling {
-                Some("min-instances")
-            } else {
-                None
-            };
-            let start = match reason {
-                Some("min-instances") => {
-                    self.free_slots(config, descriptor) > 0
-                        && self.own_lease_alive().await
-                        && !self
+            let observed = counts.get(&descriptor.name).copied().unwrap_or(0);
+            let observation = self.observation(config, descriptor, observed);
+            let floor = if settling { 0 } else { min };
+            let standing = targets.contains(&descriptor.name);
+            for want in tick::repairs(&observation, floor, standing) {
+                if let Want::Floor { .. } = want {
+                    let doubtful = !self.own_lease_alive().await
+                        || self
                             .withheld(config, &mut answering, "min-instances", &descriptor.name)
-                            .await
-                        && self.claim_floor(&descriptor.name, min).await
+                            .await;
+                    if doubtful {
+                        continue;
+                    }
                 }
-                Some(_) => true,
-                None => false,
-            };
-            if let Some(reason) = reason.filter(|_| start) {
-                self.start_instances(descriptor, 1, reason).await;
+                self.claim_and_act(config, descriptor, want).await;
             }
-            // Above max (a healed partition): one agent running an instance stops one.
-            let above_max = descriptor.max_instances.is_some_and(|max| cluster > max);
-            if active && here > 0 && above_max && self.claim_ceiling(descriptor).await {
-                self.stop_instances(&descriptor.name, 1, "max-instances")
-                    .await;
+        }
+    }
+
+    /// The services the ledger watch says have a standing target-tracking decision.
+    fn standing_targets(&self) -> BTreeSet<String> {
+        self.targets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Fills the standing targets now (woken by the ledger watch), without waiting for the
+    /// next tick: a target-tracking decision larger than its node's room completes within
+    /// moments on the nodes that have room.
+    async fn fill_targets(&mut self) {
+        let Some(config) = self.config() else { return };
+        if !self.shared.knowledge().active {
+            return;
+        }
+        self.reconcile().await;
+        for service in self.standing_targets() {
+            if let Some(descriptor) = config.services.get(&service) {
+                self.claim_and_act(&config, descriptor, Want::Fill).await;
             }
+        }
+    }
+
+    /// What this agent observes of a service for its claims, `observed` being the
+    /// discovery count it read (corrected up to what runs here).
+    fn observation(
+        &self,
+        config: &ClusterConfig,
+        descriptor: &ServiceDescriptor,
+        observed: u32,
+    ) -> ServiceObservation {
+        let knowledge = self.shared.knowledge();
+        let running_here = knowledge
+            .running(&descriptor.name)
+            .filter(|i| parent_of(&i.instance, &i.service).is_none())
+            .count() as u32;
+        let base = knowledge.base_services.contains(&descriptor.name);
+        drop(knowledge);
+        ServiceObservation {
+            min: descriptor.min_instances,
+            max: descriptor.max_instances,
+            observed: observed.max(running_here),
+            running_here,
+            removable_here: running_here.saturating_sub(u32::from(base)),
+            room_here: self.free_slots(config, descriptor),
         }
     }
 
@@ -796,7 +966,7 @@ impl Autonomic {
         let mut snapshots = Vec::new();
         let mut analytics_by_service = BTreeMap::new();
         for descriptor in config.services.values() {
-            let mut snapshot = ServiceSnapshot::new(descriptor);
+            let mut snapshot = ServiceSnapshot::with_policy(descriptor, &config.policy);
             let running = knowledge.running(&descriptor.name).count() as u32;
             let metrics = knowledge.view.service(&descriptor.name).metrics;
             snapshot.running_here = running;
@@ -862,207 +1032,171 @@ impl Autonomic {
         slots
     }
 
-    async fn execute(&mut self, config: &ClusterConfig, decision: &Decision) {
+    async fn execute(
+        &mut self,
+        config: &ClusterConfig,
+        decision: &Decision,
+        snapshots: &[ServiceSnapshot],
+    ) {
         match &decision.action {
             Action::None => {}
-            Action::ScaleOut { service, count } => {
-                let granted = self
-                    .claim(config, service, Direction::Out, *count, "scale-out")
-                    .await;
-                if let Some(descriptor) = config.services.get(service).filter(|_| granted > 0) {
-                    self.start_instances(descriptor, granted, "scale-out").await;
-                }
-            }
-            Action::ScaleIn { service, count } => {
-                let granted = self
-                    .claim(config, service, Direction::In, *count, "scale-in")
-                    .await;
-                if granted > 0 {
-                    self.stop_instances(service, granted, "scale-in").await;
+            Action::ScaleOut { service, .. } | Action::ScaleIn { service, .. } => {
+                let descriptor = config.services.get(service);
+                let snapshot = snapshots.iter().find(|s| &s.name == service);
+                if let (Some(descriptor), Some(snapshot)) = (descriptor, snapshot)
+                    && let Some(want) = tick::want_of(&decision.action, snapshot, &config.policy)
+                {
+                    self.claim_and_act(config, descriptor, want).await;
                 }
             }
             Action::Swap { stop, start } => {
-                if self.claim(config, start, Direction::Out, 1, "swap").await == 0
-                    || self.claim(config, stop, Direction::In, 1, "swap").await == 0
+                let (Some(start_descriptor), Some(stop_descriptor)) =
+                    (config.services.get(start), config.services.get(stop))
+                else {
+                    return;
+                };
+                let out = Want::Swap {
+                    direction: Direction::Out,
+                };
+                let r#in = Want::Swap {
+                    direction: Direction::In,
+                };
+                if self
+                    .claim_want(config, start_descriptor, out, "swap")
+                    .await
+                    .is_none()
+                    || self
+                        .claim_want(config, stop_descriptor, r#in, "swap")
+                        .await
+                        .is_none()
                 {
                     return;
                 }
                 self.stop_instances(stop, 1, "swap").await;
                 self.reconcile().await;
-                if let Some(descriptor) = config.services.get(start) {
-                    self.start_instances(descriptor, 1, "swap").await;
-                }
+                self.start_instances(start_descriptor, 1, "swap").await;
             }
         }
     }
 
-    /// How long a claim's intent stands (see [`coordination::settle_secs`]).
-    fn settle_secs(&self, service: &str, direction: Direction) -> i64 {
-        let stop_timeout = self
-            .config()
-            .and_then(|c| {
-                c.services
-                    .get(service)
-                    .map(|d| d.configuration.stop_timeout_secs)
-            })
-            .unwrap_or(0);
-        coordination::settle_secs(self.loop_interval().as_secs(), direction, stop_timeout)
-    }
-
-    /// Claims a scaling step of `service` in the cluster's ledger (see
-    /// `crate::coordination`): returns how many instances this agent may start or stop, 0
-    /// when the cluster refuses (cooling down, at a bound, another agent was first, or etcd
-    /// cannot be reached: exclusive steps need etcd). Refusals are recorded as actions.
-    async fn claim(
+    /// Claims `want` for a service and, if the claim is won, does this node's part of it.
+    async fn claim_and_act(
         &mut self,
         config: &ClusterConfig,
-        service: &str,
-        direction: Direction,
-        step: u32,
+        descriptor: &ServiceDescriptor,
+        want: Want,
+    ) {
+        let why = want.label();
+        let Some(claim) = self.claim_want(config, descriptor, want, why).await else {
+            return;
+        };
+        if let Some(target) = &claim.target {
+            self.record(
+                why,
+                &descriptor.name,
+                None,
+                format!(
+                    "claimed: {} instances in the cluster, {} of them here; agents with room \
+                     fill the rest",
+                    target.desired, claim.count
+                ),
+            );
+        }
+        match tick::effect(&claim) {
+            Effect::Start(count) => self.start_instances(descriptor, count, why).await,
+            Effect::Stop(count) => self.stop_instances(&descriptor.name, count, why).await,
+            Effect::Nothing => {}
+        }
+    }
+
+    /// Claims `want` for a service in the cluster's ledger (see `crate::tick`): reads the
+    /// ledger, then the count, lets the tick core decide, and writes the claim in one
+    /// compare-revision transaction. The claim when it was won; `None` when the cluster
+    /// refuses (cooling down, at a bound, another agent was first, nothing left to repair,
+    /// or etcd cannot be reached: exclusive steps need etcd). A decision's refusals are
+    /// recorded as actions; a repair with nothing to do is not.
+    async fn claim_want(
+        &mut self,
+        config: &ClusterConfig,
+        descriptor: &ServiceDescriptor,
+        want: Want,
         why: &str,
-    ) -> u32 {
-        let Some(descriptor) = config.services.get(service) else {
-            return 0;
+    ) -> Option<Claim> {
+        let service = descriptor.name.as_str();
+        let decision = want.is_decision();
+        let refused = |this: &Self, reason: String| {
+            if decision {
+                tracing::info!(%service, why, %reason, "step refused");
+                this.record(why, service, None, format!("refused: {reason}"));
+            }
         };
         let ledger = match self.store.read_ledger(&self.keys, service).await {
             Ok(ledger) => ledger,
             Err(err) => {
-                self.record(
-                    why,
-                    service,
-                    None,
-                    format!("refused: cannot read the scaling ledger: {err}"),
-                );
-                return 0;
+                refused(self, format!("cannot read the scaling ledger: {err}"));
+                return None;
             }
         };
+        if want == Want::Fill && ledger.target.is_none() {
+            // The watch's news is stale: the target expired or was never there.
+            self.targets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(service);
+            return None;
+        }
         let observed = match self.observed_for_claim(service).await {
             Ok(observed) => observed,
             Err(err) => {
-                self.record(
-                    why,
-                    service,
-                    None,
-                    format!("refused: cannot read the cluster's instances: {err}"),
-                );
-                return 0;
+                refused(self, format!("cannot read the cluster's instances: {err}"));
+                return None;
             }
         };
-        // A count short of nodes that still run could let a scale-out pass MaxInstances.
-        if direction == Direction::Out && self.withheld(config, &mut None, why, service).await {
-            return 0;
-        }
-        let request = Request {
-            node: &self.shared.node,
-            direction,
-            step,
-            observed,
-            min: descriptor.min_instances,
-            max: descriptor.max_instances,
-        };
-        let policy = &config.policy;
-        let claim = match coordination::evaluate(
-            &request,
-            &ledger,
-            policy.cooldown_out_secs > 0,
-            policy.cooldown_in_secs > 0,
-        ) {
+        let observation = self.observation(config, descriptor, observed);
+        let policy = descriptor
+            .policy
+            .as_ref()
+            .map_or_else(|| config.policy.clone(), |own| own.apply(&config.policy));
+        let claim = match tick::decide(&self.shared.node, want, &observation, &ledger, &policy) {
             Ok(claim) => claim,
             Err(refusal) => {
-                tracing::info!(%service, why, %refusal, "step refused by the cluster ledger");
-                self.record(why, service, None, format!("refused: {refusal}"));
-                return 0;
+                refused(self, refusal.to_string());
+                return None;
             }
         };
+        // A count short of nodes that still run could let a start pass MaxInstances (the
+        // floor's repair asked already).
+        if claim.intent.direction == Direction::Out
+            && !matches!(want, Want::Floor { .. })
+            && self.withheld(config, &mut None, why, service).await
+        {
+            return None;
+        }
+        if !decision {
+            tracing::info!(%service, ?ledger, observed, ?want, "claiming a repair");
+        }
+        let ttls = tick::ttls(
+            want,
+            claim.intent.direction,
+            &policy,
+            self.loop_interval().as_secs(),
+            descriptor.configuration.stop_timeout_secs,
+        );
         match self
             .store
-            .claim_step(
-                &self.keys,
-                service,
-                ledger.revision,
-                &claim,
-                LedgerTtls {
-                    settle_secs: self.settle_secs(service, claim.intent.direction),
-                    cooldown_out_secs: policy.cooldown_out_secs as i64,
-                    cooldown_in_secs: policy.cooldown_in_secs as i64,
-                },
-            )
-            .await
-        {
-            Ok(true) => claim.count,
-            Ok(false) => {
-                self.record(
-                    why,
-                    service,
-                    None,
-                    "refused: another agent claimed this step first".into(),
-                );
-                0
-            }
-            Err(err) => {
-                self.record(
-                    why,
-                    service,
-                    None,
-                    format!("refused: cannot claim the step in etcd: {err}"),
-                );
-                0
-            }
-        }
-    }
-
-    /// Claims one stop that brings a service back under its MaxInstances; see
-    /// [`coordination::ceiling_claim`].
-    async fn claim_ceiling(&mut self, descriptor: &ServiceDescriptor) -> bool {
-        let (node, max) = (self.shared.node.clone(), descriptor.max_instances);
-        self.claim_repair(
-            &descriptor.name,
-            "a stop to get back under MaxInstances",
-            |ledger, observed| coordination::ceiling_claim(&node, observed, max, ledger),
-        )
-        .await
-    }
-
-    /// Claims one start that restores a service's MinInstances; see
-    /// [`coordination::floor_claim`].
-    async fn claim_floor(&mut self, service: &str, min: u32) -> bool {
-        let node = self.shared.node.clone();
-        self.claim_repair(
-            service,
-            "a start to restore MinInstances",
-            |ledger, observed| coordination::floor_claim(&node, observed, min, ledger),
-        )
-        .await
-    }
-
-    /// Reads the service's ledger, then its count, lets `decide` say what repair they allow,
-    /// and claims it (settle TTL, no cooldowns: a repair is not a scaling step). False when
-    /// there is nothing to repair, another agent claimed first, or etcd cannot be reached.
-    async fn claim_repair(
-        &mut self,
-        service: &str,
-        what: &str,
-        decide: impl FnOnce(&coordination::Ledger, u32) -> Option<coordination::Claim>,
-    ) -> bool {
-        let Ok(ledger) = self.store.read_ledger(&self.keys, service).await else {
-            return false;
-        };
-        let Ok(observed) = self.observed_for_claim(service).await else {
-            return false;
-        };
-        let Some(claim) = decide(&ledger, observed) else {
-            return false;
-        };
-        tracing::info!(%service, ?ledger, observed, "claiming {what}");
-        let ttls = LedgerTtls {
-            settle_secs: self.settle_secs(service, claim.intent.direction),
-            cooldown_out_secs: 0,
-            cooldown_in_secs: 0,
-        };
-        self.store
             .claim_step(&self.keys, service, ledger.revision, &claim, ttls)
             .await
-            .unwrap_or(false)
+        {
+            Ok(true) => Some(claim),
+            Ok(false) => {
+                refused(self, "another agent claimed this step first".into());
+                None
+            }
+            Err(err) => {
+                refused(self, format!("cannot claim the step in etcd: {err}"));
+                None
+            }
+        }
     }
 
     fn record(&self, action: &str, service: &str, instance: Option<&str>, result: String) {

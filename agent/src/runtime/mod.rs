@@ -15,8 +15,8 @@ pub mod autonomic;
 pub mod command;
 pub mod config_source;
 pub mod gossip;
-pub mod monitor;
 pub mod liveness;
+pub mod monitor;
 pub mod peers;
 pub mod state;
 

@@ -43,6 +43,8 @@ pub fn follow_stats(engine: Engine, shared: Arc<Shared>, info: InstanceInfo) -> 
                             .record(&info.service, &info.instance, metric, at, value);
                 }
             }
+            drop(knowledge);
+            shared.fresh_metrics.notify_one();
         }
     })
 }
@@ -80,6 +82,7 @@ pub fn follow_logs(engine: Engine, shared: Arc<Shared>, info: InstanceInfo) -> J
                         at,
                         metric.value,
                     );
+                    shared.fresh_metrics.notify_one();
                 }
                 Ok(_) => counters.log_lines("ignored", 1),
                 Err(error) if error.is_rejection() => {

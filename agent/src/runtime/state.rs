@@ -214,6 +214,9 @@ pub struct Shared {
     knowledge: Mutex<Knowledge>,
     /// Counters for `/metrics` and the InfluxDB sink; never blocks its callers.
     pub telemetry: crate::telemetry::Telemetry,
+    /// Woken when a metric sample arrives (stats, a `gru:` log line, a push), so that the
+    /// loop can act on a threshold crossed now instead of at its next tick.
+    pub fresh_metrics: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -231,6 +234,7 @@ impl Shared {
             secret: secret.to_owned(),
             knowledge: Mutex::new(Knowledge::new(window)),
             telemetry: crate::telemetry::Telemetry::new(),
+            fresh_metrics: tokio::sync::Notify::new(),
         }
     }
 

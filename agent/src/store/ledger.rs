@@ -5,16 +5,8 @@ use common::keys::{ClusterKeys, LedgerPart};
 use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
 
 use super::{Store, StoreError};
-use crate::coordination::{Claim, Intent, Ledger};
-
-/// How long each ledger record lives (seconds; etcd raises anything below 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LedgerTtls {
-    /// The intent: until the claimed instances show up in discovery.
-    pub settle_secs: i64,
-    pub cooldown_out_secs: i64,
-    pub cooldown_in_secs: i64,
-}
+pub use crate::coordination::LedgerTtls;
+use crate::coordination::{Claim, Intent, Ledger, Target};
 
 impl Store {
     /// Reads a service's ledger (one prefix read).
@@ -42,6 +34,8 @@ impl Store {
                 ledger.intent = serde_json::from_slice::<Intent>(kv.value()).ok();
             } else if key == keys.scaling(service, LedgerPart::LastClaim) {
                 ledger.revision = kv.mod_revision();
+            } else if key == keys.scaling(service, LedgerPart::Target) {
+                ledger.target = serde_json::from_slice::<Target>(kv.value()).ok();
             }
         }
         Ok(ledger)
@@ -91,6 +85,15 @@ impl Store {
                     Some(PutOptions::new().with_lease(lease)),
                 ));
             }
+        }
+        if let Some(target) = &claim.target {
+            let lease = self.lease_grant(ttls.target_secs.max(2)).await?;
+            leases.push(lease);
+            ops.push(TxnOp::put(
+                keys.scaling(service, LedgerPart::Target),
+                serde_json::to_string(target).unwrap_or_default(),
+                Some(PutOptions::new().with_lease(lease)),
+            ));
         }
         let txn = Txn::new()
             .when(vec![Compare::mod_revision(

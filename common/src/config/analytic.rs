@@ -34,6 +34,10 @@ pub struct Analytic {
     pub metrics: Vec<String>,
     /// Names of the services' `Constraints` the expression reads.
     pub constraints: Vec<String>,
+    /// gru's addition: the analytic's value when a metric it reads has no sample (a
+    /// response time while no request completes: 0); `None` keeps it unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub missing: Option<f64>,
 }
 
 /// The longest expression, in bytes. evalexpr parses, evaluates and drops a tree
@@ -46,6 +50,7 @@ const ANALYTIC_FIELDS: &[Field] = &[
     field("Expr", Shape::Any),
     field("Metrics", Shape::Any),
     field("Constraints", Shape::Any),
+    field("Missing", Shape::Any),
 ];
 
 /// Parses and validates an analytic (`analytics/<name>.json`).
@@ -68,6 +73,12 @@ fn validate(analytic: &Analytic, findings: &mut Findings) {
                 format!("\"{constraint}\" is also listed in Metrics; a name is one or the other"),
             );
         }
+    }
+    if let Some(missing) = analytic.missing.filter(|m| !(0.0..=1.0).contains(m)) {
+        findings.add(
+            &JsonPath::fields("Missing"),
+            format!("{missing} is outside [0, 1]"),
+        );
     }
     if analytic.expr.is_empty() {
         findings.required("Expr", &analytic.expr);

@@ -14,8 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::agent::{AgentConfig, parse_agent_config};
 use super::analytic::{Analytic, parse_analytic};
-use super::policy::{PolicyConfig, parse_policy};
-use super::problem::{JsonPath, Problem, sort_problems};
+use super::policy::{PolicyConfig, parse_policy, validate_at as validate_policy_at};
+use super::problem::{Findings, JsonPath, Problem, sort_problems};
 use super::service::{ServiceDescriptor, parse_service};
 use super::suggest::did_you_mean;
 
@@ -208,16 +208,22 @@ impl ClusterConfig {
             );
         }
         if let Some(policy) = &parsed.policy {
-            for (rule_name, rule) in policy.rules() {
-                let list = JsonPath::root().field(rule_name).field("Analytics");
-                check_references(
-                    POLICY_FILE,
-                    &list,
-                    &rule.analytics,
-                    "analytic",
-                    &known_analytics,
-                    &mut problems,
-                );
+            check_policy_references(
+                POLICY_FILE,
+                &JsonPath::root(),
+                policy,
+                &known_analytics,
+                &mut problems,
+            );
+            // A service's own policy is checked as the policy it makes with the cluster's.
+            for (file, service) in &parsed.services {
+                let Some(own) = &service.policy else { continue };
+                let root = JsonPath::root().field("Policy");
+                let merged = own.apply(policy);
+                let mut findings = Findings::new(file);
+                validate_policy_at(&merged, &root, &mut findings);
+                problems.extend(findings.into_problems());
+                check_policy_references(file, &root, &merged, &known_analytics, &mut problems);
             }
         }
         parsed.problems.extend(problems);
@@ -297,6 +303,27 @@ fn by_name<'a, T: Named>(
         by_name.insert(name.to_owned(), document);
     }
     by_name
+}
+
+/// Every analytic a policy's rules name must exist.
+fn check_policy_references(
+    file: &str,
+    root: &JsonPath,
+    policy: &PolicyConfig,
+    known_analytics: &BTreeSet<&str>,
+    problems: &mut Vec<Problem>,
+) {
+    for (rule_name, rule) in policy.rules() {
+        let list = root.field(rule_name).field("Analytics");
+        check_references(
+            file,
+            &list,
+            &rule.analytics,
+            "analytic",
+            known_analytics,
+            problems,
+        );
+    }
 }
 
 fn check_service_references(

@@ -15,6 +15,7 @@ use super::document::parse_document;
 use super::leaf::{ValueError, check, check_optional, describe};
 use super::memory::ByteSize;
 use super::name::{check_name, check_no_empty_names};
+use super::policy::{POLICY_FIELDS, ServicePolicy};
 use super::port::{PortRange, check_container_port, check_optional_port};
 use super::problem::{Findings, JsonPath, Problem};
 use super::schema::{Field, Shape, field};
@@ -57,6 +58,9 @@ pub struct ServiceDescriptor {
     pub max_instances: Option<u32>,
     /// gru's addition: services started and stopped with each instance of this one.
     pub attached: Vec<String>,
+    /// gru's addition: the service's own policy; what it gives replaces the cluster's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<ServicePolicy>,
 }
 
 impl ServiceDescriptor {
@@ -193,6 +197,7 @@ const SERVICE_FIELDS: &[Field] = &[
     field("MinInstances", Shape::Any),
     field("MaxInstances", Shape::Any),
     field("Attached", Shape::Any),
+    field("Policy", Shape::Object(POLICY_FIELDS)),
 ];
 
 /// Parses and validates a service descriptor (`services/<file>.json`).

@@ -1,0 +1,541 @@
+//! The exclusive part of one agent's tick, as a pure function of what it observed: which
+//! claims it makes on the scaling ledger, and what a won claim makes it do on its node.
+//!
+//! The daemon (`runtime/autonomic.rs`) and the simulator (`sim/`) both drive this module,
+//! so the rules below exist once: neither calls the ledger rules of
+//! [`crate::coordination`] on its own.
+//!
+//! For every service, in this order:
+//!
+//! 1. repairs judged from the observation alone ([`repairs`]): below MinInstances with room
+//!    here, a start ([`Want::Floor`]); above MaxInstances with an instance here, a stop
+//!    ([`Want::Ceiling`]); a standing target-tracking decision, this agent's share of it
+//!    ([`Want::Fill`]);
+//! 2. the planner's decision ([`want_of`]): Gru's fixed step ([`Want::Step`]) or a
+//!    target-tracking decision ([`Want::Target`]).
+//!
+//! For each want, the caller reads the service's ledger, *then* its instance count (see
+//! [`crate::coordination`] for why in that order, and why never from a count it could not
+//! read), and [`decide`] says what to claim, or why not; the caller writes the claim in one
+//! compare-revision transaction with [`ttls`], and acts only if it won:
+//!
+//! ```text
+//!   observe ─► repairs / want_of ─► read ledger ─► read count ─► decide ─► claim (txn) ─► won? ─► effect
+//!                                                                  │                        │
+//!                                                                  └─ refusal (recorded) ◄──┘ lost: nothing
+//! ```
+
+use common::config::PolicyConfig;
+
+use crate::coordination::{
+    self, Claim, Direction, Ledger, LedgerTtls, Refusal, Request, TargetRequest,
+};
+use crate::mape::{Action, ServiceSnapshot};
+
+/// One service as this agent sees it when it considers claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceObservation {
+    pub min: u32,
+    pub max: Option<u32>,
+    /// The cluster's running instances (discovery records), at least those running here.
+    pub observed: u32,
+    pub running_here: u32,
+    /// Instances this agent may stop (a base service keeps its last one here).
+    pub removable_here: u32,
+    /// Instances this agent may start (free slots here).
+    pub room_here: u32,
+}
+
+/// What an agent wants to claim for a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// One start toward `min` (MinInstances, or 1 for a lost node's base service).
+    Floor { min: u32 },
+    /// One stop back under MaxInstances (a healed partition).
+    Ceiling,
+    /// This agent's share of the standing target-tracking decision.
+    Fill,
+    /// Gru's fixed step, from the planner.
+    Step { direction: Direction, count: u32 },
+    /// A target-tracking decision, from the planner: the count the cluster should reach.
+    Target { direction: Direction, desired: u32 },
+    /// One half of a swap: one instance in `direction` (the stop makes room for the start).
+    Swap { direction: Direction },
+}
+
+impl Want {
+    /// What the action records say this want was for.
+    pub fn label(self) -> &'static str {
+        match self {
+            Want::Floor { .. } => "min-instances",
+            Want::Ceiling => "max-instances",
+            Want::Fill => "fill",
+            Want::Step {
+                direction: Direction::Out,
+                ..
+            }
+            | Want::Target {
+                direction: Direction::Out,
+                ..
+            } => "scale-out",
+            Want::Step { .. } | Want::Target { .. } => "scale-in",
+            Want::Swap { .. } => "swap",
+        }
+    }
+
+    /// Whether this want is a scaling decision (cooldowns apply), not a repair or a fill.
+    pub fn is_decision(self) -> bool {
+        matches!(
+            self,
+            Want::Step { .. } | Want::Target { .. } | Want::Swap { .. }
+        )
+    }
+}
+
+/// The repairs and fills a service calls for, from the observation alone: the caller reads
+/// the ledger only for these. `floor` is the minimum to restore (0 for none: the loop is
+/// off); `target_standing` says whether the agent knows of a standing target (the ledger
+/// watch).
+pub fn repairs(observation: &ServiceObservation, floor: u32, target_standing: bool) -> Vec<Want> {
+    let mut wants = Vec::new();
+    if observation.observed < floor && observation.room_here > 0 {
+        wants.push(Want::Floor { min: floor });
+    }
+    let above_max = observation
+        .max
+        .is_some_and(|max| observation.observed > max);
+    if above_max && observation.running_here > 0 {
+        wants.push(Want::Ceiling);
+    }
+    if target_standing {
+        wants.push(Want::Fill);
+    }
+    wants
+}
+
+/// The claim a planner's decision leads to for `snapshot`'s service: a target when the
+/// rule of that direction tracks one (the count the decision reaches from the count the
+/// planner saw), else a step. `None` for no action and for swaps (two steps, see the
+/// daemon).
+pub fn want_of(
+    action: &Action,
+    snapshot: &ServiceSnapshot,
+    cluster: &PolicyConfig,
+) -> Option<Want> {
+    let policy = snapshot.policy(cluster);
+    let seen = snapshot.running_here.max(snapshot.cluster_instances);
+    match action {
+        Action::ScaleOut { count, .. } if policy.scaleout.tracks_target() => Some(Want::Target {
+            direction: Direction::Out,
+            desired: seen
+                .saturating_add(snapshot.pending_here)
+                .saturating_add(*count),
+        }),
+        Action::ScaleIn { count, .. } if policy.scalein.tracks_target() => Some(Want::Target {
+            direction: Direction::In,
+            desired: seen.saturating_sub(*count),
+        }),
+        Action::ScaleOut { count, .. } => Some(Want::Step {
+            direction: Direction::Out,
+            count: *count,
+        }),
+        Action::ScaleIn { count, .. } => Some(Want::Step {
+            direction: Direction::In,
+            count: *count,
+        }),
+        Action::None | Action::Swap { .. } => None,
+    }
+}
+
+/// Why nothing is claimed for a repair or a fill: there is nothing left to do.
+pub const NOTHING_TO_DO: Refusal = Refusal::AtTarget {
+    count: 0,
+    desired: 0,
+};
+
+/// What this agent may claim for `want`, given the ledger it read and the count it read
+/// after it. A repair or fill with nothing left to do is [`NOTHING_TO_DO`].
+pub fn decide(
+    node: &str,
+    want: Want,
+    observation: &ServiceObservation,
+    ledger: &Ledger,
+    policy: &PolicyConfig,
+) -> Result<Claim, Refusal> {
+    let observed = observation.observed.max(observation.running_here);
+    let (cooldown_out, cooldown_in) = (policy.cooldown_out_secs > 0, policy.cooldown_in_secs > 0);
+    match want {
+        Want::Floor { min } => {
+            if observation.room_here == 0 {
+                return Err(NOTHING_TO_DO);
+            }
+            coordination::floor_claim(node, observed, min, ledger).ok_or(NOTHING_TO_DO)
+        }
+        Want::Ceiling => {
+            if observation.running_here == 0 {
+                return Err(NOTHING_TO_DO);
+            }
+            coordination::ceiling_claim(node, observed, observation.max, ledger)
+                .ok_or(NOTHING_TO_DO)
+        }
+        Want::Fill => {
+            let room = match ledger.target.as_ref().map(|t| t.direction) {
+                Some(Direction::Out) => observation.room_here,
+                Some(Direction::In) => observation.removable_here,
+                None => 0,
+            };
+            coordination::fill_claim(node, observed, room, ledger).ok_or(NOTHING_TO_DO)
+        }
+        Want::Step { direction, count } => {
+            // A step is this agent's own: it can start as many as it has room for, and
+            // stop as many as it runs (the planner's guards clamp it the same way).
+            let own = match direction {
+                Direction::Out => observation.room_here,
+                Direction::In => observation.removable_here,
+            };
+            if count.min(own) == 0 {
+                return Err(NOTHING_TO_DO);
+            }
+            step(
+                node,
+                direction,
+                count.min(own),
+                observed,
+                observation,
+                ledger,
+                policy,
+            )
+        }
+        Want::Swap { direction } => step(node, direction, 1, observed, observation, ledger, policy),
+        Want::Target { direction, desired } => coordination::evaluate_target(
+            &TargetRequest {
+                node,
+                direction,
+                desired,
+                observed,
+                room_here: match direction {
+                    Direction::Out => observation.room_here,
+                    Direction::In => observation.removable_here,
+                },
+                min: observation.min,
+                max: observation.max,
+            },
+            ledger,
+            cooldown_out,
+            cooldown_in,
+        ),
+    }
+}
+
+/// A fixed step of `count` instances, as the ledger allows it.
+fn step(
+    node: &str,
+    direction: Direction,
+    count: u32,
+    observed: u32,
+    observation: &ServiceObservation,
+    ledger: &Ledger,
+    policy: &PolicyConfig,
+) -> Result<Claim, Refusal> {
+    coordination::evaluate(
+        &Request {
+            node,
+            direction,
+            step: count,
+            observed,
+            min: observation.min,
+            max: observation.max,
+        },
+        ledger,
+        policy.cooldown_out_secs > 0,
+        policy.cooldown_in_secs > 0,
+    )
+}
+
+/// How long the records of a claim for `want` live: the intent settles for two loops (a
+/// stop, also for its StopTimeout), cooldowns only for decisions, and a target stands for
+/// its direction's cooldown and at least three loops (long enough for every agent's watch
+/// and loop to fill it, short enough that a target nobody can fill does not linger).
+pub fn ttls(
+    want: Want,
+    direction: Direction,
+    policy: &PolicyConfig,
+    loop_secs: u64,
+    stop_timeout_secs: u64,
+) -> LedgerTtls {
+    let decision = want.is_decision();
+    let cooldown = match direction {
+        Direction::Out => policy.cooldown_out_secs,
+        Direction::In => policy.cooldown_in_secs,
+    };
+    LedgerTtls {
+        settle_secs: coordination::settle_secs(loop_secs, direction, stop_timeout_secs),
+        cooldown_out_secs: if decision {
+            policy.cooldown_out_secs as i64
+        } else {
+            0
+        },
+        cooldown_in_secs: if decision {
+            policy.cooldown_in_secs as i64
+        } else {
+            0
+        },
+        target_secs: cooldown.max(3 * loop_secs).max(5) as i64,
+    }
+}
+
+/// What a won claim makes this agent do on its node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    Start(u32),
+    Stop(u32),
+    /// A target-tracking decision whose share here is 0: the other agents fill it.
+    Nothing,
+}
+
+/// The effect of a won claim.
+pub fn effect(claim: &Claim) -> Effect {
+    match (claim.intent.direction, claim.count) {
+        (_, 0) => Effect::Nothing,
+        (Direction::Out, n) => Effect::Start(n),
+        (Direction::In, n) => Effect::Stop(n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coordination::{Intent, Target};
+
+    fn observation(observed: u32, running_here: u32, room_here: u32) -> ServiceObservation {
+        ServiceObservation {
+            min: 1,
+            max: Some(10),
+            observed,
+            running_here,
+            removable_here: running_here,
+            room_here,
+        }
+    }
+
+    fn policy() -> PolicyConfig {
+        PolicyConfig {
+            cooldown_out_secs: 10,
+            cooldown_in_secs: 30,
+            ..PolicyConfig::default()
+        }
+    }
+
+    #[test]
+    fn repairs_follow_from_the_observation_alone() {
+        assert_eq!(
+            repairs(&observation(0, 0, 2), 1, false),
+            vec![Want::Floor { min: 1 }]
+        );
+        assert_eq!(repairs(&observation(0, 0, 0), 1, false), vec![]);
+        assert_eq!(
+            repairs(&observation(12, 1, 0), 1, true),
+            vec![Want::Ceiling, Want::Fill]
+        );
+        assert_eq!(repairs(&observation(12, 0, 0), 1, false), vec![]);
+    }
+
+    #[test]
+    fn a_target_decision_claims_the_count_and_this_agents_share() {
+        let want = Want::Target {
+            direction: Direction::Out,
+            desired: 8,
+        };
+        let claim = decide(
+            "n1",
+            want,
+            &observation(2, 1, 3),
+            &Ledger::default(),
+            &policy(),
+        )
+        .expect("granted");
+        assert_eq!(effect(&claim), Effect::Start(3));
+        assert_eq!(claim.intent.count_after, 5);
+        assert_eq!(claim.target.as_ref().map(|t| t.desired), Some(8));
+        assert!(claim.start_out_cooldown && !claim.start_in_cooldown);
+        let ttls = ttls(want, Direction::Out, &policy(), 1, 5);
+        assert_eq!((ttls.cooldown_out_secs, ttls.target_secs), (10, 10));
+    }
+
+    #[test]
+    fn fills_complete_a_target_without_passing_it() {
+        let mut ledger = Ledger {
+            intent: Some(Intent {
+                node: "n1".into(),
+                direction: Direction::Out,
+                count_after: 5,
+            }),
+            target: Some(Target {
+                node: "n1".into(),
+                direction: Direction::Out,
+                desired: 8,
+            }),
+            revision: 4,
+            ..Ledger::default()
+        };
+        // Discovery still shows 2: the intent says 5 are on their way, 3 are missing.
+        let n2 =
+            decide("n2", Want::Fill, &observation(2, 0, 2), &ledger, &policy()).expect("a share");
+        assert_eq!(effect(&n2), Effect::Start(2));
+        assert!(n2.target.is_none() && !n2.start_out_cooldown);
+        ledger.intent = Some(n2.intent);
+        let n3 = decide("n3", Want::Fill, &observation(2, 0, 4), &ledger, &policy())
+            .expect("the last one");
+        assert_eq!(effect(&n3), Effect::Start(1));
+        ledger.intent = Some(n3.intent);
+        assert_eq!(
+            decide("n4", Want::Fill, &observation(8, 0, 4), &ledger, &policy()),
+            Err(NOTHING_TO_DO)
+        );
+    }
+
+    #[test]
+    fn a_scale_in_target_is_carried_out_by_agents_with_instances() {
+        let ledger = Ledger {
+            target: Some(Target {
+                node: "n1".into(),
+                direction: Direction::In,
+                desired: 3,
+            }),
+            ..Ledger::default()
+        };
+        let claim =
+            decide("n2", Want::Fill, &observation(6, 2, 0), &ledger, &policy()).expect("a share");
+        assert_eq!(effect(&claim), Effect::Stop(2));
+        assert_eq!(claim.intent.count_after, 4);
+    }
+
+    #[test]
+    fn a_target_decision_is_refused_while_its_direction_cools_down_or_at_its_count() {
+        let cooling = Ledger {
+            out_cooling: true,
+            ..Ledger::default()
+        };
+        let want = Want::Target {
+            direction: Direction::Out,
+            desired: 6,
+        };
+        assert_eq!(
+            decide("n1", want, &observation(2, 1, 2), &cooling, &policy()),
+            Err(Refusal::CoolingDown(Direction::Out))
+        );
+        assert!(matches!(
+            decide(
+                "n1",
+                want,
+                &observation(6, 1, 2),
+                &Ledger::default(),
+                &policy()
+            ),
+            Err(Refusal::AtTarget { .. })
+        ));
+        // A scale-out does not start the scale-in cooldown, and vice versa.
+        let scale_in = Want::Target {
+            direction: Direction::In,
+            desired: 2,
+        };
+        let claim = decide("n1", scale_in, &observation(4, 2, 0), &cooling, &policy())
+            .expect("scale-in is not blocked by a scale-out cooldown");
+        assert!(claim.start_in_cooldown && !claim.start_out_cooldown);
+    }
+
+    /// Random sequences of agents claiming against one ledger, as etcd would serialise
+    /// them: whatever they observed (stale counts included), a won claim never leads past
+    /// MaxInstances or below MinInstances from the count the ledger and its reader saw,
+    /// fills never pass their target, a repair or fill never starts a cooldown, and every
+    /// start or stop comes from a won claim.
+    #[test]
+    fn random_claim_sequences_keep_the_bounds_and_the_target() {
+        use rand::rngs::StdRng;
+        use rand::{RngExt, SeedableRng};
+
+        for seed in 0..300 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let (min, max) = (rng.random_range(0..3), rng.random_range(3..12));
+            let mut running: u32 = rng.random_range(min..=max);
+            let mut ledger = Ledger::default();
+            let policy = policy();
+            for step in 0..60 {
+                // A lagging reader sees up to 3 fewer instances than run (discovery lags);
+                // the intent it reads corrects the count, as in the agent.
+                let lag = rng.random_range(0..=3.min(running));
+                let here = rng.random_range(0..=running.min(4));
+                let obs = ServiceObservation {
+                    min,
+                    max: Some(max),
+                    observed: running - lag,
+                    running_here: here,
+                    removable_here: here,
+                    room_here: rng.random_range(0..4),
+                };
+                let direction = if rng.random_bool(0.5) {
+                    Direction::Out
+                } else {
+                    Direction::In
+                };
+                let want = match rng.random_range(0..5) {
+                    0 => Want::Floor { min },
+                    1 => Want::Ceiling,
+                    2 => Want::Fill,
+                    3 => Want::Step {
+                        direction,
+                        count: rng.random_range(1..4),
+                    },
+                    _ => Want::Target {
+                        direction,
+                        desired: rng.random_range(0..20),
+                    },
+                };
+                let Ok(claim) = decide("n", want, &obs, &ledger, &policy) else {
+                    continue;
+                };
+                let seen = obs.observed.max(obs.running_here);
+                let from = crate::coordination::effective_count(seen, ledger.intent.as_ref());
+                match effect(&claim) {
+                    Effect::Start(n) => {
+                        assert!(
+                            from + n <= max,
+                            "seed {seed} step {step}: {from} + {n} > {max} ({want:?})"
+                        );
+                        assert!(n <= obs.room_here, "seed {seed}: more starts than room");
+                        running += n;
+                    }
+                    Effect::Stop(n) => {
+                        assert!(
+                            n <= obs.removable_here,
+                            "seed {seed}: more stops than instances here"
+                        );
+                        if !matches!(want, Want::Ceiling) {
+                            assert!(
+                                from - n >= min,
+                                "seed {seed} step {step}: below min ({want:?})"
+                            );
+                        }
+                        running -= n;
+                    }
+                    Effect::Nothing => {}
+                }
+                if let (Want::Fill, Some(target)) = (want, ledger.target.as_ref()) {
+                    match target.direction {
+                        Direction::Out => assert!(claim.intent.count_after <= target.desired),
+                        Direction::In => assert!(claim.intent.count_after >= target.desired),
+                    }
+                }
+                if !want.is_decision() {
+                    assert!(!claim.start_out_cooldown && !claim.start_in_cooldown);
+                }
+                // The claim is won: etcd now holds it (a new target replaces the old one).
+                ledger.revision += 1;
+                ledger.intent = Some(claim.intent.clone());
+                if claim.target.is_some() {
+                    ledger.target = claim.target.clone();
+                }
+            }
+        }
+    }
+}
