@@ -115,7 +115,8 @@ impl MetricWindow {
     /// Records the utilisation of second `secs` (`None`: no pod ready to measure); at a
     /// scrape, the window closes first, so the value of second `secs` counts in the next.
     pub fn record(&mut self, secs: u64, utilisation: Option<f64>) {
-        if secs >= self.phase_secs && (secs - self.phase_secs) % self.resolution_secs == 0 {
+        if secs >= self.phase_secs && (secs - self.phase_secs).is_multiple_of(self.resolution_secs)
+        {
             self.served = (self.seconds > 0).then(|| self.sum / f64::from(self.seconds));
             self.sum = 0.0;
             self.seconds = 0;

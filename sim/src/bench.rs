@@ -366,36 +366,6 @@ fn load_traces(dir: &Path) -> anyhow::Result<Vec<Arc<Trace>>> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn trace_seeds_parse_with_both_ends_included() {
-        // (text, first, last)
-        let good = [
-            ("0..9", 0, 9),
-            ("100..109", 100, 109),
-            ("3..=5", 3, 5),
-            (" 7 .. 7 ", 7, 7),
-            ("42", 42, 42),
-        ];
-        for (text, first, last) in good {
-            assert_eq!(text.parse(), Ok(SeedRange { first, last }), "{text:?}");
-        }
-        assert_eq!(DEFAULT_TRACE_SEEDS.seeds().len(), 10);
-        assert_eq!(
-            "100..109".parse::<SeedRange>().map(|r| r.seeds().len()),
-            Ok(10)
-        );
-        for bad in [
-            "", "a..3", "5..2", "1..", "..4", "-1..3", "0..5000", "1...3",
-        ] {
-            assert!(bad.parse::<SeedRange>().is_err(), "{bad:?} was accepted");
-        }
-    }
-}
-
 /// The Pareto comparison on every kind generated from `trace_seeds`: its tables to `out`,
 /// its keys into `summary`.
 pub fn pareto_section(
@@ -480,4 +450,34 @@ pub fn pareto_section(
     );
 
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_seeds_parse_with_both_ends_included() {
+        // (text, first, last)
+        let good = [
+            ("0..9", 0, 9),
+            ("100..109", 100, 109),
+            ("3..=5", 3, 5),
+            (" 7 .. 7 ", 7, 7),
+            ("42", 42, 42),
+        ];
+        for (text, first, last) in good {
+            assert_eq!(text.parse(), Ok(SeedRange { first, last }), "{text:?}");
+        }
+        assert_eq!(DEFAULT_TRACE_SEEDS.seeds().len(), 10);
+        assert_eq!(
+            "100..109".parse::<SeedRange>().map(|r| r.seeds().len()),
+            Ok(10)
+        );
+        for bad in [
+            "", "a..3", "5..2", "1..", "..4", "-1..3", "0..5000", "1...3",
+        ] {
+            assert!(bad.parse::<SeedRange>().is_err(), "{bad:?} was accepted");
+        }
+    }
 }

@@ -583,7 +583,8 @@ mod tests {
     fn equal_cost_takes_the_best_in_band_or_interpolates_or_says_why_not() {
         let gru = [p(80.0, 50.0), p(98.0, 30.0), p(104.0, 20.0), p(130.0, 5.0)];
         // (gru, hpa, gru's SLO-s at HPA's cost, how, ratio)
-        let cases: [(&[Point], Point, Option<f64>, EqualCostHow, f64); 8] = [
+        type Case<'a> = (&'a [Point], Point, Option<f64>, EqualCostHow, f64);
+        let cases: [Case; 8] = [
             // 98 and 104 are within 5 % of 100: the better of 30 and 20.
             (&gru, p(100.0, 40.0), Some(20.0), EqualCostHow::InBand, 0.5),
             // 110 ± 5.5 holds none: between 104 (20) and 130 (5), 6/26 of the way.
