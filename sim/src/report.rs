@@ -302,10 +302,10 @@ pub fn partition_at_max_table(reports: &[RunReport]) -> String {
     table.render()
 }
 
-/// A ratio for the summary: two decimals, `inf` when infinite.
+/// A ratio for the summary: three decimals (so that 1.005 does not read as 1.00), `inf` when infinite.
 pub fn ratio(value: f64) -> String {
     if value.is_finite() {
-        format!("{value:.2}")
+        format!("{value:.3}")
     } else {
         "inf".to_owned()
     }
