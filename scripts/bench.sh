@@ -7,9 +7,12 @@
 #                                       VictoriaMetrics with a 5-minute outage; prints the
 #                                       resident memory every 5 simulated minutes and ends
 #                                       with sink_rss_growth_pct=... (from minute 15 on)
-#   scripts/bench.sh sim [--quick]      the many-agent simulator (gru-sim bench): convergence,
-#                                       overshoot, four modes on four traces, faults; ends
-#                                       with rounds_99_at_10000=... overshoot_gru_max=...
+#   scripts/bench.sh sim [--quick] [--trace-seeds A..B]
+#                                       the many-agent simulator (gru-sim bench): convergence,
+#                                       overshoot, four modes on six traces, a Pareto
+#                                       comparison over seeds A..B (default 0..9), faults;
+#                                       ends with rounds_99_at_10000=... overshoot_gru_max=...
+#                                       slo_ratio_vs_hpa_at_equal_cost=... dominates_*=...
 #   scripts/bench.sh soak [--minutes N] three real agents for N minutes (default 10) under
 #                                       changing load and agent restarts (scripts/soak.sh);
 #                                       ends with rss_growth_pct=... violations=... actions=...
@@ -37,8 +40,11 @@ case $mode in
     ;;
   sim)
     # The many-agent simulator (sim/): convergence at N = 1,000 and 10,000, overshoot,
-    # the four modes on the shipped traces, faults; ends with rounds_99_at_10000=...,
-    # overshoot_gru_max=..., overshoot_gru_original_max=... Arguments go to `gru-sim bench`.
+    # the four modes on the shipped traces, the Pareto comparison (gru's and HPA's targets,
+    # Dynamite, gru-original) on six trace kinds generated from seeds 0..9 (or
+    # --trace-seeds A..B, both ends included), faults; ends with rounds_99_at_10000=...,
+    # overshoot_gru_max=..., slo_ratio_vs_hpa_at_equal_cost=..., dominates_dynamite=...,
+    # dominates_gru_original=... Arguments go to `gru-sim bench`. See docs/simulation.md.
     say "building the simulator (cargo build --release -p gru-sim)"
     cargo build --release --locked -q -p gru-sim
     target/release/gru-sim bench "$@"
@@ -62,5 +68,5 @@ case $mode in
     target=${CARGO_TARGET_DIR:-$GRU_ROOT/target}
     "$target/release/examples/reaction_bench" --gru "$target/release/gru" "$@"
     ;;
-  *) die "usage: $0 sink [--hours N] | sim [--seed N] [--quick] | soak [--minutes N] | reaction [--trials N]" ;;
+  *) die "usage: $0 sink [--hours N] | sim [--seed N] [--quick] [--trace-seeds A..B] | soak [--minutes N] | reaction [--trials N]" ;;
 esac

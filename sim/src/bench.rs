@@ -11,9 +11,9 @@ use std::time::Instant;
 
 use anyhow::bail;
 
-use crate::experiments::{self, ConvergenceResult, ConvergenceSetup};
+use crate::experiments::{self, ConvergenceResult, ConvergenceSetup, EqualCostHow};
 use crate::report::{self, Summary};
-use crate::scenario::{Mode, ViewKind, sim_policy};
+use crate::scenario::{DYNAMITE, Mode, ViewKind, gru_original_policy, sim_policy};
 use crate::sim::RunReport;
 use crate::trace::{Trace, TraceKind};
 
@@ -25,10 +25,70 @@ pub struct BenchOptions {
     pub quick: bool,
     /// Where the shipped traces are read from.
     pub traces: std::path::PathBuf,
+    /// The seeds every trace kind is generated from for the Pareto comparison.
+    pub trace_seeds: SeedRange,
 }
 
-/// Nodes in the trace table.
+/// Nodes in the trace table and the Pareto comparison.
 const TRACE_NODES: usize = 50;
+
+/// The seeds of the Pareto comparison when none are given: 10 per kind.
+pub const DEFAULT_TRACE_SEEDS: SeedRange = SeedRange { first: 0, last: 9 };
+
+/// Most seeds one bench takes, so that a typo does not start a week-long run.
+pub const MAX_TRACE_SEEDS: u64 = 1_000;
+
+/// Seeds `first..=last`, both included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeedRange {
+    pub first: u64,
+    pub last: u64,
+}
+
+impl SeedRange {
+    pub fn seeds(&self) -> Vec<u64> {
+        (self.first..=self.last).collect()
+    }
+}
+
+impl std::fmt::Display for SeedRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}..{}", self.first, self.last)
+    }
+}
+
+impl std::str::FromStr for SeedRange {
+    type Err = String;
+
+    /// `A..B` and `A..=B` both mean A to B with both ends included (`0..9` is ten seeds);
+    /// a single `A` is that seed alone.
+    fn from_str(text: &str) -> Result<SeedRange, String> {
+        let number = |part: &str| {
+            part.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("{part:?} is not a seed (a whole number)"))
+        };
+        let (first, last) = match text.split_once("..") {
+            Some((first, last)) => (
+                number(first)?,
+                number(last.strip_prefix('=').unwrap_or(last))?,
+            ),
+            None => {
+                let seed = number(text)?;
+                (seed, seed)
+            }
+        };
+        if last < first {
+            return Err(format!("{text:?}: the last seed is below the first"));
+        }
+        if last - first >= MAX_TRACE_SEEDS {
+            return Err(format!(
+                "{text:?}: more than {MAX_TRACE_SEEDS} seeds per kind"
+            ));
+        }
+        Ok(SeedRange { first, last })
+    }
+}
 
 fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
     let started = Instant::now();
@@ -124,7 +184,9 @@ pub fn bench(options: &BenchOptions, out: &mut impl Write) -> anyhow::Result<()>
         out,
         "web at load 0.9 on every node (scale-out weight 0.6), 2 instances at the start, max {},\n\
          Step {}, CooldownOut {} s, {} s, 4 slots per node. gru claims each step in the ledger;\n\
-         gru-original acts on every scale-out it draws.\n",
+         gru-original runs Gru 2016's policy (one START per decision, no Period, no cooldown)\n\
+         and acts on every scale-out it draws; its herds are counted in gru's CooldownOut\n\
+         windows.\n",
         experiments::OVERLOAD_MAX,
         policy.scaleout.step,
         policy.cooldown_out_secs,
@@ -143,26 +205,33 @@ pub fn bench(options: &BenchOptions, out: &mut impl Write) -> anyhow::Result<()>
     summary.add("peak_gru_original_max", most(|r| r.original.peak_instances));
     summary.add("overload_max_instances", experiments::OVERLOAD_MAX);
 
-    // The four modes on the traces.
+    // The four modes on the shipped traces.
     let table = timed("trace table", || {
         experiments::trace_table(&traces, TRACE_NODES, seed)
     });
+    let original = gru_original_policy();
     writeln!(out, "## The four modes on the shipped traces\n")?;
     writeln!(
         out,
         "N = {TRACE_NODES} nodes × 4 slots; web serves 10 req/s per instance, 25 instances at the start,\n\
          between 2 and 120; the load balancer gives each node's instances 0.75..1.25 of a fair\n\
-         share; start delay 5 s. Agents loop every 10 s, gossip every 5 s; policy: out above 0.75\n\
-         by {} (Period 10 s), in below 0.35 by {} (Period 60 s), CooldownOut {} s, CooldownIn {} s.\n\
-         HPA: target 0.6, sync 15 s. Dynamite: the same thresholds, 30 s sustained, one instance\n\
-         per 30 s. SLO violation: a second whose demand exceeds the running capacity. Bound\n\
+         share; start delay 5 s. Agents loop every 10 s, gossip every 5 s; gru's policy: out above\n\
+         0.75 by {} (Period 10 s), in below 0.35 by {} (Period 60 s), CooldownOut {} s, CooldownIn\n\
+         {} s. gru-original: the same thresholds, Step {}, no Period, no cooldown. HPA: target 0.6,\n\
+         sync 15 s, reading metrics-server's 15 s means, starting pods not ready, scale-up at most\n\
+         max(4, 100 %) per 15 s, scale-down stabilization 300 s. Dynamite: the same thresholds\n\
+         sustained {} s, one instance per action, metrics ignored for {} s after one (per\n\
+         direction). SLO violation: a second whose demand exceeds the running capacity. Bound\n\
          violations are ticks above max (or below min); step violations are ticks at which a\n\
          cooldown window held more than one Step, the rule gru enforces (the baselines do not\n\
          claim to).\n",
         policy.scaleout.step,
         policy.scalein.step,
         policy.cooldown_out_secs,
-        policy.cooldown_in_secs
+        policy.cooldown_in_secs,
+        original.scaleout.step,
+        DYNAMITE.period_secs,
+        DYNAMITE.cooldown_secs,
     )?;
     writeln!(out, "{}", report::trace_table(&table))?;
     for mode in Mode::ALL {
@@ -177,6 +246,9 @@ pub fn bench(options: &BenchOptions, out: &mut impl Write) -> anyhow::Result<()>
             of_mode().map(|r| r.container_secs).sum::<u64>(),
         );
     }
+
+    // The Pareto comparison.
+    pareto_section(options.trace_seeds, &mut summary, out)?;
 
     // Faults.
     let fault_nodes = if options.quick { 50 } else { 100 };
@@ -292,4 +364,120 @@ fn load_traces(dir: &Path) -> anyhow::Result<Vec<Arc<Trace>>> {
         .iter()
         .map(|kind| Trace::load(&dir.join(format!("{kind}.json"))).map(Arc::new))
         .collect()
+}
+
+/// The Pareto comparison on every kind generated from `trace_seeds`: its tables to `out`,
+/// its keys into `summary`.
+pub fn pareto_section(
+    trace_seeds: SeedRange,
+    summary: &mut Summary,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let kinds = TraceKind::ALL;
+    let seeds = trace_seeds.seeds();
+    let cells = timed(
+        &format!(
+            "Pareto comparison ({} kinds x {} seeds x {} settings)",
+            kinds.len(),
+            seeds.len(),
+            experiments::pareto_settings().len()
+        ),
+        || experiments::pareto(&kinds, &seeds, TRACE_NODES),
+    );
+    let verdicts = experiments::verdicts(&cells);
+    writeln!(
+        out,
+        "## Pareto comparison: every trace kind from seeds {}\n",
+        trace_seeds
+    )?;
+    writeln!(
+        out,
+        "Each kind generated from each seed (`--trace-seeds`), N = {TRACE_NODES}, the cluster and\n\
+         service above; each run's simulation seed is its trace's. gru-T runs\n\
+         `gru_target_policy(T)`, hpa-T aims for T; Dynamite and gru-original at their one setting.\n\
+         Per kind and setting: the mean over the seeds of the SLO-violation seconds and of the\n\
+         container-seconds; invariant violations summed.\n"
+    )?;
+    writeln!(out, "{}", report::pareto_table(&cells))?;
+    writeln!(
+        out,
+        "Per kind: gru's SLO-seconds at hpa-{:.1}'s container-seconds (the best gru setting\n\
+         within ±{:.0} %, else interpolated between the two gru settings that bracket it), over\n\
+         hpa-{:.1}'s; 0/0 counts as 1, x/0 and no gru setting that cheap as inf. A baseline is\n\
+         dominated when some gru setting is at least as good on both axes.\n",
+        experiments::REFERENCE_HPA_TARGET,
+        experiments::EQUAL_COST_BAND * 100.0,
+        experiments::REFERENCE_HPA_TARGET
+    )?;
+    writeln!(out, "{}", report::verdict_table(&verdicts))?;
+    for verdict in &verdicts {
+        if let Some(equal) = verdict.equal_cost {
+            let note = match equal.how {
+                EqualCostHow::InBand => continue,
+                EqualCostHow::Interpolated => "no gru setting within the band: interpolated",
+                EqualCostHow::GruCheaper => {
+                    "every gru setting is cheaper than the band: gru's costliest setting"
+                }
+                EqualCostHow::GruCostlier => {
+                    "every gru setting costs more than the band: no equal-cost figure (inf)"
+                }
+            };
+            writeln!(out, "Note: {}: {note}.", verdict.kind)?;
+        }
+    }
+    writeln!(out)?;
+    let worst = verdicts
+        .iter()
+        .map(|v| v.equal_cost.map_or(f64::INFINITY, |e| e.ratio))
+        .fold(0.0, f64::max);
+    summary.add("trace_seeds", trace_seeds);
+    summary.add("slo_ratio_vs_hpa_at_equal_cost", report::ratio(worst));
+    summary.add(
+        "dominates_dynamite",
+        u8::from(verdicts.iter().all(|v| v.dominates_dynamite)),
+    );
+    summary.add(
+        "dominates_gru_original",
+        u8::from(verdicts.iter().all(|v| v.dominates_gru_original)),
+    );
+    summary.add(
+        "pareto_invariant_violations_gru",
+        cells
+            .iter()
+            .filter(|c| c.setting.mode == Mode::Gru)
+            .map(|c| c.violations)
+            .sum::<u64>(),
+    );
+
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_seeds_parse_with_both_ends_included() {
+        // (text, first, last)
+        let good = [
+            ("0..9", 0, 9),
+            ("100..109", 100, 109),
+            ("3..=5", 3, 5),
+            (" 7 .. 7 ", 7, 7),
+            ("42", 42, 42),
+        ];
+        for (text, first, last) in good {
+            assert_eq!(text.parse(), Ok(SeedRange { first, last }), "{text:?}");
+        }
+        assert_eq!(DEFAULT_TRACE_SEEDS.seeds().len(), 10);
+        assert_eq!(
+            "100..109".parse::<SeedRange>().map(|r| r.seeds().len()),
+            Ok(10)
+        );
+        for bad in [
+            "", "a..3", "5..2", "1..", "..4", "-1..3", "0..5000", "1...3",
+        ] {
+            assert!(bad.parse::<SeedRange>().is_err(), "{bad:?} was accepted");
+        }
+    }
 }

@@ -1,5 +1,7 @@
 //! The experiments behind `gru-sim bench`: convergence of the views, overshoot under a
-//! shared overload, the four modes on the shipped traces, and gru under faults.
+//! shared overload, the four modes on the shipped traces, gru under faults, and the Pareto
+//! comparison of gru's and HPA's targets (with Dynamite and gru-original) over every trace
+//! kind and many seeds.
 
 use std::sync::Arc;
 
@@ -12,7 +14,7 @@ use crate::gossip::{GossipScratch, communication_round};
 use crate::network::FakeNetwork;
 use crate::scenario::{Fault, Mode, Scenario, ViewKind};
 use crate::sim::{RunReport, run_all};
-use crate::trace::Trace;
+use crate::trace::{Trace, TraceKind};
 use crate::view::{ClusterViews, CompactViews, Payload, ReportBook, Sample, Views};
 
 /// A load change to spread.
@@ -325,4 +327,405 @@ pub fn partition_near_max(mode: Mode, seed: u64) -> Scenario {
             minority: vec![0, 1, 5, 9, 13],
         }],
     )
+}
+
+/// The targets the Pareto comparison sweeps, for gru and for HPA alike.
+pub const PARETO_TARGETS: [f64; 5] = [0.4, 0.5, 0.6, 0.7, 0.8];
+
+/// HPA's target the equal-cost comparison is made at.
+pub const REFERENCE_HPA_TARGET: f64 = 0.6;
+
+/// Within this fraction of HPA's container-seconds counts as the same cost.
+pub const EQUAL_COST_BAND: f64 = 0.05;
+
+/// One mode at one setting.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Setting {
+    pub mode: Mode,
+    /// The target utilisation (gru and HPA); `None` for a mode run at its one setting.
+    pub target: Option<f64>,
+}
+
+impl Setting {
+    /// `gru-0.6`, `hpa-0.4`, `dynamite`.
+    pub fn label(&self) -> String {
+        match self.target {
+            Some(target) => format!("{}-{target:.1}", self.mode),
+            None => self.mode.to_string(),
+        }
+    }
+}
+
+/// gru and HPA at every target of [`PARETO_TARGETS`], then Dynamite and gru-original.
+pub fn pareto_settings() -> Vec<Setting> {
+    [Mode::Gru, Mode::Hpa]
+        .into_iter()
+        .flat_map(|mode| {
+            PARETO_TARGETS.map(|target| Setting {
+                mode,
+                target: Some(target),
+            })
+        })
+        .chain([Mode::Dynamite, Mode::GruOriginal].map(|mode| Setting { mode, target: None }))
+        .collect()
+}
+
+/// A setting on one trace kind: means over the seeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParetoCell {
+    pub kind: TraceKind,
+    pub setting: Setting,
+    pub point: Point,
+    pub seeds: usize,
+    /// Invariant violations summed over the seeds.
+    pub violations: u64,
+}
+
+/// Where a setting lands: mean container-seconds (cost) and SLO-violation seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Point {
+    pub cost: f64,
+    pub slo: f64,
+}
+
+/// Every setting of [`pareto_settings`] on every kind generated from every seed, `nodes`
+/// nodes; each run's simulation seed is its trace's seed. One cell per kind and setting.
+///
+/// The agents' views are held compactly: `CompactViews` computes bit-identical values to
+/// `ClusterView` (the property test in `view.rs`, and
+/// `compact_and_cluster_views_give_the_same_trace_run` below), at a fraction of the time,
+/// which is what lets the sweep run in minutes.
+pub fn pareto(kinds: &[TraceKind], seeds: &[u64], nodes: usize) -> Vec<ParetoCell> {
+    let settings = pareto_settings();
+    let traces: Vec<(TraceKind, u64, Arc<Trace>)> = kinds
+        .iter()
+        .flat_map(|&kind| seeds.iter().map(move |&seed| (kind, seed)))
+        .map(|(kind, seed)| (kind, seed, Arc::new(kind.generate(seed))))
+        .collect();
+    let scenarios: Vec<Scenario> = traces
+        .iter()
+        .flat_map(|(_, seed, trace)| {
+            settings.iter().map(move |setting| {
+                let mut scenario =
+                    Scenario::trace_run(setting.mode, Arc::clone(trace), nodes, *seed);
+                scenario.view = ViewKind::Compact;
+                match setting.target {
+                    Some(target) => scenario.with_target(target),
+                    None => scenario,
+                }
+            })
+        })
+        .collect();
+    let reports = run_all(&scenarios);
+    let mut cells = Vec::new();
+    for &kind in kinds {
+        for (s, &setting) in settings.iter().enumerate() {
+            let runs: Vec<&RunReport> = traces
+                .iter()
+                .enumerate()
+                .filter(|(_, (k, _, _))| *k == kind)
+                .filter_map(|(t, _)| reports.get(t * settings.len() + s))
+                .collect();
+            let n = runs.len().max(1) as f64;
+            cells.push(ParetoCell {
+                kind,
+                setting,
+                point: Point {
+                    cost: runs.iter().map(|r| r.container_secs as f64).sum::<f64>() / n,
+                    slo: runs
+                        .iter()
+                        .map(|r| r.slo_violation_secs as f64)
+                        .sum::<f64>()
+                        / n,
+                },
+                seeds: runs.len(),
+                violations: runs.iter().map(|r| r.violations.total()).sum(),
+            });
+        }
+    }
+    cells
+}
+
+/// How gru's SLO-seconds at HPA's cost were found.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum EqualCostHow {
+    /// Some gru settings cost within the band of HPA's: the best SLO-seconds among them.
+    InBand,
+    /// None did: linear between the two gru settings whose costs bracket HPA's.
+    Interpolated,
+    /// Every gru setting costs less than HPA's band: gru's costliest setting (gru is
+    /// compared while spending less).
+    GruCheaper,
+    /// Every gru setting costs more than HPA's band: gru cannot run as cheaply, so there is
+    /// no equal-cost figure and the ratio counts as infinite.
+    GruCostlier,
+}
+
+/// gru against HPA at HPA's cost, on one trace kind.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EqualCost {
+    pub hpa: Point,
+    /// gru's SLO-seconds at HPA's cost (`None` when gru cannot be that cheap).
+    pub gru_slo: Option<f64>,
+    pub how: EqualCostHow,
+    /// gru's SLO-seconds over HPA's. Both 0 (both met the SLO throughout) is 1 (equal);
+    /// gru above 0 against HPA's 0, or no equal-cost figure, is infinite (gru worse, by
+    /// how much cannot be said).
+    pub ratio: f64,
+}
+
+/// gru's SLO-seconds at `hpa`'s container-seconds, from gru's settings `gru`.
+pub fn equal_cost(gru: &[Point], hpa: Point) -> EqualCost {
+    let band = EQUAL_COST_BAND * hpa.cost;
+    let in_band = gru
+        .iter()
+        .filter(|p| (p.cost - hpa.cost).abs() <= band)
+        .map(|p| p.slo)
+        .fold(None, |best: Option<f64>, slo| {
+            Some(best.map_or(slo, |b| b.min(slo)))
+        });
+    let mut sorted: Vec<Point> = gru.to_vec();
+    sorted.sort_by(|a, b| a.cost.total_cmp(&b.cost));
+    let (gru_slo, how) = if let Some(slo) = in_band {
+        (Some(slo), EqualCostHow::InBand)
+    } else if let Some(pair) = sorted
+        .windows(2)
+        .find(|w| w[0].cost <= hpa.cost && hpa.cost <= w[1].cost)
+    {
+        let (a, b) = (pair[0], pair[1]);
+        let share = if b.cost > a.cost {
+            (hpa.cost - a.cost) / (b.cost - a.cost)
+        } else {
+            0.0
+        };
+        (
+            Some(a.slo + (b.slo - a.slo) * share),
+            EqualCostHow::Interpolated,
+        )
+    } else if sorted.last().is_some_and(|p| p.cost < hpa.cost) {
+        (sorted.last().map(|p| p.slo), EqualCostHow::GruCheaper)
+    } else {
+        (None, EqualCostHow::GruCostlier)
+    };
+    let ratio = match gru_slo {
+        None => f64::INFINITY,
+        Some(gru) if hpa.slo > 0.0 => gru / hpa.slo,
+        Some(gru) if gru > 0.0 => f64::INFINITY,
+        Some(_) => 1.0,
+    };
+    EqualCost {
+        hpa,
+        gru_slo,
+        how,
+        ratio,
+    }
+}
+
+/// Whether some point of `gru` is at least as good as `baseline` on both axes.
+pub fn dominates(gru: &[Point], baseline: Point) -> bool {
+    gru.iter()
+        .any(|p| p.cost <= baseline.cost && p.slo <= baseline.slo)
+}
+
+/// The Pareto comparison of one trace kind, as the summary line states it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KindVerdict {
+    pub kind: TraceKind,
+    pub equal_cost: Option<EqualCost>,
+    pub dominates_dynamite: bool,
+    pub dominates_gru_original: bool,
+}
+
+/// Per kind of `cells`: gru against HPA at [`REFERENCE_HPA_TARGET`], and whether gru
+/// dominates Dynamite and gru-original. A kind without an HPA reference has no equal-cost
+/// figure; a baseline that was not run counts as not dominated.
+pub fn verdicts(cells: &[ParetoCell]) -> Vec<KindVerdict> {
+    let mut kinds: Vec<TraceKind> = Vec::new();
+    for cell in cells {
+        if !kinds.contains(&cell.kind) {
+            kinds.push(cell.kind);
+        }
+    }
+    kinds
+        .into_iter()
+        .map(|kind| {
+            let of_kind = || cells.iter().filter(move |c| c.kind == kind);
+            let gru: Vec<Point> = of_kind()
+                .filter(|c| c.setting.mode == Mode::Gru)
+                .map(|c| c.point)
+                .collect();
+            let baseline = |mode: Mode, target: Option<f64>| {
+                of_kind()
+                    .find(|c| c.setting.mode == mode && c.setting.target == target)
+                    .map(|c| c.point)
+            };
+            let dominated = |mode| baseline(mode, None).is_some_and(|b| dominates(&gru, b));
+            KindVerdict {
+                kind,
+                equal_cost: baseline(Mode::Hpa, Some(REFERENCE_HPA_TARGET))
+                    .map(|hpa| equal_cost(&gru, hpa)),
+                dominates_dynamite: dominated(Mode::Dynamite),
+                dominates_gru_original: dominated(Mode::GruOriginal),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(cost: f64, slo: f64) -> Point {
+        Point { cost, slo }
+    }
+
+    #[test]
+    fn equal_cost_takes_the_best_in_band_or_interpolates_or_says_why_not() {
+        let gru = [p(80.0, 50.0), p(98.0, 30.0), p(104.0, 20.0), p(130.0, 5.0)];
+        // (gru, hpa, gru's SLO-s at HPA's cost, how, ratio)
+        type Case<'a> = (&'a [Point], Point, Option<f64>, EqualCostHow, f64);
+        let cases: [Case; 8] = [
+            // 98 and 104 are within 5 % of 100: the better of 30 and 20.
+            (&gru, p(100.0, 40.0), Some(20.0), EqualCostHow::InBand, 0.5),
+            // 110 ± 5.5 holds none: between 104 (20) and 130 (5), 6/26 of the way.
+            (
+                &gru,
+                p(110.0, 10.0),
+                Some(20.0 - 15.0 * 6.0 / 26.0),
+                EqualCostHow::Interpolated,
+                (20.0 - 15.0 * 6.0 / 26.0) / 10.0,
+            ),
+            // HPA costs more than any gru setting: gru's costliest.
+            (
+                &gru,
+                p(200.0, 4.0),
+                Some(5.0),
+                EqualCostHow::GruCheaper,
+                1.25,
+            ),
+            // HPA costs less than any gru setting: no figure, infinite.
+            (
+                &gru,
+                p(50.0, 90.0),
+                None,
+                EqualCostHow::GruCostlier,
+                f64::INFINITY,
+            ),
+            // 0/0: both met the SLO: equal.
+            (
+                &[p(100.0, 0.0)],
+                p(100.0, 0.0),
+                Some(0.0),
+                EqualCostHow::InBand,
+                1.0,
+            ),
+            // x/0: gru missed it, HPA did not: infinite.
+            (
+                &[p(100.0, 3.0)],
+                p(100.0, 0.0),
+                Some(3.0),
+                EqualCostHow::InBand,
+                f64::INFINITY,
+            ),
+            // 0/x: gru met it, HPA did not.
+            (
+                &[p(100.0, 0.0)],
+                p(100.0, 7.0),
+                Some(0.0),
+                EqualCostHow::InBand,
+                0.0,
+            ),
+            // No gru setting at all.
+            (
+                &[],
+                p(100.0, 7.0),
+                None,
+                EqualCostHow::GruCostlier,
+                f64::INFINITY,
+            ),
+        ];
+        for (gru, hpa, slo, how, ratio) in cases {
+            let got = equal_cost(gru, hpa);
+            assert_eq!(got.how, how, "{gru:?} against {hpa:?}");
+            match (got.gru_slo, slo) {
+                (Some(a), Some(b)) => assert!((a - b).abs() < 1e-9, "{a} != {b}"),
+                (a, b) => assert_eq!(a, b),
+            }
+            if ratio.is_finite() {
+                assert!((got.ratio - ratio).abs() < 1e-9, "{} != {ratio}", got.ratio);
+            } else {
+                assert_eq!(got.ratio, ratio);
+            }
+        }
+    }
+
+    #[test]
+    fn compact_and_cluster_views_give_the_same_trace_run() {
+        let mut trace = TraceKind::DoubleSpike.generate(3);
+        trace.demand.truncate(900);
+        let trace = Arc::new(trace);
+        for mode in [Mode::Gru, Mode::GruOriginal] {
+            let cluster = Scenario::trace_run(mode, Arc::clone(&trace), 20, 3);
+            let compact = Scenario {
+                view: ViewKind::Compact,
+                ..cluster.clone()
+            };
+            assert_eq!(
+                crate::sim::run(&cluster),
+                crate::sim::run(&compact),
+                "{mode}"
+            );
+        }
+    }
+
+    #[test]
+    fn dominance_needs_one_point_at_least_as_good_on_both_axes() {
+        let gru = [p(100.0, 50.0), p(150.0, 10.0)];
+        // (baseline, dominated)
+        let cases = [
+            (p(120.0, 60.0), true),  // 100/50 is better on both
+            (p(150.0, 10.0), true),  // equal counts
+            (p(120.0, 20.0), false), // one is cheaper, the other better, neither both
+            (p(90.0, 100.0), false), // cheaper than every gru setting
+            (p(200.0, 5.0), false),  // better SLO than every gru setting
+        ];
+        for (baseline, dominated) in cases {
+            assert_eq!(dominates(&gru, baseline), dominated, "{baseline:?}");
+        }
+        assert!(!dominates(&[], p(1.0, 1.0)));
+    }
+
+    #[test]
+    fn verdicts_compare_per_kind_and_take_hpa_at_its_reference_target() {
+        let cell = |kind, mode, target, cost, slo| ParetoCell {
+            kind,
+            setting: Setting { mode, target },
+            point: p(cost, slo),
+            seeds: 1,
+            violations: 0,
+        };
+        let cells = [
+            cell(TraceKind::Step, Mode::Gru, Some(0.5), 100.0, 10.0),
+            cell(TraceKind::Step, Mode::Gru, Some(0.7), 80.0, 30.0),
+            cell(TraceKind::Step, Mode::Hpa, Some(0.5), 120.0, 5.0),
+            cell(TraceKind::Step, Mode::Hpa, Some(0.6), 100.0, 20.0),
+            cell(TraceKind::Step, Mode::Dynamite, None, 90.0, 40.0),
+            cell(TraceKind::Step, Mode::GruOriginal, None, 70.0, 50.0),
+            cell(TraceKind::Ramp, Mode::Gru, Some(0.5), 100.0, 10.0),
+            cell(TraceKind::Ramp, Mode::Hpa, Some(0.6), 100.0, 5.0),
+            cell(TraceKind::Ramp, Mode::Dynamite, None, 100.0, 10.0),
+        ];
+        let verdicts = verdicts(&cells);
+        assert_eq!(verdicts.len(), 2);
+        let step = &verdicts[0];
+        assert_eq!(step.kind, TraceKind::Step);
+        let equal = step.equal_cost.expect("HPA-0.6 ran on step");
+        assert_eq!((equal.gru_slo, equal.ratio), (Some(10.0), 0.5));
+        assert!(step.dominates_dynamite, "gru-0.7 is cheaper and better");
+        assert!(!step.dominates_gru_original, "gru-original is the cheapest");
+        let ramp = &verdicts[1];
+        assert_eq!(ramp.equal_cost.map(|e| e.ratio), Some(2.0));
+        assert!(ramp.dominates_dynamite, "equal on both axes");
+        assert!(!ramp.dominates_gru_original, "not run: not dominated");
+    }
 }

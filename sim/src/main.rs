@@ -1,6 +1,7 @@
 //! `gru-sim`: runs the simulator's benchmark, writes the shipped traces, or runs one
 //! scenario. The binary parses arguments and calls the library.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -36,8 +37,20 @@ enum Command {
         /// Where the shipped traces are read from.
         #[arg(long, default_value_os_t = trace::shipped_dir())]
         traces: PathBuf,
+        /// The Pareto comparison generates every trace kind from these seeds instead of
+        /// using the shipped traces: `A..B` includes both A and B (`0..9` is ten seeds);
+        /// `A..=B` means the same, a single `A` one seed.
+        #[arg(long, default_value_t = bench::DEFAULT_TRACE_SEEDS)]
+        trace_seeds: bench::SeedRange,
     },
-    /// Writes the shipped traces (step, ramp, bursty, diurnal) from their seeds.
+    /// Runs only the Pareto comparison of `bench` and prints its tables and keys.
+    Pareto {
+        /// Every trace kind is generated from these seeds (`A..B`, both ends included).
+        #[arg(long, default_value_t = bench::DEFAULT_TRACE_SEEDS)]
+        trace_seeds: bench::SeedRange,
+    },
+    /// Writes the shipped traces (step, ramp, bursty, diurnal, double-spike, sawtooth) from
+    /// their seeds.
     Traces {
         #[arg(long, default_value_os_t = trace::shipped_dir())]
         out: PathBuf,
@@ -73,7 +86,8 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Runs one scenario on a shipped trace and prints its report as JSON.
+    /// Runs one scenario on a shipped trace (or one generated from --trace-seed) and prints
+    /// its report as JSON.
     Run {
         #[arg(long, default_value = "gru")]
         mode: String,
@@ -85,6 +99,12 @@ enum Command {
         seed: u64,
         #[arg(long, default_value_os_t = trace::shipped_dir())]
         traces: PathBuf,
+        /// Generates the trace kind from this seed instead of reading the shipped file.
+        #[arg(long)]
+        trace_seed: Option<u64>,
+        /// Runs gru at `gru_target_policy(T)`, or HPA at target T.
+        #[arg(long)]
+        target: Option<f64>,
         /// Overrides the policy's scale-out Step.
         #[arg(long)]
         step_out: Option<u32>,
@@ -116,13 +136,27 @@ fn run(args: Args) -> anyhow::Result<()> {
             seed,
             quick,
             traces,
+            trace_seeds,
         } => {
             let options = BenchOptions {
                 seed,
                 quick,
                 traces,
+                trace_seeds,
             };
             bench::bench(&options, &mut std::io::stdout().lock())
+        }
+        Command::Pareto { trace_seeds } => {
+            let started = std::time::Instant::now();
+            let mut out = std::io::stdout().lock();
+            let mut summary = gru_sim::report::Summary::default();
+            bench::pareto_section(trace_seeds, &mut summary, &mut out)?;
+            summary.add(
+                "pareto_secs",
+                format!("{:.0}", started.elapsed().as_secs_f64()),
+            );
+            writeln!(out, "{}", summary.line())?;
+            Ok(())
         }
         Command::Traces { out } => {
             for path in trace::write_traces(&out)? {
@@ -171,17 +205,26 @@ fn run(args: Args) -> anyhow::Result<()> {
             nodes,
             seed,
             traces,
+            trace_seed,
+            target,
             step_out,
             cooldown_out,
             step_in,
             cooldown_in,
         } => {
             let mode = parse_mode(&mode)?;
-            if TraceKind::from_name(&trace).is_none() {
-                bail!("unknown trace {trace:?} (step, ramp, bursty, diurnal)");
-            }
-            let trace = Arc::new(Trace::load(&traces.join(format!("{trace}.json")))?);
+            let Some(kind) = TraceKind::from_name(&trace) else {
+                let kinds: Vec<&str> = TraceKind::ALL.iter().map(|k| k.name()).collect();
+                bail!("unknown trace {trace:?} ({})", kinds.join(", "));
+            };
+            let trace = match trace_seed {
+                Some(trace_seed) => Arc::new(kind.generate(trace_seed)),
+                None => Arc::new(Trace::load(&traces.join(format!("{trace}.json")))?),
+            };
             let mut scenario = Scenario::trace_run(mode, trace, nodes, seed);
+            if let Some(target) = target {
+                scenario = scenario.with_target(target);
+            }
             if let Some(step) = step_out {
                 scenario.policy.scaleout.step = step;
             }

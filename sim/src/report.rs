@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use crate::experiments::{ConvergenceResult, OVERLOAD_MAX, OvershootRow};
+use crate::experiments::{
+    ConvergenceResult, EqualCostHow, KindVerdict, OVERLOAD_MAX, OvershootRow, ParetoCell,
+};
 use crate::scenario::{Mode, ViewKind};
 use crate::sim::RunReport;
 
@@ -295,6 +297,84 @@ pub fn partition_at_max_table(reports: &[RunReport]) -> String {
                 "-".to_owned()
             },
             r.store_unreachable.to_string(),
+        ]);
+    }
+    table.render()
+}
+
+/// A ratio for the summary: three decimals (so that 1.005 does not read as 1.00), `inf` when infinite.
+pub fn ratio(value: f64) -> String {
+    if value.is_finite() {
+        format!("{value:.3}")
+    } else {
+        "inf".to_owned()
+    }
+}
+
+/// One row per trace kind and setting: the means over the seeds.
+pub fn pareto_table(cells: &[ParetoCell]) -> String {
+    let mut table = Table::new(&[
+        "trace",
+        "setting",
+        "SLO-violation s (mean)",
+        "container-s (mean)",
+        "seeds",
+        "invariant violations",
+    ]);
+    for cell in cells {
+        table.row(vec![
+            cell.kind.to_string(),
+            cell.setting.label(),
+            format!("{:.1}", cell.point.slo),
+            format!("{:.0}", cell.point.cost),
+            cell.seeds.to_string(),
+            cell.violations.to_string(),
+        ]);
+    }
+    table.render()
+}
+
+/// One row per trace kind: gru against HPA at equal cost, and the dominance verdicts.
+pub fn verdict_table(verdicts: &[KindVerdict]) -> String {
+    let mut table = Table::new(&[
+        "trace",
+        "hpa-0.6: container-s / SLO-s",
+        "gru SLO-s at that cost",
+        "how",
+        "ratio",
+        "dominates dynamite",
+        "dominates gru-original",
+    ]);
+    let yes = |b: bool| if b { "yes" } else { "no" }.to_owned();
+    for v in verdicts {
+        let (hpa, gru, how, r) = match v.equal_cost {
+            Some(e) => (
+                format!("{:.0} / {:.1}", e.hpa.cost, e.hpa.slo),
+                e.gru_slo.map_or("-".to_owned(), |s| format!("{s:.1}")),
+                match e.how {
+                    EqualCostHow::InBand => "within ±5 %",
+                    EqualCostHow::Interpolated => "interpolated",
+                    EqualCostHow::GruCheaper => "gru's costliest (cheaper)",
+                    EqualCostHow::GruCostlier => "gru never that cheap",
+                }
+                .to_owned(),
+                ratio(e.ratio),
+            ),
+            None => (
+                "not run".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+                "inf".to_owned(),
+            ),
+        };
+        table.row(vec![
+            v.kind.to_string(),
+            hpa,
+            gru,
+            how,
+            r,
+            yes(v.dominates_dynamite),
+            yes(v.dominates_gru_original),
         ]);
     }
     table.render()

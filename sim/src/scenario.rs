@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::config::{PlannerStrategy, PolicyConfig, PolicyRule};
+use common::config::{PlannerStrategy, PolicyConfig, PolicyRule, RuleMode};
 use serde::Serialize;
 
 use crate::baseline::DynamiteSettings;
@@ -21,8 +21,10 @@ pub enum Mode {
     /// are claimed in the ledger (one per service per cooldown window, within bounds);
     /// `MinInstances` is restored after a loss.
     Gru,
-    /// Gru as it was: every agent that decides to scale acts, on the plain mean of the
-    /// values it holds and the instance count its view adds up; no ledger, no repair.
+    /// Gru as it was (2016): every agent that decides to scale acts at once, on the plain
+    /// (unweighted) mean of the node averages it holds and the instance count its view adds
+    /// up; one instance per decision, no Period, no cooldowns ([`gru_original_policy`]);
+    /// no ledger, no repair.
     GruOriginal,
     /// One Kubernetes HPA controller (see [`crate::baseline::Hpa`]).
     Hpa,
@@ -208,22 +210,81 @@ pub struct Scenario {
 /// 60 s; CooldownOut 20 s, CooldownIn 60 s. In gru mode the cluster therefore adds at most
 /// 4 instances per 20 s, and removes at most 2 per minute.
 pub fn sim_policy() -> PolicyConfig {
-    let rule = |threshold: f64, period_secs: u64, step: u32| PolicyRule {
-        enable: true,
-        threshold,
-        metrics: Vec::new(),
-        analytics: vec![LOAD.to_owned()],
-        period_secs,
-        step,
-        ..PolicyRule::disabled(threshold)
-    };
     PolicyConfig {
-        scalein: rule(0.35, 60, 2),
-        scaleout: rule(0.75, 10, 4),
+        scalein: load_rule(0.35, 60, 2),
+        scaleout: load_rule(0.75, 10, 4),
         swap: PolicyRule::disabled(0.6),
         cooldown_out_secs: 20,
         cooldown_in_secs: 60,
     }
+}
+
+/// An enabled rule on the `load` analytic; every other field keeps its default, so that
+/// rules built here mean what they meant when new fields are added to `PolicyRule`.
+fn load_rule(threshold: f64, period_secs: u64, step: u32) -> PolicyRule {
+    PolicyRule {
+        enable: true,
+        threshold,
+        analytics: vec![LOAD.to_owned()],
+        period_secs,
+        step,
+        ..PolicyRule::disabled(threshold)
+    }
+}
+
+/// Gru as it was published (github.com/elleFlorio/gru, `autonomic/planner`): the scale-out
+/// policy's only action is one `START`, the scale-in policy's one `STOP`; a policy weighs
+/// as soon as the value crosses its threshold (there is no Period) and nothing waits
+/// between actions (there are no cooldowns). The thresholds are the ones the comparison
+/// gives every mode.
+pub fn gru_original_policy() -> PolicyConfig {
+    PolicyConfig {
+        scalein: load_rule(0.35, 0, 1),
+        scaleout: load_rule(0.75, 0, 1),
+        swap: PolicyRule::disabled(0.6),
+        cooldown_out_secs: 0,
+        cooldown_in_secs: 0,
+    }
+}
+
+/// The policy each mode's agents run in the presets: [`gru_original_policy`] for
+/// gru-original, [`sim_policy`] otherwise (the baselines have no agents; their windows are
+/// measured against it).
+pub fn policy_for(mode: Mode) -> PolicyConfig {
+    match mode {
+        Mode::GruOriginal => gru_original_policy(),
+        Mode::Gru | Mode::Hpa | Mode::Dynamite => sim_policy(),
+    }
+}
+
+/// How far above the target the scale-out rule starts to weigh (as HPA's tolerance, it keeps
+/// noise around the target from moving the count).
+pub const TARGET_OUT_MARGIN: f64 = 0.05;
+/// How far below the target the scale-in rule starts to weigh.
+pub const TARGET_IN_MARGIN: f64 = 0.2;
+
+/// gru's setting for target utilisation `target` in the Pareto sweep: both rules in target
+/// mode aiming for `target` (desired = ceil(n · v / target), growth at most max(Step, 100 %
+/// of n) per decision), scale-out weighing above `target + 0.05`, scale-in below
+/// `target - 0.2` and stabilized over 60 s (the highest desired count of the last minute,
+/// as HPA), no Period (a fresh breach is acted on at once), CooldownOut 10 s (one decision
+/// per 10 s, so that the next one counts the instances the last one started), no
+/// CooldownIn (the stabilization window paces scale-in).
+pub fn gru_target_policy(target: f64) -> PolicyConfig {
+    let rule = |threshold: f64| PolicyRule {
+        mode: RuleMode::Target,
+        target: Some(target),
+        ..load_rule(threshold.clamp(0.01, 0.99), 0, 1)
+    };
+    let mut policy = PolicyConfig {
+        scalein: rule(target - TARGET_IN_MARGIN),
+        scaleout: rule(target + TARGET_OUT_MARGIN),
+        swap: PolicyRule::disabled(0.6),
+        cooldown_out_secs: 10,
+        cooldown_in_secs: 0,
+    };
+    policy.scalein.stabilization_secs = 60;
+    policy
 }
 
 /// HPA's target in the comparisons: between the policy's two thresholds.
@@ -262,7 +323,7 @@ impl Scenario {
                 initial: 25,
                 demand: Demand::Trace(trace),
             }],
-            policy: sim_policy(),
+            policy: policy_for(mode),
             strategy: PlannerStrategy::ProbCumulative,
             timing: Timing::default(),
             max_friends: 5,
@@ -293,7 +354,7 @@ impl Scenario {
                 initial: 2,
                 demand: Demand::Load(0.9),
             }],
-            policy: sim_policy(),
+            policy: policy_for(mode),
             strategy: PlannerStrategy::ProbCumulative,
             timing: Timing::default(),
             max_friends: 5,
@@ -324,6 +385,27 @@ impl Scenario {
             demand: Demand::Constant(20.0),
         });
         self
+    }
+
+    /// The run at target utilisation `target`: gru's agents run
+    /// [`gru_target_policy`]`(target)`, HPA aims for `target`; other modes are unchanged.
+    pub fn with_target(mut self, target: f64) -> Scenario {
+        match self.mode {
+            Mode::Gru => self.policy = gru_target_policy(target),
+            Mode::Hpa => self.hpa_target = target,
+            Mode::GruOriginal | Mode::Dynamite => {}
+        }
+        self
+    }
+
+    /// The policy whose Steps and cooldown windows the invariants measure: the scenario's
+    /// own, except for gru-original, which has no cooldown; its herds are measured in the
+    /// windows of [`sim_policy`], as gru's are.
+    pub fn window_policy(&self) -> PolicyConfig {
+        match self.mode {
+            Mode::GruOriginal => sim_policy(),
+            Mode::Gru | Mode::Hpa | Mode::Dynamite => self.policy.clone(),
+        }
     }
 
     pub fn with_faults(mut self, name: &str, faults: Vec<Fault>) -> Scenario {

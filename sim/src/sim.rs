@@ -43,7 +43,7 @@ use serde::Serialize;
 
 use common::keys::ClusterKeys;
 
-use crate::baseline::{Dynamite, Hpa};
+use crate::baseline::{Dynamite, Hpa, METRICS_RESOLUTION_SECS, MetricWindow};
 use crate::gossip::{GossipScratch, communication_round};
 use crate::invariants::{Limits, ServiceInvariants, Violations};
 use crate::network::FakeNetwork;
@@ -172,7 +172,8 @@ struct Pending {
 #[derive(Debug)]
 enum Controllers {
     None,
-    Hpa(Vec<Hpa>),
+    /// Per service, the controller and what metrics-server serves it.
+    Hpa(Vec<Hpa>, Vec<MetricWindow>),
     Dynamite(Vec<Dynamite>),
 }
 
@@ -248,13 +249,22 @@ impl<'s, V: Views> Simulation<'s, V> {
             })
             .collect();
         let controllers = match scenario.mode {
-            Mode::Hpa => Controllers::Hpa(
-                scenario
-                    .services
-                    .iter()
-                    .map(|_| Hpa::new(scenario.hpa_target))
-                    .collect(),
-            ),
+            Mode::Hpa => {
+                // metrics-server scrapes at its own phase; the HPA syncs at 0 s, 15 s, ...
+                let phase = rng.random_range(1..METRICS_RESOLUTION_SECS);
+                Controllers::Hpa(
+                    scenario
+                        .services
+                        .iter()
+                        .map(|_| Hpa::new(scenario.hpa_target))
+                        .collect(),
+                    scenario
+                        .services
+                        .iter()
+                        .map(|_| MetricWindow::new(METRICS_RESOLUTION_SECS, phase))
+                        .collect(),
+                )
+            }
             Mode::Dynamite => Controllers::Dynamite(
                 scenario
                     .services
@@ -264,7 +274,7 @@ impl<'s, V: Views> Simulation<'s, V> {
             ),
             Mode::Gru | Mode::GruOriginal => Controllers::None,
         };
-        let policy = &scenario.policy;
+        let policy = &scenario.window_policy();
         let invariants = scenario
             .services
             .iter()
@@ -378,8 +388,11 @@ impl<'s, V: Views> Simulation<'s, V> {
                 self.communicate();
             }
             self.autonomic();
-        } else if self.clock.is_due(self.controller_period(), 0) {
-            self.control();
+        } else {
+            self.measure(secs);
+            if self.clock.is_due(self.controller_period(), 0) {
+                self.control();
+            }
         }
         self.observe(secs);
         self.clock.advance();
@@ -882,16 +895,34 @@ impl<'s, V: Views> Simulation<'s, V> {
         (weight > 0.0).then(|| sum / weight)
     }
 
-    /// One period of a baseline controller.
+    /// What the baselines' metric pipelines record each second: metrics-server's windows
+    /// take this second's utilisation of the pods that serve.
+    fn measure(&mut self, secs: u64) {
+        let utilisation: Vec<Option<f64>> = (0..self.scenario.services.len())
+            .map(|service| self.utilisation(service))
+            .collect();
+        if let Controllers::Hpa(_, windows) = &mut self.controllers {
+            for (window, value) in windows.iter_mut().zip(utilisation) {
+                window.record(secs, value);
+            }
+        }
+    }
+
+    /// One period of a baseline controller. HPA reads what metrics-server serves and counts
+    /// only started pods as ready; Dynamite reads the utilisation of the moment (its
+    /// collectors push a value per period).
     fn control(&mut self) {
         let secs = self.clock.secs();
         for service in 0..self.scenario.services.len() {
             let spec = &self.scenario.services[service];
             let (min, max) = (spec.min, spec.max.unwrap_or(u32::MAX));
             let current = self.runtime.total_instances(service);
+            let ready = self.runtime.total_running(service);
             let utilisation = self.utilisation(service);
             let desired = match (&mut self.controllers, utilisation) {
-                (Controllers::Hpa(hpas), Some(v)) => hpas[service].recommend(secs, current, v),
+                (Controllers::Hpa(hpas, windows), _) => {
+                    hpas[service].recommend(secs, current, ready, windows[service].served())
+                }
                 (Controllers::Dynamite(dynamites), Some(v)) => {
                     current.saturating_add_signed(dynamites[service].decide(secs, v))
                 }
@@ -900,6 +931,9 @@ impl<'s, V: Views> Simulation<'s, V> {
             .clamp(min, max.max(min));
             if desired > current {
                 let added = self.place(service, desired - current, secs);
+                if let Controllers::Hpa(hpas, _) = &mut self.controllers {
+                    hpas[service].scaled_up(secs, added);
+                }
                 if added > 0 {
                     self.report.scale_out_actions += 1;
                     self.report.instances_added += u64::from(added);

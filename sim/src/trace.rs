@@ -1,13 +1,20 @@
 //! Workload traces: a service's demand, in requests per second, second by second.
 //!
-//! The project ships four traces in `sim/traces/`, each generated from a seed by
+//! The project ships six traces in `sim/traces/`, each generated from a seed by
 //! [`TraceKind::generate`] (`gru-sim traces` writes them; a test checks that the shipped
-//! files are exactly what their seeds give):
+//! files are exactly what their seeds give), and `gru-sim bench --trace-seeds A..B`
+//! generates every kind from other seeds:
 //!
 //! * `step`: a quiet hour with a sudden fourfold step up, held, then back down;
 //! * `ramp`: a steady climb to the peak, a plateau, a faster descent;
 //! * `bursty`: a noisy base with spikes of random height and length at random times;
-//! * `diurnal`: two hours of a compressed day, a trough and a peak with a shoulder.
+//! * `diurnal`: two hours of a compressed day, a trough and a peak with a shoulder;
+//! * `double-spike`: designed to hurt an autoscaler: pairs of short, tall spikes whose gap
+//!   (45-120 s) is shorter than a cooldown or HPA's 300 s scale-down stabilization, so a
+//!   controller that has just scaled is caught either still blocked or already shrunk;
+//! * `sawtooth`: designed to hurt too: a slow climb to the peak over 8-12 minutes, a drop
+//!   back to the base within a second, repeated: the climb asks for one scale-out after
+//!   another, the drop leaves a large surplus at once.
 //!
 //! Every trace has a little multiplicative noise, so that no two seconds are identical.
 
@@ -71,14 +78,18 @@ pub enum TraceKind {
     Ramp,
     Bursty,
     Diurnal,
+    DoubleSpike,
+    Sawtooth,
 }
 
 /// The shipped traces and their seeds.
-pub const SHIPPED_TRACES: [(TraceKind, u64); 4] = [
+pub const SHIPPED_TRACES: [(TraceKind, u64); 6] = [
     (TraceKind::Step, 11),
     (TraceKind::Ramp, 22),
     (TraceKind::Bursty, 33),
     (TraceKind::Diurnal, 44),
+    (TraceKind::DoubleSpike, 55),
+    (TraceKind::Sawtooth, 66),
 ];
 
 /// Demand before and after the shipped traces' changes, in requests per second.
@@ -88,11 +99,13 @@ const PEAK_RPS: f64 = 650.0;
 const NOISE: f64 = 0.04;
 
 impl TraceKind {
-    pub const ALL: [TraceKind; 4] = [
+    pub const ALL: [TraceKind; 6] = [
         TraceKind::Step,
         TraceKind::Ramp,
         TraceKind::Bursty,
         TraceKind::Diurnal,
+        TraceKind::DoubleSpike,
+        TraceKind::Sawtooth,
     ];
 
     pub fn name(self) -> &'static str {
@@ -101,6 +114,8 @@ impl TraceKind {
             TraceKind::Ramp => "ramp",
             TraceKind::Bursty => "bursty",
             TraceKind::Diurnal => "diurnal",
+            TraceKind::DoubleSpike => "double-spike",
+            TraceKind::Sawtooth => "sawtooth",
         }
     }
 
@@ -150,6 +165,14 @@ impl TraceKind {
                     })
                     .collect(),
             ),
+            TraceKind::DoubleSpike => (
+                "150 req/s; three pairs of spikes to +450..+700 req/s, each 30..60 s long, 45..120 s apart; 1 h",
+                double_spikes(&mut rng),
+            ),
+            TraceKind::Sawtooth => (
+                "150 req/s climbing linearly to 550..700 req/s over 8..12 min, then back to 150 req/s at once, repeated; 1 h",
+                sawtooth(&mut rng),
+            ),
         };
         let demand = shape
             .into_iter()
@@ -191,6 +214,53 @@ fn bursty(rng: &mut StdRng) -> Vec<f64> {
             *value = BASE + height;
         }
     }
+    demand
+}
+
+/// Base demand of the two adversarial shapes, in requests per second.
+const ADVERSARIAL_BASE_RPS: f64 = 150.0;
+/// Pairs of spikes in a `double-spike` trace.
+const SPIKE_PAIRS: usize = 3;
+
+/// `SPIKE_PAIRS` pairs of spikes, one pair per third of the hour (its start drawn in the
+/// first half of the third, so that pairs never overlap): each spike 30-60 s long and
+/// +450..+700 req/s tall, rising and falling within a second; the second spike of a pair
+/// starts 45-120 s after the first ends.
+fn double_spikes(rng: &mut StdRng) -> Vec<f64> {
+    const LENGTH_SECS: u64 = 3600;
+    let mut demand = vec![ADVERSARIAL_BASE_RPS; LENGTH_SECS as usize];
+    let third = LENGTH_SECS / SPIKE_PAIRS as u64;
+    for pair in 0..SPIKE_PAIRS as u64 {
+        let mut at = pair * third + rng.random_range(60..third / 2);
+        for _ in 0..2 {
+            let length = rng.random_range(30..=60_u64);
+            let height = rng.random_range(450.0..700.0);
+            for value in demand.iter_mut().skip(at as usize).take(length as usize) {
+                *value = ADVERSARIAL_BASE_RPS + height;
+            }
+            at += length + rng.random_range(45..=120_u64);
+        }
+    }
+    demand
+}
+
+/// Teeth until the hour is full: each climbs linearly from the base to a peak of
+/// 550-700 req/s over 8-12 minutes, then drops back to the base at once and stays there
+/// 30-90 s before the next climb.
+fn sawtooth(rng: &mut StdRng) -> Vec<f64> {
+    const LENGTH_SECS: usize = 3600;
+    let mut demand = Vec::with_capacity(LENGTH_SECS);
+    while demand.len() < LENGTH_SECS {
+        let climb = rng.random_range(480..=720_usize);
+        let peak = rng.random_range(550.0..700.0);
+        for t in 0..climb {
+            let rise = t as f64 / climb as f64;
+            demand.push(ADVERSARIAL_BASE_RPS + (peak - ADVERSARIAL_BASE_RPS) * rise);
+        }
+        let rest = rng.random_range(30..=90_usize);
+        demand.extend(std::iter::repeat_n(ADVERSARIAL_BASE_RPS, rest));
+    }
+    demand.truncate(LENGTH_SECS);
     demand
 }
 
@@ -250,6 +320,64 @@ mod tests {
             bursty.demand_at(1_000_000),
             *bursty.demand.last().expect("demand")
         );
+    }
+
+    /// The spikes of a trace: (first second, length) of each run of seconds above
+    /// `level`.
+    fn runs_above(trace: &Trace, level: f64) -> Vec<(usize, usize)> {
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        let mut start = None;
+        for (t, d) in trace.demand.iter().enumerate() {
+            match (start, *d > level) {
+                (None, true) => start = Some(t),
+                (Some(s), false) => {
+                    runs.push((s, t - s));
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(s) = start {
+            runs.push((s, trace.demand.len() - s));
+        }
+        runs
+    }
+
+    #[test]
+    fn double_spikes_come_in_pairs_closer_than_a_stabilization_window() {
+        for seed in 0..20 {
+            let trace = TraceKind::DoubleSpike.generate(seed);
+            assert_eq!(trace.duration_secs(), 3600);
+            let spikes = runs_above(&trace, 400.0);
+            assert_eq!(spikes.len(), 2 * SPIKE_PAIRS, "seed {seed}: {spikes:?}");
+            for pair in spikes.chunks(2) {
+                let ((first, length_1), (second, length_2)) = (pair[0], pair[1]);
+                assert!((30..=60).contains(&length_1) && (30..=60).contains(&length_2));
+                let gap = second - (first + length_1);
+                assert!((45..=120).contains(&gap), "seed {seed}: gap {gap} s");
+                // Sharp: from the base to the top within one second.
+                assert!(trace.demand[first - 1] < 170.0 && trace.demand[first] > 550.0);
+            }
+            assert!(trace.demand_at(0) < 170.0);
+        }
+    }
+
+    #[test]
+    fn sawtooth_climbs_slowly_and_drops_at_once() {
+        for seed in 0..20 {
+            let trace = TraceKind::Sawtooth.generate(seed);
+            assert_eq!(trace.duration_secs(), 3600);
+            // Drops: one second to the next falls by more than 300 req/s; climbs never
+            // rise by more than the noise plus a slope of ~1.2 req/s per second.
+            let steps: Vec<f64> = trace.demand.windows(2).map(|w| w[1] - w[0]).collect();
+            let drops = steps.iter().filter(|d| **d < -300.0).count();
+            assert!((4..=7).contains(&drops), "seed {seed}: {drops} drops");
+            assert!(
+                steps.iter().all(|d| *d < 60.0),
+                "seed {seed}: a sudden rise"
+            );
+            assert!(trace.peak() > 520.0, "seed {seed}");
+        }
     }
 
     #[test]

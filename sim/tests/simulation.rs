@@ -277,7 +277,10 @@ fn target_tracking_keeps_its_invariants_under_each_fault_and_fills_across_nodes(
             "{name}: above max outside a partition"
         );
         // Decisions larger than the deciding node's room were filled by other agents.
-        assert!(report.instances_filled > 0, "{name}: no fills in {report:?}");
+        assert!(
+            report.instances_filled > 0,
+            "{name}: no fills in {report:?}"
+        );
     }
 }
 
