@@ -83,6 +83,18 @@ impl Want {
         }
     }
 
+    /// What the agent's log says it claims.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Want::Floor { .. } => "a start to restore MinInstances",
+            Want::Ceiling => "a stop to get back under MaxInstances",
+            Want::Fill => "its share of a target-tracking decision",
+            Want::Step { .. } => "a scaling step",
+            Want::Target { .. } => "a target-tracking decision",
+            Want::Swap { .. } => "half of a swap",
+        }
+    }
+
     /// Whether this want is a scaling decision (cooldowns apply), not a repair or a fill.
     pub fn is_decision(self) -> bool {
         matches!(

@@ -868,7 +868,10 @@ fn documents_written_around_the_cli_leave_the_last_good_configuration_in_place()
                 etcd.etcdctl(&["del", &key(case.key)]);
             }
         }
-        max = if max == 3 { 4 } else { 3 };
+        // Never the good document's own MaxInstances (3): seeing the new value must mean
+        // the second put was read, not only the first (else the agent may load the second
+        // while the next case is already under test, and its revision moves).
+        max = if max == 4 { 5 } else { 4 };
         let mut web = good_web.clone();
         web["MaxInstances"] = json!(max);
         etcd_put(&etcd, &key("services/web"), web.to_string().as_bytes());

@@ -1173,7 +1173,7 @@ impl Autonomic {
             return None;
         }
         if !decision {
-            tracing::info!(%service, ?ledger, observed, ?want, "claiming a repair");
+            tracing::info!(%service, ?ledger, observed, "claiming {}", want.describe());
         }
         let ttls = tick::ttls(
             want,
