@@ -330,7 +330,7 @@ pub fn partition_near_max(mode: Mode, seed: u64) -> Scenario {
 }
 
 /// The targets the Pareto comparison sweeps, for gru and for HPA alike.
-pub const PARETO_TARGETS: [f64; 5] = [0.4, 0.5, 0.6, 0.7, 0.8];
+pub const PARETO_TARGETS: [f64; 9] = [0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 0.9, 0.95];
 
 /// HPA's target the equal-cost comparison is made at.
 pub const REFERENCE_HPA_TARGET: f64 = 0.6;
@@ -350,7 +350,7 @@ impl Setting {
     /// `gru-0.6`, `hpa-0.4`, `dynamite`.
     pub fn label(&self) -> String {
         match self.target {
-            Some(target) => format!("{}-{target:.1}", self.mode),
+            Some(target) => format!("{}-{target}", self.mode),
             None => self.mode.to_string(),
         }
     }

@@ -257,6 +257,14 @@ pub fn policy_for(mode: Mode) -> PolicyConfig {
     }
 }
 
+/// The loops gru's agents run in the Pareto sweep: gossip every second, a MAPE-K loop every
+/// 2 s (the integration tests run 1 s and 1 s; Gru's README suggested 55 s and 60 s). The
+/// other agent mode, gru-original, keeps [`Timing::default`] (5 s and 10 s). Faster loops
+/// cost gru messages (10 per agent per round, one round a second), not containers.
+pub fn gru_pareto_timing() -> Timing {
+    Timing::agent(1, 2)
+}
+
 /// How far above the target the scale-out rule starts to weigh (as HPA's tolerance, it keeps
 /// noise around the target from moving the count).
 pub const TARGET_OUT_MARGIN: f64 = 0.05;
@@ -264,12 +272,13 @@ pub const TARGET_OUT_MARGIN: f64 = 0.05;
 pub const TARGET_IN_MARGIN: f64 = 0.2;
 
 /// gru's setting for target utilisation `target` in the Pareto sweep: both rules in target
-/// mode aiming for `target` (desired = ceil(n · v / target), growth at most max(Step, 100 %
+/// mode aiming for `target` (desired = ceil(n · v / target), growth at most max(Step, 200 %
 /// of n) per decision), scale-out weighing above `target + 0.05`, scale-in below
-/// `target - 0.2` and stabilized over 60 s (the highest desired count of the last minute,
-/// as HPA), no Period (a fresh breach is acted on at once), CooldownOut 10 s (one decision
-/// per 10 s, so that the next one counts the instances the last one started), no
-/// CooldownIn (the stabilization window paces scale-in).
+/// `target - 0.2` and stabilized over 30 s (the highest desired count of the last 30 s, as
+/// HPA does over 300 s), no Period (a fresh breach is acted on at once), CooldownOut 5 s
+/// (one decision per 5 s, the time the instances of the last one take to start), no
+/// CooldownIn (the stabilization window paces scale-in). The agents run it with the loops
+/// of [`gru_pareto_timing`].
 pub fn gru_target_policy(target: f64) -> PolicyConfig {
     let rule = |threshold: f64| PolicyRule {
         mode: RuleMode::Target,
@@ -280,10 +289,11 @@ pub fn gru_target_policy(target: f64) -> PolicyConfig {
         scalein: rule(target - TARGET_IN_MARGIN),
         scaleout: rule(target + TARGET_OUT_MARGIN),
         swap: PolicyRule::disabled(0.6),
-        cooldown_out_secs: 10,
+        cooldown_out_secs: 5,
         cooldown_in_secs: 0,
     };
-    policy.scalein.stabilization_secs = 60;
+    policy.scaleout.max_growth_percent = 200;
+    policy.scalein.stabilization_secs = 30;
     policy
 }
 
@@ -391,7 +401,10 @@ impl Scenario {
     /// [`gru_target_policy`]`(target)`, HPA aims for `target`; other modes are unchanged.
     pub fn with_target(mut self, target: f64) -> Scenario {
         match self.mode {
-            Mode::Gru => self.policy = gru_target_policy(target),
+            Mode::Gru => {
+                self.policy = gru_target_policy(target);
+                self.timing = gru_pareto_timing();
+            }
             Mode::Hpa => self.hpa_target = target,
             Mode::GruOriginal | Mode::Dynamite => {}
         }

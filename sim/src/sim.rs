@@ -458,9 +458,12 @@ impl<'s, V: Views> Simulation<'s, V> {
                 }
             };
             for (service, spec) in self.scenario.services.iter().enumerate() {
-                let running = self.runtime.running(node, service);
+                // The agent publishes an instance as soon as its container runs, before
+                // it serves (gru has no readiness check yet): starting instances count.
+                let published =
+                    self.runtime.running(node, service) + self.runtime.starting(node, service);
                 self.store
-                    .publish_instances(&name, &spec.name, running, lease);
+                    .publish_instances(&name, &spec.name, published, lease);
             }
         }
         for (service, spec) in self.scenario.services.iter().enumerate() {
