@@ -186,6 +186,24 @@ pub fn effective_count(observed: u32, intent: Option<&Intent>) -> u32 {
     }
 }
 
+/// Whether the ledger lets a scale-out decision start instances: not while the cluster
+/// cools down from the last one, nor (under a MaxInstances) while a stop settles: the
+/// stopped instance is out of discovery (so out of the count) before it is gone, and
+/// starting one now would run max + 1 until it has drained.
+fn may_start(ledger: &Ledger, max: Option<u32>) -> Result<(), Refusal> {
+    if ledger.out_cooling {
+        return Err(Refusal::CoolingDown(Direction::Out));
+    }
+    let stop_settling = ledger
+        .intent
+        .as_ref()
+        .is_some_and(|i| i.direction == Direction::In);
+    if stop_settling && max.is_some() {
+        return Err(Refusal::StopSettling);
+    }
+    Ok(())
+}
+
 /// Decides what `request` may claim given `ledger`. `cooldown_out`/`cooldown_in` say
 /// whether those cooldowns are configured (non-zero).
 pub fn evaluate(
@@ -197,18 +215,7 @@ pub fn evaluate(
     let count = effective_count(request.observed, ledger.intent.as_ref());
     let (granted, count_after) = match request.direction {
         Direction::Out => {
-            if ledger.out_cooling {
-                return Err(Refusal::CoolingDown(Direction::Out));
-            }
-            // The stopped instance is out of discovery (so out of `observed`) before it
-            // is gone: starting one now would run max + 1 until it has drained.
-            let stop_settling = ledger
-                .intent
-                .as_ref()
-                .is_some_and(|i| i.direction == Direction::In);
-            if stop_settling && request.max.is_some() {
-                return Err(Refusal::StopSettling);
-            }
+            may_start(ledger, request.max)?;
             let room = request
                 .max
                 .map_or(u32::MAX, |max| max.saturating_sub(count));
@@ -281,16 +288,7 @@ pub fn evaluate_target(
     let desired = request.desired.clamp(request.min, max.max(request.min));
     let (own, count_after) = match request.direction {
         Direction::Out => {
-            if ledger.out_cooling {
-                return Err(Refusal::CoolingDown(Direction::Out));
-            }
-            let stop_settling = ledger
-                .intent
-                .as_ref()
-                .is_some_and(|i| i.direction == Direction::In);
-            if stop_settling && request.max.is_some() {
-                return Err(Refusal::StopSettling);
-            }
+            may_start(ledger, request.max)?;
             if count >= max {
                 return Err(Refusal::AtBound { count, bound: max });
             }

@@ -279,49 +279,22 @@ fn target_out(
     let n = service
         .counted_instances()
         .saturating_add(service.pending_here);
-    let target = policy.target(rule);
-    let Some((desired, how)) = desired_count(&as_refs(values), n, target) else {
+    let key = Key::Out(service.name.clone());
+    let Some(mut recommended) = recommend(policy, rule, key, n, values, state, now) else {
         return (rule.step.max(1), gru);
     };
-    let window = Duration::from_secs(rule.stabilization_secs);
-    let recent = state
-        .recommendations
-        .entry(Key::Out(service.name.clone()))
-        .or_default();
-    recent.record(now, desired, window);
-    let stabilized = recent.lowest(now, window).unwrap_or(desired);
     if gru.weight <= 0.0 {
         return (rule.step.max(1), gru);
     }
     let limit = growth_limit(n, rule.step, rule.max_growth_percent);
-    let reached = stabilized.min(n.saturating_add(limit));
-    let mut explanation = format!("target {target:.2}: {how}");
-    if stabilized < desired {
-        explanation.push_str(&format!(
-            ", {stabilized} the lowest of the last {} s",
-            rule.stabilization_secs
-        ));
+    let reached = recommended.stabilized.min(n.saturating_add(limit));
+    if reached < recommended.stabilized {
+        recommended
+            .explanation
+            .push_str(&format!(", growth limited to +{limit}"));
     }
-    if reached < stabilized {
-        explanation.push_str(&format!(", growth limited to +{limit}"));
-    }
-    explanation.push_str(&format!(" ({})", gru.explanation));
-    if reached <= n {
-        return (
-            rule.step.max(1),
-            Weighing {
-                weight: 0.0,
-                explanation: format!("{explanation}; {n} instances already"),
-            },
-        );
-    }
-    (
-        reached - n,
-        Weighing {
-            weight: 1.0,
-            explanation,
-        },
-    )
+    let explanation = format!("{} ({})", recommended.explanation, gru.explanation);
+    decided(rule.step, reached.saturating_sub(n), n, explanation)
 }
 
 /// A target-tracking scale-in: when a value is below the threshold (Gru's weight > 0), down
@@ -336,31 +309,72 @@ fn target_in(
 ) -> (u32, Weighing) {
     let rule = &policy.scalein;
     let n = service.counted_instances();
-    let target = policy.target(rule);
-    let Some((desired, how)) = desired_count(&as_refs(values), n, target) else {
+    let key = Key::In(service.name.clone());
+    let Some(recommended) = recommend(policy, rule, key, n, values, state, now) else {
         return (rule.step.max(1), gru);
     };
-    let window = Duration::from_secs(rule.stabilization_secs);
-    let recent = state
-        .recommendations
-        .entry(Key::In(service.name.clone()))
-        .or_default();
-    recent.record(now, desired, window);
-    let stabilized = recent.highest(now, window).unwrap_or(desired);
     if gru.weight <= 0.0 {
         return (rule.step.max(1), gru);
     }
+    let explanation = format!("{} ({})", recommended.explanation, gru.explanation);
+    decided(
+        rule.step,
+        n.saturating_sub(recommended.stabilized),
+        n,
+        explanation,
+    )
+}
+
+/// What a target-tracking rule recommends now, stabilized over its window.
+struct Recommended {
+    /// The count after stabilization: the lowest of the window for a scale-out, the highest
+    /// for a scale-in.
+    stabilized: u32,
+    explanation: String,
+}
+
+/// Records the count `values` call for from `n` instances in the rule's recent
+/// recommendations (keyed by service and direction) and stabilizes it; `None` when no value
+/// is available.
+fn recommend(
+    policy: &PolicyConfig,
+    rule: &PolicyRule,
+    key: Key,
+    n: u32,
+    values: &[(String, AnalyticValue)],
+    state: &mut PlannerState,
+    now: Millis,
+) -> Option<Recommended> {
+    let target = policy.target(rule);
+    let (desired, how) = desired_count(&as_refs(values), n, target)?;
+    let window = Duration::from_secs(rule.stabilization_secs);
+    let out = matches!(key, Key::Out(_));
+    let recent = state.recommendations.entry(key).or_default();
+    recent.record(now, desired, window);
+    let (stabilized, which) = if out {
+        (recent.lowest(now, window).unwrap_or(desired), "lowest")
+    } else {
+        (recent.highest(now, window).unwrap_or(desired), "highest")
+    };
     let mut explanation = format!("target {target:.2}: {how}");
-    if stabilized > desired {
+    if stabilized != desired {
         explanation.push_str(&format!(
-            ", {stabilized} the highest of the last {} s",
+            ", {stabilized} the {which} of the last {} s",
             rule.stabilization_secs
         ));
     }
-    explanation.push_str(&format!(" ({})", gru.explanation));
-    if stabilized >= n {
+    Some(Recommended {
+        stabilized,
+        explanation,
+    })
+}
+
+/// A target-tracking candidate that moves `count` instances (weight 1), or, with nothing to
+/// move, weight 0 and why.
+fn decided(step: u32, count: u32, n: u32, explanation: String) -> (u32, Weighing) {
+    if count == 0 {
         return (
-            rule.step.max(1),
+            step.max(1),
             Weighing {
                 weight: 0.0,
                 explanation: format!("{explanation}; {n} instances already"),
@@ -368,7 +382,7 @@ fn target_in(
         );
     }
     (
-        n - stabilized,
+        count,
         Weighing {
             weight: 1.0,
             explanation,
