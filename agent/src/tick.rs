@@ -25,7 +25,10 @@
 //!                                                                  └─ refusal (recorded) ◄──┘ lost: nothing
 //! ```
 
+use std::time::Duration;
+
 use common::config::PolicyConfig;
+use rand::{Rng, RngExt};
 
 use crate::coordination::{
     self, Claim, Direction, Ledger, LedgerTtls, Refusal, Request, TargetRequest,
@@ -296,6 +299,27 @@ pub fn ttls(
     }
 }
 
+/// A fill that lost its race (another agent's claim changed the ledger first) is tried
+/// again after a random delay between these two, not at the next loop: the agents with
+/// room fill a target one claim after another, and waiting a loop between turns made a
+/// decision larger than a few nodes' room take many loops. The randomness spreads the
+/// retries so that most of them find the ledger settled.
+pub const FILL_RETRY_DELAY_MIN: Duration = Duration::from_millis(10);
+pub const FILL_RETRY_DELAY_MAX: Duration = Duration::from_millis(100);
+/// The most retries of lost fills in a row; after them the fill waits for the next loop
+/// (or the next target). A won fill, or a ledger with no target, starts the count again.
+pub const MAX_FILL_RETRIES: u32 = 50;
+
+/// The delay before retrying a lost fill: uniform in
+/// [[`FILL_RETRY_DELAY_MIN`], [`FILL_RETRY_DELAY_MAX`]).
+pub fn fill_retry_delay<R: Rng + ?Sized>(rng: &mut R) -> Duration {
+    let (min, max) = (
+        FILL_RETRY_DELAY_MIN.as_millis() as u64,
+        FILL_RETRY_DELAY_MAX.as_millis() as u64,
+    );
+    Duration::from_millis(rng.random_range(min..max))
+}
+
 /// What a won claim makes this agent do on its node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effect {
@@ -318,6 +342,20 @@ pub fn effect(claim: &Claim) -> Effect {
 mod tests {
     use super::*;
     use crate::coordination::{Intent, Target};
+
+    #[test]
+    fn a_lost_fill_is_retried_within_the_delay_range_spread_at_random() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let delays: Vec<Duration> = (0..1_000).map(|_| fill_retry_delay(&mut rng)).collect();
+        assert!(
+            delays
+                .iter()
+                .all(|d| (FILL_RETRY_DELAY_MIN..FILL_RETRY_DELAY_MAX).contains(d))
+        );
+        let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
+        assert!(distinct.len() > 50, "{} distinct delays", distinct.len());
+    }
 
     fn observation(observed: u32, running_here: u32, room_here: u32) -> ServiceObservation {
         ServiceObservation {

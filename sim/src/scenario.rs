@@ -124,6 +124,21 @@ pub struct Timing {
     pub stale_secs: u64,
     /// The intent's TTL: a claim's instances show in discovery within it.
     pub settle_secs: u64,
+    /// Fill attempts an agent makes in one tick while it keeps losing the race: its first
+    /// and its retries (see [`fill_rounds`]).
+    pub fill_rounds: usize,
+}
+
+/// Fill attempts per tick of `tick_secs`: as if every retry waited the agent's longest
+/// retry delay (`gru_agent::tick::FILL_RETRY_DELAY_MAX`) and only one of the agents
+/// retrying at once won. The agent's retries are spread at random, so more of them win in
+/// reality: this is the slow side.
+pub fn fill_rounds(tick_secs: u64) -> usize {
+    let delay_ms = gru_agent::tick::FILL_RETRY_DELAY_MAX.as_millis().max(1) as u64;
+    let per_tick = tick_secs.saturating_mul(1_000) / delay_ms;
+    usize::try_from(per_tick)
+        .unwrap_or(usize::MAX)
+        .clamp(1, gru_agent::tick::MAX_FILL_RETRIES as usize + 1)
 }
 
 impl Timing {
@@ -133,8 +148,9 @@ impl Timing {
     /// to start.
     pub fn agent(comm_secs: u64, loop_secs: u64) -> Timing {
         let stale = gru_agent::runtime::gossip::stale_after(Duration::from_secs(comm_secs.max(1)));
+        let tick_secs = 1;
         Timing {
-            tick_secs: 1,
+            tick_secs,
             comm_secs,
             loop_secs,
             start_delay_secs: 5,
@@ -146,6 +162,7 @@ impl Timing {
                 gru_agent::coordination::Direction::Out,
                 0,
             ) as u64,
+            fill_rounds: fill_rounds(tick_secs),
         }
     }
 }

@@ -756,14 +756,45 @@ impl<'s, V: Views> Simulation<'s, V> {
         }
         // Phase B: claims in random order, each against the ledger it read.
         pending.shuffle(&mut self.rng);
+        let mut lost = Vec::new();
         for claim in pending {
-            self.claim(claim, secs);
+            if let Some(fill) = self.claim(claim, secs) {
+                lost.push(fill);
+            }
+        }
+        // A fill that lost its race is retried moments later (the agent retries a lost
+        // fill after a short random delay, `tick::fill_retry_delay`): within this tick,
+        // each retry against the ledger and the room as they are now.
+        for _ in 1..timing.fill_rounds.max(1) {
+            if lost.is_empty() {
+                break;
+            }
+            let mut retries: Vec<Pending> = lost
+                .drain(..)
+                .filter(|&(agent, _)| self.agents[agent].alive && self.network.reaches_store(agent))
+                .map(|(agent, service)| Pending {
+                    agent,
+                    service,
+                    want: Want::Fill,
+                    ledger: self
+                        .store
+                        .read_ledger(&self.scenario.services[service].name),
+                    observation: self.observation(agent, service),
+                    growth: 0,
+                })
+                .collect();
+            retries.shuffle(&mut self.rng);
+            for claim in retries {
+                if let Some(fill) = self.claim(claim, secs) {
+                    lost.push(fill);
+                }
+            }
         }
     }
 
     /// Claims what `pending` wants through the tick core, as the agent does, and carries
     /// out the agent's part if the claim is won.
-    fn claim(&mut self, pending: Pending, secs: u64) {
+    fn claim(&mut self, pending: Pending, secs: u64) -> Option<(usize, usize)> {
         let spec = &self.scenario.services[pending.service];
         let policy = &self.scenario.policy;
         let timing = self.scenario.timing;
@@ -779,7 +810,7 @@ impl<'s, V: Views> Simulation<'s, V> {
                 if pending.want.is_decision() {
                     self.report.claims_refused += 1;
                 }
-                return;
+                return None;
             }
         };
         let ttls = tick::ttls(
@@ -793,7 +824,7 @@ impl<'s, V: Views> Simulation<'s, V> {
             .store
             .claim_step(&spec.name, pending.ledger.revision, &claim, ttls)
         {
-            return;
+            return (pending.want == Want::Fill).then_some((pending.agent, pending.service));
         }
         if let Want::Target { direction, .. } = pending.want {
             self.invariants[pending.service].decided(
@@ -836,6 +867,7 @@ impl<'s, V: Views> Simulation<'s, V> {
                 }
             }
         }
+        None
     }
 
     /// Starts instances for a target-tracking decision or a fill: counted as added, not

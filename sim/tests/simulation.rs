@@ -329,3 +329,45 @@ fn the_simulator_claims_only_through_the_tick_core() {
         "ledger rules applied outside gru_agent::tick: {offences:?}"
     );
 }
+
+/// The longest run of consecutive seconds in which the count of `web` grows, in the minute
+/// after the step (at 600 s), and the count at the end of that minute.
+fn longest_growth(report: &RunReport) -> (usize, u32) {
+    let series = &report.instance_series[599..660];
+    let (mut longest, mut run) = (0, 0);
+    for pair in series.windows(2) {
+        run = if pair[1] > pair[0] { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    (longest, series[series.len() - 1])
+}
+
+/// A target-tracking decision larger than the deciding node's room is filled by the other
+/// agents one claim after another; a lost fill is retried moments later (the agent's
+/// `tick::fill_retry_delay`), so the whole decision starts within two loops, where trying
+/// once a tick started one node's room per tick.
+#[test]
+fn a_target_beyond_one_nodes_room_is_filled_within_two_loops() {
+    let step = trace(TraceKind::Step, 1_200);
+    let mut scenario = Scenario::trace_run(Mode::Gru, step, 50, 1).with_target(0.5);
+    scenario.view = ViewKind::Compact;
+    let retried = run(&scenario);
+    scenario.timing.fill_rounds = 1;
+    let once = run(&scenario);
+    let (retried_secs, retried_count) = longest_growth(&retried);
+    let (once_secs, _) = longest_growth(&once);
+    assert!(
+        retried_count >= 100,
+        "a minute after the step web has {retried_count} instances only"
+    );
+    let two_loops = 2 * scenario.timing.loop_secs as usize;
+    assert!(
+        retried_secs <= two_loops,
+        "a decision took {retried_secs} s to fill with retries (one try a tick: {once_secs} s)"
+    );
+    assert!(
+        once_secs > two_loops,
+        "one try a tick filled as fast ({once_secs} s): the test does not see retries"
+    );
+    assert_eq!(retried.violations.total(), 0, "{:?}", retried.violations);
+}

@@ -111,8 +111,12 @@ pub struct Autonomic {
     prober: Prober,
     /// Services with a standing target-tracking decision, as the ledger watch tells.
     targets: Arc<std::sync::Mutex<BTreeSet<String>>>,
-    /// Woken by the ledger watch when a target is set.
+    /// Woken by the ledger watch when a target is set, and by a lost fill's retry.
     targets_changed: Arc<Notify>,
+    /// Lost fills retried in a row (see [`tick::MAX_FILL_RETRIES`]), and the retry that
+    /// waits, if one does.
+    fill_retries: u32,
+    fill_retry: Option<JoinHandle<()>>,
     /// The services whose newest local values crossed a scale-out or scale-in threshold
     /// at the last check: a service that newly crosses one brings the next tick forward.
     crossing: BTreeSet<String>,
@@ -165,6 +169,8 @@ impl Autonomic {
             prober,
             targets: Arc::default(),
             targets_changed: Arc::new(Notify::new()),
+            fill_retries: 0,
+            fill_retry: None,
             crossing: BTreeSet::new(),
         }
     }
@@ -223,6 +229,9 @@ impl Autonomic {
         }
         events.abort();
         ledgers.abort();
+        if let Some(retry) = self.fill_retry.take() {
+            retry.abort();
+        }
         for (_, tasks) in std::mem::take(&mut self.followers) {
             tasks.iter().for_each(JoinHandle::abort);
         }
@@ -816,6 +825,28 @@ impl Autonomic {
         }
     }
 
+    /// Tries the standing targets' fills again shortly (another agent's claim came first),
+    /// at most [`tick::MAX_FILL_RETRIES`] times in a row and one retry at a time.
+    fn retry_fill(&mut self) {
+        if self.fill_retry.as_ref().is_some_and(|r| !r.is_finished()) {
+            return;
+        }
+        if self.fill_retries >= tick::MAX_FILL_RETRIES {
+            tracing::debug!(
+                retries = self.fill_retries,
+                "lost every fill retry; the next loop tries again"
+            );
+            return;
+        }
+        self.fill_retries += 1;
+        let delay = tick::fill_retry_delay(&mut self.rng);
+        let wake = self.targets_changed.clone();
+        self.fill_retry = Some(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            wake.notify_one();
+        }));
+    }
+
     /// What this agent observes of a service for its claims, `observed` being the
     /// discovery count it read (corrected up to what runs here).
     fn observation(
@@ -1139,6 +1170,7 @@ impl Autonomic {
         };
         if want == Want::Fill && ledger.target.is_none() {
             // The watch's news is stale: the target expired or was never there.
+            self.fill_retries = 0;
             self.targets
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -1160,6 +1192,9 @@ impl Autonomic {
         let claim = match tick::decide(&self.shared.node, want, &observation, &ledger, &policy) {
             Ok(claim) => claim,
             Err(refusal) => {
+                if want == Want::Fill {
+                    self.fill_retries = 0;
+                }
                 refused(self, refusal.to_string());
                 return None;
             }
@@ -1187,9 +1222,17 @@ impl Autonomic {
             .claim_step(&self.keys, service, ledger.revision, &claim, ttls)
             .await
         {
-            Ok(true) => Some(claim),
+            Ok(true) => {
+                if want == Want::Fill {
+                    self.fill_retries = 0;
+                }
+                Some(claim)
+            }
             Ok(false) => {
                 refused(self, "another agent claimed this step first".into());
+                if want == Want::Fill {
+                    self.retry_fill();
+                }
                 None
             }
             Err(err) => {
