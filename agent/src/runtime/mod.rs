@@ -9,7 +9,8 @@
 //! * `gossip`: the rounds with friends that keep the cluster view current.
 //! * `peers`: the other nodes, from their etcd records, and those that came and went.
 //! * `liveness`: asks a node whether it runs, when etcd says it is gone.
-//! * `autonomic`: the loop: reconcile with Docker, keep the floor, plan, execute.
+//! * `autonomic`: the loop: reconcile with Docker, keep the floor, plan, claim, execute (one
+//!   file per part).
 
 pub mod autonomic;
 pub mod command;

@@ -1,0 +1,191 @@
+//! Monitor and analyze as the planner and the claims read them: the cluster's instance
+//! counts (the discovery records), what this agent observes of a service for a claim, the
+//! planner's snapshots (the cluster's values from the gossip view, the analytics over them),
+//! and this node's room.
+//!
+//! Invariants: a count is never less than what runs here. The planner may fall back to this
+//! node's instances when the discovery records cannot be read; a claim may not
+//! (`observed_for_claim` fails instead), and reads its count after the ledger (see
+//! `claims`). Only reads, besides the analytics it computes, which go into the knowledge
+//! (for the HTTP API and this node's gossip report).
+
+use std::collections::BTreeMap;
+
+use common::config::{ClusterConfig, CpuSet, ServiceDescriptor};
+use common::keys::leaf_name;
+
+use super::Autonomic;
+use super::execute::parent_of;
+use crate::docker::CoreAllocator;
+use crate::mape::{Millis, ServiceSnapshot};
+use crate::store::StoreError;
+use crate::tick::ServiceObservation;
+
+/// Free slots reported for a service that asks for neither pinned cores nor a memory limit:
+/// the node cannot tell how many more fit, so the planner's other guards decide.
+const UNBOUNDED_SLOTS: u32 = 64;
+
+impl Autonomic {
+    /// Running instances of each service in the whole cluster, from the discovery records
+    /// (every agent publishes its running instances there).
+    pub(super) async fn cluster_counts(&self) -> BTreeMap<String, u32> {
+        self.read_cluster_counts().await.unwrap_or_else(|err| {
+            self.shared.telemetry.metrics.etcd_error();
+            tracing::warn!(error = %err, "cannot read the cluster's instances; using this node's");
+            BTreeMap::new()
+        })
+    }
+
+    /// Like [`Self::cluster_counts`], but an unreadable count is an error: a claim in the
+    /// ledger must not be based on this node's instances alone.
+    async fn read_cluster_counts(&self) -> Result<BTreeMap<String, u32>, StoreError> {
+        let app_root = self
+            .config()
+            .map(|c| c.agent.discovery.app_root.clone())
+            .unwrap_or_default();
+        let root = format!("{}/", self.keys.discovery_root(&app_root));
+        let mut counts = BTreeMap::new();
+        for entry in self.store.get_prefix(&root).await? {
+            let record = entry
+                .key
+                .strip_prefix(&root)
+                .and_then(|r| r.split_once('/'));
+            if let Some((service, _)) = record.filter(|(_, i)| leaf_name("", i).is_some()) {
+                *counts.entry(service.to_owned()).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// The service's running instances in the cluster, read for a claim: after the ledger
+    /// (see `crate::coordination`), and never less than this node runs.
+    pub(super) async fn observed_for_claim(&self, service: &str) -> Result<u32, StoreError> {
+        let here = self.shared.knowledge().running(service).count() as u32;
+        let counts = self.read_cluster_counts().await?;
+        Ok(counts.get(service).copied().unwrap_or(0).max(here))
+    }
+
+    /// What this agent observes of a service for its claims, `observed` being the
+    /// discovery count it read (corrected up to what runs here).
+    pub(super) fn observation(
+        &self,
+        config: &ClusterConfig,
+        descriptor: &ServiceDescriptor,
+        observed: u32,
+    ) -> ServiceObservation {
+        let knowledge = self.shared.knowledge();
+        let running_here = knowledge
+            .running(&descriptor.name)
+            .filter(|i| parent_of(&i.instance, &i.service).is_none())
+            .count() as u32;
+        let base = knowledge.base_services.contains(&descriptor.name);
+        drop(knowledge);
+        ServiceObservation {
+            min: descriptor.min_instances,
+            max: descriptor.max_instances,
+            observed: observed.max(running_here),
+            running_here,
+            removable_here: running_here.saturating_sub(u32::from(base)),
+            room_here: self.free_slots(config, descriptor),
+        }
+    }
+
+    /// The planner's input per service. Values are the cluster's: this node's own metrics
+    /// (and the analytics over them) go into its report, the report into the cluster view,
+    /// and the analytics the planner weighs are evaluated over the view's metrics, weighted
+    /// by each node's instance count.
+    pub(super) async fn snapshots(
+        &mut self,
+        config: &ClusterConfig,
+        cluster_counts: &BTreeMap<String, u32>,
+        now: Millis,
+    ) -> Vec<ServiceSnapshot> {
+        let free: BTreeMap<String, u32> = config
+            .services
+            .values()
+            .map(|d| (d.name.clone(), self.free_slots(config, d)))
+            .collect();
+        let mut knowledge = self.shared.knowledge();
+        let compiled = self.compiled.as_ref().map(|(_, c)| c);
+        let mut local_analytics = BTreeMap::new();
+        for descriptor in config.services.values() {
+            let local = knowledge.local_metrics(&descriptor.name, now);
+            if let Some(compiled) = compiled {
+                local_analytics.insert(
+                    descriptor.name.clone(),
+                    compiled.evaluate(descriptor, &local),
+                );
+            }
+        }
+        knowledge.local_analytics = local_analytics;
+        knowledge.refresh_own_report(&self.shared.node, now);
+
+        let mut snapshots = Vec::new();
+        let mut analytics_by_service = BTreeMap::new();
+        for descriptor in config.services.values() {
+            let mut snapshot = ServiceSnapshot::with_policy(descriptor, &config.policy);
+            let running = knowledge.running(&descriptor.name).count() as u32;
+            let metrics = knowledge.view.service(&descriptor.name).metrics;
+            snapshot.running_here = running;
+            snapshot.cluster_instances = cluster_counts
+                .get(&descriptor.name)
+                .copied()
+                .unwrap_or(0)
+                .max(running);
+            snapshot.base_service = knowledge.base_services.contains(&descriptor.name);
+            snapshot.free_slots_here = free.get(&descriptor.name).copied().unwrap_or(0);
+            snapshot.cpu_avg = metrics.get("cpu_avg").copied();
+            snapshot.mem_avg = metrics.get("mem_avg").copied();
+            if let Some(compiled) = compiled {
+                snapshot.analytics = compiled.evaluate(descriptor, &metrics);
+            }
+            analytics_by_service.insert(descriptor.name.clone(), snapshot.analytics.clone());
+            snapshots.push(snapshot);
+        }
+        knowledge.analytics = analytics_by_service;
+        snapshots
+    }
+
+    /// How many more instances of `descriptor` fit on this node: pinned cores and memory
+    /// limits against what this cluster's containers on this engine already hold.
+    fn free_slots(&self, config: &ClusterConfig, descriptor: &ServiceDescriptor) -> u32 {
+        let knowledge = self.shared.knowledge();
+        let mut slots = UNBOUNDED_SLOTS;
+        let cpu_number = descriptor.configuration.cpu_number;
+        if let Some(cpu_number) = std::num::NonZeroU32::new(cpu_number) {
+            let in_use: Vec<CpuSet> = knowledge
+                .instances
+                .values()
+                .filter_map(|i| config.services.get(&i.service))
+                .filter_map(|s| s.configuration.cpuset_cpus.clone())
+                .collect();
+            let pinned: u32 = knowledge
+                .instances
+                .values()
+                .filter_map(|i| config.services.get(&i.service))
+                .filter(|s| s.configuration.cpuset_cpus.is_none())
+                .map(|s| s.configuration.cpu_number)
+                .sum();
+            let free_cores = CoreAllocator::new(self.resources.cpus, in_use.iter())
+                .free()
+                .len() as u32;
+            slots = slots.min(free_cores.saturating_sub(pinned) / cpu_number);
+        }
+        if let Some(memory) = descriptor
+            .configuration
+            .memory
+            .map(|m| m.bytes())
+            .filter(|m| *m > 0)
+        {
+            let used: u64 = knowledge
+                .instances
+                .values()
+                .filter_map(|i| config.services.get(&i.service))
+                .filter_map(|s| s.configuration.memory.map(|m| m.bytes()))
+                .sum();
+            let free = self.resources.memory_bytes.saturating_sub(used);
+            slots = slots.min(u32::try_from(free / memory).unwrap_or(u32::MAX));
+        }
+        slots
+    }
+}

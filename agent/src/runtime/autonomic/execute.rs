@@ -1,0 +1,243 @@
+//! Execute on this node: start instances with their attached sidecars, stop them (youngest
+//! first, the discovery record first), back a service off after a failed start, and record
+//! every action (`record`: knowledge and telemetry).
+//!
+//! Invariants: the loop calls these after a won claim, except for this node's base services
+//! and an operator's start-service / stop-service (this node's own placement). At most
+//! `MAX_PARALLEL_CHANGES` instances start at once. Nothing blocks the loop forever: every
+//! Docker call has a deadline (the engine's timeout; a stop's plus its grace). A failed
+//! start backs its service off (5 s, doubling up to 5 min); a start that succeeds clears it.
+//! A sidecar's instance id names its parent, so the link survives an agent restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::config::{ClusterConfig, ServiceDescriptor};
+
+use super::super::state::{ActionRecord, InstanceInfo};
+use super::{Autonomic, now};
+use crate::docker::{InstancePlan, new_instance_id, process_env};
+use crate::mape::Millis;
+
+/// First pause after a failed start of a service; doubles up to [`START_BACKOFF_MAX`].
+const START_BACKOFF_INITIAL: Duration = Duration::from_secs(5);
+const START_BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// Instances started or stopped at once by one action.
+const MAX_PARALLEL_CHANGES: usize = 4;
+
+/// A start that failed: no new start of that service before `until`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Backoff {
+    until: Millis,
+    next: Duration,
+}
+
+/// The instance id of a sidecar started for `parent`: `<parent>-<service>`, so the link
+/// survives an agent restart (it is in the container's labels).
+fn attached_instance(parent: &str, service: &str) -> String {
+    format!("{parent}-{service}")
+}
+
+/// The parent instance of an attached instance id, if it is one.
+pub(super) fn parent_of<'a>(instance: &'a str, service: &str) -> Option<&'a str> {
+    instance.strip_suffix(service)?.strip_suffix('-')
+}
+
+impl Autonomic {
+    /// Records what an action did ("ok", "failed: …", "refused: …"): in the knowledge
+    /// (`/gru/v1/actions`) and in telemetry.
+    pub(super) fn record(
+        &self,
+        action: &str,
+        service: &str,
+        instance: Option<&str>,
+        result: String,
+    ) {
+        self.shared.telemetry.acted(action, service, &result, now());
+        self.shared.knowledge().record_action(ActionRecord {
+            at: now(),
+            action: action.to_owned(),
+            service: service.to_owned(),
+            instance: instance.map(str::to_owned),
+            result,
+        });
+    }
+
+    /// Starts `count` instances of a service (and their attached sidecars), at most
+    /// [`MAX_PARALLEL_CHANGES`] at once. A failure backs the service off.
+    pub async fn start_instances(&mut self, descriptor: &ServiceDescriptor, count: u32, why: &str) {
+        let now = now();
+        if let Some(backoff) = self.backoff.get(&descriptor.name).filter(|b| b.until > now) {
+            self.record(
+                why,
+                &descriptor.name,
+                None,
+                format!(
+                    "skipped: backing off after a failed start for {} s",
+                    backoff.until.since(now).as_secs()
+                ),
+            );
+            return;
+        }
+        let config = self.config();
+        let mut set = tokio::task::JoinSet::new();
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(MAX_PARALLEL_CHANGES));
+        for _ in 0..count {
+            let instance = new_instance_id();
+            let mut services = vec![(descriptor.clone(), instance.clone())];
+            for attached in &descriptor.attached {
+                if let Some(sidecar) = config.as_ref().and_then(|c| c.services.get(attached)) {
+                    services.push((sidecar.clone(), attached_instance(&instance, attached)));
+                }
+            }
+            let engine = self.engine.clone();
+            let cluster = self.shared.cluster.clone();
+            let node = self.shared.node.clone();
+            let bind_ip = self.bind_ip;
+            let semaphore = semaphore.clone();
+            set.spawn(async move {
+                let _permit = semaphore.acquire_owned().await;
+                let mut results = Vec::new();
+                for (service, instance) in services {
+                    let plan = InstancePlan {
+                        service: &service,
+                        cluster: &cluster,
+                        node: &node,
+                        instance: &instance,
+                        bind_ip,
+                    };
+                    let result = engine.start_instance(&plan, &process_env).await;
+                    let failed = result.is_err();
+                    results.push((
+                        service.name.clone(),
+                        instance,
+                        result.map(|_| ()).map_err(|e| e.to_string()),
+                    ));
+                    if failed {
+                        break;
+                    }
+                }
+                results
+            });
+        }
+        let mut failed = false;
+        while let Some(joined) = set.join_next().await {
+            for (service, instance, result) in joined.unwrap_or_default() {
+                match result {
+                    Ok(()) => {
+                        tracing::info!(%service, %instance, why, "instance started");
+                        self.record(why, &service, Some(&instance), "ok".into());
+                    }
+                    Err(err) => {
+                        failed = true;
+                        self.shared.telemetry.metrics.docker_error();
+                        tracing::warn!(%service, error = %err, why, "start failed");
+                        self.record(why, &service, Some(&instance), format!("failed: {err}"));
+                    }
+                }
+            }
+        }
+        if failed {
+            let next = self
+                .backoff
+                .get(&descriptor.name)
+                .map_or(START_BACKOFF_INITIAL, |b| {
+                    (b.next * 2).min(START_BACKOFF_MAX)
+                });
+            self.backoff.insert(
+                descriptor.name.clone(),
+                Backoff {
+                    until: now.plus(next),
+                    next,
+                },
+            );
+        } else {
+            self.backoff.remove(&descriptor.name);
+        }
+    }
+
+    /// Stops `count` running instances of `service` on this node, youngest first, with
+    /// their sidecars: the discovery record goes first, so no client is sent to an
+    /// instance that is stopping.
+    pub async fn stop_instances(&mut self, service: &str, count: u32, why: &str) {
+        let config = self.config();
+        let mut victims: Vec<InstanceInfo> = self
+            .shared
+            .knowledge()
+            .running(service)
+            .filter(|i| parent_of(&i.instance, &i.service).is_none())
+            .cloned()
+            .collect();
+        victims.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(a.id.cmp(&b.id)));
+        victims.truncate(count as usize);
+        for victim in victims {
+            let sidecars: Vec<InstanceInfo> = self
+                .shared
+                .knowledge()
+                .instances
+                .values()
+                .filter(|i| parent_of(&i.instance, &i.service) == Some(victim.instance.as_str()))
+                .cloned()
+                .collect();
+            for target in std::iter::once(&victim).chain(sidecars.iter()) {
+                if self.published.remove(&target.instance).is_some() {
+                    let _ = self
+                        .discovery
+                        .deregister(&target.service, &target.instance)
+                        .await;
+                }
+                let grace = stop_grace(config.as_deref(), &target.service);
+                let result = match self.engine.stop_instance(&target.id, grace).await {
+                    Ok(()) => self.engine.remove_instance(&target.id).await,
+                    Err(err) => Err(err),
+                };
+                match result {
+                    Ok(()) => {
+                        tracing::info!(service = %target.service, instance = %target.instance, why, "instance stopped");
+                        self.record(why, &target.service, Some(&target.instance), "ok".into());
+                    }
+                    Err(err) => {
+                        self.shared.telemetry.metrics.docker_error();
+                        tracing::warn!(service = %target.service, error = %err, why, "stop failed");
+                        self.record(
+                            why,
+                            &target.service,
+                            Some(&target.instance),
+                            format!("failed: {err}"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn stop_grace(config: Option<&ClusterConfig>, service: &str) -> Duration {
+    Duration::from_secs(
+        config
+            .and_then(|c| c.services.get(service))
+            .map_or(common::config::service::DEFAULT_STOP_TIMEOUT_SECS, |s| {
+                s.configuration.stop_timeout_secs
+            }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sidecar_instances_name_their_parent() {
+        let id = attached_instance("0123456789abcdef0123456789abcdef", "log-shipper");
+        assert_eq!(
+            parent_of(&id, "log-shipper"),
+            Some("0123456789abcdef0123456789abcdef")
+        );
+        assert_eq!(
+            parent_of("0123456789abcdef0123456789abcdef", "log-shipper"),
+            None
+        );
+        assert_eq!(parent_of("abc-other", "log-shipper"), None);
+    }
+}

@@ -1,0 +1,271 @@
+//! The autonomic loop of one agent: reconcile what runs with what Docker says, keep the
+//! node's floor (base services, minimum instances), then monitor → analyze → plan → execute.
+//!
+//! ```text
+//!   every LoopTimeInterval ──► tick: reconcile → keep the floor → snapshots → plan
+//!                                    → claim → execute → reconcile (publish)
+//!   fresh metrics ───────────► the next tick brought forward, if a threshold is newly crossed
+//!   target in the ledger ────► fill the standing targets (also a lost fill's retry)
+//!   container event ─────────► reconcile (Docker is the truth: adopt, clean up,
+//!                                         publish discovery records)
+//!   command (HTTP) ──────────► start/stop loop, reload, start/stop one instance
+//!   config change (etcd) ────► reload (keep the last good configuration)
+//! ```
+//!
+//! Everything that decides is in `crate::mape` and `crate::tick` (pure); this module gathers
+//! their inputs from the knowledge, the engine and etcd, and carries the decisions out on
+//! this node only. One file per part, each opening with its invariants:
+//!
+//! * here: the [`Autonomic`] type, `run` (what wakes the loop and what each wake-up does)
+//!   and `tick` (one iteration, composing the parts below);
+//! * `wake`: the wake-ups besides the period: container events, the ledger watch, fresh
+//!   metrics that newly cross a threshold (fast detection);
+//! * `commands`: operators' commands and the configuration reload;
+//! * `reconcile`: Docker is the truth: adopt, clean up, follow, publish discovery records;
+//! * `analyze`: what the planner and the claims read: counts, observations, snapshots, room;
+//! * `plan`: the planner over the snapshots, and what its decision leads to;
+//! * `repairs`: the claims no decision makes: base services, MinInstances and MaxInstances
+//!   repairs, target fills and their retry;
+//! * `claims`: one claim in the scaling ledger, and what a won claim does;
+//! * `withheld`: when a start waits because discovery may undercount the cluster;
+//! * `execute`: starting and stopping instances with their sidecars, backoff, action records.
+//!
+//! Invariants of the whole loop:
+//!
+//! * The loop is one task: reconcile, floor, fills, plan and execute never run concurrently,
+//!   so a start in flight is never mistaken for a leftover. The watches, the metric
+//!   notifications and a fill's retry only wake it.
+//! * Nothing blocks the loop forever: every Docker call has a deadline (the engine's
+//!   timeout, a stop's plus its grace), every etcd request one (`crate::store`), a liveness
+//!   probe 500 ms.
+//! * When it stops, its watches, the fill retry and the followers stop; containers keep
+//!   running.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::config::ClusterConfig;
+use common::keys::ClusterKeys;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::command::AgentCommand;
+use super::liveness::Prober;
+use super::state::Shared;
+use crate::discovery::DiscoveryRegistry;
+use crate::docker::{Engine, EngineResources};
+use crate::mape::{CompiledAnalytics, Millis, PlannerState};
+use crate::membership::NodeRecords;
+use crate::store::Store;
+
+use execute::Backoff;
+
+mod analyze;
+mod claims;
+mod commands;
+mod execute;
+mod plan;
+mod reconcile;
+mod repairs;
+mod wake;
+mod withheld;
+
+/// The least time between two ticks brought forward by fresh metrics: a burst of samples
+/// costs at most one extra tick (and its etcd reads) per this span.
+const EARLY_TICK_MIN_GAP: Duration = Duration::from_millis(250);
+
+/// The wall clock as the pure core sees it.
+pub fn now() -> Millis {
+    Millis(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    )
+}
+
+/// The agent's loop and everything it needs to act.
+#[derive(Debug)]
+pub struct Autonomic {
+    shared: Arc<Shared>,
+    store: Store,
+    keys: ClusterKeys,
+    engine: Engine,
+    discovery: DiscoveryRegistry,
+    resources: EngineResources,
+    bind_ip: IpAddr,
+    lease: tokio::sync::watch::Receiver<i64>,
+    planner: PlannerState,
+    rng: StdRng,
+    compiled: Option<(i64, CompiledAnalytics)>,
+    backoff: BTreeMap<String, Backoff>,
+    /// Discovery records this agent wrote: instance → (service, address).
+    published: BTreeMap<String, (String, String)>,
+    /// Per-container monitor tasks (stats, logs), by container id.
+    followers: BTreeMap<String, Vec<JoinHandle<()>>>,
+    /// Woken by container events so that deaths are noticed before the next tick.
+    changed: Arc<Notify>,
+    last_rejection: Option<String>,
+    /// When the loop last found the node registered under a new lease (see
+    /// [`Autonomic::discovery_settling`]).
+    lease_changed_at: Option<Millis>,
+    node_records: Arc<std::sync::Mutex<NodeRecords>>,
+    /// Asks nodes that etcd says are gone whether they still run.
+    prober: Prober,
+    /// Services with a standing target-tracking decision, as the ledger watch tells.
+    targets: Arc<std::sync::Mutex<BTreeSet<String>>>,
+    /// Woken by the ledger watch when a target is set, and by a lost fill's retry.
+    targets_changed: Arc<Notify>,
+    /// Lost fills retried in a row (see [`crate::tick::MAX_FILL_RETRIES`]), and the retry that
+    /// waits, if one does.
+    fill_retries: u32,
+    fill_retry: Option<JoinHandle<()>>,
+    /// The services whose newest local values crossed a scale-out or scale-in threshold
+    /// at the last check: a service that newly crosses one brings the next tick forward.
+    crossing: BTreeSet<String>,
+}
+
+/// What the loop needs that the daemon set up.
+#[derive(Debug)]
+pub struct AutonomicParts {
+    pub shared: Arc<Shared>,
+    pub store: Store,
+    pub keys: ClusterKeys,
+    pub engine: Engine,
+    pub resources: EngineResources,
+    pub bind_ip: IpAddr,
+    pub lease: tokio::sync::watch::Receiver<i64>,
+    pub app_root: String,
+    pub seed: u64,
+    /// The node's records as the membership re-registers them after a lost lease.
+    pub node_records: Arc<std::sync::Mutex<NodeRecords>>,
+}
+
+impl Autonomic {
+    pub fn new(parts: AutonomicParts) -> Autonomic {
+        let discovery = DiscoveryRegistry::new(
+            parts.store.clone(),
+            parts.keys.clone(),
+            &parts.app_root,
+            parts.lease.clone(),
+        );
+        let prober = Prober::new(parts.shared.secret());
+        Autonomic {
+            shared: parts.shared,
+            store: parts.store,
+            keys: parts.keys,
+            engine: parts.engine,
+            discovery,
+            resources: parts.resources,
+            bind_ip: parts.bind_ip,
+            lease: parts.lease,
+            planner: PlannerState::new(),
+            rng: StdRng::seed_from_u64(parts.seed),
+            compiled: None,
+            backoff: BTreeMap::new(),
+            published: BTreeMap::new(),
+            followers: BTreeMap::new(),
+            changed: Arc::new(Notify::new()),
+            last_rejection: None,
+            lease_changed_at: None,
+            node_records: parts.node_records,
+            prober,
+            targets: Arc::default(),
+            targets_changed: Arc::new(Notify::new()),
+            fill_retries: 0,
+            fill_retry: None,
+            crossing: BTreeSet::new(),
+        }
+    }
+
+    fn config(&self) -> Option<Arc<ClusterConfig>> {
+        self.shared.knowledge().config.clone()
+    }
+
+    fn loop_interval(&self) -> Duration {
+        let secs = self
+            .config()
+            .map(|c| c.agent.autonomic.loop_time_interval_secs)
+            .unwrap_or(common::config::DEFAULT_AUTONOMIC_LOOP_SECS);
+        Duration::from_secs(secs.max(1))
+    }
+
+    /// Runs until `cancel` fires. Containers keep running when it stops.
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<AgentCommand>,
+        reload: Arc<Notify>,
+        cancel: CancellationToken,
+    ) {
+        self.reload().await;
+        let events = self.watch_events(cancel.child_token());
+        let ledgers = self.watch_ledgers(cancel.child_token());
+        self.reconcile().await;
+        let shared = self.shared.clone();
+        let mut next_tick = tokio::time::Instant::now();
+        let mut last_tick = next_tick;
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep_until(next_tick) => {
+                    let started = tokio::time::Instant::now();
+                    self.tick().await;
+                    self.shared.telemetry.metrics.loop_finished(started.elapsed());
+                    last_tick = tokio::time::Instant::now();
+                    next_tick = last_tick + self.loop_interval();
+                }
+                () = shared.fresh_metrics.notified() => {
+                    // Fast detection: a threshold crossed now is acted on now, not a loop
+                    // later (at most one early tick per EARLY_TICK_MIN_GAP).
+                    if self.newly_crossing() {
+                        next_tick = next_tick.min(last_tick + EARLY_TICK_MIN_GAP);
+                    }
+                }
+                () = self.targets_changed.notified() => self.fill_targets().await,
+                () = self.changed.notified() => self.reconcile().await,
+                () = reload.notified() => self.reload().await,
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command).await,
+                    None => break,
+                },
+            }
+        }
+        events.abort();
+        ledgers.abort();
+        if let Some(retry) = self.fill_retry.take() {
+            retry.abort();
+        }
+        for (_, tasks) in std::mem::take(&mut self.followers) {
+            tasks.iter().for_each(JoinHandle::abort);
+        }
+    }
+
+    /// One iteration: reconcile, keep the floor, then plan and act.
+    async fn tick(&mut self) {
+        self.reconcile().await;
+        self.shared
+            .telemetry
+            .observe(&mut self.shared.knowledge(), now());
+        let Some(config) = self.config() else {
+            return;
+        };
+        let active = self.shared.knowledge().active;
+        self.keep_floor(&config, active).await;
+        if !active {
+            return;
+        }
+        let cluster_counts = self.cluster_counts().await;
+        let now = now();
+        let snapshots = self.snapshots(&config, &cluster_counts, now).await;
+        let decision = self.plan(&config, &snapshots, now);
+        if decision.is_executable() {
+            self.execute(&config, &decision, &snapshots).await;
+            self.reconcile().await;
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Reconcile: Docker is the truth about what runs. Every reconcile lists this node's
+//! labelled containers, adopts the running ones into the knowledge (instances, metric
+//! windows), removes exited ones and orphaned sidecars, follows the running ones (stats and
+//! logs: `super::super::monitor`), and makes this agent's discovery records exactly its
+//! running instances.
+//!
+//! Invariants: a listing that fails keeps the last view (nothing is removed on a guess); a
+//! removal or a record that failed is tried again at the next reconcile; records written
+//! under a lost lease are all written again under the new one, and the loop remembers when
+//! (see `withheld`). A restarted agent adopts its containers by label, without duplicates.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::UNIX_EPOCH;
+
+use common::config::ClusterConfig;
+use tokio::task::JoinHandle;
+
+use super::super::monitor;
+use super::super::state::InstanceInfo;
+use super::execute::{parent_of, stop_grace};
+use super::{Autonomic, now};
+use crate::docker::{ContainerState, ManagedContainer};
+use crate::mape::Millis;
+
+impl Autonomic {
+    /// Makes the knowledge match Docker: adopts this node's containers, removes dead ones
+    /// and orphaned sidecars, follows the running ones, and publishes discovery records
+    /// for exactly the running instances.
+    pub async fn reconcile(&mut self) {
+        let containers = match self
+            .engine
+            .list_managed(&self.shared.cluster, Some(&self.shared.node))
+            .await
+        {
+            Ok(containers) => containers,
+            Err(err) => {
+                self.shared.telemetry.metrics.docker_error();
+                tracing::warn!(error = %err, "cannot list containers; keeping the last view");
+                return;
+            }
+        };
+        let config = self.config();
+        let running_instances: BTreeSet<&str> = containers
+            .iter()
+            .filter(|c| c.state == ContainerState::Running)
+            .map(|c| c.instance.as_str())
+            .collect();
+        let mut keep = Vec::new();
+        let mut remove = Vec::new();
+        for container in &containers {
+            let orphan = parent_of(&container.instance, &container.service)
+                .is_some_and(|parent| !running_instances.contains(parent));
+            match container.state {
+                ContainerState::Running if !orphan => keep.push(container.clone()),
+                ContainerState::Running
+                | ContainerState::Exited
+                | ContainerState::Dead
+                | ContainerState::Created => remove.push(container.clone()),
+                _ => {}
+            }
+        }
+        for container in &remove {
+            tracing::info!(id = %container.id, service = %container.service, state = ?container.state, "removing container that is not running");
+            let grace = stop_grace(config.as_deref(), &container.service);
+            if container.state == ContainerState::Running {
+                let _ = self.engine.stop_instance(&container.id, grace).await;
+            }
+            if let Err(err) = self.engine.remove_instance(&container.id).await {
+                self.shared.telemetry.metrics.docker_error();
+                tracing::warn!(id = %container.id, error = %err, "cannot remove container");
+            }
+        }
+
+        let now = now();
+        let mut infos = BTreeMap::new();
+        for container in &keep {
+            let address = self.instance_address(config.as_deref(), container);
+            let started_at = Millis(
+                container
+                    .created_at
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(now.0),
+            );
+            infos.insert(
+                container.id.clone(),
+                InstanceInfo {
+                    id: container.id.clone(),
+                    service: container.service.clone(),
+                    instance: container.instance.clone(),
+                    state: "running".into(),
+                    address: Some(address),
+                    started_at,
+                },
+            );
+        }
+        {
+            let mut knowledge = self.shared.knowledge();
+            let live: BTreeSet<(String, String)> = infos
+                .values()
+                .map(|i| (i.service.clone(), i.instance.clone()))
+                .collect();
+            knowledge.metrics.retain_instances(|service, instance| {
+                live.contains(&(service.to_owned(), instance.to_owned()))
+            });
+            for info in infos.values() {
+                knowledge
+                    .metrics
+                    .instance_started(&info.service, &info.instance, info.started_at);
+            }
+            knowledge.instances = infos.clone();
+        }
+        self.follow(&infos, config.as_deref());
+        self.publish(&infos).await;
+    }
+
+    /// `address:port` of an instance for discovery: the host port of the service's
+    /// `DiscoveryPort`, else its first published port, else the node's address alone.
+    fn instance_address(
+        &self,
+        config: Option<&ClusterConfig>,
+        container: &ManagedContainer,
+    ) -> String {
+        let discovery_port = config
+            .and_then(|c| c.services.get(&container.service))
+            .and_then(|s| s.discovery_port);
+        let port = discovery_port
+            .and_then(|p| container.host_port(p))
+            .or_else(|| container.host_ports.values().next().copied());
+        match port {
+            Some(port) => format!("{}:{port}", self.shared.address),
+            None => self.shared.address.clone(),
+        }
+    }
+
+    /// Starts stats (and, with `EnableLogReading`, log) followers for new running containers
+    /// and stops those of containers that are gone.
+    fn follow(&mut self, infos: &BTreeMap<String, InstanceInfo>, config: Option<&ClusterConfig>) {
+        self.followers.retain(|id, tasks| {
+            let alive = infos.contains_key(id) && tasks.iter().any(|t| !t.is_finished());
+            if !alive {
+                tasks.iter().for_each(JoinHandle::abort);
+            }
+            alive
+        });
+        let read_logs = config.is_some_and(|c| c.agent.autonomic.enable_log_reading);
+        for (id, info) in infos {
+            if self.followers.contains_key(id) {
+                continue;
+            }
+            let mut tasks = vec![monitor::follow_stats(
+                self.engine.clone(),
+                self.shared.clone(),
+                info.clone(),
+            )];
+            if read_logs {
+                tasks.push(monitor::follow_logs(
+                    self.engine.clone(),
+                    self.shared.clone(),
+                    info.clone(),
+                ));
+            }
+            self.followers.insert(id.clone(), tasks);
+        }
+    }
+
+    /// Makes this agent's discovery records exactly its running instances.
+    async fn publish(&mut self, infos: &BTreeMap<String, InstanceInfo>) {
+        let wanted: BTreeMap<String, (String, String)> = infos
+            .values()
+            .map(|i| {
+                (
+                    i.instance.clone(),
+                    (i.service.clone(), i.address.clone().unwrap_or_default()),
+                )
+            })
+            .collect();
+        let stale: Vec<(String, String)> = self
+            .published
+            .iter()
+            .filter(|(instance, record)| wanted.get(*instance) != Some(record))
+            .map(|(instance, (service, _))| (instance.clone(), service.clone()))
+            .collect();
+        for (instance, service) in stale {
+            match self.discovery.deregister(&service, &instance).await {
+                Ok(()) => {
+                    self.published.remove(&instance);
+                }
+                Err(err) => {
+                    self.shared.telemetry.metrics.etcd_error();
+                    tracing::warn!(%service, %instance, error = %err, "cannot remove discovery record")
+                }
+            }
+        }
+        let lease_changed = self.lease.has_changed().unwrap_or(false);
+        if lease_changed {
+            // Records written under a lost lease are gone; write them all again.
+            self.lease.borrow_and_update();
+            self.published.clear();
+            self.lease_changed_at = Some(now());
+        }
+        for (instance, (service, address)) in wanted {
+            if self.published.get(&instance) == Some(&(service.clone(), address.clone())) {
+                continue;
+            }
+            match self.discovery.register(&service, &instance, &address).await {
+                Ok(()) => {
+                    self.published.insert(instance, (service, address));
+                }
+                Err(err) => {
+                    self.shared.telemetry.metrics.etcd_error();
+                    tracing::warn!(%service, %instance, error = %err, "cannot publish discovery record")
+                }
+            }
+        }
+    }
+}

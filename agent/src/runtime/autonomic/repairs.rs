@@ -1,0 +1,119 @@
+//! The claims no decision makes, at every tick: this node's base services (its own
+//! placement, no claim), the repairs `tick::repairs` calls for (MinInstances, MaxInstances
+//! after a healed partition) and this node's share of a standing target (a fill), which the
+//! ledger watch also brings forward, and which is tried again shortly after a lost race.
+//!
+//! Invariants: base services get an instance here whether the loop is active or not;
+//! everything else only with the loop active, and through a claim. A repair of
+//! MinInstances waits while discovery may undercount (see `withheld`): this node registered
+//! again less than a TTL and two loops ago, its own lease is gone, or a node whose records
+//! vanished still answers. A lost fill is retried at most `tick::MAX_FILL_RETRIES` times in
+//! a row, one retry at a time.
+
+use std::collections::BTreeSet;
+
+use common::config::ClusterConfig;
+
+use super::Autonomic;
+use crate::tick::{self, Want};
+
+impl Autonomic {
+    /// Base services of this node get an instance here whether or not the loop is active
+    /// (they are the operator's explicit placement). With the loop active, the repairs and
+    /// fills `crate::tick::repairs` calls for are claimed in the cluster's ledger: a start
+    /// for a service below its minimum (where there is room), a stop for one above its
+    /// maximum (after a healed partition), and this node's share of a standing
+    /// target-tracking decision.
+    pub(super) async fn keep_floor(&mut self, config: &ClusterConfig, active: bool) {
+        let (base, orphaned) = {
+            let knowledge = self.shared.knowledge();
+            (
+                knowledge.base_services.clone(),
+                knowledge.peers.orphaned_base_services.clone(),
+            )
+        };
+        let counts = self.cluster_counts().await;
+        let settling = self.discovery_settling(config);
+        let targets = self.standing_targets();
+        // Asked once, only if a repair needs it.
+        let mut answering: Option<Vec<String>> = None;
+        for descriptor in config.services.values() {
+            let here = self.shared.knowledge().running(&descriptor.name).count() as u32;
+            if base.contains(&descriptor.name) && here == 0 {
+                self.start_instances(descriptor, 1, "base-service").await;
+                continue;
+            }
+            if !active {
+                continue;
+            }
+            // A lost node's base service must keep one instance somewhere: re-home it.
+            let min = if orphaned.contains(&descriptor.name) {
+                descriptor.min_instances.max(1)
+            } else {
+                descriptor.min_instances
+            };
+            let observed = counts.get(&descriptor.name).copied().unwrap_or(0);
+            let observation = self.observation(config, descriptor, observed);
+            let floor = if settling { 0 } else { min };
+            let standing = targets.contains(&descriptor.name);
+            for want in tick::repairs(&observation, floor, standing) {
+                if let Want::Floor { .. } = want {
+                    let doubtful = !self.own_lease_alive().await
+                        || self
+                            .withheld(config, &mut answering, "min-instances", &descriptor.name)
+                            .await;
+                    if doubtful {
+                        continue;
+                    }
+                }
+                self.claim_and_act(config, descriptor, want).await;
+            }
+        }
+    }
+
+    /// The services the ledger watch says have a standing target-tracking decision.
+    fn standing_targets(&self) -> BTreeSet<String> {
+        self.targets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Fills the standing targets now (woken by the ledger watch), without waiting for the
+    /// next tick: a target-tracking decision larger than its node's room completes within
+    /// moments on the nodes that have room.
+    pub(super) async fn fill_targets(&mut self) {
+        let Some(config) = self.config() else { return };
+        if !self.shared.knowledge().active {
+            return;
+        }
+        self.reconcile().await;
+        for service in self.standing_targets() {
+            if let Some(descriptor) = config.services.get(&service) {
+                self.claim_and_act(&config, descriptor, Want::Fill).await;
+            }
+        }
+    }
+
+    /// Tries the standing targets' fills again shortly (another agent's claim came first),
+    /// at most [`tick::MAX_FILL_RETRIES`] times in a row and one retry at a time.
+    pub(super) fn retry_fill(&mut self) {
+        if self.fill_retry.as_ref().is_some_and(|r| !r.is_finished()) {
+            return;
+        }
+        if self.fill_retries >= tick::MAX_FILL_RETRIES {
+            tracing::debug!(
+                retries = self.fill_retries,
+                "lost every fill retry; the next loop tries again"
+            );
+            return;
+        }
+        self.fill_retries += 1;
+        let delay = tick::fill_retry_delay(&mut self.rng);
+        let wake = self.targets_changed.clone();
+        self.fill_retry = Some(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            wake.notify_one();
+        }));
+    }
+}
