@@ -8,11 +8,10 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use support::agents::{
-    CONFIG_ONE_SECOND_LOOPS, Load, QUIET_POLICY, TestConfig, docker, registered, running_instances,
-    secret, spawn_agent, spawn_agent_with,
-};
-use support::expect_code;
+use support::cluster::{Cluster, registered};
+use support::configs::{CONFIG_ONE_SECOND_LOOPS, QUIET_POLICY, TestConfig};
+use support::docker::{docker, running_instances};
+use support::load::Load;
 use testkit::{
     ClusterContainers, Component, EtcdCluster, http_get, require, require_workload_image,
     wait_until,
@@ -96,37 +95,31 @@ fn one_agent_scales_out_under_load_and_back_to_min_within_bounds() {
     if !require(test, Component::Etcd) || !require_workload_image(test) {
         return;
     }
-    let containers = ClusterContainers::unique("scale");
-    let cluster = containers.cluster.clone();
-    let etcd = EtcdCluster::start();
-    let e = etcd.endpoints();
     let config = TestConfig::new(CONFIG_ONE_SECOND_LOOPS, SCALE_POLICY);
     config.service(
         "web",
         r#""MinInstances": 1, "MaxInstances": 4,"#,
         testkit::free_port_range(8),
     );
-    expect_code(&e, &["create", &cluster], 0);
-    expect_code(&e, &["config", "push", &cluster, config.path()], 0);
-    let logs = tempfile::tempdir().unwrap();
-    let agent = spawn_agent(&etcd, &cluster, "n1", logs.path());
+    let bed = Cluster::start("scale", config);
+    let agent = bed.spawn("n1");
     let bounds = (1, 4);
 
     let at_min = wait_until(Duration::from_secs(20), || {
-        running_instances(&containers, "web").len() == 1
+        running_instances(&bed.containers, "web").len() == 1
     });
     assert!(
         at_min.is_some(),
         "MinInstances not started:\n{}",
         agent.log_text()
     );
-    check_settled(&etcd, &containers, "web", bounds);
+    check_settled(&bed.etcd, &bed.containers, "web", bounds);
 
-    let load = Load::start(&etcd, &cluster, "web", 12);
+    let load = Load::start(&bed.etcd, &bed.name, "web", 12);
     let started = Instant::now();
     let mut peak = 1;
     while started.elapsed() < Duration::from_secs(60) && peak < 3 {
-        peak = peak.max(check_settled(&etcd, &containers, "web", bounds));
+        peak = peak.max(check_settled(&bed.etcd, &bed.containers, "web", bounds));
         std::thread::sleep(Duration::from_millis(500));
     }
     let scaled_after = started.elapsed();
@@ -144,7 +137,7 @@ fn one_agent_scales_out_under_load_and_back_to_min_within_bounds() {
     let calm = Instant::now();
     let mut count = peak;
     while calm.elapsed() < Duration::from_secs(90) && count > 1 {
-        count = check_settled(&etcd, &containers, "web", bounds);
+        count = check_settled(&bed.etcd, &bed.containers, "web", bounds);
         std::thread::sleep(Duration::from_millis(500));
     }
     assert_eq!(
@@ -159,7 +152,7 @@ fn one_agent_scales_out_under_load_and_back_to_min_within_bounds() {
     );
     // It stays at min: the floor holds and scale-in is blocked by MinInstances.
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(check_settled(&etcd, &containers, "web", bounds), 1);
+    assert_eq!(check_settled(&bed.etcd, &bed.containers, "web", bounds), 1);
     let (status, body) =
         http_get(agent.port, "/gru/v1/decisions?limit=5").unwrap_or((0, String::new()));
     if status == 200 {
@@ -177,24 +170,19 @@ fn killed_agent_adopts_its_containers_on_restart() {
     if !require(test, Component::Etcd) || !require_workload_image(test) {
         return;
     }
-    let containers = ClusterContainers::unique("adopt");
-    let cluster = containers.cluster.clone();
-    let etcd = EtcdCluster::start();
-    let e = etcd.endpoints();
     let config = TestConfig::new(CONFIG_ONE_SECOND_LOOPS, SCALE_POLICY);
     config.service(
         "web",
         r#""MinInstances": 2, "MaxInstances": 3,"#,
         testkit::free_port_range(6),
     );
-    expect_code(&e, &["create", &cluster], 0);
-    expect_code(&e, &["config", "push", &cluster, config.path()], 0);
-    let logs = tempfile::tempdir().unwrap();
-    let mut agent = spawn_agent(&etcd, &cluster, "n1", logs.path());
+    let bed = Cluster::start("adopt", config);
+    let cluster = &bed.name;
+    let mut agent = bed.spawn("n1");
 
     assert!(
         wait_until(Duration::from_secs(20), || running_instances(
-            &containers,
+            &bed.containers,
             "web"
         )
         .len()
@@ -203,19 +191,23 @@ fn killed_agent_adopts_its_containers_on_restart() {
         "MinInstances not started:\n{}",
         agent.log_text()
     );
-    check_settled(&etcd, &containers, "web", (2, 3));
-    let before: BTreeSet<String> = containers.ids(Some("status=running")).into_iter().collect();
+    check_settled(&bed.etcd, &bed.containers, "web", (2, 3));
+    let before: BTreeSet<String> = bed
+        .containers
+        .ids(Some("status=running"))
+        .into_iter()
+        .collect();
 
     // kill -9: nobody cleans up; the containers keep serving.
-    let mut child = agent.guard.take();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    agent.kill9();
     let gone = wait_until(Duration::from_secs(10), || {
-        etcd.keys(&format!("/gru/{cluster}/nodes/n1/")).is_empty()
+        bed.etcd
+            .keys(&format!("/gru/{cluster}/nodes/n1/"))
+            .is_empty()
     });
     assert!(gone.is_some(), "the dead agent's lease did not expire");
     assert_eq!(
-        containers
+        bed.containers
             .ids(Some("status=running"))
             .into_iter()
             .collect::<BTreeSet<_>>(),
@@ -224,9 +216,9 @@ fn killed_agent_adopts_its_containers_on_restart() {
     );
 
     let restarted = Instant::now();
-    let agent = spawn_agent(&etcd, &cluster, "n1", logs.path());
+    let agent = bed.spawn("n1");
     let adopted = wait_until(Duration::from_secs(15), || {
-        registered(&etcd, &cluster, "web").len() == 2
+        registered(&bed.etcd, &bed.name, "web").len() == 2
     });
     assert!(
         adopted.is_some(),
@@ -239,16 +231,20 @@ fn killed_agent_adopts_its_containers_on_restart() {
     );
     // A few loops later: the same containers, no duplicates, none lost.
     std::thread::sleep(Duration::from_secs(4));
-    let after: BTreeSet<String> = containers.ids(Some("status=running")).into_iter().collect();
+    let after: BTreeSet<String> = bed
+        .containers
+        .ids(Some("status=running"))
+        .into_iter()
+        .collect();
     assert_eq!(
         after,
         before,
         "adoption started or lost containers:\n{}",
         agent.log_text()
     );
-    assert_eq!(check_settled(&etcd, &containers, "web", (2, 3)), 2);
+    assert_eq!(check_settled(&bed.etcd, &bed.containers, "web", (2, 3)), 2);
     assert!(
-        containers.ids(Some("status=exited")).is_empty(),
+        bed.containers.ids(Some("status=exited")).is_empty(),
         "exited containers left behind"
     );
 }
@@ -259,10 +255,6 @@ fn swap_replaces_the_idle_service_with_the_overloaded_one_when_only_one_fits() {
     if !require(test, Component::Etcd) || !require_workload_image(test) {
         return;
     }
-    let containers = ClusterContainers::unique("swap");
-    let cluster = containers.cluster.clone();
-    let etcd = EtcdCluster::start();
-    let e = etcd.endpoints();
     // Both services pin every core of the engine: the node has room for one instance.
     let cores = docker(&["info", "--format", "{{.NCPU}}"]).trim().to_owned();
     let config = TestConfig::new(
@@ -290,24 +282,16 @@ fn swap_replaces_the_idle_service_with_the_overloaded_one_when_only_one_fits() {
         );
         std::fs::write(path, doc).unwrap();
     }
-    expect_code(&e, &["create", &cluster], 0);
-    expect_code(&e, &["config", "push", &cluster, config.path()], 0);
-    let secret = secret(&etcd, &cluster);
-    let logs = tempfile::tempdir().unwrap();
-    let agent = spawn_agent(&etcd, &cluster, "n1", logs.path());
+    let bed = Cluster::start("swap", config);
+    let agent = bed.spawn("n1");
 
-    let (status, body) = testkit::http_request(
-        agent.port,
-        "POST",
-        "/gru/v1/commands",
-        Some(&secret),
-        Some(r#"{"name": "start-service", "service": "idle"}"#),
-    )
-    .unwrap();
-    assert_eq!(status, 202, "{body}");
+    agent.command(
+        &bed.secret,
+        r#"{"name": "start-service", "service": "idle"}"#,
+    );
     assert!(
         wait_until(Duration::from_secs(15), || running_instances(
-            &containers,
+            &bed.containers,
             "idle"
         )
         .len()
@@ -321,16 +305,16 @@ fn swap_replaces_the_idle_service_with_the_overloaded_one_when_only_one_fits() {
     let started = Instant::now();
     let swapped = wait_until(Duration::from_secs(30), || {
         for (service, ms) in [("idle", "10"), ("busy", "500")] {
-            let path = format!("/gru/v1/stats/user/{service}/execution_time");
-            let (status, body) =
-                testkit::http_request(agent.port, "POST", &path, Some(&secret), Some(ms)).unwrap();
+            let (status, body) = agent
+                .push_stat(&bed.secret, service, "execution_time", ms)
+                .unwrap();
             assert!(
                 (200..300).contains(&status),
                 "push refused: {status} {body}"
             );
         }
-        running_instances(&containers, "busy").len() == 1
-            && running_instances(&containers, "idle").is_empty()
+        running_instances(&bed.containers, "busy").len() == 1
+            && running_instances(&bed.containers, "idle").is_empty()
     });
     assert!(
         swapped.is_some(),
@@ -341,8 +325,8 @@ fn swap_replaces_the_idle_service_with_the_overloaded_one_when_only_one_fits() {
         "swap: idle replaced by busy {:.1} s after the load was reported",
         started.elapsed().as_secs_f64()
     );
-    check_settled(&etcd, &containers, "busy", (0, 1));
-    check_settled(&etcd, &containers, "idle", (0, 1));
+    check_settled(&bed.etcd, &bed.containers, "busy", (0, 1));
+    check_settled(&bed.etcd, &bed.containers, "idle", (0, 1));
     let (_, decisions) = http_get(agent.port, "/gru/v1/decisions?limit=50").unwrap();
     assert!(
         decisions.contains("swap"),
@@ -368,25 +352,20 @@ fn a_base_service_is_started_and_restarted_when_it_dies() {
     if !require(test, Component::Etcd) || !require_workload_image(test) {
         return;
     }
-    let containers = ClusterContainers::unique("base");
-    let cluster = containers.cluster.clone();
-    let etcd = EtcdCluster::start();
-    let e = etcd.endpoints();
     let config = TestConfig::new(CONFIG_ONE_SECOND_LOOPS, QUIET_POLICY);
     config.service("web", r#""MinInstances": 0,"#, testkit::free_port_range(4));
-    expect_code(&e, &["create", &cluster], 0);
-    expect_code(&e, &["config", "push", &cluster, config.path()], 0);
-    let logs = tempfile::tempdir().unwrap();
-    let agent = spawn_agent(&etcd, &cluster, "n1", logs.path());
+    let bed = Cluster::start("base", config);
+    let cluster = &bed.name;
+    let agent = bed.spawn("n1");
     std::thread::sleep(Duration::from_secs(2));
     assert!(
-        running_instances(&containers, "web").is_empty(),
+        running_instances(&bed.containers, "web").is_empty(),
         "web started without being a base service"
     );
 
     // What `set node n1 base-services web` writes: the node's constraints, under its lease.
-    let lease = node_lease(&etcd, &cluster, "n1");
-    etcd.etcdctl(&[
+    let lease = node_lease(&bed.etcd, &bed.name, "n1");
+    bed.etcd.etcdctl(&[
         "put",
         &format!("--lease={lease}"),
         &format!("/gru/{cluster}/nodes/n1/constraints"),
@@ -394,7 +373,7 @@ fn a_base_service_is_started_and_restarted_when_it_dies() {
     ]);
     assert!(
         wait_until(Duration::from_secs(15), || running_instances(
-            &containers,
+            &bed.containers,
             "web"
         )
         .len()
@@ -403,11 +382,11 @@ fn a_base_service_is_started_and_restarted_when_it_dies() {
         "base service not started:\n{}",
         agent.log_text()
     );
-    let first = containers.ids(Some("status=running"));
+    let first = bed.containers.ids(Some("status=running"));
     docker(&["rm", "-f", &first[0]]);
     let killed = Instant::now();
     let back = wait_until(Duration::from_secs(15), || {
-        let now = containers.ids(Some("status=running"));
+        let now = bed.containers.ids(Some("status=running"));
         now.len() == 1 && now != first
     });
     assert!(
@@ -419,26 +398,21 @@ fn a_base_service_is_started_and_restarted_when_it_dies() {
         "base service restarted {:.1} s after its container was removed",
         killed.elapsed().as_secs_f64()
     );
-    check_settled(&etcd, &containers, "web", (1, 1));
+    check_settled(&bed.etcd, &bed.containers, "web", (1, 1));
 
     // The agent's own command writes the same record (what `gru manage` uses).
-    let secret = secret(&etcd, &cluster);
-    let (status, body) = testkit::http_request(
-        agent.port,
-        "POST",
-        "/gru/v1/commands",
-        Some(&secret),
-        Some(r#"{"name": "set-base-services", "services": []}"#),
-    )
-    .unwrap();
-    assert_eq!(status, 202, "{body}");
+    agent.command(
+        &bed.secret,
+        r#"{"name": "set-base-services", "services": []}"#,
+    );
     let cleared = wait_until(Duration::from_secs(10), || {
-        etcd.etcdctl(&[
-            "get",
-            "--print-value-only",
-            &format!("/gru/{cluster}/nodes/n1/constraints"),
-        ])
-        .contains(r#""BaseServices":[]"#)
+        bed.etcd
+            .etcdctl(&[
+                "get",
+                "--print-value-only",
+                &format!("/gru/{cluster}/nodes/n1/constraints"),
+            ])
+            .contains(r#""BaseServices":[]"#)
     });
     assert!(
         cleared.is_some(),
@@ -446,7 +420,7 @@ fn a_base_service_is_started_and_restarted_when_it_dies() {
         agent.log_text()
     );
     assert_eq!(
-        node_lease(&etcd, &cluster, "n1"),
+        node_lease(&bed.etcd, &bed.name, "n1"),
         lease,
         "constraints written outside the node's lease"
     );
@@ -458,10 +432,6 @@ fn attached_sidecars_start_and_stop_with_their_instance() {
     if !require(test, Component::Etcd) || !require_workload_image(test) {
         return;
     }
-    let containers = ClusterContainers::unique("sidecar");
-    let cluster = containers.cluster.clone();
-    let etcd = EtcdCluster::start();
-    let e = etcd.endpoints();
     let config = TestConfig::new(CONFIG_ONE_SECOND_LOOPS, QUIET_POLICY);
     config.service(
         "web",
@@ -469,38 +439,25 @@ fn attached_sidecars_start_and_stop_with_their_instance() {
         testkit::free_port_range(4),
     );
     config.service("shipper", "", testkit::free_port_range(4));
-    expect_code(&e, &["create", &cluster], 0);
-    expect_code(&e, &["config", "push", &cluster, config.path()], 0);
-    let secret = secret(&etcd, &cluster);
-    let logs = tempfile::tempdir().unwrap();
-    let agent = spawn_agent(&etcd, &cluster, "n1", logs.path());
+    let bed = Cluster::start("sidecar", config);
+    let agent = bed.spawn("n1");
 
-    let command = |body: &str| {
-        let (status, text) = testkit::http_request(
-            agent.port,
-            "POST",
-            "/gru/v1/commands",
-            Some(&secret),
-            Some(body),
-        )
-        .unwrap();
-        assert_eq!(status, 202, "{text}");
-    };
+    let command = |body: &str| agent.command(&bed.secret, body);
     command(r#"{"name": "start-service", "service": "web"}"#);
     let both = wait_until(Duration::from_secs(15), || {
-        running_instances(&containers, "web").len() == 1
-            && running_instances(&containers, "shipper").len() == 1
+        running_instances(&bed.containers, "web").len() == 1
+            && running_instances(&bed.containers, "shipper").len() == 1
     });
     assert!(
         both.is_some(),
         "web and its sidecar did not start:\n{}",
         agent.log_text()
     );
-    let web = running_instances(&containers, "web")
+    let web = running_instances(&bed.containers, "web")
         .into_iter()
         .next()
         .unwrap();
-    let shipper = running_instances(&containers, "shipper")
+    let shipper = running_instances(&bed.containers, "shipper")
         .into_iter()
         .next()
         .unwrap();
@@ -512,7 +469,7 @@ fn attached_sidecars_start_and_stop_with_their_instance() {
 
     command(r#"{"name": "stop-service", "service": "web"}"#);
     let gone = wait_until(Duration::from_secs(15), || {
-        containers.ids(Some("status=running")).is_empty()
+        bed.containers.ids(Some("status=running")).is_empty()
     });
     assert!(
         gone.is_some(),
@@ -527,10 +484,6 @@ fn a_missing_image_is_reported_and_backed_off_not_retried_in_a_loop() {
     if !require(test, Component::Etcd) || !require(test, Component::Docker) {
         return;
     }
-    let containers = ClusterContainers::unique("noimage");
-    let cluster = containers.cluster.clone();
-    let etcd = EtcdCluster::start();
-    let e = etcd.endpoints();
     let config = TestConfig::new(CONFIG_ONE_SECOND_LOOPS, QUIET_POLICY);
     config.service(
         "ghost",
@@ -542,10 +495,8 @@ fn a_missing_image_is_reported_and_backed_off_not_retried_in_a_loop() {
         .unwrap()
         .replace(testkit::WORKLOAD_IMAGE, "gru-test-no-such-image:never");
     std::fs::write(path, doc).unwrap();
-    expect_code(&e, &["create", &cluster], 0);
-    expect_code(&e, &["config", "push", &cluster, config.path()], 0);
-    let logs = tempfile::tempdir().unwrap();
-    let agent = spawn_agent(&etcd, &cluster, "n1", logs.path());
+    let bed = Cluster::start("noimage", config);
+    let agent = bed.spawn("n1");
 
     std::thread::sleep(Duration::from_secs(8));
     let (status, body) = http_get(agent.port, "/gru/v1/actions?limit=100").unwrap();
@@ -581,7 +532,7 @@ fn a_missing_image_is_reported_and_backed_off_not_retried_in_a_loop() {
         "agent unhealthy"
     );
     assert!(
-        containers.ids(None).is_empty(),
+        bed.containers.ids(None).is_empty(),
         "a container was created for a missing image"
     );
 }
@@ -592,34 +543,21 @@ fn instances_above_max_are_brought_back_under_it() {
     if !require(test, Component::Etcd) || !require_workload_image(test) {
         return;
     }
-    let containers = ClusterContainers::unique("ceiling");
-    let cluster = containers.cluster.clone();
-    let etcd = EtcdCluster::start();
-    let e = etcd.endpoints();
     let config = TestConfig::new(CONFIG_ONE_SECOND_LOOPS, QUIET_POLICY);
     config.service(
         "web",
         r#""MinInstances": 0, "MaxInstances": 1,"#,
         testkit::free_port_range(4),
     );
-    expect_code(&e, &["create", &cluster], 0);
-    expect_code(&e, &["config", "push", &cluster, config.path()], 0);
-    let secret = secret(&etcd, &cluster);
-    let logs = tempfile::tempdir().unwrap();
+    let bed = Cluster::start("ceiling", config);
     // Join without --start: operator commands go past the planner, as both sides of a
     // partition would.
-    let agent = spawn_agent_with(&e, &cluster, "n1", logs.path(), false);
-    let port = agent.port;
-    let command = |body: &str| {
-        let (status, text) =
-            testkit::http_request(port, "POST", "/gru/v1/commands", Some(&secret), Some(body))
-                .unwrap();
-        assert_eq!(status, 202, "{text}");
-    };
+    let agent = bed.agent("n1").start(false).spawn();
+    let command = |body: &str| agent.command(&bed.secret, body);
     command(r#"{"name": "start-service", "service": "web"}"#);
     command(r#"{"name": "start-service", "service": "web"}"#);
     let two = wait_until(Duration::from_secs(15), || {
-        running_instances(&containers, "web").len() == 2
+        running_instances(&bed.containers, "web").len() == 2
     });
     assert!(
         two.is_some(),
@@ -630,7 +568,7 @@ fn instances_above_max_are_brought_back_under_it() {
     command(r#"{"name": "start"}"#);
     let started = Instant::now();
     let back = wait_until(Duration::from_secs(15), || {
-        running_instances(&containers, "web").len() == 1
+        running_instances(&bed.containers, "web").len() == 1
     });
     assert!(
         back.is_some(),
@@ -643,7 +581,7 @@ fn instances_above_max_are_brought_back_under_it() {
     );
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        check_settled(&etcd, &containers, "web", (0, 1)),
+        check_settled(&bed.etcd, &bed.containers, "web", (0, 1)),
         1,
         "stopped more than needed"
     );

@@ -10,13 +10,12 @@ use std::time::{Duration, Instant};
 
 use gru_agent::gossip::wire;
 use rand::{RngExt, SeedableRng};
-use support::agents::{
-    Agent, TestConfig, config_for_agents, docker, running_containers, secret, spawn_agent,
-};
-use testkit::{
-    ClusterContainers, Component, EtcdCluster, http_get, http_request, require,
-    require_workload_image, wait_until,
-};
+use support::agents::Agent;
+use support::cluster::Cluster;
+use support::configs::{QUIET_POLICY, TestConfig, config_for_agents, scale_out_policy};
+use support::docker::{docker, running_containers};
+use support::epoch_ms;
+use testkit::{Component, http_get, require, require_workload_image, wait_until};
 
 #[test]
 fn five_agents_under_the_same_overload_keep_max_and_one_step_per_cooldown() {
@@ -26,36 +25,21 @@ fn five_agents_under_the_same_overload_keep_max_and_one_step_per_cooldown() {
     }
     const COOLDOWN_OUT_SECS: u64 = 4;
     const MAX: usize = 3;
-    let containers = ClusterContainers::unique("herd");
-    let cluster = containers.cluster.clone();
-    let etcd = EtcdCluster::start();
-    let config = TestConfig::new(
-        &config_for_agents(3),
-        &format!(
-            r#"{{"Scaleout": {{"Enable": true, "Threshold": 0.6, "Analytics": ["resp_time_ratio"], "Step": 1}},
-                "Scalein": {{"Enable": false, "Threshold": 0.3}},
-                "Swap": {{"Enable": false, "Threshold": 0.6}},
-                "CooldownOut": {COOLDOWN_OUT_SECS}}}"#
-        ),
-    );
+    let config = TestConfig::new(&config_for_agents(3), &scale_out_policy(COOLDOWN_OUT_SECS));
     config.service(
         "web",
         &format!(r#""MinInstances": {}, "MaxInstances": {},"#, 1, MAX as u32),
         testkit::free_port_range(12),
     );
-    config.create_and_push(&etcd, &cluster);
-    let secret = secret(&etcd, &cluster);
-    let logs = tempfile::tempdir().unwrap();
-    let agents: Vec<Agent> = (1..=5)
-        .map(|i| spawn_agent(&etcd, &cluster, &format!("n{i}"), logs.path()))
-        .collect();
+    let bed = Cluster::start("herd", config);
+    let agents: Vec<Agent> = bed.spawn_nodes(5);
     let floor = wait_until(Duration::from_secs(20), || {
-        running_containers(&containers).len() == 1
+        running_containers(&bed.containers).len() == 1
     });
     assert!(
         floor.is_some(),
         "MinInstances not reached: {:?}",
-        running_containers(&containers)
+        running_containers(&bed.containers)
     );
     std::thread::sleep(Duration::from_secs(1));
     let started_lines: Vec<String> = agents
@@ -73,7 +57,7 @@ fn five_agents_under_the_same_overload_keep_max_and_one_step_per_cooldown() {
         })
         .collect();
     assert_eq!(
-        running_containers(&containers).len(),
+        running_containers(&bed.containers).len(),
         1,
         "five agents restored MinInstances more than once:\n{}",
         started_lines.join("\n")
@@ -84,15 +68,9 @@ fn five_agents_under_the_same_overload_keep_max_and_one_step_per_cooldown() {
     let mut peak = 0;
     while started.elapsed() < Duration::from_secs(16) {
         for agent in &agents {
-            let _ = http_request(
-                agent.port,
-                "POST",
-                "/gru/v1/stats/user/web/execution_time",
-                Some(&secret),
-                Some("800"),
-            );
+            let _ = agent.push_stat(&bed.secret, "web", "execution_time", "800");
         }
-        let now = running_containers(&containers).len();
+        let now = running_containers(&bed.containers).len();
         assert!(now <= MAX, "{now} instances, MaxInstances {MAX}");
         peak = peak.max(now);
         std::thread::sleep(Duration::from_millis(300));
@@ -114,7 +92,7 @@ fn five_agents_under_the_same_overload_keep_max_and_one_step_per_cooldown() {
             .join("\n")
     );
 
-    let mut starts: Vec<u64> = running_containers(&containers)
+    let mut starts: Vec<u64> = running_containers(&bed.containers)
         .iter()
         .map(|(_, _, at)| *at)
         .collect();
@@ -154,35 +132,26 @@ fn a_lost_node_s_instances_are_restored_to_min_within_ttl_and_two_loops() {
     }
     const TTL_SECS: u64 = 3;
     const LOOP_SECS: u64 = 1;
-    let containers = ClusterContainers::unique("lost");
-    let cluster = containers.cluster.clone();
-    let etcd = EtcdCluster::start();
-    let config = TestConfig::new(
-        &config_for_agents(TTL_SECS as u32),
-        r#"{"Scaleout": {"Enable": false, "Threshold": 0.75},
-            "Scalein": {"Enable": false, "Threshold": 0.35},
-            "Swap": {"Enable": false, "Threshold": 0.6}}"#,
-    );
+    let config = TestConfig::new(&config_for_agents(TTL_SECS as u32), QUIET_POLICY);
     config.service(
         "web",
         &format!(r#""MinInstances": {}, "MaxInstances": {},"#, 2, 4),
         testkit::free_port_range(12),
     );
-    config.create_and_push(&etcd, &cluster);
-    let logs = tempfile::tempdir().unwrap();
-    let mut agents: Vec<Agent> = (1..=3)
-        .map(|i| spawn_agent(&etcd, &cluster, &format!("n{i}"), logs.path()))
-        .collect();
+    let bed = Cluster::start("lost", config);
+    let mut agents: Vec<Agent> = bed.spawn_nodes(3);
     assert!(
-        wait_until(Duration::from_secs(20), || running_containers(&containers)
-            .len()
+        wait_until(Duration::from_secs(20), || running_containers(
+            &bed.containers
+        )
+        .len()
             == 2)
         .is_some(),
         "MinInstances not reached: {:?}",
-        running_containers(&containers)
+        running_containers(&bed.containers)
     );
     std::thread::sleep(Duration::from_secs(2));
-    let before = running_containers(&containers);
+    let before = running_containers(&bed.containers);
     assert_eq!(before.len(), 2, "MinInstances overshot: {before:?}");
 
     // Lose a node that runs an instance: its agent and its containers go at once.
@@ -203,13 +172,13 @@ fn a_lost_node_s_instances_are_restored_to_min_within_ttl_and_two_loops() {
     child.wait().unwrap();
 
     let restored = wait_until(Duration::from_secs(30), || {
-        let now = running_containers(&containers);
+        let now = running_containers(&bed.containers);
         now.len() == 2 && now.iter().all(|c| c.1 != victim)
     });
     let restored = restored.unwrap_or_else(|| {
         panic!(
             "MinInstances not restored: {:?}\n{}",
-            running_containers(&containers),
+            running_containers(&bed.containers),
             agents[0].log_text()
         )
     });
@@ -225,7 +194,7 @@ fn a_lost_node_s_instances_are_restored_to_min_within_ttl_and_two_loops() {
         "restored after {restored:?}, bound {bound:?}"
     );
     std::thread::sleep(Duration::from_secs(3));
-    let after: BTreeSet<String> = running_containers(&containers)
+    let after: BTreeSet<String> = running_containers(&bed.containers)
         .into_iter()
         .map(|c| c.0)
         .collect();
@@ -243,24 +212,14 @@ fn gossip_refuses_malformed_oversized_replayed_and_unauthenticated_messages() {
     if !require(test, Component::Etcd) || !require(test, Component::Docker) {
         return;
     }
-    let containers = ClusterContainers::unique("fuzz");
-    let cluster = containers.cluster.clone();
-    let etcd = EtcdCluster::start();
-    let config = TestConfig::new(
-        &config_for_agents(5),
-        r#"{"Scaleout": {"Enable": false, "Threshold": 0.75},
-            "Scalein": {"Enable": false, "Threshold": 0.35},
-            "Swap": {"Enable": false, "Threshold": 0.6}}"#,
-    );
+    let config = TestConfig::new(&config_for_agents(5), QUIET_POLICY);
     config.service(
         "web",
         &format!(r#""MinInstances": {}, "MaxInstances": {},"#, 0, 2),
         testkit::free_port_range(4),
     );
-    config.create_and_push(&etcd, &cluster);
-    let secret = secret(&etcd, &cluster);
-    let logs = tempfile::tempdir().unwrap();
-    let agent = spawn_agent(&etcd, &cluster, "n1", logs.path());
+    let bed = Cluster::start("fuzz", config);
+    let agent = bed.spawn("n1");
 
     let nodes_in_view = || -> BTreeSet<String> {
         let (_, body) = http_get(agent.port, "/gru/v1/gossip").unwrap();
@@ -276,12 +235,6 @@ fn gossip_refuses_malformed_oversized_replayed_and_unauthenticated_messages() {
     };
     let before = nodes_in_view();
     let valid_body = br#"{"from":"intruder","reports":[{"node":"intruder","version":99,"services":{"web":{"instances":50}}}]}"#;
-    let now_ms = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
-    };
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let post = |headers: &[(&str, String)], body: &[u8]| -> u16 {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", agent.port)).unwrap();
@@ -324,7 +277,12 @@ fn gossip_refuses_malformed_oversized_replayed_and_unauthenticated_messages() {
         *statuses.entry(status).or_insert(0) += 1;
     };
     // One genuine message, then its replays.
-    let genuine = signed(now_ms(), "genuine-nonce", valid_body, "wrong-secret-first");
+    let genuine = signed(
+        epoch_ms(),
+        "genuine-nonce",
+        valid_body,
+        "wrong-secret-first",
+    );
     for i in 0..1_200u32 {
         let status = match i % 6 {
             // No credentials, random bytes.
@@ -338,10 +296,10 @@ fn gossip_refuses_malformed_oversized_replayed_and_unauthenticated_messages() {
             // Correct key, stale timestamp.
             2 => post(
                 &signed(
-                    now_ms() - 120_000,
+                    epoch_ms() - 120_000,
                     &format!("stale-{i}"),
                     valid_body,
-                    &secret,
+                    &bed.secret,
                 ),
                 valid_body,
             ),
@@ -349,7 +307,12 @@ fn gossip_refuses_malformed_oversized_replayed_and_unauthenticated_messages() {
             3 => {
                 let junk = format!("{{\"from\": {i}, \"reports\": \"nope\"}}");
                 post(
-                    &signed(now_ms(), &format!("junk-{i}"), junk.as_bytes(), &secret),
+                    &signed(
+                        epoch_ms(),
+                        &format!("junk-{i}"),
+                        junk.as_bytes(),
+                        &bed.secret,
+                    ),
                     junk.as_bytes(),
                 )
             }
@@ -357,17 +320,17 @@ fn gossip_refuses_malformed_oversized_replayed_and_unauthenticated_messages() {
             4 => {
                 let huge = vec![b'x'; wire::MAX_MESSAGE_BYTES + 10];
                 post(
-                    &signed(now_ms(), &format!("huge-{i}"), &huge, &secret),
+                    &signed(epoch_ms(), &format!("huge-{i}"), &huge, &bed.secret),
                     &huge,
                 )
             }
             // A validly signed message replayed (the first one is accepted below).
             _ => post(
                 &signed(
-                    now_ms(),
+                    epoch_ms(),
                     "replayed-nonce",
                     b"{\"from\":\"n9\",\"reports\":[{\"node\":\"../x\",\"version\":1}]}",
-                    &secret,
+                    &bed.secret,
                 ),
                 b"{\"from\":\"n9\",\"reports\":[{\"node\":\"../x\",\"version\":1}]}",
             ),
@@ -411,7 +374,7 @@ fn gossip_refuses_malformed_oversized_replayed_and_unauthenticated_messages() {
     assert_eq!(nodes_in_view(), before, "refused gossip changed the view");
 
     // The genuine article is accepted once, and its replay refused.
-    let good = signed(now_ms(), "fresh-nonce", valid_body, &secret);
+    let good = signed(epoch_ms(), "fresh-nonce", valid_body, &bed.secret);
     assert_eq!(post(&good, valid_body), 200);
     assert_eq!(post(&good, valid_body), 409, "a replay was accepted");
     assert!(
@@ -419,7 +382,7 @@ fn gossip_refuses_malformed_oversized_replayed_and_unauthenticated_messages() {
         "a valid message was not merged"
     );
     drop(agent);
-    drop(containers);
+    drop(bed);
 }
 
 #[test]
@@ -430,43 +393,28 @@ fn a_lost_node_s_base_service_is_re_homed_on_a_survivor() {
     }
     const TTL_SECS: u64 = 3;
     const LOOP_SECS: u64 = 1;
-    let containers = ClusterContainers::unique("rehome");
-    let cluster = containers.cluster.clone();
-    let etcd = EtcdCluster::start();
-    let config = TestConfig::new(
-        &config_for_agents(TTL_SECS as u32),
-        r#"{"Scaleout": {"Enable": false, "Threshold": 0.75},
-            "Scalein": {"Enable": false, "Threshold": 0.35},
-            "Swap": {"Enable": false, "Threshold": 0.6}}"#,
-    );
+    let config = TestConfig::new(&config_for_agents(TTL_SECS as u32), QUIET_POLICY);
     config.service(
         "web",
         &format!(r#""MinInstances": {}, "MaxInstances": {},"#, 0, 2),
         testkit::free_port_range(8),
     );
-    config.create_and_push(&etcd, &cluster);
-    let secret = secret(&etcd, &cluster);
-    let logs = tempfile::tempdir().unwrap();
-    let mut first = spawn_agent(&etcd, &cluster, "n1", logs.path());
-    let survivor = spawn_agent(&etcd, &cluster, "n2", logs.path());
+    let bed = Cluster::start("rehome", config);
+    let mut first = bed.spawn("n1");
+    let survivor = bed.spawn("n2");
 
-    let (status, body) = http_request(
-        first.port,
-        "POST",
-        "/gru/v1/commands",
-        Some(&secret),
-        Some(r#"{"name": "set-base-services", "services": ["web"]}"#),
-    )
-    .unwrap();
-    assert_eq!(status, 202, "{body}");
+    first.command(
+        &bed.secret,
+        r#"{"name": "set-base-services", "services": ["web"]}"#,
+    );
     let placed = wait_until(Duration::from_secs(15), || {
-        let now = running_containers(&containers);
+        let now = running_containers(&bed.containers);
         now.len() == 1 && now[0].1 == "n1"
     });
     assert!(
         placed.is_some(),
         "base service not started on n1: {:?}",
-        running_containers(&containers)
+        running_containers(&bed.containers)
     );
     // Let n2 see n1's constraints record through its watch.
     std::thread::sleep(Duration::from_secs(1));
@@ -474,7 +422,7 @@ fn a_lost_node_s_base_service_is_re_homed_on_a_survivor() {
     let mut child = first.guard.take();
     child.kill().unwrap();
     let lost_at = Instant::now();
-    let ids: Vec<String> = running_containers(&containers)
+    let ids: Vec<String> = running_containers(&bed.containers)
         .into_iter()
         .map(|c| c.0)
         .collect();
@@ -484,13 +432,13 @@ fn a_lost_node_s_base_service_is_re_homed_on_a_survivor() {
     child.wait().unwrap();
 
     let rehomed = wait_until(Duration::from_secs(30), || {
-        let now = running_containers(&containers);
+        let now = running_containers(&bed.containers);
         now.len() == 1 && now[0].1 == "n2"
     });
     assert!(
         rehomed.is_some(),
         "n1's base service was not re-homed: {:?}\n{}",
-        running_containers(&containers),
+        running_containers(&bed.containers),
         survivor.log_text()
     );
     let since_loss = lost_at.elapsed();

@@ -27,12 +27,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use support::agents::{
-    Agent, TestConfig, config_for_agents, docker, registered, running_instances, secret,
-    spawn_agent_with_log_filter,
-};
+use support::agents::{Agent, logs_tail, spawn_nodes};
+use support::cluster::{registered, secret};
+use support::configs::{TestConfig, config_for_agents, scale_out_policy};
+use support::docker::{docker, running_instances};
+use support::epoch_ms;
 use testkit::{
     ClusterContainers, Component, EtcdCluster, etcdctl_at, free_port_range, http_get, http_request,
     require, require_workload_image, wait_until,
@@ -52,21 +53,13 @@ const OVERLOAD: &str = "800";
 /// One scale-out step per cooldown: long enough that a test sees exactly one.
 const COOLDOWN_OUT_SECS: u64 = 60;
 
-/// Scale-out on `resp_time_ratio` only (which needs pushed stats: log reading is off), so
-/// nothing scales until the test reports an overload, and then one step per cooldown.
-fn scale_out_policy() -> String {
-    format!(
-        r#"{{"Scaleout": {{"Enable": true, "Threshold": 0.6, "Analytics": ["resp_time_ratio"], "Step": 1}},
-            "Scalein": {{"Enable": false, "Threshold": 0.3}},
-            "Swap": {{"Enable": false, "Threshold": 0.6}},
-            "CooldownOut": {COOLDOWN_OUT_SECS}}}"#
-    )
-}
-
 /// `web` (MinInstances 2, MaxInstances 4) and `base` (no minimum: it runs only as a base
 /// service), pushed to a fresh cluster.
 fn push_config(etcd: &EtcdCluster, cluster: &str) -> TestConfig {
-    let config = TestConfig::new(&config_for_agents(TTL_SECS), &scale_out_policy());
+    let config = TestConfig::new(
+        &config_for_agents(TTL_SECS),
+        &scale_out_policy(COOLDOWN_OUT_SECS),
+    );
     config.service(
         "web",
         r#""MinInstances": 2, "MaxInstances": 4,"#,
@@ -109,17 +102,13 @@ fn three_agents(etcd: &EtcdCluster, cluster: &str) -> Cluster {
     let config = push_config(etcd, cluster);
     let secret = secret(etcd, cluster);
     let logs_dir = agent_logs();
-    let agents = (1..=3)
-        .map(|i| {
-            spawn_agent_with_log_filter(
-                &etcd.endpoints(),
-                cluster,
-                &format!("n{i}"),
-                logs_dir.path(),
-                "info,gru_agent::store=debug",
-            )
-        })
-        .collect();
+    let agents = spawn_nodes(
+        &etcd.endpoints(),
+        cluster,
+        3,
+        logs_dir.path(),
+        "info,gru_agent::store=debug",
+    );
     Cluster {
         config,
         secret,
@@ -142,32 +131,13 @@ fn wait_for_min(etcd: &EtcdCluster, containers: &ClusterContainers, agents: &[Ag
     std::thread::sleep(Duration::from_secs(2));
 }
 
-fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
 /// Every agent's log, for failure messages.
 fn logs(agents: &[Agent]) -> String {
-    agents
-        .iter()
-        .map(|a| {
-            let text = a.log_text();
-            let lines: Vec<&str> = text.lines().collect();
-            format!(
-                "--- {} (last 40 lines)\n{}",
-                a.node,
-                lines[lines.len().saturating_sub(40)..].join("\n")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    logs_tail(agents, 40)
 }
 
 /// Lines of the agents' logs that contain `needle`, prefixed with the node.
@@ -264,13 +234,7 @@ fn overload_until(
     let started = Instant::now();
     while started.elapsed() < timeout {
         for agent in agents {
-            let _ = http_request(
-                agent.port,
-                "POST",
-                "/gru/v1/stats/user/web/execution_time",
-                Some(secret),
-                Some(OVERLOAD),
-            );
+            let _ = agent.push_stat(secret, "web", "execution_time", OVERLOAD);
         }
         if running_instances(containers, "web").len() >= target {
             return Some(started.elapsed());
@@ -290,21 +254,11 @@ fn action_since(
 ) -> Option<(String, u64)> {
     agents
         .iter()
-        .filter_map(|a| {
-            let (_, body) = http_get(a.port, "/gru/v1/actions?limit=50")?;
-            let view: serde_json::Value = serde_json::from_str(&body).ok()?;
-            view["actions"]
-                .as_array()?
-                .iter()
-                .filter(|r| {
-                    r["action"] == action
-                        && r["service"] == service
-                        && r["result"] == "ok"
-                        && r["at"].as_u64().unwrap_or(0) >= since_ms
-                })
-                .map(|r| (a.node.clone(), r["at"].as_u64().unwrap_or(0)))
-                .max_by_key(|(_, at)| *at)
+        .flat_map(|a| a.actions(50))
+        .filter(|r| {
+            r.action == action && r.service == service && r.result == "ok" && r.at_ms >= since_ms
         })
+        .map(|r| (r.node, r.at_ms))
         .max_by_key(|(_, at)| *at)
 }
 

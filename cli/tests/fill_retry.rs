@@ -41,13 +41,14 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use support::agents::{Agent, TestConfig, docker, secret, spawn_agent};
-use testkit::{
-    ClusterContainers, Component, EtcdCluster, http_get, http_request, require,
-    require_workload_image, wait_until,
-};
+use support::agents::{ActionRecord, Agent};
+use support::cluster::Cluster;
+use support::configs::TestConfig;
+use support::docker::{docker, running_ids_of};
+use support::{epoch_ms, rfc3339_ms, strip_ansi};
+use testkit::{Component, require, require_workload_image, wait_until};
 
 const AGENTS: usize = 3;
 const MIN_INSTANCES: u32 = 1;
@@ -92,53 +93,6 @@ const MAX_SCENES: u32 = 3;
 /// What an agent logs (at info) right before each fill's claim transaction.
 const FILL_ATTEMPT: &str = "claiming its share of a target-tracking decision";
 
-fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// Milliseconds since the epoch of a UTC RFC 3339 time (`2026-12-04T02:22:33.123456789Z`,
-/// as Docker and the agents' logs write it).
-fn rfc3339_ms(text: &str) -> Option<u64> {
-    let (date, time) = text.trim().split_once('T')?;
-    let time = time.strip_suffix('Z')?;
-    let mut ymd = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
-    let (hms, fraction) = time.split_once('.').unwrap_or((time, "0"));
-    let mut parts = hms.split(':').map(|p| p.parse::<i64>().ok());
-    let (h, mi, s) = (parts.next()??, parts.next()??, parts.next()??);
-    let millis: i64 = format!("{:0<3}", &fraction[..fraction.len().min(3)])
-        .parse()
-        .ok()?;
-    // Days from 1970-01-01 to the civil date (H. Hinnant's days_from_civil).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    u64::try_from(((days * 24 + h) * 60 + mi) * 60_000 + s * 1000 + millis).ok()
-}
-
-/// The text without ANSI colour sequences (`ESC [ ... letter`).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// One fill attempt in an agent's log: when, and from which ledger revision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct FillAttempt {
@@ -173,25 +127,6 @@ struct Started {
     instance: String,
 }
 
-/// Running instances of `web` in the cluster, by id.
-fn running_ids(cluster: &str) -> Vec<String> {
-    docker(&[
-        "ps",
-        "-q",
-        "--no-trunc",
-        "--filter",
-        &format!("label=org.gru.cluster={cluster}"),
-        "--filter",
-        "label=org.gru.service=web",
-        "--filter",
-        "status=running",
-    ])
-    .lines()
-    .filter(|l| !l.is_empty())
-    .map(str::to_owned)
-    .collect()
-}
-
 /// Node, instance and start time of running containers, in one `docker inspect`.
 fn started(ids: &[String]) -> Vec<Started> {
     if ids.is_empty() {
@@ -221,54 +156,22 @@ fn started(ids: &[String]) -> Vec<Started> {
 
 /// The time of an agent's newest decision (one per loop tick), if it decided yet.
 fn last_decision_ms(agent: &Agent) -> Option<u64> {
-    let (200, body) = http_get(agent.port, "/gru/v1/decisions?limit=1")? else {
-        return None;
-    };
-    let view: serde_json::Value = serde_json::from_str(&body).ok()?;
-    view["decisions"][0]["at"].as_u64()
+    agent.decisions(1).first()?["at"].as_u64()
 }
 
-/// An action record of an agent for `web` (`GET /gru/v1/actions`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct ActionSeen {
-    at_ms: u64,
-    node: String,
-    action: String,
-    instance: Option<String>,
-    result: String,
-}
-
-fn actions(agent: &Agent) -> Vec<ActionSeen> {
-    let Some((200, body)) = http_get(agent.port, "/gru/v1/actions?limit=256") else {
-        return Vec::new();
-    };
-    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
-    view["actions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["service"] == "web")
-        .map(|r| ActionSeen {
-            at_ms: r["at"].as_u64().unwrap_or(0),
-            node: agent.node.clone(),
-            action: r["action"].as_str().unwrap_or("").to_owned(),
-            instance: r["instance"].as_str().map(str::to_owned),
-            result: r["result"].as_str().unwrap_or("").to_owned(),
-        })
-        .collect()
+/// The action records of an agent for `web`.
+fn actions(agent: &Agent) -> Vec<ActionRecord> {
+    let mut records = agent.actions(256);
+    records.retain(|r| r.service == "web");
+    records
 }
 
 /// The scale-out decisions' reasons of an agent since `since_ms` (why the claim asked for
 /// what it did).
 fn scale_out_reasons(agent: &Agent, since_ms: u64) -> Vec<(u64, String)> {
-    let Some((200, body)) = http_get(agent.port, "/gru/v1/decisions?limit=256") else {
-        return Vec::new();
-    };
-    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
-    view["decisions"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    agent
+        .decisions(256)
+        .iter()
         .filter(|d| d["action"]["kind"] == "scale-out")
         .map(|d| (d["at"].as_u64().unwrap_or(0), d["reason"].to_string()))
         .filter(|(at, _)| *at >= since_ms)
@@ -331,9 +234,6 @@ fn a_lost_fill_is_retried_before_the_losers_next_loop() {
 /// One scene on a fresh etcd, cluster and agents (all gone when it returns or panics).
 fn play_scene(scene: u32) -> Scene {
     // Dropped last: removes every container of the cluster, also when an assert fails.
-    let containers = ClusterContainers::unique(&format!("fillretry{scene}"));
-    let cluster = containers.cluster.clone();
-    let etcd = EtcdCluster::start();
     let memory_total: u64 = docker(&["info", "--format", "{{.MemTotal}}"])
         .trim()
         .parse()
@@ -359,9 +259,9 @@ fn play_scene(scene: u32) -> Scene {
         ),
     );
     let (low, high) = testkit::free_port_range(6);
-    std::fs::write(
-        config.dir.path().join("services/web.json"),
-        format!(
+    config.file(
+        "services/web.json",
+        &format!(
             r#"{{"Name": "web", "Image": "{image}", "DiscoveryPort": "8080",
                 "Analytics": ["resp_time_ratio"],
                 "Constraints": {{"MAX_RESP_TIME": {MAX_RESP_TIME_MS}}},
@@ -374,23 +274,20 @@ fn play_scene(scene: u32) -> Scene {
             }}"#,
             image = testkit::WORKLOAD_IMAGE,
         ),
-    )
-    .unwrap();
-    config.create_and_push(&etcd, &cluster);
-    let secret = secret(&etcd, &cluster);
-    let logs = tempfile::tempdir().unwrap();
-    let agents: Vec<Agent> = (1..=AGENTS)
-        .map(|i| spawn_agent(&etcd, &cluster, &format!("n{i}"), logs.path()))
-        .collect();
+    );
+    let bed = Cluster::start(&format!("fillretry{scene}"), config);
+    let agents: Vec<Agent> = bed.spawn_nodes(AGENTS);
 
     // MinInstances comes from the first agent's first tick (at its start).
-    let floor = wait_until(Duration::from_secs(20), || running_ids(&cluster).len() == 1);
+    let floor = wait_until(Duration::from_secs(20), || {
+        running_ids_of(&bed.name, "web").len() == 1
+    });
     assert!(
         floor.is_some(),
         "MinInstances not reached: {:?}",
-        started(&running_ids(&cluster))
+        started(&running_ids_of(&bed.name, "web"))
     );
-    let first = started(&running_ids(&cluster));
+    let first = started(&running_ids_of(&bed.name, "web"));
     let decider_node = first[0].node.clone();
     let decider = agents.iter().find(|a| a.node == decider_node).unwrap();
     let fillers: Vec<&Agent> = agents.iter().filter(|a| a.node != decider_node).collect();
@@ -408,19 +305,18 @@ fn play_scene(scene: u32) -> Scene {
     let mut all_running_seen: Option<Instant> = None;
     while step_at.elapsed() < deadline {
         if Instant::now() >= next_push {
-            let answer = http_request(
-                decider.port,
-                "POST",
-                "/gru/v1/stats/user/web/execution_time",
-                Some(&secret),
-                Some(&format!("{LOADED_MS:.1}")),
+            let answer = decider.push_stat(
+                &bed.secret,
+                "web",
+                "execution_time",
+                &format!("{LOADED_MS:.1}"),
             );
             if !answer.as_ref().is_some_and(|(s, _)| (200..300).contains(s)) {
                 push_failures.push(format!("{answer:?}"));
             }
             next_push += PUSH_EVERY;
         }
-        let count = running_ids(&cluster).len();
+        let count = running_ids_of(&bed.name, "web").len();
         counts.push((epoch_ms(), count));
         if count >= MAX_INSTANCES as usize && all_running_seen.is_none() {
             all_running_seen = Some(Instant::now());
@@ -432,9 +328,9 @@ fn play_scene(scene: u32) -> Scene {
     }
 
     // What happened, from Docker, the agents' records and their logs.
-    let instances = started(&running_ids(&cluster));
-    let all_actions: BTreeSet<ActionSeen> = agents.iter().flat_map(actions).collect();
-    let claims: Vec<&ActionSeen> = all_actions
+    let instances = started(&running_ids_of(&bed.name, "web"));
+    let all_actions: BTreeSet<ActionRecord> = agents.iter().flat_map(actions).collect();
+    let claims: Vec<&ActionRecord> = all_actions
         .iter()
         .filter(|a| a.action == "scale-out" && a.result.starts_with("claimed:"))
         .collect();

@@ -30,11 +30,13 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use gru_agent::store::DEFAULT_REQUEST_DEADLINE;
 use partition_support::{Testbed, etcd_healthy, etcdctl, http};
-use support::agents::{TestConfig, config_for_agents};
+use support::agents::ActionRecord;
+use support::configs::{TestConfig, config_for_agents, scale_out_policy};
+use support::{epoch_ms, strip_ansi};
 use testkit::{ClusterContainers, Component, require, skip_listed};
 
 const MIN: usize = 1;
@@ -83,23 +85,6 @@ fn build_images() {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("images built in {:.0} s", started.elapsed().as_secs_f64());
-}
-
-fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// The scale-out policy: overload reported to every agent, one step per CooldownOut.
-fn policy() -> String {
-    format!(
-        r#"{{"Scaleout": {{"Enable": true, "Threshold": 0.6, "Analytics": ["resp_time_ratio"], "Step": 1}},
-            "Scalein": {{"Enable": false, "Threshold": 0.3}},
-            "Swap": {{"Enable": false, "Threshold": 0.6}},
-            "CooldownOut": {COOLDOWN_OUT_SECS}}}"#
-    )
 }
 
 /// One agent: its node name, container, address on the shared network, and where the test
@@ -152,21 +137,10 @@ impl Agent {
             return Vec::new();
         };
         let view: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        view["actions"]
-            .as_array()
-            .map(|actions| {
-                actions
-                    .iter()
-                    .map(|a| {
-                        (
-                            a["at"].as_u64().unwrap_or(0),
-                            a["action"].as_str().unwrap_or("").to_owned(),
-                            a["result"].as_str().unwrap_or("").to_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
+        ActionRecord::all(&self.node, &view)
+            .into_iter()
+            .map(|a| (a.at_ms, a.action, a.result))
+            .collect()
     }
 }
 
@@ -292,7 +266,10 @@ fn a_partition_keeps_max_on_each_side_the_minority_takes_no_step_and_the_heal_co
         cluster: cluster.clone(),
     };
     // config_for_agents: 1 s loops (LOOP_SECS).
-    let config = TestConfig::new(&config_for_agents(TTL_SECS as u32), &policy());
+    let config = TestConfig::new(
+        &config_for_agents(TTL_SECS as u32),
+        &scale_out_policy(COOLDOWN_OUT_SECS),
+    );
     config.service(
         "web",
         &format!(r#""MinInstances": {MIN}, "MaxInstances": {MAX},"#),
@@ -550,7 +527,7 @@ fn a_partition_keeps_max_on_each_side_the_minority_takes_no_step_and_the_heal_co
         std::thread::sleep(Duration::from_millis(300));
     }
     let cut_lasted = cut_at.elapsed();
-    let node3_log = partition_support::strip_ansi(&String::from_utf8_lossy(
+    let node3_log = strip_ansi(&String::from_utf8_lossy(
         &partition_support::docker(&["logs", "--since", &cut_unix, &agents[2].container]).stderr,
     ));
     assert!(

@@ -33,16 +33,14 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use support::agents::{
-    Agent, TestConfig, config_for_agents, docker, registered, running_instances, secret,
-    spawn_agent,
-};
-use testkit::{
-    ClusterContainers, Component, EtcdCluster, http_get, http_request, require,
-    require_workload_image, wait_until,
-};
+use support::agents::{ActionRecord, Agent};
+use support::cluster::{Cluster, registered};
+use support::configs::{TestConfig, config_for_agents};
+use support::docker::{docker, running_instances};
+use support::epoch_ms;
+use testkit::{Component, require, require_workload_image, wait_until};
 
 const MIN_INSTANCES: u32 = 1;
 const MAX_INSTANCES: u32 = 6;
@@ -133,13 +131,6 @@ fn reversals(counts: &[u32]) -> usize {
     changes
 }
 
-fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 /// Running instances of `web` per node, in one `docker ps`.
 fn running_by_node(cluster: &str) -> BTreeMap<String, u32> {
     let out = docker(&[
@@ -174,16 +165,6 @@ impl Sample {
     }
 }
 
-/// One action record of an agent (`GET /gru/v1/actions`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct ActionSeen {
-    at_ms: u64,
-    node: String,
-    action: String,
-    instance: Option<String>,
-    result: String,
-}
-
 /// The test's side of the run: samples Docker, pushes the model's response time, collects
 /// the agents' action records (polled every second, so the agents' bounded histories
 /// cannot lose any).
@@ -192,7 +173,7 @@ struct Run<'a> {
     cluster: String,
     secret: String,
     samples: Vec<Sample>,
-    actions: BTreeSet<ActionSeen>,
+    actions: BTreeSet<ActionRecord>,
     pushes: u64,
     push_failures: Vec<String>,
 }
@@ -238,13 +219,7 @@ impl Run<'_> {
             if sample.nodes.get(&agent.node).copied().unwrap_or(0) == 0 {
                 continue;
             }
-            let answer = http_request(
-                agent.port,
-                "POST",
-                "/gru/v1/stats/user/web/execution_time",
-                Some(&self.secret),
-                Some(&value),
-            );
+            let answer = agent.push_stat(&self.secret, "web", "execution_time", &value);
             self.pushes += 1;
             if !answer.as_ref().is_some_and(|(s, _)| (200..300).contains(s)) {
                 self.push_failures
@@ -255,22 +230,9 @@ impl Run<'_> {
 
     fn poll_actions(&mut self) {
         for agent in self.agents {
-            let Some((200, body)) = http_get(agent.port, "/gru/v1/actions?limit=256") else {
-                continue;
-            };
-            let view: serde_json::Value = serde_json::from_str(&body).unwrap();
-            for record in view["actions"].as_array().into_iter().flatten() {
-                if record["service"] != "web" {
-                    continue;
-                }
-                self.actions.insert(ActionSeen {
-                    at_ms: record["at"].as_u64().unwrap_or(0),
-                    node: agent.node.clone(),
-                    action: record["action"].as_str().unwrap_or("").to_owned(),
-                    instance: record["instance"].as_str().map(str::to_owned),
-                    result: record["result"].as_str().unwrap_or("").to_owned(),
-                });
-            }
+            let records = agent.actions(256).into_iter();
+            self.actions
+                .extend(records.filter(|record| record.service == "web"));
         }
     }
 
@@ -287,7 +249,7 @@ impl Run<'_> {
             println!("  {second:>4} s  {}  {:?}", sample.count(), sample.nodes);
         }
         println!("actions (all agents; refusals of decisions included):");
-        let mut actions: Vec<&ActionSeen> = self.actions.iter().collect();
+        let mut actions: Vec<&ActionRecord> = self.actions.iter().collect();
         actions.sort();
         for a in actions {
             println!(
@@ -310,11 +272,7 @@ impl Run<'_> {
         println!("scale-out decisions while loaded (all agents):");
         let mut lines = Vec::new();
         for agent in self.agents {
-            let Some((200, body)) = http_get(agent.port, "/gru/v1/decisions?limit=256") else {
-                continue;
-            };
-            let view: serde_json::Value = serde_json::from_str(&body).unwrap();
-            for decision in view["decisions"].as_array().into_iter().flatten() {
+            for decision in agent.decisions(256) {
                 let at = decision["at"].as_u64().unwrap_or(0);
                 if decision["action"]["kind"] == "scale-out" && at >= origin_ms && at < until_ms {
                     lines.push((at, agent.node.clone(), decision["reason"].to_string()));
@@ -337,9 +295,6 @@ fn a_load_step_is_one_target_claim_filled_across_nodes_that_settles_and_returns_
         return;
     }
     // Dropped last: removes every container of the cluster, also when an assert fails.
-    let containers = ClusterContainers::unique("target");
-    let cluster = containers.cluster.clone();
-    let etcd = EtcdCluster::start();
     let memory_total: u64 = docker(&["info", "--format", "{{.MemTotal}}"])
         .trim()
         .parse()
@@ -371,9 +326,9 @@ fn a_load_step_is_one_target_claim_filled_across_nodes_that_settles_and_returns_
     )
     .unwrap();
     let (low, high) = testkit::free_port_range(12);
-    std::fs::write(
-        config.dir.path().join("services/web.json"),
-        format!(
+    config.file(
+        "services/web.json",
+        &format!(
             r#"{{"Name": "web", "Image": "{image}", "DiscoveryPort": "8080",
                 "Analytics": ["resp_time_ratio"],
                 "Constraints": {{"MAX_RESP_TIME": {MAX_RESP_TIME_MS}}},
@@ -386,27 +341,23 @@ fn a_load_step_is_one_target_claim_filled_across_nodes_that_settles_and_returns_
             }}"#,
             image = testkit::WORKLOAD_IMAGE,
         ),
-    )
-    .unwrap();
-    config.create_and_push(&etcd, &cluster);
-    let secret = secret(&etcd, &cluster);
-    let logs = tempfile::tempdir().unwrap();
-    let agents: Vec<Agent> = (1..=AGENTS)
-        .map(|i| spawn_agent(&etcd, &cluster, &format!("n{i}"), logs.path()))
-        .collect();
+    );
+    let bed = Cluster::start("target", config);
+    let cluster = &bed.name;
+    let agents: Vec<Agent> = bed.spawn_nodes(AGENTS);
     let floor = wait_until(Duration::from_secs(20), || {
-        running_by_node(&cluster).values().sum::<u32>() == MIN_INSTANCES
+        running_by_node(&bed.name).values().sum::<u32>() == MIN_INSTANCES
     });
     assert!(
         floor.is_some(),
         "MinInstances not reached: {:?}",
-        running_by_node(&cluster)
+        running_by_node(&bed.name)
     );
 
     let mut run = Run {
         agents: &agents,
         cluster: cluster.clone(),
-        secret,
+        secret: bed.secret.clone(),
         samples: Vec::new(),
         actions: BTreeSet::new(),
         pushes: 0,
@@ -439,28 +390,28 @@ fn a_load_step_is_one_target_claim_filled_across_nodes_that_settles_and_returns_
     });
     // Discovery settles a moment after the last stop.
     let records_match = wait_until(Duration::from_secs(5), || {
-        let records: BTreeSet<String> = registered(&etcd, &cluster, "web")
+        let records: BTreeSet<String> = registered(&bed.etcd, &bed.name, "web")
             .into_iter()
             .map(|(instance, _)| instance)
             .collect();
-        records == running_instances(&containers, "web")
+        records == running_instances(&bed.containers, "web")
     });
-    let records: BTreeSet<String> = registered(&etcd, &cluster, "web")
+    let records: BTreeSet<String> = registered(&bed.etcd, &bed.name, "web")
         .into_iter()
         .map(|(instance, _)| instance)
         .collect();
-    let running = running_instances(&containers, "web");
+    let running = running_instances(&bed.containers, "web");
 
     // The figures first, so that a failed assert below still shows them.
     run.print_timeline(step_ms);
     run.print_scale_out_decisions(step_ms, stop_ms);
-    let in_phase = |a: &ActionSeen, from: u64, to: u64| a.at_ms >= from && a.at_ms < to;
-    let claims: Vec<&ActionSeen> = run
+    let in_phase = |a: &ActionRecord, from: u64, to: u64| a.at_ms >= from && a.at_ms < to;
+    let claims: Vec<&ActionRecord> = run
         .actions
         .iter()
         .filter(|a| a.action == "scale-out" && a.result.starts_with("claimed:"))
         .collect();
-    let step_claims: Vec<&&ActionSeen> = claims
+    let step_claims: Vec<&&ActionRecord> = claims
         .iter()
         .filter(|a| in_phase(a, step_ms, stop_ms))
         .collect();
@@ -489,7 +440,7 @@ fn a_load_step_is_one_target_claim_filled_across_nodes_that_settles_and_returns_
         })
         .collect();
     let claimer = step_claims.first().map(|a| a.node.clone());
-    let fills_elsewhere: Vec<&ActionSeen> = run
+    let fills_elsewhere: Vec<&ActionRecord> = run
         .actions
         .iter()
         .filter(|a| {
@@ -630,7 +581,7 @@ fn a_load_step_is_one_target_claim_filled_across_nodes_that_settles_and_returns_
             Some(_) => None,
         },
     );
-    // (e) Discovery lists exactly the running containers.
+    // (e) Discovery lists exactly the running bed.containers.
     check(
         "(e) discovery = running",
         records_match

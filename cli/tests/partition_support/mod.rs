@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use testkit::ClusterContainers;
 
+use crate::support::strip_ansi;
+
 /// Label on every container and network the test creates; its value is the run's name.
 pub const TEST_LABEL: &str = "org.gru.test.partition";
 /// Where the shared network's /24 is taken from (a free one is picked at random): outside
@@ -75,24 +77,6 @@ pub fn etcd_healthy(ip: Ipv4Addr) -> bool {
         None,
     )
     .is_some_and(|(status, body)| status == 200 && body.contains("\"health\":\"true\""))
-}
-
-/// `text` without its terminal colour sequences (`ESC [ ... m`).
-pub fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// A running managed container, from its labels.

@@ -1,114 +1,20 @@
-//! Agents as `gru join` processes against a test etcd, the configurations they run, and
-//! what the tests read back from Docker and etcd (running instances, discovery records).
-//! Shared by the multi-agent tests (autonomic, coordination, faults).
+//! Agents as `gru join` processes on this machine against a test etcd: how they are
+//! started ([`AgentCommand`]), stopped and frozen, and what the tests read from their HTTP
+//! API (actions, decisions) and their logs.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use testkit::{ChildGuard, ClusterContainers, EtcdCluster, free_port, http_get, wait_until};
+use serde_json::Value;
+use testkit::{ChildGuard, EtcdCluster, free_port, http_get, http_request, wait_until};
 
-use super::{expect_code, gru};
+use super::{gru, tail};
 
-/// `config.json` of the single-agent tests: 1 s loops, TTL 3 s, log reading on.
-pub const CONFIG_ONE_SECOND_LOOPS: &str = r#"{
-    "Autonomic": {"LoopTimeInterval": 1, "PlannerStrategy": "greedy", "EnableLogReading": true},
-    "Discovery": {"TTL": 3}
-}"#;
+/// How long an agent may take from its spawn to its first answer on `/healthz`.
+const AGENT_UP_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// `config.json` for several agents: 1 s loops, two friends per round, the given TTL.
-pub fn config_for_agents(ttl: u32) -> String {
-    format!(
-        r#"{{"Autonomic": {{"LoopTimeInterval": 1, "PlannerStrategy": "greedy"}},
-            "Communication": {{"LoopTimeInterval": 1, "MaxFriends": 2}},
-            "Discovery": {{"TTL": {ttl}}}}}"#
-    )
-}
-
-/// A policy that never scales by itself (operators and repairs only).
-pub const QUIET_POLICY: &str = r#"{
-    "Scaleout": {"Enable": false, "Threshold": 0.75},
-    "Scalein":  {"Enable": false, "Threshold": 0.35},
-    "Swap":     {"Enable": false, "Threshold": 0.6}
-}"#;
-
-/// A configuration directory: config.json, policy.json, the `resp_time_ratio` and
-/// `cpu_load` analytics and the services added with [`TestConfig::service`].
-pub struct TestConfig {
-    pub dir: tempfile::TempDir,
-}
-
-impl TestConfig {
-    pub fn new(config: &str, policy: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("services")).unwrap();
-        std::fs::create_dir_all(dir.path().join("analytics")).unwrap();
-        std::fs::write(dir.path().join("config.json"), config).unwrap();
-        std::fs::write(dir.path().join("policy.json"), policy).unwrap();
-        std::fs::write(
-            dir.path().join("analytics/resp_time_ratio.json"),
-            r#"{"Name": "resp_time_ratio", "Expr": "execution_time / MAX_RESP_TIME",
-                "Metrics": ["execution_time"], "Constraints": ["MAX_RESP_TIME"]}"#,
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("analytics/cpu_load.json"),
-            r#"{"Name": "cpu_load", "Expr": "cpu_avg", "Metrics": ["cpu_avg"]}"#,
-        )
-        .unwrap();
-        Self { dir }
-    }
-
-    /// A workload service; `extra` holds more top-level fields, each followed by a comma
-    /// (`"MinInstances": 1, "MaxInstances": 3,`); its port 8080 is published in `range`.
-    pub fn service(&self, name: &str, extra: &str, range: (u16, u16)) -> &Self {
-        let doc = format!(
-            r#"{{
-                "Name": "{name}", "Image": "{image}", "DiscoveryPort": "8080",
-                "Analytics": ["resp_time_ratio", "cpu_load"],
-                "Constraints": {{"MAX_RESP_TIME": 100}},
-                {extra}
-                "Configuration": {{
-                    "Memory": "64m", "StopTimeout": 2,
-                    "Env": {{"SERVICE_NAME": "{name}", "SERVICE_TIME_MS": "20"}},
-                    "Ports": {{"8080": "{low}-{high}"}}
-                }}
-            }}"#,
-            image = testkit::WORKLOAD_IMAGE,
-            low = range.0,
-            high = range.1
-        );
-        std::fs::write(self.dir.path().join(format!("services/{name}.json")), doc).unwrap();
-        self
-    }
-
-    pub fn path(&self) -> &str {
-        self.dir.path().to_str().unwrap()
-    }
-
-    /// `gru create <cluster>` and `gru config push` of this directory.
-    pub fn create_and_push(&self, etcd: &EtcdCluster, cluster: &str) {
-        let e = etcd.endpoints();
-        expect_code(&e, &["create", cluster], 0);
-        expect_code(&e, &["config", "push", cluster, self.path()], 0);
-    }
-}
-
-/// The cluster secret (Bearer for commands and stats, HMAC key for gossip).
-pub fn secret(etcd: &EtcdCluster, cluster: &str) -> String {
-    etcd.etcdctl(&[
-        "get",
-        "--print-value-only",
-        &format!("/gru/{cluster}/secret"),
-    ])
-    .trim()
-    .to_owned()
-}
-
-/// One `gru join` process, killed when dropped; its stderr (RUST_LOG=info) goes to `log`.
+/// One `gru join` process, killed when dropped; its stderr goes to `log`.
 pub struct Agent {
     pub node: String,
     pub port: u16,
@@ -116,16 +22,109 @@ pub struct Agent {
     pub log: PathBuf,
 }
 
-impl Agent {
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+/// `gru [global...] join <cluster> --name <node> --port <free> --bind 127.0.0.1
+/// --publish-ip 127.0.0.1 [--start]`, stderr in `<log_dir>/<node>-<port>.log`.
+pub struct AgentCommand<'a> {
+    endpoints: String,
+    cluster: &'a str,
+    node: &'a str,
+    log: Option<PathBuf>,
+    log_dir: &'a Path,
+    start: bool,
+    rust_log: &'a str,
+    global: &'a [&'a str],
+}
+
+impl<'a> AgentCommand<'a> {
+    /// Started (`--start`), logging at info.
+    pub fn new(endpoints: &str, cluster: &'a str, node: &'a str, log_dir: &'a Path) -> Self {
+        AgentCommand {
+            endpoints: endpoints.to_owned(),
+            cluster,
+            node,
+            log: None,
+            log_dir,
+            start: true,
+            rust_log: "info",
+            global: &[],
+        }
+    }
+
+    /// With `start` false the loop waits for a `start` command.
+    pub fn start(mut self, start: bool) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// The agent's `RUST_LOG` (e.g. `debug`, to check what it prints at its most talkative).
+    pub fn rust_log(mut self, rust_log: &'a str) -> Self {
+        self.rust_log = rust_log;
+        self
+    }
+
+    /// Global options, before `join` (`--log-format json`).
+    pub fn global(mut self, global: &'a [&'a str]) -> Self {
+        self.global = global;
+        self
+    }
+
+    /// The log file, instead of one named after the node in the log directory.
+    pub fn log_file(mut self, log: &Path) -> Self {
+        self.log = Some(log.to_path_buf());
+        self
+    }
+
+    /// Spawns the process and returns at once (see [`Agent::wait_up`]).
+    pub fn launch(self) -> Agent {
+        let port = free_port();
+        let log = self.log.unwrap_or_else(|| {
+            self.log_dir
+                .join(format!("{node}-{port}.log", node = self.node))
+        });
+        let port_text = port.to_string();
+        let mut args = vec![
+            "join",
+            self.cluster,
+            "--name",
+            self.node,
+            "--port",
+            &port_text,
+            "--bind",
+            "127.0.0.1",
+            "--publish-ip",
+            "127.0.0.1",
+        ];
+        if self.start {
+            args.push("--start");
+        }
+        let child = gru(&self.endpoints)
+            .env("RUST_LOG", self.rust_log)
+            .args(self.global)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Agent {
+            node: self.node.to_owned(),
+            port,
+            guard: ChildGuard::new(child),
+            log,
+        }
+    }
+
+    /// Spawns the process and waits until it answers `/healthz`.
+    pub fn spawn(self) -> Agent {
+        let agent = self.launch();
+        agent.wait_up();
+        agent
     }
 }
 
 /// `gru join <cluster> --name <node> --start` on a free port, waited for until /healthz
 /// answers.
 pub fn spawn_agent(etcd: &EtcdCluster, cluster: &str, node: &str, log_dir: &Path) -> Agent {
-    spawn_agent_with(&etcd.endpoints(), cluster, node, log_dir, true)
+    AgentCommand::new(&etcd.endpoints(), cluster, node, log_dir).spawn()
 }
 
 /// `gru join` against `endpoints`; with `start` false the loop waits for a `start` command.
@@ -136,61 +135,12 @@ pub fn spawn_agent_with(
     log_dir: &Path,
     start: bool,
 ) -> Agent {
-    spawn(endpoints, cluster, node, log_dir, start, "info")
-}
-
-fn spawn(
-    endpoints: &str,
-    cluster: &str,
-    node: &str,
-    log_dir: &Path,
-    start: bool,
-    rust_log: &str,
-) -> Agent {
-    let port = free_port();
-    let log = log_dir.join(format!("{node}-{port}.log"));
-    let port_text = port.to_string();
-    let mut args = vec![
-        "join",
-        cluster,
-        "--name",
-        node,
-        "--port",
-        &port_text,
-        "--bind",
-        "127.0.0.1",
-        "--publish-ip",
-        "127.0.0.1",
-    ];
-    if start {
-        args.push("--start");
-    }
-    let child = gru(endpoints)
-        .env("RUST_LOG", rust_log)
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
+    AgentCommand::new(endpoints, cluster, node, log_dir)
+        .start(start)
         .spawn()
-        .unwrap();
-    let agent = Agent {
-        node: node.to_owned(),
-        port,
-        guard: ChildGuard::new(child),
-        log,
-    };
-    let up = wait_until(Duration::from_secs(20), || {
-        http_get(port, "/healthz").is_some_and(|(s, _)| s == 200)
-    });
-    assert!(
-        up.is_some(),
-        "agent {node} did not come up:\n{}",
-        agent.log_text()
-    );
-    agent
 }
 
-/// Like [`spawn_agent_with`] (started), with the agent's log filtered by `rust_log` (e.g.
-/// `debug`, to check what the agent would print at its most talkative).
+/// Like [`spawn_agent_with`] (started), with the agent's log filtered by `rust_log`.
 pub fn spawn_agent_with_log_filter(
     endpoints: &str,
     cluster: &str,
@@ -198,143 +148,170 @@ pub fn spawn_agent_with_log_filter(
     log_dir: &Path,
     rust_log: &str,
 ) -> Agent {
-    spawn(endpoints, cluster, node, log_dir, true, rust_log)
+    AgentCommand::new(endpoints, cluster, node, log_dir)
+        .rust_log(rust_log)
+        .spawn()
 }
 
-pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+impl Agent {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
 
-/// Running containers of `service` in the cluster, by instance label.
-pub fn running_instances(containers: &ClusterContainers, service: &str) -> BTreeSet<String> {
-    containers
-        .ids(Some(&format!("label=org.gru.service={service}")))
-        .into_iter()
-        .filter_map(|id| {
-            let line = docker(&[
-                "inspect",
-                "--format",
-                "{{.State.Running}} {{index .Config.Labels \"org.gru.instance\"}}",
-                &id,
-            ]);
-            let (state, instance) = line.trim().split_once(' ')?;
-            (state == "true").then(|| instance.to_owned())
-        })
-        .collect()
-}
+    /// Waits until `/healthz` answers 200, or fails the test with the agent's log.
+    #[track_caller]
+    pub fn wait_up(&self) {
+        let up = wait_until(AGENT_UP_TIMEOUT, || self.healthy());
+        assert!(
+            up.is_some(),
+            "agent {} did not come up:\n{}",
+            self.node,
+            self.log_text()
+        );
+    }
 
-/// Running containers of the cluster: (id, node, created-at in ms since the epoch).
-pub fn running_containers(containers: &ClusterContainers) -> Vec<(String, String, u64)> {
-    containers
-        .ids(Some("status=running"))
-        .into_iter()
-        .map(|id| {
-            let line = docker(&[
-                "inspect",
-                "--format",
-                "{{index .Config.Labels \"org.gru.node\"}} {{.Created}}",
-                &id,
-            ]);
-            let (node, created) = line.trim().split_once(' ').unwrap_or(("", ""));
-            (id, node.to_owned(), rfc3339_millis(created))
-        })
-        .collect()
-}
+    /// `/healthz` answers 200.
+    pub fn healthy(&self) -> bool {
+        http_get(self.port, "/healthz").is_some_and(|(status, _)| status == 200)
+    }
 
-/// Milliseconds since the epoch of Docker's `2026-11-22T01:02:03.123456789Z`.
-fn rfc3339_millis(text: &str) -> u64 {
-    let out = Command::new("date")
-        .args(["-u", "-d", text, "+%s%3N"])
-        .output()
+    /// The process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.guard.0.as_mut().unwrap().try_wait().unwrap().is_none()
+    }
+
+    /// SIGKILL, now: no lease revoked, nothing cleaned up.
+    pub fn kill9(&mut self) {
+        let mut child = self.guard.take();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGSTOP: the process keeps its port (the kernel still accepts connections) but
+    /// answers nothing. The guard's SIGKILL still ends it.
+    pub fn freeze(&self) {
+        let status = Command::new("kill")
+            .args(["-STOP", &self.guard.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// `GET path` as JSON; `None` unless it answered 200 with a JSON document.
+    pub fn get_json(&self, path: &str) -> Option<Value> {
+        let (200, body) = http_get(self.port, path)? else {
+            return None;
+        };
+        serde_json::from_str(&body).ok()
+    }
+
+    /// The newest `limit` action records (`GET /gru/v1/actions`), none when it did not
+    /// answer.
+    pub fn actions(&self, limit: usize) -> Vec<ActionRecord> {
+        self.get_json(&format!("/gru/v1/actions?limit={limit}"))
+            .map(|view| ActionRecord::all(&self.node, &view))
+            .unwrap_or_default()
+    }
+
+    /// The newest `limit` planner decisions (`GET /gru/v1/decisions`), as JSON.
+    pub fn decisions(&self, limit: usize) -> Vec<Value> {
+        self.get_json(&format!("/gru/v1/decisions?limit={limit}"))
+            .and_then(|view| view["decisions"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// Pushes a user metric (`POST /gru/v1/stats/user/<service>/<metric>`): the answer.
+    pub fn push_stat(
+        &self,
+        secret: &str,
+        service: &str,
+        metric: &str,
+        value: &str,
+    ) -> Option<(u16, String)> {
+        http_request(
+            self.port,
+            "POST",
+            &format!("/gru/v1/stats/user/{service}/{metric}"),
+            Some(secret),
+            Some(value),
+        )
+    }
+
+    /// Sends an operator's command (`POST /gru/v1/commands`) and requires it accepted.
+    #[track_caller]
+    pub fn command(&self, secret: &str, body: &str) {
+        let (status, text) = http_request(
+            self.port,
+            "POST",
+            "/gru/v1/commands",
+            Some(secret),
+            Some(body),
+        )
         .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
+        assert_eq!(status, 202, "{text}");
+    }
 }
 
-/// Discovery records of `service`: instance → address.
-pub fn registered(etcd: &EtcdCluster, cluster: &str, service: &str) -> Vec<(String, String)> {
-    let prefix = format!("/gru/{cluster}/discovery/{service}/");
-    etcd.dump(&prefix)
-        .into_iter()
-        .map(|(k, v)| (k.trim_start_matches(&prefix).to_owned(), v))
+/// `n1` ... `n<count>`, started, each waited for until it answers.
+pub fn spawn_nodes(
+    endpoints: &str,
+    cluster: &str,
+    count: usize,
+    log_dir: &Path,
+    rust_log: &str,
+) -> Vec<Agent> {
+    (1..=count)
+        .map(|i| {
+            AgentCommand::new(endpoints, cluster, &format!("n{i}"), log_dir)
+                .rust_log(rust_log)
+                .spawn()
+        })
         .collect()
 }
 
-/// Closed-loop load: `clients` threads sending GETs to whatever instances discovery lists.
-pub struct Load {
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<u64>>,
+/// Each agent's last `lines` lines of log, titled with its node: for failure messages.
+pub fn logs_tail(agents: &[Agent], lines: usize) -> String {
+    agents
+        .iter()
+        .map(|a| {
+            format!(
+                "--- {} (last {lines} lines)\n{}",
+                a.node,
+                tail(&a.log_text(), lines)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
-impl Load {
-    pub fn start(etcd: &EtcdCluster, cluster: &str, service: &str, clients: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let targets = Arc::new(std::sync::Mutex::new(Vec::<u16>::new()));
-        let mut threads = Vec::new();
-        {
-            // One thread refreshes the targets from discovery every 500 ms.
-            let (stop, targets) = (stop.clone(), targets.clone());
-            let endpoints = etcd.endpoints();
-            let prefix = format!("/gru/{cluster}/discovery/{service}/");
-            threads.push(std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let out = Command::new("etcdctl")
-                        .env("ETCDCTL_API", "3")
-                        .args([
-                            &format!("--endpoints={endpoints}"),
-                            "get",
-                            "--prefix",
-                            "--print-value-only",
-                            &prefix,
-                        ])
-                        .output();
-                    if let Ok(out) = out {
-                        let ports: Vec<u16> = String::from_utf8_lossy(&out.stdout)
-                            .lines()
-                            .filter_map(|l| l.rsplit(':').next()?.trim().parse().ok())
-                            .collect();
-                        *targets.lock().unwrap() = ports;
-                    }
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-                0
-            }));
-        }
-        for client in 0..clients {
-            let (stop, targets) = (stop.clone(), targets.clone());
-            threads.push(std::thread::spawn(move || {
-                let mut sent = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let ports = targets.lock().unwrap().clone();
-                    if ports.is_empty() {
-                        std::thread::sleep(Duration::from_millis(100));
-                        continue;
-                    }
-                    let port = ports[(client + sent as usize) % ports.len()];
-                    let _ = http_get(port, "/");
-                    sent += 1;
-                }
-                sent
-            }));
-        }
-        Load { stop, threads }
-    }
+/// One record of an agent's action history (`GET /gru/v1/actions`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ActionRecord {
+    pub at_ms: u64,
+    /// The agent that recorded it.
+    pub node: String,
+    pub action: String,
+    pub service: String,
+    pub instance: Option<String>,
+    pub result: String,
+}
 
-    /// Stops the clients; the number of requests they sent.
-    pub fn stop(mut self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        std::mem::take(&mut self.threads)
+impl ActionRecord {
+    /// Every record of an `/gru/v1/actions` document, as recorded by `node`.
+    pub fn all(node: &str, view: &Value) -> Vec<ActionRecord> {
+        let text = |v: &Value| v.as_str().unwrap_or("").to_owned();
+        view["actions"]
+            .as_array()
             .into_iter()
-            .map(|t| t.join().unwrap_or(0))
-            .sum()
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+            .flatten()
+            .map(|r| ActionRecord {
+                at_ms: r["at"].as_u64().unwrap_or(0),
+                node: node.to_owned(),
+                action: text(&r["action"]),
+                service: text(&r["service"]),
+                instance: r["instance"].as_str().map(str::to_owned),
+                result: text(&r["result"]),
+            })
+            .collect()
     }
 }

@@ -1,8 +1,24 @@
-//! Drives the real `gru` binary for integration tests.
+//! The one harness of the integration tests: drives the real `gru` binary, and for the
+//! multi-agent tests builds clusters on a real etcd and the Docker engine.
+//!
+//! * this file: `gru` commands, their output, broken-configuration fixtures, and text and
+//!   time helpers (log tails, ANSI colours, RFC 3339 times);
+//! * [`configs`]: configuration directories ([`configs::TestConfig`]) and shared documents;
+//! * [`agents`]: `gru join` processes ([`agents::Agent`]) and their HTTP API;
+//! * [`cluster`]: etcd, a pushed configuration and cleanup in one [`cluster::Cluster`];
+//! * [`docker`]: the cluster's containers as the engine lists them;
+//! * [`load`]: closed-loop HTTP load on a service.
 #![allow(dead_code, clippy::unwrap_used)]
+
+pub mod agents;
+pub mod cluster;
+pub mod configs;
+pub mod docker;
+pub mod load;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The workspace root (configs/ and fixtures live there).
 pub fn root() -> PathBuf {
@@ -120,4 +136,57 @@ pub fn broken_dir(case: &BrokenCase) -> tempfile::TempDir {
     std::fs::copy(source, target).unwrap();
     dir
 }
-pub mod agents;
+
+/// The last `lines` lines of `text`, for failure messages.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// `text` without its terminal colour sequences (`ESC [ ... letter`).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Milliseconds since the epoch, now.
+pub fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Milliseconds since the epoch of a UTC RFC 3339 time (`2026-12-04T02:22:33.123456789Z`,
+/// as Docker and the agents' logs write it).
+pub fn rfc3339_ms(text: &str) -> Option<u64> {
+    let (date, time) = text.trim().split_once('T')?;
+    let time = time.strip_suffix('Z')?;
+    let mut ymd = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let (hms, fraction) = time.split_once('.').unwrap_or((time, "0"));
+    let mut parts = hms.split(':').map(|p| p.parse::<i64>().ok());
+    let (h, mi, s) = (parts.next()??, parts.next()??, parts.next()??);
+    let millis: i64 = format!("{:0<3}", &fraction[..fraction.len().min(3)])
+        .parse()
+        .ok()?;
+    // Days from 1970-01-01 to the civil date (H. Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    u64::try_from(((days * 24 + h) * 60 + mi) * 60_000 + s * 1000 + millis).ok()
+}

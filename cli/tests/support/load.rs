@@ -1,0 +1,85 @@
+//! Closed-loop load on a service: client threads sending GETs to whatever instances its
+//! discovery records list.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use testkit::{EtcdCluster, http_get};
+
+/// Closed-loop load: `clients` threads sending GETs to whatever instances discovery lists.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<u64>>,
+}
+
+impl Load {
+    pub fn start(etcd: &EtcdCluster, cluster: &str, service: &str, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let targets = Arc::new(std::sync::Mutex::new(Vec::<u16>::new()));
+        let mut threads = Vec::new();
+        {
+            // One thread refreshes the targets from discovery every 500 ms.
+            let (stop, targets) = (stop.clone(), targets.clone());
+            let endpoints = etcd.endpoints();
+            let prefix = format!("/gru/{cluster}/discovery/{service}/");
+            threads.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let out = Command::new("etcdctl")
+                        .env("ETCDCTL_API", "3")
+                        .args([
+                            &format!("--endpoints={endpoints}"),
+                            "get",
+                            "--prefix",
+                            "--print-value-only",
+                            &prefix,
+                        ])
+                        .output();
+                    if let Ok(out) = out {
+                        let ports: Vec<u16> = String::from_utf8_lossy(&out.stdout)
+                            .lines()
+                            .filter_map(|l| l.rsplit(':').next()?.trim().parse().ok())
+                            .collect();
+                        *targets.lock().unwrap() = ports;
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                0
+            }));
+        }
+        for client in 0..clients {
+            let (stop, targets) = (stop.clone(), targets.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut sent = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let ports = targets.lock().unwrap().clone();
+                    if ports.is_empty() {
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                    let port = ports[(client + sent as usize) % ports.len()];
+                    let _ = http_get(port, "/");
+                    sent += 1;
+                }
+                sent
+            }));
+        }
+        Load { stop, threads }
+    }
+
+    /// Stops the clients; the number of requests they sent.
+    pub fn stop(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        std::mem::take(&mut self.threads)
+            .into_iter()
+            .map(|t| t.join().unwrap_or(0))
+            .sum()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
