@@ -4,13 +4,15 @@
 #![allow(clippy::unwrap_used)]
 
 mod manage_support;
+mod support;
 
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use manage_support::{ServiceSpec, TestCluster, engine_cpus, gru, text};
+use manage_support::{ServiceSpec, TestCluster, engine_cpus};
+use support::{gru, text};
 use serde_json::Value;
 use testkit::{Component, require, require_workload_image};
 

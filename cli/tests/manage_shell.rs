@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod manage_support;
+mod support;
 
 use std::process::Command;
 

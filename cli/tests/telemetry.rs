@@ -9,14 +9,15 @@ mod support;
 mod telemetry_support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use support::{expect_code, gru};
+use support::agents::AgentCommand;
+use support::expect_code;
 use telemetry_support::prometheus::{self, Page};
 use telemetry_support::victoria::{self, Victoria};
 use testkit::{
-    ChildGuard, ClusterContainers, Component, EtcdCluster, free_port, http_get, require,
+    ChildGuard, ClusterContainers, Component, EtcdCluster, http_get, require,
     require_workload_image, wait_until,
 };
 
@@ -30,31 +31,13 @@ fn join(
     start: bool,
     log: &Path,
 ) -> (ChildGuard, u16) {
-    let port = free_port();
-    let mut command = gru(&etcd.endpoints());
-    command
-        .env("RUST_LOG", rust_log)
-        .args(global)
-        .args(["join", cluster, "--name", node, "--port", &port.to_string()])
-        .args(["--bind", "127.0.0.1", "--publish-ip", "127.0.0.1"]);
-    if start {
-        command.arg("--start");
-    }
-    let child = command
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let guard = ChildGuard::new(child);
-    let up = wait_until(Duration::from_secs(20), || {
-        http_get(port, "/healthz").is_some_and(|(s, _)| s == 200)
-    });
-    assert!(
-        up.is_some(),
-        "agent {node} did not come up:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
-    (guard, port)
+    let agent = AgentCommand::new(&etcd.endpoints(), cluster, node, log.parent().unwrap())
+        .global(global)
+        .rust_log(rust_log)
+        .start(start)
+        .log_file(log)
+        .spawn();
+    (agent.guard, agent.port)
 }
 
 /// SIGTERM, then the exit code (the agent leaves the cluster and exits 0).

@@ -6,36 +6,15 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use testkit::{ChildGuard, ClusterContainers, EtcdCluster, free_port, http_get, wait_until};
+use testkit::{ClusterContainers, EtcdCluster, wait_until};
 
-/// `gru` with `ETCD_ADDR` set and a quiet log.
-pub fn gru(endpoints: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gru"));
-    cmd.env("ETCD_ADDR", endpoints)
-        .env_remove("ETCD_USER")
-        .env_remove("ETCD_PASSWORD")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null());
-    cmd
-}
-
-pub fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}--- stderr\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use crate::support::agents::{Agent, AgentCommand};
+use crate::support::configs::{CPU_LOAD_ANALYTIC, TestConfig};
+use crate::support::docker::docker;
+use crate::support::{gru, tail, text};
 
 /// CPUs of the engine, as every agent of this machine reports them.
 pub fn engine_cpus() -> u32 {
@@ -71,27 +50,15 @@ impl ServiceSpec {
 /// A loop every second, a lease of 10 s (a killed agent's records outlive the checks that
 /// follow its death), scale-out enabled but out of reach (so decisions weigh it and
 /// nothing scales by itself), scale-in and swap off.
-fn write_config(dir: &Path, services: &[ServiceSpec]) {
-    std::fs::create_dir_all(dir.join("services")).unwrap();
-    std::fs::create_dir_all(dir.join("analytics")).unwrap();
-    std::fs::write(
-        dir.join("config.json"),
+fn test_config(services: &[ServiceSpec]) -> TestConfig {
+    let config = TestConfig::bare(
         r#"{"Autonomic": {"LoopTimeInterval": 1, "PlannerStrategy": "probcumulative"},
             "Discovery": {"TTL": 10}}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("policy.json"),
         r#"{"Scaleout": {"Enable": true, "Threshold": 0.99, "Analytics": ["cpu_load"]},
             "Scalein": {"Enable": false, "Threshold": 0.1},
             "Swap": {"Enable": false, "Threshold": 0.6}}"#,
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("analytics/cpu_load.json"),
-        r#"{"Name": "cpu_load", "Expr": "cpu_avg", "Metrics": ["cpu_avg"]}"#,
-    )
-    .unwrap();
+    );
+    config.file("analytics/cpu_load.json", CPU_LOAD_ANALYTIC);
     for service in services {
         let (low, high) = testkit::free_port_range(12);
         let doc = format!(
@@ -104,38 +71,9 @@ fn write_config(dir: &Path, services: &[ServiceSpec]) {
             image = testkit::WORKLOAD_IMAGE,
             cpus = service.cpus,
         );
-        std::fs::write(dir.join(format!("services/{}.json", service.name)), doc).unwrap();
+        config.file(&format!("services/{}.json", service.name), &doc);
     }
-}
-
-/// One agent process.
-pub struct Agent {
-    pub guard: ChildGuard,
-    pub port: u16,
-    pub log: PathBuf,
-}
-
-impl Agent {
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGKILL, now: no lease revoked, nothing cleaned up.
-    pub fn kill9(&mut self) {
-        let mut child = self.guard.take();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    /// SIGSTOP: the process keeps its port (the kernel still accepts connections) but
-    /// answers nothing. The guard's SIGKILL still ends it.
-    pub fn freeze(&self) {
-        let status = Command::new("kill")
-            .args(["-STOP", &self.guard.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
+    config
 }
 
 /// Fields drop in order: agents, then containers, then etcd and the temporary files.
@@ -144,7 +82,7 @@ pub struct TestCluster {
     pub containers: ClusterContainers,
     pub etcd: EtcdCluster,
     pub cluster: String,
-    config: tempfile::TempDir,
+    config: TestConfig,
     logs: tempfile::TempDir,
 }
 
@@ -155,9 +93,9 @@ impl TestCluster {
         let containers = ClusterContainers::unique(tag);
         let cluster = containers.cluster.clone();
         let etcd = EtcdCluster::start();
-        let config = tempfile::tempdir().unwrap();
-        write_config(config.path(), services);
+        let config = test_config(services);
         let logs = tempfile::tempdir().unwrap();
+        config.create_and_push(&etcd, &cluster);
         let mut test = TestCluster {
             agents: BTreeMap::new(),
             containers,
@@ -166,65 +104,28 @@ impl TestCluster {
             config,
             logs,
         };
-        test.gru_ok(&["create", &test.cluster]);
-        let dir = test.config.path().to_str().unwrap().to_owned();
-        test.gru_ok(&["config", "push", &test.cluster, &dir]);
         for node in nodes {
-            let agent = test.spawn_agent(node);
+            let agent = AgentCommand::new(
+                &test.etcd.endpoints(),
+                &test.cluster,
+                node,
+                test.logs.path(),
+            )
+            .start(false)
+            .launch();
             test.agents.insert((*node).to_owned(), agent);
         }
         for node in nodes {
-            let agent = &test.agents[*node];
-            let up = wait_until(Duration::from_secs(20), || {
-                http_get(agent.port, "/healthz").is_some_and(|(s, _)| s == 200)
-            });
-            assert!(
-                up.is_some(),
-                "agent {node} did not come up:\n{}",
-                agent.log_text()
-            );
+            test.agents[*node].wait_up();
         }
         test
-    }
-
-    fn gru_ok(&self, args: &[&str]) {
-        let out = gru(&self.etcd.endpoints()).args(args).output().unwrap();
-        assert!(out.status.success(), "gru {args:?}\n{}", text(&out));
-    }
-
-    fn spawn_agent(&self, node: &str) -> Agent {
-        let port = free_port();
-        let log = self.logs.path().join(format!("{node}.log"));
-        let file = std::fs::File::create(&log).unwrap();
-        let child = gru(&self.etcd.endpoints())
-            .env("RUST_LOG", "info")
-            .args([
-                "join",
-                &self.cluster,
-                "--name",
-                node,
-                "--port",
-                &port.to_string(),
-            ])
-            .args(["--bind", "127.0.0.1", "--publish-ip", "127.0.0.1"])
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        Agent {
-            guard: ChildGuard::new(child),
-            port,
-            log,
-        }
     }
 
     pub fn logs(&self) -> String {
         self.agents
             .iter()
             .map(|(node, agent)| {
-                let text = agent.log_text();
-                let lines: Vec<&str> = text.lines().collect();
-                let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+                let tail = tail(&agent.log_text(), 15);
                 format!("--- agent {node} (last lines)\n{tail}\n")
             })
             .collect()
