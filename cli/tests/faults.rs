@@ -582,7 +582,7 @@ fn an_agent_killed_during_a_container_start_leaves_no_duplicate_or_orphan_after_
 }
 
 // ---------------------------------------------------------------------------------------
-// 2. Documents written straight into bed.etcd.
+// 2. Documents written straight into etcd.
 
 /// A bad document: written under `key` (relative to `/gru/<cluster>/`), or `None` to delete
 /// it; the reason must name `file`.

@@ -581,7 +581,7 @@ fn a_load_step_is_one_target_claim_filled_across_nodes_that_settles_and_returns_
             Some(_) => None,
         },
     );
-    // (e) Discovery lists exactly the running bed.containers.
+    // (e) Discovery lists exactly the running containers.
     check(
         "(e) discovery = running",
         records_match
