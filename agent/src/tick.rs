@@ -1,9 +1,9 @@
 //! The exclusive part of one agent's tick, as a pure function of what it observed: which
 //! claims it makes on the scaling ledger, and what a won claim makes it do on its node.
 //!
-//! The daemon (`runtime/autonomic.rs`) and the simulator (`sim/`) both drive this module,
-//! so the rules below exist once: neither calls the ledger rules of
-//! [`crate::coordination`] on its own.
+//! The daemon (`runtime/autonomic/`) and the simulator (`sim/`) both drive this module,
+//! so the rules below exist once: neither calls the planner ([`crate::mape::plan`]) or the
+//! ledger rules of [`crate::coordination`] on its own.
 //!
 //! For every service, in this order:
 //!
@@ -11,8 +11,9 @@
 //!    here, a start ([`Want::Floor`]); above MaxInstances with an instance here, a stop
 //!    ([`Want::Ceiling`]); a standing target-tracking decision, this agent's share of it
 //!    ([`Want::Fill`]);
-//! 2. the planner's decision ([`want_of`]): Gru's fixed step ([`Want::Step`]) or a
-//!    target-tracking decision ([`Want::Target`]).
+//! 2. the planner's decision and the claims it leads to ([`plan`], [`want_of`]): Gru's
+//!    fixed step ([`Want::Step`]), a target-tracking decision ([`Want::Target`]), or the
+//!    two halves of a swap ([`Want::Swap`]).
 //!
 //! For each want, the caller reads the service's ledger, *then* its instance count (see
 //! [`crate::coordination`] for why in that order, and why never from a count it could not
@@ -33,7 +34,7 @@ use rand::{Rng, RngExt};
 use crate::coordination::{
     self, Claim, Direction, Ledger, LedgerTtls, Refusal, Request, TargetRequest,
 };
-use crate::mape::{Action, ServiceSnapshot};
+use crate::mape::{self, Action, Decision, PlanInput, PlannerState, ServiceSnapshot};
 
 /// One service as this agent sees it when it considers claims.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,10 +129,75 @@ pub fn repairs(observation: &ServiceObservation, floor: u32, target_standing: bo
     wants
 }
 
+/// One run of the planner, and the claims its decision leads to.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The decision, to be recorded whether or not it is carried out.
+    pub decision: Decision,
+    /// The planner's state after this decision (it moves on whether or not the claims are
+    /// won: the agent's own cooldown runs).
+    pub state: PlannerState,
+    /// The claims the decision leads to, by service name, in the order they are claimed:
+    /// none for no action or a dry run, one for a scale-out or scale-in ([`want_of`]), and
+    /// for a swap the start's half ([`Want::Swap`] out) then the stop's (in). The caller
+    /// acts only once every claim is won; a swap stops its instance before it starts the
+    /// other (the stop makes room).
+    pub wants: Vec<(String, Want)>,
+}
+
+/// Runs the planner ([`mape::plan`]) over `input` and says what its decision leads to.
+/// Pure, like the planner: the same input, state and random sequence give the same result.
+pub fn plan<R: Rng + ?Sized>(input: &PlanInput<'_>, state: &PlannerState, rng: &mut R) -> Planned {
+    let (decision, state) = mape::plan(input, state, rng);
+    let wants = if decision.is_executable() {
+        wants_of(&decision.action, input.services, input.policy)
+    } else {
+        Vec::new()
+    };
+    Planned {
+        decision,
+        state,
+        wants,
+    }
+}
+
+/// The claims `action` leads to (see [`Planned::wants`]); none for a service the snapshots
+/// do not hold.
+fn wants_of(
+    action: &Action,
+    snapshots: &[ServiceSnapshot],
+    cluster: &PolicyConfig,
+) -> Vec<(String, Want)> {
+    match action {
+        Action::None => Vec::new(),
+        Action::ScaleOut { service, .. } | Action::ScaleIn { service, .. } => snapshots
+            .iter()
+            .find(|s| &s.name == service)
+            .and_then(|snapshot| want_of(action, snapshot, cluster))
+            .map(|want| (service.clone(), want))
+            .into_iter()
+            .collect(),
+        Action::Swap { stop, start } => vec![
+            (
+                start.clone(),
+                Want::Swap {
+                    direction: Direction::Out,
+                },
+            ),
+            (
+                stop.clone(),
+                Want::Swap {
+                    direction: Direction::In,
+                },
+            ),
+        ],
+    }
+}
+
 /// The claim a planner's decision leads to for `snapshot`'s service: a target when the
 /// rule of that direction tracks one (the count the decision reaches from the count the
-/// planner saw), else a step. `None` for no action and for swaps (two steps, see the
-/// daemon).
+/// planner saw), else a step. `None` for no action and for swaps (two halves, see
+/// [`plan`]).
 pub fn want_of(
     action: &Action,
     snapshot: &ServiceSnapshot,

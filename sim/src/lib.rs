@@ -1,7 +1,7 @@
 //! gru-sim: a deterministic, in-process simulation of many gru agents.
 //!
-//! The agents run the real planner (`gru_agent::mape::plan`), the real scaling-ledger rules
-//! (`gru_agent::coordination::{evaluate, effective_count}`) and the real cluster view
+//! The agents run the real planner and the real scaling-ledger rules, both through the
+//! agent's tick core (`gru_agent::tick`), and the real cluster view
 //! (`gru_agent::gossip::ClusterView`, or its proven-equal compact form at N = 10,000);
 //! everything the real agent gets from adapters is faked here, in virtual time, from one
 //! seed. Same scenario and seed, same run, to the bit.

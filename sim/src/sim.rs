@@ -12,10 +12,10 @@
 //!    expires stale and departed nodes' reports;
 //! 5. every agent whose autonomic loop is due (or whose own load newly crosses a threshold:
 //!    the agent's fast detection) refreshes its own report and plans with the real planner
-//!    (`gru_agent::mape::plan`); in gru mode, what it claims goes through the agent's tick
-//!    core (`gru_agent::tick`): repairs (MinInstances, MaxInstances) and the planner's step
-//!    or target-tracking decision when its loop is due, and its share of a standing target
-//!    on every tick (the agent's ledger watch wakes it); all read their ledger first, then
+//!    through the agent's tick core (`gru_agent::tick::plan`); in gru mode, what it claims
+//!    goes through the tick core too: repairs (MinInstances, MaxInstances) and the
+//!    planner's step or target-tracking decision when its loop is due, and its share of a
+//!    standing target on every tick (the agent's ledger watch wakes it); all read their ledger first, then
 //!    claim in random order, so that racing claims meet the revision check as they would in
 //!    etcd; in gru-original mode they act at once; a baseline controller acts on its own
 //!    period instead;
@@ -32,9 +32,7 @@ use std::time::Duration;
 
 use gru_agent::coordination::{Direction, Ledger};
 use gru_agent::mape::target::growth_limit;
-use gru_agent::mape::{
-    Action, AnalyticValue, LastScale, PlanInput, PlannerState, ServiceSnapshot, plan,
-};
+use gru_agent::mape::{Action, AnalyticValue, LastScale, PlanInput, PlannerState, ServiceSnapshot};
 use gru_agent::tick::{self, Effect, ServiceObservation, Want};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -719,9 +717,10 @@ impl<'s, V: Views> Simulation<'s, V> {
                 dry_run: false,
                 now,
             };
-            let (decision, next) = plan(&input, &self.agents[agent].planner, &mut self.rng);
-            self.agents[agent].planner = next;
-            let (name, direction, count) = match &decision.action {
+            let planned = tick::plan(&input, &self.agents[agent].planner, &mut self.rng);
+            self.agents[agent].planner = planned.state;
+            // Swaps (one service's instance for another's on a full node) are not simulated.
+            let (name, direction, count) = match &planned.decision.action {
                 Action::ScaleOut { service, count } => (service, Direction::Out, *count),
                 Action::ScaleIn { service, count } => (service, Direction::In, *count),
                 Action::None | Action::Swap { .. } => continue,
@@ -732,9 +731,7 @@ impl<'s, V: Views> Simulation<'s, V> {
             match mode {
                 Mode::Gru if reaches_store => {
                     let snapshot = &snapshots[service];
-                    let Some(want) =
-                        tick::want_of(&decision.action, snapshot, &self.scenario.policy)
-                    else {
+                    let [(_, want)] = planned.wants[..] else {
                         continue;
                     };
                     let rule = &self.scenario.policy.scaleout;

@@ -300,33 +300,100 @@ fn target_tracking_reacts_to_a_step_faster_than_a_fixed_step() {
     );
 }
 
-/// The simulator drives the agent's tick core: it must not apply the ledger's rules itself
-/// (a copy could drift from what the agent does).
-#[test]
-fn the_simulator_claims_only_through_the_tick_core() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let rules = [
+/// The rules of the agent's core that `code` applies itself instead of through
+/// `gru_agent::tick`: the ledger's claims, and the planner called by its path
+/// (`mape::plan`), by its imported name (`plan(`) or imported at all.
+fn rules_outside_the_core(code: &str) -> Vec<&'static str> {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut found: Vec<&'static str> = [
         "evaluate(",
         "evaluate_target(",
         "floor_claim(",
         "ceiling_claim(",
         "fill_claim(",
+    ]
+    .into_iter()
+    .filter(|rule| code.contains(rule))
+    .collect();
+    let by_path = code
+        .match_indices("mape::plan")
+        .any(|(at, rule)| !code[at + rule.len()..].chars().next().is_some_and(ident));
+    if by_path {
+        found.push("mape::plan");
+    }
+    // `tick::plan(` is the core's; a method (`.plan(`) or another name (`replan(`) is not
+    // the planner.
+    let by_name = code.match_indices("plan(").any(|(at, _)| {
+        let before = &code[..at];
+        !before.ends_with("tick::")
+            && !before
+                .chars()
+                .next_back()
+                .is_some_and(|c| ident(c) || c == '.')
+    });
+    if by_name {
+        found.push("plan(");
+    }
+    let imported = code.match_indices("mape::{").any(|(at, open)| {
+        let group = &code[at + open.len()..];
+        let group = &group[..group.find('}').unwrap_or(group.len())];
+        group.split(|c: char| !ident(c)).any(|word| word == "plan")
+    });
+    if imported {
+        found.push("use mape::{plan}");
+    }
+    found
+}
+
+#[test]
+fn the_scan_for_rules_outside_the_core_finds_the_planner_but_not_the_cores_plan() {
+    let cases: [(&str, &[&str]); 7] = [
+        ("let planned = tick::plan(&input, &state, &mut rng);", &[]),
+        ("self.plan(&x); replan(y); // the planner's decision", &[]),
+        (
+            "use gru_agent::mape::{Action, PlanInput, PlannerState};",
+            &[],
+        ),
+        (
+            "let (d, s) = gru_agent::mape::plan(&input, &state, rng);",
+            &["mape::plan", "plan("],
+        ),
+        ("use gru_agent::mape::plan;", &["mape::plan"]),
+        (
+            "use gru_agent::mape::{Action, plan};\nlet d = plan(&i, &s, r);",
+            &["plan(", "use mape::{plan}"],
+        ),
+        ("coordination::floor_claim(n, 1, 2, &l)", &["floor_claim("]),
     ];
+    for (code, expected) in cases {
+        assert_eq!(rules_outside_the_core(code), expected, "{code}");
+    }
+}
+
+/// The simulator drives the agent's tick core: it must not apply the ledger's rules or run
+/// the planner itself (a copy could drift from what the agent does).
+#[test]
+fn the_simulator_claims_only_through_the_tick_core() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut offences = Vec::new();
     for entry in std::fs::read_dir(&dir).expect("sim/src") {
         let path = entry.expect("an entry").path();
         let text = std::fs::read_to_string(&path).expect("a source file");
         // Tests of the fake store may build claims directly; the simulation may not.
         let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-        for rule in rules {
-            if code.contains(rule) {
-                offences.push(format!("{}: {rule}", path.display()));
-            }
+        // Comments may name the rules.
+        let code: String = code
+            .lines()
+            .map(|line| line.split("//").next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n");
+        for rule in rules_outside_the_core(&code) {
+            offences.push(format!("{}: {rule}", path.display()));
         }
     }
     assert!(
         offences.is_empty(),
-        "ledger rules applied outside gru_agent::tick: {offences:?}"
+        "core rules applied outside gru_agent::tick: {offences:?}"
     );
 }
 

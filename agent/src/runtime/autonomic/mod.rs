@@ -262,9 +262,9 @@ impl Autonomic {
         let cluster_counts = self.cluster_counts().await;
         let now = now();
         let snapshots = self.snapshots(&config, &cluster_counts, now).await;
-        let decision = self.plan(&config, &snapshots, now);
-        if decision.is_executable() {
-            self.execute(&config, &decision, &snapshots).await;
+        let wants = self.plan(&config, &snapshots, now);
+        if !wants.is_empty() {
+            self.execute(&config, &wants).await;
             self.reconcile().await;
         }
     }
