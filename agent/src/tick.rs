@@ -50,6 +50,30 @@ pub struct ServiceObservation {
     pub room_here: u32,
 }
 
+impl ServiceObservation {
+    /// What an agent observes of a service from what it read: `discovered`, the cluster's
+    /// count from the discovery records, is corrected up to what runs here (the records
+    /// may lag this node's own starts); a base service of this node keeps its last
+    /// instance here, so that one is not removable.
+    pub fn new(
+        min: u32,
+        max: Option<u32>,
+        discovered: u32,
+        running_here: u32,
+        base_service_here: bool,
+        room_here: u32,
+    ) -> Self {
+        ServiceObservation {
+            min,
+            max,
+            observed: discovered.max(running_here),
+            running_here,
+            removable_here: running_here.saturating_sub(u32::from(base_service_here)),
+            room_here,
+        }
+    }
+}
+
 /// What an agent wants to claim for a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Want {
@@ -421,6 +445,32 @@ mod tests {
         );
         let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
         assert!(distinct.len() > 50, "{} distinct delays", distinct.len());
+    }
+
+    #[test]
+    fn an_observation_counts_at_least_what_runs_here_and_keeps_a_base_services_last() {
+        // (discovered, running here, base service here) -> (observed, removable here)
+        let cases = [
+            ((5, 2, false), (5, 2)),
+            ((1, 3, false), (3, 3)),
+            ((0, 0, false), (0, 0)),
+            ((4, 2, true), (4, 1)),
+            ((0, 1, true), (1, 0)),
+            ((0, 0, true), (0, 0)),
+        ];
+        for ((discovered, here, base), expected) in cases {
+            let observation = ServiceObservation::new(1, Some(9), discovered, here, base, 4);
+            assert_eq!(
+                (observation.observed, observation.removable_here),
+                expected,
+                "discovered {discovered}, {here} here, base {base}"
+            );
+            assert_eq!(
+                (observation.min, observation.max, observation.running_here),
+                (1, Some(9), here)
+            );
+            assert_eq!(observation.room_here, 4);
+        }
     }
 
     fn observation(observed: u32, running_here: u32, room_here: u32) -> ServiceObservation {

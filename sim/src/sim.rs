@@ -646,19 +646,19 @@ impl<'s, V: Views> Simulation<'s, V> {
             .collect()
     }
 
-    /// What `agent` observes of `service` for its claims, as the agent does (see
-    /// `runtime/autonomic.rs`): the discovery count, at least what runs here, and its room.
+    /// What `agent` observes of `service` for its claims, from the discovery count, what
+    /// runs here and its room (`tick::ServiceObservation::new`, as the agent does; the
+    /// simulator has no base services).
     fn observation(&self, agent: usize, service: usize) -> ServiceObservation {
         let spec = &self.scenario.services[service];
-        let running_here = self.runtime.running(agent, service);
-        ServiceObservation {
-            min: spec.min,
-            max: spec.max,
-            observed: self.discovered[service].max(running_here),
-            running_here,
-            removable_here: running_here,
-            room_here: self.runtime.free_slots(agent),
-        }
+        ServiceObservation::new(
+            spec.min,
+            spec.max,
+            self.discovered[service],
+            self.runtime.running(agent, service),
+            false,
+            self.runtime.free_slots(agent),
+        )
     }
 
     fn service_index(&self, name: &str) -> Option<usize> {
@@ -796,11 +796,16 @@ impl<'s, V: Views> Simulation<'s, V> {
         let policy = &self.scenario.policy;
         let timing = self.scenario.timing;
         let node = self.book.name(pending.agent).to_owned();
-        // Room and instances may have changed since the read (an earlier claim this tick).
-        let mut observation = pending.observation;
-        observation.room_here = self.runtime.free_slots(pending.agent);
-        observation.running_here = self.runtime.running(pending.agent, pending.service);
-        observation.removable_here = observation.running_here;
+        // Room and instances may have changed since the read (an earlier claim this tick);
+        // the count stays the one read.
+        let observation = ServiceObservation::new(
+            spec.min,
+            spec.max,
+            pending.observation.observed,
+            self.runtime.running(pending.agent, pending.service),
+            false,
+            self.runtime.free_slots(pending.agent),
+        );
         let claim = match tick::decide(&node, pending.want, &observation, &pending.ledger, policy) {
             Ok(claim) => claim,
             Err(_refusal) => {

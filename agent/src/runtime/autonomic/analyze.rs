@@ -65,8 +65,8 @@ impl Autonomic {
         Ok(counts.get(service).copied().unwrap_or(0).max(here))
     }
 
-    /// What this agent observes of a service for its claims, `observed` being the
-    /// discovery count it read (corrected up to what runs here).
+    /// What this agent observes of a service for its claims (`tick::ServiceObservation`),
+    /// `observed` being the discovery count it read.
     pub(super) fn observation(
         &self,
         config: &ClusterConfig,
@@ -80,14 +80,14 @@ impl Autonomic {
             .count() as u32;
         let base = knowledge.base_services.contains(&descriptor.name);
         drop(knowledge);
-        ServiceObservation {
-            min: descriptor.min_instances,
-            max: descriptor.max_instances,
-            observed: observed.max(running_here),
+        ServiceObservation::new(
+            descriptor.min_instances,
+            descriptor.max_instances,
+            observed,
             running_here,
-            removable_here: running_here.saturating_sub(u32::from(base)),
-            room_here: self.free_slots(config, descriptor),
-        }
+            base,
+            self.free_slots(config, descriptor),
+        )
     }
 
     /// The planner's input per service. Values are the cluster's: this node's own metrics
