@@ -132,6 +132,22 @@ impl Want {
     }
 }
 
+/// The minimum a repair restores for a service ([`repairs`]' `floor`; 0 for no repair of
+/// it): its MinInstances, and at least 1 for a base service of a node the cluster lost
+/// (`orphaned_base`: it must keep an instance somewhere). None while discovery settles
+/// after this node registered again (`settling`: the records may undercount, and a repair
+/// from them could pass MaxInstances), nor while the loop does not repair (`repairing`:
+/// the loop is inactive, or in the simulator not due).
+pub fn floor(min: u32, orphaned_base: bool, settling: bool, repairing: bool) -> u32 {
+    if !repairing || settling {
+        0
+    } else if orphaned_base {
+        min.max(1)
+    } else {
+        min
+    }
+}
+
 /// The repairs and fills a service calls for, from the observation alone: the caller reads
 /// the ledger only for these. `floor` is the minimum to restore (0 for none: the loop is
 /// off); `target_standing` says whether the agent knows of a standing target (the ledger
@@ -445,6 +461,28 @@ mod tests {
         );
         let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
         assert!(distinct.len() > 50, "{} distinct delays", distinct.len());
+    }
+
+    #[test]
+    fn the_floor_is_min_instances_at_least_one_for_an_orphaned_base_service_while_repairing() {
+        // (min, orphaned base, settling, repairing) -> floor
+        let cases = [
+            ((2, false, false, true), 2),
+            ((0, false, false, true), 0),
+            ((0, true, false, true), 1),
+            ((3, true, false, true), 3),
+            ((2, false, true, true), 0),
+            ((0, true, true, true), 0),
+            ((2, false, false, false), 0),
+            ((0, true, false, false), 0),
+        ];
+        for ((min, orphaned, settling, repairing), expected) in cases {
+            assert_eq!(
+                floor(min, orphaned, settling, repairing),
+                expected,
+                "min {min}, orphaned {orphaned}, settling {settling}, repairing {repairing}"
+            );
+        }
     }
 
     #[test]

@@ -688,7 +688,9 @@ impl<'s, V: Views> Simulation<'s, V> {
                 for (service, spec) in self.scenario.services.iter().enumerate() {
                     let observation = self.observation(agent, service);
                     let standing = self.store.read_ledger(&spec.name).target.is_some();
-                    let floor = if due { spec.min } else { 0 };
+                    // No base services, no re-registration to settle: the floor is
+                    // MinInstances when the loop is due.
+                    let floor = tick::floor(spec.min, false, false, due);
                     for want in tick::repairs(&observation, floor, standing) {
                         if !due && want != Want::Fill {
                             continue;

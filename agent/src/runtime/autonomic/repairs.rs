@@ -1,13 +1,13 @@
 //! The claims no decision makes, at every tick: this node's base services (its own
-//! placement, no claim), the repairs `tick::repairs` calls for (MinInstances, MaxInstances
-//! after a healed partition) and this node's share of a standing target (a fill), which the
+//! placement, no claim), the repairs `tick::repairs` calls for (MinInstances as
+//! `tick::floor` sets it, MaxInstances after a healed partition) and this node's share of a standing target (a fill), which the
 //! ledger watch also brings forward, and which is tried again shortly after a lost race.
 //!
 //! Invariants: base services get an instance here whether the loop is active or not;
 //! everything else only with the loop active, and through a claim. A repair of
-//! MinInstances waits while discovery may undercount (see `withheld`): this node registered
-//! again less than a TTL and two loops ago, its own lease is gone, or a node whose records
-//! vanished still answers. A lost fill is retried at most `tick::MAX_FILL_RETRIES` times in
+//! MinInstances waits while discovery may undercount: this node registered again less than
+//! a TTL and two loops ago (`tick::floor` is 0 while it settles), its own lease is gone, or
+//! a node whose records vanished still answers (see `withheld`). A lost fill is retried at most `tick::MAX_FILL_RETRIES` times in
 //! a row, one retry at a time.
 
 use std::collections::BTreeSet;
@@ -43,18 +43,19 @@ impl Autonomic {
                 self.start_instances(descriptor, 1, "base-service").await;
                 continue;
             }
+            // A lost node's base service must keep one instance somewhere: re-home it.
+            let floor = tick::floor(
+                descriptor.min_instances,
+                orphaned.contains(&descriptor.name),
+                settling,
+                active,
+            );
+            // With the loop off, no claim at all: no repair, no fill.
             if !active {
                 continue;
             }
-            // A lost node's base service must keep one instance somewhere: re-home it.
-            let min = if orphaned.contains(&descriptor.name) {
-                descriptor.min_instances.max(1)
-            } else {
-                descriptor.min_instances
-            };
             let observed = counts.get(&descriptor.name).copied().unwrap_or(0);
             let observation = self.observation(config, descriptor, observed);
-            let floor = if settling { 0 } else { min };
             let standing = targets.contains(&descriptor.name);
             for want in tick::repairs(&observation, floor, standing) {
                 if let Want::Floor { .. } = want {
