@@ -1,0 +1,361 @@
+//! One scenario run on the real engine (a real etcd, the machine's Docker engine, three
+//! real `gru join` agents) that the simulator runs too (issue 12; its counterpart is
+//! `gru_sim::experiments::revoked_then_lost`): three agents, `web` at MinInstances 2
+//! (MaxInstances 3) on two of them, the leases of those two revoked at once, then one of
+//! them lost (kill -9 and its container removed).
+//!
+//! What the real agents do, and what the simulator must do too:
+//!
+//! * after the revocation both nodes register again within about a second and nobody
+//!   starts anything: the third node asks the two before repairing, they answer, and it
+//!   withholds the repair;
+//! * after the loss the survivors restore MinInstances once the lost node's lease expires
+//!   (TTL 3 s): one start, two instances in the end, never more than MaxInstances.
+//!
+//! Settings shared with the simulator: loops of 1 s (autonomic and gossip), a 3 s node
+//! lease, a quiet policy (no scaling from metrics), no base services. The test prints its
+//! figures on the lines that start with `sim vs real:`.
+//!
+//! Every agent, container and etcd goes with the test's guards, also when it fails.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::agents::{ActionRecord, Agent, logs_tail};
+use support::cluster::Cluster;
+use support::configs::{QUIET_POLICY, TestConfig, config_for_agents};
+use support::docker::{docker_rm, running_containers};
+use support::epoch_ms;
+use testkit::{ChildGuard, Component, etcdctl_at, require, require_workload_image, wait_until};
+
+/// The agents' node lease (`Discovery.TTL`), as in the simulator's scenario.
+const TTL_SECS: u32 = 3;
+const MIN_INSTANCES: usize = 2;
+const MAX_INSTANCES: usize = 3;
+/// How often the running `web` containers (and, after the revocation, the node records)
+/// are read.
+const SAMPLE_PERIOD: Duration = Duration::from_millis(250);
+/// How long `web` must stay at MinInstances on two nodes before the revocation.
+const STEADY_FOR: Duration = Duration::from_secs(3);
+/// How long the revocation is watched: both nodes register again within about a second;
+/// the rest shows that nobody starts anything after the grace (a TTL and two loops).
+const AFTER_REVOCATION: Duration = Duration::from_secs(15);
+/// How long the loss is watched: the lease expires after the TTL, a repair follows within a
+/// loop or two; the rest is margin for a loaded machine and shows nothing more happens.
+const AFTER_LOSS: Duration = Duration::from_secs(20);
+
+/// What one run of the scenario shows, in the simulator's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Outcome {
+    starts_after_revocation: u32,
+    starts_after_loss: u32,
+    final_instances: u32,
+    peak_instances: u32,
+    /// Repairs withheld because nodes without records still answered (both phases).
+    withheld: u64,
+}
+
+/// The figures of the real run that the simulator has no counterpart for.
+struct RealDetails {
+    /// Revoked nodes and how long after the revocation their records were back.
+    registered_again: BTreeMap<String, Option<Duration>>,
+    withheld_after_revocation: u64,
+    withheld_after_loss: u64,
+    /// `web` starts the samples saw (new container ids), per phase, to check the events.
+    sampled_starts: (u32, u32),
+    /// From the loss to the second instance running again.
+    restored_after: Option<Duration>,
+    lost: String,
+    revoked: Vec<String>,
+}
+
+#[test]
+fn lease_revocation_then_a_lost_node_on_the_real_engine() {
+    let test = "lease_revocation_then_a_lost_node_on_the_real_engine";
+    if !require(test, Component::Etcd)
+        || !require(test, Component::Etcdctl)
+        || !require_workload_image(test)
+    {
+        return;
+    }
+    let (real, details) = run_on_the_real_engine();
+    print_real(&real, &details);
+    assert_eq!(
+        real.starts_after_revocation, 0,
+        "web started after the leases of {:?} were revoked",
+        details.revoked
+    );
+    assert_eq!(
+        real.starts_after_loss, 1,
+        "web did not start exactly once after {} was lost",
+        details.lost
+    );
+    assert_eq!(real.final_instances, MIN_INSTANCES as u32);
+    assert!(real.peak_instances <= MAX_INSTANCES as u32, "{real:?}");
+}
+
+fn print_real(real: &Outcome, details: &RealDetails) {
+    let registered: Vec<String> = details
+        .registered_again
+        .iter()
+        .map(|(node, at)| format!("{node} {}", at.map_or("never".into(), secs)))
+        .collect();
+    println!(
+        "sim vs real: real: leases of {:?} revoked: {} start(s) in {} s, records back after [{}], {} repair(s) withheld; {} lost: {} start(s) in {} s (MinInstances back {} after the loss), {} repair(s) withheld; final {}, peak {} (MaxInstances {MAX_INSTANCES}); starts the samples saw: {:?}",
+        details.revoked,
+        real.starts_after_revocation,
+        AFTER_REVOCATION.as_secs(),
+        registered.join(", "),
+        details.withheld_after_revocation,
+        details.lost,
+        real.starts_after_loss,
+        AFTER_LOSS.as_secs(),
+        details.restored_after.map_or("never".into(), secs),
+        details.withheld_after_loss,
+        real.final_instances,
+        real.peak_instances,
+        details.sampled_starts,
+    );
+}
+
+/// The scenario on a fresh etcd with three agents n1, n2, n3.
+fn run_on_the_real_engine() -> (Outcome, RealDetails) {
+    let config = TestConfig::new(&config_for_agents(TTL_SECS), QUIET_POLICY);
+    config.service(
+        "web",
+        &format!(r#""MinInstances": {MIN_INSTANCES}, "MaxInstances": {MAX_INSTANCES},"#),
+        testkit::free_port_range(12),
+    );
+    let bed = Cluster::start("sim-vs-real", config);
+    let events = StartEvents::watch(&bed);
+    // Declared after the bed: the agents are killed before its containers are removed.
+    let mut agents: Vec<Agent> = bed.spawn_nodes(3);
+
+    // Phase 0: web at MinInstances on two distinct nodes, and staying so.
+    let steady = wait_until(Duration::from_secs(40), || {
+        let web = web_nodes(&bed);
+        let since = Instant::now();
+        let mut stayed = web.len() == MIN_INSTANCES && distinct(&web) == MIN_INSTANCES;
+        while stayed && since.elapsed() < STEADY_FOR {
+            std::thread::sleep(SAMPLE_PERIOD);
+            stayed = web_nodes(&bed) == web;
+        }
+        stayed
+    });
+    assert!(
+        steady.is_some(),
+        "web never ran steadily at MinInstances on two nodes: {:?}\n{}",
+        web_nodes(&bed),
+        logs_tail(&agents, 40)
+    );
+    let before = web_nodes(&bed);
+    assert!(
+        events.count_between(0, epoch_ms()) >= MIN_INSTANCES as u32,
+        "the docker events watch did not see web's first starts:\n{}",
+        events.text()
+    );
+    let revoked: Vec<String> = distinct_nodes(&before).into_iter().collect();
+    let lost = revoked[0].clone();
+
+    // Phase 1: the leases of both nodes running web revoked at once.
+    let leases: BTreeMap<String, u64> = revoked
+        .iter()
+        .map(|node| (node.clone(), node_lease(&bed, node).expect("a node record")))
+        .collect();
+    let revoke: Vec<std::process::Child> = revoked
+        .iter()
+        .map(|node| {
+            let lease = leases[node];
+            Command::new("etcdctl")
+                .args(["--endpoints", &bed.endpoints(), "lease", "revoke"])
+                .arg(format!("{lease:x}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let revoked_at = Instant::now();
+    let revoked_ms = epoch_ms();
+    for mut child in revoke {
+        assert!(child.wait().unwrap().success(), "etcdctl lease revoke");
+    }
+    let mut registered_again: BTreeMap<String, Option<Duration>> =
+        revoked.iter().map(|n| (n.clone(), None)).collect();
+    let mut seen: BTreeSet<String> = before.keys().cloned().collect();
+    let mut sampled_after_revocation = 0;
+    let mut peak = before.len();
+    while revoked_at.elapsed() < AFTER_REVOCATION {
+        let web = web_nodes(&bed);
+        peak = peak.max(web.len());
+        sampled_after_revocation += count_new(&mut seen, &web);
+        if registered_again.values().any(Option::is_none) {
+            for (node, back) in registered_again.iter_mut() {
+                if back.is_none() && node_lease(&bed, node).is_some_and(|l| l != leases[node]) {
+                    *back = Some(revoked_at.elapsed());
+                }
+            }
+        }
+        std::thread::sleep(SAMPLE_PERIOD);
+    }
+    let lost_ms = epoch_ms();
+    let starts_after_revocation = events.count_between(revoked_ms, lost_ms);
+
+    // Phase 2: the first of them lost, its agent (kill -9) and its containers at once.
+    let index = agents.iter().position(|a| a.node == lost).unwrap();
+    let mut records = actions(&agents);
+    let mut victim = agents.remove(index);
+    victim.kill9();
+    let lost_at = Instant::now();
+    let victims: Vec<String> = running_containers(&bed.containers)
+        .into_iter()
+        .filter(|(_, node, _)| *node == lost)
+        .map(|(id, _, _)| id)
+        .collect();
+    docker_rm(&victims.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut sampled_after_loss = 0;
+    let mut restored_after = None;
+    let mut web = web_nodes(&bed);
+    while lost_at.elapsed() < AFTER_LOSS {
+        web = web_nodes(&bed);
+        peak = peak.max(web.len());
+        sampled_after_loss += count_new(&mut seen, &web);
+        if restored_after.is_none() && web.len() >= MIN_INSTANCES {
+            restored_after = Some(lost_at.elapsed());
+        }
+        std::thread::sleep(SAMPLE_PERIOD);
+    }
+    let starts_after_loss = events.count_between(lost_ms, epoch_ms());
+    records.extend(actions(&agents));
+    let withheld = |from: u64, to: u64| {
+        records
+            .iter()
+            .filter(|r| r.result.starts_with("withheld:") && (from..to).contains(&r.at_ms))
+            .count() as u64
+    };
+    let withheld_after_revocation = withheld(revoked_ms, lost_ms);
+    let withheld_after_loss = withheld(lost_ms, u64::MAX);
+    let outcome = Outcome {
+        starts_after_revocation,
+        starts_after_loss,
+        final_instances: web.len() as u32,
+        peak_instances: peak as u32,
+        withheld: withheld_after_revocation + withheld_after_loss,
+    };
+    if outcome.starts_after_revocation != 0
+        || outcome.starts_after_loss != 1
+        || outcome.final_instances != MIN_INSTANCES as u32
+    {
+        eprintln!(
+            "unexpected outcome {outcome:?}; web starts:\n{}\nagents:\n{}",
+            events.text(),
+            logs_tail(&agents, 60)
+        );
+    }
+    drop(agents);
+    let details = RealDetails {
+        registered_again,
+        withheld_after_revocation,
+        withheld_after_loss,
+        sampled_starts: (sampled_after_revocation, sampled_after_loss),
+        restored_after,
+        lost,
+        revoked,
+    };
+    (outcome, details)
+}
+
+/// `web`'s running containers: id → node.
+fn web_nodes(bed: &Cluster) -> BTreeMap<String, String> {
+    running_containers(&bed.containers)
+        .into_iter()
+        .map(|(id, node, _)| (id, node))
+        .collect()
+}
+
+fn distinct_nodes(web: &BTreeMap<String, String>) -> BTreeSet<String> {
+    web.values().cloned().collect()
+}
+
+fn distinct(web: &BTreeMap<String, String>) -> usize {
+    distinct_nodes(web).len()
+}
+
+/// How many of `web`'s containers were not seen before (and remembers them).
+fn count_new(seen: &mut BTreeSet<String>, web: &BTreeMap<String, String>) -> u32 {
+    web.keys().filter(|id| seen.insert((*id).clone())).count() as u32
+}
+
+/// The lease of `node`'s `config` record, if the record exists.
+fn node_lease(bed: &Cluster, node: &str) -> Option<u64> {
+    let key = format!("/gru/{}/nodes/{node}/config", bed.name);
+    let out = etcdctl_at(&bed.endpoints(), &["get", &key, "-w", "json"]).ok()?;
+    let doc: serde_json::Value = serde_json::from_str(&out).ok()?;
+    doc["kvs"][0]["lease"].as_u64()
+}
+
+/// Every agent's newest action records.
+fn actions(agents: &[Agent]) -> Vec<ActionRecord> {
+    agents.iter().flat_map(|a| a.actions(1000)).collect()
+}
+
+/// `docker events` for the starts of `web`'s containers in the bed's cluster, written to a
+/// file in the bed's log directory; the watch ends when this drops.
+struct StartEvents {
+    file: std::path::PathBuf,
+    _watch: ChildGuard,
+}
+
+impl StartEvents {
+    fn watch(bed: &Cluster) -> StartEvents {
+        let file = bed.log_dir().join("web-starts.txt");
+        let child = Command::new("docker")
+            .args(["events", "--filter", "event=start", "--filter"])
+            .arg(format!("label=org.gru.cluster={}", bed.name))
+            .args(["--filter", "label=org.gru.service=web", "--format"])
+            .arg("{{.TimeNano}} {{.Actor.ID}} {{index .Actor.Attributes \"org.gru.node\"}}")
+            .stdin(Stdio::null())
+            .stdout(File::create(&file).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // `docker events` reports what happens after it subscribed: give it a moment.
+        std::thread::sleep(Duration::from_millis(500));
+        StartEvents {
+            file,
+            _watch: ChildGuard::new(child),
+        }
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.file).unwrap_or_default()
+    }
+
+    /// Starts at `from_ms` or later and before `to_ms` (ms since the epoch).
+    fn count_between(&self, from_ms: u64, to_ms: u64) -> u32 {
+        start_times(&self.file)
+            .into_iter()
+            .filter(|at| (from_ms..to_ms).contains(at))
+            .count() as u32
+    }
+}
+
+/// The times (ms since the epoch) of the start events in `file`.
+fn start_times(file: &Path) -> Vec<u64> {
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|nanos| nanos / 1_000_000)
+        .collect()
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
