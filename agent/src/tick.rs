@@ -426,6 +426,47 @@ pub fn fill_retry_delay<R: Rng + ?Sized>(rng: &mut R) -> Duration {
     Duration::from_millis(rng.random_range(min..max))
 }
 
+/// The retries of this agent's lost fills in a row, as a value: the caller tells it how
+/// each fill ended and waits the delay it returns before trying again.
+///
+/// ```text
+///   on_won / on_nothing_to_do ──► 0 in a row
+///   on_lost ──► fewer than MAX_FILL_RETRIES in a row? one more, Some(random delay)
+///                                                else None: the next loop tries again
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FillRetry {
+    retries: u32,
+}
+
+impl FillRetry {
+    /// Lost fills retried in a row.
+    pub fn retries(self) -> u32 {
+        self.retries
+    }
+
+    /// A fill was won: the count starts again.
+    pub fn on_won(&mut self) {
+        self.retries = 0;
+    }
+
+    /// A fill found nothing to do (the ledger has no target, or it is filled): the count
+    /// starts again.
+    pub fn on_nothing_to_do(&mut self) {
+        self.retries = 0;
+    }
+
+    /// A fill lost its race: how long to wait before trying again ([`fill_retry_delay`]),
+    /// or `None` after [`MAX_FILL_RETRIES`] in a row. Draws from `rng` only for a retry.
+    pub fn on_lost<R: Rng + ?Sized>(&mut self, rng: &mut R) -> Option<Duration> {
+        if self.retries >= MAX_FILL_RETRIES {
+            return None;
+        }
+        self.retries += 1;
+        Some(fill_retry_delay(rng))
+    }
+}
+
 /// What a won claim makes this agent do on its node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effect {
@@ -509,6 +550,36 @@ mod tests {
             );
             assert_eq!(observation.room_here, 4);
         }
+    }
+
+    #[test]
+    fn lost_fills_are_retried_at_most_max_fill_retries_in_a_row_and_a_win_or_nothing_to_do_resets()
+    {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut retry = FillRetry::default();
+        for n in 1..=MAX_FILL_RETRIES {
+            let delay = retry.on_lost(&mut rng).expect("a retry");
+            assert!((FILL_RETRY_DELAY_MIN..FILL_RETRY_DELAY_MAX).contains(&delay));
+            assert_eq!(retry.retries(), n);
+        }
+        assert_eq!(retry.on_lost(&mut rng), None, "the next loop tries again");
+        assert_eq!(retry.retries(), MAX_FILL_RETRIES);
+        retry.on_won();
+        assert_eq!(retry.retries(), 0);
+        assert!(retry.on_lost(&mut rng).is_some());
+        assert!(retry.on_lost(&mut rng).is_some());
+        retry.on_nothing_to_do();
+        assert_eq!(retry, FillRetry::default());
+        // The delays are the ones fill_retry_delay draws, one draw per retry.
+        let (mut a, mut b) = (
+            rand::rngs::StdRng::seed_from_u64(9),
+            rand::rngs::StdRng::seed_from_u64(9),
+        );
+        assert_eq!(
+            FillRetry::default().on_lost(&mut a),
+            Some(fill_retry_delay(&mut b))
+        );
     }
 
     fn observation(observed: u32, running_here: u32, room_here: u32) -> ServiceObservation {

@@ -77,7 +77,7 @@ impl Autonomic {
         };
         if want == Want::Fill && ledger.target.is_none() {
             // The watch's news is stale: the target expired or was never there.
-            self.fill_retries = 0;
+            self.fill_retries.on_nothing_to_do();
             self.targets
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -100,7 +100,7 @@ impl Autonomic {
             Ok(claim) => claim,
             Err(refusal) => {
                 if want == Want::Fill {
-                    self.fill_retries = 0;
+                    self.fill_retries.on_nothing_to_do();
                 }
                 refused(self, refusal.to_string());
                 return None;
@@ -131,7 +131,7 @@ impl Autonomic {
         {
             Ok(true) => {
                 if want == Want::Fill {
-                    self.fill_retries = 0;
+                    self.fill_retries.on_won();
                 }
                 Some(claim)
             }

@@ -121,9 +121,9 @@ pub struct Autonomic {
     targets: Arc<std::sync::Mutex<BTreeSet<String>>>,
     /// Woken by the ledger watch when a target is set, and by a lost fill's retry.
     targets_changed: Arc<Notify>,
-    /// Lost fills retried in a row (see [`crate::tick::MAX_FILL_RETRIES`]), and the retry that
-    /// waits, if one does.
-    fill_retries: u32,
+    /// Lost fills retried in a row (`crate::tick::FillRetry`), and the retry that waits, if
+    /// one does.
+    fill_retries: crate::tick::FillRetry,
     fill_retry: Option<JoinHandle<()>>,
     /// The services whose newest local values crossed a scale-out or scale-in threshold
     /// at the last check: a service that newly crosses one brings the next tick forward.
@@ -177,7 +177,7 @@ impl Autonomic {
             prober,
             targets: Arc::default(),
             targets_changed: Arc::new(Notify::new()),
-            fill_retries: 0,
+            fill_retries: crate::tick::FillRetry::default(),
             fill_retry: None,
             crossing: BTreeSet::new(),
         }

@@ -97,20 +97,19 @@ impl Autonomic {
     }
 
     /// Tries the standing targets' fills again shortly (another agent's claim came first),
-    /// at most [`tick::MAX_FILL_RETRIES`] times in a row and one retry at a time.
+    /// after the delay `tick::FillRetry` says (none after [`tick::MAX_FILL_RETRIES`] in a
+    /// row), one retry at a time: a lost fill while a retry waits is tried by that retry.
     pub(super) fn retry_fill(&mut self) {
         if self.fill_retry.as_ref().is_some_and(|r| !r.is_finished()) {
             return;
         }
-        if self.fill_retries >= tick::MAX_FILL_RETRIES {
+        let Some(delay) = self.fill_retries.on_lost(&mut self.rng) else {
             tracing::debug!(
-                retries = self.fill_retries,
+                retries = self.fill_retries.retries(),
                 "lost every fill retry; the next loop tries again"
             );
             return;
-        }
-        self.fill_retries += 1;
-        let delay = tick::fill_retry_delay(&mut self.rng);
+        };
         let wake = self.targets_changed.clone();
         self.fill_retry = Some(tokio::spawn(async move {
             tokio::time::sleep(delay).await;
