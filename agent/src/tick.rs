@@ -5,10 +5,14 @@
 //! so the rules below exist once: neither calls the planner ([`crate::mape::plan`]) or the
 //! ledger rules of [`crate::coordination`] on its own.
 //!
-//! For every service, in this order:
+//! What the agent observes of a service is a [`ServiceObservation`]
+//! ([`ServiceObservation::new`]: the discovery count, at least what runs here; a base
+//! service's last instance is not removable). For every service, in this order:
 //!
-//! 1. repairs judged from the observation alone ([`repairs`]): below MinInstances with room
-//!    here, a start ([`Want::Floor`]); above MaxInstances with an instance here, a stop
+//! 1. repairs judged from the observation alone ([`repairs`], with the floor [`floor`]
+//!    sets: MinInstances, at least 1 for a lost node's base service, none while discovery
+//!    settles or the loop does not repair): below it with room here, a start
+//!    ([`Want::Floor`]); above MaxInstances with an instance here, a stop
 //!    ([`Want::Ceiling`]); a standing target-tracking decision, this agent's share of it
 //!    ([`Want::Fill`]);
 //! 2. the planner's decision and the claims it leads to ([`plan`], [`want_of`]): Gru's
@@ -25,6 +29,9 @@
 //!                                                                  │                        │
 //!                                                                  └─ refusal (recorded) ◄──┘ lost: nothing
 //! ```
+//!
+//! A lost fill is tried again moments later, not at the next loop: [`FillRetry`] says
+//! after which delay, and when to give up until the next loop.
 
 use std::time::Duration;
 
