@@ -32,7 +32,9 @@ use std::time::Duration;
 
 use gru_agent::coordination::{Direction, Ledger};
 use gru_agent::mape::target::growth_limit;
-use gru_agent::mape::{Action, AnalyticValue, LastScale, PlanInput, PlannerState, ServiceSnapshot};
+use gru_agent::mape::{
+    self, Action, AnalyticValue, LastScale, PlanInput, PlannerState, ServiceSnapshot,
+};
 use gru_agent::tick::{self, Effect, ServiceObservation, Want};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -530,14 +532,18 @@ impl<'s, V: Views> Simulation<'s, V> {
     /// which brings its next plan forward to now.
     fn newly_crossing(&mut self, agent: usize) -> bool {
         let policy = &self.scenario.policy;
+        // The simulator's only analytic is the load.
+        let own_analytics = [LOAD.to_owned()];
         let mut newly = false;
         for service in 0..self.scenario.services.len() {
             if self.runtime.running(agent, service) == 0 {
                 continue;
             }
             let load = self.node_load(agent, service);
-            let over = policy.scaleout.enable && load > policy.scaleout.threshold;
-            let under = policy.scalein.enable && load < policy.scalein.threshold;
+            let crossing = mape::crossing(policy, &own_analytics, |name| {
+                (name == LOAD).then_some(load)
+            });
+            let (over, under) = (crossing.scale_out, crossing.scale_in);
             let slot = agent * self.scenario.services.len() + service;
             let before = self.crossing[slot];
             newly |= (over && before != Some(true)) || (under && before != Some(false));

@@ -16,7 +16,8 @@
 //! * [`strategy`]: `probcumulative`, `probdelta`, `greedy`;
 //! * [`knowledge`]: what the planner is told ([`ServiceSnapshot`]) and what it remembers
 //!   between ticks ([`PlannerState`]);
-//! * [`planner`]: [`plan`], the candidates and the reasons; its guards (resources, bounds,
+//! * [`planner`]: [`plan`], the candidates and the reasons; [`crossing`], fast detection's
+//!   threshold test over the values the rules weigh; its guards (resources, bounds,
 //!   base services, period, cooldowns, step) are in `guards.rs`;
 //! * [`target`]: target tracking's count, growth limit and stabilization;
 //! * [`smoothing`]: a rule's `Window` over its inputs (sliding mean or EWMA);
@@ -41,7 +42,7 @@ pub use analyze::{AnalyticValue, CompiledAnalytics};
 pub use decision::{Action, CandidateWeight, Decision};
 pub use knowledge::{LastScale, PlannerState, ServiceSnapshot};
 pub use millis::Millis;
-pub use planner::{PlanInput, plan};
+pub use planner::{Crossing, PlanInput, crossing, plan};
 pub use window::{
     InstanceSamples, MetricMean, MetricWindow, SampleRejected, ServiceMetrics, WindowSettings,
 };

@@ -405,6 +405,44 @@ fn rule_names<'a>(rule: &'a PolicyRule, service: &'a ServiceSnapshot) -> Vec<(&'
         .collect()
 }
 
+/// Which thresholds a service's values cross: fast detection's test, which brings the
+/// next plan forward (see [`crossing`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Crossing {
+    /// A value the scale-out rule weighs is above its threshold (the rule is enabled).
+    pub scale_out: bool,
+    /// A value the scale-in rule weighs is below its threshold (the rule is enabled).
+    pub scale_in: bool,
+}
+
+/// Whether the values `policy`'s rules weigh cross their thresholds, as the planner's
+/// rules name them: a rule's metrics, then its analytics (the service's own,
+/// `own_analytics`, when it names none). `value` gives a named value where there is one;
+/// names without a value do not count.
+pub fn crossing(
+    policy: &PolicyConfig,
+    own_analytics: &[String],
+    value: impl Fn(&str) -> Option<f64>,
+) -> Crossing {
+    let values = |rule: &PolicyRule| -> Vec<f64> {
+        let analytics = if rule.analytics.is_empty() {
+            own_analytics
+        } else {
+            &rule.analytics
+        };
+        rule.metrics
+            .iter()
+            .chain(analytics)
+            .filter_map(|name| value(name))
+            .collect()
+    };
+    let (out, r#in) = (&policy.scaleout, &policy.scalein);
+    Crossing {
+        scale_out: out.enable && values(out).iter().any(|v| *v > out.threshold),
+        scale_in: r#in.enable && values(r#in).iter().any(|v| *v < r#in.threshold),
+    }
+}
+
 /// A value a rule names, for `service`.
 fn lookup(service: &ServiceSnapshot, name: &str, listed_as_metric: bool) -> AnalyticValue {
     if listed_as_metric && !BASE_METRICS.contains(&name) {

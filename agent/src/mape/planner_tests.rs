@@ -870,3 +870,43 @@ fn a_service_policy_overrides_the_cluster_policy_and_says_so() {
     let db = candidate(&decision, &out("db", 1));
     assert_eq!(db.weight, 0.0);
 }
+
+#[test]
+fn fast_detection_crosses_a_threshold_on_the_values_the_rules_weigh() {
+    // Rules on cpu_avg plus the service's own analytics (none named by the rules).
+    let own = vec!["load".to_owned()];
+    let mut disabled_out = policy();
+    disabled_out.scaleout.enable = false;
+    let mut named = policy();
+    named.scaleout.analytics = vec!["latency".to_owned()];
+    // (policy, cpu_avg, load, latency) -> (scale-out, scale-in)
+    let cases = [
+        (policy(), Some(0.9), None, None, (true, false)),
+        (policy(), Some(0.75), None, None, (false, false)),
+        (policy(), Some(0.2), None, None, (false, true)),
+        (policy(), Some(0.5), Some(0.8), None, (true, false)),
+        (policy(), Some(0.5), Some(0.1), None, (false, true)),
+        (policy(), Some(0.9), Some(0.1), None, (true, true)),
+        (policy(), None, None, None, (false, false)),
+        (disabled_out, Some(0.9), None, None, (false, false)),
+        // A rule that names its analytics weighs those, not the service's own.
+        (named.clone(), Some(0.5), Some(0.9), None, (false, false)),
+        (named, Some(0.5), Some(0.9), Some(0.8), (true, false)),
+    ];
+    for (policy, cpu, load, latency, (out, r#in)) in cases {
+        let value = |name: &str| match name {
+            "cpu_avg" => cpu,
+            "load" => load,
+            "latency" => latency,
+            _ => None,
+        };
+        assert_eq!(
+            crossing(&policy, &own, value),
+            Crossing {
+                scale_out: out,
+                scale_in: r#in
+            },
+            "cpu {cpu:?}, load {load:?}, latency {latency:?}"
+        );
+    }
+}

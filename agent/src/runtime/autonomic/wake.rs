@@ -96,7 +96,7 @@ impl Autonomic {
     }
 
     /// Whether a service's freshest local values newly cross its scale-out or scale-in
-    /// threshold (they did not at the last check). Cheap: this node's metric means and the
+    /// threshold (`mape::crossing`; they did not at the last check). Cheap: this node's metric means and the
     /// analytics over them, no I/O.
     pub(super) fn newly_crossing(&mut self) -> bool {
         let Some(config) = self.config() else {
@@ -122,21 +122,8 @@ impl Autonomic {
                 "cpu_avg" | "mem_avg" => local.get(name).copied(),
                 _ => analytics.get(name).and_then(|v| v.value()),
             };
-            let values = |rule: &common::config::PolicyRule| -> Vec<f64> {
-                let analytics = if rule.analytics.is_empty() {
-                    &descriptor.analytics
-                } else {
-                    &rule.analytics
-                };
-                rule.metrics
-                    .iter()
-                    .chain(analytics)
-                    .filter_map(|name| value(name))
-                    .collect()
-            };
-            let (out, r#in) = (&policy.scaleout, &policy.scalein);
-            let over = out.enable && values(out).iter().any(|v| *v > out.threshold);
-            let under = r#in.enable && values(r#in).iter().any(|v| *v < r#in.threshold);
+            let crossed = crate::mape::crossing(&policy, &descriptor.analytics, value);
+            let (over, under) = (crossed.scale_out, crossed.scale_in);
             if over {
                 crossing.insert(format!("{}/out", descriptor.name));
             }
