@@ -155,6 +155,27 @@ pub fn floor(min: u32, orphaned_base: bool, settling: bool, repairing: bool) -> 
     }
 }
 
+/// Whether a claim waits because the discovery records may undercount the cluster's
+/// instances (etcd lost the leases of nodes that still run: they register again and
+/// republish moments later). A repair of MinInstances waits while this node's own lease is
+/// gone (`own_lease_alive`: the others' are probably gone too), and any start that is
+/// not such a repair (a fill, a step, a target, a swap's start) or a repair waits while a
+/// node whose records vanished or came back lately still answers as itself
+/// (`answering_in_doubt`; the daemon asks them, `runtime::liveness`). A lost node does not
+/// answer, so its instances are repaired without delay. Stops never wait.
+pub fn withheld(
+    want: Want,
+    direction: Direction,
+    own_lease_alive: bool,
+    answering_in_doubt: bool,
+) -> bool {
+    match (want, direction) {
+        (Want::Floor { .. }, _) => !own_lease_alive || answering_in_doubt,
+        (_, Direction::Out) => answering_in_doubt,
+        (_, Direction::In) => false,
+    }
+}
+
 /// The repairs and fills a service calls for, from the observation alone: the caller reads
 /// the ledger only for these. `floor` is the minimum to restore (0 for none: the loop is
 /// off); `target_standing` says whether the agent knows of a standing target (the ledger
@@ -496,6 +517,33 @@ pub fn effect(claim: &Claim) -> Effect {
 mod tests {
     use super::*;
     use crate::coordination::{Intent, Target};
+
+    #[test]
+    fn only_starts_wait_for_nodes_in_doubt_and_a_repair_for_the_own_lease() {
+        let floor = Want::Floor { min: 2 };
+        let step_out = Want::Step {
+            direction: Direction::Out,
+            count: 1,
+        };
+        let cases = [
+            // (want, direction, own lease alive, a node in doubt answers, withheld)
+            (floor, Direction::Out, true, false, false),
+            (floor, Direction::Out, false, false, true),
+            (floor, Direction::Out, true, true, true),
+            (Want::Fill, Direction::Out, false, false, false),
+            (Want::Fill, Direction::Out, true, true, true),
+            (Want::Fill, Direction::In, true, true, false),
+            (step_out, Direction::Out, true, true, true),
+            (Want::Ceiling, Direction::In, false, true, false),
+        ];
+        for (want, direction, lease, answering, expected) in cases {
+            assert_eq!(
+                withheld(want, direction, lease, answering),
+                expected,
+                "{want:?} {direction:?} lease alive {lease} answering {answering}"
+            );
+        }
+    }
 
     #[test]
     fn a_lost_fill_is_retried_within_the_delay_range_spread_at_random() {

@@ -729,3 +729,104 @@ mod tests {
         assert!(!ramp.dominates_gru_original, "not run: not dominated");
     }
 }
+
+/// What [`revoked_then_lost`] ends with: what a real run of the same scene can be compared
+/// with (`cli/tests/sim_vs_real.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ComparisonOutcome {
+    /// Instances started from the revocation until the node was lost.
+    pub starts_after_revocation: u32,
+    /// Instances started from the loss to the end.
+    pub starts_after_loss: u32,
+    pub final_instances: u32,
+    pub peak_instances: u32,
+    /// Repairs and other starts withheld because a node in doubt still answered or the
+    /// agent's own lease was gone.
+    pub withheld: u64,
+}
+
+/// When [`revoked_then_lost`] revokes the leases, loses the node, and ends.
+pub const REVOKE_AT_SECS: u64 = 10;
+pub const LOSE_AT_SECS: u64 = 30;
+pub const COMPARISON_SECS: u64 = 60;
+
+/// Three nodes running agents with 1 s loops and gossip and a 3 s node lease; `web`
+/// between 2 and 3 instances, on n0 and n1 at the start, no scaling from metrics (both
+/// rules off), for [`COMPARISON_SECS`], with `faults`: the scene of [`revoked_then_lost`]
+/// and of the simulator's restart and store-stall tests.
+pub fn three_node_scene(seed: u64, faults: Vec<Fault>) -> Scenario {
+    use common::config::{PolicyConfig, PolicyRule};
+
+    use crate::scenario::{Demand, ServiceSpec, Timing};
+    let trace = Arc::new(TraceKind::Step.generate(seed));
+    let mut scenario = Scenario::trace_run(Mode::Gru, trace, 3, seed);
+    scenario.name = "three nodes, web between 2 and 3".to_owned();
+    scenario.services = vec![ServiceSpec {
+        name: "web".to_owned(),
+        capacity_rps: crate::scenario::CAPACITY_RPS,
+        min: 2,
+        max: Some(3),
+        initial: 2,
+        demand: Demand::Constant(5.0),
+    }];
+    scenario.policy = PolicyConfig {
+        scaleout: PolicyRule::disabled(0.75),
+        scalein: PolicyRule::disabled(0.35),
+        swap: PolicyRule::disabled(0.6),
+        cooldown_out_secs: 0,
+        cooldown_in_secs: 0,
+    };
+    scenario.timing = Timing {
+        lease_ttl_secs: 3,
+        ..Timing::agent(1, 1)
+    };
+    scenario.duration_secs = COMPARISON_SECS;
+    scenario.faults = faults;
+    scenario
+}
+
+/// Instances started from `from_secs` (included) to `until_secs` (excluded) of a run.
+pub fn starts_between(report: &RunReport, from_secs: u64, until_secs: u64) -> u64 {
+    let at = |secs: u64| {
+        let index = usize::try_from(secs).unwrap_or(usize::MAX);
+        match index.checked_sub(1) {
+            None => 0,
+            Some(i) => report
+                .start_series
+                .get(i)
+                .or(report.start_series.last())
+                .copied()
+                .unwrap_or(0),
+        }
+    };
+    at(until_secs).saturating_sub(at(from_secs))
+}
+
+/// The scene the simulator and the real agents both play (issue 12's comparison, see
+/// `cli/tests/sim_vs_real.rs`): [`three_node_scene`], where at [`REVOKE_AT_SECS`] etcd
+/// revokes the leases of n0 and n1 under them (they run on and register again), and at
+/// [`LOSE_AT_SECS`] n0 is lost with its instance.
+pub fn revoked_then_lost(seed: u64) -> ComparisonOutcome {
+    let scenario = three_node_scene(
+        seed,
+        vec![
+            Fault::RevokeLeases {
+                at_secs: REVOKE_AT_SECS,
+                nodes: vec![0, 1],
+            },
+            Fault::Crash {
+                at_secs: LOSE_AT_SECS,
+                nodes: vec![0],
+            },
+        ],
+    );
+    let report = crate::sim::run(&scenario);
+    let narrow = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+    ComparisonOutcome {
+        starts_after_revocation: narrow(starts_between(&report, REVOKE_AT_SECS, LOSE_AT_SECS)),
+        starts_after_loss: narrow(starts_between(&report, LOSE_AT_SECS, COMPARISON_SECS)),
+        final_instances: report.instance_series.last().copied().unwrap_or(0),
+        peak_instances: report.peak_instances,
+        withheld: report.repairs_withheld + report.starts_withheld,
+    }
+}

@@ -33,6 +33,8 @@ impl Node {
 pub struct FakeRuntime {
     nodes: Vec<Node>,
     start_delay_secs: u64,
+    /// Instances started since the run began, all nodes and services.
+    starts: u64,
 }
 
 impl FakeRuntime {
@@ -47,7 +49,13 @@ impl FakeRuntime {
                 nodes
             ],
             start_delay_secs,
+            starts: 0,
         }
+    }
+
+    /// Instances started since the run began (the initial placement is not a start).
+    pub fn starts(&self) -> u64 {
+        self.starts
     }
 
     /// Instances already running when the run starts.
@@ -63,6 +71,7 @@ impl FakeRuntime {
         instances
             .starting
             .extend(std::iter::repeat_n(ready, started as usize));
+        self.starts += u64::from(started);
         started
     }
 

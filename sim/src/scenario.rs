@@ -186,6 +186,29 @@ pub enum Fault {
         until_secs: u64,
         minority: Vec<usize>,
     },
+    /// At `at_secs` etcd revokes the nodes' leases while they run on (a stale leader
+    /// revoking leases on resume, etcd#15247): their node and discovery records vanish,
+    /// their instances keep running, and each agent registers again at its next
+    /// keep-alive (the next tick) and republishes.
+    RevokeLeases { at_secs: u64, nodes: Vec<usize> },
+    /// At `at_secs` the nodes' agents stop, their containers keep running; `down_secs`
+    /// later they start again and adopt what runs. `graceful` (SIGTERM): the agent revokes
+    /// its lease on the way out, so its records vanish at once; otherwise (kill -9) its
+    /// lease expires after its TTL unless the new process registers first.
+    Restart {
+        at_secs: u64,
+        nodes: Vec<usize>,
+        down_secs: u64,
+        graceful: bool,
+    },
+    /// At `at_secs` the store member the nodes talk to stalls: each of their store calls
+    /// (keep-alive, reads, claims) waits, for `stall_secs`, before they fail over to a
+    /// healthy member. Gossip goes on.
+    StoreStall {
+        at_secs: u64,
+        nodes: Vec<usize>,
+        stall_secs: u64,
+    },
     /// From `from_secs` to `until_secs` every message is lost with `probability`.
     Loss {
         from_secs: u64,

@@ -52,6 +52,7 @@ use crate::scenario::{Demand, Fault, Mode, Scenario, ViewKind};
 use crate::store::{FakeStore, LeaseId};
 use crate::time::VirtualClock;
 use crate::view::{ClusterViews, CompactViews, LOAD, Payload, ReportBook, Sample, Views};
+use gru_agent::runtime::peers::Peers;
 
 /// The figures of one run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -103,9 +104,17 @@ pub struct RunReport {
     pub requests: u64,
     pub replies: u64,
     pub max_requests_per_agent_round: u64,
+    /// Repairs of MinInstances withheld because the agent's own lease was gone or a node
+    /// whose records vanished still answered (`tick::withheld`).
+    pub repairs_withheld: u64,
+    /// Other starts (fills, steps, targets) withheld for the same reason.
+    pub starts_withheld: u64,
     /// Instances of each service at every tick, for determinism checks.
     #[serde(skip)]
     pub instance_series: Vec<u32>,
+    /// Instances started since the run began, at every tick.
+    #[serde(skip)]
+    pub start_series: Vec<u64>,
 }
 
 impl RunReport {
@@ -154,6 +163,16 @@ struct Agent {
     offset_secs: u64,
     lease: Option<LeaseId>,
     peers: Rc<PeerList>,
+    /// When etcd revoked its lease under it ([`Fault::RevokeLeases`]): it learns so at its
+    /// next keep-alive, the next tick.
+    revoked_at: Option<u64>,
+    /// When it last registered again under a new lease: discovery settles for a TTL and two
+    /// loops after (`tick::floor`'s `settling`).
+    registered_again_at: Option<u64>,
+    /// A stopped agent starts again at this second ([`Fault::Restart`]).
+    restart_at: Option<u64>,
+    /// Its store member stalls until this second ([`Fault::StoreStall`]).
+    store_stalled_until: u64,
 }
 
 /// A want an agent will try to claim in phase B of a tick, with the ledger it read.
@@ -201,6 +220,13 @@ struct Simulation<'s, V: Views> {
     active: Rc<PeerList>,
     /// When the last partition healed, if one did.
     healed_at: Option<u64>,
+    /// The node records as the agents' watch follows them (one for all: every agent that
+    /// reaches the store sees the same records), with the nodes whose records vanished or
+    /// came back lately.
+    peers: Peers,
+    /// Nodes whose records vanished or came back less than a TTL and two loops ago
+    /// (`Peers::in_doubt`), this tick: their instances may be missing from discovery.
+    in_doubt: Vec<usize>,
     /// Per agent and service: whether its own load was above the scale-out threshold
     /// (`Some(true)`), below the scale-in one (`Some(false)`) or between, at the last check.
     crossing: Vec<Option<bool>>,
@@ -246,6 +272,10 @@ impl<'s, V: Views> Simulation<'s, V> {
                 offset_secs: rng.random_range(0..timing.loop_secs.max(1)),
                 lease: None,
                 peers: Rc::clone(&active),
+                revoked_at: None,
+                registered_again_at: None,
+                restart_at: None,
+                store_stalled_until: 0,
             })
             .collect();
         let controllers = match scenario.mode {
@@ -308,6 +338,8 @@ impl<'s, V: Views> Simulation<'s, V> {
             balanced_running: vec![0.0; scenario.services.len()],
             active,
             healed_at: None,
+            peers: Peers::default(),
+            in_doubt: Vec::new(),
             crossing: vec![None; n * scenario.services.len()],
             report: RunReport {
                 scenario: scenario.name.clone(),
@@ -341,7 +373,10 @@ impl<'s, V: Views> Simulation<'s, V> {
                 requests: 0,
                 replies: 0,
                 max_requests_per_agent_round: 0,
+                repairs_withheld: 0,
+                starts_withheld: 0,
                 instance_series: Vec::new(),
+                start_series: Vec::new(),
             },
         }
     }
@@ -399,6 +434,22 @@ impl<'s, V: Views> Simulation<'s, V> {
     }
 
     fn strike(&mut self, secs: u64) {
+        // Restarted agents come back as new processes: a fresh planner and view, no lease
+        // (they register anew), their containers where they were (adopted).
+        for node in 0..self.scenario.nodes {
+            if self.agents[node].restart_at.is_some_and(|at| at <= secs) {
+                let agent = &mut self.agents[node];
+                agent.restart_at = None;
+                agent.alive = true;
+                agent.planner = PlannerState::new();
+                agent.lease = None;
+                agent.revoked_at = None;
+                agent.registered_again_at = None;
+                self.views.forget(node);
+                let services = self.scenario.services.len();
+                self.crossing[node * services..(node + 1) * services].fill(None);
+            }
+        }
         let tick = self.clock.tick_secs();
         let now_in = |at: u64| at <= secs && secs < at + tick;
         let timing = self.scenario.timing;
@@ -436,6 +487,38 @@ impl<'s, V: Views> Simulation<'s, V> {
                     ..
                 } if now_in(*from_secs) => self.network.set_loss(*probability),
                 Fault::Loss { until_secs, .. } if now_in(*until_secs) => self.network.set_loss(0.0),
+                Fault::Restart {
+                    at_secs,
+                    nodes,
+                    down_secs,
+                    graceful,
+                } if now_in(*at_secs) => {
+                    for &node in nodes {
+                        let agent = &mut self.agents[node];
+                        agent.alive = false;
+                        agent.restart_at = Some(secs + down_secs.max(&1));
+                        if *graceful && let Some(lease) = agent.lease.take() {
+                            self.store.revoke(lease);
+                        }
+                    }
+                }
+                Fault::StoreStall {
+                    at_secs,
+                    nodes,
+                    stall_secs,
+                } if now_in(*at_secs) => {
+                    for &node in nodes {
+                        self.agents[node].store_stalled_until = secs + stall_secs;
+                    }
+                }
+                Fault::RevokeLeases { at_secs, nodes } if now_in(*at_secs) => {
+                    for &node in nodes {
+                        if let Some(lease) = self.agents[node].lease {
+                            self.store.revoke(lease);
+                            self.agents[node].revoked_at = Some(secs);
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -445,15 +528,20 @@ impl<'s, V: Views> Simulation<'s, V> {
     fn keep_membership(&mut self) {
         let ttl = self.scenario.timing.lease_ttl_secs;
         for node in 0..self.scenario.nodes {
-            if !self.agents[node].alive || !self.network.reaches_store(node) {
+            if !self.agents[node].alive || !self.reaches_store(node) {
                 continue;
             }
             let name = self.book.name(node).to_owned();
             let lease = match self.agents[node].lease {
                 Some(lease) if self.store.keep_alive(lease) => lease,
-                _ => {
+                // The keep-alive that tells it the lease is gone comes at the next tick.
+                Some(_) if self.agents[node].revoked_at == Some(self.clock.secs()) => continue,
+                previous => {
                     let lease = self.store.register_node(&name, ttl);
                     self.agents[node].lease = Some(lease);
+                    if previous.is_some() {
+                        self.agents[node].registered_again_at = Some(self.clock.secs());
+                    }
                     lease
                 }
             };
@@ -475,6 +563,16 @@ impl<'s, V: Views> Simulation<'s, V> {
             .iter()
             .filter_map(|name| name.strip_prefix('n').and_then(|i| i.parse().ok()))
             .collect();
+        if nodes[..] != self.active.nodes[..] && self.scenario.mode == Mode::Gru {
+            let keys = self.store.keys().clone();
+            let records = self.store.node_records();
+            self.peers.resync(&keys, records, self.clock.now());
+        }
+        self.in_doubt = if self.scenario.mode == Mode::Gru {
+            self.doubtful_nodes()
+        } else {
+            Vec::new()
+        };
         if nodes[..] != self.active.nodes[..] {
             let mut known = vec![false; self.scenario.nodes];
             for &node in &nodes {
@@ -486,10 +584,61 @@ impl<'s, V: Views> Simulation<'s, V> {
             });
         }
         for node in 0..self.scenario.nodes {
-            if self.network.reaches_store(node) {
+            if self.reaches_store(node) {
                 self.agents[node].peers = Rc::clone(&self.active);
             }
         }
+    }
+
+    /// Whether `node` can use the store now: not from a partition's minority, nor while
+    /// its store member stalls.
+    fn reaches_store(&self, node: usize) -> bool {
+        self.network.reaches_store(node)
+            && self.agents[node].store_stalled_until <= self.clock.secs()
+    }
+
+    /// A TTL and two loops: how long a node that registered again may take to publish
+    /// its instances again (the agent's settle grace).
+    fn settle_grace(&self) -> Duration {
+        let timing = self.scenario.timing;
+        Duration::from_secs(timing.lease_ttl_secs + 2 * timing.loop_secs)
+    }
+
+    /// The nodes whose records vanished or came back within the settle grace, as
+    /// `Peers::in_doubt` says from the records the agents watch.
+    fn doubtful_nodes(&mut self) -> Vec<usize> {
+        let present: std::collections::BTreeSet<String> =
+            self.peers.nodes.keys().cloned().collect();
+        let grace = self.settle_grace();
+        self.peers
+            .in_doubt(&present, "", self.clock.now(), grace)
+            .iter()
+            .filter_map(|(name, _)| name.strip_prefix('n').and_then(|i| i.parse().ok()))
+            .collect()
+    }
+
+    /// Whether a node in doubt answers `agent`'s liveness probe: it runs and the network
+    /// lets them talk (a proof of the cluster secret is what a live agent gives).
+    fn answering_in_doubt(&self, agent: usize) -> bool {
+        self.in_doubt.iter().any(|&node| {
+            node != agent && self.agents[node].alive && self.network.can_talk(agent, node)
+        })
+    }
+
+    /// Whether `agent`'s lease still exists in the store.
+    fn own_lease_alive(&self, agent: usize) -> bool {
+        self.agents[agent]
+            .lease
+            .is_some_and(|lease| self.store.lease_alive(lease))
+    }
+
+    /// Whether `agent` registered again less than the settle grace ago.
+    fn settling(&self, agent: usize) -> bool {
+        let secs = self.clock.secs();
+        let grace = self.settle_grace().as_secs();
+        self.agents[agent]
+            .registered_again_at
+            .is_some_and(|at| secs < at + grace)
     }
 
     /// The load `node` sees on `service` now: its instances' share of the demand over
@@ -606,7 +755,7 @@ impl<'s, V: Views> Simulation<'s, V> {
     /// What the planner of `agent` is told about each service.
     fn snapshots(&self, agent: usize) -> Vec<ServiceSnapshot> {
         let mode = self.scenario.mode;
-        let reaches_store = self.network.reaches_store(agent);
+        let reaches_store = self.reaches_store(agent);
         self.scenario
             .services
             .iter()
@@ -689,16 +838,27 @@ impl<'s, V: Views> Simulation<'s, V> {
                 || self
                     .clock
                     .is_due(timing.loop_secs, self.agents[agent].offset_secs);
-            let reaches_store = self.network.reaches_store(agent);
+            let reaches_store = self.reaches_store(agent);
             if mode == Mode::Gru && reaches_store {
                 for (service, spec) in self.scenario.services.iter().enumerate() {
                     let observation = self.observation(agent, service);
                     let standing = self.store.read_ledger(&spec.name).target.is_some();
-                    // No base services, no re-registration to settle: the floor is
-                    // MinInstances when the loop is due.
-                    let floor = tick::floor(spec.min, false, false, due);
+                    // No base services: the floor is MinInstances when the loop is due,
+                    // unless discovery settles after a new lease.
+                    let floor = tick::floor(spec.min, false, self.settling(agent), due);
                     for want in tick::repairs(&observation, floor, standing) {
                         if !due && want != Want::Fill {
+                            continue;
+                        }
+                        if matches!(want, Want::Floor { .. })
+                            && tick::withheld(
+                                want,
+                                Direction::Out,
+                                self.own_lease_alive(agent),
+                                self.answering_in_doubt(agent),
+                            )
+                        {
+                            self.report.repairs_withheld += 1;
                             continue;
                         }
                         pending.push(Pending {
@@ -776,7 +936,7 @@ impl<'s, V: Views> Simulation<'s, V> {
             }
             let mut retries: Vec<Pending> = lost
                 .drain(..)
-                .filter(|&(agent, _)| self.agents[agent].alive && self.network.reaches_store(agent))
+                .filter(|&(agent, _)| self.agents[agent].alive && self.reaches_store(agent))
                 .map(|(agent, service)| Pending {
                     agent,
                     service,
@@ -823,6 +983,20 @@ impl<'s, V: Views> Simulation<'s, V> {
                 return None;
             }
         };
+        // A count short of nodes that still run could let a start pass MaxInstances (the
+        // floor's repair asked already), as the agent checks after deciding.
+        if claim.intent.direction == Direction::Out
+            && !matches!(pending.want, Want::Floor { .. })
+            && tick::withheld(
+                pending.want,
+                Direction::Out,
+                true,
+                self.answering_in_doubt(pending.agent),
+            )
+        {
+            self.report.starts_withheld += 1;
+            return None;
+        }
         let ttls = tick::ttls(
             pending.want,
             claim.intent.direction,
@@ -1037,6 +1211,7 @@ impl<'s, V: Views> Simulation<'s, V> {
             }
             self.report.container_secs += u64::from(instances) * tick;
             self.report.instance_series.push(instances);
+            self.report.start_series.push(self.runtime.starts());
             if let Some(demand) = spec.demand_rps(secs) {
                 let capacity = f64::from(self.runtime.total_running(service)) * spec.capacity_rps;
                 violated |= demand > capacity;

@@ -323,12 +323,30 @@ impl FakeStore {
     /// transaction). Returns the lease.
     pub fn register_node(&mut self, node: &str, ttl_secs: u64) -> LeaseId {
         let lease = self.grant(ttl_secs);
+        // The config record decides whether a node exists (`runtime::peers`); the
+        // simulated network needs no address, so it names the node.
+        self.put(
+            self.keys.node(node, NodeField::Config),
+            format!(r#"{{"Name":"{node}","Address":"{node}","Port":1}}"#),
+            Some(lease),
+        );
         self.put(
             self.keys.node(node, NodeField::Active),
             "true".to_owned(),
             Some(lease),
         );
         lease
+    }
+
+    /// The node records (config, active, ...) with their values, in key order: what an
+    /// agent's watch of the nodes' prefix follows.
+    pub fn node_records(&self) -> Vec<(&str, &str)> {
+        let prefix = self.keys.nodes_prefix();
+        self.entries
+            .range(prefix.clone()..)
+            .take_while(|(key, _)| key.starts_with(&prefix))
+            .map(|(key, entry)| (key.as_str(), entry.value.as_str()))
+            .collect()
     }
 
     /// Nodes whose `active` record is live, in key order.

@@ -438,3 +438,111 @@ fn a_target_beyond_one_nodes_room_is_filled_within_two_loops() {
     );
     assert_eq!(retried.violations.total(), 0, "{:?}", retried.violations);
 }
+
+/// Issue 12's comparison scene in the simulator: a lease revoked under the two nodes that
+/// run `web` makes nobody start a second copy (the survivors' repairs are withheld while
+/// the nodes in doubt answer, the revoked nodes' own while their lease is gone and their
+/// discovery settles); the loss of one of them afterwards is repaired with one start.
+#[test]
+fn a_lease_revoked_under_running_nodes_starts_nothing_and_a_lost_node_one_instance() {
+    for seed in 1..=5 {
+        let outcome = experiments::revoked_then_lost(seed);
+        assert_eq!(
+            outcome.starts_after_revocation, 0,
+            "seed {seed}: {outcome:?}"
+        );
+        assert!(
+            outcome.withheld > 0,
+            "seed {seed}: nothing was withheld: {outcome:?}"
+        );
+        assert_eq!(outcome.starts_after_loss, 1, "seed {seed}: {outcome:?}");
+        assert_eq!(outcome.final_instances, 2, "seed {seed}: {outcome:?}");
+        assert!(outcome.peak_instances <= 3, "seed {seed}: {outcome:?}");
+    }
+}
+
+/// An agent killed with kill -9 and back within its lease's TTL adopts its instance:
+/// nothing is started anywhere. One stopped with SIGTERM revokes its lease on the way out:
+/// its records vanish, it does not answer while it is down, so the others restore
+/// MinInstances (one start), and the instance it adopts on its return stays (within max):
+/// the churn of a graceful restart that `docs/reliability.md` lists.
+#[test]
+fn a_kill_9_restart_within_the_ttl_starts_nothing_and_a_sigterm_restart_one_instance() {
+    use gru_sim::experiments::{COMPARISON_SECS, starts_between, three_node_scene};
+    for seed in 1..=5 {
+        let restart = |graceful| {
+            run(&three_node_scene(
+                seed,
+                vec![Fault::Restart {
+                    at_secs: 10,
+                    nodes: vec![0],
+                    down_secs: 2,
+                    graceful,
+                }],
+            ))
+        };
+        let killed = restart(false);
+        assert_eq!(
+            starts_between(&killed, 0, COMPARISON_SECS),
+            0,
+            "seed {seed}"
+        );
+        assert_eq!(killed.instance_series.last(), Some(&2), "seed {seed}");
+        let stopped = restart(true);
+        assert_eq!(
+            starts_between(&stopped, 0, COMPARISON_SECS),
+            1,
+            "seed {seed}"
+        );
+        assert_eq!(stopped.instance_series.last(), Some(&3), "seed {seed}");
+        assert_eq!(
+            stopped.violations.total(),
+            0,
+            "seed {seed}: {:?}",
+            stopped.violations
+        );
+    }
+}
+
+/// A store member that stalls for longer than the lease's TTL under a node running `web`:
+/// the node's lease expires and its records vanish, but it still answers the others'
+/// probes, so their repairs are withheld; when it fails over within the grace (a TTL and
+/// two loops after its records vanished) it registers again, its discovery settles, and
+/// nothing is started. A longer stall outlasts the grace: the node answers but stays
+/// unregistered, and its instance is repaired elsewhere (one start, within max), as the
+/// agent's rule says.
+#[test]
+fn a_stalled_store_member_starts_nothing_within_the_grace_and_one_instance_after() {
+    use gru_sim::experiments::{COMPARISON_SECS, starts_between, three_node_scene};
+    for seed in 1..=5 {
+        let stall = |stall_secs| {
+            run(&three_node_scene(
+                seed,
+                vec![Fault::StoreStall {
+                    at_secs: 10,
+                    nodes: vec![0],
+                    stall_secs,
+                }],
+            ))
+        };
+        let short = stall(6);
+        assert_eq!(starts_between(&short, 0, COMPARISON_SECS), 0, "seed {seed}");
+        assert!(
+            short.repairs_withheld > 0,
+            "seed {seed}: no repair was withheld"
+        );
+        assert_eq!(short.instance_series.last(), Some(&2), "seed {seed}");
+        let long = stall(12);
+        assert_eq!(starts_between(&long, 0, COMPARISON_SECS), 1, "seed {seed}");
+        assert!(
+            long.repairs_withheld > 0,
+            "seed {seed}: no repair was withheld"
+        );
+        assert_eq!(
+            long.violations.total(),
+            0,
+            "seed {seed}: {:?}",
+            long.violations
+        );
+    }
+}
