@@ -108,11 +108,11 @@ impl Autonomic {
         };
         // A count short of nodes that still run could let a start pass MaxInstances (the
         // floor's repair asked already).
-        if claim.intent.direction == Direction::Out
-            && !matches!(want, Want::Floor { .. })
-            && self.withheld(config, &mut None, why, service).await
-        {
-            return None;
+        if claim.intent.direction == Direction::Out && !matches!(want, Want::Floor { .. }) {
+            let answering = self.withheld(config, &mut None, why, service).await;
+            if tick::withheld(want, claim.intent.direction, true, answering) {
+                return None;
+            }
         }
         if !decision {
             tracing::info!(%service, ?ledger, observed, "claiming {}", want.describe());

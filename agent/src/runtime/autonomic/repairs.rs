@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 use common::config::ClusterConfig;
 
 use super::Autonomic;
+use crate::coordination::Direction;
 use crate::tick::{self, Want};
 
 impl Autonomic {
@@ -59,11 +60,13 @@ impl Autonomic {
             let standing = targets.contains(&descriptor.name);
             for want in tick::repairs(&observation, floor, standing) {
                 if let Want::Floor { .. } = want {
-                    let doubtful = !self.own_lease_alive().await
-                        || self
+                    // Asked only while the lease lives (without it the repair waits anyway).
+                    let lease_alive = self.own_lease_alive().await;
+                    let answering = lease_alive
+                        && self
                             .withheld(config, &mut answering, "min-instances", &descriptor.name)
                             .await;
-                    if doubtful {
+                    if tick::withheld(want, Direction::Out, lease_alive, answering) {
                         continue;
                     }
                 }
