@@ -12,6 +12,12 @@
 //! * after the loss the survivors restore MinInstances once the lost node's lease expires
 //!   (TTL 3 s): one start, two instances in the end, never more than MaxInstances.
 //!
+//! The test plays the scene in the simulator for a few seeds and once on the real engine,
+//! prints both side by side, and requires the same number of starts in each phase and the
+//! same final count. The phases last longer in the simulator (revocation at 10 s, loss at
+//! 30 s, end at 60 s) than here (15 s and 20 s): both outlast the grace after a new lease
+//! (a TTL and two loops) and the repair of a lost node (a TTL and a loop or two).
+//!
 //! Settings shared with the simulator: loops of 1 s (autonomic and gossip), a 3 s node
 //! lease, a quiet policy (no scaling from metrics), no base services. The test prints its
 //! figures on the lines that start with `sim vs real:`.
@@ -27,6 +33,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use gru_sim::experiments::{ComparisonOutcome, revoked_then_lost};
 use support::agents::{ActionRecord, Agent, logs_tail};
 use support::cluster::Cluster;
 use support::configs::{QUIET_POLICY, TestConfig, config_for_agents};
@@ -75,17 +82,26 @@ struct RealDetails {
     revoked: Vec<String>,
 }
 
+/// The simulator's seeds for the scenario.
+const SEEDS: std::ops::RangeInclusive<u64> = 1..=5;
+
 #[test]
-fn lease_revocation_then_a_lost_node_on_the_real_engine() {
-    let test = "lease_revocation_then_a_lost_node_on_the_real_engine";
+fn lease_revocation_then_a_lost_node_gives_the_same_outcome_in_the_simulator_and_on_the_real_engine()
+ {
+    let test = "lease_revocation_then_a_lost_node_gives_the_same_outcome_in_the_simulator_and_on_the_real_engine";
     if !require(test, Component::Etcd)
         || !require(test, Component::Etcdctl)
         || !require_workload_image(test)
     {
         return;
     }
+    let simulated: Vec<(u64, Outcome)> = SEEDS
+        .map(|seed| (seed, Outcome::from(revoked_then_lost(seed))))
+        .collect();
     let (real, details) = run_on_the_real_engine();
     print_real(&real, &details);
+    print_side_by_side(&real, &simulated);
+
     assert_eq!(
         real.starts_after_revocation, 0,
         "web started after the leases of {:?} were revoked",
@@ -98,6 +114,71 @@ fn lease_revocation_then_a_lost_node_on_the_real_engine() {
     );
     assert_eq!(real.final_instances, MIN_INSTANCES as u32);
     assert!(real.peak_instances <= MAX_INSTANCES as u32, "{real:?}");
+    for (seed, sim) in &simulated {
+        assert_eq!(
+            (
+                sim.starts_after_revocation,
+                sim.starts_after_loss,
+                sim.final_instances
+            ),
+            (
+                real.starts_after_revocation,
+                real.starts_after_loss,
+                real.final_instances
+            ),
+            "seed {seed}: the simulator's (starts after the revocation, starts after the loss, final instances) differ from the real run's: sim {sim:?}, real {real:?}"
+        );
+        assert!(
+            sim.peak_instances <= MAX_INSTANCES as u32,
+            "seed {seed}: {sim:?}"
+        );
+    }
+}
+
+impl From<ComparisonOutcome> for Outcome {
+    fn from(sim: ComparisonOutcome) -> Self {
+        Outcome {
+            starts_after_revocation: sim.starts_after_revocation,
+            starts_after_loss: sim.starts_after_loss,
+            final_instances: sim.final_instances,
+            peak_instances: sim.peak_instances,
+            withheld: sim.withheld,
+        }
+    }
+}
+
+/// One figure of an [`Outcome`], to print.
+type Figure = fn(&Outcome) -> u64;
+
+/// One row per figure: the real run's, then each seed's in the simulator.
+fn print_side_by_side(real: &Outcome, simulated: &[(u64, Outcome)]) {
+    let header: Vec<String> = simulated.iter().map(|(s, _)| format!("seed {s}")).collect();
+    println!(
+        "sim vs real: {:<24} {:>6} | sim {}",
+        "",
+        "real",
+        header.join("  ")
+    );
+    let rows: [(&str, Figure); 5] = [
+        ("starts after revocation", |o| {
+            o.starts_after_revocation.into()
+        }),
+        ("starts after loss", |o| o.starts_after_loss.into()),
+        ("final instances", |o| o.final_instances.into()),
+        ("peak instances", |o| o.peak_instances.into()),
+        ("withheld repairs", |o| o.withheld),
+    ];
+    for (name, figure) in rows {
+        let sims: Vec<String> = simulated
+            .iter()
+            .map(|(_, o)| format!("{:>6}", figure(o)))
+            .collect();
+        println!(
+            "sim vs real: {name:<24} {:>6} |     {}",
+            figure(real),
+            sims.join("  ")
+        );
+    }
 }
 
 fn print_real(real: &Outcome, details: &RealDetails) {
