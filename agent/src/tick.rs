@@ -19,15 +19,19 @@
 //!    fixed step ([`Want::Step`]), a target-tracking decision ([`Want::Target`]), or the
 //!    two halves of a swap ([`Want::Swap`]).
 //!
-//! For each want, the caller reads the service's ledger, *then* its instance count (see
-//! [`crate::coordination`] for why in that order, and why never from a count it could not
-//! read), and [`decide`] says what to claim, or why not; the caller writes the claim in one
-//! compare-revision transaction with [`ttls`], and acts only if it won:
+//! Each want is claimed by a [`ClaimMachine`], which does no I/O itself: it says what it
+//! needs next ([`ClaimIo`]), the caller does it (the daemon with etcd and its liveness
+//! probe, the simulator with its fakes) and hands the answer back. The machine reads the
+//! service's ledger, *then* its instance count (see [`crate::coordination`] for why in that
+//! order, and why never from a count it could not read), lets [`decide`] say what to claim
+//! or why not, asks whether a node in doubt still answers before a start that is not a
+//! repair ([`withheld`]), writes the claim in one compare-revision transaction with
+//! [`ttls`], and ends with a [`ClaimOutcome`]; only a won claim has an [`Effect`]:
 //!
 //! ```text
-//!   observe ─► repairs / want_of ─► read ledger ─► read count ─► decide ─► claim (txn) ─► won? ─► effect
-//!                                                                  │                        │
-//!                                                                  └─ refusal (recorded) ◄──┘ lost: nothing
+//!   observe ─► repairs / want_of ─► read ledger ─► read count ─► decide ─► [probe] ─► claim (txn) ─► won? ─► effect
+//!                                                                  │           │                     │
+//!                                                                  └─ refused ─┴─ withheld ◄──────────┘ lost: nothing
 //! ```
 //!
 //! A lost fill is tried again moments later, not at the next loop: [`FillRetry`] says
@@ -513,6 +517,206 @@ pub fn effect(claim: &Claim) -> Effect {
     }
 }
 
+/// One claim through the ledger as a machine without I/O: the caller asks [`Self::next`]
+/// what it needs, does that I/O (the daemon with etcd and its liveness probe, the
+/// simulator with its fakes) and hands the answer back, until the machine is done. The
+/// order is the rule: the ledger is read before the count (see `crate::coordination`),
+/// nothing is claimed from a ledger or count that could not be read, a start that is not a
+/// repair of MinInstances waits while a node in doubt answers (the repair asked before it
+/// began, see [`withheld`]), and the effect comes only from a won write.
+///
+/// ```text
+///   ReadLedger ─ledger─► ReadCount ─observation─► decide ─► [Probe ─answer─►] Write ─won─► Won(effect)
+///       │ error / a fill     │ error                 │ refused     │ answering      │ lost / error
+///       ▼ without target     ▼                       ▼             ▼                ▼
+///   StoreError / NoTarget  StoreError             Refused       Withheld       Lost / StoreError
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClaimMachine {
+    node: String,
+    want: Want,
+    policy: PolicyConfig,
+    loop_secs: u64,
+    stop_timeout_secs: u64,
+    state: ClaimState,
+}
+
+#[derive(Debug, Clone)]
+enum ClaimState {
+    ReadLedger,
+    ReadCount(Ledger),
+    Probe(Ledger, Claim),
+    Write(Ledger, Claim),
+    Done(ClaimOutcome),
+}
+
+/// What a [`ClaimMachine`] needs next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimIo {
+    /// Read the service's ledger: [`ClaimMachine::on_ledger`].
+    ReadLedger,
+    /// Read the service's instance count (after the ledger) and observe the service with
+    /// it: [`ClaimMachine::on_observation`].
+    ReadCount,
+    /// Ask the nodes in doubt whether they still run: [`ClaimMachine::on_probe`].
+    Probe,
+    /// Write `claim` in one transaction compared on `revision`, its records living
+    /// `ttls`: [`ClaimMachine::on_written`].
+    Write {
+        revision: i64,
+        claim: Claim,
+        ttls: LedgerTtls,
+    },
+    /// Nothing more: the outcome is [`ClaimMachine::outcome`].
+    Done,
+}
+
+/// How a claim ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimOutcome {
+    /// Won: this agent does `effect` on its node.
+    Won { claim: Claim, effect: Effect },
+    /// The store could not be read or written (`what` failed): no exclusive step then.
+    StoreError { what: &'static str, error: String },
+    /// A fill found no standing target (the watch's news was stale).
+    NoTarget,
+    /// The ledger and the count allow nothing (cooling down, at a bound, nothing to do).
+    Refused(Refusal),
+    /// A node whose records vanished still answers: its instances may be missing from the
+    /// count.
+    Withheld,
+    /// Another agent's claim came first.
+    Lost,
+}
+
+impl ClaimMachine {
+    /// A claim of `want` by `node` under `policy` (the service's), whose loop runs every
+    /// `loop_secs` and whose instances stop within `stop_timeout_secs`.
+    pub fn new(
+        node: &str,
+        want: Want,
+        policy: &PolicyConfig,
+        loop_secs: u64,
+        stop_timeout_secs: u64,
+    ) -> ClaimMachine {
+        ClaimMachine {
+            node: node.to_owned(),
+            want,
+            policy: policy.clone(),
+            loop_secs,
+            stop_timeout_secs,
+            state: ClaimState::ReadLedger,
+        }
+    }
+
+    pub fn want(&self) -> Want {
+        self.want
+    }
+
+    /// What the caller must do next.
+    pub fn next(&self) -> ClaimIo {
+        match &self.state {
+            ClaimState::ReadLedger => ClaimIo::ReadLedger,
+            ClaimState::ReadCount(_) => ClaimIo::ReadCount,
+            ClaimState::Probe(..) => ClaimIo::Probe,
+            ClaimState::Write(ledger, claim) => ClaimIo::Write {
+                revision: ledger.revision,
+                claim: claim.clone(),
+                ttls: ttls(
+                    self.want,
+                    claim.intent.direction,
+                    &self.policy,
+                    self.loop_secs,
+                    self.stop_timeout_secs,
+                ),
+            },
+            ClaimState::Done(_) => ClaimIo::Done,
+        }
+    }
+
+    /// The ledger read (or why it could not be).
+    pub fn on_ledger(&mut self, ledger: Result<Ledger, String>) {
+        if !matches!(self.state, ClaimState::ReadLedger) {
+            return;
+        }
+        self.state = match ledger {
+            Err(error) => ClaimState::Done(ClaimOutcome::StoreError {
+                what: "read the scaling ledger",
+                error,
+            }),
+            Ok(ledger) if self.want == Want::Fill && ledger.target.is_none() => {
+                ClaimState::Done(ClaimOutcome::NoTarget)
+            }
+            Ok(ledger) => ClaimState::ReadCount(ledger),
+        };
+    }
+
+    /// The service as observed with the count read after the ledger (or why the count
+    /// could not be read): the machine decides.
+    pub fn on_observation(&mut self, observation: Result<ServiceObservation, String>) {
+        let ClaimState::ReadCount(ledger) = &self.state else {
+            return;
+        };
+        let ledger = ledger.clone();
+        self.state = match observation {
+            Err(error) => ClaimState::Done(ClaimOutcome::StoreError {
+                what: "read the cluster's instances",
+                error,
+            }),
+            Ok(observation) => {
+                match decide(&self.node, self.want, &observation, &ledger, &self.policy) {
+                    Err(refusal) => ClaimState::Done(ClaimOutcome::Refused(refusal)),
+                    Ok(claim)
+                        if claim.intent.direction == Direction::Out
+                            && !matches!(self.want, Want::Floor { .. }) =>
+                    {
+                        ClaimState::Probe(ledger, claim)
+                    }
+                    Ok(claim) => ClaimState::Write(ledger, claim),
+                }
+            }
+        };
+    }
+
+    /// Whether a node in doubt answered the probe.
+    pub fn on_probe(&mut self, answering_in_doubt: bool) {
+        let ClaimState::Probe(ledger, claim) = &self.state else {
+            return;
+        };
+        self.state = if withheld(self.want, claim.intent.direction, true, answering_in_doubt) {
+            ClaimState::Done(ClaimOutcome::Withheld)
+        } else {
+            ClaimState::Write(ledger.clone(), claim.clone())
+        };
+    }
+
+    /// Whether the write won (or why it failed).
+    pub fn on_written(&mut self, won: Result<bool, String>) {
+        let ClaimState::Write(_, claim) = &self.state else {
+            return;
+        };
+        self.state = ClaimState::Done(match won {
+            Ok(true) => ClaimOutcome::Won {
+                effect: effect(claim),
+                claim: claim.clone(),
+            },
+            Ok(false) => ClaimOutcome::Lost,
+            Err(error) => ClaimOutcome::StoreError {
+                what: "claim the step in etcd",
+                error,
+            },
+        });
+    }
+
+    /// How the claim ended; `None` while it is not done.
+    pub fn outcome(&self) -> Option<&ClaimOutcome> {
+        match &self.state {
+            ClaimState::Done(outcome) => Some(outcome),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -867,5 +1071,154 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The claim machine driven by random answers from its I/O (reads that fail, nodes in
+    /// doubt that answer or not, writes that win, lose or fail), over a cluster whose
+    /// count it claims against: nothing is written from a ledger or count that could not
+    /// be read; nothing written passes MaxInstances from the count read (with the intent
+    /// read); a claim is withheld only when a node in doubt answered; a start or stop
+    /// comes only from a write that won; and every claim ends.
+    #[test]
+    fn random_machine_runs_claim_only_from_reads_within_max_and_act_only_when_won() {
+        use rand::rngs::StdRng;
+        use rand::{RngExt, SeedableRng};
+
+        let policy = policy();
+        let mut probes = 0;
+        for seed in 0..2_000u64 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let (min, max) = (rng.random_range(0..3), rng.random_range(3..12));
+            let observed = rng.random_range(0..=max + 2);
+            let here = rng.random_range(0..=observed.min(4));
+            let direction = if rng.random_bool(0.5) {
+                Direction::Out
+            } else {
+                Direction::In
+            };
+            let want = match rng.random_range(0..6) {
+                0 => Want::Floor { min },
+                1 => Want::Ceiling,
+                2 => Want::Fill,
+                3 => Want::Step {
+                    direction,
+                    count: rng.random_range(1..4),
+                },
+                4 => Want::Swap { direction },
+                _ => Want::Target {
+                    direction,
+                    desired: rng.random_range(0..20),
+                },
+            };
+            let ledger = Ledger {
+                out_cooling: rng.random_bool(0.2),
+                in_cooling: rng.random_bool(0.2),
+                intent: rng.random_bool(0.3).then(|| Intent {
+                    node: "other".into(),
+                    direction,
+                    count_after: rng.random_range(0..=max),
+                }),
+                target: rng.random_bool(0.5).then(|| Target {
+                    node: "other".into(),
+                    direction,
+                    desired: rng.random_range(min..=max),
+                }),
+                revision: rng.random_range(0..100),
+            };
+            let mut machine = ClaimMachine::new("n", want, &policy, 1, 0);
+            let (mut ledger_ok, mut count_ok, mut answered, mut won) = (false, false, false, false);
+            let mut written: Option<Claim> = None;
+            for _ in 0..8 {
+                match machine.next() {
+                    ClaimIo::ReadLedger => {
+                        ledger_ok = rng.random_bool(0.9);
+                        machine.on_ledger(if ledger_ok {
+                            Ok(ledger.clone())
+                        } else {
+                            Err("etcd unreachable".into())
+                        });
+                    }
+                    ClaimIo::ReadCount => {
+                        count_ok = rng.random_bool(0.9);
+                        machine.on_observation(if count_ok {
+                            Ok(ServiceObservation::new(
+                                min,
+                                Some(max),
+                                observed,
+                                here,
+                                false,
+                                rng.random_range(0..4),
+                            ))
+                        } else {
+                            Err("etcd unreachable".into())
+                        });
+                    }
+                    ClaimIo::Probe => {
+                        answered = rng.random_bool(0.3);
+                        probes += 1;
+                        machine.on_probe(answered);
+                    }
+                    ClaimIo::Write {
+                        revision, claim, ..
+                    } => {
+                        assert!(
+                            ledger_ok && count_ok,
+                            "seed {seed}: a write from an unread read"
+                        );
+                        assert_eq!(
+                            revision, ledger.revision,
+                            "seed {seed}: compared on another revision"
+                        );
+                        if claim.intent.direction == Direction::Out {
+                            let from = crate::coordination::effective_count(
+                                observed.max(here),
+                                ledger.intent.as_ref(),
+                            );
+                            assert!(
+                                from + claim.count <= max,
+                                "seed {seed}: {from} + {} > {max} ({want:?})",
+                                claim.count
+                            );
+                        }
+                        written = Some(claim);
+                        let answer = rng.random_range(0..3);
+                        won = answer == 0;
+                        machine.on_written(match answer {
+                            0 => Ok(true),
+                            1 => Ok(false),
+                            _ => Err("timed out".into()),
+                        });
+                    }
+                    ClaimIo::Done => break,
+                }
+            }
+            let outcome = machine
+                .outcome()
+                .expect("every claim ends within its steps");
+            if answered {
+                assert_eq!(
+                    outcome,
+                    &ClaimOutcome::Withheld,
+                    "seed {seed}: a node answered"
+                );
+            }
+            match outcome {
+                ClaimOutcome::Won { claim, effect: e } => {
+                    assert!(won, "seed {seed}: an effect without a won write");
+                    assert_eq!(Some(claim), written.as_ref());
+                    assert_eq!(*e, effect(claim));
+                }
+                ClaimOutcome::Withheld => {
+                    assert!(
+                        answered,
+                        "seed {seed}: withheld though no node in doubt answered"
+                    )
+                }
+                ClaimOutcome::Lost | ClaimOutcome::StoreError { .. } => assert!(!won),
+                ClaimOutcome::NoTarget => assert!(want == Want::Fill && ledger.target.is_none()),
+                ClaimOutcome::Refused(_) => assert!(written.is_none()),
+            }
+        }
+        assert!(probes > 100, "only {probes} runs reached the probe");
     }
 }

@@ -35,7 +35,9 @@ use gru_agent::mape::target::growth_limit;
 use gru_agent::mape::{
     self, Action, AnalyticValue, LastScale, PlanInput, PlannerState, ServiceSnapshot,
 };
-use gru_agent::tick::{self, Effect, ServiceObservation, Want};
+use gru_agent::tick::{
+    self, ClaimIo, ClaimMachine, ClaimOutcome, Effect, ServiceObservation, Want,
+};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -974,42 +976,45 @@ impl<'s, V: Views> Simulation<'s, V> {
             false,
             self.runtime.free_slots(pending.agent),
         );
-        let claim = match tick::decide(&node, pending.want, &observation, &pending.ledger, policy) {
-            Ok(claim) => claim,
-            Err(_refusal) => {
+        // The ledger and the count were read in phase A; the machine takes them now.
+        let mut machine = ClaimMachine::new(&node, pending.want, policy, timing.loop_secs, 0);
+        let mut ledger = Some(pending.ledger);
+        let mut observation = Some(observation);
+        loop {
+            match machine.next() {
+                ClaimIo::ReadLedger => machine.on_ledger(ledger.take().ok_or_else(String::new)),
+                ClaimIo::ReadCount => {
+                    machine.on_observation(observation.take().ok_or_else(String::new));
+                }
+                ClaimIo::Probe => machine.on_probe(self.answering_in_doubt(pending.agent)),
+                ClaimIo::Write {
+                    revision,
+                    claim,
+                    ttls,
+                } => {
+                    let won = self.store.claim_step(&spec.name, revision, &claim, ttls);
+                    machine.on_written(Ok(won));
+                }
+                ClaimIo::Done => break,
+            }
+        }
+        let claim = match machine.outcome() {
+            Some(ClaimOutcome::Won { claim, .. }) => claim.clone(),
+            Some(ClaimOutcome::Refused(_)) => {
                 if pending.want.is_decision() {
                     self.report.claims_refused += 1;
                 }
                 return None;
             }
+            Some(ClaimOutcome::Withheld) => {
+                self.report.starts_withheld += 1;
+                return None;
+            }
+            Some(ClaimOutcome::Lost) => {
+                return (pending.want == Want::Fill).then_some((pending.agent, pending.service));
+            }
+            Some(ClaimOutcome::NoTarget | ClaimOutcome::StoreError { .. }) | None => return None,
         };
-        // A count short of nodes that still run could let a start pass MaxInstances (the
-        // floor's repair asked already), as the agent checks after deciding.
-        if claim.intent.direction == Direction::Out
-            && !matches!(pending.want, Want::Floor { .. })
-            && tick::withheld(
-                pending.want,
-                Direction::Out,
-                true,
-                self.answering_in_doubt(pending.agent),
-            )
-        {
-            self.report.starts_withheld += 1;
-            return None;
-        }
-        let ttls = tick::ttls(
-            pending.want,
-            claim.intent.direction,
-            policy,
-            timing.loop_secs,
-            0,
-        );
-        if !self
-            .store
-            .claim_step(&spec.name, pending.ledger.revision, &claim, ttls)
-        {
-            return (pending.want == Want::Fill).then_some((pending.agent, pending.service));
-        }
         if let Want::Target { direction, .. } = pending.want {
             self.invariants[pending.service].decided(
                 secs,

@@ -1,7 +1,7 @@
 //! One exclusive step through the service's scaling ledger (see `crate::tick` and
-//! ARCHITECTURE.md): read the ledger, then the count, let `tick::decide` say what may be
-//! claimed, write the claim in one compare-revision transaction, and do this node's part of
-//! a won claim (`tick::effect`).
+//! ARCHITECTURE.md): the I/O of a `tick::ClaimMachine` (read the ledger, then the count,
+//! ask the nodes in doubt, write the claim in one compare-revision transaction), and this
+//! node's part of a won claim (`tick::effect`).
 //!
 //! Invariants: the ledger is read before the count, and no claim is made from a count that
 //! could not be read (without etcd, no exclusive step). A start or stop for a cluster-wide
@@ -13,8 +13,8 @@
 use common::config::{ClusterConfig, ServiceDescriptor};
 
 use super::Autonomic;
-use crate::coordination::{Claim, Direction};
-use crate::tick::{self, Effect, Want};
+use crate::coordination::Claim;
+use crate::tick::{self, ClaimIo, ClaimMachine, ClaimOutcome, Effect, Want};
 
 impl Autonomic {
     /// Claims `want` for a service and, if the claim is won, does this node's part of it.
@@ -47,9 +47,9 @@ impl Autonomic {
         }
     }
 
-    /// Claims `want` for a service in the cluster's ledger (see `crate::tick`): reads the
-    /// ledger, then the count, lets the tick core decide, and writes the claim in one
-    /// compare-revision transaction. The claim when it was won; `None` when the cluster
+    /// Claims `want` for a service in the cluster's ledger: steps a [`tick::ClaimMachine`]
+    /// through its I/O (the ledger, then the count, the probe of nodes in doubt, the
+    /// compare-revision transaction). The claim when it was won; `None` when the cluster
     /// refuses (cooling down, at a bound, another agent was first, nothing left to repair,
     /// or etcd cannot be reached: exclusive steps need etcd). A decision's refusals are
     /// recorded as actions; a repair with nothing to do is not.
@@ -61,91 +61,99 @@ impl Autonomic {
         why: &str,
     ) -> Option<Claim> {
         let service = descriptor.name.as_str();
-        let decision = want.is_decision();
-        let refused = |this: &Self, reason: String| {
-            if decision {
-                tracing::info!(%service, why, %reason, "step refused");
-                this.record(why, service, None, format!("refused: {reason}"));
-            }
-        };
-        let ledger = match self.store.read_ledger(&self.keys, service).await {
-            Ok(ledger) => ledger,
-            Err(err) => {
-                refused(self, format!("cannot read the scaling ledger: {err}"));
-                return None;
-            }
-        };
-        if want == Want::Fill && ledger.target.is_none() {
-            // The watch's news is stale: the target expired or was never there.
-            self.fill_retries.on_nothing_to_do();
-            self.targets
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(service);
-            return None;
-        }
-        let observed = match self.observed_for_claim(service).await {
-            Ok(observed) => observed,
-            Err(err) => {
-                refused(self, format!("cannot read the cluster's instances: {err}"));
-                return None;
-            }
-        };
-        let observation = self.observation(config, descriptor, observed);
         let policy = descriptor
             .policy
             .as_ref()
             .map_or_else(|| config.policy.clone(), |own| own.apply(&config.policy));
-        let claim = match tick::decide(&self.shared.node, want, &observation, &ledger, &policy) {
-            Ok(claim) => claim,
-            Err(refusal) => {
-                if want == Want::Fill {
-                    self.fill_retries.on_nothing_to_do();
-                }
-                refused(self, refusal.to_string());
-                return None;
-            }
-        };
-        // A count short of nodes that still run could let a start pass MaxInstances (the
-        // floor's repair asked already).
-        if claim.intent.direction == Direction::Out && !matches!(want, Want::Floor { .. }) {
-            let answering = self.withheld(config, &mut None, why, service).await;
-            if tick::withheld(want, claim.intent.direction, true, answering) {
-                return None;
-            }
-        }
-        if !decision {
-            tracing::info!(%service, ?ledger, observed, "claiming {}", want.describe());
-        }
-        let ttls = tick::ttls(
+        let mut machine = ClaimMachine::new(
+            &self.shared.node,
             want,
-            claim.intent.direction,
             &policy,
             self.loop_interval().as_secs(),
             descriptor.configuration.stop_timeout_secs,
         );
-        match self
-            .store
-            .claim_step(&self.keys, service, ledger.revision, &claim, ttls)
-            .await
-        {
-            Ok(true) => {
+        // What was read, for the log line of a repair's or a fill's claim.
+        let (mut ledger_read, mut observed_read) = (None, 0);
+        loop {
+            match machine.next() {
+                ClaimIo::ReadLedger => {
+                    let ledger = self.store.read_ledger(&self.keys, service).await;
+                    ledger_read = ledger.as_ref().ok().cloned();
+                    machine.on_ledger(ledger.map_err(|e| e.to_string()));
+                }
+                ClaimIo::ReadCount => {
+                    let observed = self.observed_for_claim(service).await;
+                    observed_read = observed.as_ref().copied().unwrap_or(0);
+                    machine.on_observation(
+                        observed
+                            .map(|count| self.observation(config, descriptor, count))
+                            .map_err(|e| e.to_string()),
+                    );
+                }
+                ClaimIo::Probe => {
+                    let answering = self.withheld(config, &mut None, why, service).await;
+                    machine.on_probe(answering);
+                }
+                ClaimIo::Write {
+                    revision,
+                    claim,
+                    ttls,
+                } => {
+                    if !want.is_decision() {
+                        let (ledger, observed) = (&ledger_read, observed_read);
+                        tracing::info!(%service, ?ledger, observed, "claiming {}", want.describe());
+                    }
+                    let won = self
+                        .store
+                        .claim_step(&self.keys, service, revision, &claim, ttls)
+                        .await;
+                    machine.on_written(won.map_err(|e| e.to_string()));
+                }
+                ClaimIo::Done => break,
+            }
+        }
+        let refused = |this: &Self, reason: String| {
+            if want.is_decision() {
+                tracing::info!(%service, why, %reason, "step refused");
+                this.record(why, service, None, format!("refused: {reason}"));
+            }
+        };
+        match machine.outcome()?.clone() {
+            ClaimOutcome::Won { claim, .. } => {
                 if want == Want::Fill {
                     self.fill_retries.on_won();
                 }
                 Some(claim)
             }
-            Ok(false) => {
+            ClaimOutcome::NoTarget => {
+                // The watch's news is stale: the target expired or was never there.
+                self.fill_retries.on_nothing_to_do();
+                self.targets
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(service);
+                None
+            }
+            ClaimOutcome::Refused(refusal) => {
+                if want == Want::Fill {
+                    self.fill_retries.on_nothing_to_do();
+                }
+                refused(self, refusal.to_string());
+                None
+            }
+            ClaimOutcome::Lost => {
                 refused(self, "another agent claimed this step first".into());
                 if want == Want::Fill {
                     self.retry_fill();
                 }
                 None
             }
-            Err(err) => {
-                refused(self, format!("cannot claim the step in etcd: {err}"));
+            ClaimOutcome::StoreError { what, error } => {
+                refused(self, format!("cannot {what}: {error}"));
                 None
             }
+            // Recorded with the nodes that answered (`withheld`).
+            ClaimOutcome::Withheld => None,
         }
     }
 }
