@@ -306,14 +306,24 @@ pub fn gru_pareto_timing() -> Timing {
 }
 
 /// How far above the target the scale-out rule starts to weigh (as HPA's tolerance, it keeps
-/// noise around the target from moving the count).
+/// noise around the target from moving the count), at most: see [`scale_out_threshold`].
 pub const TARGET_OUT_MARGIN: f64 = 0.05;
+
+/// The scale-out threshold for `target`: [`TARGET_OUT_MARGIN`] above it, but at most half
+/// the way from the target to 1. The `load` metric is a utilisation clamped to 1 on each
+/// node, so the weighted mean reaches 1 only when every node saturates: near the top
+/// (0.99 at a target of 0.95, where T + 0.05 would be 1) a threshold the mean cannot
+/// reach while the cluster is short left the count stuck below the demand.
+pub fn scale_out_threshold(target: f64) -> f64 {
+    target + TARGET_OUT_MARGIN.min((1.0 - target) / 2.0)
+}
 /// How far below the target the scale-in rule starts to weigh.
 pub const TARGET_IN_MARGIN: f64 = 0.2;
 
 /// gru's setting for target utilisation `target` in the Pareto sweep: both rules in target
 /// mode aiming for `target` (desired = ceil(n · v / target), growth at most max(Step, 200 %
-/// of n) per decision), scale-out weighing above `target + 0.05`, scale-in below
+/// of n) per decision), scale-out weighing above [`scale_out_threshold`] (`target + 0.05`,
+/// at most half the headroom: 0.975 at 0.95), scale-in below
 /// `target - 0.2` and stabilized over 30 s (the highest desired count of the last 30 s, as
 /// HPA does over 300 s), no Period (a fresh breach is acted on at once), CooldownOut 5 s
 /// (one decision per 5 s, the time the instances of the last one take to start), no
@@ -327,7 +337,7 @@ pub fn gru_target_policy(target: f64) -> PolicyConfig {
     };
     let mut policy = PolicyConfig {
         scalein: rule(target - TARGET_IN_MARGIN),
-        scaleout: rule(target + TARGET_OUT_MARGIN),
+        scaleout: rule(scale_out_threshold(target)),
         swap: PolicyRule::disabled(0.6),
         cooldown_out_secs: 5,
         cooldown_in_secs: 0,
@@ -465,5 +475,23 @@ impl Scenario {
         self.name = format!("{} with {name}", self.name);
         self.faults = faults;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scale_out_threshold_keeps_its_margin_until_half_the_headroom_is_smaller() {
+        for (target, threshold) in [(0.4, 0.45), (0.6, 0.65), (0.9, 0.95), (0.95, 0.975)] {
+            assert!(
+                (scale_out_threshold(target) - threshold).abs() < 1e-9,
+                "{target}: {}",
+                scale_out_threshold(target)
+            );
+            let policy = gru_target_policy(target);
+            assert!((policy.scaleout.threshold - threshold).abs() < 1e-9);
+        }
     }
 }
