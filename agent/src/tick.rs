@@ -978,6 +978,40 @@ mod tests {
         assert!(claim.start_in_cooldown && !claim.start_out_cooldown);
     }
 
+    fn random_direction(rng: &mut rand::rngs::StdRng) -> Direction {
+        use rand::RngExt;
+        if rng.random_bool(0.5) {
+            Direction::Out
+        } else {
+            Direction::In
+        }
+    }
+
+    /// A random want of every kind (swap halves only with `swaps`), toward `min` for a
+    /// repair of MinInstances.
+    fn random_want(
+        rng: &mut rand::rngs::StdRng,
+        min: u32,
+        direction: Direction,
+        swaps: bool,
+    ) -> Want {
+        use rand::RngExt;
+        match rng.random_range(0..if swaps { 6 } else { 5 }) {
+            0 => Want::Floor { min },
+            1 => Want::Ceiling,
+            2 => Want::Fill,
+            3 => Want::Step {
+                direction,
+                count: rng.random_range(1..4),
+            },
+            4 if swaps => Want::Swap { direction },
+            _ => Want::Target {
+                direction,
+                desired: rng.random_range(0..20),
+            },
+        }
+    }
+
     /// Random sequences of agents claiming against one ledger, as etcd would serialise
     /// them: whatever they observed (stale counts included), a won claim never leads past
     /// MaxInstances or below MinInstances from the count the ledger and its reader saw,
@@ -1007,24 +1041,8 @@ mod tests {
                     removable_here: here,
                     room_here: rng.random_range(0..4),
                 };
-                let direction = if rng.random_bool(0.5) {
-                    Direction::Out
-                } else {
-                    Direction::In
-                };
-                let want = match rng.random_range(0..5) {
-                    0 => Want::Floor { min },
-                    1 => Want::Ceiling,
-                    2 => Want::Fill,
-                    3 => Want::Step {
-                        direction,
-                        count: rng.random_range(1..4),
-                    },
-                    _ => Want::Target {
-                        direction,
-                        desired: rng.random_range(0..20),
-                    },
-                };
+                let direction = random_direction(&mut rng);
+                let want = random_want(&mut rng, min, direction, false);
                 let Ok(claim) = decide("n", want, &obs, &ledger, &policy) else {
                     continue;
                 };
@@ -1091,25 +1109,8 @@ mod tests {
             let (min, max) = (rng.random_range(0..3), rng.random_range(3..12));
             let observed = rng.random_range(0..=max + 2);
             let here = rng.random_range(0..=observed.min(4));
-            let direction = if rng.random_bool(0.5) {
-                Direction::Out
-            } else {
-                Direction::In
-            };
-            let want = match rng.random_range(0..6) {
-                0 => Want::Floor { min },
-                1 => Want::Ceiling,
-                2 => Want::Fill,
-                3 => Want::Step {
-                    direction,
-                    count: rng.random_range(1..4),
-                },
-                4 => Want::Swap { direction },
-                _ => Want::Target {
-                    direction,
-                    desired: rng.random_range(0..20),
-                },
-            };
+            let direction = random_direction(&mut rng);
+            let want = random_want(&mut rng, min, direction, true);
             let ledger = Ledger {
                 out_cooling: rng.random_bool(0.2),
                 in_cooling: rng.random_bool(0.2),
