@@ -41,10 +41,19 @@ fn sigterm_refuses_new_connections_finishes_the_request_in_flight_and_exits_zero
     );
     let status = server.wait_for_exit(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0), "{}", server.output_so_far());
+    // It stops once the request in flight is done, not at the drain deadline (a 3 s bound
+    // here failed at 3.15 s on a 2-core machine saturated by other work: what the test
+    // pins is that it did not wait the deadline out).
     assert!(
-        signalled.elapsed() < Duration::from_secs(3),
-        "took {:?} to stop",
-        signalled.elapsed()
+        signalled.elapsed() < gru_workload::server::DRAIN_DEADLINE,
+        "took {:?} to stop (the drain deadline is {:?})",
+        signalled.elapsed(),
+        gru_workload::server::DRAIN_DEADLINE
+    );
+    assert!(
+        !server.output_so_far().contains("drain deadline"),
+        "the drain ran into its deadline\n{}",
+        server.output_so_far()
     );
     // The request finished after the last full report interval: the final flush reports it.
     assert!(
