@@ -545,8 +545,9 @@ pub struct ClaimMachine {
 enum ClaimState {
     ReadLedger,
     ReadCount(Ledger),
-    Probe(Ledger, Claim),
-    Write(Ledger, Claim),
+    /// The claim decided, and the ledger revision its write compares.
+    Probe(i64, Claim),
+    Write(i64, Claim),
     Done(ClaimOutcome),
 }
 
@@ -619,8 +620,8 @@ impl ClaimMachine {
             ClaimState::ReadLedger => ClaimIo::ReadLedger,
             ClaimState::ReadCount(_) => ClaimIo::ReadCount,
             ClaimState::Probe(..) => ClaimIo::Probe,
-            ClaimState::Write(ledger, claim) => ClaimIo::Write {
-                revision: ledger.revision,
+            ClaimState::Write(revision, claim) => ClaimIo::Write {
+                revision: *revision,
                 claim: claim.clone(),
                 ttls: ttls(
                     self.want,
@@ -657,22 +658,21 @@ impl ClaimMachine {
         let ClaimState::ReadCount(ledger) = &self.state else {
             return;
         };
-        let ledger = ledger.clone();
         self.state = match observation {
             Err(error) => ClaimState::Done(ClaimOutcome::StoreError {
                 what: "read the cluster's instances",
                 error,
             }),
             Ok(observation) => {
-                match decide(&self.node, self.want, &observation, &ledger, &self.policy) {
+                match decide(&self.node, self.want, &observation, ledger, &self.policy) {
                     Err(refusal) => ClaimState::Done(ClaimOutcome::Refused(refusal)),
                     Ok(claim)
                         if claim.intent.direction == Direction::Out
                             && !matches!(self.want, Want::Floor { .. }) =>
                     {
-                        ClaimState::Probe(ledger, claim)
+                        ClaimState::Probe(ledger.revision, claim)
                     }
-                    Ok(claim) => ClaimState::Write(ledger, claim),
+                    Ok(claim) => ClaimState::Write(ledger.revision, claim),
                 }
             }
         };
@@ -680,13 +680,13 @@ impl ClaimMachine {
 
     /// Whether a node in doubt answered the probe.
     pub fn on_probe(&mut self, answering_in_doubt: bool) {
-        let ClaimState::Probe(ledger, claim) = &self.state else {
+        let ClaimState::Probe(revision, claim) = &self.state else {
             return;
         };
         self.state = if withheld(self.want, claim.intent.direction, true, answering_in_doubt) {
             ClaimState::Done(ClaimOutcome::Withheld)
         } else {
-            ClaimState::Write(ledger.clone(), claim.clone())
+            ClaimState::Write(*revision, claim.clone())
         };
     }
 

@@ -758,8 +758,8 @@ pub fn three_node_scene(seed: u64, faults: Vec<Fault>) -> Scenario {
     use common::config::{PolicyConfig, PolicyRule};
 
     use crate::scenario::{Demand, ServiceSpec, Timing};
-    let trace = Arc::new(TraceKind::Step.generate(seed));
-    let mut scenario = Scenario::trace_run(Mode::Gru, trace, 3, seed);
+    // The overload preset's cluster, with a constant demand and no scaling instead.
+    let mut scenario = Scenario::overload(Mode::Gru, 3, 3, COMPARISON_SECS, seed);
     scenario.name = "three nodes, web between 2 and 3".to_owned();
     scenario.services = vec![ServiceSpec {
         name: "web".to_owned(),
@@ -780,7 +780,6 @@ pub fn three_node_scene(seed: u64, faults: Vec<Fault>) -> Scenario {
         lease_ttl_secs: 3,
         ..Timing::agent(1, 1)
     };
-    scenario.duration_secs = COMPARISON_SECS;
     scenario.faults = faults;
     scenario
 }

@@ -114,7 +114,7 @@ pub struct RunReport {
     /// Instances of each service at every tick, for determinism checks.
     #[serde(skip)]
     pub instance_series: Vec<u32>,
-    /// Instances started since the run began, at every tick.
+    /// Instances started since the run began (all services), at every tick.
     #[serde(skip)]
     pub start_series: Vec<u64>,
 }
@@ -226,8 +226,8 @@ struct Simulation<'s, V: Views> {
     /// reaches the store sees the same records), with the nodes whose records vanished or
     /// came back lately.
     peers: Peers,
-    /// Nodes whose records vanished or came back less than a TTL and two loops ago
-    /// (`Peers::in_doubt`), this tick: their instances may be missing from discovery.
+    /// Nodes whose records vanished or came back less than a TTL and two loops ago, this
+    /// tick: their instances may be missing from discovery.
     in_doubt: Vec<usize>,
     /// Per agent and service: whether its own load was above the scale-out threshold
     /// (`Some(true)`), below the scale-in one (`Some(false)`) or between, at the last check.
@@ -565,17 +565,12 @@ impl<'s, V: Views> Simulation<'s, V> {
             .iter()
             .filter_map(|name| name.strip_prefix('n').and_then(|i| i.parse().ok()))
             .collect();
-        if nodes[..] != self.active.nodes[..] && self.scenario.mode == Mode::Gru {
-            let keys = self.store.keys().clone();
-            let records = self.store.node_records();
-            self.peers.resync(&keys, records, self.clock.now());
-        }
-        self.in_doubt = if self.scenario.mode == Mode::Gru {
-            self.doubtful_nodes()
-        } else {
-            Vec::new()
-        };
         if nodes[..] != self.active.nodes[..] {
+            if self.scenario.mode == Mode::Gru {
+                let keys = self.store.keys().clone();
+                let records = self.store.node_records();
+                self.peers.resync(&keys, records, self.clock.now());
+            }
             let mut known = vec![false; self.scenario.nodes];
             for &node in &nodes {
                 known[node] = true;
@@ -584,6 +579,9 @@ impl<'s, V: Views> Simulation<'s, V> {
                 nodes: Rc::from(nodes),
                 known,
             });
+        }
+        if self.scenario.mode == Mode::Gru {
+            self.in_doubt = self.doubtful_nodes();
         }
         for node in 0..self.scenario.nodes {
             if self.reaches_store(node) {
@@ -606,14 +604,13 @@ impl<'s, V: Views> Simulation<'s, V> {
         Duration::from_secs(timing.lease_ttl_secs + 2 * timing.loop_secs)
     }
 
-    /// The nodes whose records vanished or came back within the settle grace, as
-    /// `Peers::in_doubt` says from the records the agents watch.
+    /// The nodes whose records vanished or came back within the settle grace
+    /// (`Peers::recent_turnover`; the simulated agents' records are those the store holds
+    /// now, so none is missing a watch event, the other half of `Peers::in_doubt`).
     fn doubtful_nodes(&mut self) -> Vec<usize> {
-        let present: std::collections::BTreeSet<String> =
-            self.peers.nodes.keys().cloned().collect();
         let grace = self.settle_grace();
         self.peers
-            .in_doubt(&present, "", self.clock.now(), grace)
+            .recent_turnover(self.clock.now(), grace)
             .iter()
             .filter_map(|(name, _)| name.strip_prefix('n').and_then(|i| i.parse().ok()))
             .collect()
@@ -863,14 +860,7 @@ impl<'s, V: Views> Simulation<'s, V> {
                             self.report.repairs_withheld += 1;
                             continue;
                         }
-                        pending.push(Pending {
-                            agent,
-                            service,
-                            want,
-                            ledger: self.store.read_ledger(&spec.name),
-                            observation,
-                            growth: 0,
-                        });
+                        pending.push(self.pending(agent, service, want, 0));
                     }
                 }
             }
@@ -906,16 +896,8 @@ impl<'s, V: Views> Simulation<'s, V> {
                     };
                     let rule = &self.scenario.policy.scaleout;
                     let seen = snapshot.cluster_instances + snapshot.pending_here;
-                    pending.push(Pending {
-                        agent,
-                        service,
-                        want,
-                        ledger: self
-                            .store
-                            .read_ledger(&self.scenario.services[service].name),
-                        observation: self.observation(agent, service),
-                        growth: growth_limit(seen, rule.step, rule.max_growth_percent),
-                    });
+                    let growth = growth_limit(seen, rule.step, rule.max_growth_percent);
+                    pending.push(self.pending(agent, service, want, growth));
                 }
                 Mode::Gru => self.report.store_unreachable += 1,
                 _ => self.act(agent, service, direction, count, secs),
@@ -939,16 +921,7 @@ impl<'s, V: Views> Simulation<'s, V> {
             let mut retries: Vec<Pending> = lost
                 .drain(..)
                 .filter(|&(agent, _)| self.agents[agent].alive && self.reaches_store(agent))
-                .map(|(agent, service)| Pending {
-                    agent,
-                    service,
-                    want: Want::Fill,
-                    ledger: self
-                        .store
-                        .read_ledger(&self.scenario.services[service].name),
-                    observation: self.observation(agent, service),
-                    growth: 0,
-                })
+                .map(|(agent, service)| self.pending(agent, service, Want::Fill, 0))
                 .collect();
             retries.shuffle(&mut self.rng);
             for claim in retries {
@@ -956,6 +929,21 @@ impl<'s, V: Views> Simulation<'s, V> {
                     lost.push(fill);
                 }
             }
+        }
+    }
+
+    /// A want of `agent` for `service`, with the ledger and the count it reads now (the
+    /// ledger first, as the agent reads them).
+    fn pending(&self, agent: usize, service: usize, want: Want, growth: u32) -> Pending {
+        Pending {
+            agent,
+            service,
+            want,
+            ledger: self
+                .store
+                .read_ledger(&self.scenario.services[service].name),
+            observation: self.observation(agent, service),
+            growth,
         }
     }
 
@@ -1216,12 +1204,12 @@ impl<'s, V: Views> Simulation<'s, V> {
             }
             self.report.container_secs += u64::from(instances) * tick;
             self.report.instance_series.push(instances);
-            self.report.start_series.push(self.runtime.starts());
             if let Some(demand) = spec.demand_rps(secs) {
                 let capacity = f64::from(self.runtime.total_running(service)) * spec.capacity_rps;
                 violated |= demand > capacity;
             }
         }
+        self.report.start_series.push(self.runtime.starts());
         if violated {
             self.report.slo_violation_secs += tick;
         }
