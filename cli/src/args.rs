@@ -57,7 +57,12 @@ pub struct EtcdArgs {
 
     /// etcd password (with --etcd-user). Prefer the ETCD_PASSWORD variable to keep it out
     /// of the process list.
-    #[arg(long = "etcd-password", env = "ETCD_PASSWORD", global = true, hide_env_values = true)]
+    #[arg(
+        long = "etcd-password",
+        env = "ETCD_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
     pub password: Option<String>,
 
     /// PEM file of the CA that signed the etcd members' certificates.

@@ -26,7 +26,11 @@ fn every_broken_fixture_is_rejected_with_usage_code_and_its_path() {
     assert!(cases.len() >= 15, "only {} broken fixtures", cases.len());
     for case in &cases {
         let dir = broken_dir(case);
-        let out = expect_code(NO_ETCD, &["config", "validate", dir.path().to_str().unwrap()], 64);
+        let out = expect_code(
+            NO_ETCD,
+            &["config", "validate", dir.path().to_str().unwrap()],
+            64,
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             stderr.contains(&case.expect),
@@ -34,7 +38,11 @@ fn every_broken_fixture_is_rejected_with_usage_code_and_its_path() {
             case.name,
             case.expect
         );
-        assert!(stderr.contains("nothing was written"), "case {}: {stderr}", case.name);
+        assert!(
+            stderr.contains("nothing was written"),
+            "case {}: {stderr}",
+            case.name
+        );
     }
 }
 

@@ -22,13 +22,26 @@ fn cluster_with_ttl(etcd: &EtcdCluster, ttl: u32) -> tempfile::TempDir {
     .unwrap();
     let e = etcd.endpoints();
     expect_code(&e, &["create", "c"], 0);
-    expect_code(&e, &["config", "push", "c", dir.path().to_str().unwrap()], 0);
+    expect_code(
+        &e,
+        &["config", "push", "c", dir.path().to_str().unwrap()],
+        0,
+    );
     dir
 }
 
 fn spawn_join(endpoints: &str, node: &str, port: u16) -> ChildGuard {
     let child: Child = gru(endpoints)
-        .args(["join", "c", "--name", node, "--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args([
+            "join",
+            "c",
+            "--name",
+            node,
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -96,7 +109,11 @@ fn join_registers_under_one_lease_with_the_configured_ttl_and_serves_healthz() {
             json["kvs"][0]["lease"].as_i64().unwrap()
         })
         .collect();
-    assert_eq!(leases.len(), 1, "node keys under several leases: {leases:?}");
+    assert_eq!(
+        leases.len(),
+        1,
+        "node keys under several leases: {leases:?}"
+    );
     assert_eq!(lease_ttl_of(&etcd, "/gru/c/nodes/n1/config"), 3);
 
     let out = expect_code(&etcd.endpoints(), &["config", "get", "c", "nodes"], 0);
@@ -122,7 +139,16 @@ fn a_name_held_by_a_live_node_is_refused() {
     wait_healthy(port);
 
     let out = gru(&etcd.endpoints())
-        .args(["join", "c", "--name", "n1", "--port", &free_port().to_string(), "--bind", "127.0.0.1"])
+        .args([
+            "join",
+            "c",
+            "--name",
+            "n1",
+            "--port",
+            &free_port().to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", support::text(&out));
@@ -165,14 +191,24 @@ fn sigkill_keys_vanish_within_ttl_and_sigterm_at_once() {
     wait_healthy(port);
     // Let a few keep-alives refresh the lease, so the measurement starts from a full TTL.
     std::thread::sleep(Duration::from_secs(TTL_SECS + 1));
-    assert_eq!(node_keys(&etcd, "n1").len(), 4, "keep-alive failed to hold the keys");
+    assert_eq!(
+        node_keys(&etcd, "n1").len(),
+        4,
+        "keep-alive failed to hold the keys"
+    );
     let pid = killed.pid();
     send_signal(pid, "KILL");
     let _ = killed.take().wait();
     let started = Instant::now();
-    let gone = wait_until(Duration::from_secs(TTL_SECS + 5), || node_keys(&etcd, "n1").is_empty());
-    let waited = gone.unwrap_or_else(|| panic!("keys still there {:?} after SIGKILL", started.elapsed()));
-    println!("SIGKILL: node keys vanished {:.2} s after the kill (TTL {TTL_SECS} s)", waited.as_secs_f64());
+    let gone = wait_until(Duration::from_secs(TTL_SECS + 5), || {
+        node_keys(&etcd, "n1").is_empty()
+    });
+    let waited =
+        gone.unwrap_or_else(|| panic!("keys still there {:?} after SIGKILL", started.elapsed()));
+    println!(
+        "SIGKILL: node keys vanished {:.2} s after the kill (TTL {TTL_SECS} s)",
+        waited.as_secs_f64()
+    );
     assert!(
         waited <= Duration::from_secs(TTL_SECS + 1),
         "keys outlived TTL + 1 s: {waited:?}"
@@ -188,9 +224,18 @@ fn sigkill_keys_vanish_within_ttl_and_sigterm_at_once() {
     let status = stopped.take().wait().unwrap();
     let exit_after = started.elapsed();
     assert_eq!(status.code(), Some(0), "agent did not exit 0 on SIGTERM");
-    assert!(node_keys(&etcd, "n2").is_empty(), "keys survived a clean stop");
-    println!("SIGTERM: agent exited 0 and its keys were gone {:.3} s after the signal", exit_after.as_secs_f64());
-    assert!(exit_after < Duration::from_secs(TTL_SECS), "clean stop took {exit_after:?}");
+    assert!(
+        node_keys(&etcd, "n2").is_empty(),
+        "keys survived a clean stop"
+    );
+    println!(
+        "SIGTERM: agent exited 0 and its keys were gone {:.3} s after the signal",
+        exit_after.as_secs_f64()
+    );
+    assert!(
+        exit_after < Duration::from_secs(TTL_SECS),
+        "clean stop took {exit_after:?}"
+    );
 }
 
 #[test]
@@ -210,7 +255,10 @@ fn with_one_of_three_etcd_members_dead_create_push_and_join_still_work() {
     let port = free_port();
     let _agent = spawn_join(&e, "n1", port);
     wait_healthy(port);
-    println!("member m0 dead: create + push + join took {:.2} s", started.elapsed().as_secs_f64());
+    println!(
+        "member m0 dead: create + push + join took {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     assert_eq!(node_keys(&etcd, "n1").len(), 4);
     assert!(etcd.keys("/gru/c/services/").len() >= 2);
 }
@@ -235,7 +283,10 @@ fn sigterm_right_after_start_up_still_leaves_cleanly() {
         let started = Instant::now();
         // The port is bound before the node registers and serves.
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(20), "{node} never bound");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{node} never bound"
+            );
         }
         send_signal(agent.pid(), "TERM");
         let output = agent.take().wait_with_output().unwrap();
@@ -245,6 +296,9 @@ fn sigterm_right_after_start_up_still_leaves_cleanly() {
             "round {round}: the agent did not leave cleanly on an early SIGTERM: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        assert!(node_keys(&etcd, &node).is_empty(), "round {round}: keys left behind");
+        assert!(
+            node_keys(&etcd, &node).is_empty(),
+            "round {round}: keys left behind"
+        );
     }
 }

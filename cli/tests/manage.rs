@@ -12,8 +12,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use manage_support::{ServiceSpec, TestCluster, engine_cpus};
-use support::{gru, text};
 use serde_json::Value;
+use support::{gru, text};
 use testkit::{Component, require, require_workload_image};
 
 const NODES: [&str; 3] = ["north", "south", "west"];

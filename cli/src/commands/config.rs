@@ -32,7 +32,11 @@ pub async fn run(etcd: &EtcdSettings, command: ConfigCommand) -> anyhow::Result<
                 .replace_config(&keys, &documents)
                 .await
                 .with_context(|| format!("cannot push {} to cluster {cluster:?}", dir.display()))?;
-            println!("pushed {} to cluster {cluster} ({})", dir.display(), summary(&config));
+            println!(
+                "pushed {} to cluster {cluster} ({})",
+                dir.display(),
+                summary(&config)
+            );
             Ok(())
         }
         ConfigCommand::Get { cluster, what } => {
@@ -40,7 +44,8 @@ pub async fn run(etcd: &EtcdSettings, command: ConfigCommand) -> anyhow::Result<
             let store = super::connect(etcd).await?;
             store.cluster_id(&keys).await?;
             let entries = store.get_prefix(&keys.prefix()).await?;
-            let tree = ClusterTree::from_entries(&keys, entries.into_iter().map(|e| (e.key, e.value)));
+            let tree =
+                ClusterTree::from_entries(&keys, entries.into_iter().map(|e| (e.key, e.value)));
             let value = match what {
                 None => tree.everything(),
                 Some(part) => tree.part(part),
@@ -96,7 +101,8 @@ fn read_json_files(
     depth: usize,
     out: &mut Vec<SourceDocument>,
 ) -> anyhow::Result<()> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
     for entry in entries {
         let path = entry?.path();
         if path.is_dir() {
@@ -133,7 +139,9 @@ struct ClusterTree {
 impl ClusterTree {
     fn from_entries(keys: &ClusterKeys, entries: impl Iterator<Item = (String, String)>) -> Self {
         // A document that is not JSON (written around the CLI) is shown as a string.
-        let parse = |text: &str| serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()));
+        let parse = |text: &str| {
+            serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+        };
         let mut tree = ClusterTree::default();
         for (key, value) in entries {
             if key == keys.config() {
