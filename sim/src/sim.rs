@@ -30,13 +30,15 @@
 use std::rc::Rc;
 use std::time::Duration;
 
+use gru_agent::coordination::Claim;
 use gru_agent::coordination::{Direction, Ledger};
 use gru_agent::mape::target::growth_limit;
 use gru_agent::mape::{
     self, Action, AnalyticValue, LastScale, PlanInput, PlannerState, ServiceSnapshot,
 };
 use gru_agent::tick::{
-    self, ClaimIo, ClaimMachine, ClaimOutcome, Effect, ServiceObservation, Want,
+    self, Act, ClaimIo, ClaimMachine, ClaimOutcome, Effect, Execution, ExecutionIo, FillRetry,
+    ServiceObservation, Wake, Want,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -109,8 +111,11 @@ pub struct RunReport {
     /// Repairs of MinInstances withheld because the agent's own lease was gone or a node
     /// whose records vanished still answered (`tick::withheld`).
     pub repairs_withheld: u64,
-    /// Other starts (fills, steps, targets) withheld for the same reason.
+    /// Other starts (fills, steps, targets, swaps) withheld for the same reason.
     pub starts_withheld: u64,
+    /// Swaps carried out (gru mode): an instance of one service stopped on a full node and
+    /// one of another started in its place, both halves claimed first.
+    pub swaps: u64,
     /// Instances of each service at every tick, for determinism checks.
     #[serde(skip)]
     pub instance_series: Vec<u32>,
@@ -175,16 +180,20 @@ struct Agent {
     restart_at: Option<u64>,
     /// Its store member stalls until this second ([`Fault::StoreStall`]).
     store_stalled_until: u64,
+    /// Its lost fills retried in a row (`tick::FillRetry`).
+    fill_retry: FillRetry,
 }
 
 /// A want an agent will try to claim in phase B of a tick, with the ledger it read.
 #[derive(Debug)]
 struct Pending {
     agent: usize,
-    service: usize,
-    want: Want,
+    /// What it carries out, by service index, in claim order: one repair, fill or
+    /// decision's claim, or a swap's two halves.
+    wants: Vec<(usize, Want)>,
+    /// The first want's ledger and discovery count, read in phase A.
     ledger: Ledger,
-    observation: ServiceObservation,
+    observed: u32,
     /// A scale-out decision's growth limit, for the invariant checker.
     growth: u32,
 }
@@ -202,6 +211,9 @@ struct Simulation<'s, V: Views> {
     scenario: &'s Scenario,
     clock: VirtualClock,
     rng: StdRng,
+    /// Draws the fill retries' delays (`tick::FillRetry`; a tick holds them all), apart
+    /// from `rng` so that they leave its sequence alone.
+    fill_delays: StdRng,
     runtime: FakeRuntime,
     store: FakeStore,
     network: FakeNetwork,
@@ -278,6 +290,7 @@ impl<'s, V: Views> Simulation<'s, V> {
                 registered_again_at: None,
                 restart_at: None,
                 store_stalled_until: 0,
+                fill_retry: FillRetry::default(),
             })
             .collect();
         let controllers = match scenario.mode {
@@ -326,6 +339,7 @@ impl<'s, V: Views> Simulation<'s, V> {
             scenario,
             clock: VirtualClock::new(timing.tick_secs),
             rng,
+            fill_delays: StdRng::seed_from_u64(scenario.seed ^ 0xf111),
             runtime,
             store: FakeStore::new(keys),
             network: FakeNetwork::new(n),
@@ -377,6 +391,7 @@ impl<'s, V: Views> Simulation<'s, V> {
                 max_requests_per_agent_round: 0,
                 repairs_withheld: 0,
                 starts_withheld: 0,
+                swaps: 0,
                 instance_series: Vec::new(),
                 start_series: Vec::new(),
             },
@@ -444,6 +459,7 @@ impl<'s, V: Views> Simulation<'s, V> {
                 agent.restart_at = None;
                 agent.alive = true;
                 agent.planner = PlannerState::new();
+                agent.fill_retry = FillRetry::default();
                 agent.lease = None;
                 agent.revoked_at = None;
                 agent.registered_again_at = None;
@@ -825,9 +841,11 @@ impl<'s, V: Views> Simulation<'s, V> {
         let now = self.clock.now();
         let secs = self.clock.secs();
         let mut pending = Vec::new();
-        // Phase A: every agent whose loop is due repairs and plans; every agent fills a
-        // standing target (its ledger watch wakes it, so it does not wait for its loop).
-        // Each want's ledger is read now, as the agent reads it before it claims.
+        // Phase A: every agent claims what its wake-up claims (`tick::Wake`): one whose
+        // loop is due (or brought forward by a crossing) repairs, fills and plans; every
+        // other one fills a standing target (its ledger watch wakes it, so it does not wait
+        // for its loop). The first want's ledger is read now, as the agent reads it before
+        // it claims.
         for agent in 0..self.scenario.nodes {
             if !self.agents[agent].alive {
                 continue;
@@ -837,34 +855,23 @@ impl<'s, V: Views> Simulation<'s, V> {
                 || self
                     .clock
                     .is_due(timing.loop_secs, self.agents[agent].offset_secs);
+            let wake = if due { Wake::Loop } else { Wake::Targets };
             let reaches_store = self.reaches_store(agent);
             if mode == Mode::Gru && reaches_store {
                 for (service, spec) in self.scenario.services.iter().enumerate() {
                     let observation = self.observation(agent, service);
                     let standing = self.store.read_ledger(&spec.name).target.is_some();
-                    // No base services: the floor is MinInstances when the loop is due,
-                    // unless discovery settles after a new lease.
-                    let floor = tick::floor(spec.min, false, self.settling(agent), due);
+                    // No base services: the floor is MinInstances, unless discovery settles
+                    // after a new lease.
+                    let floor = tick::floor(spec.min, false, self.settling(agent), true);
                     for want in tick::repairs(&observation, floor, standing) {
-                        if !due && want != Want::Fill {
-                            continue;
+                        if wake.claims(want) {
+                            pending.push(self.pending(agent, vec![(service, want)], 0));
                         }
-                        if matches!(want, Want::Floor { .. })
-                            && tick::withheld(
-                                want,
-                                Direction::Out,
-                                self.own_lease_alive(agent),
-                                self.answering_in_doubt(agent),
-                            )
-                        {
-                            self.report.repairs_withheld += 1;
-                            continue;
-                        }
-                        pending.push(self.pending(agent, service, want, 0));
                     }
                 }
             }
-            if !due {
+            if !wake.plans() {
                 continue;
             }
             // The agent refreshes its own report before it plans.
@@ -879,28 +886,43 @@ impl<'s, V: Views> Simulation<'s, V> {
             };
             let planned = tick::plan(&input, &self.agents[agent].planner, &mut self.rng);
             self.agents[agent].planner = planned.state;
-            // Swaps (one service's instance for another's on a full node) are not simulated.
-            let (name, direction, count) = match &planned.decision.action {
-                Action::ScaleOut { service, count } => (service, Direction::Out, *count),
-                Action::ScaleIn { service, count } => (service, Direction::In, *count),
-                Action::None | Action::Swap { .. } => continue,
-            };
-            let Some(service) = self.service_index(name) else {
-                continue;
+            let scaling = match &planned.decision.action {
+                Action::ScaleOut { service, count } => Some((service, Direction::Out, *count)),
+                Action::ScaleIn { service, count } => Some((service, Direction::In, *count)),
+                Action::None | Action::Swap { .. } => None,
             };
             match mode {
                 Mode::Gru if reaches_store => {
-                    let snapshot = &snapshots[service];
-                    let [(_, want)] = planned.wants[..] else {
+                    let Some(wants) = planned
+                        .wants
+                        .iter()
+                        .map(|(name, want)| Some((self.service_index(name)?, *want)))
+                        .collect::<Option<Vec<_>>>()
+                    else {
                         continue;
                     };
+                    let Some(&(first, _)) = wants.first() else {
+                        continue;
+                    };
+                    let snapshot = &snapshots[first];
                     let rule = &self.scenario.policy.scaleout;
                     let seen = snapshot.cluster_instances + snapshot.pending_here;
                     let growth = growth_limit(seen, rule.step, rule.max_growth_percent);
-                    pending.push(self.pending(agent, service, want, growth));
+                    pending.push(self.pending(agent, wants, growth));
                 }
-                Mode::Gru => self.report.store_unreachable += 1,
-                _ => self.act(agent, service, direction, count, secs),
+                Mode::Gru => {
+                    if scaling.is_some() || !planned.wants.is_empty() {
+                        self.report.store_unreachable += 1;
+                    }
+                }
+                // The baselines' herd acts on its own count, with no ledger and no swaps.
+                _ => {
+                    if let Some((name, direction, count)) = scaling
+                        && let Some(service) = self.service_index(name)
+                    {
+                        self.act(agent, service, direction, count, secs);
+                    }
+                }
             }
         }
         // Phase B: claims in random order, each against the ledger it read.
@@ -911,9 +933,10 @@ impl<'s, V: Views> Simulation<'s, V> {
                 lost.push(fill);
             }
         }
-        // A fill that lost its race is retried moments later (the agent retries a lost
-        // fill after a short random delay, `tick::fill_retry_delay`): within this tick,
-        // each retry against the ledger and the room as they are now.
+        // A fill that lost its race is retried moments later, as `tick::FillRetry` says (the
+        // agent waits `tick::fill_retry_delay`, at most `MAX_FILL_RETRIES` in a row): within
+        // this tick, each retry against the ledger and the room as they are now, as if each
+        // waited the longest delay.
         for _ in 1..timing.fill_rounds.max(1) {
             if lost.is_empty() {
                 break;
@@ -921,7 +944,7 @@ impl<'s, V: Views> Simulation<'s, V> {
             let mut retries: Vec<Pending> = lost
                 .drain(..)
                 .filter(|&(agent, _)| self.agents[agent].alive && self.reaches_store(agent))
-                .map(|(agent, service)| self.pending(agent, service, Want::Fill, 0))
+                .map(|(agent, service)| self.pending(agent, vec![(service, Want::Fill)], 0))
                 .collect();
             retries.shuffle(&mut self.rng);
             for claim in retries {
@@ -932,49 +955,98 @@ impl<'s, V: Views> Simulation<'s, V> {
         }
     }
 
-    /// A want of `agent` for `service`, with the ledger and the count it reads now (the
-    /// ledger first, as the agent reads them).
-    fn pending(&self, agent: usize, service: usize, want: Want, growth: u32) -> Pending {
+    /// What `agent` wants to carry out (`wants`, by service index, in claim order), with the
+    /// first want's ledger and count as it reads them now (the ledger first, as the agent
+    /// reads them).
+    fn pending(&self, agent: usize, wants: Vec<(usize, Want)>, growth: u32) -> Pending {
+        let first = wants.first().map_or(0, |&(service, _)| service);
         Pending {
             agent,
-            service,
-            want,
-            ledger: self
-                .store
-                .read_ledger(&self.scenario.services[service].name),
-            observation: self.observation(agent, service),
+            ledger: self.store.read_ledger(&self.scenario.services[first].name),
+            observed: self.observation(agent, first).observed,
+            wants,
             growth,
         }
     }
 
-    /// Claims what `pending` wants through the tick core, as the agent does, and carries
-    /// out the agent's part if the claim is won.
+    /// Carries out what `pending` wants through the tick core (`tick::Execution`), as the
+    /// agent does: each want claimed in order, then, once all were won, the stops and the
+    /// starts. Returns the agent and service of a fill that lost its race and may retry.
     fn claim(&mut self, pending: Pending, secs: u64) -> Option<(usize, usize)> {
-        let spec = &self.scenario.services[pending.service];
+        let agent = pending.agent;
+        let wants = pending
+            .wants
+            .iter()
+            .map(|&(service, want)| (self.scenario.services[service].name.clone(), want))
+            .collect();
+        let mut execution = Execution::new(wants);
+        // The first want's ledger and count were read in phase A; a later one's (a swap's
+        // second half) is read when its turn comes, as the agent reads it.
+        let mut first = Some((pending.ledger, pending.observed));
+        let mut lost = None;
+        loop {
+            match execution.next() {
+                ExecutionIo::Claim { service, want } => {
+                    let Some(index) = self.service_index(&service) else {
+                        execution.on_claimed(None);
+                        continue;
+                    };
+                    let (ledger, observed) = first.take().unwrap_or_else(|| {
+                        (self.store.read_ledger(&service), self.discovered[index])
+                    });
+                    let (claim, lost_fill) =
+                        self.claim_one(agent, index, want, ledger, observed, pending.growth, secs);
+                    lost = lost.or(lost_fill);
+                    execution.on_claimed(claim);
+                }
+                ExecutionIo::Act(act) => {
+                    self.apply(agent, &act, secs);
+                    execution.on_acted();
+                }
+                ExecutionIo::Done => break,
+            }
+        }
+        lost
+    }
+
+    /// One claim through the tick core's `ClaimMachine`, against the ledger and the count
+    /// read before: the won claim, and the agent and service of a lost fill that retries.
+    #[allow(clippy::too_many_arguments)]
+    fn claim_one(
+        &mut self,
+        agent: usize,
+        service: usize,
+        want: Want,
+        ledger: Ledger,
+        observed: u32,
+        growth: u32,
+        secs: u64,
+    ) -> (Option<Claim>, Option<(usize, usize)>) {
+        let spec = &self.scenario.services[service];
         let policy = &self.scenario.policy;
         let timing = self.scenario.timing;
-        let node = self.book.name(pending.agent).to_owned();
+        let node = self.book.name(agent).to_owned();
         // Room and instances may have changed since the read (an earlier claim this tick);
         // the count stays the one read.
         let observation = ServiceObservation::new(
             spec.min,
             spec.max,
-            pending.observation.observed,
-            self.runtime.running(pending.agent, pending.service),
+            observed,
+            self.runtime.running(agent, service),
             false,
-            self.runtime.free_slots(pending.agent),
+            self.runtime.free_slots(agent),
         );
-        // The ledger and the count were read in phase A; the machine takes them now.
-        let mut machine = ClaimMachine::new(&node, pending.want, policy, timing.loop_secs, 0);
-        let mut ledger = Some(pending.ledger);
+        let mut machine = ClaimMachine::new(&node, want, policy, timing.loop_secs, 0);
+        let mut ledger = Some(ledger);
         let mut observation = Some(observation);
         loop {
             match machine.next() {
+                ClaimIo::LeaseAlive => machine.on_lease(self.own_lease_alive(agent)),
                 ClaimIo::ReadLedger => machine.on_ledger(ledger.take().ok_or_else(String::new)),
                 ClaimIo::ReadCount => {
                     machine.on_observation(observation.take().ok_or_else(String::new));
                 }
-                ClaimIo::Probe => machine.on_probe(self.answering_in_doubt(pending.agent)),
+                ClaimIo::Probe => machine.on_probe(self.answering_in_doubt(agent)),
                 ClaimIo::Write {
                     revision,
                     claim,
@@ -986,36 +1058,55 @@ impl<'s, V: Views> Simulation<'s, V> {
                 ClaimIo::Done => break,
             }
         }
-        let claim = match machine.outcome() {
-            Some(ClaimOutcome::Won { claim, .. }) => claim.clone(),
+        let retry = &mut self.agents[agent].fill_retry;
+        match machine.outcome().cloned() {
+            Some(ClaimOutcome::Won { claim, .. }) => {
+                if want == Want::Fill {
+                    retry.on_won();
+                }
+                if let Want::Target { direction, .. } = want {
+                    self.invariants[service].decided(secs, direction == Direction::Out, growth);
+                    match direction {
+                        Direction::Out => self.report.scale_out_actions += 1,
+                        Direction::In => self.report.scale_in_actions += 1,
+                    }
+                }
+                (Some(claim), None)
+            }
             Some(ClaimOutcome::Refused(_)) => {
-                if pending.want.is_decision() {
+                if want == Want::Fill {
+                    retry.on_nothing_to_do();
+                }
+                if want.is_decision() {
                     self.report.claims_refused += 1;
                 }
-                return None;
+                (None, None)
+            }
+            Some(ClaimOutcome::NoTarget) => {
+                retry.on_nothing_to_do();
+                (None, None)
             }
             Some(ClaimOutcome::Withheld) => {
-                self.report.starts_withheld += 1;
-                return None;
+                match want {
+                    Want::Floor { .. } => self.report.repairs_withheld += 1,
+                    _ => self.report.starts_withheld += 1,
+                }
+                (None, None)
             }
             Some(ClaimOutcome::Lost) => {
-                return (pending.want == Want::Fill).then_some((pending.agent, pending.service));
+                let again = want == Want::Fill && retry.on_lost(&mut self.fill_delays).is_some();
+                (None, again.then_some((agent, service)))
             }
-            Some(ClaimOutcome::NoTarget | ClaimOutcome::StoreError { .. }) | None => return None,
-        };
-        if let Want::Target { direction, .. } = pending.want {
-            self.invariants[pending.service].decided(
-                secs,
-                direction == Direction::Out,
-                pending.growth,
-            );
-            match direction {
-                Direction::Out => self.report.scale_out_actions += 1,
-                Direction::In => self.report.scale_in_actions += 1,
-            }
+            Some(ClaimOutcome::StoreError { .. }) | None => (None, None),
         }
-        let (agent, service) = (pending.agent, pending.service);
-        match (pending.want, tick::effect(&claim)) {
+    }
+
+    /// This agent's part of a won claim (`tick::Act`), on its node.
+    fn apply(&mut self, agent: usize, act: &Act, secs: u64) {
+        let Some(service) = self.service_index(&act.service) else {
+            return;
+        };
+        match (act.want, act.effect) {
             (_, Effect::Nothing) => {}
             (Want::Floor { .. }, Effect::Start(count)) => {
                 let started = self.runtime.start(agent, service, count, secs);
@@ -1033,8 +1124,10 @@ impl<'s, V: Views> Simulation<'s, V> {
             }
             (want, Effect::Start(count)) => {
                 let started = self.add(agent, service, count, secs);
-                if want == Want::Fill {
-                    self.report.instances_filled += u64::from(started);
+                match want {
+                    Want::Fill => self.report.instances_filled += u64::from(started),
+                    Want::Swap { .. } => self.report.swaps += u64::from(started),
+                    _ => {}
                 }
             }
             (want, Effect::Stop(count)) => {
@@ -1044,7 +1137,6 @@ impl<'s, V: Views> Simulation<'s, V> {
                 }
             }
         }
-        None
     }
 
     /// Starts instances for a target-tracking decision or a fill: counted as added, not

@@ -546,3 +546,52 @@ fn a_stalled_store_member_starts_nothing_within_the_grace_and_one_instance_after
         );
     }
 }
+
+/// Swaps go through the tick core as the agent carries them out (`tick::Execution`): on
+/// full nodes that run only an idle `batch`, a busy `web` (35 req/s on 2 instances of 10)
+/// that cannot fit anywhere takes a `batch` slot (both halves claimed, the stop before the
+/// start), one per node that lacks it. With swaps disabled the same cluster stays as it
+/// is: nothing else can make room.
+#[test]
+fn a_swap_replaces_an_idle_instance_with_a_busy_one_on_a_full_node() {
+    use common::config::PolicyRule;
+    use gru_sim::scenario::{Demand, ServiceSpec};
+
+    let swap_rule = PolicyRule {
+        enable: true,
+        analytics: vec![gru_sim::view::LOAD.to_owned()],
+        ..PolicyRule::disabled(0.6)
+    };
+    let mut scenario = Scenario::overload(Mode::Gru, 4, 20, 300, 3);
+    scenario.slots_per_node = 2;
+    let service = |name: &str, initial, rps| ServiceSpec {
+        name: name.to_owned(),
+        capacity_rps: 10.0,
+        min: 1,
+        max: Some(8),
+        initial,
+        demand: Demand::Constant(rps),
+    };
+    // web on nodes 0 and 1 (one slot each); batch fills the rest, two on nodes 2 and 3.
+    scenario.services = vec![service("web", 2, 35.0), service("batch", 6, 1.0)];
+    scenario.policy.scalein.enable = false;
+    scenario.policy.swap = swap_rule;
+    let swapped = run(&scenario);
+    scenario.policy.swap.enable = false;
+    let unswapped = run(&scenario);
+    assert!(swapped.swaps >= 1, "no swap: {swapped:#?}");
+    assert_eq!(unswapped.swaps, 0, "a swap while swaps are disabled");
+    // A swap trades one for one: no more instances than slots, batch never below its min.
+    assert!(
+        swapped.peak_instances <= 8,
+        "{} instances",
+        swapped.peak_instances
+    );
+    assert_eq!(swapped.violations.total(), 0, "{:?}", swapped.violations);
+    assert!(
+        swapped.slo_violation_secs < unswapped.slo_violation_secs,
+        "swaps did not bring web capacity: {} SLO-s against {} without",
+        swapped.slo_violation_secs,
+        unswapped.slo_violation_secs
+    );
+}

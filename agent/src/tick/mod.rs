@@ -34,8 +34,17 @@
 //!                                                                  └─ refused ─┴─ withheld ◄──────────┘ lost: nothing
 //! ```
 //!
-//! A lost fill is tried again moments later, not at the next loop: [`FillRetry`] says
-//! after which delay, and when to give up until the next loop.
+//! A list of wants (a repair, a fill, a decision's claims: a swap has two) is carried out by
+//! an [`Execution`], also without I/O: each want claimed in order, and only when all were
+//! won, the stops then the starts ([`Act`]). What wakes the loop says what it claims
+//! ([`Wake`]: the period every repair and the planner, the ledger watch only fills). A lost
+//! fill is tried again moments later, not at the next loop: [`FillRetry`] says after which
+//! delay, and when to give up until the next loop.
+//!
+//! What the agent does on its own node (which containers a reconcile adopts or removes,
+//! which discovery records it writes) is in [`local`].
+
+pub mod local;
 
 use std::time::Duration;
 
@@ -199,6 +208,33 @@ pub fn repairs(observation: &ServiceObservation, floor: u32, target_standing: bo
         wants.push(Want::Fill);
     }
     wants
+}
+
+/// What woke the agent's loop, which says what it claims ([`Wake::claims`]) and whether
+/// the planner runs ([`Wake::plans`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Its period (LoopTimeInterval), or fresh metrics that newly cross a threshold: every
+    /// repair and fill [`repairs`] calls for, then the planner.
+    Loop,
+    /// The ledger watch (a target was set or changed) or a lost fill's retry: this
+    /// agent's share of the standing targets only, without waiting for the loop.
+    Targets,
+}
+
+impl Wake {
+    /// Whether this wake-up claims `want` (one of [`repairs`]').
+    pub fn claims(self, want: Want) -> bool {
+        match self {
+            Wake::Loop => true,
+            Wake::Targets => want == Want::Fill,
+        }
+    }
+
+    /// Whether this wake-up runs the planner.
+    pub fn plans(self) -> bool {
+        self == Wake::Loop
+    }
 }
 
 /// One run of the planner, and the claims its decision leads to.
@@ -517,20 +553,137 @@ pub fn effect(claim: &Claim) -> Effect {
     }
 }
 
+/// One start or stop on this agent's node, once every claim it needs was won.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Act {
+    pub service: String,
+    /// The want whose won claim this comes from.
+    pub want: Want,
+    pub effect: Effect,
+    /// The won claim (its target, for the record of a target-tracking decision).
+    pub claim: Claim,
+}
+
+/// What an [`Execution`] needs next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExecutionIo {
+    /// Claim `want` for `service` (a [`ClaimMachine`]): [`Execution::on_claimed`].
+    Claim { service: String, want: Want },
+    /// Start or stop on this node: [`Execution::on_acted`].
+    Act(Act),
+    /// Nothing more.
+    Done,
+}
+
+/// Carrying out a list of wants (a repair, a fill, or a decision's [`Planned::wants`]) as a
+/// machine without I/O. The rules: the wants are claimed in order, each after the one
+/// before was won; nothing acts unless every claim was won (a swap's start without its
+/// stop could pass the node's room, its stop without its start would only shrink the
+/// cluster); then the stops come before the starts (a stop makes room), each as its won
+/// claim's [`effect`] says.
+///
+/// ```text
+///   Claim(1) ─won─► … ─► Claim(n) ─won─► Act(stops…) ─► Act(starts…) ─► Done
+///      └──────── any not won ───────────────────────────────────────────► Done
+/// ```
+#[derive(Debug, Clone)]
+pub struct Execution {
+    wants: Vec<(String, Want)>,
+    won: usize,
+    refused: bool,
+    acts: Vec<Act>,
+    acted: usize,
+}
+
+impl Execution {
+    pub fn new(wants: Vec<(String, Want)>) -> Execution {
+        Execution {
+            wants,
+            won: 0,
+            refused: false,
+            acts: Vec::new(),
+            acted: 0,
+        }
+    }
+
+    /// What the caller must do next.
+    pub fn next(&self) -> ExecutionIo {
+        if self.refused {
+            return ExecutionIo::Done;
+        }
+        if let Some((service, want)) = self.wants.get(self.won) {
+            return ExecutionIo::Claim {
+                service: service.clone(),
+                want: *want,
+            };
+        }
+        match self.acts.get(self.acted) {
+            Some(act) => ExecutionIo::Act(act.clone()),
+            None => ExecutionIo::Done,
+        }
+    }
+
+    /// How the claim asked for ended: the won claim, or `None` (refused, withheld, lost,
+    /// or the store failed): then nothing acts.
+    pub fn on_claimed(&mut self, claim: Option<Claim>) {
+        let Some((service, want)) = self.wants.get(self.won).cloned() else {
+            return;
+        };
+        if self.refused {
+            return;
+        }
+        let Some(claim) = claim else {
+            self.refused = true;
+            return;
+        };
+        self.won += 1;
+        let effect = effect(&claim);
+        if effect != Effect::Nothing {
+            self.acts.push(Act {
+                service,
+                want,
+                effect,
+                claim,
+            });
+        }
+        if self.won == self.wants.len() {
+            // Stops first: a stop makes room for a start. Stable, so in claim order.
+            self.acts
+                .sort_by_key(|act| !matches!(act.effect, Effect::Stop(_)));
+        }
+    }
+
+    /// The act asked for was done (whatever its result: Docker's answer is for the record
+    /// and the next reconcile).
+    pub fn on_acted(&mut self) {
+        if self.won == self.wants.len() && self.acted < self.acts.len() {
+            self.acted += 1;
+        }
+    }
+}
+
 /// One claim through the ledger as a machine without I/O: the caller asks [`Self::next`]
 /// what it needs, does that I/O (the daemon with etcd and its liveness probe, the
 /// simulator with its fakes) and hands the answer back, until the machine is done. The
-/// order is the rule: the ledger is read before the count (see `crate::coordination`),
-/// nothing is claimed from a ledger or count that could not be read, a start that is not a
-/// repair of MinInstances waits while a node in doubt answers (the repair asked before it
-/// began, see [`withheld`]), and the effect comes only from a won write.
+/// order is the rule: a repair of MinInstances first proves that discovery does not
+/// undercount (this node's lease lives, no node in doubt answers: [`withheld`]), the
+/// ledger is read before the count (see `crate::coordination`), nothing is claimed from a
+/// ledger or count that could not be read, any other start waits while a node in doubt
+/// answers, and the effect comes only from a won write.
 ///
 /// ```text
+///   a repair of MinInstances:  LeaseAlive ─alive─► Probe ─silent─┐
+///                                  │ gone           │ answering  │
+///                                  ▼                ▼            │
+///                               Withheld         Withheld        │
+///   any other want: ─────────────────────────────────────────────┤
+///                                                                ▼
 ///   ReadLedger ─ledger─► ReadCount ─observation─► decide ─► [Probe ─answer─►] Write ─won─► Won(effect)
 ///       │ error / a fill     │ error                 │ refused     │ answering      │ lost / error
 ///       ▼ without target     ▼                       ▼             ▼                ▼
 ///   StoreError / NoTarget  StoreError             Refused       Withheld       Lost / StoreError
 /// ```
+/// (The probe after `decide` is for starts that are not a repair of MinInstances.)
 #[derive(Debug, Clone)]
 pub struct ClaimMachine {
     node: String,
@@ -543,6 +696,10 @@ pub struct ClaimMachine {
 
 #[derive(Debug, Clone)]
 enum ClaimState {
+    /// A repair of MinInstances: does this node's own lease live?
+    LeaseAlive,
+    /// A repair of MinInstances: does a node in doubt answer?
+    ProveAlive,
     ReadLedger,
     ReadCount(Ledger),
     /// The claim decided, and the ledger revision its write compares.
@@ -554,12 +711,16 @@ enum ClaimState {
 /// What a [`ClaimMachine`] needs next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClaimIo {
+    /// Ask etcd whether this node's own lease still exists (only before a repair of
+    /// MinInstances): [`ClaimMachine::on_lease`].
+    LeaseAlive,
     /// Read the service's ledger: [`ClaimMachine::on_ledger`].
     ReadLedger,
     /// Read the service's instance count (after the ledger) and observe the service with
     /// it: [`ClaimMachine::on_observation`].
     ReadCount,
-    /// Ask the nodes in doubt whether they still run: [`ClaimMachine::on_probe`].
+    /// Ask the nodes in doubt whether they still run (before a repair of MinInstances, or
+    /// before any other start once it is decided): [`ClaimMachine::on_probe`].
     Probe,
     /// Write `claim` in one transaction compared on `revision`, its records living
     /// `ttls`: [`ClaimMachine::on_written`].
@@ -583,8 +744,8 @@ pub enum ClaimOutcome {
     NoTarget,
     /// The ledger and the count allow nothing (cooling down, at a bound, nothing to do).
     Refused(Refusal),
-    /// A node whose records vanished still answers: its instances may be missing from the
-    /// count.
+    /// A node whose records vanished still answers (or, before a repair of MinInstances,
+    /// this node's own lease is gone): instances may be missing from the count.
     Withheld,
     /// Another agent's claim came first.
     Lost,
@@ -606,7 +767,10 @@ impl ClaimMachine {
             policy: policy.clone(),
             loop_secs,
             stop_timeout_secs,
-            state: ClaimState::ReadLedger,
+            state: match want {
+                Want::Floor { .. } => ClaimState::LeaseAlive,
+                _ => ClaimState::ReadLedger,
+            },
         }
     }
 
@@ -617,9 +781,10 @@ impl ClaimMachine {
     /// What the caller must do next.
     pub fn next(&self) -> ClaimIo {
         match &self.state {
+            ClaimState::LeaseAlive => ClaimIo::LeaseAlive,
             ClaimState::ReadLedger => ClaimIo::ReadLedger,
             ClaimState::ReadCount(_) => ClaimIo::ReadCount,
-            ClaimState::Probe(..) => ClaimIo::Probe,
+            ClaimState::ProveAlive | ClaimState::Probe(..) => ClaimIo::Probe,
             ClaimState::Write(revision, claim) => ClaimIo::Write {
                 revision: *revision,
                 claim: claim.clone(),
@@ -678,15 +843,35 @@ impl ClaimMachine {
         };
     }
 
+    /// Whether this node's own lease still exists (an error reads as gone).
+    pub fn on_lease(&mut self, alive: bool) {
+        if !matches!(self.state, ClaimState::LeaseAlive) {
+            return;
+        }
+        self.state = if alive {
+            ClaimState::ProveAlive
+        } else {
+            ClaimState::Done(ClaimOutcome::Withheld)
+        };
+    }
+
     /// Whether a node in doubt answered the probe.
     pub fn on_probe(&mut self, answering_in_doubt: bool) {
-        let ClaimState::Probe(revision, claim) = &self.state else {
-            return;
-        };
-        self.state = if withheld(self.want, claim.intent.direction, true, answering_in_doubt) {
-            ClaimState::Done(ClaimOutcome::Withheld)
-        } else {
-            ClaimState::Write(*revision, claim.clone())
+        self.state = match &self.state {
+            ClaimState::ProveAlive
+                if withheld(self.want, Direction::Out, true, answering_in_doubt) =>
+            {
+                ClaimState::Done(ClaimOutcome::Withheld)
+            }
+            ClaimState::ProveAlive => ClaimState::ReadLedger,
+            ClaimState::Probe(revision, claim) => {
+                if withheld(self.want, claim.intent.direction, true, answering_in_doubt) {
+                    ClaimState::Done(ClaimOutcome::Withheld)
+                } else {
+                    ClaimState::Write(*revision, claim.clone())
+                }
+            }
+            _ => return,
         };
     }
 
@@ -1128,10 +1313,25 @@ mod tests {
             };
             let mut machine = ClaimMachine::new("n", want, &policy, 1, 0);
             let (mut ledger_ok, mut count_ok, mut answered, mut won) = (false, false, false, false);
+            let (mut lease_gone, mut proved) = (false, false);
             let mut written: Option<Claim> = None;
-            for _ in 0..8 {
+            for _ in 0..10 {
                 match machine.next() {
+                    ClaimIo::LeaseAlive => {
+                        assert!(
+                            matches!(want, Want::Floor { .. }),
+                            "seed {seed}: the lease asked for {want:?}"
+                        );
+                        lease_gone = rng.random_bool(0.2);
+                        machine.on_lease(!lease_gone);
+                    }
                     ClaimIo::ReadLedger => {
+                        if let Want::Floor { .. } = want {
+                            assert!(
+                                proved,
+                                "seed {seed}: a repair read the ledger before the proof"
+                            );
+                        }
                         ledger_ok = rng.random_bool(0.9);
                         machine.on_ledger(if ledger_ok {
                             Ok(ledger.clone())
@@ -1156,6 +1356,7 @@ mod tests {
                     }
                     ClaimIo::Probe => {
                         answered = rng.random_bool(0.3);
+                        proved = !answered;
                         probes += 1;
                         machine.on_probe(answered);
                     }
@@ -1196,11 +1397,11 @@ mod tests {
             let outcome = machine
                 .outcome()
                 .expect("every claim ends within its steps");
-            if answered {
+            if answered || lease_gone {
                 assert_eq!(
                     outcome,
                     &ClaimOutcome::Withheld,
-                    "seed {seed}: a node answered"
+                    "seed {seed}: a node answered or the lease was gone"
                 );
             }
             match outcome {
@@ -1211,9 +1412,13 @@ mod tests {
                 }
                 ClaimOutcome::Withheld => {
                     assert!(
-                        answered,
-                        "seed {seed}: withheld though no node in doubt answered"
-                    )
+                        answered || lease_gone,
+                        "seed {seed}: withheld though no node in doubt answered and the \
+                         lease lived"
+                    );
+                    if lease_gone {
+                        assert!(matches!(want, Want::Floor { .. }), "seed {seed}: {want:?}");
+                    }
                 }
                 ClaimOutcome::Lost | ClaimOutcome::StoreError { .. } => assert!(!won),
                 ClaimOutcome::NoTarget => assert!(want == Want::Fill && ledger.target.is_none()),
@@ -1221,5 +1426,114 @@ mod tests {
             }
         }
         assert!(probes > 100, "only {probes} runs reached the probe");
+    }
+
+    /// Random lists of wants (one, or a swap's two halves) whose claims are won or not at
+    /// random: nothing acts unless every claim was won, each act is its won claim's effect,
+    /// stops come before starts, and a claim is asked for only after the one before won.
+    #[test]
+    fn random_executions_act_only_when_every_claim_was_won_stops_first() {
+        use rand::rngs::StdRng;
+        use rand::{RngExt, SeedableRng};
+
+        let mut acted_runs = 0;
+        for seed in 0..1_000u64 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let wants: Vec<(String, Want)> = if rng.random_bool(0.5) {
+                vec![
+                    (
+                        "start".into(),
+                        Want::Swap {
+                            direction: Direction::Out,
+                        },
+                    ),
+                    (
+                        "stop".into(),
+                        Want::Swap {
+                            direction: Direction::In,
+                        },
+                    ),
+                ]
+            } else {
+                let direction = random_direction(&mut rng);
+                vec![("web".into(), random_want(&mut rng, 1, direction, true))]
+            };
+            let mut execution = Execution::new(wants.clone());
+            let (mut claimed, mut all_won) = (0, true);
+            let mut claims = Vec::new();
+            let mut acts = Vec::new();
+            for _ in 0..8 {
+                match execution.next() {
+                    ExecutionIo::Claim { service, want } => {
+                        assert_eq!((service, want), wants[claimed].clone(), "seed {seed}");
+                        claimed += 1;
+                        let won = rng.random_bool(0.7);
+                        all_won &= won;
+                        let direction = match want {
+                            Want::Swap { direction }
+                            | Want::Step { direction, .. }
+                            | Want::Target { direction, .. } => direction,
+                            Want::Floor { .. } => Direction::Out,
+                            Want::Ceiling => Direction::In,
+                            Want::Fill => random_direction(&mut rng),
+                        };
+                        let claim = Claim {
+                            intent: crate::coordination::Intent {
+                                node: "n".into(),
+                                direction,
+                                count_after: 3,
+                            },
+                            count: rng.random_range(0..3),
+                            start_out_cooldown: false,
+                            start_in_cooldown: false,
+                            target: None,
+                        };
+                        if won {
+                            claims.push(claim.clone());
+                        }
+                        execution.on_claimed(won.then_some(claim));
+                    }
+                    ExecutionIo::Act(act) => {
+                        assert!(
+                            all_won && claimed == wants.len(),
+                            "seed {seed}: acted early"
+                        );
+                        assert_eq!(act.effect, effect(&act.claim), "seed {seed}");
+                        assert_ne!(act.effect, Effect::Nothing, "seed {seed}");
+                        acts.push(act);
+                        execution.on_acted();
+                    }
+                    ExecutionIo::Done => break,
+                }
+            }
+            assert_eq!(
+                execution.next(),
+                ExecutionIo::Done,
+                "seed {seed}: did not end"
+            );
+            if !all_won {
+                assert!(
+                    acts.is_empty(),
+                    "seed {seed}: acted after a claim was not won"
+                );
+                continue;
+            }
+            let expected = claims
+                .iter()
+                .filter(|c| effect(c) != Effect::Nothing)
+                .count();
+            assert_eq!(acts.len(), expected, "seed {seed}: one act per won effect");
+            let first_start = acts
+                .iter()
+                .position(|a| matches!(a.effect, Effect::Start(_)));
+            let last_stop = acts
+                .iter()
+                .rposition(|a| matches!(a.effect, Effect::Stop(_)));
+            if let (Some(start), Some(stop)) = (first_start, last_stop) {
+                assert!(stop < start, "seed {seed}: a start before a stop");
+            }
+            acted_runs += usize::from(!acts.is_empty());
+        }
+        assert!(acted_runs > 200, "only {acted_runs} runs acted");
     }
 }

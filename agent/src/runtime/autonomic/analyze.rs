@@ -15,11 +15,11 @@ use common::config::{ClusterConfig, CpuSet, ServiceDescriptor};
 use common::keys::leaf_name;
 
 use super::Autonomic;
-use super::execute::parent_of;
 use crate::docker::CoreAllocator;
 use crate::mape::{Millis, ServiceSnapshot};
 use crate::store::StoreError;
 use crate::tick::ServiceObservation;
+use crate::tick::local::parent_of;
 
 /// Free slots reported for a service that asks for neither pinned cores nor a memory limit:
 /// the node cannot tell how many more fit, so the planner's other guards decide.

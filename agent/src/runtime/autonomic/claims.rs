@@ -1,12 +1,14 @@
-//! One exclusive step through the service's scaling ledger (see `crate::tick` and
-//! ARCHITECTURE.md): the I/O of a `tick::ClaimMachine` (read the ledger, then the count,
-//! ask the nodes in doubt, write the claim in one compare-revision transaction), and this
-//! node's part of a won claim (`tick::effect`).
+//! Exclusive steps through the services' scaling ledgers (see `crate::tick` and
+//! ARCHITECTURE.md): the I/O of a `tick::Execution` (claim each want, then act on this
+//! node: stops, then starts) and of each of its `tick::ClaimMachine`s (before a repair of
+//! MinInstances, this node's lease and the nodes in doubt; the ledger, then the count; the
+//! nodes in doubt before a start; the claim in one compare-revision transaction).
 //!
 //! Invariants: the ledger is read before the count, and no claim is made from a count that
 //! could not be read (without etcd, no exclusive step). A start or stop for a cluster-wide
-//! step only after a won claim. A scale-out also waits while nodes that etcd lost still
-//! answer (see `withheld`; the floor's repair asked already). A fill that lost the race is
+//! step only after a won claim, and for several claims (a swap) only after all were won. A
+//! start waits while nodes that etcd lost still answer (see `withheld`), and a repair of
+//! MinInstances also while this node's lease is gone. A fill that lost the race is
 //! retried shortly (see `repairs`). A decision's refusal is recorded as an action; a repair
 //! with nothing to do is not.
 
@@ -14,40 +16,71 @@ use common::config::{ClusterConfig, ServiceDescriptor};
 
 use super::Autonomic;
 use crate::coordination::Claim;
-use crate::tick::{self, ClaimIo, ClaimMachine, ClaimOutcome, Effect, Want};
+use crate::tick::{Act, ClaimIo, ClaimMachine, ClaimOutcome, Effect, Execution, ExecutionIo, Want};
 
 impl Autonomic {
-    /// Claims `want` for a service and, if the claim is won, does this node's part of it.
-    pub(super) async fn claim_and_act(
+    /// Carries `wants` out (one repair or fill, or a decision's claims) as a
+    /// [`Execution`] says: claims each in order, and only once every one was won,
+    /// stops then starts on this node. `answering` holds the nodes in doubt that answered,
+    /// once asked (a floor check asks them once for all its repairs).
+    pub(super) async fn carry_out(
         &mut self,
         config: &ClusterConfig,
-        descriptor: &ServiceDescriptor,
-        want: Want,
+        wants: Vec<(String, Want)>,
+        answering: &mut Option<Vec<String>>,
     ) {
-        let why = want.label();
-        let Some(claim) = self.claim_want(config, descriptor, want, why).await else {
-            return;
-        };
-        if let Some(target) = &claim.target {
+        let mut execution = Execution::new(wants);
+        loop {
+            match execution.next() {
+                ExecutionIo::Claim { service, want } => {
+                    let claim = match config.services.get(&service) {
+                        Some(descriptor) => {
+                            self.claim_want(config, descriptor, want, answering).await
+                        }
+                        None => None,
+                    };
+                    execution.on_claimed(claim);
+                }
+                ExecutionIo::Act(act) => {
+                    self.act(config, &act).await;
+                    execution.on_acted();
+                }
+                ExecutionIo::Done => break,
+            }
+        }
+    }
+
+    /// This node's part of a won claim.
+    async fn act(&mut self, config: &ClusterConfig, act: &Act) {
+        let why = act.want.label();
+        if let Some(target) = &act.claim.target {
             self.record(
                 why,
-                &descriptor.name,
+                &act.service,
                 None,
                 format!(
                     "claimed: {} instances in the cluster, {} of them here; agents with room \
                      fill the rest",
-                    target.desired, claim.count
+                    target.desired, act.claim.count
                 ),
             );
         }
-        match tick::effect(&claim) {
-            Effect::Start(count) => self.start_instances(descriptor, count, why).await,
-            Effect::Stop(count) => self.stop_instances(&descriptor.name, count, why).await,
+        match act.effect {
+            Effect::Start(count) => {
+                if let Some(descriptor) = config.services.get(&act.service) {
+                    self.start_instances(descriptor, count, why).await;
+                }
+            }
+            Effect::Stop(count) => {
+                self.stop_instances(&act.service, count, why).await;
+                // What runs now, before a start that the stop made room for.
+                self.reconcile().await;
+            }
             Effect::Nothing => {}
         }
     }
 
-    /// Claims `want` for a service in the cluster's ledger: steps a [`tick::ClaimMachine`]
+    /// Claims `want` for a service in the cluster's ledger: steps a [`ClaimMachine`]
     /// through its I/O (the ledger, then the count, the probe of nodes in doubt, the
     /// compare-revision transaction). The claim when it was won; `None` when the cluster
     /// refuses (cooling down, at a bound, another agent was first, nothing left to repair,
@@ -58,9 +91,10 @@ impl Autonomic {
         config: &ClusterConfig,
         descriptor: &ServiceDescriptor,
         want: Want,
-        why: &str,
+        answering: &mut Option<Vec<String>>,
     ) -> Option<Claim> {
         let service = descriptor.name.as_str();
+        let why = want.label();
         let policy = descriptor
             .policy
             .as_ref()
@@ -90,9 +124,10 @@ impl Autonomic {
                             .map_err(|e| e.to_string()),
                     );
                 }
+                ClaimIo::LeaseAlive => machine.on_lease(self.own_lease_alive().await),
                 ClaimIo::Probe => {
-                    let answering = self.withheld(config, &mut None, why, service).await;
-                    machine.on_probe(answering);
+                    let withheld = self.withheld(config, answering, why, service).await;
+                    machine.on_probe(withheld);
                 }
                 ClaimIo::Write {
                     revision,

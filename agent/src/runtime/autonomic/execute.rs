@@ -18,6 +18,7 @@ use super::super::state::{ActionRecord, InstanceInfo};
 use super::{Autonomic, now};
 use crate::docker::{InstancePlan, new_instance_id, process_env};
 use crate::mape::Millis;
+use crate::tick::local::{attached_instance, parent_of};
 
 /// First pause after a failed start of a service; doubles up to [`START_BACKOFF_MAX`].
 const START_BACKOFF_INITIAL: Duration = Duration::from_secs(5);
@@ -31,17 +32,6 @@ const MAX_PARALLEL_CHANGES: usize = 4;
 pub(super) struct Backoff {
     until: Millis,
     next: Duration,
-}
-
-/// The instance id of a sidecar started for `parent`: `<parent>-<service>`, so the link
-/// survives an agent restart (it is in the container's labels).
-fn attached_instance(parent: &str, service: &str) -> String {
-    format!("{parent}-{service}")
-}
-
-/// The parent instance of an attached instance id, if it is one.
-pub(super) fn parent_of<'a>(instance: &'a str, service: &str) -> Option<&'a str> {
-    instance.strip_suffix(service)?.strip_suffix('-')
 }
 
 impl Autonomic {

@@ -264,7 +264,7 @@ impl Autonomic {
         let snapshots = self.snapshots(&config, &cluster_counts, now).await;
         let wants = self.plan(&config, &snapshots, now);
         if !wants.is_empty() {
-            self.execute(&config, &wants).await;
+            self.execute(&config, wants).await;
             self.reconcile().await;
         }
     }

@@ -38,38 +38,9 @@ impl Autonomic {
         planned.wants
     }
 
-    /// Carries a decision's claims out (`tick::Planned::wants`): claims what it needs, in
-    /// order, then starts or stops on this node.
-    pub(super) async fn execute(&mut self, config: &ClusterConfig, wants: &[(String, Want)]) {
-        match wants {
-            [(service, want)] => {
-                if let Some(descriptor) = config.services.get(service) {
-                    self.claim_and_act(config, descriptor, *want).await;
-                }
-            }
-            [(start, out), (stop, r#in)] => {
-                // A swap: both halves are claimed before either acts.
-                let (Some(start_descriptor), Some(stop_descriptor)) =
-                    (config.services.get(start), config.services.get(stop))
-                else {
-                    return;
-                };
-                if self
-                    .claim_want(config, start_descriptor, *out, out.label())
-                    .await
-                    .is_none()
-                    || self
-                        .claim_want(config, stop_descriptor, *r#in, r#in.label())
-                        .await
-                        .is_none()
-                {
-                    return;
-                }
-                self.stop_instances(stop, 1, "swap").await;
-                self.reconcile().await;
-                self.start_instances(start_descriptor, 1, "swap").await;
-            }
-            _ => {}
-        }
+    /// Carries a decision's claims out (`tick::Planned::wants`) as `tick::Execution` says:
+    /// each claimed in order, and only when all were won, stops then starts here.
+    pub(super) async fn execute(&mut self, config: &ClusterConfig, wants: Vec<(String, Want)>) {
+        self.carry_out(config, wants, &mut None).await;
     }
 }

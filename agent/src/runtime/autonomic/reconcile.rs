@@ -1,8 +1,9 @@
 //! Reconcile: Docker is the truth about what runs. Every reconcile lists this node's
 //! labelled containers, adopts the running ones into the knowledge (instances, metric
-//! windows), removes exited ones and orphaned sidecars, follows the running ones (stats and
-//! logs: `super::super::monitor`), and makes this agent's discovery records exactly its
-//! running instances.
+//! windows), removes exited ones and orphaned sidecars (`tick::local::verdict` says which),
+//! follows the running ones (stats and logs: `super::super::monitor`), and makes this
+//! agent's discovery records exactly its running instances (`tick::local::publish` says
+//! which to write and delete).
 //!
 //! Invariants: a listing that fails keeps the last view (nothing is removed on a guess); a
 //! removal or a record that failed is tried again at the next reconcile; records written
@@ -17,10 +18,11 @@ use tokio::task::JoinHandle;
 
 use super::super::monitor;
 use super::super::state::InstanceInfo;
-use super::execute::{parent_of, stop_grace};
+use super::execute::stop_grace;
 use super::{Autonomic, now};
 use crate::docker::{ContainerState, ManagedContainer};
 use crate::mape::Millis;
+use crate::tick::local::{self, Verdict};
 
 impl Autonomic {
     /// Makes the knowledge match Docker: adopts this node's containers, removes dead ones
@@ -48,21 +50,17 @@ impl Autonomic {
         let mut keep = Vec::new();
         let mut remove = Vec::new();
         for container in &containers {
-            let orphan = parent_of(&container.instance, &container.service)
-                .is_some_and(|parent| !running_instances.contains(parent));
-            match container.state {
-                ContainerState::Running if !orphan => keep.push(container.clone()),
-                ContainerState::Running
-                | ContainerState::Exited
-                | ContainerState::Dead
-                | ContainerState::Created => remove.push(container.clone()),
-                _ => {}
+            let (instance, service) = (&container.instance, &container.service);
+            match local::verdict(instance, service, container.state, &running_instances) {
+                Verdict::Keep => keep.push(container.clone()),
+                Verdict::Remove { stop_first } => remove.push((container.clone(), stop_first)),
+                Verdict::Leave => {}
             }
         }
-        for container in &remove {
+        for (container, stop_first) in &remove {
             tracing::info!(id = %container.id, service = %container.service, state = ?container.state, "removing container that is not running");
             let grace = stop_grace(config.as_deref(), &container.service);
-            if container.state == ContainerState::Running {
+            if *stop_first {
                 let _ = self.engine.stop_instance(&container.id, grace).await;
             }
             if let Err(err) = self.engine.remove_instance(&container.id).await {
@@ -175,13 +173,9 @@ impl Autonomic {
                 )
             })
             .collect();
-        let stale: Vec<(String, String)> = self
-            .published
-            .iter()
-            .filter(|(instance, record)| wanted.get(*instance) != Some(record))
-            .map(|(instance, (service, _))| (instance.clone(), service.clone()))
-            .collect();
-        for (instance, service) in stale {
+        let lease_changed = self.lease.has_changed().unwrap_or(false);
+        let plan = local::publish(&wanted, &self.published, lease_changed);
+        for (instance, service) in plan.deregister {
             match self.discovery.deregister(&service, &instance).await {
                 Ok(()) => {
                     self.published.remove(&instance);
@@ -192,17 +186,13 @@ impl Autonomic {
                 }
             }
         }
-        let lease_changed = self.lease.has_changed().unwrap_or(false);
-        if lease_changed {
-            // Records written under a lost lease are gone; write them all again.
+        if plan.forget_all {
+            // Records written under a lost lease are gone; all are written again.
             self.lease.borrow_and_update();
             self.published.clear();
             self.lease_changed_at = Some(now());
         }
-        for (instance, (service, address)) in wanted {
-            if self.published.get(&instance) == Some(&(service.clone(), address.clone())) {
-                continue;
-            }
+        for (instance, (service, address)) in plan.register {
             match self.discovery.register(&service, &instance, &address).await {
                 Ok(()) => {
                     self.published.insert(instance, (service, address));

@@ -15,8 +15,7 @@ use std::collections::BTreeSet;
 use common::config::ClusterConfig;
 
 use super::Autonomic;
-use crate::coordination::Direction;
-use crate::tick::{self, Want};
+use crate::tick::{self, Wake, Want};
 
 impl Autonomic {
     /// Base services of this node get an instance here whether or not the loop is active
@@ -58,19 +57,13 @@ impl Autonomic {
             let observed = counts.get(&descriptor.name).copied().unwrap_or(0);
             let observation = self.observation(config, descriptor, observed);
             let standing = targets.contains(&descriptor.name);
+            // A repair of MinInstances proves first that discovery does not undercount
+            // (`tick::ClaimMachine`: this node's lease, then the nodes in doubt).
             for want in tick::repairs(&observation, floor, standing) {
-                if let Want::Floor { .. } = want {
-                    // Asked only while the lease lives (without it the repair waits anyway).
-                    let lease_alive = self.own_lease_alive().await;
-                    let answering = lease_alive
-                        && self
-                            .withheld(config, &mut answering, "min-instances", &descriptor.name)
-                            .await;
-                    if tick::withheld(want, Direction::Out, lease_alive, answering) {
-                        continue;
-                    }
+                if Wake::Loop.claims(want) {
+                    let wants = vec![(descriptor.name.clone(), want)];
+                    self.carry_out(config, wants, &mut answering).await;
                 }
-                self.claim_and_act(config, descriptor, want).await;
             }
         }
     }
@@ -92,9 +85,11 @@ impl Autonomic {
             return;
         }
         self.reconcile().await;
+        // What this wake-up claims: the fills (`tick::Wake::Targets`).
         for service in self.standing_targets() {
-            if let Some(descriptor) = config.services.get(&service) {
-                self.claim_and_act(&config, descriptor, Want::Fill).await;
+            if config.services.contains_key(&service) && Wake::Targets.claims(Want::Fill) {
+                self.carry_out(&config, vec![(service, Want::Fill)], &mut None)
+                    .await;
             }
         }
     }
