@@ -27,18 +27,20 @@
 //! been (the agent's own cooldown runs), as in the agent. An agent that cannot reach the
 //! store takes no step and makes no repair. gru-original has neither repair (Gru had none).
 
+use std::future::Future;
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use gru_agent::coordination::Claim;
-use gru_agent::coordination::{Direction, Ledger};
+use gru_agent::coordination::{Direction, Ledger, LedgerTtls};
 use gru_agent::mape::target::growth_limit;
 use gru_agent::mape::{
     self, Action, AnalyticValue, LastScale, PlanInput, PlannerState, ServiceSnapshot,
 };
+use gru_agent::tick::ports::Ports;
 use gru_agent::tick::{
-    self, Act, ClaimIo, ClaimMachine, ClaimOutcome, Effect, Execution, ExecutionIo, FillRetry,
-    ServiceObservation, Wake, Want,
+    self, Act, ClaimMachine, ClaimOutcome, Effect, FillRetry, ServiceObservation, Wake, Want,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -969,136 +971,29 @@ impl<'s, V: Views> Simulation<'s, V> {
         }
     }
 
-    /// Carries out what `pending` wants through the tick core (`tick::Execution`), as the
-    /// agent does: each want claimed in order, then, once all were won, the stops and the
-    /// starts. Returns the agent and service of a fill that lost its race and may retry.
+    /// Carries out what `pending` wants through the tick core's ports
+    /// (`tick::ports::carry_out`), as the agent does: each want claimed in order, then, once
+    /// all were won, the stops and the starts. Returns the agent and service of a fill that
+    /// lost its race and may retry.
     fn claim(&mut self, pending: Pending, secs: u64) -> Option<(usize, usize)> {
-        let agent = pending.agent;
         let wants = pending
             .wants
             .iter()
             .map(|&(service, want)| (self.scenario.services[service].name.clone(), want))
             .collect();
-        let mut execution = Execution::new(wants);
-        // The first want's ledger and count were read in phase A; a later one's (a swap's
-        // second half) is read when its turn comes, as the agent reads it.
-        let mut first = Some((pending.ledger, pending.observed));
-        let mut lost = None;
-        loop {
-            match execution.next() {
-                ExecutionIo::Claim { service, want } => {
-                    let Some(index) = self.service_index(&service) else {
-                        execution.on_claimed(None);
-                        continue;
-                    };
-                    let (ledger, observed) = first.take().unwrap_or_else(|| {
-                        (self.store.read_ledger(&service), self.discovered[index])
-                    });
-                    let (claim, lost_fill) =
-                        self.claim_one(agent, index, want, ledger, observed, pending.growth, secs);
-                    lost = lost.or(lost_fill);
-                    execution.on_claimed(claim);
-                }
-                ExecutionIo::Act(act) => {
-                    self.apply(agent, &act, secs);
-                    execution.on_acted();
-                }
-                ExecutionIo::Done => break,
-            }
-        }
-        lost
-    }
-
-    /// One claim through the tick core's `ClaimMachine`, against the ledger and the count
-    /// read before: the won claim, and the agent and service of a lost fill that retries.
-    #[allow(clippy::too_many_arguments)]
-    fn claim_one(
-        &mut self,
-        agent: usize,
-        service: usize,
-        want: Want,
-        ledger: Ledger,
-        observed: u32,
-        growth: u32,
-        secs: u64,
-    ) -> (Option<Claim>, Option<(usize, usize)>) {
-        let spec = &self.scenario.services[service];
-        let policy = &self.scenario.policy;
-        let timing = self.scenario.timing;
-        let node = self.book.name(agent).to_owned();
-        // Room and instances may have changed since the read (an earlier claim this tick);
-        // the count stays the one read.
-        let observation = ServiceObservation::new(
-            spec.min,
-            spec.max,
-            observed,
-            self.runtime.running(agent, service),
-            false,
-            self.runtime.free_slots(agent),
-        );
-        let mut machine = ClaimMachine::new(&node, want, policy, timing.loop_secs, 0);
-        let mut ledger = Some(ledger);
-        let mut observation = Some(observation);
-        loop {
-            match machine.next() {
-                ClaimIo::LeaseAlive => machine.on_lease(self.own_lease_alive(agent)),
-                ClaimIo::ReadLedger => machine.on_ledger(ledger.take().ok_or_else(String::new)),
-                ClaimIo::ReadCount => {
-                    machine.on_observation(observation.take().ok_or_else(String::new));
-                }
-                ClaimIo::Probe => machine.on_probe(self.answering_in_doubt(agent)),
-                ClaimIo::Write {
-                    revision,
-                    claim,
-                    ttls,
-                } => {
-                    let won = self.store.claim_step(&spec.name, revision, &claim, ttls);
-                    machine.on_written(Ok(won));
-                }
-                ClaimIo::Done => break,
-            }
-        }
-        let retry = &mut self.agents[agent].fill_retry;
-        match machine.outcome().cloned() {
-            Some(ClaimOutcome::Won { claim, .. }) => {
-                if want == Want::Fill {
-                    retry.on_won();
-                }
-                if let Want::Target { direction, .. } = want {
-                    self.invariants[service].decided(secs, direction == Direction::Out, growth);
-                    match direction {
-                        Direction::Out => self.report.scale_out_actions += 1,
-                        Direction::In => self.report.scale_in_actions += 1,
-                    }
-                }
-                (Some(claim), None)
-            }
-            Some(ClaimOutcome::Refused(_)) => {
-                if want == Want::Fill {
-                    retry.on_nothing_to_do();
-                }
-                if want.is_decision() {
-                    self.report.claims_refused += 1;
-                }
-                (None, None)
-            }
-            Some(ClaimOutcome::NoTarget) => {
-                retry.on_nothing_to_do();
-                (None, None)
-            }
-            Some(ClaimOutcome::Withheld) => {
-                match want {
-                    Want::Floor { .. } => self.report.repairs_withheld += 1,
-                    _ => self.report.starts_withheld += 1,
-                }
-                (None, None)
-            }
-            Some(ClaimOutcome::Lost) => {
-                let again = want == Want::Fill && retry.on_lost(&mut self.fill_delays).is_some();
-                (None, again.then_some((agent, service)))
-            }
-            Some(ClaimOutcome::StoreError { .. }) | None => (None, None),
-        }
+        let mut ports = SimPorts {
+            agent: pending.agent,
+            // The first want's ledger and count were read in phase A; a later one's (a
+            // swap's second half) is read when its turn comes, as the agent reads it.
+            first: Some((pending.ledger, pending.observed)),
+            observed: None,
+            growth: pending.growth,
+            secs,
+            lost: None,
+            sim: self,
+        };
+        ready(tick::ports::carry_out(&mut ports, wants));
+        ports.lost
     }
 
     /// This agent's part of a won claim (`tick::Act`), on its node.
@@ -1335,4 +1230,152 @@ pub fn run_all(scenarios: &[Scenario]) -> Vec<RunReport> {
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.sort_by_key(|(index, _)| *index);
     results.into_iter().map(|(_, report)| report).collect()
+}
+
+/// Polls a future of the simulator's ports, which are all ready at once.
+fn ready<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(output) => output,
+        Poll::Pending => unreachable!("the simulator's ports never wait"),
+    }
+}
+
+/// The tick core's ports for one agent's carrying-out in the simulator: the fake store, the
+/// fake runtime, and the liveness of the nodes in doubt as the network lets the agent ask.
+struct SimPorts<'a, 's, V: Views> {
+    sim: &'a mut Simulation<'s, V>,
+    agent: usize,
+    /// The first claim's ledger and discovery count, read in phase A.
+    first: Option<(Ledger, u32)>,
+    /// The count the current claim reads with its ledger.
+    observed: Option<u32>,
+    growth: u32,
+    secs: u64,
+    /// A fill that lost its race and retries (agent, service).
+    lost: Option<(usize, usize)>,
+}
+
+impl<V: Views> Ports for SimPorts<'_, '_, V> {
+    fn machine(&self, service: &str, want: Want) -> Option<ClaimMachine> {
+        self.sim.service_index(service)?;
+        let node = self.sim.book.name(self.agent);
+        let loop_secs = self.sim.scenario.timing.loop_secs;
+        Some(ClaimMachine::new(
+            node,
+            want,
+            &self.sim.scenario.policy,
+            loop_secs,
+            0,
+        ))
+    }
+
+    fn lease_alive(&mut self) -> impl Future<Output = bool> + Send {
+        std::future::ready(self.sim.own_lease_alive(self.agent))
+    }
+
+    fn answering_in_doubt(&mut self, _: &str, _: Want) -> impl Future<Output = bool> + Send {
+        std::future::ready(self.sim.answering_in_doubt(self.agent))
+    }
+
+    fn read_ledger(
+        &mut self,
+        service: &str,
+    ) -> impl Future<Output = Result<Ledger, String>> + Send {
+        let ledger = match self.first.take() {
+            Some((ledger, observed)) => {
+                self.observed = Some(observed);
+                ledger
+            }
+            None => {
+                self.observed = None;
+                self.sim.store.read_ledger(service)
+            }
+        };
+        std::future::ready(Ok(ledger))
+    }
+
+    fn read_observation(
+        &mut self,
+        service: &str,
+    ) -> impl Future<Output = Result<ServiceObservation, String>> + Send {
+        let observation = self.sim.service_index(service).map(|index| {
+            let spec = &self.sim.scenario.services[index];
+            // Room and instances may have changed since the read (an earlier claim this
+            // tick); the count stays the one read.
+            ServiceObservation::new(
+                spec.min,
+                spec.max,
+                self.observed.take().unwrap_or(self.sim.discovered[index]),
+                self.sim.runtime.running(self.agent, index),
+                false,
+                self.sim.runtime.free_slots(self.agent),
+            )
+        });
+        std::future::ready(observation.ok_or_else(|| format!("no service {service}")))
+    }
+
+    fn write_claim(
+        &mut self,
+        service: &str,
+        _: Want,
+        revision: i64,
+        claim: &Claim,
+        ttls: LedgerTtls,
+    ) -> impl Future<Output = Result<bool, String>> + Send {
+        std::future::ready(Ok(self
+            .sim
+            .store
+            .claim_step(service, revision, claim, ttls)))
+    }
+
+    fn claimed(&mut self, service: &str, want: Want, outcome: &ClaimOutcome) {
+        let Some(index) = self.sim.service_index(service) else {
+            return;
+        };
+        let sim = &mut *self.sim;
+        let retry = &mut sim.agents[self.agent].fill_retry;
+        match outcome {
+            ClaimOutcome::Won { .. } => {
+                if want == Want::Fill {
+                    retry.on_won();
+                }
+                if let Want::Target { direction, .. } = want {
+                    let out = direction == Direction::Out;
+                    sim.invariants[index].decided(self.secs, out, self.growth);
+                    match direction {
+                        Direction::Out => sim.report.scale_out_actions += 1,
+                        Direction::In => sim.report.scale_in_actions += 1,
+                    }
+                }
+            }
+            ClaimOutcome::Refused(_) => {
+                if want == Want::Fill {
+                    retry.on_nothing_to_do();
+                }
+                if want.is_decision() {
+                    sim.report.claims_refused += 1;
+                }
+            }
+            ClaimOutcome::NoTarget => retry.on_nothing_to_do(),
+            ClaimOutcome::Withheld => match want {
+                Want::Floor { .. } => sim.report.repairs_withheld += 1,
+                _ => sim.report.starts_withheld += 1,
+            },
+            ClaimOutcome::Lost => {
+                if want == Want::Fill && retry.on_lost(&mut sim.fill_delays).is_some() {
+                    self.lost = Some((self.agent, index));
+                }
+            }
+            ClaimOutcome::StoreError { .. } => {}
+        }
+    }
+
+    fn act(&mut self, act: &Act) -> impl Future<Output = ()> + Send {
+        self.sim.apply(self.agent, act, self.secs);
+        std::future::ready(())
+    }
 }

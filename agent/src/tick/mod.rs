@@ -45,6 +45,7 @@
 //! which discovery records it writes) is in [`local`].
 
 pub mod local;
+pub mod ports;
 
 use std::time::Duration;
 

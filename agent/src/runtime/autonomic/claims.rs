@@ -1,8 +1,11 @@
 //! Exclusive steps through the services' scaling ledgers (see `crate::tick` and
-//! ARCHITECTURE.md): the I/O of a `tick::Execution` (claim each want, then act on this
-//! node: stops, then starts) and of each of its `tick::ClaimMachine`s (before a repair of
+//! ARCHITECTURE.md): the daemon's side of the tick core's ports (`tick::ports::Ports`),
+//! which `tick::ports::carry_out` steps through a `tick::Execution` (claim each want, then
+//! act on this node: stops, then starts) and its `tick::ClaimMachine`s (before a repair of
 //! MinInstances, this node's lease and the nodes in doubt; the ledger, then the count; the
-//! nodes in doubt before a start; the claim in one compare-revision transaction).
+//! nodes in doubt before a start; the claim in one compare-revision transaction): etcd for
+//! the lease, the ledger and the count, the liveness probe for the nodes in doubt, Docker
+//! for the acts.
 //!
 //! Invariants: the ledger is read before the count, and no claim is made from a count that
 //! could not be read (without etcd, no exclusive step). A start or stop for a cluster-wide
@@ -12,183 +15,191 @@
 //! retried shortly (see `repairs`). A decision's refusal is recorded as an action; a repair
 //! with nothing to do is not.
 
-use common::config::{ClusterConfig, ServiceDescriptor};
+use std::future::Future;
+
+use common::config::ClusterConfig;
 
 use super::Autonomic;
-use crate::coordination::Claim;
-use crate::tick::{Act, ClaimIo, ClaimMachine, ClaimOutcome, Effect, Execution, ExecutionIo, Want};
+use crate::coordination::{Claim, Ledger, LedgerTtls};
+use crate::tick::ports::{self, Ports};
+use crate::tick::{Act, ClaimMachine, ClaimOutcome, Effect, ServiceObservation, Want};
 
 impl Autonomic {
-    /// Carries `wants` out (one repair or fill, or a decision's claims) as a
-    /// [`Execution`] says: claims each in order, and only once every one was won,
-    /// stops then starts on this node. `answering` holds the nodes in doubt that answered,
-    /// once asked (a floor check asks them once for all its repairs).
+    /// Carries `wants` out (one repair or fill, or a decision's claims) through the tick
+    /// core (`tick::ports::carry_out`): each claimed in order, and only once every one was
+    /// won, stops then starts on this node. `answering` holds the nodes in doubt that
+    /// answered, once asked (a floor check asks them once for all its repairs).
     pub(super) async fn carry_out(
         &mut self,
         config: &ClusterConfig,
         wants: Vec<(String, Want)>,
         answering: &mut Option<Vec<String>>,
     ) {
-        let mut execution = Execution::new(wants);
-        loop {
-            match execution.next() {
-                ExecutionIo::Claim { service, want } => {
-                    let claim = match config.services.get(&service) {
-                        Some(descriptor) => {
-                            self.claim_want(config, descriptor, want, answering).await
-                        }
-                        None => None,
-                    };
-                    execution.on_claimed(claim);
-                }
-                ExecutionIo::Act(act) => {
-                    self.act(config, &act).await;
-                    execution.on_acted();
-                }
-                ExecutionIo::Done => break,
-            }
-        }
+        let mut ports = DaemonPorts {
+            agent: self,
+            config,
+            answering,
+            read: None,
+        };
+        ports::carry_out(&mut ports, wants).await;
     }
+}
 
-    /// This node's part of a won claim.
-    async fn act(&mut self, config: &ClusterConfig, act: &Act) {
-        let why = act.want.label();
-        if let Some(target) = &act.claim.target {
-            self.record(
-                why,
-                &act.service,
-                None,
-                format!(
-                    "claimed: {} instances in the cluster, {} of them here; agents with room \
-                     fill the rest",
-                    target.desired, act.claim.count
-                ),
-            );
-        }
-        match act.effect {
-            Effect::Start(count) => {
-                if let Some(descriptor) = config.services.get(&act.service) {
-                    self.start_instances(descriptor, count, why).await;
-                }
-            }
-            Effect::Stop(count) => {
-                self.stop_instances(&act.service, count, why).await;
-                // What runs now, before a start that the stop made room for.
-                self.reconcile().await;
-            }
-            Effect::Nothing => {}
-        }
-    }
+/// The tick core's ports for one carrying-out: etcd, the liveness probe and Docker, with
+/// what the loop knows (the configuration, the nodes in doubt that answered).
+struct DaemonPorts<'a> {
+    agent: &'a mut Autonomic,
+    config: &'a ClusterConfig,
+    answering: &'a mut Option<Vec<String>>,
+    /// The ledger and the count the current claim read, for its log line.
+    read: Option<(Option<Ledger>, u32)>,
+}
 
-    /// Claims `want` for a service in the cluster's ledger: steps a [`ClaimMachine`]
-    /// through its I/O (the ledger, then the count, the probe of nodes in doubt, the
-    /// compare-revision transaction). The claim when it was won; `None` when the cluster
-    /// refuses (cooling down, at a bound, another agent was first, nothing left to repair,
-    /// or etcd cannot be reached: exclusive steps need etcd). A decision's refusals are
-    /// recorded as actions; a repair with nothing to do is not.
-    pub(super) async fn claim_want(
-        &mut self,
-        config: &ClusterConfig,
-        descriptor: &ServiceDescriptor,
-        want: Want,
-        answering: &mut Option<Vec<String>>,
-    ) -> Option<Claim> {
-        let service = descriptor.name.as_str();
-        let why = want.label();
-        let policy = descriptor
-            .policy
-            .as_ref()
-            .map_or_else(|| config.policy.clone(), |own| own.apply(&config.policy));
-        let mut machine = ClaimMachine::new(
-            &self.shared.node,
+impl Ports for DaemonPorts<'_> {
+    fn machine(&self, service: &str, want: Want) -> Option<ClaimMachine> {
+        let descriptor = self.config.services.get(service)?;
+        let policy = descriptor.policy.as_ref().map_or_else(
+            || self.config.policy.clone(),
+            |own| own.apply(&self.config.policy),
+        );
+        Some(ClaimMachine::new(
+            &self.agent.shared.node,
             want,
             &policy,
-            self.loop_interval().as_secs(),
+            self.agent.loop_interval().as_secs(),
             descriptor.configuration.stop_timeout_secs,
-        );
-        // What was read, for the log line of a repair's or a fill's claim.
-        let (mut ledger_read, mut observed_read) = (None, 0);
-        loop {
-            match machine.next() {
-                ClaimIo::ReadLedger => {
-                    let ledger = self.store.read_ledger(&self.keys, service).await;
-                    ledger_read = ledger.as_ref().ok().cloned();
-                    machine.on_ledger(ledger.map_err(|e| e.to_string()));
-                }
-                ClaimIo::ReadCount => {
-                    let observed = self.observed_for_claim(service).await;
-                    observed_read = observed.as_ref().copied().unwrap_or(0);
-                    machine.on_observation(
-                        observed
-                            .map(|count| self.observation(config, descriptor, count))
-                            .map_err(|e| e.to_string()),
-                    );
-                }
-                ClaimIo::LeaseAlive => machine.on_lease(self.own_lease_alive().await),
-                ClaimIo::Probe => {
-                    let withheld = self.withheld(config, answering, why, service).await;
-                    machine.on_probe(withheld);
-                }
-                ClaimIo::Write {
-                    revision,
-                    claim,
-                    ttls,
-                } => {
-                    if !want.is_decision() {
-                        let (ledger, observed) = (&ledger_read, observed_read);
-                        tracing::info!(%service, ?ledger, observed, "claiming {}", want.describe());
-                    }
-                    let won = self
-                        .store
-                        .claim_step(&self.keys, service, revision, &claim, ttls)
-                        .await;
-                    machine.on_written(won.map_err(|e| e.to_string()));
-                }
-                ClaimIo::Done => break,
-            }
+        ))
+    }
+
+    fn lease_alive(&mut self) -> impl Future<Output = bool> + Send {
+        self.agent.own_lease_alive()
+    }
+
+    fn answering_in_doubt(
+        &mut self,
+        service: &str,
+        want: Want,
+    ) -> impl Future<Output = bool> + Send {
+        self.agent
+            .withheld(self.config, self.answering, want.label(), service)
+    }
+
+    async fn read_ledger(&mut self, service: &str) -> Result<Ledger, String> {
+        let ledger = self
+            .agent
+            .store
+            .read_ledger(&self.agent.keys, service)
+            .await;
+        self.read = Some((ledger.as_ref().ok().cloned(), 0));
+        ledger.map_err(|e| e.to_string())
+    }
+
+    async fn read_observation(&mut self, service: &str) -> Result<ServiceObservation, String> {
+        let observed = self.agent.observed_for_claim(service).await;
+        if let (Some((_, count)), Ok(observed)) = (self.read.as_mut(), &observed) {
+            *count = *observed;
         }
-        let refused = |this: &Self, reason: String| {
+        let descriptor = self
+            .config
+            .services
+            .get(service)
+            .ok_or_else(|| format!("{service} is not in the configuration"))?;
+        observed
+            .map(|count| self.agent.observation(self.config, descriptor, count))
+            .map_err(|e| e.to_string())
+    }
+
+    async fn write_claim(
+        &mut self,
+        service: &str,
+        want: Want,
+        revision: i64,
+        claim: &Claim,
+        ttls: LedgerTtls,
+    ) -> Result<bool, String> {
+        if let Some((ledger, observed)) = self.read.take()
+            && !want.is_decision()
+        {
+            tracing::info!(%service, ?ledger, observed, "claiming {}", want.describe());
+        }
+        self.agent
+            .store
+            .claim_step(&self.agent.keys, service, revision, claim, ttls)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn claimed(&mut self, service: &str, want: Want, outcome: &ClaimOutcome) {
+        let agent = &mut *self.agent;
+        let why = want.label();
+        let refused = |agent: &Autonomic, reason: String| {
             if want.is_decision() {
                 tracing::info!(%service, why, %reason, "step refused");
-                this.record(why, service, None, format!("refused: {reason}"));
+                agent.record(why, service, None, format!("refused: {reason}"));
             }
         };
-        match machine.outcome()?.clone() {
+        match outcome {
             ClaimOutcome::Won { claim, .. } => {
                 if want == Want::Fill {
-                    self.fill_retries.on_won();
+                    agent.fill_retries.on_won();
                 }
-                Some(claim)
+                // Recorded whatever this node's share (a decider with no room has none).
+                if let Some(target) = &claim.target {
+                    agent.record(
+                        why,
+                        service,
+                        None,
+                        format!(
+                            "claimed: {} instances in the cluster, {} of them here; agents \
+                             with room fill the rest",
+                            target.desired, claim.count
+                        ),
+                    );
+                }
             }
             ClaimOutcome::NoTarget => {
                 // The watch's news is stale: the target expired or was never there.
-                self.fill_retries.on_nothing_to_do();
-                self.targets
+                agent.fill_retries.on_nothing_to_do();
+                agent
+                    .targets
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(service);
-                None
             }
             ClaimOutcome::Refused(refusal) => {
                 if want == Want::Fill {
-                    self.fill_retries.on_nothing_to_do();
+                    agent.fill_retries.on_nothing_to_do();
                 }
-                refused(self, refusal.to_string());
-                None
+                refused(agent, refusal.to_string());
             }
             ClaimOutcome::Lost => {
-                refused(self, "another agent claimed this step first".into());
+                refused(agent, "another agent claimed this step first".into());
                 if want == Want::Fill {
-                    self.retry_fill();
+                    agent.retry_fill();
                 }
-                None
             }
             ClaimOutcome::StoreError { what, error } => {
-                refused(self, format!("cannot {what}: {error}"));
-                None
+                refused(agent, format!("cannot {what}: {error}"));
             }
             // Recorded with the nodes that answered (`withheld`).
-            ClaimOutcome::Withheld => None,
+            ClaimOutcome::Withheld => {}
+        }
+    }
+
+    async fn act(&mut self, act: &Act) {
+        let why = act.want.label();
+        match act.effect {
+            Effect::Start(count) => {
+                if let Some(descriptor) = self.config.services.get(&act.service) {
+                    self.agent.start_instances(descriptor, count, why).await;
+                }
+            }
+            Effect::Stop(count) => {
+                self.agent.stop_instances(&act.service, count, why).await;
+                // What runs now, before a start that the stop made room for.
+                self.agent.reconcile().await;
+            }
+            Effect::Nothing => {}
         }
     }
 }
