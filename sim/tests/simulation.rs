@@ -301,8 +301,10 @@ fn target_tracking_reacts_to_a_step_faster_than_a_fixed_step() {
 }
 
 /// The rules of the agent's core that `code` applies itself instead of through
-/// `gru_agent::tick`: the ledger's claims, and the planner called by its path
-/// (`mape::plan`), by its imported name (`plan(`) or imported at all.
+/// `gru_agent::tick`: the ledger's claims, the core's own steps called one by one (what to
+/// claim, when to withhold, what a won claim does), a machine driven by hand instead of
+/// through `tick::ports`, and the planner called by its path (`mape::plan`), by its
+/// imported name (`plan(`) or imported at all.
 fn rules_outside_the_core(code: &str) -> Vec<&'static str> {
     let ident = |c: char| c.is_alphanumeric() || c == '_';
     let mut found: Vec<&'static str> = [
@@ -311,6 +313,12 @@ fn rules_outside_the_core(code: &str) -> Vec<&'static str> {
         "floor_claim(",
         "ceiling_claim(",
         "fill_claim(",
+        "tick::decide(",
+        "tick::withheld(",
+        "tick::effect(",
+        "want_of(",
+        "ClaimIo::",
+        "ExecutionIo::",
     ]
     .into_iter()
     .filter(|rule| code.contains(rule))
@@ -347,7 +355,7 @@ fn rules_outside_the_core(code: &str) -> Vec<&'static str> {
 
 #[test]
 fn the_scan_for_rules_outside_the_core_finds_the_planner_but_not_the_cores_plan() {
-    let cases: [(&str, &[&str]); 7] = [
+    let cases: [(&str, &[&str]); 9] = [
         ("let planned = tick::plan(&input, &state, &mut rng);", &[]),
         ("self.plan(&x); replan(y); // the planner's decision", &[]),
         (
@@ -364,6 +372,14 @@ fn the_scan_for_rules_outside_the_core_finds_the_planner_but_not_the_cores_plan(
             &["plan(", "use mape::{plan}"],
         ),
         ("coordination::floor_claim(n, 1, 2, &l)", &["floor_claim("]),
+        (
+            "if tick::withheld(w, d, true, false) { continue }",
+            &["tick::withheld("],
+        ),
+        (
+            "match machine.next() { ClaimIo::Done => break, _ => {} }",
+            &["ClaimIo::"],
+        ),
     ];
     for (code, expected) in cases {
         assert_eq!(rules_outside_the_core(code), expected, "{code}");
