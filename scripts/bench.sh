@@ -36,7 +36,7 @@ case $mode in
     say "building the sink benchmark (cargo build --release --example sink_bench)"
     cargo build --release --locked -q -p gru-agent --example sink_bench
     say "one agent, 5 services x 4 instances, a tick per simulated second"
-    target/release/examples/sink_bench "$@"
+    "$GRU_TARGET_DIR/release/examples/sink_bench" "$@"
     ;;
   sim)
     # The many-agent simulator (sim/): convergence at N = 1,000 and 10,000, overshoot,
@@ -47,7 +47,7 @@ case $mode in
     # dominates_gru_original=... Arguments go to `gru-sim bench`. See docs/simulation.md.
     say "building the simulator (cargo build --release -p gru-sim)"
     cargo build --release --locked -q -p gru-sim
-    target/release/gru-sim bench "$@"
+    "$GRU_TARGET_DIR/release/gru-sim" bench "$@"
     ;;
   soak)
     # Real etcd, Docker and three agents; RSS growth over the last 5 minutes and the
@@ -65,8 +65,7 @@ case $mode in
     fi
     say "building gru and the reaction benchmark (cargo build --release -p gru --bin gru --example reaction_bench)"
     cargo build --release --locked -q -p gru --bin gru --example reaction_bench
-    target=${CARGO_TARGET_DIR:-$GRU_ROOT/target}
-    "$target/release/examples/reaction_bench" --gru "$target/release/gru" "$@"
+    "$GRU_TARGET_DIR/release/examples/reaction_bench" --gru "$GRU_TARGET_DIR/release/gru" "$@"
     ;;
   *) die "usage: $0 sink [--hours N] | sim [--seed N] [--quick] [--trace-seeds A..B] | soak [--minutes N] | reaction [--trials N]" ;;
 esac

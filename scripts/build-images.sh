@@ -73,8 +73,8 @@ for name in "${images[@]}"; do
   rm -rf "${context:?}"/*
   case $name in
     workload | loadgen | gru)
-      binary=target/$target/release/gru-$name
-      [ "$name" = gru ] && binary=target/$target/release/gru
+      binary=$GRU_TARGET_DIR/$target/release/gru-$name
+      [ "$name" = gru ] && binary=$GRU_TARGET_DIR/$target/release/gru
       [ -x "$binary" ] || die "$binary was not built"
       cp "$binary" "$context/$(basename "$binary")"
       ;;

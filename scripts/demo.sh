@@ -98,9 +98,8 @@ export DOCKER_HOST
 say "building gru and the workload images"
 cargo build --locked --bin gru -q
 "$GRU_ROOT/scripts/build-images.sh" workload loadgen >/dev/null
-target_dir=${CARGO_TARGET_DIR:-$GRU_ROOT/target}
-gru=$target_dir/debug/gru
-loadgen=$target_dir/x86_64-unknown-linux-musl/release/gru-loadgen
+gru=$GRU_TARGET_DIR/debug/gru
+loadgen=$GRU_TARGET_DIR/x86_64-unknown-linux-musl/release/gru-loadgen
 mkdir -p "$run"
 stale=$(docker ps -aq --filter "label=org.gru.cluster=$cluster")
 [ -n "$stale" ] && docker rm -f $stale >/dev/null

@@ -2,6 +2,13 @@
 # shellcheck shell=bash
 
 GRU_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Where cargo builds (CARGO_TARGET_DIR if set, relative to the checkout, else target/):
+# every script runs what it built from here.
+case ${CARGO_TARGET_DIR:-} in
+  "") GRU_TARGET_DIR=$GRU_ROOT/target ;;
+  /*) GRU_TARGET_DIR=$CARGO_TARGET_DIR ;;
+  *) GRU_TARGET_DIR=$GRU_ROOT/$CARGO_TARGET_DIR ;;
+esac
 # Where started components keep their data, logs and pid files.
 GRU_RUN_DIR=${GRU_RUN_DIR:-/tmp/gru-run}
 

@@ -148,8 +148,8 @@ if $build; then
   cargo build --release --locked -q -p gru
   "$GRU_ROOT/scripts/build-images.sh" workload loadgen >/dev/null
 fi
-gru=$GRU_ROOT/target/release/gru
-loadgen=$GRU_ROOT/target/x86_64-unknown-linux-musl/release/gru-loadgen
+gru=$GRU_TARGET_DIR/release/gru
+loadgen=$GRU_TARGET_DIR/x86_64-unknown-linux-musl/release/gru-loadgen
 [ -x "$gru" ] || die "$gru is missing (run without --no-build)"
 [ -x "$loadgen" ] || die "$loadgen is missing (run without --no-build)"
 docker image inspect gru-workload:latest >/dev/null 2>&1 || die "image gru-workload:latest is missing (run without --no-build)"

@@ -158,7 +158,7 @@ impl Want {
 /// (`orphaned_base`: it must keep an instance somewhere). None while discovery settles
 /// after this node registered again (`settling`: the records may undercount, and a repair
 /// from them could pass MaxInstances), nor while the loop does not repair (`repairing`:
-/// the loop is inactive, or in the simulator not due).
+/// the loop is inactive; which wake-up repairs is [`Wake::claims`]'s).
 pub fn floor(min: u32, orphaned_base: bool, settling: bool, repairing: bool) -> u32 {
     if !repairing || settling {
         0

@@ -26,7 +26,8 @@
 //! * `plan`: the planner over the snapshots, and what its decision leads to;
 //! * `repairs`: the claims no decision makes: base services, MinInstances and MaxInstances
 //!   repairs, target fills and their retry;
-//! * `claims`: one claim in the scaling ledger, and what a won claim does;
+//! * `claims`: the daemon's side of the core's ports (`tick::ports`): each claim in the
+//!   scaling ledger, and what won claims do on this node;
 //! * `withheld`: when a start waits because discovery may undercount the cluster;
 //! * `execute`: starting and stopping instances with their sidecars, backoff, action records.
 //!
