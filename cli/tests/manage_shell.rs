@@ -1,6 +1,7 @@
 //! The interactive `gru manage` driven through a real pseudo-terminal (rexpect): Tab
 //! completes a node name and a service name from the cluster, Up recalls earlier lines
-//! (also from a previous session, through the history file), `help` answers.
+//! (also from a previous session, through the history file), `help` answers, `;` separates
+//! commands (a trailing one is harmless).
 #![allow(clippy::unwrap_used)]
 
 mod manage_support;
@@ -75,6 +76,16 @@ fn the_shell_completes_names_recalls_history_and_helps() {
     p.send_line("").unwrap();
     p.exp_string("south has taken no decision about web")
         .unwrap();
+    p.exp_string(&prompt).unwrap();
+
+    // A trailing `;`, as Gru's users type it, is only a separator; two commands on one
+    // line both run.
+    p.send_line("list nodes;").unwrap();
+    p.exp_string(" north ").unwrap();
+    p.exp_string(&prompt).unwrap();
+    p.send_line("help use; help deploy").unwrap();
+    p.exp_string("usage: use").unwrap();
+    p.exp_string("usage: deploy").unwrap();
     p.exp_string(&prompt).unwrap();
 
     // Up recalls the previous line, which runs again.

@@ -3,7 +3,8 @@
 //! `$GRU_HISTORY` (or `~/.gru_history`).
 //!
 //! rustyline blocks on the terminal, so each line is read on a blocking thread while the
-//! runtime stays free; the session runs the line once it is read.
+//! runtime stays free; the session runs the line once it is read, each of its `;`-separated
+//! commands in turn, as a script would.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,6 +20,7 @@ use rustyline::{Context, Editor, Helper};
 
 use super::complete::{Names, complete};
 use super::print;
+use super::script;
 use super::session::{Session, Step};
 
 /// Lines of history kept.
@@ -119,9 +121,13 @@ pub async fn interactive(session: &mut Session) -> anyhow::Result<()> {
         {
             tracing::warn!(path = %path.display(), error = %err, "cannot save the shell's history");
         }
-        match session.run_line(line).await {
-            Step::Exit => break,
-            Step::Done(outcome) => print(&outcome, session.format()),
+        // As in a script: `;` separates commands, so a trailing one (a Gru habit) is
+        // harmless and `use c; list nodes` runs both.
+        for command in script::commands(line) {
+            match session.run_line(&command).await {
+                Step::Exit => return Ok(()),
+                Step::Done(outcome) => print(&outcome, session.format()),
+            }
         }
     }
     Ok(())
