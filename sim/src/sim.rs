@@ -1338,11 +1338,11 @@ impl<V: Views> Ports for SimPorts<'_, '_, V> {
         };
         let sim = &mut *self.sim;
         let retry = &mut sim.agents[self.agent].fill_retry;
+        if retry.on_claimed(want, outcome) && retry.on_lost(&mut sim.fill_delays).is_some() {
+            self.lost = Some((self.agent, index));
+        }
         match outcome {
             ClaimOutcome::Won { .. } => {
-                if want == Want::Fill {
-                    retry.on_won();
-                }
                 if let Want::Target { direction, .. } = want {
                     let out = direction == Direction::Out;
                     sim.invariants[index].decided(self.secs, out, self.growth);
@@ -1353,24 +1353,15 @@ impl<V: Views> Ports for SimPorts<'_, '_, V> {
                 }
             }
             ClaimOutcome::Refused(_) => {
-                if want == Want::Fill {
-                    retry.on_nothing_to_do();
-                }
                 if want.is_decision() {
                     sim.report.claims_refused += 1;
                 }
             }
-            ClaimOutcome::NoTarget => retry.on_nothing_to_do(),
             ClaimOutcome::Withheld => match want {
                 Want::Floor { .. } => sim.report.repairs_withheld += 1,
                 _ => sim.report.starts_withheld += 1,
             },
-            ClaimOutcome::Lost => {
-                if want == Want::Fill && retry.on_lost(&mut sim.fill_delays).is_some() {
-                    self.lost = Some((self.agent, index));
-                }
-            }
-            ClaimOutcome::StoreError { .. } => {}
+            ClaimOutcome::NoTarget | ClaimOutcome::Lost | ClaimOutcome::StoreError { .. } => {}
         }
     }
 

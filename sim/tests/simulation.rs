@@ -597,12 +597,8 @@ fn a_swap_replaces_an_idle_instance_with_a_busy_one_on_a_full_node() {
     let unswapped = run(&scenario);
     assert!(swapped.swaps >= 1, "no swap: {swapped:#?}");
     assert_eq!(unswapped.swaps, 0, "a swap while swaps are disabled");
-    // A swap trades one for one: no more instances than slots, batch never below its min.
-    assert!(
-        swapped.peak_instances <= 8,
-        "{} instances",
-        swapped.peak_instances
-    );
+    // Nothing passes a bound and batch never drops below its min (the fake runtime itself
+    // never holds more than its slots, so a peak check here could not fail).
     assert_eq!(swapped.violations.total(), 0, "{:?}", swapped.violations);
     assert!(
         swapped.slo_violation_secs < unswapped.slo_violation_secs,

@@ -212,7 +212,9 @@ pub fn repairs(observation: &ServiceObservation, floor: u32, target_standing: bo
 }
 
 /// What woke the agent's loop, which says what it claims ([`Wake::claims`]) and whether
-/// the planner runs ([`Wake::plans`]).
+/// the planner runs ([`Wake::plans`]). The daemon's two wake-ups are two functions
+/// (`keep_floor` with the loop, `fill_targets` on the ledger watch and a retry); the
+/// simulator decides per agent and tick which one it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wake {
     /// Its period (LoopTimeInterval), or fresh metrics that newly cross a threshold: every
@@ -525,6 +527,20 @@ impl FillRetry {
         self.retries = 0;
     }
 
+    /// How a claim of `want` ended, as far as the retries go: a won fill, or a fill that
+    /// found nothing to do, starts the count again. True when it was a fill that lost its
+    /// race: the caller retries it ([`Self::on_lost`] says after which delay).
+    pub fn on_claimed(&mut self, want: Want, outcome: &ClaimOutcome) -> bool {
+        match outcome {
+            ClaimOutcome::Won { .. } if want == Want::Fill => self.on_won(),
+            ClaimOutcome::NoTarget => self.on_nothing_to_do(),
+            ClaimOutcome::Refused(_) if want == Want::Fill => self.on_nothing_to_do(),
+            ClaimOutcome::Lost => return want == Want::Fill,
+            _ => {}
+        }
+        false
+    }
+
     /// A fill lost its race: how long to wait before trying again ([`fill_retry_delay`]),
     /// or `None` after [`MAX_FILL_RETRIES`] in a row. Draws from `rng` only for a retry.
     pub fn on_lost<R: Rng + ?Sized>(&mut self, rng: &mut R) -> Option<Duration> {
@@ -561,8 +577,11 @@ pub struct Act {
     /// The want whose won claim this comes from.
     pub want: Want,
     pub effect: Effect,
-    /// The won claim (its target, for the record of a target-tracking decision).
+    /// The won claim it comes from.
     pub claim: Claim,
+    /// A stop that a start of the same execution follows (a swap's): the caller sees what
+    /// runs after it, before that start.
+    pub makes_room: bool,
 }
 
 /// What an [`Execution`] needs next.
@@ -645,12 +664,20 @@ impl Execution {
                 want,
                 effect,
                 claim,
+                makes_room: false,
             });
         }
         if self.won == self.wants.len() {
             // Stops first: a stop makes room for a start. Stable, so in claim order.
             self.acts
                 .sort_by_key(|act| !matches!(act.effect, Effect::Stop(_)));
+            let starts = self
+                .acts
+                .iter()
+                .any(|act| matches!(act.effect, Effect::Start(_)));
+            for act in &mut self.acts {
+                act.makes_room = starts && matches!(act.effect, Effect::Stop(_));
+            }
         }
     }
 
@@ -1025,6 +1052,48 @@ mod tests {
             FillRetry::default().on_lost(&mut a),
             Some(fill_retry_delay(&mut b))
         );
+    }
+
+    #[test]
+    fn a_claims_outcome_resets_the_fill_retries_or_asks_for_one() {
+        let won = ClaimOutcome::Won {
+            claim: Claim {
+                count: 1,
+                intent: crate::coordination::Intent {
+                    node: "n".into(),
+                    direction: Direction::Out,
+                    count_after: 2,
+                },
+                start_out_cooldown: false,
+                start_in_cooldown: false,
+                target: None,
+            },
+            effect: Effect::Start(1),
+        };
+        let step = Want::Step {
+            direction: Direction::Out,
+            count: 1,
+        };
+        // (want, outcome, retries after, retry asked for), from 3 lost fills in a row.
+        let table = [
+            (Want::Fill, won.clone(), 0, false),
+            (step, won, 3, false),
+            (Want::Fill, ClaimOutcome::NoTarget, 0, false),
+            (Want::Fill, ClaimOutcome::Refused(NOTHING_TO_DO), 0, false),
+            (step, ClaimOutcome::Refused(NOTHING_TO_DO), 3, false),
+            (Want::Fill, ClaimOutcome::Lost, 3, true),
+            (step, ClaimOutcome::Lost, 3, false),
+            (Want::Fill, ClaimOutcome::Withheld, 3, false),
+        ];
+        for (want, outcome, retries, retry) in table {
+            let mut fills = FillRetry { retries: 3 };
+            assert_eq!(
+                fills.on_claimed(want, &outcome),
+                retry,
+                "{want:?} {outcome:?}"
+            );
+            assert_eq!(fills.retries(), retries, "{want:?} {outcome:?}");
+        }
     }
 
     fn observation(observed: u32, running_here: u32, room_here: u32) -> ServiceObservation {
@@ -1532,6 +1601,14 @@ mod tests {
                 .rposition(|a| matches!(a.effect, Effect::Stop(_)));
             if let (Some(start), Some(stop)) = (first_start, last_stop) {
                 assert!(stop < start, "seed {seed}: a start before a stop");
+            }
+            for act in &acts {
+                let stop = matches!(act.effect, Effect::Stop(_));
+                assert_eq!(
+                    act.makes_room,
+                    stop && first_start.is_some(),
+                    "seed {seed}: makes_room of {act:?}"
+                );
             }
             acted_runs += usize::from(!acts.is_empty());
         }

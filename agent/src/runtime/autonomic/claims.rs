@@ -138,11 +138,11 @@ impl Ports for DaemonPorts<'_> {
                 agent.record(why, service, None, format!("refused: {reason}"));
             }
         };
+        if agent.fill_retries.on_claimed(want, outcome) {
+            agent.retry_fill();
+        }
         match outcome {
             ClaimOutcome::Won { claim, .. } => {
-                if want == Want::Fill {
-                    agent.fill_retries.on_won();
-                }
                 // Recorded whatever this node's share (a decider with no room has none).
                 if let Some(target) = &claim.target {
                     agent.record(
@@ -159,24 +159,15 @@ impl Ports for DaemonPorts<'_> {
             }
             ClaimOutcome::NoTarget => {
                 // The watch's news is stale: the target expired or was never there.
-                agent.fill_retries.on_nothing_to_do();
                 agent
                     .targets
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(service);
             }
-            ClaimOutcome::Refused(refusal) => {
-                if want == Want::Fill {
-                    agent.fill_retries.on_nothing_to_do();
-                }
-                refused(agent, refusal.to_string());
-            }
+            ClaimOutcome::Refused(refusal) => refused(agent, refusal.to_string()),
             ClaimOutcome::Lost => {
                 refused(agent, "another agent claimed this step first".into());
-                if want == Want::Fill {
-                    agent.retry_fill();
-                }
             }
             ClaimOutcome::StoreError { what, error } => {
                 refused(agent, format!("cannot {what}: {error}"));
@@ -196,8 +187,10 @@ impl Ports for DaemonPorts<'_> {
             }
             Effect::Stop(count) => {
                 self.agent.stop_instances(&act.service, count, why).await;
-                // What runs now, before a start that the stop made room for.
-                self.agent.reconcile().await;
+                if act.makes_room {
+                    // What runs now, before the start that the stop made room for.
+                    self.agent.reconcile().await;
+                }
             }
             Effect::Nothing => {}
         }

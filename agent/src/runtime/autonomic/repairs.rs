@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use common::config::ClusterConfig;
 
 use super::Autonomic;
-use crate::tick::{self, Wake, Want};
+use crate::tick::{self, Want};
 
 impl Autonomic {
     /// Base services of this node get an instance here whether or not the loop is active
@@ -59,11 +59,10 @@ impl Autonomic {
             let standing = targets.contains(&descriptor.name);
             // A repair of MinInstances proves first that discovery does not undercount
             // (`tick::ClaimMachine`: this node's lease, then the nodes in doubt).
+            // The loop's wake-up (`tick::Wake::Loop`) claims every repair.
             for want in tick::repairs(&observation, floor, standing) {
-                if Wake::Loop.claims(want) {
-                    let wants = vec![(descriptor.name.clone(), want)];
-                    self.carry_out(config, wants, &mut answering).await;
-                }
+                let wants = vec![(descriptor.name.clone(), want)];
+                self.carry_out(config, wants, &mut answering).await;
             }
         }
     }
@@ -85,9 +84,9 @@ impl Autonomic {
             return;
         }
         self.reconcile().await;
-        // What this wake-up claims: the fills (`tick::Wake::Targets`).
+        // What this wake-up claims (`tick::Wake::Targets`): the fills.
         for service in self.standing_targets() {
-            if config.services.contains_key(&service) && Wake::Targets.claims(Want::Fill) {
+            if config.services.contains_key(&service) {
                 self.carry_out(&config, vec![(service, Want::Fill)], &mut None)
                     .await;
             }
