@@ -15,7 +15,9 @@ use support::cluster::Cluster;
 use support::configs::{QUIET_POLICY, TestConfig, config_for_agents, scale_out_policy};
 use support::docker::{docker, running_containers};
 use support::epoch_ms;
-use testkit::{Component, http_get, require, require_workload_image, wait_until};
+use testkit::{
+    Component, ContainerEvents, epoch_ns, http_get, require, require_workload_image, wait_until,
+};
 
 #[test]
 fn five_agents_under_the_same_overload_keep_max_and_one_step_per_cooldown() {
@@ -32,6 +34,7 @@ fn five_agents_under_the_same_overload_keep_max_and_one_step_per_cooldown() {
         testkit::free_port_range(12),
     );
     let bed = Cluster::start("herd", config);
+    let events = ContainerEvents::start(&bed.name);
     let agents: Vec<Agent> = bed.spawn_nodes(5);
     let floor = wait_until(Duration::from_secs(20), || {
         running_containers(&bed.containers).len() == 1
@@ -42,6 +45,10 @@ fn five_agents_under_the_same_overload_keep_max_and_one_step_per_cooldown() {
         running_containers(&bed.containers)
     );
     std::thread::sleep(Duration::from_secs(1));
+    let overload_ns = epoch_ns();
+    let (floor_peak, _) = events
+        .service_timeline("web")
+        .peak_between(0, overload_ns);
     let started_lines: Vec<String> = agents
         .iter()
         .flat_map(|a| {
@@ -57,28 +64,32 @@ fn five_agents_under_the_same_overload_keep_max_and_one_step_per_cooldown() {
         })
         .collect();
     assert_eq!(
-        running_containers(&bed.containers).len(),
+        floor_peak,
         1,
-        "five agents restored MinInstances more than once:\n{}",
+        "five agents restored MinInstances more than once:\n{}\n{}",
+        events
+            .service_timeline("web")
+            .render(events.started_ns),
         started_lines.join("\n")
     );
 
     // Every agent hears that web is overloaded (800 ms against a 100 ms target).
     let started = Instant::now();
-    let mut peak = 0;
     while started.elapsed() < Duration::from_secs(16) {
         for agent in &agents {
             let _ = agent.push_stat(&bed.secret, "web", "execution_time", "800");
         }
-        let now = running_containers(&bed.containers).len();
-        assert!(now <= MAX, "{now} instances, MaxInstances {MAX}");
-        peak = peak.max(now);
         std::thread::sleep(Duration::from_millis(300));
     }
+    // Every start and death of web's containers, not samples: a fourth instance that ran
+    // for a moment between two looks at `docker ps` fails the test too.
+    let timeline = events.assert_at_most("web", MAX, |e| e.service == "web");
+    let (peak, _) = timeline.peak_between(overload_ns, epoch_ns());
     assert_eq!(
         peak,
         MAX,
-        "the overload did not scale web to its max:\n{}",
+        "the overload did not scale web to its max:\n{}\n{}",
+        timeline.render(events.started_ns),
         agents
             .iter()
             .flat_map(|a| {
@@ -132,35 +143,37 @@ fn a_lost_node_s_instances_are_restored_to_min_within_ttl_and_two_loops() {
     }
     const TTL_SECS: u64 = 3;
     const LOOP_SECS: u64 = 1;
+    const MIN: usize = 2;
     let config = TestConfig::new(&config_for_agents(TTL_SECS as u32), QUIET_POLICY);
     config.service(
         "web",
-        &format!(r#""MinInstances": {}, "MaxInstances": {},"#, 2, 4),
+        &format!(r#""MinInstances": {}, "MaxInstances": {},"#, MIN, 4),
         testkit::free_port_range(12),
     );
     let bed = Cluster::start("lost", config);
+    let events = ContainerEvents::start(&bed.name);
     let mut agents: Vec<Agent> = bed.spawn_nodes(3);
     assert!(
         wait_until(Duration::from_secs(20), || running_containers(
             &bed.containers
         )
         .len()
-            == 2)
+            == MIN)
         .is_some(),
         "MinInstances not reached: {:?}",
         running_containers(&bed.containers)
     );
     std::thread::sleep(Duration::from_secs(2));
     let before = running_containers(&bed.containers);
-    assert_eq!(before.len(), 2, "MinInstances overshot: {before:?}");
+    assert_eq!(before.len(), MIN, "MinInstances overshot: {before:?}");
 
     // Lose a node that runs an instance: its agent and its containers go at once.
     let victim = before[0].1.clone();
     let index = agents.iter().position(|a| a.node == victim).unwrap();
     let mut agent = agents.remove(index);
     let mut child = agent.guard.take();
+    let killed_ns = epoch_ns();
     child.kill().unwrap();
-    let lost_at = Instant::now();
     let ids: Vec<String> = before
         .iter()
         .filter(|c| c.1 == victim)
@@ -173,35 +186,46 @@ fn a_lost_node_s_instances_are_restored_to_min_within_ttl_and_two_loops() {
 
     let restored = wait_until(Duration::from_secs(30), || {
         let now = running_containers(&bed.containers);
-        now.len() == 2 && now.iter().all(|c| c.1 != victim)
+        now.len() == MIN && now.iter().all(|c| c.1 != victim)
     });
-    let restored = restored.unwrap_or_else(|| {
-        panic!(
-            "MinInstances not restored: {:?}\n{}",
-            running_containers(&bed.containers),
+    if restored.is_some() {
+        // Two loops more: the survivors must not overshoot once they have restored it.
+        std::thread::sleep(Duration::from_secs(2 * LOOP_SECS + 1));
+    }
+    let held_ns = epoch_ns();
+    let web = events.service_timeline("web");
+    let on_survivors = events.timeline(|e| e.service == "web" && e.node != victim);
+    let history = || {
+        format!(
+            "web's containers, times from the kill:\n{}\n--- log of {}\n{}",
+            web.render(killed_ns),
+            agents[0].node,
             agents[0].log_text()
         )
-    });
-    let since_loss = lost_at.elapsed();
+    };
+    // When the survivors' last missing instance started, as the engine saw it.
+    let Some(restored) = on_survivors.first_reaching(killed_ns, MIN) else {
+        panic!("MinInstances not restored on the survivors: {}", history());
+    };
+    let since_kill = Duration::from_nanos(restored.at_ns - killed_ns);
     let bound = Duration::from_secs(TTL_SECS + 2 * LOOP_SECS);
     println!(
-        "node lost: MinInstances restored {:.2} s after the loss (bound TTL {TTL_SECS} s + 2 loops of {LOOP_SECS} s = {} s)",
-        since_loss.as_secs_f64(),
+        "node lost: MinInstances restored {:.2} s after the kill (bound TTL {TTL_SECS} s + 2 loops of {LOOP_SECS} s = {} s)",
+        since_kill.as_secs_f64(),
         bound.as_secs()
     );
     assert!(
-        restored <= bound,
-        "restored after {restored:?}, bound {bound:?}"
+        since_kill <= bound,
+        "MinInstances restored {since_kill:?} after the kill, bound TTL + 2 loops = {bound:?}: {}",
+        history()
     );
-    std::thread::sleep(Duration::from_secs(3));
-    let after: BTreeSet<String> = running_containers(&bed.containers)
-        .into_iter()
-        .map(|c| c.0)
-        .collect();
+    // Never above MinInstances, from before the first agent to now: every start and death.
+    events.assert_at_most("web", MIN, |e| e.service == "web");
     assert_eq!(
-        after.len(),
-        2,
-        "the survivors overshot MinInstances: {after:?}"
+        web.low_between(restored.at_ns, held_ns),
+        MIN,
+        "web fell below MinInstances again after it was restored: {}",
+        history()
     );
     drop(agent);
 }
@@ -400,6 +424,7 @@ fn a_lost_node_s_base_service_is_re_homed_on_a_survivor() {
         testkit::free_port_range(8),
     );
     let bed = Cluster::start("rehome", config);
+    let events = ContainerEvents::start(&bed.name);
     let mut first = bed.spawn("n1");
     let survivor = bed.spawn("n2");
 
@@ -420,8 +445,8 @@ fn a_lost_node_s_base_service_is_re_homed_on_a_survivor() {
     std::thread::sleep(Duration::from_secs(1));
 
     let mut child = first.guard.take();
+    let killed_ns = epoch_ns();
     child.kill().unwrap();
-    let lost_at = Instant::now();
     let ids: Vec<String> = running_containers(&bed.containers)
         .into_iter()
         .map(|c| c.0)
@@ -435,21 +460,45 @@ fn a_lost_node_s_base_service_is_re_homed_on_a_survivor() {
         let now = running_containers(&bed.containers);
         now.len() == 1 && now[0].1 == "n2"
     });
-    assert!(
-        rehomed.is_some(),
-        "n1's base service was not re-homed: {:?}\n{}",
-        running_containers(&bed.containers),
-        survivor.log_text()
-    );
-    let since_loss = lost_at.elapsed();
+    if rehomed.is_some() {
+        // Two loops more: a second re-homing would show now.
+        std::thread::sleep(Duration::from_secs(2 * LOOP_SECS + 1));
+    }
+    let held_ns = epoch_ns();
+    let web = events.service_timeline("web");
+    let history = || {
+        format!(
+            "web's containers, times from the kill:\n{}\n--- log of n2\n{}",
+            web.render(killed_ns),
+            survivor.log_text()
+        )
+    };
+    let Some(rehomed) = events
+        .timeline(|e| e.service == "web" && e.node == "n2")
+        .first_reaching(killed_ns, 1)
+        .cloned()
+    else {
+        panic!("n1's base service was not re-homed on n2: {}", history());
+    };
+    let since_kill = Duration::from_nanos(rehomed.at_ns - killed_ns);
+    let bound = Duration::from_secs(TTL_SECS + 2 * LOOP_SECS);
     println!(
-        "node lost: its base service re-homed {:.2} s after the loss (bound TTL {TTL_SECS} s + 2 loops = {} s)",
-        since_loss.as_secs_f64(),
-        TTL_SECS + 2 * LOOP_SECS
+        "node lost: its base service re-homed {:.2} s after the kill (bound TTL {TTL_SECS} s + 2 loops of {LOOP_SECS} s = {} s)",
+        since_kill.as_secs_f64(),
+        bound.as_secs()
     );
     assert!(
-        rehomed.unwrap() <= Duration::from_secs(TTL_SECS + 2 * LOOP_SECS),
-        "re-homed too late: {since_loss:?}"
+        since_kill <= bound,
+        "re-homed {since_kill:?} after the kill, bound TTL + 2 loops = {bound:?}: {}",
+        history()
+    );
+    // One base instance at a time, from n1's start to now: every start and death.
+    events.assert_at_most("web", 1, |e| e.service == "web");
+    assert_eq!(
+        web.low_between(rehomed.at_ns, held_ns),
+        1,
+        "the re-homed instance did not stay: {}",
+        history()
     );
     drop(first);
 }

@@ -9,6 +9,16 @@
 //!   the test fails with a message saying how to install it, unless `GRU_TEST_SKIP` names the
 //!   component (`GRU_TEST_SKIP=etcd,docker`), in which case the skip is printed and the test
 //!   returns early.
+//! * [`ClusterContainers`]: a test cluster's containers (a failing `docker` fails the test,
+//!   it never reads as "no containers"), removed on drop; [`ContainerEvents`]: their start
+//!   and death events from the engine, replayed into the running count at every moment.
+
+mod container_events;
+
+pub use container_events::{
+    ContainerAction, ContainerEvent, ContainerEvents, CountChange, Timeline, docker_must,
+    epoch_ns, replay, seconds_between,
+};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -691,8 +701,16 @@ impl ClusterContainers {
         }
     }
 
-    /// Ids of the cluster's containers (any state), via the docker CLI.
+    /// Ids of the cluster's containers (any state, or those `extra_filter` keeps, e.g.
+    /// `status=running`), in one `docker ps`. A `docker` that fails fails the test, naming
+    /// the command and its stderr: an engine that does not answer is not an empty cluster.
+    #[track_caller]
     pub fn ids(&self, extra_filter: Option<&str>) -> Vec<String> {
+        self.try_ids(extra_filter).unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// [`ClusterContainers::ids`], or what failed (the command and its stderr).
+    pub fn try_ids(&self, extra_filter: Option<&str>) -> Result<Vec<String>, String> {
         let mut args = vec![
             "ps".to_owned(),
             "-aq".to_owned(),
@@ -704,23 +722,40 @@ impl ClusterContainers {
             args.push("--filter".to_owned());
             args.push(filter.to_owned());
         }
-        Command::new("docker")
+        let command = format!("docker {}", args.join(" "));
+        let out = Command::new("docker")
             .args(&args)
+            .stdin(Stdio::null())
             .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .map(str::to_owned)
-                    .filter(|l| !l.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default()
+            .map_err(|e| format!("cannot run `{command}`: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`{command}` failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .filter(|l| !l.is_empty())
+            .collect())
     }
 }
 
 impl Drop for ClusterContainers {
     fn drop(&mut self) {
-        let ids = self.ids(None);
+        // No panic here: a drop may run while the test unwinds.
+        let ids = match self.try_ids(None) {
+            Ok(ids) => ids,
+            Err(why) => {
+                eprintln!(
+                    "the containers of cluster {} may be left behind: {why}",
+                    self.cluster
+                );
+                return;
+            }
+        };
         if !ids.is_empty() {
             let _ = Command::new("docker")
                 .arg("rm")

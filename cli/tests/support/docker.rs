@@ -1,5 +1,8 @@
 //! What the tests read from (and remove on) the Docker engine: the cluster's containers by
-//! their `org.gru.*` labels.
+//! their `org.gru.*` labels. A `docker` command that fails fails the test with the command
+//! and its stderr: an engine that does not answer must never read as "no containers".
+//! For "never more than N at once", see [`testkit::ContainerEvents`]: polling these misses
+//! what runs between two polls.
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
@@ -8,10 +11,43 @@ use testkit::ClusterContainers;
 
 use super::rfc3339_ms;
 
-/// `docker args...`: its standard output, whatever the status.
+/// `docker args...`, which must succeed (or the test fails, naming the command and its
+/// stderr): its standard output.
+#[track_caller]
 pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    testkit::docker_must(args)
+}
+
+/// `docker inspect --format <format> ids...`: one line per container that still exists
+/// (one removed since it was listed is left out); any other failure fails the test.
+#[track_caller]
+fn inspect_existing(format: &str, ids: &[String]) -> Vec<String> {
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let out = Command::new("docker")
+        .args(["inspect", "--format", format])
+        .args(ids)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `docker inspect`: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let only_gone = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .all(|l| l.contains("No such object") || l.contains("No such container"));
+    assert!(
+        out.status.success() || only_gone,
+        "`docker inspect --format {format} {}` failed ({}): {}",
+        ids.join(" "),
+        out.status,
+        stderr.trim()
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `docker rm -f ids...`, which must succeed (nothing to do for no ids).
@@ -20,53 +56,55 @@ pub fn docker_rm(ids: &[&str]) {
     if ids.is_empty() {
         return;
     }
-    let status = Command::new("docker")
-        .args(["rm", "-f"])
-        .args(ids)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "docker rm -f {ids:?}");
+    let mut args = vec!["rm", "-f"];
+    args.extend_from_slice(ids);
+    docker(&args);
 }
 
-/// Running containers of `service` in the cluster, by instance label.
+/// Running containers of `service` in the cluster, by instance label, in one `docker ps`.
+#[track_caller]
 pub fn running_instances(containers: &ClusterContainers, service: &str) -> BTreeSet<String> {
-    containers
-        .ids(Some(&format!("label=org.gru.service={service}")))
-        .into_iter()
-        .filter_map(|id| {
-            let line = docker(&[
-                "inspect",
-                "--format",
-                "{{.State.Running}} {{index .Config.Labels \"org.gru.instance\"}}",
-                &id,
-            ]);
-            let (state, instance) = line.trim().split_once(' ')?;
-            (state == "true").then(|| instance.to_owned())
-        })
-        .collect()
+    docker(&[
+        "ps",
+        "--no-trunc",
+        "--filter",
+        &format!("label=org.gru.cluster={}", containers.cluster),
+        "--filter",
+        &format!("label=org.gru.service={service}"),
+        "--filter",
+        "status=running",
+        "--format",
+        "{{.Label \"org.gru.instance\"}}",
+    ])
+    .lines()
+    .filter(|l| !l.is_empty())
+    .map(str::to_owned)
+    .collect()
 }
 
 /// Running containers of the cluster: (id, node, created-at in ms since the epoch).
+#[track_caller]
 pub fn running_containers(containers: &ClusterContainers) -> Vec<(String, String, u64)> {
-    containers
-        .ids(Some("status=running"))
-        .into_iter()
-        .map(|id| {
-            let line = docker(&[
-                "inspect",
-                "--format",
-                "{{index .Config.Labels \"org.gru.node\"}} {{.Created}}",
-                &id,
-            ]);
-            let (node, created) = line.trim().split_once(' ').unwrap_or(("", ""));
-            (id, node.to_owned(), rfc3339_ms(created).unwrap_or(0))
-        })
-        .collect()
+    let ids = containers.ids(Some("status=running"));
+    inspect_existing(
+        "{{.Id}} {{.State.Running}} {{index .Config.Labels \"org.gru.node\"}} {{.Created}}",
+        &ids,
+    )
+    .into_iter()
+    .filter_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let [id, running, node, created] = fields[..] else {
+            panic!("unexpected `docker inspect` line: {line:?}");
+        };
+        let created = rfc3339_ms(created)
+            .unwrap_or_else(|| panic!("`docker inspect` gave no creation time: {line:?}"));
+        (running == "true").then(|| (id.to_owned(), node.to_owned(), created))
+    })
+    .collect()
 }
 
 /// Ids (full) of the running containers of `service` in `cluster`, in one `docker ps`.
+#[track_caller]
 pub fn running_ids_of(cluster: &str, service: &str) -> Vec<String> {
     docker(&[
         "ps",
