@@ -13,8 +13,8 @@ use support::configs::{CONFIG_ONE_SECOND_LOOPS, QUIET_POLICY, TestConfig};
 use support::docker::{docker, running_instances};
 use support::load::Load;
 use testkit::{
-    ClusterContainers, Component, EtcdCluster, http_get, require, require_workload_image,
-    wait_until,
+    ClusterContainers, Component, ContainerEvents, EtcdCluster, epoch_ns, http_get, require,
+    require_workload_image, wait_until,
 };
 
 /// Checks the invariants once: count within [min, max] (once started), labels, and
@@ -102,6 +102,7 @@ fn one_agent_scales_out_under_load_and_back_to_min_within_bounds() {
         testkit::free_port_range(8),
     );
     let bed = Cluster::start("scale", config);
+    let events = ContainerEvents::start(&bed.name);
     let agent = bed.spawn("n1");
     let bounds = (1, 4);
 
@@ -153,6 +154,13 @@ fn one_agent_scales_out_under_load_and_back_to_min_within_bounds() {
     // It stays at min: the floor holds and scale-in is blocked by MinInstances.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(check_settled(&bed.etcd, &bed.containers, "web", bounds), 1);
+    // Within [min, max] from the first instance on, at every start and death (the checks
+    // above sample every 500 ms).
+    let floor_ns = events
+        .service_timeline("web")
+        .first_reaching(0, bounds.0)
+        .map_or(0, |c| c.at_ns);
+    events.assert_within("web", bounds.0..=bounds.1, floor_ns, |e| e.service == "web");
     let (status, body) =
         http_get(agent.port, "/gru/v1/decisions?limit=5").unwrap_or((0, String::new()));
     if status == 200 {
@@ -178,6 +186,7 @@ fn killed_agent_adopts_its_containers_on_restart() {
     );
     let bed = Cluster::start("adopt", config);
     let cluster = &bed.name;
+    let events = ContainerEvents::start(&bed.name);
     let mut agent = bed.spawn("n1");
 
     assert!(
@@ -192,6 +201,7 @@ fn killed_agent_adopts_its_containers_on_restart() {
         agent.log_text()
     );
     check_settled(&bed.etcd, &bed.containers, "web", (2, 3));
+    let before_ns = epoch_ns();
     let before: BTreeSet<String> = bed
         .containers
         .ids(Some("status=running"))
@@ -247,6 +257,15 @@ fn killed_agent_adopts_its_containers_on_restart() {
         bed.containers.ids(Some("status=exited")).is_empty(),
         "exited containers left behind"
     );
+    // Not even for a moment: no web container started or died from the kill to now.
+    let web = events.service_timeline("web");
+    assert!(
+        web.changes.iter().all(|c| c.at_ns <= before_ns),
+        "a container of web started or died while the agent was dead or adopting \
+         (times from the kill -9):\n{}\n{}",
+        web.render(before_ns),
+        agent.log_text()
+    );
 }
 
 #[test]
@@ -283,6 +302,7 @@ fn swap_replaces_the_idle_service_with_the_overloaded_one_when_only_one_fits() {
         std::fs::write(path, doc).unwrap();
     }
     let bed = Cluster::start("swap", config);
+    let events = ContainerEvents::start(&bed.name);
     let agent = bed.spawn("n1");
 
     agent.command(
@@ -327,6 +347,10 @@ fn swap_replaces_the_idle_service_with_the_overloaded_one_when_only_one_fits() {
     );
     check_settled(&bed.etcd, &bed.containers, "busy", (0, 1));
     check_settled(&bed.etcd, &bed.containers, "idle", (0, 1));
+    // MaxInstances 1 of each, at every start and death.
+    for service in ["busy", "idle"] {
+        events.assert_at_most(service, 1, |e| e.service == service);
+    }
     let (_, decisions) = http_get(agent.port, "/gru/v1/decisions?limit=50").unwrap();
     assert!(
         decisions.contains("swap"),

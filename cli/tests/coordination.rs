@@ -46,9 +46,7 @@ fn five_agents_under_the_same_overload_keep_max_and_one_step_per_cooldown() {
     );
     std::thread::sleep(Duration::from_secs(1));
     let overload_ns = epoch_ns();
-    let (floor_peak, _) = events
-        .service_timeline("web")
-        .peak_between(0, overload_ns);
+    let (floor_peak, _) = events.service_timeline("web").peak_between(0, overload_ns);
     let started_lines: Vec<String> = agents
         .iter()
         .flat_map(|a| {
@@ -67,9 +65,7 @@ fn five_agents_under_the_same_overload_keep_max_and_one_step_per_cooldown() {
         floor_peak,
         1,
         "five agents restored MinInstances more than once:\n{}\n{}",
-        events
-            .service_timeline("web")
-            .render(events.started_ns),
+        events.service_timeline("web").render(events.started_ns),
         started_lines.join("\n")
     );
 

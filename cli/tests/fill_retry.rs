@@ -48,7 +48,7 @@ use support::cluster::Cluster;
 use support::configs::TestConfig;
 use support::docker::{docker, running_ids_of};
 use support::{epoch_ms, rfc3339_ms, strip_ansi};
-use testkit::{Component, require, require_workload_image, wait_until};
+use testkit::{Component, ContainerEvents, require, require_workload_image, wait_until};
 
 const AGENTS: usize = 3;
 const MIN_INSTANCES: u32 = 1;
@@ -276,6 +276,9 @@ fn play_scene(scene: u32) -> Scene {
         ),
     );
     let bed = Cluster::start(&format!("fillretry{scene}"), config);
+    // Every start and death of web's containers, from before the first agent: the ceiling
+    // is checked on them, not on the samples.
+    let events = ContainerEvents::start(&bed.name);
     let agents: Vec<Agent> = bed.spawn_nodes(AGENTS);
 
     // MinInstances comes from the first agent's first tick (at its start).
@@ -389,7 +392,8 @@ fn play_scene(scene: u32) -> Scene {
     let all_running_ms = (instances.len() == MAX_INSTANCES as usize)
         .then(|| instances.iter().map(|s| s.at_ms).max())
         .flatten();
-    let peak = counts.iter().map(|(_, c)| *c).max().unwrap_or(0);
+    let ceiling = events.check_within("web", 0..=MAX_INSTANCES as usize, 0, |e| e.service == "web");
+    let peak = events.service_timeline("web").peak().0;
     println!(
         "claim -> all {MAX_INSTANCES} running: {} ms (bound {} ms); nodes {:?}; peak {peak}; \
          {} samples, {} push failures",
@@ -451,10 +455,8 @@ fn play_scene(scene: u32) -> Scene {
              {new_instances:?}"
         ));
     }
-    if peak > MAX_INSTANCES as usize {
-        failed.push(format!(
-            "{peak} instances ran, MaxInstances {MAX_INSTANCES}"
-        ));
+    if let Err(why) = ceiling {
+        failed.push(why);
     }
     if same_revision {
         match retry_after {

@@ -213,7 +213,10 @@ const FORMAT: &str = "{{.TimeNano}}\t{{.Type}}\t{{.Action}}\t{{.Actor.ID}}\t\
 #[derive(Debug, PartialEq, Eq)]
 enum Line {
     /// A container event of `cluster`.
-    Container { cluster: String, event: ContainerEvent },
+    Container {
+        cluster: String,
+        event: ContainerEvent,
+    },
     /// An image tagged `name` (a marker, or anyone's tag).
     Tagged { name: String },
 }
@@ -276,7 +279,9 @@ impl ContainerEvents {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot run `docker events` (is the docker CLI installed?): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run `docker events` (is the docker CLI installed?): {e}")
+            });
         let recorded = Arc::new((Mutex::new(Recorded::default()), Condvar::new()));
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
@@ -360,21 +365,71 @@ impl ContainerEvents {
         max: usize,
         counted: impl Fn(&ContainerEvent) -> bool,
     ) -> Timeline {
+        self.assert_within(what, 0..=max, 0, counted)
+    }
+
+    /// Fails the test if the number of running containers `counted` keeps left `bounds` at
+    /// any moment from `from_ns` (nanoseconds since the epoch; 0: since the recording
+    /// started) to now, showing the first excursion and the whole timeline. Returns the
+    /// timeline.
+    #[track_caller]
+    pub fn assert_within(
+        &self,
+        what: &str,
+        bounds: std::ops::RangeInclusive<usize>,
+        from_ns: u64,
+        counted: impl Fn(&ContainerEvent) -> bool,
+    ) -> Timeline {
+        match self.check_within(what, bounds, from_ns, counted) {
+            Ok(timeline) => timeline,
+            Err(why) => panic!("{why}"),
+        }
+    }
+
+    /// [`ContainerEvents::assert_within`] as a value: the timeline, or what went out of
+    /// bounds first, with the whole timeline (for a test that gathers its failures).
+    pub fn check_within(
+        &self,
+        what: &str,
+        bounds: std::ops::RangeInclusive<usize>,
+        from_ns: u64,
+        counted: impl Fn(&ContainerEvent) -> bool,
+    ) -> Result<Timeline, String> {
         let timeline = self.timeline(counted);
-        if let (peak, Some(change)) = timeline.peak() {
-            assert!(
-                peak <= max,
-                "{peak} containers of {what} ran at once, at most {max} allowed: at {:+.3} s \
-                 ({:?} of {} on {}); cluster {}, times from the start of the recording:\n{}",
-                seconds_between(self.started_ns, change.at_ns),
-                change.event.action,
-                short(&change.event.id),
-                change.event.node,
+        let at_start = timeline.running_at(from_ns);
+        let excursion = if bounds.contains(&at_start) {
+            timeline
+                .changes
+                .iter()
+                .find(|c| c.at_ns > from_ns && !bounds.contains(&c.running))
+                .map(|c| {
+                    format!(
+                        "{} running at {:+.3} s ({:?} of {} on {})",
+                        c.running,
+                        seconds_between(self.started_ns, c.at_ns),
+                        c.event.action,
+                        short(&c.event.id),
+                        c.event.node
+                    )
+                })
+        } else {
+            Some(format!(
+                "{at_start} running at {:+.3} s, when the span began",
+                seconds_between(self.started_ns, from_ns)
+            ))
+        };
+        match excursion {
+            None => Ok(timeline),
+            Some(excursion) => Err(format!(
+                "{what}: {excursion}, outside [{}, {}] (from {:+.3} s on); cluster {}, every \
+                 start and death, times from the start of the recording:\n{}",
+                bounds.start(),
+                bounds.end(),
+                seconds_between(self.started_ns, from_ns.max(self.started_ns)),
                 self.cluster,
                 timeline.render(self.started_ns)
-            );
+            )),
         }
-        timeline
     }
 
     /// Makes an event of its own (tags an image, then removes the tag) and waits until the
@@ -507,7 +562,11 @@ mod tests {
         let counts: Vec<usize> = timeline.changes.iter().map(|c| c.running).collect();
         assert_eq!(counts, [1, 2, 3, 2, 2, 1]);
         for (secs, running) in [(0.5, 0), (3.0, 2), (3.2, 3), (4.0, 2), (9.0, 1)] {
-            assert_eq!(timeline.running_at((secs * 1e9) as u64), running, "at {secs}");
+            assert_eq!(
+                timeline.running_at((secs * 1e9) as u64),
+                running,
+                "at {secs}"
+            );
         }
     }
 
@@ -526,7 +585,9 @@ mod tests {
         assert_eq!(timeline.peak_between(s(4.5), s(5.5)).0, 1);
         assert_eq!(timeline.low_between(s(3.0), s(7.0)), 1);
         assert_eq!(
-            timeline.first_reaching(s(4.0), 2).map(|c| c.event.id.as_str()),
+            timeline
+                .first_reaching(s(4.0), 2)
+                .map(|c| c.event.id.as_str()),
             Some("c")
         );
         assert!(timeline.first_reaching(s(7.0), 2).is_none());
@@ -568,7 +629,8 @@ mod tests {
                 }
             })
         );
-        let tag = "1796350953123456789\timage\ttag\tsha256:00\t\t\t\t\tgru-test-events-marker:p1-2-3";
+        let tag =
+            "1796350953123456789\timage\ttag\tsha256:00\t\t\t\t\tgru-test-events-marker:p1-2-3";
         assert_eq!(
             parse_line(tag),
             Some(Line::Tagged {

@@ -16,8 +16,8 @@
 mod container_events;
 
 pub use container_events::{
-    ContainerAction, ContainerEvent, ContainerEvents, CountChange, Timeline, docker_must,
-    epoch_ns, replay, seconds_between,
+    ContainerAction, ContainerEvent, ContainerEvents, CountChange, Timeline, docker_must, epoch_ns,
+    replay, seconds_between,
 };
 
 use std::io::{Read, Write};
@@ -706,7 +706,10 @@ impl ClusterContainers {
     /// the command and its stderr: an engine that does not answer is not an empty cluster.
     #[track_caller]
     pub fn ids(&self, extra_filter: Option<&str>) -> Vec<String> {
-        self.try_ids(extra_filter).unwrap_or_else(|why| panic!("{why}"))
+        match self.try_ids(extra_filter) {
+            Ok(ids) => ids,
+            Err(why) => panic!("{why}"),
+        }
     }
 
     /// [`ClusterContainers::ids`], or what failed (the command and its stderr).
