@@ -28,8 +28,6 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -39,7 +37,10 @@ use support::cluster::Cluster;
 use support::configs::{QUIET_POLICY, TestConfig, config_for_agents};
 use support::docker::{docker_rm, running_containers};
 use support::epoch_ms;
-use testkit::{ChildGuard, Component, etcdctl_at, require, require_workload_image, wait_until};
+use testkit::{
+    Component, ContainerAction, ContainerEvent, ContainerEvents, etcdctl_at, replay, require,
+    require_workload_image, wait_until,
+};
 
 /// The agents' node lease (`Discovery.TTL`), as in the simulator's scenario.
 const TTL_SECS: u32 = 3;
@@ -76,7 +77,7 @@ struct RealDetails {
     withheld_after_loss: u64,
     /// `web` starts the samples saw (new container ids), per phase, to check the events.
     sampled_starts: (u32, u32),
-    /// From the loss to the second instance running again.
+    /// From the kill to the start that gave the survivors MinInstances again (engine events).
     restored_after: Option<Duration>,
     lost: String,
     revoked: Vec<String>,
@@ -214,7 +215,9 @@ fn run_on_the_real_engine() -> (Outcome, RealDetails) {
         testkit::free_port_range(12),
     );
     let bed = Cluster::start("sim-vs-real", config);
-    let events = StartEvents::watch(&bed);
+    // Every start and death of the cluster's containers, from before the first agent: the
+    // starts per phase and the peak are counted on them, not on the samples.
+    let events = ContainerEvents::start(&bed.name);
     // Declared after the bed: the agents are killed before its containers are removed.
     let mut agents: Vec<Agent> = bed.spawn_nodes(3);
 
@@ -237,9 +240,9 @@ fn run_on_the_real_engine() -> (Outcome, RealDetails) {
     );
     let before = web_nodes(&bed);
     assert!(
-        events.count_between(0, epoch_ms()) >= MIN_INSTANCES as u32,
+        starts_between(&events.events(), 0, epoch_ms()) >= MIN_INSTANCES as u32,
         "the docker events watch did not see web's first starts:\n{}",
-        events.text()
+        events.service_timeline("web").render(events.started_ns)
     );
     let revoked: Vec<String> = distinct_nodes(&before).into_iter().collect();
     let lost = revoked[0].clone();
@@ -271,10 +274,8 @@ fn run_on_the_real_engine() -> (Outcome, RealDetails) {
         revoked.iter().map(|n| (n.clone(), None)).collect();
     let mut seen: BTreeSet<String> = before.keys().cloned().collect();
     let mut sampled_after_revocation = 0;
-    let mut peak = before.len();
     while revoked_at.elapsed() < AFTER_REVOCATION {
         let web = web_nodes(&bed);
-        peak = peak.max(web.len());
         sampled_after_revocation += count_new(&mut seen, &web);
         if registered_again.values().any(Option::is_none) {
             for (node, back) in registered_again.iter_mut() {
@@ -286,12 +287,12 @@ fn run_on_the_real_engine() -> (Outcome, RealDetails) {
         std::thread::sleep(SAMPLE_PERIOD);
     }
     let lost_ms = epoch_ms();
-    let starts_after_revocation = events.count_between(revoked_ms, lost_ms);
 
     // Phase 2: the first of them lost, its agent (kill -9) and its containers at once.
     let index = agents.iter().position(|a| a.node == lost).unwrap();
     let mut records = actions(&agents);
     let mut victim = agents.remove(index);
+    let killed_ns = testkit::epoch_ns();
     victim.kill9();
     let lost_at = Instant::now();
     let victims: Vec<String> = running_containers(&bed.containers)
@@ -301,18 +302,21 @@ fn run_on_the_real_engine() -> (Outcome, RealDetails) {
         .collect();
     docker_rm(&victims.iter().map(String::as_str).collect::<Vec<_>>());
     let mut sampled_after_loss = 0;
-    let mut restored_after = None;
     let mut web = web_nodes(&bed);
     while lost_at.elapsed() < AFTER_LOSS {
         web = web_nodes(&bed);
-        peak = peak.max(web.len());
         sampled_after_loss += count_new(&mut seen, &web);
-        if restored_after.is_none() && web.len() >= MIN_INSTANCES {
-            restored_after = Some(lost_at.elapsed());
-        }
         std::thread::sleep(SAMPLE_PERIOD);
     }
-    let starts_after_loss = events.count_between(lost_ms, epoch_ms());
+    let recorded = events.events();
+    let starts_after_revocation = starts_between(&recorded, revoked_ms, lost_ms);
+    let starts_after_loss = starts_between(&recorded, lost_ms, epoch_ms());
+    let web_timeline = replay(&recorded, |e| e.service == "web");
+    let peak = web_timeline.peak().0;
+    // From the kill to the start that gave the survivors MinInstances again.
+    let restored_after = replay(&recorded, |e| e.service == "web" && e.node != lost)
+        .first_reaching(killed_ns, MIN_INSTANCES)
+        .map(|c| Duration::from_nanos(c.at_ns - killed_ns));
     records.extend(actions(&agents));
     let withheld = |from: u64, to: u64| {
         records
@@ -334,8 +338,8 @@ fn run_on_the_real_engine() -> (Outcome, RealDetails) {
         || outcome.final_instances != MIN_INSTANCES as u32
     {
         eprintln!(
-            "unexpected outcome {outcome:?}; web starts:\n{}\nagents:\n{}",
-            events.text(),
+            "unexpected outcome {outcome:?}; web's containers:\n{}\nagents:\n{}",
+            web_timeline.render(events.started_ns),
             logs_tail(&agents, 60)
         );
     }
@@ -386,55 +390,14 @@ fn actions(agents: &[Agent]) -> Vec<ActionRecord> {
     agents.iter().flat_map(|a| a.actions(1000)).collect()
 }
 
-/// `docker events` for the starts of `web`'s containers in the bed's cluster, written to a
-/// file in the bed's log directory; the watch ends when this drops.
-struct StartEvents {
-    file: std::path::PathBuf,
-    _watch: ChildGuard,
-}
-
-impl StartEvents {
-    fn watch(bed: &Cluster) -> StartEvents {
-        let file = bed.log_dir().join("web-starts.txt");
-        let child = Command::new("docker")
-            .args(["events", "--filter", "event=start", "--filter"])
-            .arg(format!("label=org.gru.cluster={}", bed.name))
-            .args(["--filter", "label=org.gru.service=web", "--format"])
-            .arg("{{.TimeNano}} {{.Actor.ID}} {{index .Actor.Attributes \"org.gru.node\"}}")
-            .stdin(Stdio::null())
-            .stdout(File::create(&file).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // `docker events` reports what happens after it subscribed: give it a moment.
-        std::thread::sleep(Duration::from_millis(500));
-        StartEvents {
-            file,
-            _watch: ChildGuard::new(child),
-        }
-    }
-
-    fn text(&self) -> String {
-        std::fs::read_to_string(&self.file).unwrap_or_default()
-    }
-
-    /// Starts at `from_ms` or later and before `to_ms` (ms since the epoch).
-    fn count_between(&self, from_ms: u64, to_ms: u64) -> u32 {
-        start_times(&self.file)
-            .into_iter()
-            .filter(|at| (from_ms..to_ms).contains(at))
-            .count() as u32
-    }
-}
-
-/// The times (ms since the epoch) of the start events in `file`.
-fn start_times(file: &Path) -> Vec<u64> {
-    std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
-        .map(|nanos| nanos / 1_000_000)
-        .collect()
+/// Starts of `web`'s containers in `events` at `from_ms` or later and before `to_ms` (ms
+/// since the epoch).
+fn starts_between(events: &[ContainerEvent], from_ms: u64, to_ms: u64) -> u32 {
+    events
+        .iter()
+        .filter(|e| e.service == "web" && e.action == ContainerAction::Start)
+        .filter(|e| (from_ms..to_ms).contains(&(e.at_ns / 1_000_000)))
+        .count() as u32
 }
 
 fn secs(d: Duration) -> String {
