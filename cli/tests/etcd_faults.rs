@@ -947,6 +947,7 @@ fn leases_revoked_under_running_agents_make_no_one_start_a_second_instance() {
     let containers = ClusterContainers::unique("etcd-revoked");
     let cluster = containers.cluster.clone();
     let etcd = EtcdCluster::start();
+    let events = testkit::ContainerEvents::start(&cluster);
     let Cluster {
         config: _config,
         secret: _secret,
@@ -986,6 +987,7 @@ fn leases_revoked_under_running_agents_make_no_one_start_a_second_instance() {
     assert_eq!(leases.len(), running_web.len(), "one lease per node");
 
     let revoked_at = Instant::now();
+    let revoked_ns = testkit::epoch_ns();
     for lease in &leases {
         etcdctl_at(
             &etcd.endpoints(),
@@ -1035,6 +1037,14 @@ fn leases_revoked_under_running_agents_make_no_one_start_a_second_instance() {
         logs(&agents)
     );
     assert!(before.is_subset(&running_ids(&containers)));
+    // Not even for a moment: no container of web started or died from the revocation on.
+    let web = events.service_timeline("web");
+    assert!(
+        web.changes.iter().all(|c| c.at_ns <= revoked_ns),
+        "web's containers changed after the revocation (times from it):\n{}\n{}",
+        web.render(revoked_ns),
+        logs(&agents)
+    );
     assert_alive(&mut agents);
 }
 

@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 use support::agents::{ActionRecord, Agent};
 use support::cluster::Cluster;
 use support::configs::TestConfig;
-use support::docker::{docker, running_ids_of};
+use support::docker::{docker, inspect_existing, running_ids_of};
 use support::{epoch_ms, rfc3339_ms, strip_ansi};
 use testkit::{Component, ContainerEvents, require, require_workload_image, wait_until};
 
@@ -127,29 +127,24 @@ struct Started {
     instance: String,
 }
 
-/// Node, instance and start time of running containers, in one `docker inspect`.
+/// Node, instance and start time of running containers, in one `docker inspect` (one
+/// removed since it was listed is left out; any other failure fails the test).
 fn started(ids: &[String]) -> Vec<Started> {
-    if ids.is_empty() {
-        return Vec::new();
-    }
-    let mut args = vec![
-        "inspect",
-        "--format",
+    let mut out: Vec<Started> = inspect_existing(
         "{{index .Config.Labels \"org.gru.node\"}} {{index .Config.Labels \"org.gru.instance\"}} {{.State.StartedAt}}",
-    ];
-    args.extend(ids.iter().map(String::as_str));
-    let mut out: Vec<Started> = docker(&args)
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (node, instance, at) = (fields.next()?, fields.next()?, fields.next()?);
-            Some(Started {
-                at_ms: rfc3339_ms(at)?,
-                node: node.to_owned(),
-                instance: instance.to_owned(),
-            })
+        ids,
+    )
+    .iter()
+    .filter_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (node, instance, at) = (fields.next()?, fields.next()?, fields.next()?);
+        Some(Started {
+            at_ms: rfc3339_ms(at)?,
+            node: node.to_owned(),
+            instance: instance.to_owned(),
         })
-        .collect();
+    })
+    .collect();
     out.sort();
     out
 }

@@ -20,10 +20,12 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long the marker of [`ContainerEvents::events`] may take to come back.
 const MARKER_TIMEOUT: Duration = Duration::from_secs(20);
+/// A marker not back within this is followed by another one.
+const MARKER_RETRY: Duration = Duration::from_secs(1);
 
 /// The image tagged as a marker (its tag is removed at once): one every test that runs
 /// containers already has.
@@ -273,8 +275,17 @@ impl ContainerEvents {
     /// it: call [`crate::require_workload_image`] first). A `docker` that fails fails the
     /// test, naming the command and its stderr.
     pub fn start(cluster: &str) -> Self {
+        // From the spawn on, also what happens before the stream is subscribed: the engine
+        // replays its recent events since then.
+        let since = epoch_ns();
         let mut child = Command::new("docker")
             .args(Self::args())
+            .arg("--since")
+            .arg(format!(
+                "{}.{:09}",
+                since / 1_000_000_000,
+                since % 1_000_000_000
+            ))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -436,36 +447,43 @@ impl ContainerEvents {
     /// stream delivers it: every event before it has been delivered too, since the engine
     /// sends them in order. Fails the test if the stream ended or the marker never came.
     fn sync(&self) {
-        let token = {
-            let mut sent = self.markers_sent.lock().unwrap_or_else(|p| p.into_inner());
-            *sent += 1;
-            format!("p{}-{}-{}", std::process::id(), self.child.id(), *sent)
+        let deadline = Instant::now() + MARKER_TIMEOUT;
+        let mut names: Vec<String> = Vec::new();
+        let (seen, ended, stderr) = loop {
+            let token = {
+                let mut sent = self.markers_sent.lock().unwrap_or_else(|p| p.into_inner());
+                *sent += 1;
+                format!("p{}-{}-{}", std::process::id(), self.child.id(), *sent)
+            };
+            let name = format!("{MARKER_REPOSITORY}:{token}");
+            docker_must(&["tag", MARKER_SOURCE, &name]);
+            names.push(name);
+            let (lock, changed) = &*self.recorded;
+            let wait = MARKER_RETRY.min(deadline.saturating_duration_since(Instant::now()));
+            let (recorded, _) = changed
+                .wait_timeout_while(lock.lock().unwrap_or_else(|p| p.into_inner()), wait, |r| {
+                    !r.ended && !names.iter().any(|n| r.markers.contains(n))
+                })
+                .unwrap_or_else(|p| p.into_inner());
+            let seen = names.iter().any(|n| recorded.markers.contains(n));
+            // Tagged again while the stream is live and nothing came: it is stuck, or it
+            // was not subscribed yet when the first marker went by (see `--since`).
+            if seen || recorded.ended || Instant::now() >= deadline {
+                break (seen, recorded.ended, recorded.stderr.clone());
+            }
         };
-        let name = format!("{MARKER_REPOSITORY}:{token}");
-        docker_must(&["tag", MARKER_SOURCE, &name]);
-        let (lock, changed) = &*self.recorded;
-        let waited = changed
-            .wait_timeout_while(
-                lock.lock().unwrap_or_else(|p| p.into_inner()),
-                MARKER_TIMEOUT,
-                |r| !r.ended && !r.markers.contains(&name),
-            )
-            .unwrap_or_else(|p| p.into_inner());
-        let (recorded, timeout) = waited;
-        let seen = recorded.markers.contains(&name);
-        let ended = recorded.ended;
-        let stderr = recorded.stderr.clone();
-        drop(recorded);
-        docker_must(&["rmi", &name]);
+        for name in &names {
+            docker_must(&["rmi", name]);
+        }
         assert!(
             seen,
-            "`{}` {}: its marker event (tag {name}) never came{}; stderr: {}",
+            "`{}` {}: none of its marker events (tags {names:?}) came{}; stderr: {}",
             Self::command_line(),
             if ended { "ended" } else { "stalled" },
-            if timeout.timed_out() {
-                format!(" within {MARKER_TIMEOUT:?}")
-            } else {
+            if ended {
                 String::new()
+            } else {
+                format!(" within {MARKER_TIMEOUT:?}")
             },
             // The stderr reader may still be collecting it.
             if stderr.is_empty() {

@@ -21,7 +21,7 @@ pub fn docker(args: &[&str]) -> String {
 /// `docker inspect --format <format> ids...`: one line per container that still exists
 /// (one removed since it was listed is left out); any other failure fails the test.
 #[track_caller]
-fn inspect_existing(format: &str, ids: &[String]) -> Vec<String> {
+pub fn inspect_existing(format: &str, ids: &[String]) -> Vec<String> {
     if ids.is_empty() {
         return Vec::new();
     }
