@@ -104,8 +104,9 @@ pub async fn run(
         })?;
     let config = load_agent_config(&store, &keys).await?;
 
-    let engine = docker::connect(
+    let engine = docker::connect_configured(
         &config.docker.daemon_url,
+        &settings.address,
         Duration::from_secs(config.docker.daemon_timeout_secs),
     )
     .await?;

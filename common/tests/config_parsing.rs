@@ -10,7 +10,7 @@ use common::config::{
     DEFAULT_SCALEIN_THRESHOLD, DEFAULT_SCALEOUT_THRESHOLD, DEFAULT_STEP_INSTANCES,
     DEFAULT_STOP_TIMEOUT_SECS, DEFAULT_SWAP_THRESHOLD, MetricService, NodeConfig, NodeConstraints,
     NodeResources, PlannerStrategy, PolicyConfig, PolicyRule, PortRange, Problem, RuleMode,
-    ServiceDescriptor, ServicePolicy, Smoothing, parse_agent_config, parse_analytic,
+    ServiceDescriptor, ServicePolicy, Smoothing, Volumes, parse_agent_config, parse_analytic,
     parse_node_config, parse_node_constraints, parse_node_resources, parse_policy, parse_service,
 };
 
@@ -288,6 +288,7 @@ fn full_service() -> ServiceDescriptor {
             cpu_number: 2,
             memory: Some(ByteSize::from_bytes(1536 << 20)),
             cpuset_cpus: Some("0-1".parse().expect("cpu set")),
+            cpu_shares: Some(512),
             stop_timeout_secs: 3,
             env: BTreeMap::from([
                 ("myVar".into(), "1".into()),
@@ -296,7 +297,7 @@ fn full_service() -> ServiceDescriptor {
             ports: BTreeMap::from([("8080".into(), "18080-18089".parse().expect("range"))]),
             cmd: vec!["serve".into()],
             entrypoint: vec!["/bin/app".into()],
-            volumes: vec!["/data".into()],
+            volumes: Volumes::Binds(vec!["/data:/data".into()]),
             links: vec!["db".into()],
         },
         min_instances: 1,
