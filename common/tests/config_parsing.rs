@@ -352,6 +352,8 @@ fn canonical_output_parses_back_to_the_same_value_for_every_document_kind() {
 
     let constraints = NodeConstraints {
         base_services: vec!["web".into(), "db".into()],
+        cpu_min: Some(0.2),
+        cpu_max: Some(0.8),
     };
     let text = serde_json::to_string(&constraints).expect("serializes");
     assert_eq!(
@@ -688,6 +690,16 @@ fn node_records_are_validated() {
     assert_eq!(
         rendered(&problems),
         ["nodes/n1/resources: TotalCpus: must be at least 1, found 0"]
+    );
+    let problems =
+        parse_node_constraints("nodes/n1/constraints", r#"{"cpumin": -0.1, "CpuMax": 1.5}"#)
+            .expect_err("cpu bounds outside [0, 1]");
+    assert_eq!(
+        rendered(&problems),
+        [
+            "nodes/n1/constraints: CpuMin: -0.1 is outside [0, 1]",
+            "nodes/n1/constraints: CpuMax: 1.5 is outside [0, 1]"
+        ]
     );
 }
 
