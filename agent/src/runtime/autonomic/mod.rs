@@ -231,7 +231,15 @@ impl Autonomic {
                 () = self.changed.notified() => self.reconcile().await,
                 () = reload.notified() => self.reload().await,
                 command = commands.recv() => match command {
-                    Some(command) => self.command(command).await,
+                    Some(command) => {
+                        // A loop just started plans at once, as Gru's `start agent` did,
+                        // not a whole LoopTimeInterval later.
+                        let starts = command == AgentCommand::Start && !self.shared.knowledge().active;
+                        self.command(command).await;
+                        if starts {
+                            next_tick = tokio::time::Instant::now();
+                        }
+                    }
                     None => break,
                 },
             }
