@@ -227,9 +227,9 @@ pub struct JoinArgs {
     #[arg(short, long, env = "GRU_NODE")]
     pub name: Option<String>,
 
-    /// Address at which other agents and operators reach this agent [default: this host's
-    /// address on the interface of its default route, printed at start; 127.0.0.1 when it
-    /// has no default route]
+    /// Address at which other agents and operators reach this agent [default: the --bind
+    /// address when it is not 0.0.0.0, else this host's address on the interface of its
+    /// default route (127.0.0.1 without one); printed at start]
     #[arg(short, long, env = "HostIP")]
     pub address: Option<String>,
 

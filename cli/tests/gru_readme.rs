@@ -147,6 +147,7 @@ fn gru_join(
     address: Option<&str>,
     port: u16,
     log: &Path,
+    extra: &[&str],
 ) -> ChildGuard {
     let e = etcd.endpoints();
     let port = port.to_string();
@@ -156,6 +157,7 @@ fn gru_join(
     if let Some(address) = address {
         args.extend(["-a", address]);
     }
+    args.extend(extra);
     let child = gru(&e)
         .env_remove("ETCD_ADDR")
         .env_remove("DOCKER_HOST")
@@ -257,7 +259,7 @@ fn the_gru_readme_runs_unchanged_with_local_daemon_url_gru_s_flags_commands_and_
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("node1.log");
     let port = free_port();
-    let _agent = gru_join(&etcd, "node1", Some("127.0.0.1"), port, &log);
+    let _agent = gru_join(&etcd, "node1", Some("127.0.0.1"), port, &log, &[]);
     wait_up(port, &log);
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
     if let Some(forwarder) = &forwarder {
@@ -363,7 +365,7 @@ fn local_daemon_url_with_no_engine_at_the_address_falls_back_to_the_socket_and_s
     let logs = tempfile::tempdir().unwrap();
     let log = logs.path().join("node2.log");
     let port = free_port();
-    let mut agent = gru_join(&etcd, "node2", Some(address), port, &log);
+    let mut agent = gru_join(&etcd, "node2", Some(address), port, &log, &[]);
     let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
     if Path::new("/var/run/docker.sock").exists() {
         wait_up(port, &log);
@@ -413,25 +415,32 @@ fn default_route_address() -> Option<String> {
 }
 
 #[test]
-fn join_without_an_address_announces_its_default_route_s_address() {
-    let test = "join_without_an_address_announces_its_default_route_s_address";
+fn join_without_an_address_announces_its_default_route_s_address_or_its_bind_address() {
+    let test = "join_without_an_address_announces_its_default_route_s_address_or_its_bind_address";
     if !require(test, Component::Etcd) || !require(test, Component::Docker) {
         return;
     }
-    let expected = default_route_address().unwrap_or_else(|| "127.0.0.1".to_owned());
+    let route = default_route_address().unwrap_or_else(|| "127.0.0.1".to_owned());
     let etcd = EtcdCluster::start();
     push_the_readme(&etcd);
     let logs = tempfile::tempdir().unwrap();
-    let log = logs.path().join("node3.log");
-    let port = free_port();
-    let _agent = gru_join(&etcd, "node3", None, port, &log);
-    wait_up(port, &log);
-    let log_text = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        log_text.contains(&format!("gru join: address {expected} (")),
-        "expected the address {expected} to be announced:\n{log_text}"
-    );
-    let record = etcd_value(&etcd, &format!("/gru/{CLUSTER}/nodes/node3/config")).expect("record");
-    let record: Value = serde_json::from_str(&record).unwrap();
-    assert_eq!(record["Address"], expected.as_str(), "{record}");
+    let cases: [(&str, &[&str], &str); 2] = [
+        ("node3", &[], route.as_str()),
+        ("node4", &["--bind", "127.0.0.1"], "127.0.0.1"),
+    ];
+    for (node, extra, expected) in cases {
+        let log = logs.path().join(format!("{node}.log"));
+        let port = free_port();
+        let _agent = gru_join(&etcd, node, None, port, &log, extra);
+        wait_up(port, &log);
+        let log_text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            log_text.contains(&format!("gru join: address {expected} (")),
+            "{node}: expected the address {expected} to be announced:\n{log_text}"
+        );
+        let record =
+            etcd_value(&etcd, &format!("/gru/{CLUSTER}/nodes/{node}/config")).expect("record");
+        let record: Value = serde_json::from_str(&record).unwrap();
+        assert_eq!(record["Address"], expected, "{node}: {record}");
+    }
 }

@@ -18,15 +18,19 @@ pub async fn run(etcd: EtcdSettings, args: JoinArgs) -> anyhow::Result<()> {
     let address = match args.address {
         Some(address) => address,
         None => {
-            let (address, how) = match default_route_address() {
-                Some(ip) => (
-                    ip.to_string(),
-                    "the address of the default route's interface",
-                ),
-                None => (
-                    FALLBACK_ADDRESS.to_owned(),
-                    "no default route, so only this machine can reach the agent",
-                ),
+            let (address, how) = if !args.bind.is_unspecified() {
+                (args.bind.to_string(), "the address --bind listens on")
+            } else {
+                match default_route_address() {
+                    Some(ip) => (
+                        ip.to_string(),
+                        "the address of the default route's interface",
+                    ),
+                    None => (
+                        FALLBACK_ADDRESS.to_owned(),
+                        "no default route, so only this machine can reach the agent",
+                    ),
+                }
             };
             eprintln!("gru join: address {address} ({how}; give --address to choose another)");
             address
