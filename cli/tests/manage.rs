@@ -304,7 +304,7 @@ fn a_scripted_session_deploys_controls_and_explains_the_cluster() {
     for (command, took) in timings {
         figure(
             test,
-            &format!("time of `gru manage -c '{command}'`"),
+            &format!("a whole gru manage -c run: {command}"),
             format!("{:.0} ms", took.as_secs_f64() * 1000.0),
         );
     }
@@ -507,14 +507,14 @@ fn a_killed_agent_fails_alone_and_fast() {
     for (command, took) in latencies {
         figure(
             test,
-            &format!("time of `gru manage -c '{command}'` with one node dead or frozen"),
+            &format!("a whole gru manage -c run, one node dead or frozen: {command}"),
             format!("{:.0} ms", took.as_secs_f64() * 1000.0),
         );
     }
     for (command, ms) in node_latencies {
         figure(
             test,
-            &format!("time until the dead or frozen node's error in '{command}'"),
+            &format!("until the dead or frozen node's error: {command}"),
             format!("{ms} ms"),
         );
     }
