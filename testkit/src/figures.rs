@@ -33,15 +33,12 @@ pub fn figure(test: &str, key: &str, value: impl Display) {
     }
 }
 
-/// Where [`figure`] appends: `GRU_FIGURES`, else `CARGO_TARGET_DIR`'s or (from the test
-/// binary's path, `<target>/<profile>/deps/<test>`) the target directory's
-/// `test-figures.txt`, else one in the temporary directory.
+/// Where [`figure`] appends: `GRU_FIGURES`, else `test-figures.txt` in the target
+/// directory (found from the test binary's path, `<target>/<profile>/deps/<test>`), else
+/// one in the temporary directory.
 pub fn figures_path() -> PathBuf {
     if let Some(path) = std::env::var_os(FIGURES_ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
-    }
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|p| !p.is_empty()) {
-        return PathBuf::from(dir).join(DEFAULT_FIGURES_FILE);
     }
     let target = std::env::current_exe().ok().and_then(|exe| {
         exe.ancestors()
