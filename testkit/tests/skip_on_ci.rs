@@ -114,3 +114,45 @@ fn a_skip_is_printed_and_fails_on_ci() {
         }
     }
 }
+
+/// Every skip goes through `testkit::skip_listed`: no other source file of the workspace
+/// reads `GRU_TEST_SKIP` or prints a skip of its own (which CI=true would not turn into a
+/// failure).
+#[test]
+fn no_test_reads_the_skip_list_itself() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace");
+    let allowed = [
+        root.join("testkit/src/skip.rs"),
+        root.join("testkit/tests/skip_on_ci.rs"),
+    ];
+    let mut sources = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read a directory").flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if path.is_dir() && name != "target" && !name.to_string_lossy().starts_with('.') {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                sources.push(path);
+            }
+        }
+    }
+    assert!(sources.len() > 50, "found only {} sources", sources.len());
+    let offenders: Vec<String> = sources
+        .iter()
+        .filter(|path| !allowed.contains(path))
+        .filter(|path| {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            text.contains("var(\"GRU_TEST_SKIP\")") || text.contains("\"SKIPPED")
+        })
+        .map(|path| path.display().to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "these read GRU_TEST_SKIP or print a skip themselves; call testkit::skip_listed \
+         (or testkit::require) instead: {offenders:?}"
+    );
+}
