@@ -52,6 +52,20 @@ const HEALTH_GAP_MAX: Duration = Duration::from_millis(1500);
 const OVERLOAD: &str = "800";
 /// One scale-out step per cooldown: long enough that a test sees exactly one.
 const COOLDOWN_OUT_SECS: u64 = 60;
+/// The members' election timeout (`testkit` starts them with `--election-timeout 1000`):
+/// a follower calls an election after a randomized 1–2 of these without a leader.
+const ELECTION_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// The longest the agents' loop may stand still when the etcd leader of three is killed:
+/// a loop, a new leader (within 2 election timeouts), and the store's longest pause between
+/// two attempts of a request (`RETRY_MAX_BACKOFF`: the request that was waiting for the
+/// leader is answered at its next attempt): 4 s with these settings, below the TTL + 2
+/// loops (5 s) that docs/reliability.md promises for anything that needs the cluster to
+/// notice a loss. A longer stall means a request waited for something else than the
+/// election (an attempt's timeout on the dead member, a retry without its cap).
+fn leader_kill_stall_bound() -> Duration {
+    Duration::from_secs(LOOP_SECS) + 2 * ELECTION_TIMEOUT + gru_agent::store::RETRY_MAX_BACKOFF
+}
 
 /// `web` (MinInstances 2, MaxInstances 4) and `base` (no minimum: it runs only as a base
 /// service), pushed to a fresh cluster.
@@ -444,7 +458,8 @@ fn ticks_during(samples: &[AgentSample], i: usize, from: Instant, to: Instant) -
 
 /// Expected: with three members and all three endpoints given to the agents, killing the
 /// leader (SIGKILL) interrupts nothing. While a new leader is elected and after, every
-/// agent's /healthz answers (no gap above [`HEALTH_GAP_MAX`]), no node's records leave etcd
+/// agent's /healthz answers (no gap above [`HEALTH_GAP_MAX`]), no agent's loop stands still
+/// longer than [`leader_kill_stall_bound`] (4 s), no node's records leave etcd
 /// (each keeps the lease it had: no re-registration), the running containers are the same,
 /// and a scale-out claimed through the ledger after the kill succeeds: exactly one step.
 #[test]
@@ -534,6 +549,22 @@ fn killing_the_etcd_leader_of_three_interrupts_nothing_and_claims_still_succeed(
     );
 
     assert!(elected.is_some(), "the two survivors elected no leader");
+    let bound = leader_kill_stall_bound();
+    assert!(
+        bound < Duration::from_secs(u64::from(TTL_SECS) + 2 * LOOP_SECS),
+        "the stall bound {bound:?} is looser than TTL + 2 loops"
+    );
+    for (agent, stall) in agents.iter().zip(&stalls) {
+        assert!(
+            *stall <= bound,
+            "{}'s loop stood still for {} after the leader was killed (bound {}: a loop, a new \
+             leader, one retry backoff):\n{}",
+            agent.node,
+            secs(*stall),
+            secs(bound),
+            logs_tail(std::slice::from_ref(agent), 40)
+        );
+    }
     assert!(
         vanished.is_empty(),
         "records left etcd while a member was down:\n{}\n{}",
