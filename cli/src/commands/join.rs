@@ -44,6 +44,8 @@ pub async fn run(etcd: EtcdSettings, args: JoinArgs) -> anyhow::Result<()> {
         publish_ip: args.publish_ip,
         start: args.start,
         etcd,
+        // A fault-injection switch for tests, deliberately not a flag (see its doc).
+        ask_nodes_in_doubt: std::env::var_os(daemon::NO_WITHHOLD_VAR).is_none_or(|v| v != "1"),
     };
     daemon::run(settings, shutdown_signal()).await?;
     Ok(())
