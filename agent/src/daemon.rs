@@ -27,6 +27,12 @@ use crate::store::{EtcdSettings, Store, StoreError, WatchEvent};
 pub const DEFAULT_AGENT_PORT: u16 = 8080;
 /// How long the HTTP server may take to finish in-flight requests at shutdown.
 const HTTP_DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+/// Fault injection, for tests only: set to `1`, the agent never asks the nodes in doubt
+/// before a start (`JoinSettings::ask_nodes_in_doubt` false), so no start is withheld for
+/// a node whose records etcd lost while it runs. It exists so that a test can show that
+/// its check of the withheld repair fails without the check. The agent warns at start-up
+/// while it is set; never set it on a real cluster.
+pub const NO_WITHHOLD_VAR: &str = "GRU_TEST_NO_WITHHOLD";
 
 /// Everything `gru join` needs, already validated by the CLI.
 #[derive(Debug)]
@@ -42,6 +48,10 @@ pub struct JoinSettings {
     /// Start the autonomic loop at once instead of waiting for a `start` command.
     pub start: bool,
     pub etcd: EtcdSettings,
+    /// Before a start that the discovery count calls for, ask the nodes whose records
+    /// vanished whether they still run (`runtime::autonomic::withheld`). Always true but
+    /// under the test switch [`NO_WITHHOLD_VAR`].
+    pub ask_nodes_in_doubt: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,8 +114,9 @@ pub async fn run(
         })?;
     let config = load_agent_config(&store, &keys).await?;
 
-    let engine = docker::connect(
+    let engine = docker::connect_configured(
         &config.docker.daemon_url,
+        &settings.address,
         Duration::from_secs(config.docker.daemon_timeout_secs),
     )
     .await?;
@@ -157,6 +168,12 @@ pub async fn run(
         settings.node, settings.cluster
     );
 
+    if !settings.ask_nodes_in_doubt {
+        tracing::warn!(
+            "{NO_WITHHOLD_VAR}=1 (fault injection for tests): starts are never withheld for \
+             nodes whose records etcd lost; do not run a real cluster like this"
+        );
+    }
     let cancel = CancellationToken::new();
     let shared = Arc::new(Shared::new(
         &settings.cluster,
@@ -256,6 +273,7 @@ pub async fn run(
         app_root: config.discovery.app_root.clone(),
         seed: rand::random(),
         node_records: membership.records(),
+        ask_nodes_in_doubt: settings.ask_nodes_in_doubt,
     });
     if settings.start {
         autonomic.set_active(true).await;

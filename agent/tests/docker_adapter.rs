@@ -16,7 +16,7 @@ use gru_agent::docker::{
     self, ContainerState, DEFAULT_DOCKER_TIMEOUT, DockerError, Engine, EventKind, InstancePlan,
     StartedInstance, new_instance_id,
 };
-use testkit::{http_get, wait_until};
+use testkit::{figure, http_get, wait_until};
 
 const IMAGE: &str = "gru-workload:latest";
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -162,7 +162,8 @@ fn wait_healthy(port: u16) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn started_instance_runs_labelled_in_its_port_range_with_its_memory_limit() {
-    if !ready("started_instance_runs_labelled_in_its_port_range_with_its_memory_limit") {
+    let test = "started_instance_runs_labelled_in_its_port_range_with_its_memory_limit";
+    if !ready(test) {
         return;
     }
     let cluster = ClusterGuard::new();
@@ -177,8 +178,11 @@ async fn started_instance_runs_labelled_in_its_port_range_with_its_memory_limit(
     let start_time = clock.elapsed();
     let port = host_port(&started);
     let healthy_after = wait_healthy(port);
-    eprintln!(
-        "figure: start_instance took {start_time:?}; /healthz answered {healthy_after:?} later"
+    figure(test, "start_instance", format!("{start_time:?}"));
+    figure(
+        test,
+        "/healthz answered after the start",
+        format!("{healthy_after:?}"),
     );
 
     assert_eq!(started.attempts, 1);
@@ -358,7 +362,8 @@ async fn port_held_outside_docker_is_retried_with_the_next_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_sharing_an_engine_start_at_once_on_distinct_ports() {
-    if !ready("agents_sharing_an_engine_start_at_once_on_distinct_ports") {
+    let test = "agents_sharing_an_engine_start_at_once_on_distinct_ports";
+    if !ready(test) {
         return;
     }
     let cluster = ClusterGuard::new();
@@ -379,7 +384,11 @@ async fn agents_sharing_an_engine_start_at_once_on_distinct_ports() {
     ];
     let ports: BTreeSet<u16> = started.iter().map(host_port).collect();
     let attempts: Vec<u32> = started.iter().map(|s| s.attempts).collect();
-    eprintln!("figure: concurrent starts took attempts {attempts:?}, ports {ports:?}");
+    figure(
+        test,
+        "concurrent starts",
+        format!("attempts {attempts:?}, ports {ports:?}"),
+    );
     assert_eq!(ports.len(), 3, "distinct ports: {ports:?}");
     assert!(
         ports.iter().all(|p| (range.0..=range.1).contains(p)),
@@ -402,7 +411,8 @@ async fn engine_list(engine: &Engine, cluster: &ClusterGuard) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_report_start_and_die_of_a_stopped_instance() {
-    if !ready("events_report_start_and_die_of_a_stopped_instance") {
+    let test = "events_report_start_and_die_of_a_stopped_instance";
+    if !ready(test) {
         return;
     }
     let cluster = ClusterGuard::new();
@@ -461,8 +471,10 @@ async fn events_report_start_and_die_of_a_stopped_instance() {
         (destroyed.id.as_str(), destroyed.kind),
         (started.id.as_str(), EventKind::Destroy)
     );
-    eprintln!(
-        "figure: event latency (engine timestamp to receipt): start {start_latency:?}, die {die_latency:?}"
+    figure(
+        test,
+        "event latency, engine timestamp to receipt",
+        format!("start {start_latency:?}, die {die_latency:?}"),
     );
 
     engine
@@ -484,7 +496,8 @@ async fn next_event(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_give_cpu_and_memory_fractions_in_range() {
-    if !ready("stats_give_cpu_and_memory_fractions_in_range") {
+    let test = "stats_give_cpu_and_memory_fractions_in_range";
+    if !ready(test) {
         return;
     }
     let cluster = ClusterGuard::new();
@@ -519,7 +532,11 @@ async fn stats_give_cpu_and_memory_fractions_in_range() {
         }
         assert!(seen < 10, "no sample with both fractions after {seen}");
     };
-    eprintln!("figure: cpu fraction {cpu:.4}, memory fraction {mem:.4} of 64 MiB");
+    figure(
+        test,
+        "fractions",
+        format!("cpu {cpu:.4}, memory {mem:.4} of 64 MiB"),
+    );
     assert!((0.0..=1.0).contains(&cpu), "cpu {cpu}");
     assert!(mem > 0.0 && mem <= 1.0, "mem {mem}");
 
@@ -537,15 +554,17 @@ async fn stats_give_cpu_and_memory_fractions_in_range() {
             Err(_) => panic!("the stats stream did not end after the container stopped"),
         }
     }
-    eprintln!(
-        "figure: stats stream ended {:?} after the stop returned",
-        clock.elapsed()
+    figure(
+        test,
+        "stats stream ended after the stop returned",
+        format!("{:?}", clock.elapsed()),
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_image_fails_fast_without_a_pull() {
-    if !ready("missing_image_fails_fast_without_a_pull") {
+    let test = "missing_image_fails_fast_without_a_pull";
+    if !ready(test) {
         return;
     }
     let cluster = ClusterGuard::new();
@@ -559,7 +578,11 @@ async fn missing_image_fails_fast_without_a_pull() {
         .await
         .expect_err("no such image");
     let took = clock.elapsed();
-    eprintln!("figure: missing image reported in {took:?} (timeout {DEFAULT_DOCKER_TIMEOUT:?})");
+    figure(
+        test,
+        "missing image reported",
+        format!("{took:?} (timeout {DEFAULT_DOCKER_TIMEOUT:?})"),
+    );
     assert!(
         matches!(&error, DockerError::ImageMissing { image: missing } if *missing == image),
         "{error:?}"

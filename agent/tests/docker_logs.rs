@@ -17,7 +17,7 @@ use gru_agent::docker::{
     StartedInstance, new_instance_id,
 };
 use gru_agent::metrics_line::{self, LineStats, UserMetric};
-use testkit::{http_get, wait_until};
+use testkit::{figure, http_get, wait_until};
 
 const IMAGE: &str = "gru-workload:latest";
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -236,7 +236,8 @@ fn engine_timestamps_are_read_as_utc() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn served_requests_come_back_as_parsed_execution_time_lines() {
-    if !ready("served_requests_come_back_as_parsed_execution_time_lines") {
+    let test = "served_requests_come_back_as_parsed_execution_time_lines";
+    if !ready(test) {
         return;
     }
     let cluster = ClusterGuard::new();
@@ -293,11 +294,19 @@ async fn served_requests_come_back_as_parsed_execution_time_lines() {
         .map(|(logged, received)| received.duration_since(*logged).unwrap_or_default())
         .collect();
     delivery.sort();
-    eprintln!(
-        "figure: follow_logs attached in {attach:?}; request to parsed line: \
-         min {:?}, median {:?}, max {:?} (the workload reports once a second); \
-         engine timestamp to parsed line: min {:?}, max {:?}",
-        latencies[0], latencies[1], latencies[2], delivery[0], delivery[2]
+    figure(test, "follow_logs attached", format!("{attach:?}"));
+    figure(
+        test,
+        "request to parsed line",
+        format!(
+            "min {:?}, median {:?}, max {:?} (the workload reports once a second)",
+            latencies[0], latencies[1], latencies[2]
+        ),
+    );
+    figure(
+        test,
+        "engine timestamp to parsed line",
+        format!("min {:?}, max {:?}", delivery[0], delivery[2]),
     );
     assert!(delivery[2] < Duration::from_secs(1), "{delivery:?}");
     assert_eq!(
@@ -312,7 +321,8 @@ async fn served_requests_come_back_as_parsed_execution_time_lines() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follower_delivers_the_last_lines_and_ends_when_the_container_stops() {
-    if !ready("follower_delivers_the_last_lines_and_ends_when_the_container_stops") {
+    let test = "follower_delivers_the_last_lines_and_ends_when_the_container_stops";
+    if !ready(test) {
         return;
     }
     let cluster = ClusterGuard::new();
@@ -347,7 +357,11 @@ async fn follower_delivers_the_last_lines_and_ends_when_the_container_stops() {
     }
     let closed_after = stopped.elapsed();
     let end = kept.ended.await.expect("the task does not panic");
-    eprintln!("figure: the follower ended {closed_after:?} after the stop returned");
+    figure(
+        test,
+        "follower ended after the stop returned",
+        format!("{closed_after:?}"),
+    );
     assert!(matches!(end, LogsEnd::Finished), "{end:?}");
     let metrics: Vec<UserMetric> = lines
         .iter()

@@ -812,6 +812,153 @@ async fn commands_are_delivered_to_the_loop() {
 }
 
 #[tokio::test]
+async fn gru_s_command_form_is_delivered_as_the_command_it_names() {
+    let mut api = Api::seeded().await;
+    let cases: [(&[u8], AgentCommand); 5] = [
+        (
+            br#"{"Name":"start","Target":"agent","Object":null}"#,
+            AgentCommand::Start,
+        ),
+        (
+            br#"{"name":"start","target":"service","object":"backend"}"#,
+            AgentCommand::StartService {
+                service: "backend".to_owned(),
+            },
+        ),
+        (
+            br#"{"Name":"update","Target":"agent","Object":"demo"}"#,
+            AgentCommand::Update,
+        ),
+        (
+            br#"{"Name":"update","Target":"node-base-services","Object":["cache"]}"#,
+            AgentCommand::SetBaseServices {
+                services: vec!["cache".to_owned()],
+            },
+        ),
+        (
+            br#"{"Name":"update","Target":"node-cpumin","Object":0.25}"#,
+            AgentCommand::SetNodeCpu {
+                cpumin: Some(0.25),
+                cpumax: None,
+            },
+        ),
+    ];
+    for (body, command) in cases {
+        let reply = api.post("/gru/v1/commands", Some(SECRET), body).await;
+        assert_eq!(reply.status, 202, "{reply:?}");
+        assert_eq!(
+            reply.json()["accepted"],
+            serde_json::to_value(&command).expect("serializes")
+        );
+        assert_eq!(api.commands().try_recv().ok(), Some(command));
+    }
+    let refused: [(&[u8], u16, &str); 5] = [
+        (
+            br#"{"Name":"start","Target":"service","Object":"nosuch"}"#,
+            404,
+            "nosuch",
+        ),
+        (
+            br#"{"Name":"update","Target":"agent","Object":"other"}"#,
+            400,
+            "cluster \"demo\", not \"other\"",
+        ),
+        (
+            br#"{"Name":"update","Target":"node-cpumax","Object":2}"#,
+            400,
+            "0.0 to 1.0",
+        ),
+        (
+            br#"{"Name":"reboot","Target":"agent"}"#,
+            400,
+            "start, stop and update",
+        ),
+        (br#"{"name":"set-node-cpu","cpumin":-1}"#, 400, "0.0 to 1.0"),
+    ];
+    for (body, status, why) in refused {
+        let reply = api.post("/gru/v1/commands", Some(SECRET), body).await;
+        assert_eq!(reply.status, status, "{reply:?}");
+        assert!(reply.error().contains(why), "{reply:?}");
+    }
+    assert!(
+        api.commands().try_recv().is_err(),
+        "nothing refused was queued"
+    );
+    // Gru's form changes state too: it needs the secret.
+    let reply = api
+        .post(
+            "/gru/v1/commands",
+            None,
+            br#"{"Name":"start","Target":"agent"}"#,
+        )
+        .await;
+    assert_eq!(reply.status, 401, "{reply:?}");
+}
+
+#[tokio::test]
+async fn gru_s_stats_and_analytics_sub_routes_answer() {
+    let api = Api::seeded().await;
+    // Per service: the same shape as /stats, all or one.
+    let all = api.get("/gru/v1/stats/services").await.json();
+    assert_eq!(all, api.get("/gru/v1/stats").await.json());
+    let backend = api.get("/gru/v1/stats/services/backend").await.json();
+    assert_eq!(backend["service"], "backend");
+    assert!(
+        close(&backend["metrics"]["cpu_avg"]["mean"], 0.3),
+        "{backend}"
+    );
+    let reply = api.get("/gru/v1/stats/services/nosuch").await;
+    assert_eq!(reply.status, 404);
+    assert!(reply.error().contains("nosuch"), "{reply:?}");
+
+    // Per instance, keyed by container id; one by id, by instance id, or by prefix.
+    let instances = api.get("/gru/v1/stats/instances").await.json();
+    let one = &instances["instances"]["c0ffee-backend-1"];
+    assert_eq!(one["service"], "backend");
+    assert!(close(&one["metrics"]["cpu_avg"], 0.3), "{instances}");
+    assert_eq!(
+        instances["instances"]["c0ffee-frontend-1"]["metrics"],
+        json!({})
+    );
+    for (id, container) in [
+        ("c0ffee-backend-1", "c0ffee-backend-1"),
+        ("backend-1", "c0ffee-backend-1"),
+        ("c0ffee-fronte", "c0ffee-frontend-1"),
+    ] {
+        let reply = api.get(&format!("/gru/v1/stats/instances/{id}")).await;
+        assert_eq!(reply.status, 200, "{id}: {reply:?}");
+        assert_eq!(reply.json()["id"], container, "{id}");
+    }
+    // Too short a prefix, an ambiguous one, and an unknown id name nothing.
+    for id in ["c0ffee", "c0ffee-backen", "nosuch"] {
+        let reply = api.get(&format!("/gru/v1/stats/instances/{id}")).await;
+        assert_eq!(reply.status, 404, "{id}: {reply:?}");
+    }
+
+    // The node as a whole.
+    let system = api.get("/gru/v1/stats/system").await.json();
+    assert_eq!(system["instances"], 4);
+    assert!(close(&system["metrics"]["cpu_avg"], 0.3), "{system}");
+    assert!(system["metrics"].get("mem_avg").is_none(), "{system}");
+    let system = api.get("/gru/v1/analytics/system").await.json();
+    assert!(close(&system["analytics"]["cpu_avg"], 0.3), "{system}");
+
+    // Analytics per service.
+    assert_eq!(
+        api.get("/gru/v1/analytics/services").await.json(),
+        api.get("/gru/v1/analytics").await.json()
+    );
+    let backend = api.get("/gru/v1/analytics/services/backend").await.json();
+    assert_eq!(backend["analytics"]["cpu_load"], 0.3);
+    let cache = api.get("/gru/v1/analytics/services/cache").await.json();
+    assert_eq!(cache["analytics"], json!({}));
+    assert_eq!(
+        api.get("/gru/v1/analytics/services/nosuch").await.status,
+        404
+    );
+}
+
+#[tokio::test]
 async fn bad_commands_are_400_or_404_and_never_queued() {
     let mut api = Api::seeded().await;
     let cases: [(&[u8], u16); 7] = [
@@ -948,11 +1095,13 @@ const SEGMENTS: [&str; 22] = [
     "%2F",
     "",
 ];
-const COMMANDS: [&str; 4] = [
+const COMMANDS: [&str; 6] = [
     r#"{"name":"start"}"#,
     r#"{"name":"stop"}"#,
     r#"{"name":"update"}"#,
     r#"{"name":"start-service","service":"backend"}"#,
+    r#"{"Name":"start","Target":"service","Object":"backend"}"#,
+    r#"{"Name":"update","Target":"node-cpumax","Object":7}"#,
 ];
 const BODIES: [&str; 16] = [
     "1",
@@ -975,11 +1124,15 @@ const BODIES: [&str; 16] = [
 
 /// The API's own routes, with placeholders filled at random, so that a good share of the
 /// requests reach the handlers rather than the router's 404.
-const ROUTES: [&str; 13] = [
+const ROUTES: [&str; 17] = [
     "/healthz",
     "/gru/v1/node",
     "/gru/v1/services",
     "/gru/v1/stats",
+    "/gru/v1/stats/services/{}",
+    "/gru/v1/stats/instances/{}",
+    "/gru/v1/stats/system",
+    "/gru/v1/analytics/services/{}",
     "/gru/v1/analytics",
     "/gru/v1/policies",
     "/gru/v1/decisions",

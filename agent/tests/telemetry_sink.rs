@@ -18,7 +18,7 @@ use gru_agent::telemetry::{
     spawn_writer,
 };
 use telemetry_support::victoria::{self, Series, Victoria};
-use testkit::wait_until;
+use testkit::{figure, wait_until};
 use tokio_util::sync::CancellationToken;
 
 fn origin(node: &str) -> Origin {
@@ -287,7 +287,11 @@ async fn every_measurement_reads_back_field_by_field() {
     );
     assert_eq!(by("gru_shared_instances", &[("service", "web")]), 3.0);
     assert_eq!(by("gru_agent_rss_bytes", &[]), (12 << 20) as f64);
-    println!("{n} points, {checked} fields read back from VictoriaMetrics, field by field");
+    figure(
+        test,
+        "read back from VictoriaMetrics, field by field",
+        format!("{n} points, {checked} fields"),
+    );
     cancel.cancel();
     writer.await.unwrap();
 }
@@ -399,10 +403,15 @@ async fn a_30_s_outage_under_load_keeps_the_bound_counts_drops_and_recovers() {
         buffer.stats()
     );
     let resumed_at = Millis(now_ms());
-    println!(
-        "outage {:.1} s; writing resumed {:.1} s after the server came back",
-        (back - outage).as_secs_f64(),
-        back.elapsed().as_secs_f64()
+    figure(
+        test,
+        "outage",
+        format!("{:.1} s", (back - outage).as_secs_f64()),
+    );
+    figure(
+        test,
+        "writing resumed after the server came back",
+        format!("{:.1} s", back.elapsed().as_secs_f64()),
     );
     // ... and catches up with the producer.
     std::thread::sleep(Duration::from_secs(3));
@@ -456,12 +465,20 @@ async fn a_30_s_outage_under_load_keeps_the_bound_counts_drops_and_recovers() {
         after_recovery.len(),
         &missing[..missing.len().min(5)]
     );
-    println!(
-        "ticks {}, written {}, dropped {} (overflow), write errors {}, peak buffer {peak}/{CAPACITY}, slowest hand-over {slowest:?}; {} ticks after writing resumed all read back",
-        produced.len(),
-        after.written,
-        after.dropped_overflow,
-        after.write_errors,
-        after_recovery.len()
+    figure(
+        test,
+        "sink",
+        format!(
+            "ticks {}, written {}, dropped {} (overflow), write errors {}, peak buffer {peak}/{CAPACITY}, slowest hand-over {slowest:?}",
+            produced.len(),
+            after.written,
+            after.dropped_overflow,
+            after.write_errors,
+        ),
+    );
+    figure(
+        test,
+        "ticks after writing resumed, all read back",
+        after_recovery.len(),
     );
 }

@@ -34,8 +34,42 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Least severe log level shown: debug, info, warn or error (Gru's fatal and panic
+    /// mean error). Default: info for `join`, warn for the other commands. RUST_LOG, when
+    /// set, wins (it can also filter by module).
+    #[arg(short = 'l', long, global = true, value_enum, value_name = "LEVEL")]
+    pub log_level: Option<LogLevel>,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Gru's `--log-level` values; `trace` is gru's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    /// Gru's level above error: gru logs nothing more severe, so it means error.
+    Fatal,
+    /// As `fatal`.
+    Panic,
+}
+
+impl LogLevel {
+    /// The tracing filter directive. debug and trace are gru's own (the libraries under
+    /// it, etcd's and Docker's clients, stay at warn: their debug lines would drown it).
+    pub fn directive(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "warn,gru=trace,gru_agent=trace,common=trace",
+            LogLevel::Debug => "warn,gru=debug,gru_agent=debug,common=debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error | LogLevel::Fatal | LogLevel::Panic => "error",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -48,7 +82,15 @@ pub enum LogFormat {
 #[derive(Debug, Args)]
 pub struct EtcdArgs {
     /// etcd endpoints, comma-separated, e.g. http://10.0.0.1:2379,http://10.0.0.2:2379
-    #[arg(long = "etcd", env = "ETCD_ADDR", global = true, default_value = gru_agent::store::DEFAULT_ETCD_ENDPOINT)]
+    /// (Gru's -e/--etcdserver is the same flag)
+    #[arg(
+        short = 'e',
+        long = "etcd",
+        visible_alias = "etcdserver",
+        env = "ETCD_ADDR",
+        global = true,
+        default_value = gru_agent::store::DEFAULT_ETCD_ENDPOINT
+    )]
     pub endpoints: String,
 
     /// etcd user name (with --etcd-password).
@@ -185,9 +227,11 @@ pub struct JoinArgs {
     #[arg(short, long, env = "GRU_NODE")]
     pub name: Option<String>,
 
-    /// Address at which other agents and operators reach this agent.
-    #[arg(long, env = "HostIP", default_value = "127.0.0.1")]
-    pub address: String,
+    /// Address at which other agents and operators reach this agent [default: the --bind
+    /// address when it is not 0.0.0.0, else this host's address on the interface of its
+    /// default route (127.0.0.1 without one); printed at start]
+    #[arg(short, long, env = "HostIP")]
+    pub address: Option<String>,
 
     /// Port of the agent's HTTP API (0 picks a free port and prints it).
     #[arg(short, long, env = "GRU_PORT", default_value_t = gru_agent::daemon::DEFAULT_AGENT_PORT)]

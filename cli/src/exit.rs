@@ -62,6 +62,7 @@ fn store_code(err: &StoreError) -> u8 {
 fn docker_code(err: &DockerError) -> u8 {
     match err {
         DockerError::Unreachable { .. } | DockerError::Timeout { .. } => UNAVAILABLE,
+        DockerError::BadUrl { .. } => USAGE,
         _ => FAILURE,
     }
 }

@@ -49,9 +49,10 @@ fn main() -> ExitCode {
 
 fn init_logging(cli: &Cli) {
     // The agent logs its life at info; one-shot commands only speak up for problems.
-    let default = match cli.command {
-        Command::Join(_) => "info",
-        _ => "warn",
+    let default = match (cli.log_level, &cli.command) {
+        (Some(level), _) => level.directive(),
+        (None, Command::Join(_)) => "info",
+        (None, _) => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()

@@ -13,8 +13,8 @@ use support::configs::{CONFIG_ONE_SECOND_LOOPS, QUIET_POLICY, TestConfig};
 use support::docker::{docker, running_instances};
 use support::load::Load;
 use testkit::{
-    ClusterContainers, Component, ContainerEvents, EtcdCluster, epoch_ns, http_get, require,
-    require_workload_image, wait_until,
+    ClusterContainers, Component, ContainerEvents, EtcdCluster, epoch_ns, figure, http_get,
+    require, require_workload_image, wait_until,
 };
 
 /// Checks the invariants once: labels, and discovery records equal to the running
@@ -130,9 +130,13 @@ fn one_agent_scales_out_under_load_and_back_to_min_within_bounds() {
         "load did not scale web out (peak {peak}, {requests} requests):\n{}",
         agent.log_text()
     );
-    println!(
-        "scale-out: 1 -> {peak} instances in {:.1} s under load ({requests} requests)",
-        scaled_after.as_secs_f64()
+    figure(
+        test,
+        "scale-out under load",
+        format!(
+            "1 -> {peak} instances in {:.1} s ({requests} requests)",
+            scaled_after.as_secs_f64()
+        ),
     );
 
     let calm = Instant::now();
@@ -147,9 +151,13 @@ fn one_agent_scales_out_under_load_and_back_to_min_within_bounds() {
         "web did not come back to MinInstances:\n{}",
         agent.log_text()
     );
-    println!(
-        "scale-in: {peak} -> 1 instance in {:.1} s after the load stopped",
-        calm.elapsed().as_secs_f64()
+    figure(
+        test,
+        "scale-in after the load stopped",
+        format!(
+            "{peak} -> 1 instance in {:.1} s",
+            calm.elapsed().as_secs_f64()
+        ),
     );
     // It stays at min: the floor holds and scale-in is blocked by MinInstances.
     std::thread::sleep(Duration::from_secs(3));
@@ -241,9 +249,10 @@ fn killed_agent_adopts_its_containers_on_restart() {
         "restarted agent did not publish its instances:\n{}",
         agent.log_text()
     );
-    println!(
-        "restart: instances adopted and published {:.1} s after the restart",
-        restarted.elapsed().as_secs_f64()
+    figure(
+        test,
+        "instances adopted and published after the restart",
+        format!("{:.1} s", restarted.elapsed().as_secs_f64()),
     );
     // A few loops later: the same containers, no duplicates, none lost.
     std::thread::sleep(Duration::from_secs(4));
@@ -347,9 +356,10 @@ fn swap_replaces_the_idle_service_with_the_overloaded_one_when_only_one_fits() {
         "no swap within 30 s:\n{}",
         agent.log_text()
     );
-    println!(
-        "swap: idle replaced by busy {:.1} s after the load was reported",
-        started.elapsed().as_secs_f64()
+    figure(
+        test,
+        "idle replaced by busy after the load was reported",
+        format!("{:.1} s", started.elapsed().as_secs_f64()),
     );
     check_settled(&bed.etcd, &bed.containers, "busy");
     check_settled(&bed.etcd, &bed.containers, "idle");
@@ -425,9 +435,10 @@ fn a_base_service_is_started_and_restarted_when_it_dies() {
         "dead base service not restarted:\n{}",
         agent.log_text()
     );
-    println!(
-        "base service restarted {:.1} s after its container was removed",
-        killed.elapsed().as_secs_f64()
+    figure(
+        test,
+        "base service restarted after its container was removed",
+        format!("{:.1} s", killed.elapsed().as_secs_f64()),
     );
     check_settled(&bed.etcd, &bed.containers, "web");
     // One base instance at a time, also while it was restarted: every start and death.
@@ -608,9 +619,10 @@ fn instances_above_max_are_brought_back_under_it() {
         "not brought back under max:\n{}",
         agent.log_text()
     );
-    println!(
-        "above max: 2 -> 1 instance {:.1} s after the loop started",
-        started.elapsed().as_secs_f64()
+    figure(
+        test,
+        "above max, 2 -> 1 instance after the loop started",
+        format!("{:.1} s", started.elapsed().as_secs_f64()),
     );
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(

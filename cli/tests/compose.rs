@@ -22,7 +22,7 @@ use support::{copy_dir, root};
 use telemetry_support::prometheus;
 use telemetry_support::victoria;
 use testkit::{
-    ClusterContainers, Component, free_port, http_get, require, skip_listed, wait_until,
+    ClusterContainers, Component, figure, free_port, http_get, require, skip_listed, wait_until,
 };
 
 const COMPOSE_FILES: [&str; 2] = ["docker-compose.yml", "docker-compose.local.yml"];
@@ -118,7 +118,7 @@ impl Drop for Compose {
 }
 
 /// Builds every image with the project's script (idempotent: quick when nothing changed).
-fn build_images() {
+fn build_images(test: &str) {
     let started = Instant::now();
     let out = Command::new(root().join("scripts/build-images.sh"))
         .output()
@@ -128,10 +128,11 @@ fn build_images() {
         "scripts/build-images.sh failed:\n{}",
         text(&out)
     );
-    println!(
-        "images built in {:.0} s:\n{}",
-        started.elapsed().as_secs_f64(),
-        String::from_utf8_lossy(&out.stdout)
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    figure(
+        test,
+        "images built",
+        format!("{:.0} s", started.elapsed().as_secs_f64()),
     );
 }
 
@@ -190,7 +191,7 @@ fn local_compose_cluster_comes_up_scales_under_load_and_is_torn_down() {
     if !require_compose(test) {
         return;
     }
-    build_images();
+    build_images(test);
 
     let pid = std::process::id();
     let containers = ClusterContainers {
@@ -250,10 +251,10 @@ fn local_compose_cluster_comes_up_scales_under_load_and_is_torn_down() {
         "the agents did not come up:\n{}",
         compose.logs()
     );
-    println!(
-        "compose project {} up, three agents healthy in {:.1} s",
-        compose.project,
-        started.elapsed().as_secs_f64()
+    figure(
+        test,
+        "compose project up, three agents healthy",
+        format!("{:.1} s", started.elapsed().as_secs_f64()),
     );
 
     // The agents keep every service at its MinInstances.
@@ -320,9 +321,13 @@ fn local_compose_cluster_comes_up_scales_under_load_and_is_torn_down() {
         "the frontend did not scale out under load (peak {peak}):\n{}",
         compose.logs()
     );
-    println!(
-        "frontend scaled 1 -> {peak} instances {:.1} s after the load started",
-        load_started.elapsed().as_secs_f64()
+    figure(
+        test,
+        "frontend scaled after the load started",
+        format!(
+            "1 -> {peak} instances in {:.1} s",
+            load_started.elapsed().as_secs_f64()
+        ),
     );
 
     // The agents count what they did on /metrics ...
@@ -395,8 +400,9 @@ fn local_compose_cluster_comes_up_scales_under_load_and_is_torn_down() {
         String::from_utf8_lossy(&volumes.stdout).trim().is_empty(),
         "volumes survived `down -v`"
     );
-    println!(
-        "torn down; {} instances of the cluster left to the guard",
-        compose.containers.ids(None).len()
+    figure(
+        test,
+        "instances of the cluster left to the guard after the tear-down",
+        compose.containers.ids(None).len(),
     );
 }

@@ -48,7 +48,7 @@ use support::cluster::Cluster;
 use support::configs::TestConfig;
 use support::docker::{docker, inspect_existing, running_ids_of};
 use support::{epoch_ms, rfc3339_ms, strip_ansi};
-use testkit::{Component, ContainerEvents, require, require_workload_image, wait_until};
+use testkit::{Component, ContainerEvents, figure, require, require_workload_image, wait_until};
 
 const AGENTS: usize = 3;
 const MIN_INSTANCES: u32 = 1;
@@ -217,7 +217,7 @@ fn a_lost_fill_is_retried_before_the_losers_next_loop() {
         return;
     }
     for scene in 1..=MAX_SCENES {
-        match play_scene(scene) {
+        match play_scene(test, scene) {
             Scene::Retried => return,
             Scene::NoRace => println!("scene {scene}: no race, nothing shown; once more"),
             Scene::Failed(failures) => panic!("scene {scene}:\n{}", failures.join("\n")),
@@ -227,7 +227,7 @@ fn a_lost_fill_is_retried_before_the_losers_next_loop() {
 }
 
 /// One scene on a fresh etcd, cluster and agents (all gone when it returns or panics).
-fn play_scene(scene: u32) -> Scene {
+fn play_scene(test: &str, scene: u32) -> Scene {
     // Dropped last: removes every container of the cluster, also when an assert fails.
     let memory_total: u64 = docker(&["info", "--format", "{{.MemTotal}}"])
         .trim()
@@ -389,17 +389,20 @@ fn play_scene(scene: u32) -> Scene {
         .flatten();
     let ceiling = events.check_within("web", 0..=MAX_INSTANCES as usize, 0, |e| e.service == "web");
     let peak = events.service_timeline("web").peak().0;
-    println!(
-        "claim -> all {MAX_INSTANCES} running: {} ms (bound {} ms); nodes {:?}; peak {peak}; \
-         {} samples, {} push failures",
-        match (claim_ms, all_running_ms) {
-            (Some(c), Some(a)) => format!("{}", a as i64 - c as i64),
-            _ => "-".to_owned(),
-        },
-        ALL_RUNNING_BOUND.as_millis(),
-        instances.iter().map(|s| &s.node).collect::<Vec<_>>(),
-        counts.len(),
-        push_failures.len(),
+    figure(
+        test,
+        &format!("scene {scene}: claim -> all {MAX_INSTANCES} running"),
+        format!(
+            "{} ms (bound {} ms); nodes {:?}; peak {peak}; {} samples, {} push failures",
+            match (claim_ms, all_running_ms) {
+                (Some(c), Some(a)) => format!("{}", a as i64 - c as i64),
+                _ => "-".to_owned(),
+            },
+            ALL_RUNNING_BOUND.as_millis(),
+            instances.iter().map(|s| &s.node).collect::<Vec<_>>(),
+            counts.len(),
+            push_failures.len(),
+        ),
     );
 
     // The race: both fillers claimed from the same revision; the loser tried again.
@@ -410,11 +413,15 @@ fn play_scene(scene: u32) -> Scene {
     let same_revision = firsts.len() == 2 && firsts[0].1.revision == firsts[1].1.revision;
     let loser = attempts.iter().find(|(_, tries)| tries.len() >= 2);
     let retry_after = loser.map(|(_, tries)| tries[1].at_ms.saturating_sub(tries[0].at_ms));
-    println!(
-        "race: first attempts {firsts:?}; same revision: {same_revision}; loser {:?}, \
-         retried {} ms after its lost attempt",
-        loser.map(|(node, _)| node),
-        retry_after.map_or("-".to_owned(), |ms| ms.to_string())
+    figure(
+        test,
+        &format!("scene {scene}: race"),
+        format!(
+            "first attempts {firsts:?}; same revision: {same_revision}; loser {:?}, \
+             retried {} ms after its lost attempt",
+            loser.map(|(node, _)| node),
+            retry_after.map_or("-".to_owned(), |ms| ms.to_string())
+        ),
     );
 
     let mut failed: Vec<String> = Vec::new();

@@ -9,7 +9,9 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{copy_dir, expect_code, gru, root};
-use testkit::{ChildGuard, Component, EtcdCluster, free_port, http_get, require, wait_until};
+use testkit::{
+    ChildGuard, Component, EtcdCluster, figure, free_port, http_get, require, wait_until,
+};
 
 /// A cluster `c` with the example configuration, its Discovery.TTL set to `ttl`.
 fn cluster_with_ttl(etcd: &EtcdCluster, ttl: u32) -> tempfile::TempDir {
@@ -205,9 +207,10 @@ fn sigkill_keys_vanish_within_ttl_and_sigterm_at_once() {
     });
     let waited =
         gone.unwrap_or_else(|| panic!("keys still there {:?} after SIGKILL", started.elapsed()));
-    println!(
-        "SIGKILL: node keys vanished {:.2} s after the kill (TTL {TTL_SECS} s)",
-        waited.as_secs_f64()
+    figure(
+        test,
+        "SIGKILL: node keys vanished after the kill",
+        format!("{:.2} s (TTL {TTL_SECS} s)", waited.as_secs_f64()),
     );
     assert!(
         waited <= Duration::from_secs(TTL_SECS + 1),
@@ -228,9 +231,10 @@ fn sigkill_keys_vanish_within_ttl_and_sigterm_at_once() {
         node_keys(&etcd, "n2").is_empty(),
         "keys survived a clean stop"
     );
-    println!(
-        "SIGTERM: agent exited 0 and its keys were gone {:.3} s after the signal",
-        exit_after.as_secs_f64()
+    figure(
+        test,
+        "SIGTERM: agent exited 0 and its keys were gone after the signal",
+        format!("{:.3} s", exit_after.as_secs_f64()),
     );
     assert!(
         exit_after < Duration::from_secs(TTL_SECS),
@@ -255,9 +259,10 @@ fn with_one_of_three_etcd_members_dead_create_push_and_join_still_work() {
     let port = free_port();
     let _agent = spawn_join(&e, "n1", port);
     wait_healthy(port);
-    println!(
-        "member m0 dead: create + push + join took {:.2} s",
-        started.elapsed().as_secs_f64()
+    figure(
+        test,
+        "member m0 dead: create + push + join",
+        format!("{:.2} s", started.elapsed().as_secs_f64()),
     );
     assert_eq!(node_keys(&etcd, "n1").len(), 4);
     assert!(etcd.keys("/gru/c/services/").len() >= 2);

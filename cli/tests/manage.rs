@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use manage_support::{ServiceSpec, TestCluster, engine_cpus};
 use serde_json::Value;
 use support::{gru, text};
-use testkit::{Component, require, require_workload_image};
+use testkit::{Component, figure, require, require_workload_image};
 
 const NODES: [&str; 3] = ["north", "south", "west"];
 
@@ -300,9 +300,13 @@ fn a_scripted_session_deploys_controls_and_explains_the_cluster() {
         );
     }
 
-    println!("time per command (a whole `gru manage -c` run: process, etcd, 3 agents):");
+    // A whole `gru manage -c` run: process, etcd, 3 agents.
     for (command, took) in timings {
-        println!("  {command:<28} {:>6.0} ms", took.as_secs_f64() * 1000.0);
+        figure(
+            test,
+            &format!("a whole gru manage -c run: {command}"),
+            format!("{:.0} ms", took.as_secs_f64() * 1000.0),
+        );
     }
 }
 
@@ -500,13 +504,19 @@ fn a_killed_agent_fails_alone_and_fast() {
     let frozen_after = docs[0]["nodes"][1]["elapsed_ms"].as_u64().unwrap();
     node_latencies.push(("start agent (west frozen)", frozen_after));
 
-    println!("commands with one node dead or frozen (whole `gru manage -c` run):");
     for (command, took) in latencies {
-        println!("  {command:<28} {:>6.0} ms", took.as_secs_f64() * 1000.0);
+        figure(
+            test,
+            &format!("a whole gru manage -c run, one node dead or frozen: {command}"),
+            format!("{:.0} ms", took.as_secs_f64() * 1000.0),
+        );
     }
-    println!("time until the dead or frozen node's error:");
     for (command, ms) in node_latencies {
-        println!("  {command:<28} {ms:>6} ms");
+        figure(
+            test,
+            &format!("until the dead or frozen node's error: {command}"),
+            format!("{ms} ms"),
+        );
     }
 }
 

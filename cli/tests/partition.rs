@@ -37,7 +37,7 @@ use partition_support::{Testbed, etcd_healthy, etcdctl, http};
 use support::agents::ActionRecord;
 use support::configs::{TestConfig, config_for_agents, scale_out_policy};
 use support::{epoch_ms, strip_ansi};
-use testkit::{ClusterContainers, Component, ContainerEvents, require, skip_listed};
+use testkit::{ClusterContainers, Component, ContainerEvents, figure, require, skip_listed};
 
 const MIN: usize = 1;
 const MAX: usize = 3;
@@ -70,7 +70,7 @@ fn require_partition(test: &str) -> bool {
 
 /// Builds the images the test runs with the project's script (idempotent: quick when
 /// nothing changed).
-fn build_images() {
+fn build_images(test: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let started = Instant::now();
     let out = Command::new(root.join("scripts/build-images.sh"))
@@ -84,7 +84,11 @@ fn build_images() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("images built in {:.0} s", started.elapsed().as_secs_f64());
+    figure(
+        test,
+        "images built",
+        format!("{:.0} s", started.elapsed().as_secs_f64()),
+    );
 }
 
 /// One agent: its node name, container, address on the shared network, and where the test
@@ -190,7 +194,7 @@ fn a_partition_keeps_max_on_each_side_the_minority_takes_no_step_and_the_heal_co
     if !require_partition(test) {
         return;
     }
-    build_images();
+    build_images(test);
     let started = Instant::now();
     let mut bed = Testbed::new(ClusterContainers::unique("part"));
     let cluster = bed.managed.cluster.clone();
@@ -404,9 +408,13 @@ fn a_partition_keeps_max_on_each_side_the_minority_takes_no_step_and_the_heal_co
         "MinInstances overshot when side A joined: {:?}",
         bed.instances()
     );
-    eprintln!(
-        "up: 3 etcd members and 3 agents in containers, MinInstances {MIN} on node3, {:.1} s",
-        started.elapsed().as_secs_f64()
+    figure(
+        test,
+        "up: 3 etcd members and 3 agents in containers",
+        format!(
+            "{:.1} s (MinInstances {MIN} on node3)",
+            started.elapsed().as_secs_f64()
+        ),
     );
 
     // Every agent hears that web is overloaded: it scales out to max, never beyond. node3's
@@ -449,10 +457,14 @@ fn a_partition_keeps_max_on_each_side_the_minority_takes_no_step_and_the_heal_co
     let before = bed.instances();
     let side_b_before = before.iter().filter(|i| i.node == "node3").count();
     assert_eq!(side_b_before, MIN, "node3's loop was off: {before:?}");
-    eprintln!(
-        "before the cut: scaled {MIN} -> {MAX} in {:.1} s; node3 holds {side_b_before}, side A {}",
-        at_max.as_secs_f64(),
-        MAX - side_b_before
+    figure(
+        test,
+        "before the cut",
+        format!(
+            "scaled {MIN} -> {MAX} in {:.1} s; node3 holds {side_b_before}, side A {}",
+            at_max.as_secs_f64(),
+            MAX - side_b_before
+        ),
     );
 
     // The cut: side B (etcd3, node3) leaves the shared network.
@@ -561,13 +573,17 @@ fn a_partition_keeps_max_on_each_side_the_minority_takes_no_step_and_the_heal_co
             bed.diagnostics()
         )
     });
-    eprintln!(
-        "partition ({:.0} s): side B claims 0 (node3 kept {side_b_before}, first refusal after {:.1} s: {refused}); \
-         node3's records expired on side A after {:.1} s; side A max {side_a_peak} (at MaxInstances {MAX} after {:.1} s)",
-        cut_lasted.as_secs_f64(),
-        refused_after.as_secs_f64(),
-        node3_expired.as_secs_f64(),
-        side_a_at_max.as_secs_f64()
+    figure(
+        test,
+        "partition",
+        format!(
+            "{:.0} s: side B claims 0 (node3 kept {side_b_before}, first refusal after {:.1} s: {refused}); \
+             node3's records expired on side A after {:.1} s; side A max {side_a_peak} (at MaxInstances {MAX} after {:.1} s)",
+            cut_lasted.as_secs_f64(),
+            refused_after.as_secs_f64(),
+            node3_expired.as_secs_f64(),
+            side_a_at_max.as_secs_f64()
+        ),
     );
 
     // The heal: both sides count each other's instances again, and the surplus goes.
@@ -635,13 +651,21 @@ fn a_partition_keeps_max_on_each_side_the_minority_takes_no_step_and_the_heal_co
             *at >= heal_ms && action == "max-instances" && result == "ok"
         })
         .count();
-    eprintln!(
-        "healed: {peak_total} instances at peak, within [{MIN}, {MAX}] after {:.1} s ({ceiling_stops} ceiling stops), \
-         converged (discovery = running, node3 listed, etcd3 healthy) after {:.1} s (bound {} s); whole test {:.0} s",
-        within_max.as_secs_f64(),
-        converged.as_secs_f64(),
-        HEAL_BOUND.as_secs(),
-        started.elapsed().as_secs_f64()
+    figure(
+        test,
+        "healed",
+        format!(
+            "{peak_total} instances at peak, within [{MIN}, {MAX}] after {:.1} s ({ceiling_stops} ceiling stops), \
+             converged (discovery = running, node3 listed, etcd3 healthy) after {:.1} s (bound {} s)",
+            within_max.as_secs_f64(),
+            converged.as_secs_f64(),
+            HEAL_BOUND.as_secs(),
+        ),
+    );
+    figure(
+        test,
+        "whole test",
+        format!("{:.0} s", started.elapsed().as_secs_f64()),
     );
     assert!(
         converged <= HEAL_BOUND,

@@ -38,8 +38,8 @@ use support::configs::{QUIET_POLICY, TestConfig, config_for_agents};
 use support::docker::{docker_rm, running_containers};
 use support::epoch_ms;
 use testkit::{
-    Component, ContainerAction, ContainerEvent, ContainerEvents, etcdctl_at, replay, require,
-    require_workload_image, wait_until,
+    Component, ContainerAction, ContainerEvent, ContainerEvents, etcdctl_at, figure, replay,
+    require, require_workload_image, wait_until,
 };
 
 /// The agents' node lease (`Discovery.TTL`), as in the simulator's scenario.
@@ -100,8 +100,8 @@ fn lease_revocation_then_a_lost_node_gives_the_same_outcome_in_the_simulator_and
         .map(|seed| (seed, Outcome::from(revoked_then_lost(seed))))
         .collect();
     let (real, details) = run_on_the_real_engine();
-    print_real(&real, &details);
-    print_side_by_side(&real, &simulated);
+    print_real(test, &real, &details);
+    print_side_by_side(test, &real, &simulated);
 
     assert_eq!(
         real.starts_after_revocation, 0,
@@ -152,14 +152,7 @@ impl From<ComparisonOutcome> for Outcome {
 type Figure = fn(&Outcome) -> u64;
 
 /// One row per figure: the real run's, then each seed's in the simulator.
-fn print_side_by_side(real: &Outcome, simulated: &[(u64, Outcome)]) {
-    let header: Vec<String> = simulated.iter().map(|(s, _)| format!("seed {s}")).collect();
-    println!(
-        "sim vs real: {:<24} {:>6} | sim {}",
-        "",
-        "real",
-        header.join("  ")
-    );
+fn print_side_by_side(test: &str, real: &Outcome, simulated: &[(u64, Outcome)]) {
     let rows: [(&str, Figure); 5] = [
         ("starts after revocation", |o| {
             o.starts_after_revocation.into()
@@ -169,40 +162,44 @@ fn print_side_by_side(real: &Outcome, simulated: &[(u64, Outcome)]) {
         ("peak instances", |o| o.peak_instances.into()),
         ("withheld repairs", |o| o.withheld),
     ];
-    for (name, figure) in rows {
+    for (name, of) in rows {
         let sims: Vec<String> = simulated
             .iter()
-            .map(|(_, o)| format!("{:>6}", figure(o)))
+            .map(|(seed, o)| format!("seed {seed} {}", of(o)))
             .collect();
-        println!(
-            "sim vs real: {name:<24} {:>6} |     {}",
-            figure(real),
-            sims.join("  ")
+        figure(
+            test,
+            &format!("sim vs real: {name}"),
+            format!("real {} | sim {}", of(real), sims.join(", ")),
         );
     }
 }
 
-fn print_real(real: &Outcome, details: &RealDetails) {
+fn print_real(test: &str, real: &Outcome, details: &RealDetails) {
     let registered: Vec<String> = details
         .registered_again
         .iter()
         .map(|(node, at)| format!("{node} {}", at.map_or("never".into(), secs)))
         .collect();
-    println!(
-        "sim vs real: real: leases of {:?} revoked: {} start(s) in {} s, records back after [{}], {} repair(s) withheld; {} lost: {} start(s) in {} s (MinInstances back {} after the loss), {} repair(s) withheld; final {}, peak {} (MaxInstances {MAX_INSTANCES}); starts the samples saw: {:?}",
-        details.revoked,
-        real.starts_after_revocation,
-        AFTER_REVOCATION.as_secs(),
-        registered.join(", "),
-        details.withheld_after_revocation,
-        details.lost,
-        real.starts_after_loss,
-        AFTER_LOSS.as_secs(),
-        details.restored_after.map_or("never".into(), secs),
-        details.withheld_after_loss,
-        real.final_instances,
-        real.peak_instances,
-        details.sampled_starts,
+    figure(
+        test,
+        "the real run",
+        format!(
+            "leases of {:?} revoked: {} start(s) in {} s, records back after [{}], {} repair(s) withheld; {} lost: {} start(s) in {} s (MinInstances back {} after the loss), {} repair(s) withheld; final {}, peak {} (MaxInstances {MAX_INSTANCES}); starts the samples saw: {:?}",
+            details.revoked,
+            real.starts_after_revocation,
+            AFTER_REVOCATION.as_secs(),
+            registered.join(", "),
+            details.withheld_after_revocation,
+            details.lost,
+            real.starts_after_loss,
+            AFTER_LOSS.as_secs(),
+            details.restored_after.map_or("never".into(), secs),
+            details.withheld_after_loss,
+            real.final_instances,
+            real.peak_instances,
+            details.sampled_starts,
+        ),
     );
 }
 

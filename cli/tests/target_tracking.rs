@@ -40,7 +40,7 @@ use support::cluster::{Cluster, registered};
 use support::configs::{TestConfig, config_for_agents};
 use support::docker::{docker, running_instances};
 use support::epoch_ms;
-use testkit::{Component, ContainerEvents, require, require_workload_image, wait_until};
+use testkit::{Component, ContainerEvents, figure, require, require_workload_image, wait_until};
 
 const MIN_INSTANCES: u32 = 1;
 const MAX_INSTANCES: u32 = 6;
@@ -454,30 +454,73 @@ fn a_load_step_is_one_target_claim_filled_across_nodes_that_settles_and_returns_
         })
         .collect();
     let back = back_at_min.map(|at| at.saturating_duration_since(stop_at));
-    println!(
-        "target tracking, {AGENTS} agents: step {DEMAND_BEFORE_RPS} -> {DEMAND_STEP_RPS} req/s \
-         (capacity {CAPACITY_RPS}/instance, target {TARGET}, expected count {expected}); \
-         decision {} s after the step ({} claim(s): {:?}); peak {peak} on nodes {nodes_at_peak:?}, \
-         all running {} s after the step; last change while loaded {} s after the step; \
-         {} reversal(s) in {:?}; back to min {} s after the traffic stopped (bound {} s); \
-         {} pushes, {} failed; loaded phase {:.1} s",
-        step_claims
-            .first()
-            .map_or("-".to_owned(), |a| format!("{:.2}", since_step(a.at_ms))),
-        step_claims.len(),
-        step_claims
-            .iter()
-            .map(|a| (&a.node, &a.result))
-            .collect::<Vec<_>>(),
-        all_running.map_or("-".to_owned(), |s| format!("{s:.2}")),
-        last_change.map_or("-".to_owned(), |s| format!("{s:.2}")),
-        reversals(&loaded_counts),
-        dedup(&loaded_counts),
-        back.map_or("-".to_owned(), |b| format!("{:.2}", b.as_secs_f64())),
-        return_bound().as_secs(),
-        run.pushes,
-        run.push_failures.len(),
-        stop_at.duration_since(step_at).as_secs_f64(),
+    figure(
+        test,
+        "the load step",
+        format!(
+            "{AGENTS} agents, {DEMAND_BEFORE_RPS} -> {DEMAND_STEP_RPS} req/s \
+             (capacity {CAPACITY_RPS}/instance, target {TARGET}, expected count {expected})"
+        ),
+    );
+    figure(
+        test,
+        "decision after the step",
+        format!(
+            "{} s ({} claim(s): {:?})",
+            step_claims
+                .first()
+                .map_or("-".to_owned(), |a| format!("{:.2}", since_step(a.at_ms))),
+            step_claims.len(),
+            step_claims
+                .iter()
+                .map(|a| (&a.node, &a.result))
+                .collect::<Vec<_>>(),
+        ),
+    );
+    figure(test, "peak", format!("{peak} on nodes {nodes_at_peak:?}"));
+    figure(
+        test,
+        "all running after the step",
+        format!(
+            "{} s",
+            all_running.map_or("-".to_owned(), |s| format!("{s:.2}"))
+        ),
+    );
+    figure(
+        test,
+        "last change while loaded, after the step",
+        format!(
+            "{} s",
+            last_change.map_or("-".to_owned(), |s| format!("{s:.2}"))
+        ),
+    );
+    figure(
+        test,
+        "reversals while loaded",
+        format!(
+            "{} in {:?}",
+            reversals(&loaded_counts),
+            dedup(&loaded_counts)
+        ),
+    );
+    figure(
+        test,
+        "back to min after the traffic stopped",
+        format!(
+            "{} s (bound {} s)",
+            back.map_or("-".to_owned(), |b| format!("{:.2}", b.as_secs_f64())),
+            return_bound().as_secs(),
+        ),
+    );
+    figure(
+        test,
+        "pushes",
+        format!("{}, {} failed", run.pushes, run.push_failures.len()),
+    );
+    figure(
+        test,
+        "loaded phase",
+        format!("{:.1} s", stop_at.duration_since(step_at).as_secs_f64()),
     );
 
     // Every criterion is judged and reported before the test fails, so that one run says

@@ -17,7 +17,7 @@ use support::expect_code;
 use telemetry_support::prometheus::{self, Page};
 use telemetry_support::victoria::{self, Victoria};
 use testkit::{
-    ChildGuard, ClusterContainers, Component, EtcdCluster, http_get, require,
+    ChildGuard, ClusterContainers, Component, EtcdCluster, figure, http_get, require,
     require_workload_image, wait_until,
 };
 
@@ -281,23 +281,27 @@ fn metrics_endpoint_counts_what_the_agent_does_and_its_sink_writes_it() {
         }
     }
     assert!(second.value("gru_loop_duration_seconds_sum", &[]) > Some(0.0));
-    println!(
-        "after {:.1} s: {} ticks, {} decisions, actions {:?}, docker errors {}, sink written {}",
-        moved.unwrap_or_default().as_secs_f64(),
-        second
-            .value("gru_loop_duration_seconds_count", &[])
-            .unwrap_or(0.0),
-        second.sum("gru_decisions_total"),
-        second
-            .family("gru_actions_total")
-            .samples
-            .iter()
-            .map(|s| format!("{:?}={}", s.labels.values().collect::<Vec<_>>(), s.value))
-            .collect::<Vec<_>>(),
-        second.value("gru_docker_errors_total", &[]).unwrap_or(0.0),
-        second
-            .value("gru_sink_written_points_total", &[])
-            .unwrap_or(0.0),
+    figure(
+        test,
+        "counters",
+        format!(
+            "after {:.1} s: {} ticks, {} decisions, actions {:?}, docker errors {}, sink written {}",
+            moved.unwrap_or_default().as_secs_f64(),
+            second
+                .value("gru_loop_duration_seconds_count", &[])
+                .unwrap_or(0.0),
+            second.sum("gru_decisions_total"),
+            second
+                .family("gru_actions_total")
+                .samples
+                .iter()
+                .map(|s| format!("{:?}={}", s.labels.values().collect::<Vec<_>>(), s.value))
+                .collect::<Vec<_>>(),
+            second.value("gru_docker_errors_total", &[]).unwrap_or(0.0),
+            second
+                .value("gru_sink_written_points_total", &[])
+                .unwrap_or(0.0),
+        ),
     );
 
     // What the sink wrote is in the time-series server, with the node's tags.

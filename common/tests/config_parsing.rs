@@ -10,7 +10,7 @@ use common::config::{
     DEFAULT_SCALEIN_THRESHOLD, DEFAULT_SCALEOUT_THRESHOLD, DEFAULT_STEP_INSTANCES,
     DEFAULT_STOP_TIMEOUT_SECS, DEFAULT_SWAP_THRESHOLD, MetricService, NodeConfig, NodeConstraints,
     NodeResources, PlannerStrategy, PolicyConfig, PolicyRule, PortRange, Problem, RuleMode,
-    ServiceDescriptor, ServicePolicy, Smoothing, parse_agent_config, parse_analytic,
+    ServiceDescriptor, ServicePolicy, Smoothing, Volumes, parse_agent_config, parse_analytic,
     parse_node_config, parse_node_constraints, parse_node_resources, parse_policy, parse_service,
 };
 
@@ -288,6 +288,7 @@ fn full_service() -> ServiceDescriptor {
             cpu_number: 2,
             memory: Some(ByteSize::from_bytes(1536 << 20)),
             cpuset_cpus: Some("0-1".parse().expect("cpu set")),
+            cpu_shares: Some(512),
             stop_timeout_secs: 3,
             env: BTreeMap::from([
                 ("myVar".into(), "1".into()),
@@ -296,7 +297,7 @@ fn full_service() -> ServiceDescriptor {
             ports: BTreeMap::from([("8080".into(), "18080-18089".parse().expect("range"))]),
             cmd: vec!["serve".into()],
             entrypoint: vec!["/bin/app".into()],
-            volumes: vec!["/data".into()],
+            volumes: Volumes::Binds(vec!["/data:/data".into()]),
             links: vec!["db".into()],
         },
         min_instances: 1,
@@ -351,6 +352,8 @@ fn canonical_output_parses_back_to_the_same_value_for_every_document_kind() {
 
     let constraints = NodeConstraints {
         base_services: vec!["web".into(), "db".into()],
+        cpu_min: Some(0.2),
+        cpu_max: Some(0.8),
     };
     let text = serde_json::to_string(&constraints).expect("serializes");
     assert_eq!(
@@ -687,6 +690,16 @@ fn node_records_are_validated() {
     assert_eq!(
         rendered(&problems),
         ["nodes/n1/resources: TotalCpus: must be at least 1, found 0"]
+    );
+    let problems =
+        parse_node_constraints("nodes/n1/constraints", r#"{"cpumin": -0.1, "CpuMax": 1.5}"#)
+            .expect_err("cpu bounds outside [0, 1]");
+    assert_eq!(
+        rendered(&problems),
+        [
+            "nodes/n1/constraints: CpuMin: -0.1 is outside [0, 1]",
+            "nodes/n1/constraints: CpuMax: 1.5 is outside [0, 1]"
+        ]
     );
 }
 

@@ -8,7 +8,8 @@
 //! * [`require`]: a test that needs a component calls it first. If the component is missing
 //!   the test fails with a message saying how to install it, unless `GRU_TEST_SKIP` names the
 //!   component (`GRU_TEST_SKIP=etcd,docker`), in which case the skip is printed and the test
-//!   returns early.
+//!   returns early; on CI (`CI=true`) it fails instead ([`skip`]).
+//! * [`figure`]: a figure a test measured, printed and collected into one file ([`figures`]).
 //! * [`ClusterContainers`]: a test cluster's containers (a failing `docker` fails the test,
 //!   it never reads as "no containers"), removed on drop; [`ContainerEvents`]: their start
 //!   and death events from the engine, replayed into the running count at every moment.
@@ -27,6 +28,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+pub mod figures;
+pub mod skip;
+pub use figures::figure;
+pub use skip::skip_listed;
 
 /// How long a fresh etcd may take to report healthy before the test gives up.
 const ETCD_READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -88,19 +94,6 @@ fn succeeds(program: &str, args: &[&str]) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Whether `GRU_TEST_SKIP` (comma-separated) lists `name`: then the skip is printed and
-/// the test must return at once.
-pub fn skip_listed(test: &str, name: &str) -> bool {
-    let skip_list = std::env::var("GRU_TEST_SKIP").unwrap_or_default();
-    let listed = skip_list
-        .split(',')
-        .any(|s| s.trim().eq_ignore_ascii_case(name));
-    if listed {
-        eprintln!("SKIPPED {test}: GRU_TEST_SKIP lists {name} (this test did not run)");
-    }
-    listed
-}
-
 /// Returns `true` when the test may go on. A missing component fails the test with a
 /// message that says how to get it, unless `GRU_TEST_SKIP` lists it: then the skip is
 /// printed and `false` returned, and the test must return at once.
@@ -110,7 +103,7 @@ pub fn require(test: &str, component: Component) -> bool {
     }
     assert!(
         component.present(),
-        "{test} needs {} and it is not available: {}; or set GRU_TEST_SKIP={} to skip such tests explicitly",
+        "{test} needs {} and it is not available: {}; or set GRU_TEST_SKIP={} to skip such tests explicitly (not on CI)",
         component.name(),
         component.how_to_get(),
         component.name()
@@ -650,9 +643,9 @@ pub const WORKLOAD_IMAGE: &str = "gru-workload:latest";
 
 /// Like [`require`] for Docker, and also makes sure [`WORKLOAD_IMAGE`] exists, building it
 /// with `scripts/build-images.sh` once per test binary when it is missing. A failed build
-/// fails the test with the script's output.
+/// fails the test with the script's output. `GRU_TEST_SKIP=workload` skips such tests.
 pub fn require_workload_image(test: &str) -> bool {
-    if !require(test, Component::Docker) {
+    if skip_listed(test, "workload") || !require(test, Component::Docker) {
         return false;
     }
     static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::{ChildGuard, free_port, key_values, wait_healthy};
+use testkit::figure;
 
 const SERVICE: &str = "itest";
 
@@ -20,6 +21,7 @@ const REPORT_SETTLE: Duration = Duration::from_millis(1500);
 
 #[test]
 fn execution_time_rises_when_load_exceeds_capacity() {
+    let test = "execution_time_rises_when_load_exceeds_capacity";
     let port = free_port();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut command = Command::new(env!("CARGO_BIN_EXE_gru-workload"));
@@ -63,14 +65,18 @@ fn execution_time_rises_when_load_exceeds_capacity() {
     );
     let light_mean = mean(&light_ms);
     let overload_mean = mean(&overload_ms);
-    println!(
-        "light ({LIGHT_SCHEDULE}): execution_time per second {light_ms:?}, mean {light_mean:.1} ms"
+    figure(
+        test,
+        &format!("light ({LIGHT_SCHEDULE}): execution_time"),
+        format!("mean {light_mean:.1} ms, per second {light_ms:?}"),
     );
-    println!(
-        "overload ({OVERLOAD_SCHEDULE}): execution_time per second {overload_ms:?}, mean {overload_mean:.1} ms"
+    figure(
+        test,
+        &format!("overload ({OVERLOAD_SCHEDULE}): execution_time"),
+        format!("mean {overload_mean:.1} ms, per second {overload_ms:?}"),
     );
-    println!("loadgen light: {}", light.summary_line);
-    println!("loadgen overload: {}", overload.summary_line);
+    figure(test, "loadgen light", &light.summary_line);
+    figure(test, "loadgen overload", &overload.summary_line);
     assert!(
         overload_mean > 5.0 * light_mean,
         "overload mean {overload_mean:.1} ms is not clearly above light mean {light_mean:.1} ms"

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
+use common::config::{DaemonEndpoint, GRU_DEFAULT_DOCKER_SOCKET};
 
 pub use cores::{CoreAllocator, NoFreeCores};
 pub use events::{ContainerEvent, EventKind};
@@ -55,6 +56,8 @@ pub const DEFAULT_DOCKER_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
+    #[error("Docker.DaemonUrl {url:?} is not an engine address: {reason}")]
+    BadUrl { url: String, reason: String },
     #[error("cannot reach the Docker engine at {url}")]
     Unreachable {
         url: String,
@@ -120,6 +123,50 @@ pub struct Engine {
 pub struct EngineResources {
     pub cpus: u32,
     pub memory_bytes: u64,
+}
+
+/// Connects to the engine a configuration's `Docker.DaemonUrl` names, for the agent of the
+/// node at `address` (see [`DaemonEndpoint`]; `DOCKER_HOST`, when set, wins as it does in
+/// [`connect`]).
+///
+/// Gru's `local:PORT` is `address` on that port, which an agent in a container uses to
+/// reach its host's engine. An agent that runs on the host itself usually finds nothing
+/// listening there, since engines serve only their socket by default. Then, and only when
+/// this node's default socket exists, it connects to that socket instead and says so in a
+/// warning: the documented fallback that lets Gru's README configuration run unchanged.
+pub async fn connect_configured(
+    daemon_url: &str,
+    address: &str,
+    timeout: Duration,
+) -> Result<Engine, DockerError> {
+    if std::env::var("DOCKER_HOST").is_ok_and(|host| !host.is_empty()) {
+        return connect(daemon_url, timeout).await;
+    }
+    let endpoint = DaemonEndpoint::parse(daemon_url).map_err(|reason| DockerError::BadUrl {
+        url: daemon_url.to_owned(),
+        reason: reason.to_string(),
+    })?;
+    let url = endpoint.url(address);
+    let tried = connect(&url, timeout).await;
+    let fallback = format!("unix://{GRU_DEFAULT_DOCKER_SOCKET}");
+    match tried {
+        Err(err @ (DockerError::Unreachable { .. } | DockerError::Timeout { .. }))
+            if matches!(endpoint, DaemonEndpoint::Local { .. })
+                && std::path::Path::new(GRU_DEFAULT_DOCKER_SOCKET).exists() =>
+        {
+            tracing::warn!(
+                daemon_url,
+                tried = %url,
+                error = %err,
+                using = %fallback,
+                "no Docker engine answers at this node's address; using the node's socket \
+                 (write DaemonUrl \"default\" to use the socket without trying, or make the \
+                 engine listen on the address)"
+            );
+            connect(&fallback, timeout).await
+        }
+        other => other,
+    }
 }
 
 /// Connects to the engine. `DOCKER_HOST`, when set, wins over `daemon_url` (as for the

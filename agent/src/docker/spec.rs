@@ -67,12 +67,17 @@ pub struct ContainerSpec {
     pub labels: BTreeMap<String, String>,
     pub memory_bytes: Option<u64>,
     pub cpuset_cpus: Option<String>,
+    /// Gru's `CpuShares`, the container's relative CPU weight; `None` for the default.
+    pub cpu_shares: Option<u64>,
     /// Every container port of the service's `Ports`, `8080/tcp`.
     pub exposed_ports: Vec<String>,
     /// The container ports that have a host port in the placement.
     pub port_bindings: Vec<PortBinding>,
     /// Bind mounts, `host:container[:options]`, as `Volumes` lists them.
     pub binds: Vec<String>,
+    /// Container paths given anonymous volumes, as Gru's object form of `Volumes` names
+    /// them (removed with the container).
+    pub mount_points: Vec<String>,
     pub links: Vec<String>,
     pub stop_timeout_secs: u64,
 }
@@ -158,9 +163,11 @@ impl ContainerSpec {
             labels,
             memory_bytes: config.memory.map(|m| m.bytes()),
             cpuset_cpus,
+            cpu_shares: config.cpu_shares.filter(|shares| *shares != 0),
             exposed_ports: guests.iter().map(ToString::to_string).collect(),
             port_bindings,
-            binds: config.volumes.clone(),
+            binds: config.volumes.binds().to_vec(),
+            mount_points: config.volumes.mount_points(),
             links: config.links.clone(),
             stop_timeout_secs: config.stop_timeout_secs,
         }
@@ -195,12 +202,16 @@ impl ContainerSpec {
             env: Some(self.env.clone()),
             labels: Some(self.labels.clone().into_iter().collect()),
             exposed_ports: non_empty(&self.exposed_ports),
+            volumes: non_empty(&self.mount_points),
             stop_timeout: Some(i64::try_from(self.stop_timeout_secs).unwrap_or(i64::MAX)),
             host_config: Some(HostConfig {
                 memory: self
                     .memory_bytes
                     .map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX)),
                 cpuset_cpus: self.cpuset_cpus.clone(),
+                cpu_shares: self
+                    .cpu_shares
+                    .map(|shares| i64::try_from(shares).unwrap_or(i64::MAX)),
                 port_bindings: (!port_map.is_empty()).then_some(port_map),
                 binds: non_empty(&self.binds),
                 links: non_empty(&self.links),
@@ -381,6 +392,29 @@ mod tests {
         assert_eq!(host.binds, Some(vec!["/srv/data:/data:ro".to_owned()]));
         assert_eq!(host.links, Some(vec!["db:db".to_owned()]));
         assert_eq!(host.restart_policy, None);
+    }
+
+    #[test]
+    fn gru_s_cpu_shares_and_volume_object_reach_the_create_body() {
+        let gru = service(
+            r#"{"Name": "web", "Image": "i",
+                "Configuration": {"cpushares": 512, "Volumes": {"/data": {}, "/cache": {}}}}"#,
+        );
+        let body = build(&gru, &Placement::default()).to_create_body();
+        assert_eq!(
+            body.volumes,
+            Some(vec!["/cache".to_owned(), "/data".to_owned()])
+        );
+        let host = body.host_config.expect("host config");
+        assert_eq!(host.cpu_shares, Some(512));
+        assert_eq!(host.binds, None);
+        let defaults = build(
+            &service(r#"{"Name": "web", "Image": "i", "Configuration": {"CpuShares": 0}}"#),
+            &Placement::default(),
+        )
+        .to_create_body();
+        assert_eq!(defaults.volumes, None);
+        assert_eq!(defaults.host_config.and_then(|h| h.cpu_shares), None);
     }
 
     #[test]

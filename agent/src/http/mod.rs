@@ -6,8 +6,13 @@
 //!   GET  /metrics                              Prometheus text (crate::telemetry)  anyone
 //!   GET  /gru/v1/node                          identity, active, config, counts    anyone
 //!   GET  /gru/v1/services                      instances here, min/max             anyone
-//!   GET  /gru/v1/stats                         metric means, pushed means          anyone
-//!   GET  /gru/v1/analytics                     last analytic values                anyone
+//!   GET  /gru/v1/stats[/services]              metric means, pushed means          anyone
+//!   GET  /gru/v1/stats/services/{name}         one service's means: 200, 404       anyone
+//!   GET  /gru/v1/stats/instances[/{id}]        each instance's own means           anyone
+//!   GET  /gru/v1/stats/system                  base metrics over the whole node    anyone
+//!   GET  /gru/v1/analytics[/services]          last analytic values                anyone
+//!   GET  /gru/v1/analytics/services/{name}     one service's analytics: 200, 404   anyone
+//!   GET  /gru/v1/analytics/system              the node's base metrics in [0, 1]   anyone
 //!   GET  /gru/v1/policies                      newest decision's weights           anyone
 //!   GET  /gru/v1/decisions?limit=N             decision history, newest first      anyone
 //!   GET  /gru/v1/actions?limit=N               action history, newest first        anyone
@@ -15,8 +20,12 @@
 //!   POST /gru/v1/stats/user/{service}/{metric} push a value: 200, 400, 404, 429    secret
 //!   POST /gru/v1/gossip                        a friend's view; answers with ours    HMAC
 //!   GET  /gru/v1/gossip                        peers, cluster view, gossip counters
-//!   POST /gru/v1/commands                      an AgentCommand: 202, 400, 404, 503 secret
+//!   POST /gru/v1/commands                      an AgentCommand, or Gru's           secret
+//!                                              {Name, Target, Object}: 202, 400, 404, 503
 //! ```
+//!
+//! The sub-routes of `stats` and `analytics` are Gru's, kept so that its users' scripts
+//! and dashboards keep working; `gru_command.rs` reads Gru's command body.
 //!
 //! * `views.rs`: the read routes' JSON shapes, built from the knowledge by plain functions;
 //! * `push.rs`: what a valid push is and how it lands in the knowledge (names, caps);
@@ -34,6 +43,7 @@
 mod auth;
 mod error;
 mod gossip;
+mod gru_command;
 mod push;
 mod routes;
 mod views;
@@ -93,8 +103,16 @@ pub fn router(
         .route("/node", get(routes::node))
         .route("/services", get(routes::services))
         .route("/stats", get(routes::stats))
+        .route("/stats/services", get(routes::stats))
+        .route("/stats/services/{name}", get(routes::service_stats))
+        .route("/stats/instances", get(routes::instance_stats))
+        .route("/stats/instances/{id}", get(routes::one_instance_stats))
+        .route("/stats/system", get(routes::system_stats))
         .route("/stats/user/{service}/{metric}", post(routes::push_metric))
         .route("/analytics", get(routes::analytics))
+        .route("/analytics/services", get(routes::analytics))
+        .route("/analytics/services/{name}", get(routes::service_analytics))
+        .route("/analytics/system", get(routes::system_analytics))
         .route("/policies", get(routes::policies))
         .route("/decisions", get(routes::decisions))
         .route("/actions", get(routes::actions))

@@ -16,6 +16,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use super::ApiState;
 use super::auth::Operator;
 use super::error::{ApiError, shortened};
+use super::gru_command;
 use super::push;
 use super::views::{self, Health, HealthQuery, HistoryQuery};
 use crate::mape::Millis;
@@ -50,6 +51,74 @@ pub async fn stats(State(state): State<ApiState>) -> Json<views::StatsView> {
     let now = (state.clock)();
     let view = views::stats(&mut state.shared.knowledge(), now);
     Json(view)
+}
+
+/// A path parameter, or the API's 400 when it does not parse.
+fn one_param(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    Ok(path?.0)
+}
+
+pub async fn service_stats(
+    State(state): State<ApiState>,
+    name: Result<Path<String>, PathRejection>,
+) -> ApiResult<views::ServiceStatsView> {
+    let name = one_param(name)?;
+    let now = (state.clock)();
+    views::service_stats_of(&mut state.shared.knowledge(), &name, now)
+        .map(Json)
+        .ok_or_else(|| unknown_service(&name))
+}
+
+pub async fn instance_stats(State(state): State<ApiState>) -> Json<views::InstancesStatsView> {
+    let now = (state.clock)();
+    Json(views::instance_stats(&mut state.shared.knowledge(), now))
+}
+
+pub async fn one_instance_stats(
+    State(state): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = one_param(id)?;
+    let now = (state.clock)();
+    let found = views::instance_stats_of(&mut state.shared.knowledge(), &id, now);
+    let (container, stats) = found.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no instance {} on this node (give a container id, a prefix of at least {} \
+             characters of one, or an instance id)",
+            shortened(&id, SHOWN_PATH_CHARS),
+            views::MIN_ID_PREFIX
+        ))
+    })?;
+    Ok(Json(
+        serde_json::json!({ "at": now, "id": container, "stats": stats }),
+    ))
+}
+
+pub async fn system_stats(State(state): State<ApiState>) -> Json<views::SystemStatsView> {
+    let now = (state.clock)();
+    Json(views::system_stats(&mut state.shared.knowledge(), now))
+}
+
+pub async fn service_analytics(
+    State(state): State<ApiState>,
+    name: Result<Path<String>, PathRejection>,
+) -> ApiResult<views::ServiceAnalyticsView> {
+    let name = one_param(name)?;
+    views::service_analytics_of(&state.shared.knowledge(), &name)
+        .map(Json)
+        .ok_or_else(|| unknown_service(&name))
+}
+
+pub async fn system_analytics(State(state): State<ApiState>) -> Json<views::SystemAnalyticsView> {
+    let now = (state.clock)();
+    Json(views::system_analytics(&mut state.shared.knowledge(), now))
+}
+
+fn unknown_service(name: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "this agent knows no service {}",
+        shortened(name, SHOWN_PATH_CHARS)
+    ))
 }
 
 pub async fn analytics(State(state): State<ApiState>) -> Json<views::AnalyticsView> {
@@ -129,13 +198,26 @@ pub async fn command(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let body = body?;
-    let command: AgentCommand = serde_json::from_slice(&body)
-        .map_err(|err| ApiError::bad_request(format!("the body is not a command: {err}")))?;
+    let not_a_command =
+        |err: String| ApiError::bad_request(format!("the body is not a command: {err}"));
+    let value: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|err| not_a_command(err.to_string()))?;
+    let command: AgentCommand = if gru_command::is_gru_form(&value) {
+        gru_command::translate(&value, &state.shared.cluster).map_err(not_a_command)?
+    } else {
+        serde_json::from_value(value).map_err(|err| not_a_command(err.to_string()))?
+    };
     let named: &[String] = match &command {
         AgentCommand::StartService { service } | AgentCommand::StopService { service } => {
             std::slice::from_ref(service)
         }
         AgentCommand::SetBaseServices { services } => services,
+        AgentCommand::SetNodeCpu { cpumin, cpumax } => {
+            for bound in [cpumin, cpumax].into_iter().flatten() {
+                gru_command::cpu_fraction(&serde_json::json!(bound)).map_err(not_a_command)?;
+            }
+            &[]
+        }
         AgentCommand::Start | AgentCommand::Stop | AgentCommand::Update => &[],
     };
     for service in named {

@@ -280,6 +280,156 @@ pub fn stats(knowledge: &mut Knowledge, now: Millis) -> StatsView {
     StatsView { at: now, services }
 }
 
+/// `GET /gru/v1/stats/services/{name}`: one service's means.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceStatsView {
+    pub at: Millis,
+    pub service: String,
+    #[serde(flatten)]
+    pub stats: ServiceStats,
+}
+
+/// One service's means, or `None` for a service this agent knows nothing of.
+pub fn service_stats_of(
+    knowledge: &mut Knowledge,
+    service: &str,
+    now: Millis,
+) -> Option<ServiceStatsView> {
+    if !known_services(knowledge).contains(service) {
+        return None;
+    }
+    Some(ServiceStatsView {
+        at: now,
+        service: service.to_owned(),
+        stats: service_stats(knowledge, service, now),
+    })
+}
+
+/// `GET /gru/v1/stats/instances` (Gru's route): each instance on this node with the means
+/// of its own samples, keyed by container id.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstancesStatsView {
+    pub at: Millis,
+    pub instances: BTreeMap<String, InstanceStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceStats {
+    pub service: String,
+    pub instance: String,
+    /// Warmed-up metrics only: a new instance shows none until it has a few samples.
+    pub metrics: BTreeMap<String, f64>,
+}
+
+pub fn instance_stats(knowledge: &mut Knowledge, now: Millis) -> InstancesStatsView {
+    let instances: Vec<InstanceInfo> = knowledge.instances.values().cloned().collect();
+    let instances = instances
+        .into_iter()
+        .map(|info| {
+            let metrics = knowledge
+                .metrics
+                .instance_means(&info.service, &info.instance, now);
+            let stats = InstanceStats {
+                service: info.service,
+                instance: info.instance,
+                metrics,
+            };
+            (info.id, stats)
+        })
+        .collect();
+    InstancesStatsView { at: now, instances }
+}
+
+/// The instance `id` names: a container id, a prefix of one of at least
+/// [`MIN_ID_PREFIX`] characters (as `docker ps` shows them), or gru's instance id.
+pub fn instance_stats_of(
+    knowledge: &mut Knowledge,
+    id: &str,
+    now: Millis,
+) -> Option<(String, InstanceStats)> {
+    let all = instance_stats(knowledge, now).instances;
+    let mut found = all.into_iter().filter(|(container, stats)| {
+        container == id
+            || stats.instance == id
+            || (id.len() >= MIN_ID_PREFIX && container.starts_with(id))
+    });
+    let first = found.next()?;
+    // An ambiguous prefix names nothing.
+    found.next().is_none().then_some(first)
+}
+
+/// The shortest container id prefix `stats/instances/{id}` accepts.
+pub const MIN_ID_PREFIX: usize = 12;
+
+/// `GET /gru/v1/stats/system` (Gru's route): the node as a whole, each base metric's mean
+/// over every warmed-up instance on it, whatever its service.
+#[derive(Debug, Clone, Serialize)]
+pub struct SystemStatsView {
+    pub at: Millis,
+    /// Instances running on this node.
+    pub instances: usize,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+pub fn system_stats(knowledge: &mut Knowledge, now: Millis) -> SystemStatsView {
+    let instances = instance_stats(knowledge, now).instances;
+    let metrics = common::config::BASE_METRICS
+        .iter()
+        .filter_map(|metric| {
+            let values: Vec<f64> = instances
+                .values()
+                .filter_map(|stats| stats.metrics.get(*metric).copied())
+                .collect();
+            (!values.is_empty()).then(|| {
+                (
+                    (*metric).to_owned(),
+                    values.iter().sum::<f64>() / values.len() as f64,
+                )
+            })
+        })
+        .collect();
+    SystemStatsView {
+        at: now,
+        instances: instances.len(),
+        metrics,
+    }
+}
+
+/// `GET /gru/v1/analytics/system` (Gru's route): Gru's system analytics, the node's base
+/// metrics as values in [0, 1].
+#[derive(Debug, Clone, Serialize)]
+pub struct SystemAnalyticsView {
+    pub at: Millis,
+    pub analytics: BTreeMap<String, f64>,
+}
+
+pub fn system_analytics(knowledge: &mut Knowledge, now: Millis) -> SystemAnalyticsView {
+    let analytics = system_stats(knowledge, now)
+        .metrics
+        .into_iter()
+        .map(|(name, value)| (name, value.clamp(0.0, 1.0)))
+        .collect();
+    SystemAnalyticsView { at: now, analytics }
+}
+
+/// `GET /gru/v1/analytics/services/{name}`: one service's analytics.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceAnalyticsView {
+    pub service: String,
+    pub analytics: BTreeMap<String, AnalyticView>,
+}
+
+pub fn service_analytics_of(knowledge: &Knowledge, service: &str) -> Option<ServiceAnalyticsView> {
+    let values = knowledge.analytics.get(service);
+    if values.is_none() && !known_services(knowledge).contains(service) {
+        return None;
+    }
+    Some(ServiceAnalyticsView {
+        service: service.to_owned(),
+        analytics: analytic_views(values),
+    })
+}
+
 /// An analytic's value as the API shows it: a number, or why there is none.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]

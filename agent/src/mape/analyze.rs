@@ -209,7 +209,9 @@ impl CompiledAnalytic {
         let mut inputs = BTreeMap::new();
         let mut missing = Vec::new();
         for metric in &self.metrics {
-            match metrics.get(metric) {
+            // Gru's spelling of a base metric reads gru's samples of it.
+            let source = common::config::base_metric(metric).unwrap_or(metric);
+            match metrics.get(source) {
                 Some(value) if value.is_finite() => {
                     inputs.insert(metric.clone(), *value);
                 }
@@ -437,6 +439,25 @@ mod tests {
         assert!(matches!(broken, AnalyticValue::Unavailable { .. }));
         let unknown = compiled.evaluate_one("nope", &web, &x);
         assert!(reason(&unknown).contains("no analytic \"nope\""));
+    }
+
+    #[test]
+    fn gru_s_memory_avg_reads_the_mem_avg_samples() {
+        let compiled = CompiledAnalytics::compile(&config(vec![analytic(
+            "memory",
+            "max(cpu_avg, memory_avg)",
+            &["cpu_avg", "memory_avg"],
+            &[],
+        )]));
+        let web = service(&[], &[]);
+        let value = compiled.evaluate_one(
+            "memory",
+            &web,
+            &metrics(&[("cpu_avg", 0.2), ("mem_avg", 0.7)]),
+        );
+        assert_eq!(value, AnalyticValue::Available(0.7));
+        let without = compiled.evaluate_one("memory", &web, &metrics(&[("cpu_avg", 0.2)]));
+        assert!(reason(&without).contains("memory_avg"), "{without:?}");
     }
 
     #[test]

@@ -445,7 +445,7 @@ pub fn crossing(
 
 /// A value a rule names, for `service`.
 fn lookup(service: &ServiceSnapshot, name: &str, listed_as_metric: bool) -> AnalyticValue {
-    if listed_as_metric && !BASE_METRICS.contains(&name) {
+    if listed_as_metric && common::config::base_metric(name).is_none() {
         return AnalyticValue::unavailable(format!(
             "\"{name}\" is not a base metric ({}); weigh it through an analytic",
             BASE_METRICS.join(", ")

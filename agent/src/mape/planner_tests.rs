@@ -910,3 +910,16 @@ fn fast_detection_crosses_a_threshold_on_the_values_the_rules_weigh() {
         );
     }
 }
+
+#[test]
+fn a_rule_naming_gru_s_memory_avg_weighs_the_mem_avg_samples() {
+    let mut policy = policy();
+    policy.scaleout.metrics = vec!["memory_avg".to_owned()];
+    let mut web = busy("web");
+    web.mem_avg = Some(1.0);
+    let (decision, _) = tick(&[web], &policy, &PlannerState::new(), 0);
+    assert_eq!(decision.action, out("web", 1));
+    let explanation = &candidate(&decision, &out("web", 1)).explanation;
+    assert!(!explanation.contains("not a base metric"), "{explanation}");
+    assert!(!explanation.contains("left out"), "{explanation}");
+}

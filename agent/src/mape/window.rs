@@ -357,6 +357,27 @@ impl ServiceMetrics {
         means
     }
 
+    /// Every metric of one instance with a warmed-up sample, with the instance's own mean.
+    pub fn instance_means(
+        &mut self,
+        service: &str,
+        instance: &str,
+        now: Millis,
+    ) -> BTreeMap<String, f64> {
+        let Some(samples) = self
+            .services
+            .get_mut(service)
+            .and_then(|instances| instances.get_mut(instance))
+        else {
+            return BTreeMap::new();
+        };
+        let names: Vec<String> = samples.metric_names().map(str::to_owned).collect();
+        names
+            .into_iter()
+            .filter_map(|name| samples.mean(&name, now).map(|mean| (name, mean)))
+            .collect()
+    }
+
     /// The services with at least one tracked instance.
     pub fn services(&self) -> impl Iterator<Item = &str> {
         self.services.keys().map(String::as_str)

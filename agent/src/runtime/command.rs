@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// Capacity of the command channel.
 pub const COMMAND_QUEUE_LEN: usize = 16;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "kebab-case")]
 pub enum AgentCommand {
     /// Start the autonomic loop (`start agent`): the node becomes active.
@@ -23,4 +23,13 @@ pub enum AgentCommand {
     /// Replace this node's base services (Gru's `set node <n> base-services <s...>`): the
     /// agent keeps one instance of each running here and publishes its constraints record.
     SetBaseServices { services: Vec<String> },
+    /// Record Gru's CPU bounds of this node (`set node <n> cpumin|cpumax <v>`), fractions in
+    /// [0, 1]; a bound left out keeps its value. They are published in the node's
+    /// constraints record and shown; as in Gru, nothing decides on them.
+    SetNodeCpu {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpumin: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpumax: Option<f64>,
+    },
 }

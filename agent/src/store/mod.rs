@@ -23,7 +23,7 @@ mod watch;
 
 pub use error::{StoreError, is_lease_not_found, is_transient};
 pub use ledger::LedgerTtls;
-pub use retry::{DEFAULT_REQUEST_DEADLINE, with_retry, with_retry_until};
+pub use retry::{DEFAULT_REQUEST_DEADLINE, RETRY_MAX_BACKOFF, with_retry, with_retry_until};
 pub use settings::{DEFAULT_ETCD_ENDPOINT, EtcdSettings};
 pub use watch::{WATCH_CHANNEL_LEN, WatchEvent};
 

@@ -12,11 +12,10 @@ use testkit::{free_port, http_get, wait_until};
 const BINARY: &str = "victoria-metrics";
 
 /// Fails the test if VictoriaMetrics is not installed, unless `GRU_TEST_SKIP` lists
-/// `victoria-metrics` (then prints the skip and returns false).
+/// `victoria-metrics` (then prints the skip and returns false; on CI it fails:
+/// [`testkit::skip_listed`]).
 pub fn require(test: &str) -> bool {
-    let skip = std::env::var("GRU_TEST_SKIP").unwrap_or_default();
-    if skip.split(',').any(|s| s.trim() == BINARY) {
-        eprintln!("SKIPPED {test}: GRU_TEST_SKIP lists {BINARY} (this test did not run)");
+    if testkit::skip_listed(test, BINARY) {
         return false;
     }
     let present = Command::new(BINARY)
@@ -27,7 +26,7 @@ pub fn require(test: &str) -> bool {
         .is_ok_and(|s| s.success());
     assert!(
         present,
-        "{test} needs {BINARY}: install it with scripts/install-deps.sh (apt-get install victoria-metrics), or set GRU_TEST_SKIP={BINARY}"
+        "{test} needs {BINARY}: install it with scripts/install-deps.sh (apt-get install victoria-metrics), or set GRU_TEST_SKIP={BINARY} (not on CI)"
     );
     true
 }

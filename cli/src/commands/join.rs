@@ -1,6 +1,6 @@
 //! `gru join <cluster>`: runs the agent in the foreground until SIGINT or SIGTERM.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 
 use gru_agent::daemon::{self, JoinSettings};
 use gru_agent::store::EtcdSettings;
@@ -15,17 +15,54 @@ pub async fn run(etcd: EtcdSettings, args: JoinArgs) -> anyhow::Result<()> {
             Usage("cannot read this machine's host name; give the node a --name".into())
         })?,
     };
+    let address = match args.address {
+        Some(address) => address,
+        None => {
+            let (address, how) = if !args.bind.is_unspecified() {
+                (args.bind.to_string(), "the address --bind listens on")
+            } else {
+                match default_route_address() {
+                    Some(ip) => (
+                        ip.to_string(),
+                        "the address of the default route's interface",
+                    ),
+                    None => (
+                        FALLBACK_ADDRESS.to_owned(),
+                        "no default route, so only this machine can reach the agent",
+                    ),
+                }
+            };
+            eprintln!("gru join: address {address} ({how}; give --address to choose another)");
+            address
+        }
+    };
     let settings = JoinSettings {
         cluster: args.cluster,
         node,
-        address: args.address,
+        address,
         bind: SocketAddr::new(args.bind, args.port),
         publish_ip: args.publish_ip,
         start: args.start,
         etcd,
+        // A fault-injection switch for tests, deliberately not a flag (see its doc).
+        ask_nodes_in_doubt: std::env::var_os(daemon::NO_WITHHOLD_VAR).is_none_or(|v| v != "1"),
     };
     daemon::run(settings, shutdown_signal()).await?;
     Ok(())
+}
+
+/// The address a node without a default route announces.
+const FALLBACK_ADDRESS: &str = "127.0.0.1";
+
+/// This host's address on the interface of its default route: the source address the
+/// kernel picks for a packet to an address no interface is on. Connecting a UDP socket
+/// only chooses the route; nothing is sent. 198.51.100.1 is a documentation address
+/// (TEST-NET-2, RFC 5737), so it is on no one's network.
+fn default_route_address() -> Option<IpAddr> {
+    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    socket.connect((Ipv4Addr::new(198, 51, 100, 1), 9)).ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
 }
 
 fn host_name() -> Option<String> {

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::agent_client::NodeEndpoint;
 use super::agent_views::{ActionRecord, ActionsView, NodeView, ServicesView};
-use super::grammar::{Targets, UpdatePart};
+use super::grammar::{CpuBound, Targets, UpdatePart};
 use super::output::{NodeResults, Outcome};
 use super::session::{Agents, Ctx};
 
@@ -60,6 +60,38 @@ pub async fn set_base_services(ctx: &Ctx<'_>, targets: &Targets, services: &[Str
         })
         .await;
     results.outcome("set node base-services", "")
+}
+
+/// Records Gru's CPU bound on each node; the agent publishes it in its constraints record.
+pub async fn set_node_cpu(ctx: &Ctx<'_>, targets: &Targets, bound: CpuBound) -> Outcome {
+    let nodes = match resolve_or_fail(ctx, targets) {
+        Ok(nodes) => nodes,
+        Err(outcome) => return outcome,
+    };
+    let command = match bound {
+        CpuBound::Min(value) => AgentCommand::SetNodeCpu {
+            cpumin: Some(value),
+            cpumax: None,
+        },
+        CpuBound::Max(value) => AgentCommand::SetNodeCpu {
+            cpumin: None,
+            cpumax: Some(value),
+        },
+    };
+    let results = ctx
+        .on_each(&nodes, |endpoint, agents| {
+            let command = command.clone();
+            async move {
+                agents.send(&endpoint, &[command]).await?;
+                Ok(format!(
+                    "{} {} recorded (Gru's bound: shown in `show node`, no decision reads it)",
+                    bound.name(),
+                    bound.value()
+                ))
+            }
+        })
+        .await;
+    results.outcome(&format!("set node {}", bound.name()), "")
 }
 
 /// The newest action a node recorded, to recognise the ones that come after it.

@@ -58,10 +58,15 @@ pub const FAMILIES: &[Family] = &[
     },
     Family {
         verb: "set",
-        usage: &["set node <node|all> base-services [<service>...]"],
-        summary: "replace the base services of nodes (none clears them)",
+        usage: &[
+            "set node <node|all> base-services [<service>...]",
+            "set node <node|all> cpumin|cpumax <0.0-1.0>",
+        ],
+        summary: "replace the base services of nodes (none clears them), or record CPU bounds",
         details: "A base service is kept running on its node, one instance, whether or not the \
-                  node's loop is active. The agent records it under its own lease.",
+                  node's loop is active. The agent records it under its own lease. cpumin and \
+                  cpumax are Gru's CPU bounds of a node, shown by `show node <n> constraints`; \
+                  as in Gru, they are a record for operators and no decision reads them.",
     },
     Family {
         verb: "start",
@@ -88,10 +93,11 @@ pub const FAMILIES: &[Family] = &[
     },
     Family {
         verb: "update",
-        usage: &["update [config|policy|services|analytics|all]"],
+        usage: &["update [config|agent|policy|services|analytics|all]"],
         summary: "have every agent reload its configuration from etcd now",
         details: "Agents watch etcd and reload by themselves; this forces it (after a write \
-                  around `gru config push`, or to check that every agent answers).",
+                  around `gru config push`, or to check that every agent answers). Gru's \
+                  `update agent` is `update config`.",
     },
     Family {
         verb: "status",

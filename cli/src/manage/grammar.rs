@@ -63,7 +63,8 @@ impl NodeSection {
 
 /// What `update` asks agents to reload. Agents reload their whole configuration whatever
 /// the part (one read of the cluster's prefix), so the part is only echoed back; Gru's
-/// forms are accepted so that operators' habits keep working.
+/// forms are accepted so that operators' habits keep working (Gru's `update agent` is
+/// `update config`: the agent configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpdatePart {
     Config,
@@ -74,8 +75,10 @@ pub enum UpdatePart {
 }
 
 impl UpdatePart {
-    const NAMES: [(&'static str, UpdatePart); 5] = [
+    /// The first name of a part is the one echoed back.
+    const NAMES: [(&'static str, UpdatePart); 6] = [
         ("config", UpdatePart::Config),
+        ("agent", UpdatePart::Config),
         ("policy", UpdatePart::Policy),
         ("services", UpdatePart::Services),
         ("analytics", UpdatePart::Analytics),
@@ -90,8 +93,30 @@ impl UpdatePart {
     }
 }
 
+/// Gru's CPU bounds of a node, as `set node <n> cpumin|cpumax <v>` gives them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CpuBound {
+    Min(f64),
+    Max(f64),
+}
+
+impl CpuBound {
+    pub fn name(self) -> &'static str {
+        match self {
+            CpuBound::Min(_) => "cpumin",
+            CpuBound::Max(_) => "cpumax",
+        }
+    }
+
+    pub fn value(self) -> f64 {
+        match self {
+            CpuBound::Min(value) | CpuBound::Max(value) => value,
+        }
+    }
+}
+
 /// One parsed line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Use {
         cluster: String,
@@ -110,6 +135,10 @@ pub enum Command {
     SetBaseServices {
         targets: Targets,
         services: Vec<String>,
+    },
+    SetNodeCpu {
+        targets: Targets,
+        bound: CpuBound,
     },
     StartService {
         service: String,
@@ -263,7 +292,11 @@ fn parse_rest(verb: &str, rest: &[&str]) -> Parsed {
                 .map(|(_, part)| Command::Update { part: *part })
                 .ok_or_else(|| {
                     let names: Vec<&str> = UpdatePart::NAMES.iter().map(|(n, _)| *n).collect();
-                    expected("config, policy, services, analytics or all", part, &names)
+                    expected(
+                        "config (or agent), policy, services, analytics or all",
+                        part,
+                        &names,
+                    )
                 }),
             _ => Err(too_many(&rest[1..])),
         },
@@ -399,8 +432,33 @@ fn parse_set(rest: &[&str]) -> Parsed {
                 services: unique,
             })
         }
-        ["node", _, other, ..] => Err(expected("base-services", other, &["base-services"])),
-        ["node", _] => Err("set what: base-services?".into()),
+        ["node", target, bound @ ("cpumin" | "cpumax"), value] => {
+            let value = match value.parse::<f64>() {
+                Ok(value) if (0.0..=1.0).contains(&value) => value,
+                _ => {
+                    return Err(format!(
+                        "{bound} is a fraction of the node's CPU from 0.0 to 1.0, not `{value}`"
+                    ));
+                }
+            };
+            let bound = if *bound == "cpumin" {
+                CpuBound::Min(value)
+            } else {
+                CpuBound::Max(value)
+            };
+            Ok(Command::SetNodeCpu {
+                targets: one_target(target),
+                bound,
+            })
+        }
+        ["node", _, bound @ ("cpumin" | "cpumax")] => Err(format!("{bound} to what (0.0 to 1.0)?")),
+        ["node", _, "cpumin" | "cpumax", _, extra @ ..] => Err(too_many(extra)),
+        ["node", _, other, ..] => Err(expected(
+            "base-services, cpumin or cpumax",
+            other,
+            &["base-services", "cpumin", "cpumax"],
+        )),
+        ["node", _] => Err("set what: base-services, cpumin or cpumax?".into()),
         ["node"] => Err("which node (or all)?".into()),
         [] => Err("set what: node?".into()),
         [other, ..] => Err(expected("node", other, &["node"])),
@@ -579,6 +637,27 @@ mod tests {
                     part: UpdatePart::Policy,
                 },
             ),
+            // Gru's `update agent` reloads the agent configuration.
+            (
+                "update agent",
+                Command::Update {
+                    part: UpdatePart::Config,
+                },
+            ),
+            (
+                "set node n1 cpumin 0.2",
+                Command::SetNodeCpu {
+                    targets: nodes(&["n1"]),
+                    bound: CpuBound::Min(0.2),
+                },
+            ),
+            (
+                "set node all cpumax 1",
+                Command::SetNodeCpu {
+                    targets: Targets::All,
+                    bound: CpuBound::Max(1.0),
+                },
+            ),
             ("status", Command::Status { watch: None }),
             (
                 "status --watch",
@@ -677,6 +756,12 @@ mod tests {
             ("start agent n1 all", "`all` stands alone"),
             ("stop servce web n1", "did you mean `service`?"),
             ("update polcy", "did you mean `policy`?"),
+            ("update agnet", "did you mean `agent`?"),
+            ("set node n1 cpumin 1.5", "from 0.0 to 1.0, not `1.5`"),
+            ("set node n1 cpumax high", "not `high`"),
+            ("set node n1 cpumax", "cpumax to what"),
+            ("set node n1 cpumin 0.2 0.3", "unexpected `0.3`"),
+            ("set node n1 cpumn 0.2", "did you mean `cpumin`?"),
             ("status --watch 0", "at least 1"),
             ("status --watch x", "not `x`"),
             ("why", "which node?"),

@@ -217,12 +217,21 @@ pub async fn show_node(ctx: &Ctx<'_>, targets: &Targets, section: Option<NodeSec
                     ),
                 },
                 NodeSection::Constraints => {
-                    let base = &record.constraints.base_services;
-                    let line = if base.is_empty() {
+                    let constraints = &record.constraints;
+                    let base = &constraints.base_services;
+                    let mut line = if base.is_empty() {
                         "no base service".to_owned()
                     } else {
                         format!("base services {}", base.join(", "))
                     };
+                    for (name, bound) in [
+                        ("cpumin", constraints.cpu_min),
+                        ("cpumax", constraints.cpu_max),
+                    ] {
+                        if let Some(bound) = bound {
+                            line.push_str(&format!(", {name} {bound}"));
+                        }
+                    }
                     (line, json!(record.constraints))
                 }
                 NodeSection::Resources => match &record.resources {

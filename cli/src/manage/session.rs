@@ -121,6 +121,9 @@ impl Session {
             Command::SetBaseServices { targets, services } => {
                 control::set_base_services(&ctx, &targets, &services).await
             }
+            Command::SetNodeCpu { targets, bound } => {
+                control::set_node_cpu(&ctx, &targets, bound).await
+            }
             Command::StartService { service, targets } => {
                 control::start_service(&ctx, &service, &targets).await
             }

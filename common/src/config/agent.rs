@@ -15,6 +15,8 @@ use super::problem::{Findings, JsonPath, Problem};
 use super::schema::{Field, Shape, field};
 
 pub const DEFAULT_DOCKER_DAEMON_URL: &str = "unix:///var/run/docker.sock";
+/// The engine's socket on the node, which Gru's `"default"` names.
+pub const GRU_DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
 pub const DEFAULT_DOCKER_DAEMON_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_AUTONOMIC_LOOP_SECS: u64 = 60;
 pub const DEFAULT_PLANNER_STRATEGY: PlannerStrategy = PlannerStrategy::ProbCumulative;
@@ -52,6 +54,85 @@ impl Default for DockerConfig {
         DockerConfig {
             daemon_url: DEFAULT_DOCKER_DAEMON_URL.to_owned(),
             daemon_timeout_secs: DEFAULT_DOCKER_DAEMON_TIMEOUT_SECS,
+        }
+    }
+}
+
+/// The Docker engine `Docker.DaemonUrl` names. Gru's two forms are read as Gru meant them:
+/// `"default"` is the node's own Unix socket, and `"local:PORT"` is this node's address
+/// (`gru join --address`) on that port, which is how an agent running in a container
+/// reaches the engine of its host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaemonEndpoint {
+    /// A Unix socket, by path: `unix:///var/run/docker.sock`, or Gru's `default`.
+    Unix(String),
+    /// An engine over HTTP: `http://host:port`, `https://...`, `tcp://host:port` or Gru's
+    /// bare `host:port`, always kept as an `http(s)://` URL.
+    Http(String),
+    /// Gru's `local:PORT`: this node's address on that port.
+    Local { port: u16 },
+}
+
+impl DaemonEndpoint {
+    /// Reads a `DaemonUrl`, or says how to write it.
+    pub fn parse(text: &str) -> Result<DaemonEndpoint, ValueError> {
+        const FORMS: &str = "write \"default\" (this node's socket), \"local:2375\" (this node's address on port 2375), \"unix:///path\", \"tcp://host:port\" or \"host:port\"";
+        let text = text.trim();
+        let port_of = |port: &str| match port.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(port),
+            _ => Err(
+                ValueError::new(format!("\"{text}\": \"{port}\" is not a port (1 to 65535)"))
+                    .with_hint(FORMS),
+            ),
+        };
+        if text.eq_ignore_ascii_case("default") {
+            return Ok(DaemonEndpoint::Unix(GRU_DEFAULT_DOCKER_SOCKET.to_owned()));
+        }
+        if let Some((scheme, rest)) = text.split_once("://") {
+            let scheme = scheme.to_ascii_lowercase();
+            return match scheme.as_str() {
+                "unix" if rest.starts_with('/') => Ok(DaemonEndpoint::Unix(rest.to_owned())),
+                "unix" => Err(
+                    ValueError::new(format!("\"{text}\" names no absolute socket path"))
+                        .with_hint(FORMS),
+                ),
+                "tcp" | "http" | "https" if !rest.is_empty() && !rest.starts_with('/') => {
+                    let scheme = if scheme == "https" { "https" } else { "http" };
+                    Ok(DaemonEndpoint::Http(format!("{scheme}://{rest}")))
+                }
+                "tcp" | "http" | "https" => {
+                    Err(ValueError::new(format!("\"{text}\" names no host")).with_hint(FORMS))
+                }
+                _ => Err(ValueError::new(format!(
+                    "\"{text}\": the engine is not reached over \"{scheme}\""
+                ))
+                .with_hint(FORMS)),
+            };
+        }
+        match text.rsplit_once(':') {
+            Some((host, port)) if host.eq_ignore_ascii_case("local") => Ok(DaemonEndpoint::Local {
+                port: port_of(port)?,
+            }),
+            Some((host, port)) if !host.is_empty() => {
+                port_of(port)?;
+                Ok(DaemonEndpoint::Http(format!("http://{host}:{port}")))
+            }
+            _ => Err(
+                ValueError::new(format!("\"{text}\" is not a Docker engine address"))
+                    .with_hint(FORMS),
+            ),
+        }
+    }
+
+    /// The URL to connect to; `local` is this node's `address`.
+    pub fn url(&self, address: &str) -> String {
+        match self {
+            DaemonEndpoint::Unix(path) => format!("unix://{path}"),
+            DaemonEndpoint::Http(url) => url.clone(),
+            DaemonEndpoint::Local { port } if address.contains(':') => {
+                format!("http://[{address}]:{port}")
+            }
+            DaemonEndpoint::Local { port } => format!("http://{address}:{port}"),
         }
     }
 }
@@ -205,15 +286,18 @@ pub enum PlannerStrategy {
     ProbCumulative,
     /// Gru's: draw against the difference between the best and the no-action weight.
     ProbDelta,
-    /// Deterministic: the heaviest action.
+    /// Deterministic: the heaviest action. Gru's test strategy `dummy` did the same (the
+    /// heaviest action, none when every weight is 0), so `"dummy"` is read as `greedy`.
     Greedy,
 }
 
 impl PlannerStrategy {
-    const NAMES: [(&'static str, PlannerStrategy); 3] = [
+    /// The first name of a variant is the one written back.
+    const NAMES: [(&'static str, PlannerStrategy); 4] = [
         ("probcumulative", PlannerStrategy::ProbCumulative),
         ("probdelta", PlannerStrategy::ProbDelta),
         ("greedy", PlannerStrategy::Greedy),
+        ("dummy", PlannerStrategy::Greedy),
     ];
 }
 
@@ -226,8 +310,11 @@ pub enum MetricService {
 }
 
 impl MetricService {
-    const NAMES: [(&'static str, MetricService); 2] = [
+    /// Gru's `"noservice"` (its exporter that exported nothing) is `""`. The first name of
+    /// a variant is the one written back.
+    const NAMES: [(&'static str, MetricService); 3] = [
         ("", MetricService::None),
+        ("noservice", MetricService::None),
         ("influxdb", MetricService::InfluxDb),
     ];
 }
@@ -239,7 +326,12 @@ pub enum StorageService {
 }
 
 impl StorageService {
-    const NAMES: [(&'static str, StorageService); 1] = [("internal", StorageService::Internal)];
+    /// Gru had only `internal` and fell back to it for any other name, `"noservice"`
+    /// included; gru reads `"noservice"` as `internal` too (other names are refused).
+    const NAMES: [(&'static str, StorageService); 2] = [
+        ("internal", StorageService::Internal),
+        ("noservice", StorageService::Internal),
+    ];
 }
 
 /// `Display` (the canonical name), `JsonLeaf` (any case) and serde for a keyword enum.
@@ -269,8 +361,17 @@ keyword_enum!(PlannerStrategy, "planner strategy");
 keyword_enum!(MetricService, "metric service");
 keyword_enum!(StorageService, "storage service");
 
+/// The schema walk's check of `DaemonUrl`.
+fn check_daemon_url(value: &Value) -> Result<(), ValueError> {
+    match value {
+        Value::String(text) if text.trim().is_empty() => Ok(()),
+        Value::String(text) => DaemonEndpoint::parse(text).map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
 const DOCKER_FIELDS: &[Field] = &[
-    field("DaemonUrl", Shape::Any),
+    field("DaemonUrl", Shape::Leaf(check_daemon_url)),
     field("DaemonTimeout", Shape::Any),
 ];
 const AUTONOMIC_FIELDS: &[Field] = &[

@@ -23,6 +23,24 @@ use super::suggest::did_you_mean;
 /// the container may use, and memory use as a fraction of its limit.
 pub const BASE_METRICS: &[&str] = &["cpu_avg", "mem_avg"];
 
+/// Gru's spellings of base metrics that gru names otherwise: Gru's `memory_avg` is
+/// `mem_avg`. Analytics and policies may use either; both read the same samples.
+pub const BASE_METRIC_ALIASES: &[(&str, &str)] = &[("memory_avg", "mem_avg")];
+
+/// The base metric `name` stands for, in gru's spelling, or `None` for a user metric.
+pub fn base_metric(name: &str) -> Option<&'static str> {
+    BASE_METRICS
+        .iter()
+        .find(|base| **base == name)
+        .copied()
+        .or_else(|| {
+            BASE_METRIC_ALIASES
+                .iter()
+                .find(|(alias, _)| *alias == name)
+                .map(|(_, base)| *base)
+        })
+}
+
 /// `analytics/<name>.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -145,7 +163,7 @@ fn check_expression(analytic: &Analytic, tree: &Node, findings: &mut Findings) {
         .collect();
     let read: BTreeSet<&str> = tree.iter_read_variable_identifiers().collect();
     for name in read.iter().filter(|name| !allowed.contains(name)) {
-        let hint = if BASE_METRICS.contains(name) {
+        let hint = if base_metric(name).is_some() {
             Some(format!(
                 "add \"{name}\" to Metrics: it is measured by every agent"
             ))

@@ -37,16 +37,17 @@ mod problem;
 mod schema;
 pub mod service;
 mod suggest;
+mod volumes;
 
 pub use agent::{
     AgentConfig, AutonomicConfig, CommunicationConfig, DEFAULT_AUTONOMIC_LOOP_SECS,
     DEFAULT_COMMUNICATION_LOOP_SECS, DEFAULT_DISCOVERY_APP_ROOT, DEFAULT_DISCOVERY_TTL_SECS,
     DEFAULT_DOCKER_DAEMON_TIMEOUT_SECS, DEFAULT_DOCKER_DAEMON_URL, DEFAULT_MAX_FRIENDS,
-    DEFAULT_METRIC_SERVICE, DEFAULT_PLANNER_STRATEGY, DEFAULT_STORAGE_SERVICE, DiscoveryConfig,
-    DockerConfig, MetricConfig, MetricConfiguration, MetricService, PlannerStrategy, StorageConfig,
-    StorageService, parse_agent_config,
+    DEFAULT_METRIC_SERVICE, DEFAULT_PLANNER_STRATEGY, DEFAULT_STORAGE_SERVICE, DaemonEndpoint,
+    DiscoveryConfig, DockerConfig, GRU_DEFAULT_DOCKER_SOCKET, MetricConfig, MetricConfiguration,
+    MetricService, PlannerStrategy, StorageConfig, StorageService, parse_agent_config,
 };
-pub use analytic::{Analytic, BASE_METRICS, parse_analytic};
+pub use analytic::{Analytic, BASE_METRICS, base_metric, parse_analytic};
 pub use cluster::{
     ANALYTICS_DIR, CONFIG_FILE, ClusterConfig, DocumentKey, POLICY_FILE, SERVICES_DIR,
     SourceDocument,
@@ -68,6 +69,7 @@ pub use port::PortRange;
 pub use problem::Problem;
 pub use service::{
     ConstraintValue, ContainerConfig, DEFAULT_CPU_NUMBER, DEFAULT_MAX_INSTANCES,
-    DEFAULT_MIN_INSTANCES, DEFAULT_STOP_TIMEOUT_SECS, DOCKER_MIN_MEMORY_BYTES, ServiceDescriptor,
-    parse_service,
+    DEFAULT_MIN_INSTANCES, DEFAULT_STOP_TIMEOUT_SECS, DOCKER_CPU_SHARES, DOCKER_MIN_MEMORY_BYTES,
+    ServiceDescriptor, parse_service,
 };
+pub use volumes::Volumes;

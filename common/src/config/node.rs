@@ -22,12 +22,19 @@ pub struct NodeConfig {
     pub port: u16,
 }
 
-/// What a node must run whatever the policy says.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What a node must run whatever the policy says, and Gru's CPU bounds of the node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct NodeConstraints {
     /// Services kept running on this node, one instance each.
     pub base_services: Vec<String>,
+    /// Gru's `CpuMin` (`set node <n> cpumin <v>`), a fraction of the node's CPU in [0, 1].
+    /// Recorded and shown as Gru did; neither Gru's planner nor gru's reads it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_min: Option<f64>,
+    /// Gru's `CpuMax`, as `cpu_min`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_max: Option<f64>,
 }
 
 /// What a node offers to containers.
@@ -45,7 +52,11 @@ const NODE_CONFIG_FIELDS: &[Field] = &[
     field("Address", Shape::Any),
     field("Port", Shape::Any),
 ];
-const NODE_CONSTRAINTS_FIELDS: &[Field] = &[field("BaseServices", Shape::Any)];
+const NODE_CONSTRAINTS_FIELDS: &[Field] = &[
+    field("BaseServices", Shape::Any),
+    field("CpuMin", Shape::Any),
+    field("CpuMax", Shape::Any),
+];
 const NODE_RESOURCES_FIELDS: &[Field] = &[
     field("TotalCpus", Shape::Any),
     field("TotalMemory", Shape::Any),
@@ -77,6 +88,17 @@ pub fn parse_node_constraints(file: &str, text: &str) -> Result<NodeConstraints,
                 &JsonPath::fields("BaseServices"),
                 &constraints.base_services,
             );
+            for (path, bound) in [
+                ("CpuMin", constraints.cpu_min),
+                ("CpuMax", constraints.cpu_max),
+            ] {
+                if let Some(bound) = bound.filter(|b| !(0.0..=1.0).contains(b)) {
+                    findings.add(
+                        &JsonPath::fields(path),
+                        format!("{bound} is outside [0, 1]"),
+                    );
+                }
+            }
         },
     )
 }

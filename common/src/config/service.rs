@@ -19,6 +19,7 @@ use super::policy::{POLICY_FIELDS, ServicePolicy};
 use super::port::{PortRange, check_container_port, check_optional_port};
 use super::problem::{Findings, JsonPath, Problem};
 use super::schema::{Field, Shape, field};
+use super::volumes::{Volumes, check_volumes};
 
 /// Not pinned: the agent does not choose CPUs for the container.
 pub const DEFAULT_CPU_NUMBER: u32 = 0;
@@ -29,6 +30,8 @@ pub const DEFAULT_MIN_INSTANCES: u32 = 0;
 pub const DEFAULT_MAX_INSTANCES: Option<u32> = None;
 /// The smallest memory limit the Docker engine accepts.
 pub const DOCKER_MIN_MEMORY_BYTES: u64 = 6 * 1024 * 1024;
+/// The range of CPU shares (a relative weight) the engine accepts; 0 leaves it unset.
+pub const DOCKER_CPU_SHARES: std::ops::RangeInclusive<u64> = 2..=262_144;
 
 /// `services/<file>.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -107,6 +110,10 @@ pub struct ContainerConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub cpuset_cpus: Option<CpuSet>,
+    /// Gru's `CpuShares`: the containers' CPU weight relative to others on the node (the
+    /// engine's default is 1024); `None` or 0 leaves the engine's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<u64>,
     #[serde(rename = "StopTimeout")]
     pub stop_timeout_secs: u64,
     /// Keys as written; an empty value is filled from the agent's environment.
@@ -115,7 +122,7 @@ pub struct ContainerConfig {
     pub ports: BTreeMap<String, PortRange>,
     pub cmd: Vec<String>,
     pub entrypoint: Vec<String>,
-    pub volumes: Vec<String>,
+    pub volumes: Volumes,
     pub links: Vec<String>,
 }
 
@@ -125,12 +132,13 @@ impl Default for ContainerConfig {
             cpu_number: DEFAULT_CPU_NUMBER,
             memory: None,
             cpuset_cpus: None,
+            cpu_shares: None,
             stop_timeout_secs: DEFAULT_STOP_TIMEOUT_SECS,
             env: BTreeMap::new(),
             ports: BTreeMap::new(),
             cmd: Vec::new(),
             entrypoint: Vec::new(),
-            volumes: Vec::new(),
+            volumes: Volumes::default(),
             links: Vec::new(),
         }
     }
@@ -159,6 +167,7 @@ const CONTAINER_FIELDS: &[Field] = &[
     field("cpunumber", Shape::Any),
     field("Memory", Shape::Leaf(check_optional::<ByteSize>)),
     field("CpusetCpus", Shape::Leaf(check_optional::<CpuSet>)),
+    field("CpuShares", Shape::Any),
     field("StopTimeout", Shape::Any),
     field(
         "Env",
@@ -176,7 +185,7 @@ const CONTAINER_FIELDS: &[Field] = &[
     ),
     field("Cmd", Shape::Any),
     field("Entrypoint", Shape::Any),
-    field("Volumes", Shape::Any),
+    field("Volumes", Shape::Leaf(check_volumes)),
     field("Links", Shape::Any),
 ];
 const SERVICE_FIELDS: &[Field] = &[
@@ -237,6 +246,20 @@ fn validate(service: &ServiceDescriptor, findings: &mut Findings) {
 }
 
 fn validate_container(container: &ContainerConfig, findings: &mut Findings) {
+    if let Some(shares) = container
+        .cpu_shares
+        .filter(|s| *s != 0 && !DOCKER_CPU_SHARES.contains(s))
+    {
+        findings.add_with_hint(
+            &JsonPath::fields("Configuration.CpuShares"),
+            format!(
+                "{shares} is outside the engine's range {} to {}",
+                DOCKER_CPU_SHARES.start(),
+                DOCKER_CPU_SHARES.end()
+            ),
+            Some("1024 is the engine's default weight; leave CpuShares out or 0 for it".to_owned()),
+        );
+    }
     if let Some(memory) = container
         .memory
         .filter(|m| m.bytes() < DOCKER_MIN_MEMORY_BYTES)

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use common::config::NodeConstraints;
 use common::keys::NodeField;
 
 use super::super::command::AgentCommand;
@@ -78,6 +79,12 @@ impl Autonomic {
                 }
             }
             AgentCommand::SetBaseServices { services } => self.set_base_services(services).await,
+            AgentCommand::SetNodeCpu { cpumin, cpumax } => {
+                let mut constraints = self.constraints();
+                constraints.cpu_min = cpumin.or(constraints.cpu_min);
+                constraints.cpu_max = cpumax.or(constraints.cpu_max);
+                self.publish_constraints(constraints).await;
+            }
             AgentCommand::StopService { service } => {
                 self.stop_instances(&service, 1, "stop-service").await;
                 self.reconcile().await;
@@ -105,13 +112,31 @@ impl Autonomic {
         );
     }
 
-    /// Records this node's base services and publishes them as its constraints record
+    /// Records this node's base services and publishes them in its constraints record
     /// (under the node's lease, like the rest of its records).
     pub async fn set_base_services(&mut self, services: Vec<String>) {
-        let constraints = common::config::NodeConstraints {
-            base_services: services.clone(),
-        };
+        let mut constraints = self.constraints();
+        constraints.base_services = services.clone();
         self.shared.knowledge().base_services = services;
+        self.publish_constraints(constraints).await;
+        let active = self.shared.knowledge().active;
+        if let Some(config) = self.config() {
+            self.keep_floor(&config, active).await;
+            self.reconcile().await;
+        }
+    }
+
+    /// This node's constraints record as last published.
+    fn constraints(&self) -> NodeConstraints {
+        self.node_records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .constraints
+            .clone()
+    }
+
+    /// Keeps `constraints` for re-registration and writes them under the node's lease.
+    async fn publish_constraints(&mut self, constraints: NodeConstraints) {
         self.node_records
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -122,11 +147,6 @@ impl Autonomic {
         if let Err(err) = self.store.put(&key, &value, Some(lease)).await {
             self.shared.telemetry.metrics.etcd_error();
             tracing::warn!(error = %err, "cannot publish the node's constraints");
-        }
-        let active = self.shared.knowledge().active;
-        if let Some(config) = self.config() {
-            self.keep_floor(&config, active).await;
-            self.reconcile().await;
         }
     }
 }

@@ -118,6 +118,9 @@ pub struct Autonomic {
     node_records: Arc<std::sync::Mutex<NodeRecords>>,
     /// Asks nodes that etcd says are gone whether they still run.
     prober: Prober,
+    /// Whether to ask them at all (false only under the test switch
+    /// `daemon::NO_WITHHOLD_VAR`).
+    ask_nodes_in_doubt: bool,
     /// Services with a standing target-tracking decision, as the ledger watch tells.
     targets: Arc<std::sync::Mutex<BTreeSet<String>>>,
     /// Woken by the ledger watch when a target is set, and by a lost fill's retry.
@@ -145,6 +148,8 @@ pub struct AutonomicParts {
     pub seed: u64,
     /// The node's records as the membership re-registers them after a lost lease.
     pub node_records: Arc<std::sync::Mutex<NodeRecords>>,
+    /// See `daemon::JoinSettings::ask_nodes_in_doubt`.
+    pub ask_nodes_in_doubt: bool,
 }
 
 impl Autonomic {
@@ -176,6 +181,7 @@ impl Autonomic {
             lease_changed_at: None,
             node_records: parts.node_records,
             prober,
+            ask_nodes_in_doubt: parts.ask_nodes_in_doubt,
             targets: Arc::default(),
             targets_changed: Arc::new(Notify::new()),
             fill_retries: crate::tick::FillRetry::default(),
@@ -231,7 +237,15 @@ impl Autonomic {
                 () = self.changed.notified() => self.reconcile().await,
                 () = reload.notified() => self.reload().await,
                 command = commands.recv() => match command {
-                    Some(command) => self.command(command).await,
+                    Some(command) => {
+                        // A loop just started plans at once, as Gru's `start agent` did,
+                        // not a whole LoopTimeInterval later.
+                        let starts = command == AgentCommand::Start && !self.shared.knowledge().active;
+                        self.command(command).await;
+                        if starts {
+                            next_tick = tokio::time::Instant::now();
+                        }
+                    }
                     None => break,
                 },
             }

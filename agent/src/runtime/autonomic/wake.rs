@@ -118,9 +118,9 @@ impl Autonomic {
                 .policy
                 .as_ref()
                 .map_or_else(|| config.policy.clone(), |own| own.apply(&config.policy));
-            let value = |name: &str| match name {
-                "cpu_avg" | "mem_avg" => local.get(name).copied(),
-                _ => analytics.get(name).and_then(|v| v.value()),
+            let value = |name: &str| match common::config::base_metric(name) {
+                Some(base) => local.get(base).copied(),
+                None => analytics.get(name).and_then(|v| v.value()),
             };
             let crossed = crate::mape::crossing(&policy, &descriptor.analytics, value);
             let (over, under) = (crossed.scale_out, crossed.scale_in);

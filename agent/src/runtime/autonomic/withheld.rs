@@ -10,7 +10,9 @@
 //! a proof of the cluster secret (`super::super::liveness`). A lost node does not answer, so
 //! its instances are repaired without delay; a node that answers but stays unregistered is
 //! repaired after a TTL and two loops. The nodes are asked at most once per floor check,
-//! and a withheld start is recorded with the nodes that answered.
+//! and a withheld start is recorded with the nodes that answered. The test switch
+//! `GRU_TEST_NO_WITHHOLD=1` (`daemon::NO_WITHHOLD_VAR`) turns the asking off, so that a test
+//! can show its check of the withheld start fails without it.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -45,8 +47,12 @@ impl Autonomic {
     /// (or that a read now misses before the watch says so) and that still answer as
     /// themselves (see `super::peers`). Lost nodes do not answer, so their instances are
     /// repaired without delay; a node that answers but stays unregistered is repaired
-    /// after the grace. Empty when etcd cannot be read (no claim can be made then anyway).
+    /// after the grace. Empty when etcd cannot be read (no claim can be made then anyway),
+    /// and always under the test switch `daemon::NO_WITHHOLD_VAR` (nobody is asked).
     async fn answering_in_doubt(&self, config: &ClusterConfig) -> Vec<String> {
+        if !self.ask_nodes_in_doubt {
+            return Vec::new();
+        }
         let Ok(records) = self.store.get_prefix(&self.keys.nodes_prefix()).await else {
             return Vec::new();
         };
