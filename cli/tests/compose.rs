@@ -94,14 +94,10 @@ impl Compose {
         self.run(&["down", "-v", "--remove-orphans", "--timeout", "10"])
     }
 
-    /// Containers of the compose project, in any state.
+    /// Containers of the compose project, in any state (a failing `docker` fails the test).
     fn project_containers(&self) -> Vec<String> {
-        let out = Command::new("docker")
-            .args(["ps", "-aq", "--filter"])
-            .arg(format!("label=com.docker.compose.project={}", self.project))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
+        let filter = format!("label=com.docker.compose.project={}", self.project);
+        testkit::docker_must(&["ps", "-aq", "--filter", &filter])
             .lines()
             .map(str::to_owned)
             .collect()

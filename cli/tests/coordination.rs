@@ -105,10 +105,14 @@ fn five_agents_under_the_same_overload_keep_max_and_one_step_per_cooldown() {
         .collect();
     starts.sort_unstable();
     let gaps: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
-    println!(
-        "5 agents, same overload: {} instances (max {MAX}), scale-out gaps {:?} ms (CooldownOut {COOLDOWN_OUT_SECS} s)",
-        starts.len(),
-        &gaps[1..]
+    testkit::figure(
+        test,
+        "scale-out steps",
+        format!(
+            "5 agents, same overload: {} instances (max {MAX}), scale-out gaps {:?} ms (CooldownOut {COOLDOWN_OUT_SECS} s)",
+            starts.len(),
+            &gaps[1..]
+        ),
     );
     // The first gap is from the MinInstances start; every scale-out step after it is at
     // least a cooldown apart (lease expiry is at whole-second granularity: 500 ms slack).
@@ -205,10 +209,14 @@ fn a_lost_node_s_instances_are_restored_to_min_within_ttl_and_two_loops() {
     };
     let since_kill = Duration::from_nanos(restored.at_ns - killed_ns);
     let bound = Duration::from_secs(TTL_SECS + 2 * LOOP_SECS);
-    println!(
-        "node lost: MinInstances restored {:.2} s after the kill (bound TTL {TTL_SECS} s + 2 loops of {LOOP_SECS} s = {} s)",
-        since_kill.as_secs_f64(),
-        bound.as_secs()
+    testkit::figure(
+        test,
+        "MinInstances restored after the kill",
+        format!(
+            "node lost: MinInstances restored {:.2} s after the kill (bound TTL {TTL_SECS} s + 2 loops of {LOOP_SECS} s = {} s)",
+            since_kill.as_secs_f64(),
+            bound.as_secs()
+        ),
     );
     assert!(
         since_kill <= bound,
@@ -359,7 +367,11 @@ fn gossip_refuses_malformed_oversized_replayed_and_unauthenticated_messages() {
         record(status);
         sent += 1;
     }
-    println!("gossip fuzz: {sent} inputs refused, by status {statuses:?}");
+    testkit::figure(
+        test,
+        "gossip fuzz",
+        format!("gossip fuzz: {sent} inputs refused, by status {statuses:?}"),
+    );
     assert_eq!(
         http_get(agent.port, "/healthz").unwrap().0,
         200,
@@ -478,10 +490,14 @@ fn a_lost_node_s_base_service_is_re_homed_on_a_survivor() {
     };
     let since_kill = Duration::from_nanos(rehomed.at_ns - killed_ns);
     let bound = Duration::from_secs(TTL_SECS + 2 * LOOP_SECS);
-    println!(
-        "node lost: its base service re-homed {:.2} s after the kill (bound TTL {TTL_SECS} s + 2 loops of {LOOP_SECS} s = {} s)",
-        since_kill.as_secs_f64(),
-        bound.as_secs()
+    testkit::figure(
+        test,
+        "base service re-homed after the kill",
+        format!(
+            "node lost: its base service re-homed {:.2} s after the kill (bound TTL {TTL_SECS} s + 2 loops of {LOOP_SECS} s = {} s)",
+            since_kill.as_secs_f64(),
+            bound.as_secs()
+        ),
     );
     assert!(
         since_kill <= bound,

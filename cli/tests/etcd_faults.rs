@@ -529,23 +529,27 @@ fn killing_the_etcd_leader_of_three_interrupts_nothing_and_claims_still_succeed(
         .map(|i| longest_loop_stall(&samples, i))
         .collect();
     let claim = action_since(&agents, "scale-out", "web", killed_ms);
-    println!(
-        "etcd fault: leader m{leader} of 3 killed: new leader after {}; {} agent samples, {read} etcd reads, longest /healthz gap {} (per agent {:?}), longest etcd read gap {}, longest loop stall {}, records vanished in {} samples; scale-out asked {} after the kill, instance running {} later, claimed by {:?}",
-        elected.map_or("never".into(), secs),
-        samples.len(),
-        secs(*health_gaps.iter().max().unwrap()),
-        health_gaps
-            .iter()
-            .map(|d| d.as_millis())
-            .collect::<Vec<_>>(),
-        secs(etcd_gap),
-        secs(*stalls.iter().max().unwrap()),
-        vanished.len(),
-        secs(claim_asked),
-        scaled.map_or("never".into(), secs),
-        claim
-            .as_ref()
-            .map(|(node, at)| format!("{node} at +{} ms", at - killed_ms)),
+    testkit::figure(
+        test,
+        "leader killed",
+        format!(
+            "etcd fault: leader m{leader} of 3 killed: new leader after {}; {} agent samples, {read} etcd reads, longest /healthz gap {} (per agent {:?}), longest etcd read gap {}, longest loop stall {}, records vanished in {} samples; scale-out asked {} after the kill, instance running {} later, claimed by {:?}",
+            elected.map_or("never".into(), secs),
+            samples.len(),
+            secs(*health_gaps.iter().max().unwrap()),
+            health_gaps
+                .iter()
+                .map(|d| d.as_millis())
+                .collect::<Vec<_>>(),
+            secs(etcd_gap),
+            secs(*stalls.iter().max().unwrap()),
+            vanished.len(),
+            secs(claim_asked),
+            scaled.map_or("never".into(), secs),
+            claim
+                .as_ref()
+                .map(|(node, at)| format!("{node} at +{} ms", at - killed_ms)),
+        ),
     );
 
     assert!(elected.is_some(), "the two survivors elected no leader");
@@ -818,31 +822,35 @@ fn etcd_down_for_30_s(test: &str, outage: Outage) {
     let claim = action_since(&agents, "scale-out", "web", claim_ms);
     let leases_after = node_leases(&etcd.endpoints(), &cluster);
     let registered_again = log_lines(&agents, "registered again");
-    println!(
-        "etcd fault: the only member {outage:?} for {}: {} agent samples during the outage, {unhealthy} with an agent unhealthy, longest /healthz gap {}; web containers unchanged: {}; base container removed at {} (local guard, no etcd); ticks during the outage per agent {ticks:?} (loop {LOOP_SECS} s); etcd answering {}; node and discovery records equal to the containers {} after etcd returned ({incomplete_after_back} incomplete reads before; checked again at {}); leases kept: {}, nodes that registered again: {}; scale-out claimed {} after it was asked, by {:?}",
-        secs(back_at - down_at),
-        during.len(),
-        secs(*health_gaps.iter().max().unwrap()),
-        web_end_of_outage == web_before,
-        guards
-            .iter()
-            .map(|(at, back)| format!(
-                "+{} running again {} later",
-                secs(*at),
-                back.map_or("never".into(), secs)
-            ))
-            .collect::<Vec<_>>()
-            .join(", "),
-        match outage {
-            Outage::Killed => format!("{} after the restart began", secs(restart)),
-            Outage::Stopped => "at once after SIGCONT".to_owned(),
-        },
-        records_back.map_or("never".into(), secs),
-        converged.map_or("never".into(), |d| secs(d + Duration::from_secs(2))),
-        leases_after == leases_before,
-        registered_again.len(),
-        scaled.map_or("never".into(), secs),
-        claim.as_ref().map(|(node, _)| node),
+    testkit::figure(
+        test,
+        "only member down",
+        format!(
+            "etcd fault: the only member {outage:?} for {}: {} agent samples during the outage, {unhealthy} with an agent unhealthy, longest /healthz gap {}; web containers unchanged: {}; base container removed at {} (local guard, no etcd); ticks during the outage per agent {ticks:?} (loop {LOOP_SECS} s); etcd answering {}; node and discovery records equal to the containers {} after etcd returned ({incomplete_after_back} incomplete reads before; checked again at {}); leases kept: {}, nodes that registered again: {}; scale-out claimed {} after it was asked, by {:?}",
+            secs(back_at - down_at),
+            during.len(),
+            secs(*health_gaps.iter().max().unwrap()),
+            web_end_of_outage == web_before,
+            guards
+                .iter()
+                .map(|(at, back)| format!(
+                    "+{} running again {} later",
+                    secs(*at),
+                    back.map_or("never".into(), secs)
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+            match outage {
+                Outage::Killed => format!("{} after the restart began", secs(restart)),
+                Outage::Stopped => "at once after SIGCONT".to_owned(),
+            },
+            records_back.map_or("never".into(), secs),
+            converged.map_or("never".into(), |d| secs(d + Duration::from_secs(2))),
+            leases_after == leases_before,
+            registered_again.len(),
+            scaled.map_or("never".into(), secs),
+            claim.as_ref().map(|(node, _)| node),
+        ),
     );
 
     assert_alive(&mut agents);
@@ -1096,13 +1104,17 @@ fn leases_revoked_under_running_agents_make_no_one_start_a_second_instance() {
         }
     }
     let registered_again = log_lines(&agents, "registered again");
-    println!(
-        "etcd fault: leases revoked under running agents: {} round(s), {} repair(s) withheld by {keeper}, first: {:?}; nodes that registered again: {}; web kept the same {} containers",
-        rounds.len(),
-        withheld.len(),
-        withheld.first(),
-        registered_again.len(),
-        web_before.len(),
+    testkit::figure(
+        test,
+        "leases revoked",
+        format!(
+            "etcd fault: leases revoked under running agents: {} round(s), {} repair(s) withheld by {keeper}, first: {:?}; nodes that registered again: {}; web kept the same {} containers",
+            rounds.len(),
+            withheld.len(),
+            withheld.first(),
+            registered_again.len(),
+            web_before.len(),
+        ),
     );
     let switch = gru_agent::daemon::NO_WITHHOLD_VAR;
     let switched_off = std::env::var_os(switch).is_some_and(|v| v == "1");
@@ -1233,22 +1245,26 @@ fn stop_one_member_of_three(test: &str, which: Stopped) {
         .collect();
     let leases_after = node_leases(&etcd.serving_endpoints(), &cluster);
     let registered_again = log_lines(&agents, "registered again");
-    println!(
-        "etcd fault: {which:?} m{victim} of 3 stopped (SIGSTOP) {}: longest /healthz gap {}, ticks during the pause per agent {ticks:?} (loop {LOOP_SECS} s), longest loop stall {} (per agent {:?} ms); scale-out asked {} into the pause, instance running {} later, claimed by {:?}; after SIGCONT the member caught up in {}, records and discovery equal to the containers {} after the resume + 2 s; node or discovery records missing in {vanished} reads (for {} at most), leases kept: {}, nodes that registered again: {}",
-        secs(resumed_at - paused_at),
-        secs(*health_gaps.iter().max().unwrap()),
-        secs(*stalls.iter().max().unwrap()),
-        stalls.iter().map(|d| d.as_millis()).collect::<Vec<_>>(),
-        secs(asked),
-        scaled.map_or("never".into(), secs),
-        claim
-            .as_ref()
-            .map(|(node, at)| format!("{node} at +{} ms", at - paused_ms)),
-        caught_up.map_or("never".into(), secs),
-        converged.map_or("never".into(), secs),
-        secs(missing_for),
-        leases_after == leases_before,
-        registered_again.len(),
+    testkit::figure(
+        test,
+        "member stopped",
+        format!(
+            "etcd fault: {which:?} m{victim} of 3 stopped (SIGSTOP) {}: longest /healthz gap {}, ticks during the pause per agent {ticks:?} (loop {LOOP_SECS} s), longest loop stall {} (per agent {:?} ms); scale-out asked {} into the pause, instance running {} later, claimed by {:?}; after SIGCONT the member caught up in {}, records and discovery equal to the containers {} after the resume + 2 s; node or discovery records missing in {vanished} reads (for {} at most), leases kept: {}, nodes that registered again: {}",
+            secs(resumed_at - paused_at),
+            secs(*health_gaps.iter().max().unwrap()),
+            secs(*stalls.iter().max().unwrap()),
+            stalls.iter().map(|d| d.as_millis()).collect::<Vec<_>>(),
+            secs(asked),
+            scaled.map_or("never".into(), secs),
+            claim
+                .as_ref()
+                .map(|(node, at)| format!("{node} at +{} ms", at - paused_ms)),
+            caught_up.map_or("never".into(), secs),
+            converged.map_or("never".into(), secs),
+            secs(missing_for),
+            leases_after == leases_before,
+            registered_again.len(),
+        ),
     );
 
     for (agent, gap) in agents.iter().zip(&health_gaps) {

@@ -122,22 +122,19 @@ struct Listed {
     state: String,
 }
 
-/// Every container of the cluster, in any state, in one `docker ps`.
+/// Every container of the cluster, in any state, in one `docker ps` (a failing `docker`
+/// fails the test: it must never read as no containers).
 fn listed(containers: &ClusterContainers) -> Vec<Listed> {
-    let out = Command::new("docker")
-        .args([
-            "ps",
-            "-a",
-            "--no-trunc",
-            "--filter",
-            &format!("label=org.gru.cluster={}", containers.cluster),
-            "--format",
-            "{{.ID}}|{{.Label \"org.gru.instance\"}}|{{.Label \"org.gru.service\"}}|{{.State}}",
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
+    let out = testkit::docker_must(&[
+        "ps",
+        "-a",
+        "--no-trunc",
+        "--filter",
+        &format!("label=org.gru.cluster={}", containers.cluster),
+        "--format",
+        "{{.ID}}|{{.Label \"org.gru.instance\"}}|{{.Label \"org.gru.service\"}}|{{.State}}",
+    ]);
+    out.lines()
         .filter_map(|line| {
             let mut parts = line.split('|');
             Some(Listed {
@@ -597,10 +594,14 @@ fn an_agent_killed_during_a_container_start_leaves_no_duplicate_or_orphan_after_
         .map(|(outcome, n)| format!("{n} {outcome}"))
         .collect::<Vec<_>>()
         .join(", ");
-    println!(
-        "in-flight start: {kills} kills ({landed}), 0 duplicates, 0 orphans (created or \
+    testkit::figure(
+        test,
+        "in-flight start kills",
+        format!(
+            "in-flight start: {kills} kills ({landed}), 0 duplicates, 0 orphans (created or \
          exited), records = running containers within {:.1} s of every restart",
-        slowest.as_secs_f64()
+            slowest.as_secs_f64()
+        ),
     );
     let missed: Vec<&str> = KILL_POINTS
         .into_iter()
@@ -911,13 +912,17 @@ fn documents_written_around_the_cli_leave_the_last_good_configuration_in_place()
         agent.guard.0.is_some() && rss_mib(agent.guard.pid()).is_some(),
         "the agent process is gone"
     );
-    println!(
-        "bad documents: {} written around the CLI, each refused within {:.1} s and said once, \
+    testkit::figure(
+        test,
+        "bad documents",
+        format!(
+            "bad documents: {} written around the CLI, each refused within {:.1} s and said once, \
          the last good configuration and the instances kept; good documents picked up within \
          {:.1} s",
-        cases.len(),
-        slowest_refusal.as_secs_f64(),
-        slowest_pickup.as_secs_f64()
+            cases.len(),
+            slowest_refusal.as_secs_f64(),
+            slowest_pickup.as_secs_f64()
+        ),
     );
     drop(agent);
     drop(bed);
@@ -1040,12 +1045,16 @@ fn a_container_flooding_its_log_with_malformed_metric_lines_costs_the_agent_litt
     let early = mean(&rss[..3]);
     let late = mean(&rss[rss.len() - 3..]);
     let peak = rss.iter().copied().fold(0.0, f64::max);
-    println!(
-        "malformed log lines: {RATE}/s for {flooded:.0} s: {malformed} counted malformed, \
+    testkit::figure(
+        test,
+        "malformed log lines",
+        format!(
+            "malformed log lines: {RATE}/s for {flooded:.0} s: {malformed} counted malformed, \
          {dropped} dropped, {recorded} valid lines recorded (execution_time mean {:.1} ms over \
          {answered} requests), {warnings} warning line(s); agent RSS {early:.1} → {late:.1} MiB \
          (peak {peak:.1})",
-        execution_time.unwrap_or(f64::NAN)
+            execution_time.unwrap_or(f64::NAN)
+        ),
     );
     assert!(
         execution_time.is_some_and(|ms| ms > 0.0),
@@ -1328,11 +1337,15 @@ fn oversized_and_random_bodies_on_every_post_route_are_refused_and_the_agent_sta
     assert_eq!(status, 202, "a good command after the noise");
     let rss_after = rss_mib(pid).unwrap();
     let peak = *peak.lock().unwrap();
-    println!(
-        "bodies: oversized (length and chunked) 413, unauthenticated 401 before the body; \
+    testkit::figure(
+        test,
+        "bodies",
+        format!(
+            "bodies: oversized (length and chunked) 413, unauthenticated 401 before the body; \
          600 random bodies on 3 routes answered {statuses:?}; 24 unauthenticated 4 MiB gossip \
          bodies, 8 at a time: all 401, agent RSS peak {peak:.1} MiB; RSS {rss_before:.1} → \
          {rss_after:.1} MiB"
+        ),
     );
     assert!(
         rss_after < 256.0,
@@ -1586,14 +1599,18 @@ fn every_state_changing_route_refuses_missing_wrong_and_replayed_credentials() {
             "a presented token is in the agent's debug log"
         );
     }
-    println!(
-        "credentials: {} state-changing routes (read from the router) each refuse missing (401), \
+    testkit::figure(
+        test,
+        "credentials",
+        format!(
+            "credentials: {} state-changing routes (read from the router) each refuse missing (401), \
          wrong and near-miss (403) credentials; gossip refuses a missing header (401), a wrong \
          key or body (403), stale, future and replayed messages (409); {probed} \
          method/route pairs probed without credentials: 401 where state changes, else 405; bearer replays answered {replays:?} (no replay \
          protection: the token is the secret); neither the secret nor presented tokens in \
          the debug log",
-        covered.len()
+            covered.len()
+        ),
     );
     drop(agent);
     drop(bed);
@@ -1790,10 +1807,14 @@ fn gossip_answers_need_the_secret_too_and_are_accepted_once() {
     bed.etcd
         .etcdctl(&["del", "--prefix", &format!("/gru/{cluster}/nodes/fake/")]);
     drop(stop);
-    println!(
-        "gossip answers: {} scripted answers of a friend; unsigned, wrong key, stale, replayed \
+    testkit::figure(
+        test,
+        "gossip answers",
+        format!(
+            "gossip answers: {} scripted answers of a friend; unsigned, wrong key, stale, replayed \
          and malformed ones refused ({refused}), the genuine one merged once",
-        script.len()
+            script.len()
+        ),
     );
     drop(agent);
     drop(bed);
@@ -1927,9 +1948,13 @@ fn help_never_shows_the_etcd_password_or_the_cluster_secret() {
         );
         shell_helps += args.last().map_or(0, |s| s.split(';').count());
     }
-    println!(
-        "help: {} help and version outputs of gru and {shell_helps} of its shell (with cluster \
+    testkit::figure(
+        test,
+        "help outputs",
+        format!(
+            "help: {} help and version outputs of gru and {shell_helps} of its shell (with cluster \
          {cluster}'s secret read) show neither the etcd password nor the secret",
-        helps.len() + 1
+            helps.len() + 1
+        ),
     );
 }
