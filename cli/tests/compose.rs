@@ -292,7 +292,10 @@ fn local_compose_cluster_comes_up_scales_under_load_and_is_torn_down() {
             }
         })
     };
-    let loadgen = root().join("target/x86_64-unknown-linux-musl/release/gru-loadgen");
+    // Built by scripts/build-images.sh into the same target directory as this test.
+    let loadgen = testkit::target_dir()
+        .unwrap_or_else(|| root().join("target"))
+        .join("x86_64-unknown-linux-musl/release/gru-loadgen");
     let load = testkit::ChildGuard::new(
         Command::new(&loadgen)
             .arg("--targets-file")

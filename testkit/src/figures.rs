@@ -34,22 +34,27 @@ pub fn figure(test: &str, key: &str, value: impl Display) {
 }
 
 /// Where [`figure`] appends: `GRU_FIGURES`, else `test-figures.txt` in the target
-/// directory (found from the test binary's path, `<target>/<profile>/deps/<test>`), else
-/// one in the temporary directory.
+/// directory ([`target_dir`]), else one in the temporary directory.
 pub fn figures_path() -> PathBuf {
     if let Some(path) = std::env::var_os(FIGURES_ENV).filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
-    let target = std::env::current_exe().ok().and_then(|exe| {
+    target_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(DEFAULT_FIGURES_FILE)
+}
+
+/// Cargo's target directory of this run, found from the test binary's path
+/// (`<target>/<profile>/deps/<test>`), so that it is right whatever `CARGO_TARGET_DIR`
+/// says (a relative one would be read against the package directory, not the workspace).
+pub fn target_dir() -> Option<PathBuf> {
+    std::env::current_exe().ok().and_then(|exe| {
         exe.ancestors()
             .find(|dir| dir.file_name().is_some_and(|name| name == "deps"))
             .and_then(Path::parent)
             .and_then(Path::parent)
             .map(Path::to_path_buf)
-    });
-    target
-        .unwrap_or_else(std::env::temp_dir)
-        .join(DEFAULT_FIGURES_FILE)
+    })
 }
 
 /// One figure as its line in the file (without the newline).

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 pub mod figures;
 pub mod skip;
-pub use figures::figure;
+pub use figures::{figure, target_dir};
 pub use skip::skip_listed;
 
 /// How long a fresh etcd may take to report healthy before the test gives up.
