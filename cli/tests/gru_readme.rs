@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{expect_code, gru, root, text};
+use support::{expect_code, gru, root, strip_ansi, text};
 use testkit::{
     ChildGuard, Component, EtcdCluster, free_port, http_get, http_request, require, wait_until,
 };
@@ -433,9 +433,12 @@ fn join_without_an_address_announces_its_default_route_s_address_or_its_bind_add
         let port = free_port();
         let _agent = gru_join(&etcd, node, None, port, &log, extra);
         wait_up(port, &log);
-        let log_text = std::fs::read_to_string(&log).unwrap();
+        let log_text = strip_ansi(&std::fs::read_to_string(&log).unwrap());
+        let announced = log_text.lines().any(|l| {
+            l.contains("announcing this address") && l.contains(&format!("address={expected} "))
+        });
         assert!(
-            log_text.contains(&format!("gru join: address {expected} (")),
+            announced,
             "{node}: expected the address {expected} to be announced:\n{log_text}"
         );
         let record =

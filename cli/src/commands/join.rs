@@ -32,7 +32,8 @@ pub async fn run(etcd: EtcdSettings, args: JoinArgs) -> anyhow::Result<()> {
                     ),
                 }
             };
-            eprintln!("gru join: address {address} ({how}; give --address to choose another)");
+            // Through the log, so that `--log-format json` stays one JSON object a line.
+            tracing::info!(%address, chosen_as = how, "announcing this address (give --address to choose another)");
             address
         }
     };
