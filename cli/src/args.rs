@@ -229,7 +229,7 @@ pub struct JoinArgs {
 
     /// Address at which other agents and operators reach this agent [default: the --bind
     /// address when it is not 0.0.0.0, else this host's address on the interface of its
-    /// default route (127.0.0.1 without one); printed at start]
+    /// default route (127.0.0.1 without one); logged at start]
     #[arg(short, long, env = "HostIP")]
     pub address: Option<String>,
 
