@@ -102,10 +102,21 @@ stop_agents() {
   agents=()
 }
 
+# pause S: sleeps in the background and waits for it, so that a signal runs the traps at
+# once (bash runs a trap only after its foreground command returns).
+sleeper=""
+pause() {
+  sleep "$1" &
+  sleeper=$!
+  wait "$sleeper" || true
+  sleeper=""
+}
+
 cleanup() {
   set +e
   $torn_down && return 0
   torn_down=true
+  [ -n "$sleeper" ] && kill "$sleeper" 2>/dev/null
   stop_agents
   if [ -n "$keep_logs" ]; then
     mkdir -p "$keep_logs" && cp -r "$tmp/logs/." "$keep_logs/"
@@ -164,7 +175,7 @@ cpu_ticks() {
   rest=${stat##*) }
   # shellcheck disable=SC2086 # split into fields on purpose
   set -- $rest
-  echo $(($12 + $13))
+  echo $((${12} + ${13}))
 }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 now() { date +%s.%N; }
@@ -210,14 +221,14 @@ for n in $counts; do
   for ((i = 0; i < 100; i++)); do [ "$(registered)" -ge "$n" ] && break; sleep 0.2; done
   [ "$(registered)" -eq "$n" ] || die "$(registered) node records for $n agents"
   say "$n agents up and registered; steady state in $settle s, then a $window s window"
-  sleep "$settle"
+  pause "$settle"
 
   load_before=$(cut -d' ' -f1-3 /proc/loadavg)
   declare -A agent_ticks=()
   for pid in "${agents[@]}"; do agent_ticks[$pid]=$(cpu_ticks "$pid"); done
   scrape "$tmp/before"
   etcd_ticks0=$(cpu_ticks "$etcd_pid"); t0=$(now)
-  sleep "$window"
+  pause "$window"
   scrape "$tmp/after"
   etcd_ticks1=$(cpu_ticks "$etcd_pid"); t1=$(now)
   rss=()
@@ -268,14 +279,14 @@ for n in $counts; do
   printf '  agents: VmRSS min %s / mean %s / max %s MiB; CPU mean %s %% of a core\n' "$rss_min" "$rss_mean" "$rss_max" "$cpu_mean"
 
   results+=("etcd_msgs_per_agent_s_$n=$per_agent")
-  summary+=("$(printf '%6d %18s %14s %24s %14s %22s' "$n" "$per_agent" "$etcd_cpu" "$rss_min/$rss_mean/$rss_max" "$cpu_mean" "$load_before -> $load_after")")
+  summary+=("$(printf '%6d %18s %11s %28s %12s   %s' "$n" "$per_agent" "$etcd_cpu" "$rss_min / $rss_mean / $rss_max" "$cpu_mean" "$load_before -> $load_after")")
 
   say "$n agents: stopping them and etcd"
   stop_agents
   "$GRU_ROOT/scripts/etcd.sh" stop
 done
 
-printf '\n%6s %18s %14s %24s %14s %22s\n' agents "etcd msgs/s/agent" "etcd CPU %" "agent RSS MiB min/mean/max" "agent CPU %" "load average"
+printf '\n%6s %18s %11s %28s %12s   %s\n' agents "etcd msgs/s/agent" "etcd CPU %" "agent RSS MiB min/mean/max" "agent CPU %" "load average"
 printf '%s\n' "${summary[@]}"
 echo "window ${window} s after ${settle} s of steady state; loop 1 s, gossip 1 s, TTL ${ttl} s; release build; $(uptime | sed 's/^ *//')"
 cleanup

@@ -100,10 +100,21 @@ exited() {
 
 containers() { timeout 20 docker ps -aq --filter "label=org.gru.cluster=$cluster" "$@"; }
 
+# pause S: sleeps in the background and waits for it, so that a signal runs the traps at
+# once (bash runs a trap only after its foreground command returns).
+sleeper=""
+pause() {
+  sleep "$1" &
+  sleeper=$!
+  wait "$sleeper" || true
+  sleeper=""
+}
+
 cleanup() {
   set +e
   $torn_down && return 0
   torn_down=true
+  [ -n "$sleeper" ] && kill "$sleeper" 2>/dev/null
   local i ids
   if [ -n "$agent" ]; then
     kill "$agent" 2>/dev/null
@@ -179,7 +190,7 @@ cpu_ticks() {
   rest=${stat##*) }
   # shellcheck disable=SC2086 # split into fields on purpose
   set -- $rest
-  echo $(($12 + $13))
+  echo $((${12} + ${13}))
 }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 discovered() {
@@ -211,16 +222,16 @@ for n in $counts; do
     exited "$agent" && die "the agent exited; its log: $(tail -5 "$tmp/agent.log")"
     [ "$(running)" -eq "$n" ] && [ "$(discovered)" -eq "$n" ] && break
     [ "$i" -ge 300 ] && die "after 10 minutes: $(running) running, $(discovered) registered, $n wanted"
-    sleep 2
+    pause 2
   done
   reached=$(awk -v a="$began" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')
   say "$n running and registered after ${reached} s; settling $settle s, then a $sample s sample"
-  sleep "$settle"
+  pause "$settle"
   load_before=$(cut -d' ' -f1-3 /proc/loadavg)
   a0=$(cpu_ticks "$agent"); d0=$([ -n "$dockerd_pid" ] && cpu_ticks "$dockerd_pid" || echo 0); t0=$(date +%s.%N)
   peak=0
   for ((s = 0; s < sample; s++)); do
-    sleep 1
+    pause 1
     kb=$(rss_kb "$agent")
     [ "$kb" -gt "$peak" ] && peak=$kb
   done
@@ -239,10 +250,10 @@ for n in $counts; do
   key=$n; [ "$n" -eq 0 ] && key=idle
   results+=("rss_${key}_mb=$rss_mb")
   cpus+=("cpu_${key}_pct=$cpu")
-  rows+=("$(printf '%10s %14s %10s %10s %12s %9s %22s' "$n" "$rss_mb" "$peak_mb" "$cpu" "$dockerd_cpu" "$reached" "$load_before -> $load_after")")
+  rows+=("$(printf '%10s %14s %9s %12s %14s %10s   %s' "$n" "$rss_mb" "$peak_mb" "$cpu" "$dockerd_cpu" "$reached" "$load_before -> $load_after")")
 done
 
-printf '\n%10s %14s %10s %10s %12s %9s %22s\n' containers "agent RSS MiB" "peak MiB" "agent CPU %" "dockerd CPU %" "reached s" "load average"
+printf '\n%10s %14s %9s %12s %14s %10s   %s\n' containers "agent RSS MiB" "peak MiB" "agent CPU %" "dockerd CPU %" "reached s" "load average"
 printf '%s\n' "${rows[@]}"
 echo "sample ${sample} s after ${settle} s settled; loop 1 s, gossip 1 s, log reading on, $memory per container; release build; $(uptime | sed 's/^ *//')"
 cleanup

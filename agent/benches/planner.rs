@@ -3,8 +3,9 @@
 //!
 //! A plain `harness = false` bench (no criterion: no registry is reachable from the build
 //! machines, and the figures are wanted as printed lines, like every other gru benchmark).
-//! Each case runs its warm-up, then times every iteration with `std::time::Instant` and
-//! prints the median, the 99th percentile and the mean, in µs per tick.
+//! Each case runs its warm-up, then times every iteration with `std::time::Instant` (up to
+//! 2,000, or fewer once the case has run 10 s, never fewer than 200) and prints the median,
+//! the 99th percentile and the mean, in µs per tick.
 //!
 //! * **plan 100×10**: `tick::plan` (which is `mape::plan` plus the claims its decision leads
 //!   to, what the daemon and the simulator call once per loop) over 100 services, each with
@@ -69,6 +70,10 @@ const VALUES_CHANGE_EVERY: usize = 10;
 const DEFAULT_ITERATIONS: usize = 2_000;
 /// Iterations run before timing starts (caches, allocator, branch predictors).
 const WARM_UP_ITERATIONS: usize = 50;
+/// A case stops early once its loop has run this long, after at least
+/// [`MIN_TIMED_ITERATIONS`]: the swap and gossip cases take tens of ms per iteration.
+const CASE_BUDGET: Duration = Duration::from_secs(10);
+const MIN_TIMED_ITERATIONS: usize = 200;
 /// Iterations of each case without `--bench` (a smoke run under `cargo test`).
 const SMOKE_ITERATIONS: usize = 3;
 const SECRET: &str = "bench-cluster-secret";
@@ -89,7 +94,9 @@ fn main() {
     };
     let warm_up = if measuring { WARM_UP_ITERATIONS } else { 0 };
     println!(
-        "planner bench: {iterations} timed iterations per case after {warm_up} of warm-up{}",
+        "planner bench: up to {iterations} timed iterations per case (at least {} unless fewer are asked, then until the case has run {} s) after {warm_up} of warm-up{}",
+        MIN_TIMED_ITERATIONS.min(iterations),
+        CASE_BUDGET.as_secs(),
         if measuring {
             ""
         } else {
@@ -97,9 +104,13 @@ fn main() {
         }
     );
 
-    let plan = plan_case(false, warm_up, iterations);
-    let plan_swap = plan_case(true, warm_up, iterations);
-    let view = view_cases(warm_up, iterations);
+    let runs = Runs {
+        warm_up,
+        iterations,
+    };
+    let plan = plan_case(false, runs);
+    let plan_swap = plan_case(true, runs);
+    let view = view_cases(runs);
 
     println!(
         "plan_us_per_tick_100x10={:.1} plan_us_per_tick_100x10_swap={:.1} view_merge_us_1000={:.1} view_read_us_1000={:.1} gossip_receive_us_1000={:.1} gossip_msg_bytes_1000={}",
@@ -110,6 +121,28 @@ fn main() {
         view.receive.median,
         view.message_bytes
     );
+}
+
+/// How many iterations a case runs.
+#[derive(Debug, Clone, Copy)]
+struct Runs {
+    warm_up: usize,
+    iterations: usize,
+}
+
+impl Runs {
+    /// Whether iteration `i` (warm-up included) of a case whose loop began at `began` runs:
+    /// until `iterations` were timed, or [`CASE_BUDGET`] passed after the minimum.
+    fn go(&self, i: usize, began: Instant) -> bool {
+        let Some(timed) = i.checked_sub(self.warm_up) else {
+            return true;
+        };
+        timed < self.iterations && (timed < MIN_TIMED_ITERATIONS || began.elapsed() < CASE_BUDGET)
+    }
+
+    fn timed(&self, i: usize) -> bool {
+        i >= self.warm_up
+    }
 }
 
 /// Median, 99th percentile and mean of a case, in µs.
@@ -214,16 +247,17 @@ fn redraw(snapshot: &mut ServiceSnapshot, rng: &mut StdRng) {
         .collect();
 }
 
-fn plan_case(swap: bool, warm_up: usize, iterations: usize) -> Summary {
+fn plan_case(swap: bool, runs: Runs) -> Summary {
     let mut rng = StdRng::seed_from_u64(14);
     let policy = example_policy(swap);
     let mut services = snapshots(&mut rng);
     let mut state = PlannerState::new();
     let mut now = Millis::from_secs(1_000);
-    let mut samples = Vec::with_capacity(iterations);
+    let mut samples = Vec::new();
     let mut actions = 0_usize;
     let mut candidates = 0_usize;
-    for i in 0..warm_up + iterations {
+    let case_began = Instant::now();
+    for i in (0..).take_while(|&i| runs.go(i, case_began)) {
         if i % VALUES_CHANGE_EVERY == 0 {
             for snapshot in &mut services {
                 redraw(snapshot, &mut rng);
@@ -239,7 +273,7 @@ fn plan_case(swap: bool, warm_up: usize, iterations: usize) -> Summary {
         let began = Instant::now();
         let planned = tick::plan(black_box(&input), &state, &mut rng);
         let took = began.elapsed();
-        if i >= warm_up {
+        if runs.timed(i) {
             samples.push(took);
             actions += usize::from(!planned.wants.is_empty());
             candidates = candidates.max(planned.decision.weights.len());
@@ -247,6 +281,7 @@ fn plan_case(swap: bool, warm_up: usize, iterations: usize) -> Summary {
         state = black_box(planned).state;
         now = Millis(now.0 + LOOP.as_millis() as u64);
     }
+    let ticks = samples.len();
     let name = if swap {
         "plan 100x10, swap on"
     } else {
@@ -254,7 +289,7 @@ fn plan_case(swap: bool, warm_up: usize, iterations: usize) -> Summary {
     };
     let summary = Summary::of(name, samples);
     println!(
-        "  {:<34} {candidates} candidates weighed per tick (at most); {actions} of {iterations} ticks led to a claim",
+        "  {:<34} {candidates} candidates weighed per tick (at most); {actions} of {ticks} ticks led to a claim",
         ""
     );
     summary
@@ -295,7 +330,7 @@ fn reports(version: u64, rng: &mut StdRng) -> Vec<NodeReport> {
         .collect()
 }
 
-fn view_cases(warm_up: usize, iterations: usize) -> ViewFigures {
+fn view_cases(runs: Runs) -> ViewFigures {
     let mut rng = StdRng::seed_from_u64(1_000);
     let template = reports(0, &mut rng);
     let mut view = ClusterView::new();
@@ -303,8 +338,9 @@ fn view_cases(warm_up: usize, iterations: usize) -> ViewFigures {
     view.merge_all(template.clone(), now);
 
     // Merge: every report one version newer than the view holds.
-    let mut samples = Vec::with_capacity(iterations);
-    for i in 0..warm_up + iterations {
+    let mut samples = Vec::new();
+    let case_began = Instant::now();
+    for i in (0..).take_while(|&i| runs.go(i, case_began)) {
         let version = i as u64 + 1;
         let mut message = template.clone();
         for report in &mut message {
@@ -315,7 +351,7 @@ fn view_cases(warm_up: usize, iterations: usize) -> ViewFigures {
         let changed = view.merge_all(black_box(message), now);
         let took = began.elapsed();
         assert_eq!(changed, REPORTS, "every report is newer");
-        if i >= warm_up {
+        if runs.timed(i) {
             samples.push(took);
         }
     }
@@ -323,14 +359,15 @@ fn view_cases(warm_up: usize, iterations: usize) -> ViewFigures {
 
     // Read: the tick's per-service values.
     let names: Vec<String> = (0..SERVICES).map(service_name).collect();
-    let mut samples = Vec::with_capacity(iterations);
-    for i in 0..warm_up + iterations {
+    let mut samples = Vec::new();
+    let case_began = Instant::now();
+    for i in (0..).take_while(|&i| runs.go(i, case_began)) {
         let began = Instant::now();
         for name in &names {
             black_box(view.service(black_box(name)));
         }
         let took = began.elapsed();
-        if i >= warm_up {
+        if runs.timed(i) {
             samples.push(took);
         }
     }
@@ -338,10 +375,11 @@ fn view_cases(warm_up: usize, iterations: usize) -> ViewFigures {
 
     // Receive: open (HMAC, decode, checks), merge, answer (reports, seal).
     let mut replay = ReplayGuard::default();
-    let mut samples = Vec::with_capacity(iterations);
+    let mut samples = Vec::new();
     let mut message_bytes = 0;
     let base = 1_000_000_u64;
-    for i in 0..warm_up + iterations {
+    let case_began = Instant::now();
+    for i in (0..).take_while(|&i| runs.go(i, case_began)) {
         let version = base + i as u64;
         let mut reports = template.clone();
         for report in &mut reports {
@@ -374,7 +412,7 @@ fn view_cases(warm_up: usize, iterations: usize) -> ViewFigures {
         let took = began.elapsed();
         assert_eq!(changed, REPORTS, "every report is newer");
         black_box(answer);
-        if i >= warm_up {
+        if runs.timed(i) {
             samples.push(took);
         }
     }
