@@ -27,6 +27,8 @@
 #     unary calls (Range, Txn, Put, LeaseGrant, ...) and each message on a stream (each
 #     keep-alive on LeaseKeepAlive, each create/cancel on Watch); printed as messages/s in
 #     all and per agent;
+#   * etcd_network_client_grpc_{received,sent}_bytes_total: bytes/s to and from clients, per
+#     agent (what a read costs grows with what it returns: discovery records, the ledger);
 #   * etcd's CPU: utime + stime of its process (/proc/<pid>/stat) over the window, in % of
 #     one core (and process_cpu_seconds_total from /metrics beside it);
 #   * each agent's VmRSS at the end of the window and its CPU over the window (% of a core).
@@ -188,6 +190,8 @@ scrape() {
       sum[m] += $NF
     }
     /^process_cpu_seconds_total / { print "cpu_seconds", $2 }
+    /^etcd_network_client_grpc_received_bytes_total / { print "bytes_in", $2 }
+    /^etcd_network_client_grpc_sent_bytes_total / { print "bytes_out", $2 }
     END { for (m in sum) print m, sum[m] }' >"$1"
   grep -q '^Range ' "$1" || die "etcd's /metrics has no grpc_server_msg_received_total for Range"
 }
@@ -249,13 +253,19 @@ for n in $counts; do
   printf '  %-24s %12s %14s\n' "gRPC method" "msgs/s" "msgs/s/agent"
   awk -v n="$n" -v dt="$elapsed" '
     FNR == NR { before[$1] = $2; next }
+    $1 == "bytes_in" || $1 == "bytes_out" { bytes[$1] = $2 - before[$1]; next }
     $1 != "cpu_seconds" { d = $2 - before[$1]; if (d > 0) { printf "%s %.2f %.3f\n", $1, d / dt, d / dt / n; total += d } }
-    END { printf "all %.2f %.3f\n", total / dt, total / dt / n }' "$tmp/before" "$tmp/after" >"$tmp/rates"
-  grep -v '^all ' "$tmp/rates" | sort -k3 -gr | while read -r method rate each; do
+    END {
+      printf "all %.2f %.3f\n", total / dt, total / dt / n
+      printf "bytes %.0f %.0f %.0f %.0f\n", bytes["bytes_in"] / dt / n, bytes["bytes_out"] / dt / n, bytes["bytes_in"] / dt, bytes["bytes_out"] / dt
+    }' "$tmp/before" "$tmp/after" >"$tmp/rates"
+  grep -v '^all \|^bytes ' "$tmp/rates" | sort -k3 -gr | while read -r method rate each; do
     printf '  %-24s %12s %14s\n' "$method" "$rate" "$each"
   done
   read -r _ rate_all per_agent < <(grep '^all ' "$tmp/rates")
   printf '  %-24s %12s %14s\n' "all" "$rate_all" "$per_agent"
+  read -r _ in_each out_each in_all out_all < <(grep '^bytes ' "$tmp/rates")
+  printf '  gRPC bytes: %s B/s received and %s B/s sent per agent (%s and %s in all)\n' "$in_each" "$out_each" "$in_all" "$out_all"
   etcd_cpu=$(awk -v d=$((etcd_ticks1 - etcd_ticks0)) -v hz="$clk_tck" -v dt="$elapsed" 'BEGIN { printf "%.2f", d / hz / dt * 100 }')
   etcd_cpu_metric=$(awk -v dt="$elapsed" 'FNR == NR && $1 == "cpu_seconds" { a = $2; next } $1 == "cpu_seconds" { printf "%.2f", ($2 - a) / dt * 100 }' "$tmp/before" "$tmp/after")
   printf '  etcd CPU: %s %% of a core (/proc; process_cpu_seconds_total: %s %%), VmRSS %.1f MiB\n' \
