@@ -24,6 +24,26 @@
 #                                       RSS and CPU at idle and with 20 containers
 #                                       (cli/examples/reaction_bench.rs, docs/benchmarks.md);
 #                                       ends with reaction_ms=... start_ms=... ratio=...
+#   scripts/bench.sh etcd-load [--counts "5 20 50"] [--window 60] [--settle 20] [--ttl 10]
+#                                       5, 20 and 50 real agents (release, loop and gossip
+#                                       1 s, idle) against one etcd: etcd's own /metrics
+#                                       before and after the window, messages/s per agent by
+#                                       gRPC method, etcd's CPU, each agent's RSS
+#                                       (scripts/bench-etcd-load.sh); ends with
+#                                       etcd_msgs_per_agent_s_5=... _20=... _50=...
+#   scripts/bench.sh footprint [--counts "0 20 100"] [--sample 30] [--settle 15] [--memory 8m]
+#                                       one real agent (release) managing 0, 20 and 100
+#                                       containers of the workload: its RSS and CPU once
+#                                       each count is reached and settled
+#                                       (scripts/bench-footprint.sh); ends with
+#                                       rss_idle_mb=... rss_20_mb=... rss_100_mb=...
+#                                       cpu_idle_pct=... cpu_20_pct=... cpu_100_pct=...
+#   scripts/bench.sh planner [-- --iterations N]
+#                                       the pure core's time per tick (cargo bench, release):
+#                                       mape::plan through tick::plan over 100 services x 10
+#                                       analytics, the cluster view's merge of 1,000 reports
+#                                       (agent/benches/planner.rs); ends with
+#                                       plan_us_per_tick_100x10=... view_merge_us_1000=...
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$GRU_ROOT"
@@ -67,5 +87,20 @@ case $mode in
     cargo build --release --locked -q -p gru --bin gru --example reaction_bench
     "$GRU_TARGET_DIR/release/examples/reaction_bench" --gru "$GRU_TARGET_DIR/release/gru" "$@"
     ;;
-  *) die "usage: $0 sink [--hours N] | sim [--seed N] [--quick] [--trace-seeds A..B] | soak [--minutes N] | reaction [--trials N]" ;;
+  etcd-load)
+    # Real etcd and agents, no container. Arguments go to scripts/bench-etcd-load.sh.
+    exec "$GRU_ROOT/scripts/bench-etcd-load.sh" "$@"
+    ;;
+  footprint)
+    # Real etcd, Docker and one agent. Arguments go to scripts/bench-footprint.sh.
+    exec "$GRU_ROOT/scripts/bench-footprint.sh" "$@"
+    ;;
+  planner)
+    # No I/O: the pure core in one process. Arguments after -- go to the bench
+    # (--iterations N, default 2,000 per case).
+    say "building and running the planner bench (cargo bench -p gru-agent --bench planner)"
+    [ "${1:-}" = -- ] && shift
+    cargo bench --locked -q -p gru-agent --bench planner -- "$@"
+    ;;
+  *) die "usage: $0 sink [--hours N] | sim [--seed N] [--quick] [--trace-seeds A..B] | soak [--minutes N] | reaction [--trials N] | etcd-load [--counts \"5 20 50\"] [--window S] | footprint [--counts \"0 20 100\"] [--sample S] | planner [-- --iterations N]" ;;
 esac
