@@ -80,13 +80,6 @@ export GRU_RUN_DIR=$tmp/run
 agents=()
 torn_down=false
 
-# exited PID: whether a child has exited (a zombie until it is waited for).
-exited() {
-  local state
-  state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null || true)
-  [ -z "$state" ] || [ "$state" = Z ]
-}
-
 # stop_agents: SIGTERM to all (each revokes its lease and drains for up to 5 s), SIGKILL
 # to those still there after 15 s.
 stop_agents() {
@@ -102,16 +95,6 @@ stop_agents() {
   for pid in "${agents[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
   for pid in "${agents[@]}"; do wait "$pid" 2>/dev/null || true; done
   agents=()
-}
-
-# pause S: sleeps in the background and waits for it, so that a signal runs the traps at
-# once (bash runs a trap only after its foreground command returns).
-sleeper=""
-pause() {
-  sleep "$1" &
-  sleeper=$!
-  wait "$sleeper" || true
-  sleeper=""
 }
 
 cleanup() {
@@ -169,17 +152,6 @@ cat >"$tmp/config/services/idle.json" <<'EOF'
 }
 EOF
 
-clk_tck=$(getconf CLK_TCK)
-# cpu_ticks PID: utime + stime in clock ticks (fields 14 and 15; the name may hold spaces).
-cpu_ticks() {
-  local stat rest
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-  rest=${stat##*) }
-  # shellcheck disable=SC2086 # split into fields on purpose
-  set -- $rest
-  echo $((${12} + ${13}))
-}
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 now() { date +%s.%N; }
 
 # scrape FILE: `method count` per gRPC method, and `cpu_seconds S`, from etcd's /metrics.

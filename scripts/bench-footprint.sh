@@ -92,23 +92,7 @@ export GRU_RUN_DIR=$tmp/run
 agent=""
 torn_down=false
 
-exited() {
-  local state
-  state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null || true)
-  [ -z "$state" ] || [ "$state" = Z ]
-}
-
 containers() { timeout 20 docker ps -aq --filter "label=org.gru.cluster=$cluster" "$@"; }
-
-# pause S: sleeps in the background and waits for it, so that a signal runs the traps at
-# once (bash runs a trap only after its foreground command returns).
-sleeper=""
-pause() {
-  sleep "$1" &
-  sleeper=$!
-  wait "$sleeper" || true
-  sleeper=""
-}
 
 cleanup() {
   set +e
@@ -183,16 +167,6 @@ EOF
   "$gru" config push "$cluster" "$tmp/config" >/dev/null
 }
 
-clk_tck=$(getconf CLK_TCK)
-cpu_ticks() {
-  local stat rest
-  stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-  rest=${stat##*) }
-  # shellcheck disable=SC2086 # split into fields on purpose
-  set -- $rest
-  echo $((${12} + ${13}))
-}
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 discovered() {
   timeout 10 etcdctl --endpoints="$ETCD_ADDR" get --prefix --keys-only "/gru/$cluster/discovery/bulk/" 2>/dev/null |
     grep -c . || true

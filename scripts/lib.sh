@@ -37,3 +37,36 @@ stop_pidfile() {
   fi
   rm -f "$file"
 }
+
+# exited PID: whether a child has exited (a zombie until it is waited for).
+exited() {
+  local state
+  state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null || true)
+  [ -z "$state" ] || [ "$state" = Z ]
+}
+
+# pause S: sleeps in the background and waits for it, so that a signal runs the traps at
+# once (bash runs a trap only after its foreground command returns). A trap kills
+# "$sleeper" when it is set.
+sleeper=""
+pause() {
+  sleep "$1" &
+  sleeper=$!
+  wait "$sleeper" || true
+  sleeper=""
+}
+
+# cpu_ticks PID: utime + stime in clock ticks (fields 14 and 15; the name may hold spaces),
+# 0 when the process is gone. clk_tck ticks make a second.
+clk_tck=$(getconf CLK_TCK)
+cpu_ticks() {
+  local stat rest
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+  rest=${stat##*) }
+  # shellcheck disable=SC2086 # split into fields on purpose
+  set -- $rest
+  echo $((${12} + ${13}))
+}
+
+# rss_kb PID: the process's resident memory (VmRSS) in KiB, 0 when it is gone.
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }

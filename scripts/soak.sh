@@ -107,13 +107,6 @@ declare -A agent_pid=()
 bg=()
 torn_down=false
 
-# exited PID: whether a child process has exited (a zombie until it is waited for).
-exited() {
-  local state
-  state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null || true)
-  [ -z "$state" ] || [ "$state" = Z ]
-}
-
 cleanup() {
   set +e
   $torn_down && return 0
