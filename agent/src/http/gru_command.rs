@@ -124,13 +124,24 @@ fn service_names(object: &Value) -> Result<Vec<String>, String> {
         .collect()
 }
 
-/// Gru's CPU bound: a number from 0.0 to 1.0.
-pub fn cpu_fraction(object: &Value) -> Result<f64, String> {
+/// Gru's CPU bound in a command's `Object`: a number from 0.0 to 1.0.
+fn cpu_fraction(object: &Value) -> Result<f64, String> {
     match object.as_f64() {
-        Some(value) if (0.0..=1.0).contains(&value) => Ok(value),
-        _ => Err(format!(
+        Some(value) => check_cpu_bound(value),
+        None => Err(format!(
             "a CPU bound is a number from 0.0 to 1.0, not {object}"
         )),
+    }
+}
+
+/// A CPU bound of either command form: a fraction of the node's CPU, 0.0 to 1.0.
+pub fn check_cpu_bound(value: f64) -> Result<f64, String> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!(
+            "a CPU bound is a number from 0.0 to 1.0, not {value}"
+        ))
     }
 }
 

@@ -77,7 +77,7 @@ pub async fn instance_stats(State(state): State<ApiState>) -> Json<views::Instan
 pub async fn one_instance_stats(
     State(state): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> ApiResult<views::OneInstanceStatsView> {
     let id = one_param(id)?;
     let now = (state.clock)();
     let found = views::instance_stats_of(&mut state.shared.knowledge(), &id, now);
@@ -89,9 +89,11 @@ pub async fn one_instance_stats(
             views::MIN_ID_PREFIX
         ))
     })?;
-    Ok(Json(
-        serde_json::json!({ "at": now, "id": container, "stats": stats }),
-    ))
+    Ok(Json(views::OneInstanceStatsView {
+        at: now,
+        id: container,
+        stats,
+    }))
 }
 
 pub async fn system_stats(State(state): State<ApiState>) -> Json<views::SystemStatsView> {
@@ -214,7 +216,7 @@ pub async fn command(
         AgentCommand::SetBaseServices { services } => services,
         AgentCommand::SetNodeCpu { cpumin, cpumax } => {
             for bound in [cpumin, cpumax].into_iter().flatten() {
-                gru_command::cpu_fraction(&serde_json::json!(bound)).map_err(not_a_command)?;
+                gru_command::check_cpu_bound(*bound).map_err(not_a_command)?;
             }
             &[]
         }

@@ -340,6 +340,14 @@ pub fn instance_stats(knowledge: &mut Knowledge, now: Millis) -> InstancesStatsV
     InstancesStatsView { at: now, instances }
 }
 
+/// `GET /gru/v1/stats/instances/{id}`: one instance, under its container id.
+#[derive(Debug, Clone, Serialize)]
+pub struct OneInstanceStatsView {
+    pub at: Millis,
+    pub id: String,
+    pub stats: InstanceStats,
+}
+
 /// The instance `id` names: a container id, a prefix of one of at least
 /// [`MIN_ID_PREFIX`] characters (as `docker ps` shows them), or gru's instance id.
 pub fn instance_stats_of(
