@@ -25,10 +25,10 @@
 //!   the decoder).
 //! * **view read 1,000**: `ClusterView::service` for each of the 100 services over that
 //!   view: what the tick reads of it to build its snapshots.
-//! * **gossip receive 1,000**: the whole receiving side of one exchange with that message:
-//!   `wire::open` (size cap, HMAC, freshness, replay, JSON decode, shape check) then the
-//!   merge, and the answer (`reports` of the view, freshest first, and `wire::seal`).
-//!   The message's size is printed too.
+//! * **gossip receive 1,000**: the receiving side of a digest exchange's push of those
+//!   1,000 reports (what a friend that lacked all of them receives): `wire::open` (size cap,
+//!   HMAC, freshness, replay, postcard decode, shape check) then the merge, and the answer
+//!   (the wanted reports, none here, and `wire::seal`). The message's size is printed too.
 //!
 //!   cargo bench -p gru-agent --bench planner            # or: scripts/bench.sh planner
 //!   cargo bench -p gru-agent --bench planner -- --iterations 5000
@@ -46,7 +46,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use common::config::{PlannerStrategy, PolicyConfig, PolicyRule};
-use gru_agent::gossip::wire::{self, Credentials, GossipMessage, ReplayGuard};
+use gru_agent::gossip::wire::{self, Body, Credentials, GossipMessage, ReplayGuard};
 use gru_agent::gossip::{ClusterView, NodeReport, ServiceReport};
 use gru_agent::mape::{AnalyticValue, LastScale, Millis, PlanInput, PlannerState, ServiceSnapshot};
 use gru_agent::tick;
@@ -387,7 +387,10 @@ fn view_cases(runs: Runs) -> ViewFigures {
         }
         let mut message = GossipMessage {
             from: "node-friend".to_owned(),
-            reports,
+            body: Body::Push {
+                reports,
+                wants: Vec::new(),
+            },
         };
         let body = wire::seal(&mut message);
         message_bytes = body.len();
@@ -403,10 +406,13 @@ fn view_cases(runs: Runs) -> ViewFigures {
         let began = Instant::now();
         let opened = wire::open(SECRET, credentials, black_box(&body), now, &mut replay)
             .unwrap_or_else(|why| panic!("the bench's own message was refused: {why:?}"));
-        let changed = view.merge_all(opened.reports, now);
+        let Body::Push { reports, wants } = opened.body else {
+            panic!("the bench's own push opened as something else");
+        };
+        let changed = view.merge_all(reports, now);
         let mut answer = GossipMessage {
             from: "node-self".to_owned(),
-            reports: view.reports(wire::MAX_REPORTS),
+            body: Body::Reports(view.wanted(&wants)),
         };
         let answer = wire::seal(&mut answer);
         let took = began.elapsed();

@@ -262,7 +262,24 @@ fn gossip_refuses_malformed_oversized_replayed_and_unauthenticated_messages() {
             .collect()
     };
     let before = nodes_in_view();
-    let valid_body = br#"{"from":"intruder","reports":[{"node":"intruder","version":99,"services":{"web":{"instances":50}}}]}"#;
+    let valid_body = &wire::seal(&mut wire::GossipMessage {
+        from: "intruder".into(),
+        body: wire::Body::Push {
+            reports: vec![gru_agent::gossip::NodeReport {
+                node: "intruder".into(),
+                version: 99,
+                services: [(
+                    "web".to_owned(),
+                    gru_agent::gossip::ServiceReport {
+                        instances: 50,
+                        ..Default::default()
+                    },
+                )]
+                .into(),
+            }],
+            wants: Vec::new(),
+        },
+    })[..];
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let post = |headers: &[(&str, String)], body: &[u8]| -> u16 {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", agent.port)).unwrap();

@@ -25,7 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use gru_agent::gossip::wire;
+use gru_agent::gossip::NodeReport;
+use gru_agent::gossip::digest::Answer as DigestAnswer;
+use gru_agent::gossip::wire::{self, Body, GossipMessage};
 use gru_agent::http::{API_PREFIX, MAX_BODY_BYTES};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -1731,11 +1733,27 @@ fn gossip_answers_need_the_secret_too_and_are_accepted_once() {
     let cluster = &bed.name;
     let agent = bed.spawn("n1");
 
-    // The friend's reports: "fake" at a version that tells which answer got in.
+    // A friend's exchange is two requests: its answer to the digest announces "fake" at a
+    // version (in its hot list), the agent asks for it, and the answer to that push
+    // carries the report. The version tells which answer got in.
+    let announce = |version: u64| {
+        wire::seal(&mut GossipMessage {
+            from: "fake".into(),
+            body: Body::answer(&DigestAnswer {
+                hot: vec![("fake".into(), version)],
+                ..DigestAnswer::default()
+            }),
+        })
+    };
     let report = |version: u64| {
-        json!({"from": "fake", "reports": [{"node": "fake", "version": version, "services": {}}]})
-            .to_string()
-            .into_bytes()
+        wire::seal(&mut GossipMessage {
+            from: "fake".into(),
+            body: Body::Reports(vec![NodeReport {
+                node: "fake".into(),
+                version,
+                services: Default::default(),
+            }]),
+        })
     };
     let signed_answer = |key: &str, age_ms: u64, nonce: &str, body: Vec<u8>| Answer::Signed {
         key: key.to_owned(),
@@ -1743,22 +1761,49 @@ fn gossip_answers_need_the_secret_too_and_are_accepted_once() {
         nonce: nonce.to_owned(),
         body,
     };
-    // (answer, accepted)
-    let script = [
-        (Answer::Unsigned(report(100)), false),
-        (signed_answer("0f0f0f", 0, "wrong-key", report(101)), false),
+    let secret = bed.secret.as_str();
+    // (the answers of one exchange, accepted)
+    let script: Vec<(Vec<Answer>, bool)> = vec![
+        (vec![Answer::Unsigned(announce(100))], false),
         (
-            signed_answer(&bed.secret, 120_000, "stale", report(102)),
+            vec![
+                signed_answer(secret, 0, "a1", announce(101)),
+                signed_answer("0f0f0f", 0, "wrong-key", report(101)),
+            ],
             false,
         ),
-        (signed_answer(&bed.secret, 0, "genuine", report(5)), true),
-        (Answer::Replay(3), false),
         (
-            signed_answer(&bed.secret, 0, "junk", b"{\"reports\": 7}".to_vec()),
+            vec![
+                signed_answer(secret, 0, "a2", announce(102)),
+                signed_answer(secret, 120_000, "stale", report(102)),
+            ],
+            false,
+        ),
+        (
+            vec![
+                signed_answer(secret, 0, "genuine", announce(5)),
+                signed_answer(secret, 0, "genuine-report", report(5)),
+            ],
+            true,
+        ),
+        // The genuine announcement's very bytes again (answer 5 of the whole script).
+        (vec![Answer::Replay(5)], false),
+        (
+            vec![signed_answer(
+                secret,
+                0,
+                "junk",
+                b"{\"reports\": 7}".to_vec(),
+            )],
             false,
         ),
     ];
-    let (port, answered, stop) = fake_friend(script.iter().map(|(a, _)| a.clone()).collect());
+    let (port, answered, stop) = fake_friend(
+        script
+            .iter()
+            .flat_map(|(answers, _)| answers.iter().cloned())
+            .collect(),
+    );
     let node_key = |field: &str| format!("/gru/{cluster}/nodes/fake/{field}");
     let stats = || get_json(&agent, "/gru/v1/gossip");
     let base = stats()["stats"].clone();
@@ -1773,11 +1818,16 @@ fn gossip_answers_need_the_secret_too_and_are_accepted_once() {
         view["stats"][field].as_u64().unwrap() - base[field].as_u64().unwrap()
     };
     let mut refused = 0;
-    for (index, (answer, accepted)) in script.iter().enumerate() {
-        let seen = answered
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("no gossip request for answer {index}"));
-        assert_eq!(seen, index);
+    let mut request = 0;
+    for (index, (answers, accepted)) in script.iter().enumerate() {
+        for _ in answers {
+            let seen = answered
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("no gossip request for answer {request}"));
+            assert_eq!(seen, request);
+            request += 1;
+        }
+        let answer = answers.last();
         let mut view = stats();
         let recorded = wait_until(Duration::from_secs(5), || {
             view = stats();

@@ -108,7 +108,7 @@ pub fn bench(options: &BenchOptions, out: &mut impl Write) -> anyhow::Result<()>
 
     // Convergence.
     let big = if options.quick { 1_000 } else { 10_000 };
-    let wire_cap = gru_agent::gossip::wire::MAX_REPORTS;
+    let wire_cap = gru_agent::gossip::digest::DETAIL_CAP;
     let mut setups = vec![
         ConvergenceSetup::acceptance(1_000, ViewKind::Cluster, seed),
         ConvergenceSetup::acceptance(1_000, ViewKind::Compact, seed),
@@ -122,12 +122,11 @@ pub fn bench(options: &BenchOptions, out: &mut impl Write) -> anyhow::Result<()>
                 ..at_big
             },
             ConvergenceSetup {
-                message_limit: wire_cap,
-                max_rounds: 20,
+                message_limit: wire_cap / 2,
                 ..at_big
             },
             ConvergenceSetup {
-                message_limit: 2 * wire_cap,
+                message_limit: 4 * wire_cap,
                 ..at_big
             },
         ]);
@@ -141,17 +140,27 @@ pub fn bench(options: &BenchOptions, out: &mut impl Write) -> anyhow::Result<()>
             )
         })
         .collect();
-    if convergence[0].share_by_round != convergence[1].share_by_round {
+    if convergence[0].share_by_round != convergence[1].share_by_round
+        || convergence[0].steady_bytes_per_agent_round
+            != convergence[1].steady_bytes_per_agent_round
+        || convergence[0].change_bytes_per_agent_round
+            != convergence[1].change_bytes_per_agent_round
+    {
         bail!("the compact view and ClusterView disagree at N = 1,000: {convergence:?}");
     }
     writeln!(out, "## Convergence after a load change on one service\n")?;
     writeln!(
         out,
-        "MaxFriends 5, push-pull, messages built from the views as the round began (one hop per\n\
-         round); every node publishes a new report each round. Rounds until 99 % of the agents\n\
-         hold an instance-weighted load within 5 % of the true cluster value. ClusterView and\n\
-         the compact view agree round by round at N = 1,000 (checked). {wire_cap} reports per\n\
-         message is the gossip wire's cap (MAX_REPORTS).\n"
+        "MaxFriends 5, the agent's digest exchange (fingerprints, versions where they differ,\n\
+         then only the reports a side lacks), every leg built from the views as the round began\n\
+         (one hop per round). Before the change {steady} rounds of steady state: nodes publish\n\
+         only on their heartbeat (digest::heartbeat: every N/100 rounds); then every node's\n\
+         `web` load changes at once. Rounds until 99 % of the agents hold an instance-weighted\n\
+         load within 5 % of the true cluster value. Bytes are the agent's wire (postcard),\n\
+         counted for the sender, requests and answers. ClusterView and the compact view agree\n\
+         round by round at N = 1,000 (checked, bytes included). {wire_cap} versions per answer\n\
+         is the agent's cap (DETAIL_CAP).\n",
+        steady = experiments::STEADY_ROUNDS
     )?;
     writeln!(out, "{}", report::convergence_table(&convergence))?;
     let rounds = |n: usize, limit: Option<usize>, loss: f64| {
@@ -168,12 +177,30 @@ pub fn bench(options: &BenchOptions, out: &mut impl Write) -> anyhow::Result<()>
     summary.add("goal_at_10000", format!("{:.2}", goal(10_000)));
     summary.add("rounds_99_at_10000_loss20", rounds(10_000, None, 0.2));
     summary.add(
-        &format!("rounds_99_at_10000_cap{wire_cap}"),
-        rounds(10_000, Some(wire_cap), 0.0),
+        &format!("rounds_99_at_10000_cap{}", wire_cap / 2),
+        rounds(10_000, Some(wire_cap / 2), 0.0),
     );
     summary.add(
-        &format!("rounds_99_at_10000_cap{}", 2 * wire_cap),
-        rounds(10_000, Some(2 * wire_cap), 0.0),
+        &format!("rounds_99_at_10000_cap{}", 4 * wire_cap),
+        rounds(10_000, Some(4 * wire_cap), 0.0),
+    );
+    let bytes = |n: usize, f: fn(&ConvergenceResult) -> f64| {
+        convergence
+            .iter()
+            .find(|r| r.nodes == n && r.message_limit == Some(wire_cap) && r.loss == 0.0)
+            .map_or_else(|| "skipped".to_owned(), |r| format!("{:.0}", f(r)))
+    };
+    summary.add(
+        "gossip_bytes_per_agent_round_10000",
+        bytes(10_000, |r| r.steady_bytes_per_agent_round),
+    );
+    summary.add(
+        "gossip_bytes_per_agent_round_10000_change",
+        bytes(10_000, |r| r.change_bytes_per_agent_round),
+    );
+    summary.add(
+        "gossip_bytes_per_agent_round_1000",
+        bytes(1_000, |r| r.steady_bytes_per_agent_round),
     );
 
     // Overshoot.

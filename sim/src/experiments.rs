@@ -4,7 +4,9 @@
 //! kind and many seeds.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use gru_agent::gossip::digest;
 use gru_agent::mape::Millis;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -23,7 +25,7 @@ pub struct ConvergenceSetup {
     pub nodes: usize,
     pub max_friends: usize,
     pub view: ViewKind,
-    /// Most reports per message.
+    /// Most versions an answer to a digest lists.
     pub message_limit: usize,
     pub loss: f64,
     pub seed: u64,
@@ -35,13 +37,14 @@ pub struct ConvergenceSetup {
 }
 
 impl ConvergenceSetup {
-    /// The acceptance setup: MaxFriends 5, 5 %, 99 %, no loss, no cap on messages.
+    /// The acceptance setup: MaxFriends 5, 5 %, 99 %, no loss, the agent's cap on the
+    /// versions of an answer (`digest::DETAIL_CAP`).
     pub fn acceptance(nodes: usize, view: ViewKind, seed: u64) -> ConvergenceSetup {
         ConvergenceSetup {
             nodes,
             max_friends: 5,
             view,
-            message_limit: usize::MAX,
+            message_limit: gru_agent::gossip::digest::DETAIL_CAP,
             loss: 0.0,
             seed,
             max_rounds: 40,
@@ -73,7 +76,23 @@ pub struct ConvergenceResult {
     pub requests_per_agent_round: f64,
     pub replies_per_agent_round: f64,
     pub max_requests_per_agent: u64,
+    /// Bytes an agent sends per round before the change (heartbeats only), on average
+    /// over the agents and the steady rounds measured, and the most one agent sent in one
+    /// of those rounds.
+    pub steady_bytes_per_agent_round: f64,
+    pub steady_max_bytes_per_agent: u64,
+    /// Bytes an agent sends per round after the change: the round with the highest
+    /// average, that average, and the most one agent sent in one round.
+    pub change_bytes_per_agent_round: f64,
+    pub change_max_bytes_per_agent: u64,
+    /// Per round after the change: bytes an agent sent on average, and of them, by leg
+    /// (digests, answers to digests, pushes, wanted reports).
+    pub bytes_by_round: Vec<[f64; 5]>,
 }
+
+/// Rounds of steady state (heartbeats only) run before the change; the bytes of the
+/// second half are measured, once heartbeats spread as they do in a running cluster.
+pub const STEADY_ROUNDS: u32 = 12;
 
 /// The capacity of one instance in the convergence cluster, requests per second.
 const CONVERGENCE_CAPACITY: f64 = 10.0;
@@ -179,13 +198,40 @@ fn spread<V: Views>(
         requests_per_agent_round: 0.0,
         replies_per_agent_round: 0.0,
         max_requests_per_agent: 0,
+        steady_bytes_per_agent_round: 0.0,
+        steady_max_bytes_per_agent: 0,
+        change_bytes_per_agent_round: 0.0,
+        change_max_bytes_per_agent: 0,
+        bytes_by_round: Vec::new(),
     };
+    // A node publishes again when its report changes beyond the dead band, or on its
+    // heartbeat, as the agent does (`digest::heartbeat`; 1 s rounds); heartbeats start
+    // at a random phase, as nodes that joined at different times.
+    let interval = Duration::from_secs(1);
+    let heartbeat = digest::heartbeat(interval, n).as_secs().max(1);
+    let phase: Vec<u64> = (0..n).map(|_| rng.random_range(0..heartbeat)).collect();
     let (mut requests, mut replies, mut agent_rounds) = (0, 0, 0);
-    for round in 1..=setup.max_rounds {
-        let now = Millis::from_secs(u64::from(round) * 5);
-        for node in 0..n {
-            let version = book.publish(node, cluster.payload(node, after));
-            views.merge(node, node, version, &book, now);
+    let (mut steady_bytes, mut steady_rounds) = (0_u64, 0_u64);
+    for round in 1..=(STEADY_ROUNDS + setup.max_rounds) {
+        let changed = round > STEADY_ROUNDS;
+        let now = Millis::from_secs(u64::from(round));
+        let demand = if changed { after } else { before };
+        for (node, phase) in phase.iter().enumerate() {
+            let payload = cluster.payload(node, demand);
+            let moved = payload
+                .iter()
+                .zip(book.latest_payload(node))
+                .any(|(new, old)| match (new, old) {
+                    (Some(new), Some(old)) => {
+                        new.instances != old.instances || digest::value_moved(old.load, new.load)
+                    }
+                    (new, old) => new.is_some() != old.is_some(),
+                });
+            let beat = (u64::from(round) + phase).is_multiple_of(heartbeat);
+            if moved || beat {
+                let version = book.publish(node, payload);
+                views.merge(node, node, version, &book, now);
+            }
         }
         let counts = communication_round(
             &mut views,
@@ -196,9 +242,34 @@ fn spread<V: Views>(
             setup.message_limit,
             &mut network,
             now,
+            Millis::from_secs(u64::from(round) - 1),
             &mut rng,
             &mut scratch,
         );
+        let mean = counts.bytes as f64 / counts.agents.max(1) as f64;
+        if !changed {
+            if round > STEADY_ROUNDS / 2 {
+                steady_bytes += counts.bytes;
+                steady_rounds += counts.agents;
+                result.steady_max_bytes_per_agent = result
+                    .steady_max_bytes_per_agent
+                    .max(counts.max_bytes_per_agent);
+            }
+            continue;
+        }
+        result.change_bytes_per_agent_round = result.change_bytes_per_agent_round.max(mean);
+        let per_agent = |bytes: u64| (bytes as f64 / counts.agents.max(1) as f64).round();
+        let legs = counts.bytes_by_leg;
+        result.bytes_by_round.push([
+            mean.round(),
+            per_agent(legs[0]),
+            per_agent(legs[1]),
+            per_agent(legs[2]),
+            per_agent(legs[3]),
+        ]);
+        result.change_max_bytes_per_agent = result
+            .change_max_bytes_per_agent
+            .max(counts.max_bytes_per_agent);
         requests += counts.requests;
         replies += counts.replies;
         agent_rounds += counts.agents;
@@ -216,10 +287,11 @@ fn spread<V: Views>(
         let share = holding as f64 / n as f64;
         result.share_by_round.push(share);
         if share >= setup.quorum {
-            result.rounds = Some(round);
+            result.rounds = Some(round - STEADY_ROUNDS);
             break;
         }
     }
+    result.steady_bytes_per_agent_round = steady_bytes as f64 / steady_rounds.max(1) as f64;
     result.requests_per_agent_round = requests as f64 / agent_rounds.max(1) as f64;
     result.replies_per_agent_round = replies as f64 / agent_rounds.max(1) as f64;
     result

@@ -1,22 +1,29 @@
 //! One communication round: every live agent picks at most `MaxFriends` random friends
-//! among the peers it knows and exchanges views with them, push-pull.
+//! among the peers it knows and runs the agent's digest exchange with each
+//! (`gru_agent::gossip::digest`): its fingerprints, the friend's versions in the buckets
+//! that differ, then the reports the friend lacks pushed and those it holds newer wanted.
 //!
-//! Messages of a round are built from the views as they were when the round began, as if
-//! every exchange of the round ran at the same time (the real agent sends its requests in
-//! parallel). A report therefore moves at most one hop per direction per round, which is
-//! what "rounds until convergence" should count. A request that arrives is merged by the
-//! friend and answered with the friend's view; the answer is merged by the asker. The
-//! network may lose either, or cut both.
+//! Every leg of a round is computed from the views as they were when the round began, as
+//! if every exchange of the round ran at the same time (the real agent runs its exchanges
+//! in parallel), and what arrives is merged when the round ends. A report therefore moves
+//! at most one hop per round, which is what "rounds until convergence" should count. The
+//! network may lose any of the four messages of an exchange, or cut them all.
+//!
+//! Bytes are those of the agent's wire (`gru_agent::gossip::wire`: postcard), counted for
+//! the agent that sends them, requests and answers; lost messages were sent and count.
 
+use std::collections::HashSet;
 use std::rc::Rc;
 
+use gru_agent::gossip::digest::{HOT_CAP, REPORT_BYTES_CAP};
+use gru_agent::gossip::wire::{self, FINGERPRINT_LEN, MAX_REPORTS, MAX_VERSIONS, VersionList};
 use gru_agent::mape::Millis;
 use rand::{Rng, RngExt};
 
 use crate::network::{FakeNetwork, MessageKind};
-use crate::view::{ReportBook, Views};
+use crate::view::{Answer, Buckets, Reconciled, ReportBook, Views, WIRE_VERSION_BASE};
 
-/// Messages of one round.
+/// Messages and bytes of one round.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RoundCounts {
     /// Agents that took part.
@@ -25,19 +32,31 @@ pub struct RoundCounts {
     pub replies: u64,
     /// The most requests any one agent sent.
     pub max_requests_per_agent: u64,
+    /// Bytes every agent sent, together, and the most one agent sent.
+    pub bytes: u64,
+    pub max_bytes_per_agent: u64,
+    /// Of `bytes`, by leg: digests, answers to digests, pushes, wanted reports.
+    pub bytes_by_leg: [u64; 4],
 }
 
-/// Buffers kept between rounds, so that a round allocates nothing at N = 10,000.
+/// Buffers kept between rounds, so that a round allocates little at N = 10,000.
 #[derive(Debug, Default)]
 pub struct GossipScratch {
-    /// Per agent, the agents whose message it receives this round.
-    incoming: Vec<Vec<usize>>,
-    /// Per agent, its slot in `messages` (usize::MAX when it sends nothing).
-    slot: Vec<usize>,
-    /// The messages of the round, one row of `nodes` versions per sender.
-    messages: Vec<u32>,
-    offered: Vec<u32>,
+    buckets: Option<Buckets>,
+    /// Every agent's digest as the round began, `agents × buckets`.
+    digests: Vec<u32>,
+    /// Every agent's hot list as the round began.
+    hot: Vec<Vec<(usize, u32)>>,
+    /// The exchanges of the round: (asker, friend), by asker.
+    exchanges: Vec<(usize, usize)>,
+    /// (receiver, node, version) of every report that arrives this round.
+    arrivals: Vec<(usize, usize, u32)>,
+    bytes: Vec<u64>,
     friends: Vec<usize>,
+    answer: Answer,
+    reconciled: Reconciled,
+    /// Per agent, the nodes it asked for this round, as asker or as friend.
+    asked: Vec<HashSet<usize>>,
 }
 
 /// Picks at most `max` distinct friends among `peers` other than `me`, into `out`.
@@ -62,8 +81,42 @@ pub fn pick_friends<R: Rng + ?Sized>(
     }
 }
 
+/// Bytes on the wire of a list of (node, version), versions numbered as the agent does.
+fn versions_len(book: &ReportBook, entries: &[(usize, u32)]) -> usize {
+    VersionList::len_of(
+        entries
+            .iter()
+            .map(|(node, version)| (book.name(*node), WIRE_VERSION_BASE + u64::from(*version))),
+    )
+}
+
+/// How many of `items` `wire::within` keeps: those whose bytes (`len`) add up to at most
+/// `digest::REPORT_BYTES_CAP`, the first one always.
+fn within<T: Copy>(items: &[T], len: impl Fn(T) -> usize) -> usize {
+    let mut total = 0;
+    items
+        .iter()
+        .take_while(|item| {
+            total += len(**item);
+            total <= REPORT_BYTES_CAP
+        })
+        .count()
+        .max(1)
+        .min(items.len())
+}
+
+/// Bytes on the wire of a list of node names.
+fn names_len(book: &ReportBook, nodes: &[usize]) -> usize {
+    wire::list_len(
+        nodes.len(),
+        nodes.iter().map(|n| wire::string_len(book.name(*n))).sum(),
+    )
+}
+
 /// Runs one round over `views`; `peers[a]` is what agent `a` learned of the active
-/// nodes; `alive[a]` whether it runs. `limit` caps the reports of one message.
+/// nodes; `alive[a]` whether it runs. `cap` is the most versions an answer to a digest
+/// lists (`digest::DETAIL_CAP` in the agent); what an agent heard at `hot_since` or later
+/// (the previous round) is its hot list.
 #[allow(clippy::too_many_arguments)]
 pub fn communication_round<V: Views, R: Rng + ?Sized>(
     views: &mut V,
@@ -71,17 +124,28 @@ pub fn communication_round<V: Views, R: Rng + ?Sized>(
     alive: &[bool],
     peers: &[Rc<[usize]>],
     max_friends: usize,
-    limit: usize,
+    cap: usize,
     network: &mut FakeNetwork,
     now: Millis,
+    hot_since: Millis,
     rng: &mut R,
     scratch: &mut GossipScratch,
 ) -> RoundCounts {
     let agents = views.agents();
     let nodes = book.nodes();
-    scratch.incoming.resize_with(agents, Vec::new);
-    scratch.incoming.iter_mut().for_each(Vec::clear);
+    // Every agent of the simulation knows about as many nodes: one bucket count for all.
+    let count = gru_agent::gossip::digest::bucket_count(nodes);
+    if scratch.buckets.as_ref().is_none_or(|b| b.count() != count) {
+        scratch.buckets = Some(Buckets::new(book, count));
+    }
+    let Some(buckets) = scratch.buckets.take() else {
+        unreachable!("set above")
+    };
     let mut counts = RoundCounts::default();
+    scratch.exchanges.clear();
+    scratch.arrivals.clear();
+    scratch.bytes.clear();
+    scratch.bytes.resize(agents, 0);
     let mut friends = std::mem::take(&mut scratch.friends);
     for me in 0..agents {
         if !alive[me] {
@@ -91,57 +155,148 @@ pub fn communication_round<V: Views, R: Rng + ?Sized>(
         pick_friends(me, &peers[me], max_friends, rng, &mut friends);
         counts.max_requests_per_agent = counts.max_requests_per_agent.max(friends.len() as u64);
         for &friend in &friends {
-            counts.requests += 1;
-            let arrived = network.send(me, friend, MessageKind::Request, rng);
-            if !arrived || !alive[friend] {
-                continue;
-            }
-            scratch.incoming[friend].push(me);
-            counts.replies += 1;
-            if network.send(friend, me, MessageKind::Reply, rng) {
-                scratch.incoming[me].push(friend);
-            }
+            scratch.exchanges.push((me, friend));
         }
     }
     scratch.friends = friends;
 
-    // Every sender's message, as its view was when the round began.
-    scratch.slot.clear();
-    scratch.slot.resize(agents, usize::MAX);
-    let mut senders = 0;
-    for from in scratch.incoming.iter().flatten() {
-        if scratch.slot[*from] == usize::MAX {
-            scratch.slot[*from] = senders;
-            senders += 1;
-        }
-    }
-    scratch.messages.resize(senders * nodes, 0);
-    for (agent, &slot) in scratch.slot.iter().enumerate() {
-        if slot != usize::MAX {
-            views.message(
+    // Every agent's digest and hot list as the round began.
+    scratch.digests.resize(agents * count, 0);
+    scratch.hot.resize_with(agents, Vec::new);
+    for (agent, alive) in alive.iter().enumerate().take(agents) {
+        scratch.hot[agent].clear();
+        if *alive {
+            views.digest(
                 agent,
-                limit,
-                &mut scratch.messages[slot * nodes..(slot + 1) * nodes],
+                &buckets,
+                &mut scratch.digests[agent * count..(agent + 1) * count],
             );
+            views.hot(agent, hot_since, HOT_CAP, &mut scratch.hot[agent]);
         }
     }
-
-    scratch.offered.resize(nodes, 0);
-    for receiver in 0..agents {
-        let incoming = &scratch.incoming[receiver];
-        if incoming.is_empty() {
+    let fingerprints = wire::list_len(count, count * FINGERPRINT_LEN);
+    scratch.asked.resize_with(agents, HashSet::new);
+    scratch.asked.iter_mut().for_each(HashSet::clear);
+    for index in 0..scratch.exchanges.len() {
+        let (me, friend) = scratch.exchanges[index];
+        // Leg 1: the digest and the hot list.
+        counts.requests += 1;
+        let sent = wire::message_len(
+            book.name(me),
+            0,
+            fingerprints + versions_len(book, &scratch.hot[me]),
+        ) as u64;
+        scratch.bytes[me] += sent;
+        counts.bytes_by_leg[0] += sent;
+        if !network.send(me, friend, MessageKind::Request, rng) || !alive[friend] {
             continue;
         }
-        scratch.offered.fill(0);
-        for &from in incoming {
-            let slot = scratch.slot[from];
-            let message = &scratch.messages[slot * nodes..(slot + 1) * nodes];
-            for (best, &version) in scratch.offered.iter_mut().zip(message) {
-                *best = (*best).max(version);
+        let start = rng.random_range(0..count);
+        views.answer(
+            friend,
+            &scratch.digests[friend * count..(friend + 1) * count],
+            &scratch.digests[me * count..(me + 1) * count],
+            &scratch.hot[me],
+            &scratch.hot[friend],
+            &scratch.asked[friend],
+            start,
+            cap,
+            &buckets,
+            &mut scratch.answer,
+        );
+        counts.replies += 1;
+        let answer = &scratch.answer;
+        scratch.asked[friend].extend(answer.wants.iter().copied());
+        let covered: usize = answer
+            .covered
+            .iter()
+            .map(|b| wire::varint_len(*b as u64))
+            .sum();
+        let sent = wire::message_len(
+            book.name(friend),
+            1,
+            names_len(book, &answer.wants)
+                + versions_len(book, &answer.hot)
+                + wire::list_len(answer.covered.len(), covered)
+                + versions_len(book, &answer.versions),
+        ) as u64;
+        scratch.bytes[friend] += sent;
+        counts.bytes_by_leg[1] += sent;
+        if !network.send(friend, me, MessageKind::Reply, rng) {
+            continue;
+        }
+        // Leg 2: what the friend lacks, pushed, and what it has newer, wanted.
+        views.reconcile(
+            me,
+            &scratch.answer,
+            &buckets,
+            &scratch.asked[me],
+            &mut scratch.reconciled,
+        );
+        let reconciled = &mut scratch.reconciled;
+        reconciled.push.truncate(MAX_REPORTS);
+        reconciled.wants.truncate(MAX_VERSIONS);
+        if reconciled.push.is_empty() && reconciled.wants.is_empty() {
+            continue;
+        }
+        scratch.asked[me].extend(reconciled.wants.iter().copied());
+        let keep = within(&reconciled.push, |node| {
+            book.wire_len(node, views.held(me, node))
+        });
+        reconciled.push.truncate(keep);
+        let pushed: usize = reconciled
+            .push
+            .iter()
+            .map(|node| book.wire_len(*node, views.held(me, *node)))
+            .sum();
+        let sent = wire::message_len(
+            book.name(me),
+            2,
+            wire::list_len(reconciled.push.len(), pushed) + names_len(book, &reconciled.wants),
+        ) as u64;
+        scratch.bytes[me] += sent;
+        counts.bytes_by_leg[2] += sent;
+        counts.requests += 1;
+        if !network.send(me, friend, MessageKind::Request, rng) {
+            continue;
+        }
+        for &node in &reconciled.push {
+            if node != friend {
+                scratch.arrivals.push((friend, node, views.held(me, node)));
             }
         }
-        views.absorb(receiver, &scratch.offered, book, now);
+        let mut answered: Vec<(usize, u32)> = reconciled
+            .wants
+            .iter()
+            .map(|node| (*node, views.held(friend, *node)))
+            .filter(|(_, version)| *version > 0)
+            .collect();
+        let keep = within(&answered, |(node, version)| book.wire_len(node, version));
+        answered.truncate(keep);
+        let answer_bytes: usize = answered
+            .iter()
+            .map(|(node, version)| book.wire_len(*node, *version))
+            .sum();
+        let sent = wire::message_len(
+            book.name(friend),
+            3,
+            wire::list_len(answered.len(), answer_bytes),
+        ) as u64;
+        scratch.bytes[friend] += sent;
+        counts.bytes_by_leg[3] += sent;
+        counts.replies += 1;
+        if network.send(friend, me, MessageKind::Reply, rng) {
+            scratch
+                .arrivals
+                .extend(answered.iter().map(|(node, version)| (me, *node, *version)));
+        }
     }
+    for &(receiver, node, version) in &scratch.arrivals {
+        views.merge(receiver, node, version, book, now);
+    }
+    counts.bytes = scratch.bytes.iter().sum();
+    counts.max_bytes_per_agent = scratch.bytes.iter().copied().max().unwrap_or(0);
+    scratch.buckets = Some(buckets);
     counts
 }
 
@@ -199,10 +354,14 @@ mod tests {
             usize::MAX,
             &mut network,
             Millis(1),
+            Millis::ZERO,
             &mut rng,
             &mut scratch,
         );
-        assert_eq!((counts.requests, counts.replies), (3, 3));
+        // Three exchanges, every pair's views differed; the last (2 asks 1) needs no second
+        // leg: each of them already asked the other for its report, as a friend in the
+        // exchange before.
+        assert_eq!((counts.requests, counts.replies), (5, 5));
         // Agent 0 talked with 1 only: it has 1's report but not yet 2's.
         assert_eq!((views.held(0, 1), views.held(0, 2)), (1, 0));
         communication_round(
@@ -214,9 +373,73 @@ mod tests {
             usize::MAX,
             &mut network,
             Millis(2),
+            Millis(1),
             &mut rng,
             &mut scratch,
         );
         assert_eq!(views.held(0, 2), 1, "one more round brings it through 1");
+    }
+
+    #[test]
+    fn equal_views_exchange_digests_only_and_bytes_are_the_wire_s() {
+        let nodes = 100;
+        let mut book = ReportBook::new(nodes, vec!["web".into()]);
+        let payload: Payload = Box::new([Some(Sample {
+            instances: 2,
+            load: 0.25,
+        })]);
+        for node in 0..nodes {
+            book.publish(node, payload.clone());
+        }
+        let mut views = CompactViews::new(nodes, nodes);
+        for agent in 0..nodes {
+            views.absorb(agent, &vec![1; nodes], &book, Millis::ZERO);
+        }
+        let all: Rc<[usize]> = (0..nodes).collect();
+        let peers = vec![all; nodes];
+        let mut network = FakeNetwork::new(nodes);
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut scratch = GossipScratch::default();
+        let round = |views: &mut CompactViews,
+                     book: &ReportBook,
+                     network: &mut FakeNetwork,
+                     rng: &mut StdRng,
+                     scratch: &mut GossipScratch| {
+            communication_round(
+                views,
+                book,
+                &vec![true; nodes],
+                &peers,
+                5,
+                1_024,
+                network,
+                Millis(1),
+                Millis(1),
+                rng,
+                scratch,
+            )
+        };
+        let steady = round(&mut views, &book, &mut network, &mut rng, &mut scratch);
+        assert_eq!((steady.requests, steady.replies), (500, 500));
+        // Per exchange: a digest of 4 buckets (n000042, kind, 4 × 4 bytes) and an empty
+        // answer (n000017, kind, no bucket, no version).
+        let digest = wire::message_len("n000000", 0, wire::list_len(4, 16) + 2);
+        let answer = wire::message_len("n000000", 1, 1 + 2 + 1 + 2);
+        assert_eq!((digest, answer), (28, 15));
+        assert_eq!(steady.bytes, 500 * (28 + 15) as u64);
+
+        // One node publishes: only its report travels, to the agents that lack it.
+        let version = book.publish(
+            3,
+            Box::new([Some(Sample {
+                instances: 3,
+                load: 0.5,
+            })]),
+        );
+        views.merge(3, 3, version, &book, Millis(1));
+        let changed = round(&mut views, &book, &mut network, &mut rng, &mut scratch);
+        assert!(changed.requests > 500 && changed.bytes > steady.bytes);
+        let holders = (0..nodes).filter(|a| views.held(*a, 3) == version).count();
+        assert!((2..=12).contains(&holders), "one hop: {holders}");
     }
 }

@@ -62,7 +62,7 @@ enum Command {
         /// Hold the views in real ClusterViews (slow beyond N = 1,000) rather than compactly.
         #[arg(long)]
         cluster_view: bool,
-        /// Most reports per message (default: no cap).
+        /// Most versions an answer to a digest lists (default: the agent's, digest::DETAIL_CAP).
         #[arg(long)]
         limit: Option<usize>,
         #[arg(long, default_value_t = 0.0)]
@@ -178,7 +178,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 ViewKind::Compact
             };
             let setup = ConvergenceSetup {
-                message_limit: limit.unwrap_or(usize::MAX),
+                message_limit: limit.unwrap_or(gru_agent::gossip::digest::DETAIL_CAP),
                 loss,
                 max_rounds: rounds,
                 ..ConvergenceSetup::acceptance(nodes, view, seed)

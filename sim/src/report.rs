@@ -64,7 +64,7 @@ fn view_name(result: &ConvergenceResult) -> String {
         ViewKind::Compact => "compact",
     };
     match result.message_limit {
-        Some(limit) => format!("{view}, ≤ {limit} reports/message"),
+        Some(limit) => format!("{view}, ≤ {limit} versions/answer"),
         None => view.to_owned(),
     }
 }
@@ -81,6 +81,8 @@ pub fn convergence_table(results: &[ConvergenceResult]) -> String {
         "messages/agent/round",
         "max requests by one agent",
         "share holding it at the end",
+        "KiB/agent/round steady (max one agent)",
+        "KiB/agent/round after the change, worst round (max one agent)",
     ]);
     for r in results {
         table.row(vec![
@@ -103,6 +105,16 @@ pub fn convergence_table(results: &[ConvergenceResult]) -> String {
                 "{:.1} % after {} rounds",
                 r.share_by_round.last().copied().unwrap_or(0.0) * 100.0,
                 r.share_by_round.len()
+            ),
+            format!(
+                "{:.1} ({:.1})",
+                r.steady_bytes_per_agent_round / 1024.0,
+                r.steady_max_bytes_per_agent as f64 / 1024.0
+            ),
+            format!(
+                "{:.1} ({:.1})",
+                r.change_bytes_per_agent_round / 1024.0,
+                r.change_max_bytes_per_agent as f64 / 1024.0
             ),
         ]);
     }

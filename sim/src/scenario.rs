@@ -143,11 +143,13 @@ pub fn fill_rounds(tick_secs: u64) -> usize {
 
 impl Timing {
     /// Loops and rounds as the agent runs them, from its two intervals: reports go stale
-    /// as `gru_agent::runtime::gossip::stale_after` says, an intent settles in two loops
+    /// as `gru_agent::gossip::digest::stale_after` says for a small cluster (the
+    /// simulation takes the larger bound its node count gives), an intent settles in two loops
     /// (as the agent's executor sets it); a node lease of 10 s, containers that take 5 s
     /// to start.
     pub fn agent(comm_secs: u64, loop_secs: u64) -> Timing {
-        let stale = gru_agent::runtime::gossip::stale_after(Duration::from_secs(comm_secs.max(1)));
+        let stale =
+            gru_agent::gossip::digest::stale_after(Duration::from_secs(comm_secs.max(1)), 0);
         let tick_secs = 1;
         Timing {
             tick_secs,
@@ -230,7 +232,7 @@ pub struct Scenario {
     pub strategy: PlannerStrategy,
     pub timing: Timing,
     pub max_friends: usize,
-    /// Most reports in one gossip message.
+    /// Most versions an answer to a gossip digest lists (`digest::DETAIL_CAP`).
     pub message_limit: usize,
     pub duration_secs: u64,
     pub faults: Vec<Fault>,
@@ -387,7 +389,7 @@ impl Scenario {
             strategy: PlannerStrategy::ProbCumulative,
             timing: Timing::default(),
             max_friends: 5,
-            message_limit: gru_agent::gossip::wire::MAX_REPORTS,
+            message_limit: gru_agent::gossip::digest::DETAIL_CAP,
             duration_secs,
             faults: Vec::new(),
             seed,
@@ -418,7 +420,7 @@ impl Scenario {
             strategy: PlannerStrategy::ProbCumulative,
             timing: Timing::default(),
             max_friends: 5,
-            message_limit: gru_agent::gossip::wire::MAX_REPORTS,
+            message_limit: gru_agent::gossip::digest::DETAIL_CAP,
             duration_secs,
             faults: Vec::new(),
             seed,

@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use gru_agent::coordination::Claim;
 use gru_agent::coordination::{Direction, Ledger, LedgerTtls};
+use gru_agent::gossip::digest;
 use gru_agent::mape::target::growth_limit;
 use gru_agent::mape::{
     self, Action, AnalyticValue, LastScale, PlanInput, PlannerState, ServiceSnapshot,
@@ -220,6 +221,8 @@ struct Simulation<'s, V: Views> {
     store: FakeStore,
     network: FakeNetwork,
     book: ReportBook,
+    /// Per node, when it last published a version of its report.
+    published: Vec<Option<gru_agent::mape::Millis>>,
     views: V,
     scratch: GossipScratch,
     agents: Vec<Agent>,
@@ -346,6 +349,7 @@ impl<'s, V: Views> Simulation<'s, V> {
             store: FakeStore::new(keys),
             network: FakeNetwork::new(n),
             book,
+            published: vec![None; n],
             views,
             scratch: GossipScratch::default(),
             agents,
@@ -677,7 +681,9 @@ impl<'s, V: Views> Simulation<'s, V> {
     }
 
     /// Publishes `node`'s report (its instances and load per service) and merges it into
-    /// its own view, as the agent does before each round and each plan.
+    /// its own view, as the agent does before each round and each plan: when it changed
+    /// beyond the dead band (`digest::value_moved`, another instance count) or its
+    /// heartbeat is due (`digest::heartbeat`).
     fn refresh_own_report(&mut self, node: usize) {
         let now = self.clock.now();
         let payload: Payload = (0..self.scenario.services.len())
@@ -689,7 +695,26 @@ impl<'s, V: Views> Simulation<'s, V> {
                 })
             })
             .collect();
+        let moved = payload
+            .iter()
+            .zip(self.book.latest_payload(node))
+            .any(|(new, old)| match (new, old) {
+                (Some(new), Some(old)) => {
+                    new.instances != old.instances || digest::value_moved(old.load, new.load)
+                }
+                (new, old) => new.is_some() != old.is_some(),
+            });
+        let heartbeat = digest::heartbeat(
+            Duration::from_secs(self.scenario.timing.comm_secs.max(1)),
+            self.scenario.nodes,
+        );
+        let due = self.published[node].is_none_or(|at| now.since(at) >= heartbeat);
+        // A node whose view forgot its own report (a restart) publishes again.
+        if !moved && !due && self.views.held(node, node) > 0 {
+            return;
+        }
         let version = self.book.publish(node, payload);
+        self.published[node] = Some(now);
         self.views.merge(node, node, version, &self.book, now);
     }
 
@@ -747,6 +772,10 @@ impl<'s, V: Views> Simulation<'s, V> {
             self.scenario.message_limit,
             &mut self.network,
             now,
+            gru_agent::mape::Millis(
+                now.0
+                    .saturating_sub(self.scenario.timing.comm_secs.max(1) * 1_000),
+            ),
             &mut self.rng,
             &mut self.scratch,
         );
@@ -758,7 +787,10 @@ impl<'s, V: Views> Simulation<'s, V> {
             .report
             .max_requests_per_agent_round
             .max(counts.max_requests_per_agent);
-        let stale = Duration::from_secs(self.scenario.timing.stale_secs);
+        let stale = Duration::from_secs(self.scenario.timing.stale_secs).max(digest::stale_after(
+            Duration::from_secs(self.scenario.timing.comm_secs.max(1)),
+            n,
+        ));
         for agent in 0..n {
             if !self.agents[agent].alive {
                 continue;

@@ -20,6 +20,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use std::collections::{HashMap, HashSet};
+
+use gru_agent::gossip::digest::{bucket_of, entry_hash, name_hash};
 use gru_agent::gossip::{ClusterView, NodeReport, ServiceReport};
 use gru_agent::mape::Millis;
 
@@ -48,7 +51,14 @@ pub struct ReportBook {
     latest: Vec<u32>,
     /// Per node: (first version, payload), by increasing version.
     history: Vec<Vec<(u32, Payload)>>,
+    /// Per node, per history entry: the report's bytes on the gossip wire.
+    wire: Vec<Vec<usize>>,
 }
+
+/// What the agent's report versions look like on the wire: milliseconds of a clock in
+/// 2027 (`digest::next_version`), so that byte counts hold 6-byte varints as the agent's
+/// do, not the 1-byte counters the book numbers reports with.
+pub const WIRE_VERSION_BASE: u64 = 1_800_000_000_000;
 
 impl ReportBook {
     pub fn new(nodes: usize, services: Vec<String>) -> ReportBook {
@@ -57,6 +67,7 @@ impl ReportBook {
             services,
             latest: vec![0; nodes],
             history: vec![Vec::new(); nodes],
+            wire: vec![Vec::new(); nodes],
         }
     }
 
@@ -79,8 +90,26 @@ impl ReportBook {
         let history = &mut self.history[node];
         if history.last().is_none_or(|(_, last)| *last != payload) {
             history.push((version, payload));
+            let mut report = self.node_report(node, version);
+            report.version = WIRE_VERSION_BASE + u64::from(version);
+            self.wire[node].push(gru_agent::gossip::wire::report_len(&report));
         }
         version
+    }
+
+    /// The payload `node` last published (empty before its first report).
+    pub fn latest_payload(&self, node: usize) -> &[Option<Sample>] {
+        self.payload(node, self.latest[node])
+    }
+
+    /// Bytes of `node`'s report `version` on the gossip wire.
+    pub fn wire_len(&self, node: usize, version: u32) -> usize {
+        let history = &self.history[node];
+        let at = history.partition_point(|(from, _)| *from <= version);
+        self.wire[node]
+            .get(at.wrapping_sub(1))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The latest version `node` published; 0 before its first.
@@ -193,6 +222,176 @@ pub trait Views {
 
     /// Empties an agent's view (a restarted agent starts from nothing).
     fn forget(&mut self, agent: usize);
+
+    /// `ClusterView::digest`: the fingerprints of `agent`'s view, into `out` (one per
+    /// bucket).
+    fn digest(&self, agent: usize, buckets: &Buckets, out: &mut [u32]) {
+        out.fill(0);
+        for node in 0..buckets.hash.len() {
+            let version = self.held(agent, node);
+            if version > 0 {
+                out[buckets.of[node]] ^= entry_hash(buckets.hash[node], u64::from(version));
+            }
+        }
+    }
+
+    /// `ClusterView::heard_since`: the nodes whose held version arrived at `since` or
+    /// later, in node order, at most `cap`, with that version.
+    fn hot(&self, agent: usize, since: Millis, cap: usize, out: &mut Vec<(usize, u32)>);
+
+    /// `ClusterView::answer`: `agent`'s answer to a digest `theirs` with hot list
+    /// `their_hot`, given its own digest `mine` and hot list `own_hot`, never wanting the
+    /// nodes in `skip`.
+    #[allow(clippy::too_many_arguments)]
+    fn answer(
+        &self,
+        agent: usize,
+        mine: &[u32],
+        theirs: &[u32],
+        their_hot: &[(usize, u32)],
+        own_hot: &[(usize, u32)],
+        skip: &HashSet<usize>,
+        start: usize,
+        cap: usize,
+        buckets: &Buckets,
+        out: &mut Answer,
+    ) {
+        out.wants.clear();
+        out.hot.clear();
+        out.covered.clear();
+        out.versions.clear();
+        let mut mine = mine.to_vec();
+        for &(node, version) in their_hot {
+            let held = self.held(agent, node);
+            if node == agent || held >= version {
+                continue;
+            }
+            let sum = &mut mine[buckets.of[node]];
+            if held > 0 {
+                *sum ^= entry_hash(buckets.hash[node], u64::from(held));
+            }
+            *sum ^= entry_hash(buckets.hash[node], u64::from(version));
+            if !skip.contains(&node) {
+                out.wants.push(node);
+            }
+        }
+        let theirs_hot: HashMap<usize, u32> = their_hot.iter().copied().collect();
+        out.hot.extend(
+            own_hot
+                .iter()
+                .filter(|(node, version)| theirs_hot.get(node).is_none_or(|t| t < version)),
+        );
+        let mut settled = vec![false; buckets.count()];
+        for (node, _) in &out.hot {
+            settled[buckets.of[*node]] = true;
+        }
+        let count = buckets.count();
+        for step in 0..count {
+            let bucket = (start + step) % count;
+            if settled[bucket] || theirs[bucket] == mine[bucket] {
+                continue;
+            }
+            let held = buckets.nodes[bucket]
+                .iter()
+                .filter(|node| self.held(agent, **node) > 0)
+                .count();
+            if !out.covered.is_empty() && out.versions.len() + held > cap {
+                break;
+            }
+            out.covered.push(bucket);
+            out.versions.extend(
+                buckets.nodes[bucket]
+                    .iter()
+                    .map(|node| (*node, self.held(agent, *node)))
+                    .filter(|(_, version)| *version > 0),
+            );
+        }
+    }
+
+    /// `ClusterView::reconcile`: what `agent` pushes to the friend whose `answer` it got
+    /// (nodes, sorted) and what it asks of it (in the answer's order), never itself nor
+    /// the nodes in `skip`.
+    fn reconcile(
+        &self,
+        agent: usize,
+        answer: &Answer,
+        buckets: &Buckets,
+        skip: &HashSet<usize>,
+        out: &mut Reconciled,
+    ) {
+        out.push.clear();
+        out.wants.clear();
+        out.push.extend(
+            answer
+                .wants
+                .iter()
+                .filter(|node| self.held(agent, **node) > 0),
+        );
+        let theirs: HashMap<usize, u32> = answer.versions.iter().copied().collect();
+        for &bucket in &answer.covered {
+            for &node in &buckets.nodes[bucket] {
+                let mine = self.held(agent, node);
+                if mine > 0 && theirs.get(&node).is_none_or(|t| *t < mine) {
+                    out.push.push(node);
+                }
+            }
+        }
+        out.push.sort_unstable();
+        out.push.dedup();
+        let mut wanted = HashSet::new();
+        for &(node, version) in answer.hot.iter().chain(&answer.versions) {
+            if version > self.held(agent, node)
+                && node != agent
+                && !skip.contains(&node)
+                && wanted.insert(node)
+            {
+                out.wants.push(node);
+            }
+        }
+    }
+}
+
+/// How a digest exchange cuts the nodes into buckets (`gru_agent::gossip::digest`): per
+/// node its name hash and bucket, per bucket its nodes in name order.
+#[derive(Debug, Clone, Default)]
+pub struct Buckets {
+    hash: Vec<u64>,
+    of: Vec<usize>,
+    nodes: Vec<Vec<usize>>,
+}
+
+impl Buckets {
+    pub fn new(book: &ReportBook, count: usize) -> Buckets {
+        let hash: Vec<u64> = (0..book.nodes())
+            .map(|node| name_hash(book.name(node)))
+            .collect();
+        let of: Vec<usize> = hash.iter().map(|h| bucket_of(*h, count)).collect();
+        let mut nodes = vec![Vec::new(); count];
+        for (node, bucket) in of.iter().enumerate() {
+            nodes[*bucket].push(node);
+        }
+        Buckets { hash, of, nodes }
+    }
+
+    pub fn count(&self) -> usize {
+        self.nodes.len()
+    }
+}
+
+/// An answer to a digest (`digest::Answer`), by node index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    pub wants: Vec<usize>,
+    pub hot: Vec<(usize, u32)>,
+    pub covered: Vec<usize>,
+    pub versions: Vec<(usize, u32)>,
+}
+
+/// What an asker sends after a [`Detail`]: reports to push, nodes it wants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    pub push: Vec<usize>,
+    pub wants: Vec<usize>,
 }
 
 /// One real `ClusterView` per agent.
@@ -316,6 +515,144 @@ impl Views for ClusterViews {
         self.views[agent] = ClusterView::new();
         self.index.forget(agent);
     }
+
+    fn digest(&self, agent: usize, buckets: &Buckets, out: &mut [u32]) {
+        out.copy_from_slice(&self.views[agent].digest(buckets.count()));
+        let mut indexed = vec![0; out.len()];
+        self.index.digest(agent, buckets, &mut indexed);
+        assert_eq!(
+            out,
+            &indexed[..],
+            "ClusterView of agent {agent} digests otherwise"
+        );
+    }
+
+    fn hot(&self, agent: usize, since: Millis, cap: usize, out: &mut Vec<(usize, u32)>) {
+        out.clear();
+        out.extend(
+            self.views[agent]
+                .heard_since(since, cap)
+                .iter()
+                .map(|(name, version)| (self.index_of(name), wire_version(*version))),
+        );
+        let mut indexed = Vec::new();
+        self.index.hot(agent, since, cap, &mut indexed);
+        assert_eq!(
+            *out, indexed,
+            "ClusterView of agent {agent} heard otherwise"
+        );
+    }
+
+    fn answer(
+        &self,
+        agent: usize,
+        mine: &[u32],
+        theirs: &[u32],
+        their_hot: &[(usize, u32)],
+        own_hot: &[(usize, u32)],
+        skip: &HashSet<usize>,
+        start: usize,
+        cap: usize,
+        buckets: &Buckets,
+        out: &mut Answer,
+    ) {
+        let skip_names: HashSet<String> =
+            skip.iter().map(|node| self.names[*node].clone()).collect();
+        let real = self.views[agent].answer(
+            theirs,
+            &self.named(their_hot),
+            self.named(own_hot),
+            &self.names[agent],
+            &skip_names,
+            start,
+            cap,
+        );
+        *out = Answer {
+            wants: real.wants.iter().map(|n| self.index_of(n)).collect(),
+            hot: self.indexed(&real.hot),
+            covered: real.buckets.iter().map(|b| *b as usize).collect(),
+            versions: self.indexed(&real.versions),
+        };
+        let mut indexed = Answer::default();
+        self.index.answer(
+            agent,
+            mine,
+            theirs,
+            their_hot,
+            own_hot,
+            skip,
+            start,
+            cap,
+            buckets,
+            &mut indexed,
+        );
+        assert_eq!(
+            *out, indexed,
+            "ClusterView of agent {agent} answers otherwise"
+        );
+    }
+
+    fn reconcile(
+        &self,
+        agent: usize,
+        answer: &Answer,
+        buckets: &Buckets,
+        skip: &HashSet<usize>,
+        out: &mut Reconciled,
+    ) {
+        let real_answer = gru_agent::gossip::digest::Answer {
+            wants: answer
+                .wants
+                .iter()
+                .map(|n| self.names[*n].clone())
+                .collect(),
+            hot: self.named(&answer.hot),
+            buckets: answer.covered.iter().map(|b| *b as u32).collect(),
+            versions: self.named(&answer.versions),
+        };
+        let skip_names: HashSet<String> =
+            skip.iter().map(|node| self.names[*node].clone()).collect();
+        let real = self.views[agent].reconcile(
+            &real_answer,
+            buckets.count(),
+            &self.names[agent],
+            &skip_names,
+        );
+        out.push = real.push.iter().map(|r| self.index_of(&r.node)).collect();
+        out.push.sort_unstable();
+        out.wants = real.wants.iter().map(|n| self.index_of(n)).collect();
+        let mut indexed = Reconciled::default();
+        self.index
+            .reconcile(agent, answer, buckets, skip, &mut indexed);
+        assert_eq!(
+            *out, indexed,
+            "ClusterView of agent {agent} reconciles otherwise"
+        );
+    }
+}
+
+impl ClusterViews {
+    fn index_of(&self, name: &str) -> usize {
+        node_index(name).unwrap_or(usize::MAX)
+    }
+
+    fn named(&self, entries: &[(usize, u32)]) -> Vec<(String, u64)> {
+        entries
+            .iter()
+            .map(|(node, version)| (self.names[*node].clone(), u64::from(*version)))
+            .collect()
+    }
+
+    fn indexed(&self, entries: &[(String, u64)]) -> Vec<(usize, u32)> {
+        entries
+            .iter()
+            .map(|(name, version)| (self.index_of(name), wire_version(*version)))
+            .collect()
+    }
+}
+
+fn wire_version(version: u64) -> u32 {
+    u32::try_from(version).unwrap_or(u32::MAX)
 }
 
 /// Per agent and node: the version held and when it arrived.
@@ -483,6 +820,21 @@ impl Views for CompactViews {
         let row = self.row(agent);
         self.versions[row.clone()].fill(0);
         self.heard[row].fill(0);
+    }
+
+    fn hot(&self, agent: usize, since: Millis, cap: usize, out: &mut Vec<(usize, u32)>) {
+        out.clear();
+        let since = millis_u32(since);
+        let row = self.row(agent);
+        out.extend(
+            self.versions[row.clone()]
+                .iter()
+                .zip(&self.heard[row])
+                .enumerate()
+                .filter(|(_, (version, heard))| **version > 0 && **heard >= since)
+                .map(|(node, (version, _))| (node, *version))
+                .take(cap),
+        );
     }
 }
 

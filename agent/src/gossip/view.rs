@@ -132,6 +132,24 @@ impl ClusterView {
             .collect()
     }
 
+    /// The (node, version) of the reports that arrived (or were published here) at `since`
+    /// or later, in node order, at most `cap` of them: what this agent heard last round.
+    pub fn heard_since(&self, since: Millis, cap: usize) -> Vec<(String, u64)> {
+        self.held
+            .iter()
+            .filter(|(_, held)| held.heard_at >= since)
+            .take(cap)
+            .map(|(node, held)| (node.clone(), held.report.version))
+            .collect()
+    }
+
+    /// Every (node, version) held, in node order.
+    pub fn versions(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.held
+            .iter()
+            .map(|(node, held)| (node.as_str(), held.report.version))
+    }
+
     pub fn report(&self, node: &str) -> Option<&NodeReport> {
         self.held.get(node).map(|h| &h.report)
     }

@@ -1,11 +1,13 @@
 //! The gossip message and its protection.
 //!
-//! A message is JSON `{"from": <node>, "reports": [NodeReport...]}`, at most
-//! [`MAX_MESSAGE_BYTES`]. It is authenticated with HMAC-SHA256 keyed by the cluster secret
-//! over the method, path, a millisecond timestamp, a random nonce and the body; the
-//! receiver refuses a timestamp further than [`FRESHNESS`] from its clock and a nonce it
-//! has already seen within that window, so a captured message cannot be replayed. Every
-//! refusal has a reason, which the agent counts.
+//! A message is `{from, body}` in postcard (a compact serde encoding: varints, no field
+//! names), at most [`MAX_MESSAGE_BYTES`]. The body is one leg of a digest exchange
+//! (`super::digest`): a request carries a [`Body::Digest`] or a [`Body::Push`], an answer a
+//! [`Body::Versions`] or a [`Body::Reports`]. Every message is authenticated with
+//! HMAC-SHA256 keyed by the cluster secret over the method, path, a millisecond timestamp,
+//! a random nonce and the body; the receiver refuses a timestamp further than
+//! [`FRESHNESS`] from its clock and a nonce it has already seen within that window, so a
+//! captured message cannot be replayed. Every refusal has a reason, which the agent counts.
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
@@ -14,6 +16,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use super::digest::{Answer, HOT_CAP, MAX_BUCKETS, Versions};
 use super::view::NodeReport;
 use crate::mape::Millis;
 
@@ -21,15 +24,18 @@ pub const GOSSIP_PATH: &str = "/gru/v1/gossip";
 pub const HEADER_TIMESTAMP: &str = "x-gru-timestamp";
 pub const HEADER_NONCE: &str = "x-gru-nonce";
 pub const HEADER_SIGNATURE: &str = "x-gru-signature";
+/// The media type of a gossip body.
+pub const CONTENT_TYPE: &str = "application/x-gru-gossip";
 
 /// Largest message body accepted or sent.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
-/// Most reports in one message (a sender sends its freshest ones). Full-state exchange
-/// needs every node's report to travel: the simulator shows that a cap of 2,048 stops
-/// convergence at 10,000 nodes (every node publishes each round), while one of 4,096 or
-/// more converges in 5 rounds. Digests (send versions, pull only newer reports) would
-/// shrink messages; until then the cap is sized for 10,000+ nodes.
-pub const MAX_REPORTS: usize = 16_384;
+/// Most reports in one message (a push or the wanted reports); a sender keeps the first
+/// ones. Digest exchanges send only what the other side lacks, and an answer to a digest
+/// lists at most `digest::DETAIL_CAP` versions, so this bounds a hostile or broken friend,
+/// not a working exchange.
+pub const MAX_REPORTS: usize = 4_096;
+/// Most (node, version) entries in an answer to a digest, and most nodes wanted at once.
+pub const MAX_VERSIONS: usize = 4_096;
 /// Most services in one report, and metrics or analytics in one service report.
 pub const MAX_SERVICES_PER_REPORT: usize = 256;
 pub const MAX_VALUES_PER_SERVICE: usize = 64;
@@ -38,10 +44,136 @@ pub const FRESHNESS: Duration = Duration::from_secs(30);
 /// Nonces remembered (per agent); beyond it the oldest are forgotten first.
 pub const REPLAY_MEMORY: usize = 65_536;
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GossipMessage {
     pub from: String,
-    pub reports: Vec<NodeReport>,
+    pub body: Body,
+}
+
+/// One leg of a digest exchange (`super::digest`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Body {
+    /// Request: the asker's fingerprints, one per bucket (`ClusterView::digest`), as 4
+    /// little-endian bytes each (a varint would take 5 for most of them), and its hot list.
+    Digest {
+        sums: Vec<[u8; 4]>,
+        hot: VersionList,
+    },
+    /// Answer to a digest (`digest::Answer`).
+    Answer {
+        wants: Vec<String>,
+        hot: VersionList,
+        buckets: Vec<u32>,
+        versions: VersionList,
+    },
+    /// Request: the reports the friend wants or lacks, and the nodes whose reports the
+    /// asker wants.
+    Push {
+        reports: Vec<NodeReport>,
+        wants: Vec<String>,
+    },
+    /// Answer to a push: the wanted reports.
+    Reports(Vec<NodeReport>),
+}
+
+/// (node, version) pairs, each version written as its distance below the list's highest
+/// (`base`): versions are milliseconds of the nodes' clocks, so the distances of a list of
+/// recent versions take 2 or 3 bytes where the versions take 6.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct VersionList {
+    pub base: u64,
+    pub below: Vec<(String, u64)>,
+}
+
+impl VersionList {
+    pub fn new(entries: &[(String, u64)]) -> VersionList {
+        let base = entries.iter().map(|(_, v)| *v).max().unwrap_or(0);
+        VersionList {
+            base,
+            below: entries.iter().map(|(n, v)| (n.clone(), base - v)).collect(),
+        }
+    }
+
+    /// The pairs, or `None` if a distance goes below version 0.
+    pub fn entries(&self) -> Option<Vec<(String, u64)>> {
+        self.below
+            .iter()
+            .map(|(n, below)| Some((n.clone(), self.base.checked_sub(*below)?)))
+            .collect()
+    }
+
+    /// Bytes on the wire of the list of these pairs (node name, version).
+    pub fn len_of<'a>(entries: impl Iterator<Item = (&'a str, u64)> + Clone) -> usize {
+        let base = entries.clone().map(|(_, v)| v).max().unwrap_or(0);
+        let (mut count, mut bytes) = (0, 0);
+        for (node, version) in entries {
+            count += 1;
+            bytes += string_len(node) + varint_len(base - version);
+        }
+        varint_len(base) + varint_len(count as u64) + bytes
+    }
+}
+
+impl Body {
+    /// A digest request of these fingerprints and hot list.
+    pub fn digest(sums: &[u32], hot: &[(String, u64)]) -> Body {
+        Body::Digest {
+            sums: sums.iter().map(|s| s.to_le_bytes()).collect(),
+            hot: VersionList::new(hot),
+        }
+    }
+
+    /// The fingerprints and hot list of a digest request.
+    pub fn open_digest(&self) -> Option<(Vec<u32>, Versions)> {
+        match self {
+            Body::Digest { sums, hot } => Some((
+                sums.iter().map(|s| u32::from_le_bytes(*s)).collect(),
+                hot.entries()?,
+            )),
+            _ => None,
+        }
+    }
+
+    /// The body of an answer.
+    pub fn answer(answer: &Answer) -> Body {
+        Body::Answer {
+            wants: answer.wants.clone(),
+            hot: VersionList::new(&answer.hot),
+            buckets: answer.buckets.clone(),
+            versions: VersionList::new(&answer.versions),
+        }
+    }
+
+    /// The answer this body is, if it is one.
+    pub fn open_answer(self) -> Option<Answer> {
+        match self {
+            Body::Answer {
+                wants,
+                hot,
+                buckets,
+                versions,
+            } => Some(Answer {
+                wants,
+                hot: hot.entries()?,
+                buckets,
+                versions: versions.entries()?,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether this body is a request (what `POST /gru/v1/gossip` takes).
+    pub fn is_request(&self) -> bool {
+        matches!(self, Body::Digest { .. } | Body::Push { .. })
+    }
+
+    /// The reports it carries.
+    pub fn reports(&self) -> &[NodeReport] {
+        match self {
+            Body::Push { reports, .. } | Body::Reports(reports) => reports,
+            Body::Digest { .. } | Body::Answer { .. } => &[],
+        }
+    }
 }
 
 /// Why a message was refused; `as_str` is the metrics label.
@@ -203,17 +335,53 @@ pub fn open(
     if !replay.admit(nonce, now) {
         return Err(Rejection::Replayed);
     }
-    let message: GossipMessage = serde_json::from_slice(body).map_err(|_| Rejection::Malformed)?;
+    let message = decode(body)?;
     check_shape(&message)?;
     Ok(message)
 }
 
+/// Decodes a body (whose signature was checked): the whole body is one message.
+pub fn decode(body: &[u8]) -> Result<GossipMessage, Rejection> {
+    match postcard::take_from_bytes::<GossipMessage>(body) {
+        Ok((message, [])) => Ok(message),
+        _ => Err(Rejection::Malformed),
+    }
+}
+
 fn check_shape(message: &GossipMessage) -> Result<(), Rejection> {
     let name_ok = |n: &str| common::keys::check_name("node", n).is_ok();
-    if !name_ok(&message.from) || message.reports.len() > MAX_REPORTS {
+    if !name_ok(&message.from) || message.body.reports().len() > MAX_REPORTS {
         return Err(Rejection::Malformed);
     }
-    for report in &message.reports {
+    let list_ok = |list: &VersionList, cap: usize| {
+        list.below.len() <= cap
+            && list.entries().is_some()
+            && list.below.iter().all(|(node, _)| name_ok(node))
+    };
+    let names_ok =
+        |names: &[String]| names.len() <= MAX_VERSIONS && names.iter().all(|node| name_ok(node));
+    let shape_ok = match &message.body {
+        Body::Digest { sums, hot } => {
+            !sums.is_empty() && sums.len() <= MAX_BUCKETS && list_ok(hot, HOT_CAP)
+        }
+        Body::Answer {
+            wants,
+            hot,
+            buckets,
+            versions,
+        } => {
+            names_ok(wants)
+                && list_ok(hot, HOT_CAP)
+                && buckets.len() <= MAX_BUCKETS
+                && list_ok(versions, MAX_VERSIONS)
+        }
+        Body::Push { wants, .. } => names_ok(wants),
+        Body::Reports(_) => true,
+    };
+    if !shape_ok {
+        return Err(Rejection::Malformed);
+    }
+    for report in message.body.reports() {
         if !name_ok(&report.node) || report.services.len() > MAX_SERVICES_PER_REPORT {
             return Err(Rejection::Malformed);
         }
@@ -235,19 +403,91 @@ fn check_shape(message: &GossipMessage) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Serialises `message`, dropping the stalest reports until it fits the size cap (the
-/// reports are expected freshest first).
+/// Serialises `message`, keeping the first reports (and versions, and wants) that fit the
+/// caps: at most [`MAX_REPORTS`] reports and [`MAX_VERSIONS`] entries, and a quarter fewer
+/// reports at a time until the body fits [`MAX_MESSAGE_BYTES`].
 pub fn seal(message: &mut GossipMessage) -> Vec<u8> {
-    message.reports.truncate(MAX_REPORTS);
+    match &mut message.body {
+        Body::Digest { sums, hot } => {
+            sums.truncate(MAX_BUCKETS);
+            hot.below.truncate(HOT_CAP);
+        }
+        Body::Answer {
+            wants,
+            hot,
+            versions,
+            ..
+        } => {
+            wants.truncate(MAX_VERSIONS);
+            hot.below.truncate(HOT_CAP);
+            versions.below.truncate(MAX_VERSIONS);
+        }
+        Body::Push { reports, wants } => {
+            reports.truncate(MAX_REPORTS);
+            wants.truncate(MAX_VERSIONS);
+        }
+        Body::Reports(reports) => reports.truncate(MAX_REPORTS),
+    }
     loop {
-        let body = serde_json::to_vec(message).unwrap_or_default();
-        if body.len() <= MAX_MESSAGE_BYTES || message.reports.is_empty() {
+        let body = postcard::to_allocvec(message).unwrap_or_default();
+        let reports = match &mut message.body {
+            Body::Push { reports, .. } | Body::Reports(reports) => reports,
+            Body::Digest { .. } | Body::Answer { .. } => return body,
+        };
+        if body.len() <= MAX_MESSAGE_BYTES || reports.is_empty() {
             return body;
         }
-        let keep = message.reports.len() * 3 / 4;
-        message.reports.truncate(keep);
+        let keep = reports.len() * 3 / 4;
+        reports.truncate(keep);
     }
 }
+
+/// Bytes of a postcard varint holding `value`.
+pub fn varint_len(value: u64) -> usize {
+    (64 - value.leading_zeros() as usize).div_ceil(7).max(1)
+}
+
+/// Bytes of a string on the wire.
+pub fn string_len(text: &str) -> usize {
+    varint_len(text.len() as u64) + text.len()
+}
+
+/// The first of `reports` whose bytes on the wire add up to at most `cap` (the first one
+/// always, so that a report larger than the cap still travels).
+pub fn within(mut reports: Vec<NodeReport>, cap: usize) -> Vec<NodeReport> {
+    let mut total = 0;
+    let keep = reports
+        .iter()
+        .take_while(|report| {
+            total += report_len(report);
+            total <= cap
+        })
+        .count()
+        .max(1);
+    reports.truncate(keep);
+    reports
+}
+
+/// Bytes of one report on the wire.
+pub fn report_len(report: &NodeReport) -> usize {
+    postcard::to_allocvec(report).map_or(0, |bytes| bytes.len())
+}
+
+/// Bytes of a message from `from` whose body is of the kind `kind` (0 digest, 1 answer,
+/// 2 push, 3 reports) and whose fields take `fields` bytes. What the simulator counts
+/// without building messages; `sizes_add_up_to_the_encoded_length` pins it to the
+/// encoder.
+pub fn message_len(from: &str, kind: u8, fields: usize) -> usize {
+    string_len(from) + varint_len(u64::from(kind)) + fields
+}
+
+/// Bytes of a list of `entries` items that take `bytes` together.
+pub fn list_len(entries: usize, bytes: usize) -> usize {
+    varint_len(entries as u64) + bytes
+}
+
+/// Bytes of a fingerprint on the wire.
+pub const FINGERPRINT_LEN: usize = 4;
 
 #[cfg(test)]
 mod tests {
@@ -259,11 +499,11 @@ mod tests {
     fn message() -> GossipMessage {
         GossipMessage {
             from: "n1".into(),
-            reports: vec![NodeReport {
+            body: Body::Reports(vec![NodeReport {
                 node: "n1".into(),
                 version: 3,
                 services: BTreeMap::from([("web".into(), Default::default())]),
-            }],
+            }]),
         }
     }
 
@@ -361,9 +601,9 @@ mod tests {
             open(SECRET, credentials(&good), &tampered, now, &mut replay),
             Err(Rejection::BadSignature)
         );
-        let junk = signed(b"{not json", now.0, "j");
+        let junk = signed(b"{not gossip", now.0, "j");
         assert_eq!(
-            open(SECRET, credentials(&junk), b"{not json", now, &mut replay),
+            open(SECRET, credentials(&junk), b"{not gossip", now, &mut replay),
             Err(Rejection::Malformed)
         );
         let huge = vec![b' '; MAX_MESSAGE_BYTES + 1];
@@ -373,26 +613,55 @@ mod tests {
         );
     }
 
+    fn first_report(m: &mut GossipMessage) -> &mut NodeReport {
+        match &mut m.body {
+            Body::Reports(reports) => &mut reports[0],
+            _ => unreachable!("message() holds reports"),
+        }
+    }
+
     #[test]
-    fn bad_names_and_values_are_malformed() {
+    fn bad_names_values_and_bodies_are_malformed() {
         let now = Millis(1_000);
         let mut replay = ReplayGuard::default();
-        for (i, mutate) in [
-            |m: &mut GossipMessage| m.from = "../etc".into(),
-            |m: &mut GossipMessage| m.reports[0].node = String::new(),
-            |m: &mut GossipMessage| {
-                if let Some(s) = m.reports[0].services.get_mut("web") {
+        let cases: [fn(&mut GossipMessage); 8] = [
+            |m| m.from = "../etc".into(),
+            |m| first_report(m).node = String::new(),
+            |m| {
+                if let Some(s) = first_report(m).services.get_mut("web") {
                     s.metrics.insert("cpu".into(), f64::INFINITY);
                 }
             },
-        ]
-        .iter()
-        .enumerate()
-        {
+            |m| m.body = Body::digest(&[], &[]),
+            |m| m.body = Body::digest(&[0; MAX_BUCKETS + 1], &[]),
+            |m| {
+                m.body = Body::answer(&Answer {
+                    versions: vec![("a b".into(), 1)],
+                    ..Answer::default()
+                })
+            },
+            |m| {
+                // A distance below version 0.
+                m.body = Body::Digest {
+                    sums: vec![[0; 4]],
+                    hot: VersionList {
+                        base: 3,
+                        below: vec![("a".into(), 4)],
+                    },
+                }
+            },
+            |m| {
+                m.body = Body::Push {
+                    reports: Vec::new(),
+                    wants: vec!["../x".into()],
+                }
+            },
+        ];
+        for (i, mutate) in cases.iter().enumerate() {
             let mut m = message();
             mutate(&mut m);
-            // Infinity does not survive JSON; write the body by hand for that case.
-            let body = serde_json::to_vec(&m).unwrap_or_default();
+            // Encoded as is: `seal` would truncate what is too long.
+            let body = postcard::to_allocvec(&m).unwrap_or_default();
             let parts = signed(&body, now.0, &format!("m{i}"));
             assert_eq!(
                 open(SECRET, credentials(&parts), &body, now, &mut replay),
@@ -400,24 +669,120 @@ mod tests {
                 "case {i}"
             );
         }
+        // Trailing bytes after a whole message are refused too.
+        let mut body = seal(&mut message());
+        body.push(0);
+        let parts = signed(&body, now.0, "trailing");
+        assert_eq!(
+            open(SECRET, credentials(&parts), &body, now, &mut replay),
+            Err(Rejection::Malformed)
+        );
     }
 
     #[test]
-    fn sealing_drops_the_stalest_reports_to_fit() {
+    fn sealing_keeps_the_first_reports_that_fit() {
         let mut big = GossipMessage {
             from: "n1".into(),
-            reports: (0..20_000)
-                .map(|i| NodeReport {
-                    node: format!("node-{i}"),
-                    version: 1,
-                    services: BTreeMap::from([("web".into(), Default::default())]),
-                })
-                .collect(),
+            body: Body::Reports(
+                (0..20_000)
+                    .map(|i| NodeReport {
+                        node: format!("node-{i}"),
+                        version: 1,
+                        services: BTreeMap::from([("web".into(), Default::default())]),
+                    })
+                    .collect(),
+            ),
         };
         let body = seal(&mut big);
         assert!(body.len() <= MAX_MESSAGE_BYTES);
-        assert!(!big.reports.is_empty() && big.reports.len() <= MAX_REPORTS);
-        assert_eq!(big.reports[0].node, "node-0", "freshest reports kept first");
+        let reports = big.body.reports();
+        assert!(!reports.is_empty() && reports.len() <= MAX_REPORTS);
+        assert_eq!(reports[0].node, "node-0", "the first reports are kept");
+        assert_eq!(
+            decode(&body).map(|m| m.body.reports().len()),
+            Ok(MAX_REPORTS)
+        );
+    }
+
+    #[test]
+    fn sizes_add_up_to_the_encoded_length() {
+        let report = |i: u64| NodeReport {
+            node: format!("n{i:06}"),
+            version: 1_800_000_000_000 + i,
+            services: BTreeMap::from([(
+                "web".into(),
+                crate::gossip::ServiceReport {
+                    instances: 2,
+                    metrics: BTreeMap::from([("cpu_avg".into(), 0.25)]),
+                    analytics: BTreeMap::from([("load".into(), 0.5 + i as f64)]),
+                },
+            )]),
+        };
+        let reports: Vec<NodeReport> = (0..300).map(report).collect();
+        let wants: Vec<String> = (0..40).map(|i| format!("n{i:06}")).collect();
+        let versions: Vec<(String, u64)> = (0..200)
+            .map(|i| (format!("n{i:06}"), 1_800_000_000_000 + i))
+            .collect();
+        let sums: Vec<u32> = (0..512_u32)
+            .map(|i| i.wrapping_mul(2_654_435_761))
+            .collect();
+        let reports_len: usize = reports.iter().map(report_len).sum();
+        let wants_len: usize = wants.iter().map(|w| string_len(w)).sum();
+        let list = |entries: &[(String, u64)]| {
+            VersionList::len_of(entries.iter().map(|(n, v)| (n.as_str(), *v)))
+        };
+        let hot = versions[..30].to_vec();
+        let answer = Answer {
+            wants: wants.clone(),
+            hot: hot.clone(),
+            buckets: (0..100).collect(),
+            versions: versions.clone(),
+        };
+        let cases = [
+            (
+                Body::digest(&sums, &hot),
+                message_len(
+                    "n000001",
+                    0,
+                    list_len(512, 512 * FINGERPRINT_LEN) + list(&hot),
+                ),
+            ),
+            (
+                Body::answer(&answer),
+                message_len(
+                    "n000001",
+                    1,
+                    list_len(40, wants_len) + list(&hot) + list_len(100, 100) + list(&versions),
+                ),
+            ),
+            (
+                Body::Push {
+                    reports: reports.clone(),
+                    wants: wants.clone(),
+                },
+                message_len(
+                    "n000001",
+                    2,
+                    list_len(300, reports_len) + list_len(40, wants_len),
+                ),
+            ),
+            (
+                Body::Reports(reports.clone()),
+                message_len("n000001", 3, list_len(300, reports_len)),
+            ),
+        ];
+        for (body, expected) in cases {
+            let mut message = GossipMessage {
+                from: "n000001".into(),
+                body,
+            };
+            let sealed = seal(&mut message);
+            assert_eq!(sealed.len(), expected, "{:?}", message.body);
+            assert_eq!(decode(&sealed).map(|m| m.body), Ok(message.body));
+        }
+        let opened = Body::answer(&answer).open_answer();
+        assert_eq!(opened, Some(answer), "versions survive the distances");
+        assert_eq!((varint_len(0), varint_len(127), varint_len(128)), (1, 1, 2));
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! `POST /gru/v1/gossip`: a friend's view in, this agent's view out. Both directions are
-//! signed with the cluster secret (see `crate::gossip::wire`); every refusal is counted by
-//! reason in the agent's gossip stats and answered with a 4xx, and leaves the view as it was.
+//! `POST /gru/v1/gossip`: one leg of a friend's digest exchange (`crate::gossip::digest`).
+//! A digest is answered with this agent's versions in the buckets that differ; a push is
+//! merged and answered with the reports it wants. Both directions are signed with the
+//! cluster secret (see `crate::gossip::wire`); every refusal is counted by reason in the
+//! agent's gossip stats and answered with a 4xx, and leaves the view as it was.
 
 use axum::Json;
 use axum::body::Body;
@@ -9,9 +11,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::ApiState;
+use crate::gossip::digest::{DETAIL_CAP, HOT_CAP, REPORT_BYTES_CAP};
 use crate::gossip::wire::{
-    self, Credentials, GossipMessage, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP,
-    MAX_REPORTS, Rejection,
+    self, CONTENT_TYPE, Credentials, GossipMessage, HEADER_NONCE, HEADER_SIGNATURE,
+    HEADER_TIMESTAMP, Rejection,
 };
 
 /// Refuses what can be refused from the headers alone (missing, malformed or stale
@@ -50,18 +53,49 @@ pub async fn receive(State(state): State<ApiState>, headers: HeaderMap, body: Bo
         Err(rejection) => return refuse(&state, rejection),
     };
     let mut knowledge = shared.knowledge();
+    let answer = match message.body {
+        wire::Body::Digest { .. } => {
+            let Some((theirs, their_hot)) = message.body.open_digest() else {
+                drop(knowledge);
+                return refuse(&state, Rejection::Malformed);
+            };
+            let start = rand::random_range(0..theirs.len().max(1));
+            let own_hot = knowledge
+                .view
+                .heard_since(knowledge.gossip_hot_since, HOT_CAP);
+            let knowledge = &mut *knowledge;
+            let answer = knowledge.view.answer(
+                &theirs,
+                &their_hot,
+                own_hot,
+                &shared.node,
+                &knowledge.gossip_asked,
+                start,
+                DETAIL_CAP,
+            );
+            knowledge.gossip_asked.extend(answer.wants.iter().cloned());
+            wire::Body::answer(&answer)
+        }
+        wire::Body::Push { reports, wants } => {
+            let reports = reports.into_iter().filter(|r| r.node != shared.node);
+            knowledge.view.merge_all(reports, now);
+            let wanted = knowledge.view.wanted(&wants);
+            wire::Body::Reports(wire::within(wanted, REPORT_BYTES_CAP))
+        }
+        wire::Body::Answer { .. } | wire::Body::Reports(_) => {
+            drop(knowledge);
+            return refuse(&state, Rejection::Malformed);
+        }
+    };
     knowledge.gossip.received += 1;
-    let reports = message
-        .reports
-        .into_iter()
-        .filter(|r| r.node != shared.node);
-    knowledge.view.merge_all(reports, now);
+    knowledge.gossip.bytes_received += bytes.len() as u64;
     let mut reply = GossipMessage {
         from: shared.node.clone(),
-        reports: knowledge.view.reports(MAX_REPORTS),
+        body: answer,
     };
     drop(knowledge);
     let body = wire::seal(&mut reply);
+    shared.knowledge().gossip.bytes_sent += body.len() as u64;
     let timestamp = now.0.to_string();
     let nonce = hex::encode(rand::random::<[u8; 16]>());
     let signature = wire::sign(shared.secret(), &timestamp, &nonce, &body);
@@ -71,7 +105,7 @@ pub async fn receive(State(state): State<ApiState>, headers: HeaderMap, body: Bo
         (HEADER_TIMESTAMP, timestamp),
         (HEADER_NONCE, nonce),
         (HEADER_SIGNATURE, signature),
-        ("content-type", "application/json".to_owned()),
+        ("content-type", CONTENT_TYPE.to_owned()),
     ] {
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(name, value);

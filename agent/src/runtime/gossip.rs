@@ -1,7 +1,9 @@
 //! The gossip rounds: every `Communication.LoopTimeInterval`, refresh this node's report,
-//! pick at most `MaxFriends` random active peers, push the view to each (in parallel, each
-//! with a timeout) and merge what they answer. Stale reports, and those of nodes whose etcd
-//! records are gone, leave the view.
+//! pick at most `MaxFriends` random active peers and run a digest exchange with each (in
+//! parallel, each with a timeout; `crate::gossip::digest`): send the view's fingerprints,
+//! get the friend's versions where they differ, push what the friend lacks and take what
+//! it has newer. Stale reports, and those of nodes whose etcd records are gone, leave the
+//! view.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,21 +21,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::autonomic::now;
 use super::state::Shared;
+use crate::gossip::digest;
 use crate::gossip::wire::{
-    self, Credentials, GOSSIP_PATH, GossipMessage, HEADER_NONCE, HEADER_SIGNATURE,
-    HEADER_TIMESTAMP, MAX_MESSAGE_BYTES, MAX_REPORTS,
+    self, Body, CONTENT_TYPE, Credentials, GOSSIP_PATH, GossipMessage, HEADER_NONCE,
+    HEADER_SIGNATURE, HEADER_TIMESTAMP, MAX_MESSAGE_BYTES,
 };
+use crate::mape::Millis;
 
-/// Time allowed for one exchange with a friend (connect, send, answer).
+/// Time allowed for one exchange with a friend (both legs: connect, send, answer).
 pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(2);
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-/// How long a node's report may go without a new version before it leaves the view:
-/// several communication rounds, and never less than 10 s.
-pub fn stale_after(communication_interval: Duration) -> Duration {
-    (communication_interval * 5).max(Duration::from_secs(10))
-}
 
 /// Random nonce for a message.
 fn nonce(rng: &mut StdRng) -> String {
@@ -71,6 +69,14 @@ pub async fn run(shared: Arc<Shared>, secret: String, seed: u64, cancel: Cancell
     }
 }
 
+/// One friend of a round: its name and where its agent listens.
+#[derive(Debug, Clone)]
+struct Friend {
+    name: String,
+    address: String,
+    port: u16,
+}
+
 /// One round: refresh, expire, choose friends, exchange.
 pub async fn round(
     shared: &Arc<Shared>,
@@ -81,44 +87,61 @@ pub async fn round(
     max_friends: usize,
 ) {
     let now = now();
-    let (friends, body) = {
+    let (friends, digest, buckets) = {
         let mut knowledge = shared.knowledge();
+        let cluster = knowledge.peers.nodes.len();
+        knowledge.report_heartbeat = digest::heartbeat(interval, cluster);
         knowledge.refresh_own_report(&shared.node, now);
-        let peers = knowledge.peers.nodes.clone();
         let me = shared.node.clone();
-        knowledge.view.expire(now, stale_after(interval), |node| {
-            node != me && !peers.contains_key(node)
-        });
-        let candidates: Vec<(String, String, u16)> = peers
+        let knowledge = &mut *knowledge;
+        let peers = &knowledge.peers.nodes;
+        knowledge
+            .view
+            .expire(now, digest::stale_after(interval, cluster), |node| {
+                node != me && !peers.contains_key(node)
+            });
+        let candidates: Vec<Friend> = peers
             .iter()
             .filter(|(name, peer)| **name != shared.node && peer.active && peer.port > 0)
-            .map(|(name, peer)| (name.clone(), peer.address.clone(), peer.port))
+            .map(|(name, peer)| Friend {
+                name: name.clone(),
+                address: peer.address.clone(),
+                port: peer.port,
+            })
             .collect();
-        let friends: Vec<(String, String, u16)> =
-            candidates.sample(rng, max_friends).cloned().collect();
+        let friends: Vec<Friend> = candidates.sample(rng, max_friends).cloned().collect();
+        let buckets = digest::bucket_count(knowledge.view.len().max(cluster));
+        knowledge.gossip_hot_since = knowledge
+            .gossip_round_at
+            .unwrap_or(Millis(now.0.saturating_sub(interval.as_millis() as u64)));
+        knowledge.gossip_round_at = Some(now);
+        knowledge.gossip_asked.clear();
+        let hot = knowledge
+            .view
+            .heard_since(knowledge.gossip_hot_since, digest::HOT_CAP);
         let mut message = GossipMessage {
             from: shared.node.clone(),
-            reports: knowledge.view.reports(MAX_REPORTS),
+            body: Body::digest(&knowledge.view.digest(buckets), &hot),
         };
         knowledge.gossip.rounds += 1;
         shared.telemetry.metrics.gossip_round();
-        (friends, wire::seal(&mut message))
+        (friends, Bytes::from(wire::seal(&mut message)), buckets)
     };
-    let body = Bytes::from(body);
     let mut exchanges = tokio::task::JoinSet::new();
-    for (name, address, port) in friends {
-        let client = client.clone();
-        let body = body.clone();
-        let secret = secret.to_owned();
-        let nonce = nonce(rng);
+    for friend in friends {
+        let exchange = Exchange {
+            shared: Arc::clone(shared),
+            client: client.clone(),
+            secret: secret.to_owned(),
+            nonces: [nonce(rng), nonce(rng)],
+            buckets,
+        };
+        let digest = digest.clone();
         exchanges.spawn(async move {
-            let outcome = tokio::time::timeout(
-                EXCHANGE_TIMEOUT,
-                exchange(&client, &address, port, &secret, &nonce, body),
-            )
-            .await
-            .unwrap_or_else(|_| Err("no answer in time".to_owned()));
-            (name, outcome)
+            let outcome = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange.run(&friend, digest))
+                .await
+                .unwrap_or_else(|_| Err("no answer in time".to_owned()));
+            (friend.name, outcome)
         });
     }
     while let Some(joined) = exchanges.join_next().await {
@@ -127,30 +150,94 @@ pub async fn round(
         };
         let mut knowledge = shared.knowledge();
         knowledge.gossip.sent += 1;
-        // Answers are checked like requests, against the same replay memory: a signed
-        // message, sent or answered, is accepted once.
-        let outcome = outcome.and_then(|answer| {
-            let knowledge = &mut *knowledge;
-            wire::open(
-                secret,
-                answer.credentials(),
-                &answer.body,
-                super::autonomic::now(),
-                &mut knowledge.gossip_replay,
-            )
-            .map_err(|r| format!("answer refused: {}", r.as_str()))
-        });
-        match outcome {
-            Ok(reply) => {
-                let own = shared.node.clone();
-                let reports = reply.reports.into_iter().filter(|r| r.node != own);
-                knowledge.view.merge_all(reports, now);
-            }
-            Err(err) => {
-                knowledge.gossip.failed += 1;
-                tracing::debug!(%friend, error = %err, "gossip exchange failed");
-            }
+        if let Err(err) = outcome {
+            knowledge.gossip.failed += 1;
+            tracing::debug!(%friend, error = %err, "gossip exchange failed");
         }
+    }
+}
+
+/// One digest exchange with a friend, as a task.
+#[derive(Debug)]
+struct Exchange {
+    shared: Arc<Shared>,
+    client: HttpClient,
+    secret: String,
+    /// One per leg.
+    nonces: [String; 2],
+    /// Buckets of the digest sent.
+    buckets: usize,
+}
+
+impl Exchange {
+    /// Sends the digest; compares the friend's versions with the view; pushes what it
+    /// lacks and asks for what it has newer (the second leg is skipped when there is
+    /// nothing to say); merges what it answers.
+    async fn run(self, friend: &Friend, digest: Bytes) -> Result<(), String> {
+        let Some(answer) = self.leg(friend, 0, digest).await?.open_answer() else {
+            return Err("a digest answered with something other than an answer".to_owned());
+        };
+        let push = {
+            let mut knowledge = self.shared.knowledge();
+            let knowledge = &mut *knowledge;
+            let reconciled = knowledge.view.reconcile(
+                &answer,
+                self.buckets,
+                &self.shared.node,
+                &knowledge.gossip_asked,
+            );
+            if reconciled.is_empty() {
+                return Ok(());
+            }
+            knowledge
+                .gossip_asked
+                .extend(reconciled.wants.iter().cloned());
+            let mut message = GossipMessage {
+                from: self.shared.node.clone(),
+                body: Body::Push {
+                    reports: wire::within(reconciled.push, digest::REPORT_BYTES_CAP),
+                    wants: reconciled.wants,
+                },
+            };
+            Bytes::from(wire::seal(&mut message))
+        };
+        let Body::Reports(reports) = self.leg(friend, 1, push).await? else {
+            return Err("a push answered with something other than reports".to_owned());
+        };
+        let own = &self.shared.node;
+        self.shared
+            .knowledge()
+            .view
+            .merge_all(reports.into_iter().filter(|r| r.node != *own), now());
+        Ok(())
+    }
+
+    /// Sends one signed request and opens the answer (against the agent's replay memory:
+    /// a signed message, sent or answered, is accepted once).
+    async fn leg(&self, friend: &Friend, leg: usize, body: Bytes) -> Result<Body, String> {
+        let sent = body.len() as u64;
+        let answer = exchange(
+            &self.client,
+            &friend.address,
+            friend.port,
+            &self.secret,
+            &self.nonces[leg],
+            body,
+        )
+        .await?;
+        let mut knowledge = self.shared.knowledge();
+        let knowledge = &mut *knowledge;
+        knowledge.gossip.bytes_sent += sent;
+        knowledge.gossip.bytes_received += answer.body.len() as u64;
+        wire::open(
+            &self.secret,
+            answer.credentials(),
+            &answer.body,
+            now(),
+            &mut knowledge.gossip_replay,
+        )
+        .map(|message| message.body)
+        .map_err(|r| format!("answer refused: {}", r.as_str()))
     }
 }
 
@@ -186,7 +273,7 @@ async fn exchange(
     let timestamp = now().0.to_string();
     let signature = wire::sign(secret, &timestamp, nonce, &body);
     let request = Request::post(format!("http://{address}:{port}{GOSSIP_PATH}"))
-        .header("content-type", "application/json")
+        .header("content-type", CONTENT_TYPE)
         .header(HEADER_TIMESTAMP, &timestamp)
         .header(HEADER_NONCE, nonce)
         .header(HEADER_SIGNATURE, signature)

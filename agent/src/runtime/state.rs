@@ -2,15 +2,16 @@
 //! API), many cheap readers. A std `Mutex` is right here: every critical section is a few
 //! map operations with no `.await` inside, so an async mutex would only add cost.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use common::config::ClusterConfig;
 use serde::Serialize;
 
 use super::peers::Peers;
 use crate::gossip::wire::ReplayGuard;
-use crate::gossip::{ClusterView, NodeReport, ServiceReport};
+use crate::gossip::{ClusterView, NodeReport, ServiceReport, digest};
 use crate::mape::{AnalyticValue, Decision, Millis, ServiceMetrics, WindowSettings};
 
 /// Decisions kept for `why` (every tick's, including "no action").
@@ -73,9 +74,22 @@ pub struct Knowledge {
     pub view: ClusterView,
     /// Version of this node's own report (incremented each time it is rebuilt).
     pub report_version: u64,
+    /// When this node last published a version of its report, and how long the report may
+    /// go unchanged before it is published again (set by the gossip rounds from the
+    /// cluster's size: `gossip::digest::heartbeat`; zero until then: every refresh
+    /// publishes).
+    pub report_published: Option<Millis>,
+    pub report_heartbeat: Duration,
     /// Gossip messages seen recently (replay protection).
     pub gossip_replay: ReplayGuard,
     pub gossip: GossipStats,
+    /// When this agent's latest gossip round began; what it heard since the round before
+    /// (`gossip_hot_since`) is its hot list, in its digests and its answers.
+    pub gossip_round_at: Option<Millis>,
+    pub gossip_hot_since: Millis,
+    /// Nodes this agent asked a friend for this round (in a push or an answer): it does
+    /// not ask the others for them again.
+    pub gossip_asked: HashSet<String>,
 }
 
 /// Another agent, as its node records describe it.
@@ -94,6 +108,9 @@ pub struct GossipStats {
     pub sent: u64,
     pub failed: u64,
     pub received: u64,
+    /// Bytes of the gossip bodies this agent sent (requests and answers) and received.
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
     /// Refused messages by reason (`unauthenticated`, `bad_signature`, `stale`, ...).
     pub rejected: BTreeMap<&'static str, u64>,
 }
@@ -115,8 +132,13 @@ impl Knowledge {
             peers: Peers::default(),
             view: ClusterView::new(),
             report_version: 0,
+            report_published: None,
+            report_heartbeat: Duration::ZERO,
             gossip_replay: ReplayGuard::default(),
             gossip: GossipStats::default(),
+            gossip_round_at: None,
+            gossip_hot_since: Millis::ZERO,
+            gossip_asked: HashSet::new(),
         }
     }
 
@@ -153,10 +175,12 @@ impl Knowledge {
         metrics
     }
 
-    /// Rebuilds this node's report (a new version) from what it observes now and merges it
-    /// into the view, so the view always holds this node's freshest values.
+    /// Rebuilds this node's report from what it observes now. When it says something the
+    /// last published one does not (`gossip::digest::report_changed`: a value beyond the
+    /// dead band, another instance count) or the heartbeat is due, it becomes a new
+    /// version, merged into the view (which gossip spreads); otherwise the view keeps the
+    /// last one. Returns the report the view holds for this node.
     pub fn refresh_own_report(&mut self, node: &str, now: Millis) -> NodeReport {
-        self.report_version += 1;
         let services: Vec<String> = self
             .config
             .as_ref()
@@ -164,7 +188,7 @@ impl Knowledge {
             .unwrap_or_default();
         let mut report = NodeReport {
             node: node.to_owned(),
-            version: self.report_version,
+            version: 0,
             services: BTreeMap::new(),
         };
         for service in services {
@@ -191,6 +215,15 @@ impl Knowledge {
                 );
             }
         }
+        if let (Some(last), Some(published)) = (self.view.report(node), self.report_published)
+            && !digest::report_changed(last, &report)
+            && now.since(published) < self.report_heartbeat
+        {
+            return last.clone();
+        }
+        self.report_version = digest::next_version(self.report_version, now.0);
+        report.version = self.report_version;
+        self.report_published = Some(now);
         self.view.merge(report.clone(), now);
         report
     }
