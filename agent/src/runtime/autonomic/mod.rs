@@ -77,7 +77,8 @@ mod wake;
 mod withheld;
 
 /// The least time between two ticks brought forward by fresh metrics: a burst of samples
-/// costs at most one extra tick (and its etcd reads) per this span.
+/// costs at most one extra tick per this span (and its etcd reads, if the discovery mirror
+/// is not ready then).
 const EARLY_TICK_MIN_GAP: Duration = Duration::from_millis(250);
 
 /// The wall clock as the pure core sees it.
