@@ -17,12 +17,14 @@
 mod error;
 mod health;
 mod ledger;
+mod mirror;
 mod retry;
 mod settings;
 mod watch;
 
 pub use error::{StoreError, is_lease_not_found, is_transient};
 pub use ledger::LedgerTtls;
+pub use mirror::{MIRROR_RESYNC_PERIOD, Mirror, MirrorEvent, MirrorSettings, MirrorStatus};
 pub use retry::{DEFAULT_REQUEST_DEADLINE, RETRY_MAX_BACKOFF, with_retry, with_retry_until};
 pub use settings::{DEFAULT_ETCD_ENDPOINT, EtcdSettings};
 pub use watch::{WATCH_CHANNEL_LEN, WatchEvent};
@@ -236,6 +238,38 @@ impl Store {
             })
             .await?;
         Ok(resp.kvs().iter().map(entry).collect())
+    }
+
+    /// Every key under `prefix` (key → value) and the revision of etcd that the read saw:
+    /// a watch from the next revision misses nothing and repeats nothing. Linearizable, like
+    /// every read of this store.
+    pub async fn get_prefix_at(
+        &self,
+        prefix: &str,
+    ) -> Result<(std::collections::BTreeMap<String, String>, i64), StoreError> {
+        let resp = self
+            .call(&format!("get {prefix}*"), |mut c| async move {
+                c.get(prefix, Some(GetOptions::new().with_prefix())).await
+            })
+            .await?;
+        let revision = resp.header().map_or(0, |h| h.revision());
+        let keys = resp
+            .kvs()
+            .iter()
+            .map(|kv| {
+                (
+                    String::from_utf8_lossy(kv.key()).into_owned(),
+                    String::from_utf8_lossy(kv.value()).into_owned(),
+                )
+            })
+            .collect();
+        Ok((keys, revision))
+    }
+
+    /// False from a request that ran out of its deadline (or [`Store::note_unreachable`])
+    /// until the next request that etcd answers.
+    pub fn is_reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
     }
 
     pub async fn txn(&self, what: &str, txn: Txn) -> Result<etcd_client::TxnResponse, StoreError> {

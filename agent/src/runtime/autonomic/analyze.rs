@@ -3,11 +3,17 @@
 //! planner's snapshots (the cluster's values from the gossip view, the analytics over them),
 //! and this node's room.
 //!
-//! Invariants: a count is never less than what runs here. The planner may fall back to this
-//! node's instances when the discovery records cannot be read; a claim may not
-//! (`observed_for_claim` fails instead), and reads its count after the ledger (see
-//! `claims`). Only reads, besides the analytics it computes, which go into the knowledge
-//! (for the HTTP API and this node's gossip report).
+//! Invariants: a count is never less than what runs here. The tick's counts (the floor's
+//! "is a repair needed", the planner's snapshots) come from the watch-fed mirror of the
+//! discovery records (`crate::store::Mirror`) while it is ready, so a tick sends etcd
+//! nothing in steady state; when it is not ready (never loaded, rebuilding, etcd found
+//! unreachable) they are read from etcd, and when that fails too the planner falls back to
+//! this node's instances. A claim never uses the mirror nor that fallback:
+//! `observed_for_claim` reads etcd after the ledger (see `claims`), linearizably, or fails.
+//! A stale mirror can therefore only make a claim be attempted and refused, or a repair be
+//! noticed later (at worst one resync period, `crate::store::MIRROR_RESYNC_PERIOD`). Only
+//! reads, besides the analytics it computes, which go into the knowledge (for the HTTP API
+//! and this node's gossip report).
 
 use std::collections::BTreeMap;
 
@@ -17,18 +23,75 @@ use common::keys::leaf_name;
 use super::Autonomic;
 use crate::docker::CoreAllocator;
 use crate::mape::{Millis, ServiceSnapshot};
-use crate::store::StoreError;
+use crate::store::{Mirror, MirrorSettings, StoreError};
 use crate::tick::ServiceObservation;
 use crate::tick::local::parent_of;
+
+/// The number of records per service among `keys`, the discovery records' keys under
+/// `prefix` (`<root>/`): `<root>/<service>/<instance>`; anything else is not counted.
+fn count_records<K: AsRef<str>>(
+    prefix: &str,
+    keys: impl IntoIterator<Item = K>,
+) -> BTreeMap<String, u32> {
+    let mut counts = BTreeMap::new();
+    for key in keys {
+        let record = key
+            .as_ref()
+            .strip_prefix(prefix)
+            .and_then(|r| r.split_once('/'));
+        if let Some((service, _)) = record.filter(|(_, i)| leaf_name("", i).is_some()) {
+            *counts.entry(service.to_owned()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
 
 /// Free slots reported for a service that asks for neither pinned cores nor a memory limit:
 /// the node cannot tell how many more fit, so the planner's other guards decide.
 const UNBOUNDED_SLOTS: u32 = 64;
 
 impl Autonomic {
+    /// The prefix of the discovery records under the current configuration's `AppRoot`
+    /// (`<root>/`).
+    fn discovery_prefix(&self) -> String {
+        let app_root = self
+            .config()
+            .map(|c| c.agent.discovery.app_root.clone())
+            .unwrap_or_default();
+        format!("{}/", self.keys.discovery_root(&app_root))
+    }
+
+    /// Makes the mirror of the discovery records follow the current `AppRoot`: started the
+    /// first time, replaced (the old one stops) when a reload changed the root.
+    pub(super) fn follow_discovery(&mut self) {
+        let prefix = self.discovery_prefix();
+        if self
+            .discovery_records
+            .as_ref()
+            .is_some_and(|m| m.prefix() == prefix)
+        {
+            return;
+        }
+        self.discovery_records = Some(Mirror::start(
+            &self.store,
+            &prefix,
+            MirrorSettings::default(),
+        ));
+    }
+
     /// Running instances of each service in the whole cluster, from the discovery records
-    /// (every agent publishes its running instances there).
+    /// (every agent publishes its running instances there): the mirror's while it is ready,
+    /// else read from etcd, else none (the planner then counts this node's instances).
     pub(super) async fn cluster_counts(&self) -> BTreeMap<String, u32> {
+        let prefix = self.discovery_prefix();
+        let mirrored = self
+            .discovery_records
+            .as_ref()
+            .filter(|m| m.prefix() == prefix)
+            .and_then(|m| m.read(|records| count_records(&prefix, records.keys())));
+        if let Some(counts) = mirrored {
+            return counts;
+        }
         self.read_cluster_counts().await.unwrap_or_else(|err| {
             self.shared.telemetry.metrics.etcd_error();
             tracing::warn!(error = %err, "cannot read the cluster's instances; using this node's");
@@ -36,29 +99,17 @@ impl Autonomic {
         })
     }
 
-    /// Like [`Self::cluster_counts`], but an unreadable count is an error: a claim in the
-    /// ledger must not be based on this node's instances alone.
+    /// The counts read from etcd (linearizable, never the mirror); an unreadable count is
+    /// an error: a claim in the ledger must not be based on this node's instances alone.
     async fn read_cluster_counts(&self) -> Result<BTreeMap<String, u32>, StoreError> {
-        let app_root = self
-            .config()
-            .map(|c| c.agent.discovery.app_root.clone())
-            .unwrap_or_default();
-        let root = format!("{}/", self.keys.discovery_root(&app_root));
-        let mut counts = BTreeMap::new();
-        for entry in self.store.get_prefix(&root).await? {
-            let record = entry
-                .key
-                .strip_prefix(&root)
-                .and_then(|r| r.split_once('/'));
-            if let Some((service, _)) = record.filter(|(_, i)| leaf_name("", i).is_some()) {
-                *counts.entry(service.to_owned()).or_insert(0) += 1;
-            }
-        }
-        Ok(counts)
+        let prefix = self.discovery_prefix();
+        let records = self.store.get_prefix(&prefix).await?;
+        Ok(count_records(&prefix, records.iter().map(|e| &e.key)))
     }
 
-    /// The service's running instances in the cluster, read for a claim: after the ledger
-    /// (see `crate::coordination`), and never less than this node runs.
+    /// The service's running instances in the cluster, read for a claim: from etcd (never
+    /// the mirror), after the ledger (see `crate::coordination`), and never less than this
+    /// node runs.
     pub(super) async fn observed_for_claim(&self, service: &str) -> Result<u32, StoreError> {
         let here = self.shared.knowledge().running(service).count() as u32;
         let counts = self.read_cluster_counts().await?;
@@ -187,5 +238,28 @@ impl Autonomic {
             slots = slots.min(u32::try_from(free / memory).unwrap_or(u32::MAX));
         }
         slots
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_records;
+
+    #[test]
+    fn records_are_counted_per_service_and_nothing_else_is() {
+        let keys = [
+            "/gru/c/discovery/web/i1",
+            "/gru/c/discovery/web/i2",
+            "/gru/c/discovery/db/i3",
+            "/gru/c/discovery/web/",
+            "/gru/c/discovery/web/i4/deeper",
+            "/gru/c/discovery/stray",
+            "/gru/c/discoveryx/web/i5",
+        ];
+        let counts = count_records("/gru/c/discovery/", keys);
+        assert_eq!(
+            counts.into_iter().collect::<Vec<_>>(),
+            vec![("db".to_owned(), 1), ("web".to_owned(), 2)]
+        );
     }
 }

@@ -77,7 +77,8 @@ mod wake;
 mod withheld;
 
 /// The least time between two ticks brought forward by fresh metrics: a burst of samples
-/// costs at most one extra tick (and its etcd reads) per this span.
+/// costs at most one extra tick per this span (and its etcd reads, if the discovery mirror
+/// is not ready then).
 const EARLY_TICK_MIN_GAP: Duration = Duration::from_millis(250);
 
 /// The wall clock as the pure core sees it.
@@ -132,6 +133,10 @@ pub struct Autonomic {
     /// The services whose newest local values crossed a scale-out or scale-in threshold
     /// at the last check: a service that newly crosses one brings the next tick forward.
     crossing: BTreeSet<String>,
+    /// The discovery records under the current `AppRoot`, kept by a watch: the tick's
+    /// counts in steady state (see `analyze`). Started by `run`, replaced when a reload
+    /// changes the root, stopped when the loop ends.
+    discovery_records: Option<crate::store::Mirror>,
 }
 
 /// What the loop needs that the daemon set up.
@@ -187,6 +192,7 @@ impl Autonomic {
             fill_retries: crate::tick::FillRetry::default(),
             fill_retry: None,
             crossing: BTreeSet::new(),
+            discovery_records: None,
         }
     }
 
@@ -210,6 +216,7 @@ impl Autonomic {
         cancel: CancellationToken,
     ) {
         self.reload().await;
+        self.follow_discovery();
         let events = self.watch_events(cancel.child_token());
         let ledgers = self.watch_ledgers(cancel.child_token());
         self.reconcile().await;
@@ -258,10 +265,14 @@ impl Autonomic {
         for (_, tasks) in std::mem::take(&mut self.followers) {
             tasks.iter().for_each(JoinHandle::abort);
         }
+        // Its watch stops with it.
+        self.discovery_records = None;
     }
 
     /// One iteration: reconcile, keep the floor, then plan and act.
     async fn tick(&mut self) {
+        // A reload may have changed the AppRoot: follow the records under the new one.
+        self.follow_discovery();
         self.reconcile().await;
         self.shared
             .telemetry
