@@ -15,7 +15,7 @@
 use std::collections::HashSet;
 use std::rc::Rc;
 
-use gru_agent::gossip::digest::{HOT_CAP, REPORT_BYTES_CAP};
+use gru_agent::gossip::digest::{HOT_CAP, HOT_REPORT_BYTES, REPORT_BYTES_CAP};
 use gru_agent::gossip::wire::{self, FINGERPRINT_LEN, MAX_REPORTS, MAX_VERSIONS, VersionList};
 use gru_agent::mape::Millis;
 use rand::{Rng, RngExt};
@@ -175,21 +175,43 @@ pub fn communication_round<V: Views, R: Rng + ?Sized>(
         }
     }
     let fingerprints = wire::list_len(count, count * FINGERPRINT_LEN);
+    // Per agent, its hot list's reports when they fit `HOT_REPORT_BYTES` (the digest then
+    // carries them: `ClusterView::hot_message`), or `None` (it carries their versions).
+    let hot_reports: Vec<Option<usize>> = scratch
+        .hot
+        .iter()
+        .map(|hot| {
+            let bytes: usize = hot
+                .iter()
+                .map(|(node, version)| book.wire_len(*node, *version))
+                .sum();
+            (bytes <= HOT_REPORT_BYTES).then_some(bytes)
+        })
+        .collect();
     scratch.asked.resize_with(agents, HashSet::new);
     scratch.asked.iter_mut().for_each(HashSet::clear);
     for index in 0..scratch.exchanges.len() {
         let (me, friend) = scratch.exchanges[index];
-        // Leg 1: the digest and the hot list.
+        // Leg 1: the digest and the hot list (its reports, or its versions).
         counts.requests += 1;
-        let sent = wire::message_len(
-            book.name(me),
-            0,
-            fingerprints + versions_len(book, &scratch.hot[me]),
-        ) as u64;
+        let hot = match hot_reports[me] {
+            Some(bytes) => versions_len(book, &[]) + wire::list_len(scratch.hot[me].len(), bytes),
+            None => versions_len(book, &scratch.hot[me]) + wire::list_len(0, 0),
+        };
+        let sent = wire::message_len(book.name(me), 0, fingerprints + hot) as u64;
         scratch.bytes[me] += sent;
         counts.bytes_by_leg[0] += sent;
         if !network.send(me, friend, MessageKind::Request, rng) || !alive[friend] {
             continue;
+        }
+        if hot_reports[me].is_some() {
+            // The friend merges them before it answers: it asks no one for them again.
+            for &(node, version) in &scratch.hot[me] {
+                if node != friend {
+                    scratch.arrivals.push((friend, node, version));
+                    scratch.asked[friend].insert(node);
+                }
+            }
         }
         let start = rng.random_range(0..count);
         views.answer(
@@ -423,10 +445,10 @@ mod tests {
         assert_eq!((steady.requests, steady.replies), (500, 500));
         // Per exchange: a digest of 4 buckets (n000042, kind, 4 × 4 bytes) and an empty
         // answer (n000017, kind, no bucket, no version).
-        let digest = wire::message_len("n000000", 0, wire::list_len(4, 16) + 2);
+        let digest = wire::message_len("n000000", 0, wire::list_len(4, 16) + 2 + 1);
         let answer = wire::message_len("n000000", 1, 1 + 2 + 1 + 2);
-        assert_eq!((digest, answer), (28, 15));
-        assert_eq!(steady.bytes, 500 * (28 + 15) as u64);
+        assert_eq!((digest, answer), (29, 15));
+        assert_eq!(steady.bytes, 500 * (29 + 15) as u64);
 
         // One node publishes: only its report travels, to the agents that lack it.
         let version = book.publish(

@@ -49,6 +49,11 @@ pub const MAX_BUCKETS: usize = 1024;
 pub const DETAIL_CAP: usize = 1024;
 /// Most entries in a hot list.
 pub const HOT_CAP: usize = 1024;
+/// A hot list travels as the reports themselves while they take at most this many bytes
+/// (steady state: a report reaches a friend in one message, which matters when messages
+/// are lost), else as versions, which the friend asks for (right after many nodes
+/// changed).
+pub const HOT_REPORT_BYTES: usize = 4 * 1024;
 /// Most bytes of reports in one push or one answer to a push (`wire::within`): the rest
 /// go in a later exchange. What bounds an agent's traffic right after every node changed.
 pub const REPORT_BYTES_CAP: usize = 32 * 1024;
@@ -250,6 +255,24 @@ impl ClusterView {
             }
         }
         reconciled
+    }
+
+    /// What a digest carries of the hot list `hot` (`heard_since`): its reports while they
+    /// fit [`HOT_REPORT_BYTES`] (and no versions), else its versions (and no reports).
+    pub fn hot_message(&self, hot: Versions) -> (Versions, Vec<NodeReport>) {
+        let mut bytes = 0;
+        let mut reports = Vec::new();
+        for (node, _) in &hot {
+            let Some(report) = self.report(node) else {
+                continue;
+            };
+            bytes += super::wire::report_len(report);
+            if bytes > HOT_REPORT_BYTES {
+                return (hot, Vec::new());
+            }
+            reports.push(report.clone());
+        }
+        (Vec::new(), reports)
     }
 
     /// The reports of `nodes` this view holds.

@@ -54,10 +54,13 @@ pub struct GossipMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Body {
     /// Request: the asker's fingerprints, one per bucket (`ClusterView::digest`), as 4
-    /// little-endian bytes each (a varint would take 5 for most of them), and its hot list.
+    /// little-endian bytes each (a varint would take 5 for most of them), and its hot list:
+    /// the reports themselves while they fit `digest::HOT_REPORT_BYTES`, else their
+    /// versions (`digest::hot_message`).
     Digest {
         sums: Vec<[u8; 4]>,
         hot: VersionList,
+        reports: Vec<NodeReport>,
     },
     /// Answer to a digest (`digest::Answer`).
     Answer {
@@ -115,21 +118,25 @@ impl VersionList {
 }
 
 impl Body {
-    /// A digest request of these fingerprints and hot list.
-    pub fn digest(sums: &[u32], hot: &[(String, u64)]) -> Body {
+    /// A digest request of these fingerprints and hot list (versions, or the reports).
+    pub fn digest(sums: &[u32], hot: &[(String, u64)], reports: Vec<NodeReport>) -> Body {
         Body::Digest {
             sums: sums.iter().map(|s| s.to_le_bytes()).collect(),
             hot: VersionList::new(hot),
+            reports,
         }
     }
 
-    /// The fingerprints and hot list of a digest request.
-    pub fn open_digest(&self) -> Option<(Vec<u32>, Versions)> {
+    /// The fingerprints, hot list and hot reports of a digest request; the hot list holds
+    /// the versions it lists and those of the reports it carries.
+    pub fn open_digest(self) -> Option<(Vec<u32>, Versions, Vec<NodeReport>)> {
         match self {
-            Body::Digest { sums, hot } => Some((
-                sums.iter().map(|s| u32::from_le_bytes(*s)).collect(),
-                hot.entries()?,
-            )),
+            Body::Digest { sums, hot, reports } => {
+                let mut versions = hot.entries()?;
+                versions.extend(reports.iter().map(|r| (r.node.clone(), r.version)));
+                let sums = sums.iter().map(|s| u32::from_le_bytes(*s)).collect();
+                Some((sums, versions, reports))
+            }
             _ => None,
         }
     }
@@ -170,8 +177,10 @@ impl Body {
     /// The reports it carries.
     pub fn reports(&self) -> &[NodeReport] {
         match self {
-            Body::Push { reports, .. } | Body::Reports(reports) => reports,
-            Body::Digest { .. } | Body::Answer { .. } => &[],
+            Body::Digest { reports, .. } | Body::Push { reports, .. } | Body::Reports(reports) => {
+                reports
+            }
+            Body::Answer { .. } => &[],
         }
     }
 }
@@ -361,7 +370,7 @@ fn check_shape(message: &GossipMessage) -> Result<(), Rejection> {
     let names_ok =
         |names: &[String]| names.len() <= MAX_VERSIONS && names.iter().all(|node| name_ok(node));
     let shape_ok = match &message.body {
-        Body::Digest { sums, hot } => {
+        Body::Digest { sums, hot, .. } => {
             !sums.is_empty() && sums.len() <= MAX_BUCKETS && list_ok(hot, HOT_CAP)
         }
         Body::Answer {
@@ -408,9 +417,10 @@ fn check_shape(message: &GossipMessage) -> Result<(), Rejection> {
 /// reports at a time until the body fits [`MAX_MESSAGE_BYTES`].
 pub fn seal(message: &mut GossipMessage) -> Vec<u8> {
     match &mut message.body {
-        Body::Digest { sums, hot } => {
+        Body::Digest { sums, hot, reports } => {
             sums.truncate(MAX_BUCKETS);
             hot.below.truncate(HOT_CAP);
+            reports.truncate(MAX_REPORTS);
         }
         Body::Answer {
             wants,
@@ -431,8 +441,10 @@ pub fn seal(message: &mut GossipMessage) -> Vec<u8> {
     loop {
         let body = postcard::to_allocvec(message).unwrap_or_default();
         let reports = match &mut message.body {
-            Body::Push { reports, .. } | Body::Reports(reports) => reports,
-            Body::Digest { .. } | Body::Answer { .. } => return body,
+            Body::Digest { reports, .. } | Body::Push { reports, .. } | Body::Reports(reports) => {
+                reports
+            }
+            Body::Answer { .. } => return body,
         };
         if body.len() <= MAX_MESSAGE_BYTES || reports.is_empty() {
             return body;
@@ -632,8 +644,8 @@ mod tests {
                     s.metrics.insert("cpu".into(), f64::INFINITY);
                 }
             },
-            |m| m.body = Body::digest(&[], &[]),
-            |m| m.body = Body::digest(&[0; MAX_BUCKETS + 1], &[]),
+            |m| m.body = Body::digest(&[], &[], Vec::new()),
+            |m| m.body = Body::digest(&[0; MAX_BUCKETS + 1], &[], Vec::new()),
             |m| {
                 m.body = Body::answer(&Answer {
                     versions: vec![("a b".into(), 1)],
@@ -648,6 +660,7 @@ mod tests {
                         base: 3,
                         below: vec![("a".into(), 4)],
                     },
+                    reports: Vec::new(),
                 }
             },
             |m| {
@@ -740,11 +753,21 @@ mod tests {
         };
         let cases = [
             (
-                Body::digest(&sums, &hot),
+                Body::digest(&sums, &hot, Vec::new()),
                 message_len(
                     "n000001",
                     0,
-                    list_len(512, 512 * FINGERPRINT_LEN) + list(&hot),
+                    list_len(512, 512 * FINGERPRINT_LEN) + list(&hot) + list_len(0, 0),
+                ),
+            ),
+            (
+                Body::digest(&sums, &[], reports[..20].to_vec()),
+                message_len(
+                    "n000001",
+                    0,
+                    list_len(512, 512 * FINGERPRINT_LEN)
+                        + list(&[])
+                        + list_len(20, reports[..20].iter().map(report_len).sum()),
                 ),
             ),
             (

@@ -54,11 +54,14 @@ pub async fn receive(State(state): State<ApiState>, headers: HeaderMap, body: Bo
     };
     let mut knowledge = shared.knowledge();
     let answer = match message.body {
-        wire::Body::Digest { .. } => {
-            let Some((theirs, their_hot)) = message.body.open_digest() else {
+        digest @ wire::Body::Digest { .. } => {
+            let Some((theirs, their_hot, reports)) = digest.open_digest() else {
                 drop(knowledge);
                 return refuse(&state, Rejection::Malformed);
             };
+            // The hot reports it carries are merged first: the answer is about the rest.
+            let reports = reports.into_iter().filter(|r| r.node != shared.node);
+            knowledge.view.merge_all(reports, now);
             let start = rand::random_range(0..theirs.len().max(1));
             let own_hot = knowledge
                 .view

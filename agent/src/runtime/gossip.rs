@@ -121,7 +121,10 @@ pub async fn round(
             .heard_since(knowledge.gossip_hot_since, digest::HOT_CAP);
         let mut message = GossipMessage {
             from: shared.node.clone(),
-            body: Body::digest(&knowledge.view.digest(buckets), &hot),
+            body: {
+                let (versions, reports) = knowledge.view.hot_message(hot);
+                Body::digest(&knowledge.view.digest(buckets), &versions, reports)
+            },
         };
         knowledge.gossip.rounds += 1;
         shared.telemetry.metrics.gossip_round();
