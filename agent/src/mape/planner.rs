@@ -189,13 +189,18 @@ fn weigh_candidates(
     now: Millis,
 ) -> Vec<Candidate> {
     let mut candidates = Vec::with_capacity(2 * services.len() + 1);
+    // One buffer for every rule's values (they are weighed one rule at a time), and one for
+    // the values as looked up, shared by a service's two rules when they name the same.
+    let mut values = Vec::new();
+    let mut looked_up = Vec::new();
     for (index, service) in services.iter().enumerate() {
         let policy = service.policy(cluster_policy);
         let own = service.policy.is_some();
         if policy.scaleout.enable {
             let rule = &policy.scaleout;
-            let values = rule_values(service, rule, Key::Out, state, now);
-            let gru = weights::scale_out(&as_refs(&values), rule.threshold);
+            look_up(rule, service, &mut looked_up);
+            rule_values(&looked_up, service, rule, Key::Out, state, now, &mut values);
+            let gru = weights::scale_out_of(&values, rule.threshold);
             let (count, weighing) = if rule.tracks_target() {
                 target_out(service, policy, &values, gru, state, now)
             } else {
@@ -216,8 +221,12 @@ fn weigh_candidates(
         }
         if policy.scalein.enable {
             let rule = &policy.scalein;
-            let values = rule_values(service, rule, Key::In, state, now);
-            let gru = weights::scale_in(&as_refs(&values), rule.threshold);
+            let out = &policy.scaleout;
+            if !(out.enable && out.metrics == rule.metrics && out.analytics == rule.analytics) {
+                look_up(rule, service, &mut looked_up);
+            }
+            rule_values(&looked_up, service, rule, Key::In, state, now, &mut values);
+            let gru = weights::scale_in_of(&values, rule.threshold);
             let (count, weighing) = if rule.tracks_target() {
                 target_in(service, policy, &values, gru, state, now)
             } else {
@@ -523,37 +532,51 @@ fn lookup(service: &ServiceSnapshot, name: &str, listed_as_metric: bool) -> Anal
     service.value(name)
 }
 
-/// The values a rule weighs for a service: each looked up, a missing one replaced by the
-/// rule's `Missing` when it declares one, and smoothed over the rule's `Window` (its
-/// smoothers are keyed by `key` of the service's name and the value's name).
-fn rule_values<'a>(
-    service: &'a ServiceSnapshot,
+/// The values a rule names for a service, as they are (see [`lookup`]), into `looked_up`.
+fn look_up<'a>(
     rule: &'a PolicyRule,
+    service: &'a ServiceSnapshot,
+    looked_up: &mut Vec<(&'a str, AnalyticValue)>,
+) {
+    looked_up.clear();
+    looked_up.extend(
+        rule_names(rule, service).map(|(name, metric)| (name, lookup(service, name, metric))),
+    );
+}
+
+/// The values a rule weighs for a service, into `values`: those `looked_up` for its names,
+/// a missing one replaced by the rule's `Missing` when it declares one, and smoothed over
+/// the rule's `Window` (its smoothers are keyed by `key` of the service's name and the
+/// value's name).
+fn rule_values<'a>(
+    looked_up: &[(&'a str, AnalyticValue)],
+    service: &ServiceSnapshot,
+    rule: &PolicyRule,
     key: fn(String) -> Key,
     state: &mut PlannerState,
     now: Millis,
-) -> Vec<(&'a str, AnalyticValue)> {
+    values: &mut Vec<(&'a str, AnalyticValue)>,
+) {
     let window = Duration::from_secs(rule.window_secs);
     let key = (!window.is_zero()).then(|| key(service.name.clone()));
-    rule_names(rule, service)
-        .map(|(name, metric)| {
-            let mut value = lookup(service, name, metric);
-            if let (AnalyticValue::Unavailable { .. }, Some(missing)) = (&value, rule.missing) {
-                value = AnalyticValue::Available(missing);
+    values.clear();
+    values.extend(looked_up.iter().map(|(name, value)| {
+        let mut value = value.clone();
+        if let (AnalyticValue::Unavailable { .. }, Some(missing)) = (&value, rule.missing) {
+            value = AnalyticValue::Available(missing);
+        }
+        if let (Some(v), Some(key)) = (value.value(), &key) {
+            let smoother = state
+                .smoothers
+                .entry((key.clone(), (*name).to_owned()))
+                .or_insert_with(|| Smoother::new(rule.smoothing));
+            if !smoother.is(rule.smoothing) {
+                *smoother = Smoother::new(rule.smoothing);
             }
-            if let (Some(v), Some(key)) = (value.value(), &key) {
-                let smoother = state
-                    .smoothers
-                    .entry((key.clone(), name.to_owned()))
-                    .or_insert_with(|| Smoother::new(rule.smoothing));
-                if !smoother.is(rule.smoothing) {
-                    *smoother = Smoother::new(rule.smoothing);
-                }
-                value = AnalyticValue::Available(smoother.update(now, v, window));
-            }
-            (name, value)
-        })
-        .collect()
+            value = AnalyticValue::Available(smoother.update(now, v, window));
+        }
+        (*name, value)
+    }));
 }
 
 fn as_refs<'a>(values: &'a [(&'a str, AnalyticValue)]) -> Vec<(&'a str, &'a AnalyticValue)> {

@@ -13,6 +13,8 @@
 //! (+1 or -1). Values are clamped to [0, 1] first. An unavailable value is left out and
 //! named; with no value left, the weight is 0 and the explanation says why.
 
+use std::borrow::Borrow;
+
 use super::analyze::AnalyticValue;
 use super::explanation::{Direction, Explanation};
 
@@ -61,6 +63,19 @@ pub fn swap_term(running: f64, candidate: f64, threshold: f64) -> f64 {
 
 /// The scale-out weight of named values against `threshold`.
 pub fn scale_out(values: &[(&str, &AnalyticValue)], threshold: f64) -> Weighing {
+    scale_out_of(values, threshold)
+}
+
+/// The scale-in weight of named values against `threshold`.
+pub fn scale_in(values: &[(&str, &AnalyticValue)], threshold: f64) -> Weighing {
+    scale_in_of(values, threshold)
+}
+
+/// [`scale_out`] of values held or borrowed (the planner holds them).
+pub(super) fn scale_out_of<V: Borrow<AnalyticValue>>(
+    values: &[(&str, V)],
+    threshold: f64,
+) -> Weighing {
     if unit(threshold) >= 1.0 {
         return nothing(format!("threshold {threshold} can never be exceeded"));
     }
@@ -69,8 +84,11 @@ pub fn scale_out(values: &[(&str, &AnalyticValue)], threshold: f64) -> Weighing 
     })
 }
 
-/// The scale-in weight of named values against `threshold`.
-pub fn scale_in(values: &[(&str, &AnalyticValue)], threshold: f64) -> Weighing {
+/// [`scale_in`] of values held or borrowed.
+pub(super) fn scale_in_of<V: Borrow<AnalyticValue>>(
+    values: &[(&str, V)],
+    threshold: f64,
+) -> Weighing {
     if unit(threshold) <= 0.0 {
         return nothing(format!("threshold {threshold}: no value can be below it"));
     }
@@ -101,8 +119,8 @@ pub fn swap(values: &[SwapValue<'_>], running: &str, candidate: &str, threshold:
 }
 
 /// The mean of `term` over the available values, and the explanation (written when read).
-fn weigh(
-    values: &[(&str, &AnalyticValue)],
+fn weigh<V: Borrow<AnalyticValue>>(
+    values: &[(&str, V)],
     direction: Direction,
     threshold: f64,
     term: impl Fn(f64) -> f64,
@@ -112,9 +130,9 @@ fn weigh(
     }
     let terms = values
         .iter()
-        .filter_map(|(_, value)| value.value().map(&term));
+        .filter_map(|(_, value)| value.borrow().value().map(&term));
     let weight = mean(terms).map_or(0.0, |mean| mean.clamp(0.0, 1.0));
-    let named = values.iter().copied();
+    let named = values.iter().map(|(name, value)| (*name, value.borrow()));
     Weighing {
         weight,
         explanation: Explanation::rule(direction, threshold, named),
