@@ -140,19 +140,10 @@ pub fn plan<R: Rng + ?Sized>(
         .filter(|c| c.eligible())
         .map(Candidate::weight)
         .fold(0.0, f64::max);
-    let no_action = Candidate {
-        action: Action::None,
-        safety: SAFETY_NONE,
-        weighing: Weighing {
-            weight: (1.0 - heaviest).clamp(0.0, 1.0),
-            explanation: format!("1 - {heaviest:.2}, the heaviest eligible action").into(),
-        },
-        blocked_by: Vec::new(),
-        clamped: None,
-        subject: Subject::Nothing,
-        breach_started: None,
-    };
-    candidates.insert(0, no_action);
+    candidates[0] = no_action(
+        (1.0 - heaviest).clamp(0.0, 1.0),
+        format!("1 - {heaviest:.2}, the heaviest eligible action"),
+    );
 
     let pool: Vec<usize> = (0..candidates.len())
         .filter(|&i| candidates[i].eligible() && candidates[i].weight() > 0.0)
@@ -179,7 +170,23 @@ pub fn plan<R: Rng + ?Sized>(
     (decision, next)
 }
 
-/// Every candidate the enabled rules allow, with its weight and unclamped step (in target
+/// "No action", with its weight and why.
+fn no_action(weight: f64, explanation: String) -> Candidate {
+    Candidate {
+        action: Action::None,
+        safety: SAFETY_NONE,
+        weighing: Weighing {
+            weight,
+            explanation: explanation.into(),
+        },
+        blocked_by: Vec::new(),
+        clamped: None,
+        subject: Subject::Nothing,
+        breach_started: None,
+    }
+}
+
+/// Every candidate the enabled rules allow (after "no action", weighed later), with its weight and unclamped step (in target
 /// mode: the count that reaches the target). Rules with a `Window` smooth their inputs and
 /// target-tracking rules record their recommendations in `state`.
 fn weigh_candidates(
@@ -189,6 +196,8 @@ fn weigh_candidates(
     now: Millis,
 ) -> Vec<Candidate> {
     let mut candidates = Vec::with_capacity(2 * services.len() + 1);
+    // "No action" comes first; it is weighed once the others are (weight 0 until then).
+    candidates.push(no_action(0.0, String::new()));
     // One buffer for every rule's values (they are weighed one rule at a time), and one for
     // the values as looked up, shared by a service's two rules when they name the same.
     let mut values = Vec::new();
