@@ -9,8 +9,8 @@
 //! would have written at once: [`Explanation`] renders it on first read and keeps it, and
 //! it compares, prints and serializes as that text.
 //!
-//! The values are kept compactly, not as the text's parts: the names (and the reasons of
-//! values left out) one after the other in one string, and one small term per value.
+//! The values are kept compactly, not as the text's parts: the numbers, names (and the
+//! reasons of values left out) one after the other in one buffer, one allocation.
 
 use std::fmt::{self, Write as _};
 use std::ops::Deref;
@@ -51,52 +51,74 @@ pub(super) enum Direction {
     In,
 }
 
-/// Names and reasons one after the other in one string, and what each value was.
+/// The values of a weighing in one buffer (one allocation per explanation), each term as
+/// written by [`Terms::push`]: a byte saying which of its (up to two) numbers follow, the
+/// numbers, then its name and the reason it was left out (empty when it was not), each
+/// preceded by its length.
 #[derive(Clone, Default)]
-struct Terms<V> {
-    text: String,
-    terms: Vec<Term<V>>,
+struct Terms {
+    bytes: Vec<u8>,
 }
 
-/// One value: its name is `text[previous term's reason_end..name_end]`, the reason it was
-/// left out (empty when it was not) `text[name_end..reason_end]`.
-#[derive(Clone)]
-struct Term<V> {
-    name_end: usize,
-    reason_end: usize,
-    value: V,
-}
+/// A term's numbers: a rule's value, or a swap's running and candidate values; `None` for
+/// one that is left out.
+type Numbers = [Option<f64>; 2];
 
-impl<V> Terms<V> {
-    fn with_capacity(values: usize) -> Terms<V> {
+impl Terms {
+    fn with_capacity(values: usize) -> Terms {
         Terms {
-            text: String::with_capacity(values * 16),
-            terms: Vec::with_capacity(values),
+            bytes: Vec::with_capacity(values * 32),
         }
     }
 
     /// Adds a value named `name`; `reason` writes why it was left out, if it was.
-    fn push(&mut self, name: &str, value: V, reason: impl FnOnce(&mut String)) {
-        self.text.push_str(name);
-        let name_end = self.text.len();
-        reason(&mut self.text);
-        self.terms.push(Term {
-            name_end,
-            reason_end: self.text.len(),
-            value,
-        });
+    fn push(&mut self, name: &str, numbers: Numbers, reason: impl FnOnce(&mut String)) {
+        let present = u8::from(numbers[0].is_some()) | (u8::from(numbers[1].is_some()) << 1);
+        self.bytes.push(present);
+        for number in numbers.into_iter().flatten() {
+            self.bytes.extend_from_slice(&number.to_le_bytes());
+        }
+        self.push_text(name);
+        let mut why = String::new();
+        reason(&mut why);
+        self.push_text(&why);
     }
 
-    /// Each term with its name and reason.
-    fn iter(&self) -> impl Iterator<Item = (&str, &str, &V)> {
-        let mut start = 0;
-        self.terms.iter().map(move |term| {
-            let name = &self.text[start..term.name_end];
-            let reason = &self.text[term.name_end..term.reason_end];
-            start = term.reason_end;
-            (name, reason, &term.value)
+    fn push_text(&mut self, text: &str) {
+        let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
+        self.bytes.extend_from_slice(&len.to_le_bytes());
+        self.bytes
+            .extend_from_slice(&text.as_bytes()[..len as usize]);
+    }
+
+    /// Each term's name, reason and numbers, in the order they were pushed.
+    fn iter(&self) -> impl Iterator<Item = (&str, &str, Numbers)> {
+        let mut rest = self.bytes.as_slice();
+        std::iter::from_fn(move || {
+            let (&present, after) = rest.split_first()?;
+            rest = after;
+            let mut numbers = [None, None];
+            for (slot, number) in numbers.iter_mut().enumerate() {
+                if present & (1 << slot) != 0 {
+                    let (bytes, after) = rest.split_first_chunk::<8>()?;
+                    *number = Some(f64::from_le_bytes(*bytes));
+                    rest = after;
+                }
+            }
+            let name = take_text(&mut rest)?;
+            let reason = take_text(&mut rest)?;
+            Some((name, reason, numbers))
         })
     }
+}
+
+/// The text [`Terms::push_text`] wrote at the start of `rest`, which moves past it.
+fn take_text<'a>(rest: &mut &'a [u8]) -> Option<&'a str> {
+    let (len, after) = rest.split_first_chunk::<4>()?;
+    let len = u32::from_le_bytes(*len) as usize;
+    let text = after.get(..len)?;
+    *rest = &after[len..];
+    std::str::from_utf8(text).ok()
 }
 
 /// A scale rule's values (`None` for one left out) against its threshold.
@@ -104,7 +126,7 @@ impl<V> Terms<V> {
 struct RuleTerms {
     direction: Direction,
     threshold: f64,
-    terms: Terms<Option<f64>>,
+    terms: Terms,
 }
 
 /// A swap's values: the running service's and the candidate's (`None` for one left out).
@@ -112,7 +134,7 @@ struct RuleTerms {
 struct SwapTerms {
     running: String,
     candidate: String,
-    terms: Terms<(Option<f64>, Option<f64>)>,
+    terms: Terms,
 }
 
 /// Writes why `value` is left out: its reason, or the number that is not one.
@@ -135,7 +157,7 @@ impl Explanation {
         let mut terms = Terms::with_capacity(values.len());
         for (name, value) in values {
             let v = value.value();
-            terms.push(name, v, |out| {
+            terms.push(name, [v, None], |out| {
                 if v.is_none() {
                     write_why_unavailable(value, out);
                 }
@@ -158,7 +180,7 @@ impl Explanation {
         let mut terms = Terms::with_capacity(values.len());
         for (name, r, c) in values {
             let (vr, vc) = (r.value(), c.value());
-            terms.push(name, (vr, vc), |out| match (vr, vc) {
+            terms.push(name, [vr, vc], |out| match (vr, vc) {
                 (Some(_), Some(_)) => {}
                 (None, _) => write_why_unavailable(r, out),
                 (Some(_), None) => write_why_unavailable(c, out),
@@ -220,12 +242,12 @@ impl RuleTerms {
     /// left out, joined by ", "; "no value available: " first when every value was left out.
     fn write(&self, out: &mut String) {
         let threshold = self.threshold;
-        if self.terms.terms.iter().all(|term| term.value.is_none()) {
+        if self.terms.iter().all(|(_, _, [value, _])| value.is_none()) {
             out.push_str("no value available: ");
         }
         let mut separator = Separator::default();
-        for (name, _, value) in self.terms.iter() {
-            let Some(v) = *value else { continue };
+        for (name, _, [value, _]) in self.terms.iter() {
+            let Some(v) = value else { continue };
             let relation = match self.direction {
                 Direction::Out if v > threshold => ">",
                 Direction::Out => "<=",
@@ -235,7 +257,7 @@ impl RuleTerms {
             separator.write(out);
             let _ = write!(out, "{name} {v:.2} {relation} {threshold}");
         }
-        for (name, why, value) in self.terms.iter() {
+        for (name, why, [value, _]) in self.terms.iter() {
             if value.is_none() {
                 separator.write(out);
                 let _ = write!(out, "{name} left out: {why}");
@@ -250,22 +272,22 @@ impl SwapTerms {
     /// is no value both have.
     fn write(&self, out: &mut String) {
         let (running, candidate) = (&self.running, &self.candidate);
-        let compared = |value: &(Option<f64>, Option<f64>)| value.0.is_some() && value.1.is_some();
-        if !self.terms.terms.iter().any(|term| compared(&term.value)) {
+        let compared = |[r, c]: Numbers| r.is_some() && c.is_some();
+        if !self.terms.iter().any(|(_, _, numbers)| compared(numbers)) {
             out.push_str("no value to compare: ");
         }
         let mut separator = Separator::default();
-        for (name, _, value) in self.terms.iter() {
-            if let (Some(vr), Some(vc)) = *value {
+        for (name, _, numbers) in self.terms.iter() {
+            if let [Some(vr), Some(vc)] = numbers {
                 separator.write(out);
                 let _ = write!(out, "{name} {running} {vr:.2}, {candidate} {vc:.2}");
             }
         }
-        for (name, why, value) in self.terms.iter() {
-            if compared(value) {
+        for (name, why, numbers) in self.terms.iter() {
+            if compared(numbers) {
                 continue;
             }
-            let whose = if value.0.is_none() {
+            let whose = if numbers[0].is_none() {
                 running
             } else {
                 candidate
