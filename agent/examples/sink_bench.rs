@@ -139,7 +139,7 @@ fn decision(tick: u64, at: Millis, services: usize) -> Decision {
     let mut weights = vec![CandidateWeight {
         action: Action::None,
         weight: 1.0 - weight,
-        explanation: String::new(),
+        explanation: Default::default(),
         blocked_by: vec![],
         clamped: None,
     }];

@@ -667,3 +667,166 @@ async fn pinned_instances_take_free_cores_and_fail_when_none_is_left() {
         "nothing started"
     );
 }
+
+/// The agent reads stats one container at a time (`stats_once`): memory comes with the
+/// first reading, CPU from two readings of the same container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_once_gives_memory_at_once_and_cpu_from_two_readings() {
+    let test = "stats_once_gives_memory_at_once_and_cpu_from_two_readings";
+    if !ready(test) {
+        return;
+    }
+    let cluster = ClusterGuard::new();
+    let engine = engine().await;
+    let started = start(
+        &engine,
+        &cluster,
+        &web_service("web", testkit::free_port_range(2), ""),
+    )
+    .await
+    .expect("starts");
+    let (id, allowance) = engine.cpu_allowance(&started.id).await.expect("inspect");
+    assert_eq!(id, started.id);
+    let clock = Instant::now();
+    let first = engine
+        .stats_once(&id, allowance)
+        .await
+        .expect("a reading")
+        .expect("the container runs");
+    let took = clock.elapsed();
+    assert_eq!(first.cpu.previous, None, "one reading has no previous one");
+    assert_eq!(first.cpu_fraction(), None);
+    let mem = first.mem_fraction().expect("a memory fraction");
+    assert!(mem > 0.0 && mem <= 1.0, "mem {mem}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut second = engine
+        .stats_once(&id, allowance)
+        .await
+        .expect("a reading")
+        .expect("the container runs");
+    assert!(
+        second.cpu.system_ns > first.cpu.system_ns,
+        "the counters move"
+    );
+    second.cpu.previous = Some((first.cpu.container_ns, first.cpu.system_ns));
+    let cpu = second
+        .cpu_fraction()
+        .expect("a CPU fraction from two readings");
+    assert!((0.0..=1.0).contains(&cpu), "cpu {cpu}");
+    figure(
+        test,
+        "one reading",
+        format!("{took:?}; cpu {cpu:.4}, memory {mem:.4} of 64 MiB"),
+    );
+
+    engine
+        .stop_instance(&started.id, Duration::from_secs(2))
+        .await
+        .expect("stop");
+    let stopped = engine.stats_once(&id, allowance).await;
+    assert!(
+        matches!(stopped, Ok(None)),
+        "a stopped container has no reading: {stopped:?}"
+    );
+}
+
+/// The agent's stats poller (`runtime::monitor::poll_stats`) records `cpu_avg` and
+/// `mem_avg` of every running instance, and wakes the loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stats_poller_feeds_cpu_and_memory_of_every_running_container() {
+    use gru_agent::mape::WindowSettings;
+    use gru_agent::runtime::autonomic::now;
+    use gru_agent::runtime::monitor::{CPU_METRIC, MEM_METRIC, poll_stats};
+    use gru_agent::runtime::{InstanceInfo, Shared};
+
+    let test = "the_stats_poller_feeds_cpu_and_memory_of_every_running_container";
+    if !ready(test) {
+        return;
+    }
+    let cluster = ClusterGuard::new();
+    let engine = engine().await;
+    let window = WindowSettings {
+        span: Duration::from_secs(10),
+        max_samples: 64,
+        warmup: Duration::ZERO,
+        warmup_samples: 1,
+        max_metrics_per_instance: 8,
+    };
+    let shared = std::sync::Arc::new(Shared::new(&cluster.name, NODE, "127.0.0.1", "s", window));
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        let started = start(
+            &engine,
+            &cluster,
+            &web_service("web", testkit::free_port_range(2), ""),
+        )
+        .await
+        .expect("starts");
+        instances.push(started);
+    }
+    {
+        let mut knowledge = shared.knowledge();
+        for started in &instances {
+            knowledge
+                .metrics
+                .instance_started("web", &started.name, now());
+            knowledge.instances.insert(
+                started.id.clone(),
+                InstanceInfo {
+                    id: started.id.clone(),
+                    service: "web".to_owned(),
+                    instance: started.name.clone(),
+                    state: "running".to_owned(),
+                    address: None,
+                    started_at: now(),
+                },
+            );
+        }
+    }
+    let clock = Instant::now();
+    let poller = poll_stats(engine.clone(), shared.clone());
+    tokio::time::timeout(Duration::from_secs(15), shared.fresh_metrics.notified())
+        .await
+        .expect("the poller wakes the loop within 15 s");
+    let fed = |shared: &Shared| {
+        let mut knowledge = shared.knowledge();
+        instances
+            .iter()
+            .map(|started| {
+                let means = knowledge
+                    .metrics
+                    .instance_means("web", &started.name, now());
+                (
+                    means.get(CPU_METRIC).copied(),
+                    means.get(MEM_METRIC).copied(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let values = loop {
+        let values = fed(&shared);
+        if values
+            .iter()
+            .all(|(cpu, mem)| cpu.is_some() && mem.is_some())
+        {
+            break values;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after 15 s not every instance has cpu_avg and mem_avg: {values:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    poller.abort();
+    figure(
+        test,
+        "cpu and memory of 3 containers",
+        format!("after {:?}: {values:?}", clock.elapsed()),
+    );
+    for (cpu, mem) in values {
+        let (cpu, mem) = (cpu.unwrap_or(-1.0), mem.unwrap_or(-1.0));
+        assert!((0.0..=1.0).contains(&cpu), "cpu {cpu}");
+        assert!(mem > 0.0 && mem <= 1.0, "mem {mem}");
+    }
+}

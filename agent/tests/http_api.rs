@@ -91,7 +91,7 @@ fn decision(at: u64, scale_out_weight: f64) -> Decision {
             CandidateWeight {
                 action: Action::None,
                 weight: 1.0 - scale_out_weight,
-                explanation: "1 - max(others)".to_owned(),
+                explanation: "1 - max(others)".into(),
                 blocked_by: Vec::new(),
                 clamped: None,
             },
@@ -101,7 +101,7 @@ fn decision(at: u64, scale_out_weight: f64) -> Decision {
                     count: 1,
                 },
                 weight: scale_out_weight,
-                explanation: "cpu_load 0.90 > 0.75".to_owned(),
+                explanation: "cpu_load 0.90 > 0.75".into(),
                 blocked_by: Vec::new(),
                 clamped: None,
             },

@@ -95,7 +95,7 @@ fn decision(at: Millis) -> Decision {
     let candidate = |action: Action, weight: f64, blocked: bool| CandidateWeight {
         action,
         weight,
-        explanation: String::new(),
+        explanation: Default::default(),
         blocked_by: if blocked {
             vec!["cooldown-in".into()]
         } else {

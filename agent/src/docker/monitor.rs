@@ -1,5 +1,7 @@
 //! The engine's two streams, each read by a task that feeds a bounded channel: lifecycle
-//! events of a cluster's containers, and resource samples of one container.
+//! events of a cluster's containers, and resource samples of one container; and one
+//! reading of a container's resource use at a time, for a caller that polls many
+//! containers over few connections ([`Engine::stats_once`]).
 //!
 //! A task ends when its receiver is dropped (it watches the channel's closing even while
 //! the engine is silent), so a caller stops a stream by dropping the receiver.
@@ -116,10 +118,25 @@ impl Engine {
     /// running (the receiver then yields `None`) or the receiver is dropped. The container is inspected first (for the cores it may
     /// use, see [`CpuAllowance`]); an error then is returned here. A stream that fails or
     /// stays silent longer than the call timeout sends one `Err` and ends.
+    ///
+    /// Each stream holds a connection to the engine and a task for as long as it runs: to
+    /// follow many containers, [`Engine::stats_once`] on a few connections costs less.
     pub async fn stats(
         &self,
         id: &str,
     ) -> Result<mpsc::Receiver<Result<StatsSample, DockerError>>, DockerError> {
+        let (id, allowance) = self.cpu_allowance(id).await?;
+        let (sender, receiver) = mpsc::channel(STATS_CHANNEL_CAPACITY);
+        let engine = self.clone();
+        let span = tracing::debug_span!("docker_stats", container = %id);
+        tokio::spawn(
+            async move { engine.feed_stats(&id, allowance, sender).await }.instrument(span),
+        );
+        Ok(receiver)
+    }
+
+    /// Container `id`'s full id and the cores it may use (from one inspect).
+    pub async fn cpu_allowance(&self, id: &str) -> Result<(String, CpuAllowance), DockerError> {
         let inspected = self
             .call("inspect", id, self.docker.inspect_container(id, None))
             .await?;
@@ -135,14 +152,33 @@ impl Engine {
                 .and_then(|n| u64::try_from(n).ok())
                 .filter(|n| *n > 0),
         };
-        let (sender, receiver) = mpsc::channel(STATS_CHANNEL_CAPACITY);
-        let engine = self.clone();
-        let id = inspected.id.unwrap_or_else(|| id.to_owned());
-        let span = tracing::debug_span!("docker_stats", container = %id);
-        tokio::spawn(
-            async move { engine.feed_stats(&id, allowance, sender).await }.instrument(span),
-        );
-        Ok(receiver)
+        Ok((inspected.id.unwrap_or_else(|| id.to_owned()), allowance))
+    }
+
+    /// One reading of container `id`'s resource use, at once (the engine's `one-shot`: it
+    /// does not wait a second for a second reading). Its CPU counters have no previous
+    /// reading: the caller sets [`CpuReading::previous`](super::stats::CpuReading) from its
+    /// own last one. `None` when the container is not running. Bounded by the call timeout;
+    /// the connection goes back to the client's pool afterwards.
+    pub async fn stats_once(
+        &self,
+        id: &str,
+        allowance: CpuAllowance,
+    ) -> Result<Option<StatsSample>, DockerError> {
+        let options = StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let mut stream = self.docker.stats(id, Some(options));
+        let response = self
+            .call("stats", id, async move { stream.next().await.transpose() })
+            .await?;
+        Ok(response.and_then(|response| {
+            let mut sample = sample_from_response(id, &response, allowance)?;
+            // A one-shot reading's previous counters are zeros, or absent.
+            sample.cpu.previous = None;
+            Some(sample)
+        }))
     }
 
     async fn feed_stats(

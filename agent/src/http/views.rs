@@ -872,7 +872,7 @@ mod tests {
                         count: 1,
                     },
                     weight: f64::from(at as u32) / 100.0,
-                    explanation: String::new(),
+                    explanation: Default::default(),
                     blocked_by: Vec::new(),
                     clamped: None,
                 }],

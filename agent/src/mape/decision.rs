@@ -9,6 +9,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::explanation::Explanation;
 use super::millis::Millis;
 
 /// What to do on this node.
@@ -61,7 +62,7 @@ pub struct CandidateWeight {
     pub weight: f64,
     /// How the weight came about: each value against its threshold, and the values left
     /// out because they were unavailable.
-    pub explanation: String,
+    pub explanation: Explanation,
     /// The guards that removed this candidate before the draw; empty when it was eligible.
     pub blocked_by: Vec<String>,
     /// A guard that reduced the action without removing it (a clamped step).
@@ -117,7 +118,7 @@ mod tests {
                     start: "b".to_owned(),
                 },
                 weight: 0.5,
-                explanation: "cpu_avg 0.90 vs 0.20".to_owned(),
+                explanation: "cpu_avg 0.90 vs 0.20".into(),
                 blocked_by: vec!["cooldown-out ends in 3 s".to_owned()],
                 clamped: None,
             }],

@@ -16,7 +16,7 @@ use common::config::{PolicyConfig, PolicyRule};
 use super::decision::Action;
 use super::knowledge::{LastScale, PlannerState, ServiceSnapshot};
 use super::millis::{Millis, whole_secs_ceil};
-use super::planner::Candidate;
+use super::planner::{Candidate, Subject};
 
 /// The guards, with what they read.
 pub(super) struct Guards<'a> {
@@ -26,25 +26,19 @@ pub(super) struct Guards<'a> {
 }
 
 impl Guards<'_> {
+    /// Applies the guards of `candidate`'s action; its subject indexes `services`.
     pub(super) fn apply(&self, candidate: &mut Candidate, services: &[&ServiceSnapshot]) {
-        let find = |name: &str| services.iter().copied().find(|s| s.name == name);
-        match candidate.action.clone() {
-            Action::None => {}
-            Action::ScaleOut { service, .. } => {
-                if let Some(service) = find(&service) {
-                    self.scale_out(candidate, service);
-                }
+        match (&candidate.action, candidate.subject) {
+            (Action::ScaleOut { .. }, Subject::Service(service)) => {
+                self.scale_out(candidate, services[service]);
             }
-            Action::ScaleIn { service, .. } => {
-                if let Some(service) = find(&service) {
-                    self.scale_in(candidate, service);
-                }
+            (Action::ScaleIn { .. }, Subject::Service(service)) => {
+                self.scale_in(candidate, services[service]);
             }
-            Action::Swap { stop, start } => {
-                if let (Some(stop), Some(start)) = (find(&stop), find(&start)) {
-                    self.swap(candidate, stop, start);
-                }
+            (Action::Swap { .. }, Subject::Swap { stop, start }) => {
+                self.swap(candidate, services[stop], services[start]);
             }
+            _ => {}
         }
     }
 
@@ -72,9 +66,9 @@ impl Guards<'_> {
                 "MaxInstances {max} reached ({counted} running or starting)"
             ));
         }
-        blocked.extend(self.period(rule, &candidate.action));
+        blocked.extend(self.period(rule, candidate.breach_started));
         blocked.extend(cooldown(
-            "cooldown-out",
+            || "cooldown-out".to_owned(),
             self.last_scale(service).scaled_out,
             policy.cooldown_out_secs,
             self.now,
@@ -83,22 +77,20 @@ impl Guards<'_> {
             let count = candidate_count(candidate);
             if let Some(max) = service.max_instances {
                 let room = room_to_max.unwrap_or(u32::MAX);
-                clamp_step(candidate, count, room, &format!("MaxInstances {max}"));
+                clamp_step(candidate, count, room, || format!("MaxInstances {max}"));
             }
         } else if candidate.blocked_by.is_empty() {
             let by_max = room_to_max.unwrap_or(u32::MAX);
-            let (room, why) = if by_max <= service.free_slots_here {
-                (
-                    by_max,
-                    format!("MaxInstances {}", service.max_instances.unwrap_or(0)),
-                )
+            let step = rule.step.max(1);
+            if by_max <= service.free_slots_here {
+                clamp_step(candidate, step, by_max, || {
+                    format!("MaxInstances {}", service.max_instances.unwrap_or(0))
+                });
             } else {
-                (
-                    service.free_slots_here,
-                    "free resources on this node".to_owned(),
-                )
-            };
-            clamp_step(candidate, rule.step.max(1), room, &why);
+                clamp_step(candidate, step, service.free_slots_here, || {
+                    "free resources on this node".to_owned()
+                });
+            }
         }
     }
 
@@ -123,13 +115,13 @@ impl Guards<'_> {
         if service.base_service && service.running_here == 1 && !tracks {
             blocked.push("base service of this node: its last instance here stays".to_owned());
         }
-        blocked.extend(self.period(rule, &candidate.action));
+        blocked.extend(self.period(rule, candidate.breach_started));
         // A step waits CooldownIn after any scale action, so it does not undo a scale-out;
         // a target-tracking scale-in has its stabilization window for that, and waits only
         // for the last scale-in.
         let last = self.last_scale(service);
         blocked.extend(cooldown(
-            "cooldown-in",
+            || "cooldown-in".to_owned(),
             if tracks {
                 last.scaled_in
             } else {
@@ -138,26 +130,24 @@ impl Guards<'_> {
             policy.cooldown_in_secs,
             self.now,
         ));
+        let min = || format!("MinInstances {}", service.min_instances);
         if candidate.blocked_by.is_empty() && tracks {
             let count = candidate_count(candidate);
-            let why = format!("MinInstances {}", service.min_instances);
-            clamp_step(candidate, count, room_to_min, &why);
+            clamp_step(candidate, count, room_to_min, min);
         } else if candidate.blocked_by.is_empty() {
             let by_here = service.running_here.saturating_sub(keep_here);
-            let (room, why) = if room_to_min <= by_here {
-                (
-                    room_to_min,
-                    format!("MinInstances {}", service.min_instances),
-                )
+            let step = rule.step.max(1);
+            if room_to_min <= by_here {
+                clamp_step(candidate, step, room_to_min, min);
             } else if service.base_service {
-                (
-                    by_here,
-                    "the base service keeps one instance here".to_owned(),
-                )
+                clamp_step(candidate, step, by_here, || {
+                    "the base service keeps one instance here".to_owned()
+                });
             } else {
-                (by_here, "instances running on this node".to_owned())
-            };
-            clamp_step(candidate, rule.step.max(1), room, &why);
+                clamp_step(candidate, step, by_here, || {
+                    "instances running on this node".to_owned()
+                });
+            }
         }
     }
 
@@ -192,25 +182,25 @@ impl Guards<'_> {
         if let Some(max) = start.max_instances.filter(|max| start_counted >= *max) {
             blocked.push(format!("{} is at MaxInstances {max}", start.name));
         }
-        blocked.extend(self.period(&self.policy.swap, &candidate.action));
+        blocked.extend(self.period(&self.policy.swap, candidate.breach_started));
         blocked.extend(cooldown(
-            &format!("cooldown-out of {}", start.name),
+            || format!("cooldown-out of {}", start.name),
             self.last_scale(start).scaled_out,
             start_policy.cooldown_out_secs,
             self.now,
         ));
         blocked.extend(cooldown(
-            &format!("cooldown-in of {}", stop.name),
+            || format!("cooldown-in of {}", stop.name),
             self.last_scale(stop).latest(),
             stop_policy.cooldown_in_secs,
             self.now,
         ));
     }
 
-    /// Holds an action whose breach has not yet lasted the rule's `Period`. An action with
-    /// no breach (weight 0) is not held: it cannot be drawn anyway.
-    fn period(&self, rule: &PolicyRule, action: &Action) -> Option<String> {
-        let started = self.state.breach_started(action)?;
+    /// Holds an action whose breach, which `started` then, has not yet lasted the rule's
+    /// `Period`. An action with no breach (weight 0) is not held: it cannot be drawn anyway.
+    fn period(&self, rule: &PolicyRule, started: Option<Millis>) -> Option<String> {
+        let started = started?;
         let sustained = self.now.since(started);
         (sustained < Duration::from_secs(rule.period_secs)).then(|| {
             format!(
@@ -222,10 +212,15 @@ impl Guards<'_> {
     }
 }
 
-/// Holds an action taken less than `cooldown_secs` ago.
-fn cooldown(label: &str, last: Option<Millis>, cooldown_secs: u64, now: Millis) -> Option<String> {
+/// Holds an action taken less than `cooldown_secs` ago (the label is written only then).
+fn cooldown(
+    label: impl FnOnce() -> String,
+    last: Option<Millis>,
+    cooldown_secs: u64,
+    now: Millis,
+) -> Option<String> {
     let ends = last?.plus(Duration::from_secs(cooldown_secs));
-    (now < ends).then(|| format!("{label} ends in {} s", whole_secs_ceil(ends.since(now))))
+    (now < ends).then(|| format!("{} ends in {} s", label(), whole_secs_ceil(ends.since(now))))
 }
 
 /// The instances a scale candidate adds or removes (1 for a swap).
@@ -236,13 +231,14 @@ fn candidate_count(candidate: &Candidate) -> u32 {
     }
 }
 
-/// Sets the action's count to `min(step, room)`, saying so when the room is the smaller.
-fn clamp_step(candidate: &mut Candidate, step: u32, room: u32, why: &str) {
+/// Sets the action's count to `min(step, room)`, saying so (and `why`) when the room is the
+/// smaller.
+fn clamp_step(candidate: &mut Candidate, step: u32, room: u32, why: impl FnOnce() -> String) {
     if room >= step {
         return;
     }
     if let Action::ScaleOut { count, .. } | Action::ScaleIn { count, .. } = &mut candidate.action {
         *count = room;
     }
-    candidate.clamped = Some(format!("Step {step} clamped to {room} by {why}"));
+    candidate.clamped = Some(format!("Step {step} clamped to {room} by {}", why()));
 }

@@ -9,6 +9,7 @@
 //! [`plan`]: super::planner::plan
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use common::config::{PolicyConfig, ServiceDescriptor};
 use serde::{Deserialize, Serialize};
@@ -185,7 +186,8 @@ impl Key {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PlannerState {
     pub(super) breaches: BTreeMap<Key, Millis>,
-    pub(super) last_scale: BTreeMap<String, LastScale>,
+    /// By service name, shared (not copied) by the states of successive ticks.
+    pub(super) last_scale: BTreeMap<Arc<str>, LastScale>,
     /// Target tracking: the counts recommended lately, per service and direction.
     pub(super) recommendations: BTreeMap<Key, Recommendations>,
     /// Rules with a `Window`: each input's smoothed value, per service and direction.
@@ -212,7 +214,7 @@ impl PlannerState {
     /// actions taken outside the planner (restoring `MinInstances`, say).
     pub fn record(&mut self, action: &Action, at: Millis) {
         let mut mark = |service: &str, out: bool| {
-            let last = self.last_scale.entry(service.to_owned()).or_default();
+            let last = self.last_scale.entry(Arc::from(service)).or_default();
             if out {
                 last.scaled_out = Some(at);
             } else {

@@ -21,13 +21,15 @@
 //!   base services, period, cooldowns, step) are in `guards.rs`;
 //! * [`target`]: target tracking's count, growth limit and stabilization;
 //! * [`smoothing`]: a rule's `Window` over its inputs (sliding mean or EWMA);
-//! * [`decision`]: [`Decision`], [`Action`], [`CandidateWeight`].
+//! * [`decision`]: [`Decision`], [`Action`], [`CandidateWeight`];
+//! * [`explanation`]: [`Explanation`], how a weight came about, written out when read.
 //!
 //! Architecture invariant: nothing under `mape/` imports the async runtime, the Docker,
 //! etcd or HTTP crates, or reads a clock; the test below reads these files to keep it so.
 
 pub mod analyze;
 pub mod decision;
+pub mod explanation;
 mod guards;
 pub mod knowledge;
 pub mod millis;
@@ -40,6 +42,7 @@ pub mod window;
 
 pub use analyze::{AnalyticValue, CompiledAnalytics};
 pub use decision::{Action, CandidateWeight, Decision};
+pub use explanation::Explanation;
 pub use knowledge::{LastScale, PlannerState, ServiceSnapshot};
 pub use millis::Millis;
 pub use planner::{Crossing, PlanInput, crossing, plan};

@@ -46,6 +46,19 @@ pub(super) struct Candidate {
     pub(super) weighing: Weighing,
     pub(super) blocked_by: Vec<String>,
     pub(super) clamped: Option<String>,
+    /// The services it acts on, among the planner's services (sorted by name).
+    pub(super) subject: Subject,
+    /// When its breach started, for a candidate with weight > 0.
+    pub(super) breach_started: Option<Millis>,
+}
+
+/// The services a candidate acts on, as indices into the planner's services, so that the
+/// guards do not look them up by name.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Subject {
+    Nothing,
+    Service(usize),
+    Swap { stop: usize, start: usize },
 }
 
 impl Candidate {
@@ -76,7 +89,12 @@ pub fn plan<R: Rng + ?Sized>(
     let mut services: Vec<&ServiceSnapshot> = input.services.iter().collect();
     services.sort_by(|a, b| a.name.cmp(&b.name));
 
-    let known = |name: &str| services.iter().any(|s| s.name == name);
+    // Service names are unique (snapshots are made from the configuration's services).
+    let known = |name: &str| {
+        services
+            .binary_search_by(|s| s.name.as_str().cmp(name))
+            .is_ok()
+    };
     let mut next = PlannerState {
         breaches: BTreeMap::new(),
         last_scale: state
@@ -99,11 +117,12 @@ pub fn plan<R: Rng + ?Sized>(
             .collect(),
     };
     let mut candidates = weigh_candidates(&services, input.policy, &mut next, now);
-    for candidate in &candidates {
+    for candidate in &mut candidates {
         if candidate.weight() > 0.0
             && let Some(key) = Key::of(&candidate.action)
         {
             let started = state.breaches.get(&key).copied().unwrap_or(now);
+            candidate.breach_started = Some(started);
             next.breaches.insert(key, started);
         }
     }
@@ -121,17 +140,10 @@ pub fn plan<R: Rng + ?Sized>(
         .filter(|c| c.eligible())
         .map(Candidate::weight)
         .fold(0.0, f64::max);
-    let no_action = Candidate {
-        action: Action::None,
-        safety: SAFETY_NONE,
-        weighing: Weighing {
-            weight: (1.0 - heaviest).clamp(0.0, 1.0),
-            explanation: format!("1 - {heaviest:.2}, the heaviest eligible action"),
-        },
-        blocked_by: Vec::new(),
-        clamped: None,
-    };
-    candidates.insert(0, no_action);
+    candidates[0] = no_action(
+        (1.0 - heaviest).clamp(0.0, 1.0),
+        format!("1 - {heaviest:.2}, the heaviest eligible action"),
+    );
 
     let pool: Vec<usize> = (0..candidates.len())
         .filter(|&i| candidates[i].eligible() && candidates[i].weight() > 0.0)
@@ -158,7 +170,23 @@ pub fn plan<R: Rng + ?Sized>(
     (decision, next)
 }
 
-/// Every candidate the enabled rules allow, with its weight and unclamped step (in target
+/// "No action", with its weight and why.
+fn no_action(weight: f64, explanation: String) -> Candidate {
+    Candidate {
+        action: Action::None,
+        safety: SAFETY_NONE,
+        weighing: Weighing {
+            weight,
+            explanation: explanation.into(),
+        },
+        blocked_by: Vec::new(),
+        clamped: None,
+        subject: Subject::Nothing,
+        breach_started: None,
+    }
+}
+
+/// Every candidate the enabled rules allow (after "no action", weighed later), with its weight and unclamped step (in target
 /// mode: the count that reaches the target). Rules with a `Window` smooth their inputs and
 /// target-tracking rules record their recommendations in `state`.
 fn weigh_candidates(
@@ -167,15 +195,21 @@ fn weigh_candidates(
     state: &mut PlannerState,
     now: Millis,
 ) -> Vec<Candidate> {
-    let mut candidates = Vec::new();
-    for service in services {
+    let mut candidates = Vec::with_capacity(2 * services.len() + 1);
+    // "No action" comes first; it is weighed once the others are (weight 0 until then).
+    candidates.push(no_action(0.0, String::new()));
+    // One buffer for every rule's values (they are weighed one rule at a time), and one for
+    // the values as looked up, shared by a service's two rules when they name the same.
+    let mut values = Vec::new();
+    let mut looked_up = Vec::new();
+    for (index, service) in services.iter().enumerate() {
         let policy = service.policy(cluster_policy);
         let own = service.policy.is_some();
         if policy.scaleout.enable {
             let rule = &policy.scaleout;
-            let key = Key::Out(service.name.clone());
-            let values = rule_values(service, rule, &key, state, now);
-            let gru = weights::scale_out(&as_refs(&values), rule.threshold);
+            look_up(rule, service, &mut looked_up);
+            rule_values(&looked_up, service, rule, Key::Out, state, now, &mut values);
+            let gru = weights::scale_out_of(&values, rule.threshold);
             let (count, weighing) = if rule.tracks_target() {
                 target_out(service, policy, &values, gru, state, now)
             } else {
@@ -190,13 +224,18 @@ fn weigh_candidates(
                 weighing: with_own_policy(weighing, own, &service.name),
                 blocked_by: Vec::new(),
                 clamped: None,
+                subject: Subject::Service(index),
+                breach_started: None,
             });
         }
         if policy.scalein.enable {
             let rule = &policy.scalein;
-            let key = Key::In(service.name.clone());
-            let values = rule_values(service, rule, &key, state, now);
-            let gru = weights::scale_in(&as_refs(&values), rule.threshold);
+            let out = &policy.scaleout;
+            if !(out.enable && out.metrics == rule.metrics && out.analytics == rule.analytics) {
+                look_up(rule, service, &mut looked_up);
+            }
+            rule_values(&looked_up, service, rule, Key::In, state, now, &mut values);
+            let gru = weights::scale_in_of(&values, rule.threshold);
             let (count, weighing) = if rule.tracks_target() {
                 target_in(service, policy, &values, gru, state, now)
             } else {
@@ -211,27 +250,41 @@ fn weigh_candidates(
                 weighing: with_own_policy(weighing, own, &service.name),
                 blocked_by: Vec::new(),
                 clamped: None,
+                subject: Subject::Service(index),
+                breach_started: None,
             });
         }
     }
     let policy = cluster_policy;
     if policy.swap.enable {
-        for running in services.iter().filter(|s| s.running_here > 0) {
-            let inactive = services
+        let mut theirs = Vec::new();
+        for (stop, running) in services.iter().enumerate() {
+            if running.running_here == 0 {
+                continue;
+            }
+            // Gru compared the running service's analytics: their names and the running
+            // service's values are the same for every candidate.
+            let names: Vec<(&str, bool)> = rule_names(&policy.swap, running).collect();
+            let here: Vec<AnalyticValue> = names
                 .iter()
-                .filter(|s| s.running_here == 0 && s.pending_here == 0 && s.name != running.name);
-            for candidate in inactive {
-                // Gru compared the running service's analytics.
-                let values: Vec<(String, AnalyticValue, AnalyticValue)> =
-                    rule_names(&policy.swap, running)
-                        .into_iter()
-                        .map(|(name, metric)| {
-                            let here = lookup(running, name, metric);
-                            (name.to_owned(), here, lookup(candidate, name, metric))
-                        })
-                        .collect();
-                let refs: Vec<SwapValue<'_>> =
-                    values.iter().map(|(n, r, c)| (n.as_str(), r, c)).collect();
+                .map(|&(name, metric)| lookup(running, name, metric))
+                .collect();
+            let inactive = services.iter().enumerate().filter(|(_, s)| {
+                s.running_here == 0 && s.pending_here == 0 && s.name != running.name
+            });
+            for (start, candidate) in inactive {
+                theirs.clear();
+                theirs.extend(
+                    names
+                        .iter()
+                        .map(|&(name, metric)| lookup(candidate, name, metric)),
+                );
+                let values: Vec<SwapValue<'_>> = names
+                    .iter()
+                    .zip(&here)
+                    .zip(&theirs)
+                    .map(|((&(name, _), here), theirs)| (name, here, theirs))
+                    .collect();
                 candidates.push(Candidate {
                     action: Action::Swap {
                         stop: running.name.clone(),
@@ -239,13 +292,15 @@ fn weigh_candidates(
                     },
                     safety: SAFETY_SWAP,
                     weighing: weights::swap(
-                        &refs,
+                        &values,
                         &running.name,
                         &candidate.name,
                         policy.swap.threshold,
                     ),
                     blocked_by: Vec::new(),
                     clamped: None,
+                    subject: Subject::Swap { stop, start },
+                    breach_started: None,
                 });
             }
         }
@@ -259,7 +314,7 @@ fn with_own_policy(weighing: Weighing, own: bool, service: &str) -> Weighing {
         return weighing;
     }
     Weighing {
-        explanation: format!("{service}'s own policy: {}", weighing.explanation),
+        explanation: weighing.explanation.of_own_policy(service),
         ..weighing
     }
 }
@@ -270,7 +325,7 @@ fn with_own_policy(weighing: Weighing, own: bool, service: &str) -> Weighing {
 fn target_out(
     service: &ServiceSnapshot,
     policy: &PolicyConfig,
-    values: &[(String, AnalyticValue)],
+    values: &[(&str, AnalyticValue)],
     gru: Weighing,
     state: &mut PlannerState,
     now: Millis,
@@ -302,7 +357,7 @@ fn target_out(
 fn target_in(
     service: &ServiceSnapshot,
     policy: &PolicyConfig,
-    values: &[(String, AnalyticValue)],
+    values: &[(&str, AnalyticValue)],
     gru: Weighing,
     state: &mut PlannerState,
     now: Millis,
@@ -341,7 +396,7 @@ fn recommend(
     rule: &PolicyRule,
     key: Key,
     n: u32,
-    values: &[(String, AnalyticValue)],
+    values: &[(&str, AnalyticValue)],
     state: &mut PlannerState,
     now: Millis,
 ) -> Option<Recommended> {
@@ -377,7 +432,7 @@ fn decided(step: u32, count: u32, n: u32, explanation: String) -> (u32, Weighing
             step.max(1),
             Weighing {
                 weight: 0.0,
-                explanation: format!("{explanation}; {n} instances already"),
+                explanation: format!("{explanation}; {n} instances already").into(),
             },
         );
     }
@@ -385,7 +440,7 @@ fn decided(step: u32, count: u32, n: u32, explanation: String) -> (u32, Weighing
         count,
         Weighing {
             weight: 1.0,
-            explanation,
+            explanation: explanation.into(),
         },
     )
 }
@@ -393,16 +448,48 @@ fn decided(step: u32, count: u32, n: u32, explanation: String) -> (u32, Weighing
 /// The names a rule weighs for a service, each marked whether the rule lists it as a
 /// metric: the rule's base metrics, then the rule's analytics or, when it names none, the
 /// service's own.
-fn rule_names<'a>(rule: &'a PolicyRule, service: &'a ServiceSnapshot) -> Vec<(&'a str, bool)> {
+fn rule_names<'a>(
+    rule: &'a PolicyRule,
+    service: &'a ServiceSnapshot,
+) -> impl ExactSizeIterator<Item = (&'a str, bool)> + 'a {
     let analytics = if rule.analytics.is_empty() {
         &service.own_analytics
     } else {
         &rule.analytics
     };
     let metrics = rule.metrics.iter().map(|name| (name.as_str(), true));
-    metrics
-        .chain(analytics.iter().map(|name| (name.as_str(), false)))
-        .collect()
+    let analytics = analytics.iter().map(|name| (name.as_str(), false));
+    Names { metrics, analytics }
+}
+
+/// A rule's metrics then its analytics, with their number known (`chain` does not say it).
+struct Names<M, A> {
+    metrics: M,
+    analytics: A,
+}
+
+impl<'a, M, A> Iterator for Names<M, A>
+where
+    M: Iterator<Item = (&'a str, bool)>,
+    A: Iterator<Item = (&'a str, bool)>,
+{
+    type Item = (&'a str, bool);
+
+    fn next(&mut self) -> Option<(&'a str, bool)> {
+        self.metrics.next().or_else(|| self.analytics.next())
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (m, a) = (self.metrics.size_hint().0, self.analytics.size_hint().0);
+        (m + a, Some(m + a))
+    }
+}
+
+impl<'a, M, A> ExactSizeIterator for Names<M, A>
+where
+    M: ExactSizeIterator<Item = (&'a str, bool)>,
+    A: ExactSizeIterator<Item = (&'a str, bool)>,
+{
 }
 
 /// Which thresholds a service's values cross: fast detection's test, which brings the
@@ -454,43 +541,55 @@ fn lookup(service: &ServiceSnapshot, name: &str, listed_as_metric: bool) -> Anal
     service.value(name)
 }
 
-/// The values a rule weighs for a service: each looked up, a missing one replaced by the
-/// rule's `Missing` when it declares one, and smoothed over the rule's `Window`.
-fn rule_values(
-    service: &ServiceSnapshot,
-    rule: &PolicyRule,
-    key: &Key,
-    state: &mut PlannerState,
-    now: Millis,
-) -> Vec<(String, AnalyticValue)> {
-    let window = Duration::from_secs(rule.window_secs);
-    rule_names(rule, service)
-        .into_iter()
-        .map(|(name, metric)| {
-            let mut value = lookup(service, name, metric);
-            if let (AnalyticValue::Unavailable { .. }, Some(missing)) = (&value, rule.missing) {
-                value = AnalyticValue::Available(missing);
-            }
-            if let (Some(v), false) = (value.value(), window.is_zero()) {
-                let smoother = state
-                    .smoothers
-                    .entry((key.clone(), name.to_owned()))
-                    .or_insert_with(|| Smoother::new(rule.smoothing));
-                if !smoother.is(rule.smoothing) {
-                    *smoother = Smoother::new(rule.smoothing);
-                }
-                value = AnalyticValue::Available(smoother.update(now, v, window));
-            }
-            (name.to_owned(), value)
-        })
-        .collect()
+/// The values a rule names for a service, as they are (see [`lookup`]), into `looked_up`.
+fn look_up<'a>(
+    rule: &'a PolicyRule,
+    service: &'a ServiceSnapshot,
+    looked_up: &mut Vec<(&'a str, AnalyticValue)>,
+) {
+    looked_up.clear();
+    looked_up.extend(
+        rule_names(rule, service).map(|(name, metric)| (name, lookup(service, name, metric))),
+    );
 }
 
-fn as_refs(values: &[(String, AnalyticValue)]) -> Vec<(&str, &AnalyticValue)> {
-    values
-        .iter()
-        .map(|(name, value)| (name.as_str(), value))
-        .collect()
+/// The values a rule weighs for a service, into `values`: those `looked_up` for its names,
+/// a missing one replaced by the rule's `Missing` when it declares one, and smoothed over
+/// the rule's `Window` (its smoothers are keyed by `key` of the service's name and the
+/// value's name).
+fn rule_values<'a>(
+    looked_up: &[(&'a str, AnalyticValue)],
+    service: &ServiceSnapshot,
+    rule: &PolicyRule,
+    key: fn(String) -> Key,
+    state: &mut PlannerState,
+    now: Millis,
+    values: &mut Vec<(&'a str, AnalyticValue)>,
+) {
+    let window = Duration::from_secs(rule.window_secs);
+    let key = (!window.is_zero()).then(|| key(service.name.clone()));
+    values.clear();
+    values.extend(looked_up.iter().map(|(name, value)| {
+        let mut value = value.clone();
+        if let (AnalyticValue::Unavailable { .. }, Some(missing)) = (&value, rule.missing) {
+            value = AnalyticValue::Available(missing);
+        }
+        if let (Some(v), Some(key)) = (value.value(), &key) {
+            let smoother = state
+                .smoothers
+                .entry((key.clone(), (*name).to_owned()))
+                .or_insert_with(|| Smoother::new(rule.smoothing));
+            if !smoother.is(rule.smoothing) {
+                *smoother = Smoother::new(rule.smoothing);
+            }
+            value = AnalyticValue::Available(smoother.update(now, v, window));
+        }
+        (*name, value)
+    }));
+}
+
+fn as_refs<'a>(values: &'a [(&'a str, AnalyticValue)]) -> Vec<(&'a str, &'a AnalyticValue)> {
+    values.iter().map(|(name, value)| (*name, value)).collect()
 }
 
 /// A candidate named without its count, for the notes of a reason.

@@ -13,13 +13,16 @@
 //! (+1 or -1). Values are clamped to [0, 1] first. An unavailable value is left out and
 //! named; with no value left, the weight is 0 and the explanation says why.
 
+use std::borrow::Borrow;
+
 use super::analyze::AnalyticValue;
+use super::explanation::{Direction, Explanation};
 
 /// A weight and how it came about.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Weighing {
     pub weight: f64,
-    pub explanation: String,
+    pub explanation: Explanation,
 }
 
 /// One value's contribution to a scale-out weight.
@@ -60,29 +63,37 @@ pub fn swap_term(running: f64, candidate: f64, threshold: f64) -> f64 {
 
 /// The scale-out weight of named values against `threshold`.
 pub fn scale_out(values: &[(&str, &AnalyticValue)], threshold: f64) -> Weighing {
-    if unit(threshold) >= 1.0 {
-        return nothing(format!("threshold {threshold} can never be exceeded"));
-    }
-    weigh(values, |v| {
-        let relation = if v > threshold { ">" } else { "<=" };
-        (
-            scale_out_term(v, threshold),
-            format!("{v:.2} {relation} {threshold}"),
-        )
-    })
+    scale_out_of(values, threshold)
 }
 
 /// The scale-in weight of named values against `threshold`.
 pub fn scale_in(values: &[(&str, &AnalyticValue)], threshold: f64) -> Weighing {
+    scale_in_of(values, threshold)
+}
+
+/// [`scale_out`] of values held or borrowed (the planner holds them).
+pub(super) fn scale_out_of<V: Borrow<AnalyticValue>>(
+    values: &[(&str, V)],
+    threshold: f64,
+) -> Weighing {
+    if unit(threshold) >= 1.0 {
+        return nothing(format!("threshold {threshold} can never be exceeded"));
+    }
+    weigh(values, Direction::Out, threshold, |v| {
+        scale_out_term(v, threshold)
+    })
+}
+
+/// [`scale_in`] of values held or borrowed.
+pub(super) fn scale_in_of<V: Borrow<AnalyticValue>>(
+    values: &[(&str, V)],
+    threshold: f64,
+) -> Weighing {
     if unit(threshold) <= 0.0 {
         return nothing(format!("threshold {threshold}: no value can be below it"));
     }
-    weigh(values, |v| {
-        let relation = if v < threshold { "<" } else { ">=" };
-        (
-            scale_in_term(v, threshold),
-            format!("{v:.2} {relation} {threshold}"),
-        )
+    weigh(values, Direction::In, threshold, |v| {
+        scale_in_term(v, threshold)
     })
 }
 
@@ -91,89 +102,54 @@ pub type SwapValue<'a> = (&'a str, &'a AnalyticValue, &'a AnalyticValue);
 
 /// The weight of swapping `running` for `candidate`, over the values both have.
 pub fn swap(values: &[SwapValue<'_>], running: &str, candidate: &str, threshold: f64) -> Weighing {
-    let mut terms = Vec::new();
-    let mut parts = Vec::new();
-    let mut left_out = Vec::new();
-    for &(name, r, c) in values {
-        match (r.value(), c.value()) {
-            (Some(vr), Some(vc)) => {
-                terms.push(swap_term(vr, vc, threshold));
-                parts.push(format!("{name} {running} {vr:.2}, {candidate} {vc:.2}"));
-            }
-            (vr, _) => {
-                let (whose, value) = if vr.is_none() {
-                    (running, r)
-                } else {
-                    (candidate, c)
-                };
-                left_out.push(format!(
-                    "{name} of {whose} left out: {}",
-                    why_unavailable(value)
-                ));
-            }
-        }
-    }
-    let explanation = join_explanation(parts, left_out);
-    match mean(&terms) {
+    let terms = values
+        .iter()
+        .filter_map(|(_, r, c)| Some(swap_term(r.value()?, c.value()?, threshold)));
+    let explanation = Explanation::swap(running, candidate, values.iter().copied());
+    match mean(terms) {
         Some(mean) => Weighing {
             weight: mean.clamp(0.0, 1.0),
             explanation,
         },
-        None => nothing(format!("no value to compare: {explanation}")),
+        None => Weighing {
+            weight: 0.0,
+            explanation,
+        },
     }
 }
 
-fn weigh(values: &[(&str, &AnalyticValue)], term: impl Fn(f64) -> (f64, String)) -> Weighing {
-    let mut terms = Vec::new();
-    let mut parts = Vec::new();
-    let mut left_out = Vec::new();
-    for &(name, value) in values {
-        match value.value() {
-            Some(v) => {
-                let (t, text) = term(v);
-                terms.push(t);
-                parts.push(format!("{name} {text}"));
-            }
-            None => left_out.push(format!("{name} left out: {}", why_unavailable(value))),
-        }
-    }
+/// The mean of `term` over the available values, and the explanation (written when read).
+fn weigh<V: Borrow<AnalyticValue>>(
+    values: &[(&str, V)],
+    direction: Direction,
+    threshold: f64,
+    term: impl Fn(f64) -> f64,
+) -> Weighing {
     if values.is_empty() {
         return nothing("no metric or analytic to weigh".to_owned());
     }
-    let explanation = join_explanation(parts, left_out);
-    match mean(&terms) {
-        Some(mean) => Weighing {
-            weight: mean.clamp(0.0, 1.0),
-            explanation,
-        },
-        None => nothing(format!("no value available: {explanation}")),
+    let terms = values
+        .iter()
+        .filter_map(|(_, value)| value.borrow().value().map(&term));
+    let weight = mean(terms).map_or(0.0, |mean| mean.clamp(0.0, 1.0));
+    let named = values.iter().map(|(name, value)| (*name, value.borrow()));
+    Weighing {
+        weight,
+        explanation: Explanation::rule(direction, threshold, named),
     }
-}
-
-fn why_unavailable(value: &AnalyticValue) -> String {
-    match value {
-        AnalyticValue::Unavailable { reason } => reason.clone(),
-        AnalyticValue::Available(v) => format!("{v} is not a number"),
-    }
-}
-
-fn join_explanation(parts: Vec<String>, left_out: Vec<String>) -> String {
-    parts
-        .into_iter()
-        .chain(left_out)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn nothing(explanation: String) -> Weighing {
     Weighing {
         weight: 0.0,
-        explanation,
+        explanation: Explanation::from(explanation),
     }
 }
 
-fn mean(terms: &[f64]) -> Option<f64> {
-    (!terms.is_empty()).then(|| terms.iter().sum::<f64>() / terms.len() as f64)
+/// The mean of `terms`, summed in order as `Iterator::sum` does; `None` when there is none.
+fn mean(terms: impl Iterator<Item = f64> + Clone) -> Option<f64> {
+    let count = terms.clone().count();
+    (count > 0).then(|| terms.sum::<f64>() / count as f64)
 }
 
 /// Values and thresholds live in [0, 1]; anything else is brought back to the edge.

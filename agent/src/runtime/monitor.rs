@@ -1,52 +1,154 @@
-//! Per-container monitor tasks: they turn the engine's stats and log streams into samples
-//! of the agent's metric windows. Each task ends when its container stops or when the loop
-//! aborts it; none of them can block the loop (the streams are bounded channels).
+//! The monitor at run time: one task reads the stats of every running container of the
+//! node in rounds ([`poll_stats`]), and one task per container follows its `gru:` log lines
+//! ([`follow_logs`]); both feed the agent's metric windows. None of them can block the loop
+//! (reads have deadlines, log lines go through a bounded channel), and each ends when the
+//! loop aborts it (a log follower also when its container stops).
+//!
+//! Why stats are polled, not streamed: the engine's stats stream holds a connection, a
+//! reader task and their buffers per container for as long as it runs (about 60 KiB each,
+//! measured with 100 containers), and every sample woke the loop. One reading per container
+//! per round over a few pooled connections gives the same samples at the same cadence; the
+//! CPU fraction is taken between two consecutive readings, as the stream's was.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::{Instant, MissedTickBehavior};
 
 use super::autonomic::now;
 use super::state::{InstanceInfo, Shared};
-use crate::docker::Engine;
+use crate::docker::{CpuAllowance, DockerError, Engine, StatsSample};
 use crate::metrics_line;
 
 /// Base metric names, as the analytics and policies refer to them.
 pub const CPU_METRIC: &str = "cpu_avg";
 pub const MEM_METRIC: &str = "mem_avg";
 
-/// Feeds `cpu_avg` and `mem_avg` samples of one container into the knowledge.
-pub fn follow_stats(engine: Engine, shared: Arc<Shared>, info: InstanceInfo) -> JoinHandle<()> {
+/// How often every running container's stats are read: the engine's own stats cadence
+/// (its stream sends a sample a second), which the metric windows are made for.
+pub const STATS_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Stats reads in flight at once, so at most as many connections to the engine: a round of
+/// 100 containers at a few milliseconds a read takes well under the interval.
+pub const STATS_POLL_CONCURRENCY: usize = 4;
+
+/// What the poller keeps of a container between rounds.
+#[derive(Debug, Clone, Copy)]
+struct Polled {
+    allowance: CpuAllowance,
+    /// The CPU counters of the last reading (container, system), for the next fraction.
+    counters: Option<(u64, u64)>,
+}
+
+/// A round's reading of one container.
+type Reading = (
+    InstanceInfo,
+    Result<(CpuAllowance, Option<StatsSample>), DockerError>,
+);
+
+/// Feeds `cpu_avg` and `mem_avg` of every running container of this node (the knowledge's
+/// instances) into the knowledge, one round per [`STATS_POLL_INTERVAL`]: each container
+/// read once ([`Engine::stats_once`]; inspected once first, for the cores it may use), at
+/// most [`STATS_POLL_CONCURRENCY`] at a time. A container's first reading gives memory
+/// only; CPU is the fraction used between two readings. A failed read is skipped (the next
+/// round reads again); containers that stopped leave the instances at the next reconcile.
+/// The loop is woken once per round that recorded something.
+pub fn poll_stats(engine: Engine, shared: Arc<Shared>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut samples = match engine.stats(&info.id).await {
-            Ok(samples) => samples,
-            Err(err) => {
-                tracing::debug!(id = %info.id, error = %err, "cannot follow stats");
-                return;
-            }
-        };
-        while let Some(sample) = samples.recv().await {
-            let Ok(sample) = sample else { break };
-            let at = now();
+        let mut polled: HashMap<String, Polled> = HashMap::new();
+        let mut rounds = tokio::time::interval(STATS_POLL_INTERVAL);
+        rounds.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            rounds.tick().await;
+            let running: Vec<InstanceInfo> =
+                shared.knowledge().instances.values().cloned().collect();
+            polled.retain(|id, _| running.iter().any(|info| info.id == *id));
+            let readings = read_round(&engine, running, &polled).await;
+            let mut recorded = false;
             let mut knowledge = shared.knowledge();
-            for (metric, value) in [
-                (CPU_METRIC, sample.cpu_fraction()),
-                (MEM_METRIC, sample.mem_fraction()),
-            ] {
-                if let Some(value) = value {
-                    let _ =
-                        knowledge
+            for (info, reading) in readings {
+                let (allowance, sample) = match reading {
+                    Ok(read) => read,
+                    Err(err) => {
+                        tracing::debug!(id = %info.id, error = %err, "cannot read stats");
+                        continue;
+                    }
+                };
+                let Some(mut sample) = sample else {
+                    continue;
+                };
+                let last = polled.insert(
+                    info.id.clone(),
+                    Polled {
+                        allowance,
+                        counters: Some((sample.cpu.container_ns, sample.cpu.system_ns)),
+                    },
+                );
+                sample.cpu.previous = last.and_then(|last| last.counters);
+                let at = now();
+                for (metric, value) in [
+                    (CPU_METRIC, sample.cpu_fraction()),
+                    (MEM_METRIC, sample.mem_fraction()),
+                ] {
+                    if let Some(value) = value {
+                        recorded |= knowledge
                             .metrics
-                            .record(&info.service, &info.instance, metric, at, value);
+                            .record(&info.service, &info.instance, metric, at, value)
+                            .is_ok();
+                    }
                 }
             }
             drop(knowledge);
-            shared.fresh_metrics.notify_one();
+            if recorded {
+                shared.fresh_metrics.notify_one();
+            }
         }
     })
+}
+
+/// Reads every container of `running` once, at most [`STATS_POLL_CONCURRENCY`] at a time.
+async fn read_round(
+    engine: &Engine,
+    running: Vec<InstanceInfo>,
+    polled: &HashMap<String, Polled>,
+) -> Vec<Reading> {
+    let mut readings = Vec::with_capacity(running.len());
+    let mut reads = JoinSet::new();
+    for info in running {
+        if reads.len() >= STATS_POLL_CONCURRENCY
+            && let Some(Ok(reading)) = reads.join_next().await
+        {
+            readings.push(reading);
+        }
+        let engine = engine.clone();
+        let allowance = polled.get(&info.id).map(|p| p.allowance);
+        reads.spawn(async move {
+            let reading = read_once(&engine, &info.id, allowance).await;
+            (info, reading)
+        });
+    }
+    while let Some(done) = reads.join_next().await {
+        if let Ok(reading) = done {
+            readings.push(reading);
+        }
+    }
+    readings
+}
+
+/// One reading of container `id`, inspecting it first when its allowance is not known.
+async fn read_once(
+    engine: &Engine,
+    id: &str,
+    allowance: Option<CpuAllowance>,
+) -> Result<(CpuAllowance, Option<StatsSample>), DockerError> {
+    let allowance = match allowance {
+        Some(allowance) => allowance,
+        None => engine.cpu_allowance(id).await?.1,
+    };
+    Ok((allowance, engine.stats_once(id, allowance).await?))
 }
 
 /// How often a container's malformed `gru:` lines are summarised in the agent's log: the

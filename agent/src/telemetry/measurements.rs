@@ -318,7 +318,7 @@ mod tests {
         CandidateWeight {
             action,
             weight,
-            explanation: String::new(),
+            explanation: Default::default(),
             blocked_by: if blocked {
                 vec!["cooldown".into()]
             } else {

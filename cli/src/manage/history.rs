@@ -66,7 +66,7 @@ fn decision_text(decision: &Decision, now: u64) -> String {
         rows.add_row(vec![
             w.action.to_string(),
             format!("{:.3}", w.weight),
-            w.explanation.clone(),
+            w.explanation.to_string(),
             if blocked.is_empty() {
                 "-".to_owned()
             } else {
@@ -185,7 +185,7 @@ mod tests {
         CandidateWeight {
             action,
             weight,
-            explanation: String::new(),
+            explanation: Default::default(),
             blocked_by: Vec::new(),
             clamped: None,
         }

@@ -57,6 +57,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::command::AgentCommand;
 use super::liveness::Prober;
+use super::monitor;
 use super::state::Shared;
 use crate::discovery::DiscoveryRegistry;
 use crate::docker::{Engine, EngineResources};
@@ -108,7 +109,7 @@ pub struct Autonomic {
     backoff: BTreeMap<String, Backoff>,
     /// Discovery records this agent wrote: instance → (service, address).
     published: BTreeMap<String, (String, String)>,
-    /// Per-container monitor tasks (stats, logs), by container id.
+    /// Per-container log followers, by container id (stats: one task, `monitor::poll_stats`).
     followers: BTreeMap<String, Vec<JoinHandle<()>>>,
     /// Woken by container events so that deaths are noticed before the next tick.
     changed: Arc<Notify>,
@@ -218,6 +219,7 @@ impl Autonomic {
         self.reload().await;
         self.follow_discovery();
         let events = self.watch_events(cancel.child_token());
+        let stats = monitor::poll_stats(self.engine.clone(), self.shared.clone());
         let ledgers = self.watch_ledgers(cancel.child_token());
         self.reconcile().await;
         let shared = self.shared.clone();
@@ -258,6 +260,7 @@ impl Autonomic {
             }
         }
         events.abort();
+        stats.abort();
         ledgers.abort();
         if let Some(retry) = self.fill_retry.take() {
             retry.abort();

@@ -131,34 +131,29 @@ impl Autonomic {
         }
     }
 
-    /// Starts stats (and, with `EnableLogReading`, log) followers for new running containers
-    /// and stops those of containers that are gone.
+    /// With `EnableLogReading`, starts log followers for new running containers; stops
+    /// those of containers that are gone (and all of them when log reading is off). Stats
+    /// are read for every running instance by one task (`monitor::poll_stats`), which reads
+    /// the instances from the knowledge.
     fn follow(&mut self, infos: &BTreeMap<String, InstanceInfo>, config: Option<&ClusterConfig>) {
+        let read_logs = config.is_some_and(|c| c.agent.autonomic.enable_log_reading);
         self.followers.retain(|id, tasks| {
-            let alive = infos.contains_key(id) && tasks.iter().any(|t| !t.is_finished());
+            let alive =
+                read_logs && infos.contains_key(id) && tasks.iter().any(|t| !t.is_finished());
             if !alive {
                 tasks.iter().for_each(JoinHandle::abort);
             }
             alive
         });
-        let read_logs = config.is_some_and(|c| c.agent.autonomic.enable_log_reading);
+        if !read_logs {
+            return;
+        }
         for (id, info) in infos {
             if self.followers.contains_key(id) {
                 continue;
             }
-            let mut tasks = vec![monitor::follow_stats(
-                self.engine.clone(),
-                self.shared.clone(),
-                info.clone(),
-            )];
-            if read_logs {
-                tasks.push(monitor::follow_logs(
-                    self.engine.clone(),
-                    self.shared.clone(),
-                    info.clone(),
-                ));
-            }
-            self.followers.insert(id.clone(), tasks);
+            let logs = monitor::follow_logs(self.engine.clone(), self.shared.clone(), info.clone());
+            self.followers.insert(id.clone(), vec![logs]);
         }
     }
 
