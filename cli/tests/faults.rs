@@ -1492,7 +1492,17 @@ fn every_state_changing_route_refuses_missing_wrong_and_replayed_credentials() {
     }
 
     // Gossip: HMAC over method, path, timestamp, nonce and body.
-    let message = br#"{"from":"n7","reports":[{"node":"n7","version":1,"services":{}}]}"#;
+    let message = &wire::seal(&mut GossipMessage {
+        from: "n7".into(),
+        body: Body::Push {
+            reports: vec![NodeReport {
+                node: "n7".into(),
+                version: 1,
+                services: Default::default(),
+            }],
+            wants: Vec::new(),
+        },
+    })[..];
     let gossip = wire::GOSSIP_PATH;
     let mut partial = signed(&bed.secret, epoch_ms(), "partial", message);
     partial.pop();
