@@ -787,6 +787,11 @@ fn etcd_down_for_30_s(test: &str, outage: Outage) {
         let keys: BTreeSet<String> = etcd.keys(&format!("/gru/{cluster}/")).into_iter().collect();
         complete(&keys)
     });
+    // Every agent registered again under a new lease: until a TTL and two loops have
+    // passed, the others are nodes in doubt, and a scale-out is withheld (and, as the
+    // agent's planner stands, its own CooldownOut starts all the same; see
+    // docs/reliability.md). The step is asked for once that grace is over.
+    std::thread::sleep(Duration::from_secs(u64::from(TTL_SECS) + 2));
     let claim_from = Instant::now();
     let claim_ms = epoch_ms();
     let scaled = overload_until(&agents, &secret, &containers, 3, Duration::from_secs(30));
