@@ -3,7 +3,7 @@
 //! A message is `{from, body}` in postcard (a compact serde encoding: varints, no field
 //! names), at most [`MAX_MESSAGE_BYTES`]. The body is one leg of a digest exchange
 //! (`super::digest`): a request carries a [`Body::Digest`] or a [`Body::Push`], an answer a
-//! [`Body::Versions`] or a [`Body::Reports`]. Every message is authenticated with
+//! [`Body::Answer`] or a [`Body::Reports`]. Every message is authenticated with
 //! HMAC-SHA256 keyed by the cluster secret over the method, path, a millisecond timestamp,
 //! a random nonce and the body; the receiver refuses a timestamp further than
 //! [`FRESHNESS`] from its clock and a nonce it has already seen within that window, so a

@@ -55,7 +55,7 @@ impl Autonomic {
     }
 
     /// Starts `count` instances of a service (and their attached sidecars), at most
-    /// [`MAX_PARALLEL_CHANGES`] at once. A failure backs the service off.
+    /// `MAX_PARALLEL_CHANGES` at once. A failure backs the service off.
     pub async fn start_instances(&mut self, descriptor: &ServiceDescriptor, count: u32, why: &str) {
         let now = now();
         if let Some(backoff) = self.backoff.get(&descriptor.name).filter(|b| b.until > now) {
