@@ -17,7 +17,7 @@ use crate::network::FakeNetwork;
 use crate::scenario::{Fault, Mode, Scenario, ViewKind};
 use crate::sim::{RunReport, run_all};
 use crate::trace::{Trace, TraceKind};
-use crate::view::{ClusterViews, CompactViews, Payload, ReportBook, Sample, Views};
+use crate::view::{ClusterViews, CompactViews, Payload, ReportBook, Sample, Views, payload_moved};
 
 /// A load change to spread.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -218,15 +218,7 @@ fn spread<V: Views>(
         let demand = if changed { after } else { before };
         for (node, phase) in phase.iter().enumerate() {
             let payload = cluster.payload(node, demand);
-            let moved = payload
-                .iter()
-                .zip(book.latest_payload(node))
-                .any(|(new, old)| match (new, old) {
-                    (Some(new), Some(old)) => {
-                        new.instances != old.instances || digest::value_moved(old.load, new.load)
-                    }
-                    (new, old) => new.is_some() != old.is_some(),
-                });
+            let moved = payload_moved(book.latest_payload(node), &payload);
             let beat = (u64::from(round) + phase).is_multiple_of(heartbeat);
             if moved || beat {
                 let version = book.publish(node, payload);

@@ -90,21 +90,6 @@ fn versions_len(book: &ReportBook, entries: &[(usize, u32)]) -> usize {
     )
 }
 
-/// How many of `items` `wire::within` keeps: those whose bytes (`len`) add up to at most
-/// `digest::REPORT_BYTES_CAP`, the first one always.
-fn within<T: Copy>(items: &[T], len: impl Fn(T) -> usize) -> usize {
-    let mut total = 0;
-    items
-        .iter()
-        .take_while(|item| {
-            total += len(**item);
-            total <= REPORT_BYTES_CAP
-        })
-        .count()
-        .max(1)
-        .min(items.len())
-}
-
 /// Bytes on the wire of a list of node names.
 fn names_len(book: &ReportBook, nodes: &[usize]) -> usize {
     wire::list_len(
@@ -262,9 +247,13 @@ pub fn communication_round<V: Views, R: Rng + ?Sized>(
             continue;
         }
         scratch.asked[me].extend(reconciled.wants.iter().copied());
-        let keep = within(&reconciled.push, |node| {
-            book.wire_len(node, views.held(me, node))
-        });
+        let keep = wire::kept_within(
+            reconciled
+                .push
+                .iter()
+                .map(|node| book.wire_len(*node, views.held(me, *node))),
+            REPORT_BYTES_CAP,
+        );
         reconciled.push.truncate(keep);
         let pushed: usize = reconciled
             .push
@@ -293,7 +282,12 @@ pub fn communication_round<V: Views, R: Rng + ?Sized>(
             .map(|node| (*node, views.held(friend, *node)))
             .filter(|(_, version)| *version > 0)
             .collect();
-        let keep = within(&answered, |(node, version)| book.wire_len(node, version));
+        let keep = wire::kept_within(
+            answered
+                .iter()
+                .map(|(node, version)| book.wire_len(*node, *version)),
+            REPORT_BYTES_CAP,
+        );
         answered.truncate(keep);
         let answer_bytes: usize = answered
             .iter()

@@ -58,7 +58,9 @@ use crate::runtime::FakeRuntime;
 use crate::scenario::{Demand, Fault, Mode, Scenario, ViewKind};
 use crate::store::{FakeStore, LeaseId};
 use crate::time::VirtualClock;
-use crate::view::{ClusterViews, CompactViews, LOAD, Payload, ReportBook, Sample, Views};
+use crate::view::{
+    ClusterViews, CompactViews, LOAD, Payload, ReportBook, Sample, Views, payload_moved,
+};
 use gru_agent::runtime::peers::Peers;
 
 /// The figures of one run.
@@ -695,15 +697,7 @@ impl<'s, V: Views> Simulation<'s, V> {
                 })
             })
             .collect();
-        let moved = payload
-            .iter()
-            .zip(self.book.latest_payload(node))
-            .any(|(new, old)| match (new, old) {
-                (Some(new), Some(old)) => {
-                    new.instances != old.instances || digest::value_moved(old.load, new.load)
-                }
-                (new, old) => new.is_some() != old.is_some(),
-            });
+        let moved = payload_moved(self.book.latest_payload(node), &payload);
         let heartbeat = digest::heartbeat(
             Duration::from_secs(self.scenario.timing.comm_secs.max(1)),
             self.scenario.nodes,

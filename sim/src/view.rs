@@ -153,6 +153,19 @@ impl ReportBook {
     }
 }
 
+/// Whether a node's new payload says something its last one (`old`) does not, as the agent
+/// judges its report (`digest::report_changed`): a service it runs appeared or went, another
+/// instance count, or a load beyond the dead band (`digest::value_moved`).
+pub fn payload_moved(old: &[Option<Sample>], new: &[Option<Sample>]) -> bool {
+    new.iter().zip(old).any(|(new, old)| match (new, old) {
+        (Some(new), Some(old)) => {
+            new.instances != old.instances
+                || gru_agent::gossip::digest::value_moved(old.load, new.load)
+        }
+        (new, old) => new.is_some() != old.is_some(),
+    })
+}
+
 /// A node's name: zero-padded, so names sort as indices do.
 pub fn node_name(index: usize) -> String {
     format!("n{index:06}")

@@ -467,17 +467,23 @@ pub fn string_len(text: &str) -> usize {
 /// The first of `reports` whose bytes on the wire add up to at most `cap` (the first one
 /// always, so that a report larger than the cap still travels).
 pub fn within(mut reports: Vec<NodeReport>, cap: usize) -> Vec<NodeReport> {
-    let mut total = 0;
-    let keep = reports
-        .iter()
-        .take_while(|report| {
-            total += report_len(report);
-            total <= cap
-        })
-        .count()
-        .max(1);
+    let keep = kept_within(reports.iter().map(report_len), cap);
     reports.truncate(keep);
     reports
+}
+
+/// How many of a list's first items [`within`] keeps, given their bytes (`lens`, in
+/// order): those that add up to at most `cap`, the first one always.
+pub fn kept_within(lens: impl IntoIterator<Item = usize>, cap: usize) -> usize {
+    let (mut total, mut kept) = (0, 0);
+    for len in lens {
+        total += len;
+        if total > cap && kept > 0 {
+            break;
+        }
+        kept += 1;
+    }
+    kept
 }
 
 /// Bytes of one report on the wire.
