@@ -171,7 +171,7 @@ fn spread<V: Views>(
 
     // Steady state: every agent holds every node's report at the old demand.
     for node in 0..n {
-        book.publish(node, cluster.payload(node, before));
+        book.publish(node, cluster.payload(node, before), Millis::ZERO);
     }
     let everything = vec![1_u32; n];
     for agent in 0..n {
@@ -221,7 +221,7 @@ fn spread<V: Views>(
             let moved = payload_moved(book.latest_payload(node), &payload);
             let beat = (u64::from(round) + phase).is_multiple_of(heartbeat);
             if moved || beat {
-                let version = book.publish(node, payload);
+                let version = book.publish(node, payload, now);
                 views.merge(node, node, version, &book, now);
             }
         }

@@ -15,13 +15,14 @@
 use std::collections::HashSet;
 use std::rc::Rc;
 
+use gru_agent::gossip::codec;
 use gru_agent::gossip::digest::{HOT_CAP, HOT_REPORT_BYTES, REPORT_BYTES_CAP};
 use gru_agent::gossip::wire::{self, FINGERPRINT_LEN, MAX_REPORTS, MAX_VERSIONS, VersionList};
 use gru_agent::mape::Millis;
 use rand::{Rng, RngExt};
 
 use crate::network::{FakeNetwork, MessageKind};
-use crate::view::{Answer, Buckets, Reconciled, ReportBook, Views, WIRE_VERSION_BASE};
+use crate::view::{Answer, Buckets, Reconciled, ReportBook, Views};
 
 /// Messages and bytes of one round.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -86,16 +87,13 @@ fn versions_len(book: &ReportBook, entries: &[(usize, u32)]) -> usize {
     VersionList::len_of(
         entries
             .iter()
-            .map(|(node, version)| (book.name(*node), WIRE_VERSION_BASE + u64::from(*version))),
+            .map(|(node, version)| (book.name(*node), book.wire_version(*node, *version))),
     )
 }
 
 /// Bytes on the wire of a list of node names.
 fn names_len(book: &ReportBook, nodes: &[usize]) -> usize {
-    wire::list_len(
-        nodes.len(),
-        nodes.iter().map(|n| wire::string_len(book.name(*n))).sum(),
-    )
+    codec::names_len(nodes.iter().map(|n| book.name(*n)))
 }
 
 /// Runs one round over `views`; `peers[a]` is what agent `a` learned of the active
@@ -161,16 +159,17 @@ pub fn communication_round<V: Views, R: Rng + ?Sized>(
     }
     let fingerprints = wire::list_len(count, count * FINGERPRINT_LEN);
     // Per agent, its hot list's reports when they fit `HOT_REPORT_BYTES` (the digest then
-    // carries them: `ClusterView::hot_message`), or `None` (it carries their versions).
+    // carries them: `ClusterView::hot_message`): their bytes as a list; or `None` (it
+    // carries their versions).
     let hot_reports: Vec<Option<usize>> = scratch
         .hot
         .iter()
         .map(|hot| {
-            let bytes: usize = hot
+            let alone: usize = hot
                 .iter()
                 .map(|(node, version)| book.wire_len(*node, *version))
                 .sum();
-            (bytes <= HOT_REPORT_BYTES).then_some(bytes)
+            (alone <= HOT_REPORT_BYTES).then(|| book.reports_len(hot.iter().copied()))
         })
         .collect();
     scratch.asked.resize_with(agents, HashSet::new);
@@ -180,8 +179,8 @@ pub fn communication_round<V: Views, R: Rng + ?Sized>(
         // Leg 1: the digest and the hot list (its reports, or its versions).
         counts.requests += 1;
         let hot = match hot_reports[me] {
-            Some(bytes) => versions_len(book, &[]) + wire::list_len(scratch.hot[me].len(), bytes),
-            None => versions_len(book, &scratch.hot[me]) + wire::list_len(0, 0),
+            Some(bytes) => versions_len(book, &[]) + bytes,
+            None => versions_len(book, &scratch.hot[me]) + book.reports_len([]),
         };
         let sent = wire::message_len(book.name(me), 0, fingerprints + hot) as u64;
         scratch.bytes[me] += sent;
@@ -255,15 +254,16 @@ pub fn communication_round<V: Views, R: Rng + ?Sized>(
             REPORT_BYTES_CAP,
         );
         reconciled.push.truncate(keep);
-        let pushed: usize = reconciled
-            .push
-            .iter()
-            .map(|node| book.wire_len(*node, views.held(me, *node)))
-            .sum();
+        let pushed = book.reports_len(
+            reconciled
+                .push
+                .iter()
+                .map(|node| (*node, views.held(me, *node))),
+        );
         let sent = wire::message_len(
             book.name(me),
             2,
-            wire::list_len(reconciled.push.len(), pushed) + names_len(book, &reconciled.wants),
+            pushed + names_len(book, &reconciled.wants),
         ) as u64;
         scratch.bytes[me] += sent;
         counts.bytes_by_leg[2] += sent;
@@ -289,14 +289,10 @@ pub fn communication_round<V: Views, R: Rng + ?Sized>(
             REPORT_BYTES_CAP,
         );
         answered.truncate(keep);
-        let answer_bytes: usize = answered
-            .iter()
-            .map(|(node, version)| book.wire_len(*node, *version))
-            .sum();
         let sent = wire::message_len(
             book.name(friend),
             3,
-            wire::list_len(answered.len(), answer_bytes),
+            book.reports_len(answered.iter().copied()),
         ) as u64;
         scratch.bytes[friend] += sent;
         counts.bytes_by_leg[3] += sent;
@@ -351,7 +347,7 @@ mod tests {
             load: 0.5,
         })]);
         for node in 0..3 {
-            book.publish(node, payload.clone());
+            book.publish(node, payload.clone(), Millis::ZERO);
         }
         let mut views = CompactViews::new(3, 3);
         for node in 0..3 {
@@ -405,7 +401,7 @@ mod tests {
             load: 0.25,
         })]);
         for node in 0..nodes {
-            book.publish(node, payload.clone());
+            book.publish(node, payload.clone(), Millis::ZERO);
         }
         let mut views = CompactViews::new(nodes, nodes);
         for agent in 0..nodes {
@@ -437,12 +433,13 @@ mod tests {
         };
         let steady = round(&mut views, &book, &mut network, &mut rng, &mut scratch);
         assert_eq!((steady.requests, steady.replies), (500, 500));
-        // Per exchange: a digest of 4 buckets (n000042, kind, 4 × 4 bytes) and an empty
-        // answer (n000017, kind, no bucket, no version).
-        let digest = wire::message_len("n000000", 0, wire::list_len(4, 16) + 2 + 1);
+        // Per exchange: a digest of 4 buckets (n000042, kind, 4 × 4 bytes, an empty hot
+        // list and no report: no table, base 0, none) and an empty answer (n000017, kind,
+        // no bucket, no version).
+        let digest = wire::message_len("n000000", 0, wire::list_len(4, 16) + 2 + 3);
         let answer = wire::message_len("n000000", 1, 1 + 2 + 1 + 2);
-        assert_eq!((digest, answer), (29, 15));
-        assert_eq!(steady.bytes, 500 * (29 + 15) as u64);
+        assert_eq!((digest, answer), (31, 15));
+        assert_eq!(steady.bytes, 500 * (31 + 15) as u64);
 
         // One node publishes: only its report travels, to the agents that lack it.
         let version = book.publish(
@@ -451,6 +448,7 @@ mod tests {
                 instances: 3,
                 load: 0.5,
             })]),
+            Millis(1),
         );
         views.merge(3, 3, version, &book, Millis(1));
         let changed = round(&mut views, &book, &mut network, &mut rng, &mut scratch);

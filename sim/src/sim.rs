@@ -707,7 +707,7 @@ impl<'s, V: Views> Simulation<'s, V> {
         if !moved && !due && self.views.held(node, node) > 0 {
             return;
         }
-        let version = self.book.publish(node, payload);
+        let version = self.book.publish(node, payload, now);
         self.published[node] = Some(now);
         self.views.merge(node, node, version, &self.book, now);
     }

@@ -48,26 +48,43 @@ pub type Payload = Box<[Option<Sample>]>;
 pub struct ReportBook {
     names: Vec<String>,
     services: Vec<String>,
+    /// Every service and analytic name a report may hold, in order: the table of a list of
+    /// reports on the wire is the part of it that its reports use.
+    table: Vec<String>,
     latest: Vec<u32>,
     /// Per node: (first version, payload), by increasing version.
     history: Vec<Vec<(u32, Payload)>>,
-    /// Per node, per history entry: the report's bytes on the gossip wire.
-    wire: Vec<Vec<usize>>,
+    /// Per node, per history entry: the report's bytes alone (`wire::report_len`, the unit
+    /// of the report caps), its services' bytes in a list (`codec::services_len`) and the
+    /// names of `table` it uses (bits).
+    wire: Vec<Vec<(usize, usize, u64)>>,
+    /// Per node, per version (from 1): the version the agent would have written, in
+    /// milliseconds of its clock.
+    stamps: Vec<Vec<u64>>,
 }
 
 /// What the agent's report versions look like on the wire: milliseconds of a clock in
-/// 2027 (`digest::next_version`), so that byte counts hold 6-byte varints as the agent's
-/// do, not the 1-byte counters the book numbers reports with.
+/// 2027 (`digest::next_version`), the time of the publication plus the node's phase within
+/// the second (nodes do not all start their rounds at the same instant), so that byte
+/// counts hold what the agent's do: 6-byte versions, and distances between versions of
+/// 1 to 3 bytes.
 pub const WIRE_VERSION_BASE: u64 = 1_800_000_000_000;
 
 impl ReportBook {
     pub fn new(nodes: usize, services: Vec<String>) -> ReportBook {
+        let mut table: Vec<String> = services.clone();
+        table.push(LOAD.to_owned());
+        table.sort();
+        table.dedup();
+        assert!(table.len() <= 64, "a table of at most 64 names");
         ReportBook {
             names: (0..nodes).map(node_name).collect(),
             services,
+            table,
             latest: vec![0; nodes],
             history: vec![Vec::new(); nodes],
             wire: vec![Vec::new(); nodes],
+            stamps: vec![Vec::new(); nodes],
         }
     }
 
@@ -83,16 +100,34 @@ impl ReportBook {
         &self.names[node]
     }
 
-    /// Publishes `node`'s next report; returns its version (1 for the first).
-    pub fn publish(&mut self, node: usize, payload: Payload) -> u32 {
+    /// Publishes `node`'s next report at `at`; returns its version (1 for the first).
+    pub fn publish(&mut self, node: usize, payload: Payload, at: Millis) -> u32 {
         let version = self.latest[node] + 1;
         self.latest[node] = version;
+        let phase = (node as u64).wrapping_mul(7_919) % 1_000;
+        let stamp = WIRE_VERSION_BASE + at.0 + phase;
+        let stamps = &mut self.stamps[node];
+        let stamp = stamps.last().map_or(stamp, |last| stamp.max(last + 1));
+        stamps.push(stamp);
         let history = &mut self.history[node];
         if history.last().is_none_or(|(_, last)| *last != payload) {
             history.push((version, payload));
             let mut report = self.node_report(node, version);
-            report.version = WIRE_VERSION_BASE + u64::from(version);
-            self.wire[node].push(gru_agent::gossip::wire::report_len(&report));
+            report.version = stamp;
+            let table: Vec<&str> = self.table.iter().map(String::as_str).collect();
+            let mut used = 0_u64;
+            for (service, values) in &report.services {
+                for name in std::iter::once(service).chain(values.analytics.keys()) {
+                    if let Ok(bit) = table.binary_search(&name.as_str()) {
+                        used |= 1 << bit;
+                    }
+                }
+            }
+            self.wire[node].push((
+                gru_agent::gossip::wire::report_len(&report),
+                gru_agent::gossip::codec::services_len(&report, &table),
+                used,
+            ));
         }
         version
     }
@@ -102,14 +137,49 @@ impl ReportBook {
         self.payload(node, self.latest[node])
     }
 
-    /// Bytes of `node`'s report `version` on the gossip wire.
-    pub fn wire_len(&self, node: usize, version: u32) -> usize {
+    fn wire_entry(&self, node: usize, version: u32) -> (usize, usize, u64) {
         let history = &self.history[node];
         let at = history.partition_point(|(from, _)| *from <= version);
         self.wire[node]
             .get(at.wrapping_sub(1))
             .copied()
-            .unwrap_or(0)
+            .unwrap_or((0, 0, 0))
+    }
+
+    /// Bytes of `node`'s report `version` alone (`wire::report_len`): the unit of the
+    /// agent's report caps.
+    pub fn wire_len(&self, node: usize, version: u32) -> usize {
+        self.wire_entry(node, version).0
+    }
+
+    /// The version the agent writes for `node`'s report `version`.
+    pub fn wire_version(&self, node: usize, version: u32) -> u64 {
+        let index = (version as usize).wrapping_sub(1);
+        self.stamps[node]
+            .get(index)
+            .copied()
+            .unwrap_or(WIRE_VERSION_BASE)
+    }
+
+    /// Bytes of a list of these (node, version) reports on the wire
+    /// (`codec::reports_len`).
+    pub fn reports_len(&self, reports: impl IntoIterator<Item = (usize, u32)>) -> usize {
+        let mut used = 0;
+        let entries: Vec<(&str, u64, usize)> = reports
+            .into_iter()
+            .map(|(node, version)| {
+                let (_, services, names) = self.wire_entry(node, version);
+                used |= names;
+                (self.name(node), self.wire_version(node, version), services)
+            })
+            .collect();
+        let table = self
+            .table
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| used & (1 << bit) != 0)
+            .map(|(_, name)| name.as_str());
+        gru_agent::gossip::codec::reports_len(table, entries)
     }
 
     /// The latest version `node` published; 0 before its first.
@@ -935,7 +1005,7 @@ mod tests {
                 match rng.random_range(0..10) {
                     0..=2 => {
                         let node = rng.random_range(0..nodes);
-                        book.publish(node, random_payload(&mut rng, services));
+                        book.publish(node, random_payload(&mut rng, services), now);
                     }
                     3..=6 => {
                         // A merge of any published version, old or new, in any order.
@@ -1045,9 +1115,18 @@ mod tests {
             instances: 2,
             load: 0.9,
         })]);
-        assert_eq!(book.publish(0, one.clone()), 1);
-        assert_eq!(book.publish(0, one.clone()), 2);
-        assert_eq!(book.publish(0, two.clone()), 3);
+        assert_eq!(book.publish(0, one.clone(), Millis::ZERO), 1);
+        assert_eq!(book.publish(0, one.clone(), Millis::ZERO), 2);
+        assert_eq!(book.publish(0, two.clone(), Millis(5_000)), 3);
+        assert_eq!(
+            (1..=3).map(|v| book.wire_version(0, v)).collect::<Vec<_>>(),
+            [
+                WIRE_VERSION_BASE,
+                WIRE_VERSION_BASE + 1,
+                WIRE_VERSION_BASE + 5_000
+            ],
+            "milliseconds, always increasing"
+        );
         assert_eq!(book.payload(0, 2), &one[..]);
         assert_eq!(book.payload(0, 3), &two[..]);
         assert_eq!(

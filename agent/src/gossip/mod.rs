@@ -8,7 +8,10 @@
 //!   new version (dead band, heartbeat) (pure).
 //! * `wire`: the message format, its size cap and its authentication (HMAC with the
 //!   cluster secret, a timestamp and a nonce against replay).
+//! * `codec`: the compact forms of its lists (front-coded names, reports whose names are
+//!   indices into a table) and their lengths.
 
+pub mod codec;
 pub mod digest;
 pub mod view;
 pub mod wire;

@@ -16,6 +16,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use super::codec;
 use super::digest::{Answer, HOT_CAP, MAX_BUCKETS, Versions};
 use super::view::NodeReport;
 use crate::mape::Millis;
@@ -60,10 +61,12 @@ pub enum Body {
     Digest {
         sums: Vec<[u8; 4]>,
         hot: VersionList,
+        #[serde(with = "codec::reports")]
         reports: Vec<NodeReport>,
     },
     /// Answer to a digest (`digest::Answer`).
     Answer {
+        #[serde(with = "codec::names")]
         wants: Vec<String>,
         hot: VersionList,
         buckets: Vec<u32>,
@@ -72,29 +75,33 @@ pub enum Body {
     /// Request: the reports the friend wants or lacks, and the nodes whose reports the
     /// asker wants.
     Push {
+        #[serde(with = "codec::reports")]
         reports: Vec<NodeReport>,
+        #[serde(with = "codec::names")]
         wants: Vec<String>,
     },
     /// Answer to a push: the wanted reports.
-    Reports(Vec<NodeReport>),
+    Reports(#[serde(with = "codec::reports")] Vec<NodeReport>),
 }
 
-/// (node, version) pairs, each version written as its distance below the list's highest
-/// (`base`): versions are milliseconds of the nodes' clocks, so the distances of a list of
-/// recent versions take 2 or 3 bytes where the versions take 6.
+/// (node, version) pairs in name order, each version written as its distance below the
+/// list's highest (`base`), each name front-coded (`codec`): versions are milliseconds of
+/// the nodes' clocks, so the distances of a list of recent versions take 2 or 3 bytes
+/// where the versions take 6.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct VersionList {
     pub base: u64,
+    #[serde(with = "codec::distances")]
     pub below: Vec<(String, u64)>,
 }
 
 impl VersionList {
     pub fn new(entries: &[(String, u64)]) -> VersionList {
         let base = entries.iter().map(|(_, v)| *v).max().unwrap_or(0);
-        VersionList {
-            base,
-            below: entries.iter().map(|(n, v)| (n.clone(), base - v)).collect(),
-        }
+        let mut below: Vec<(String, u64)> =
+            entries.iter().map(|(n, v)| (n.clone(), base - v)).collect();
+        below.sort_unstable();
+        VersionList { base, below }
     }
 
     /// The pairs, or `None` if a distance goes below version 0.
@@ -106,14 +113,8 @@ impl VersionList {
     }
 
     /// Bytes on the wire of the list of these pairs (node name, version).
-    pub fn len_of<'a>(entries: impl Iterator<Item = (&'a str, u64)> + Clone) -> usize {
-        let base = entries.clone().map(|(_, v)| v).max().unwrap_or(0);
-        let (mut count, mut bytes) = (0, 0);
-        for (node, version) in entries {
-            count += 1;
-            bytes += string_len(node) + varint_len(base - version);
-        }
-        varint_len(base) + varint_len(count as u64) + bytes
+    pub fn len_of<'a>(entries: impl IntoIterator<Item = (&'a str, u64)>) -> usize {
+        codec::versions_len(entries)
     }
 }
 
@@ -141,10 +142,12 @@ impl Body {
         }
     }
 
-    /// The body of an answer.
+    /// The body of an answer (its lists in name order, as they are written).
     pub fn answer(answer: &Answer) -> Body {
+        let mut wants = answer.wants.clone();
+        wants.sort_unstable();
         Body::Answer {
-            wants: answer.wants.clone(),
+            wants,
             hot: VersionList::new(&answer.hot),
             buckets: answer.buckets.clone(),
             versions: VersionList::new(&answer.versions),
@@ -414,7 +417,9 @@ fn check_shape(message: &GossipMessage) -> Result<(), Rejection> {
 
 /// Serialises `message`, keeping the first reports (and versions, and wants) that fit the
 /// caps: at most [`MAX_REPORTS`] reports and [`MAX_VERSIONS`] entries, and a quarter fewer
-/// reports at a time until the body fits [`MAX_MESSAGE_BYTES`].
+/// reports at a time until the body fits [`MAX_MESSAGE_BYTES`]. Its lists are left in the
+/// order they were written in (`codec`: names and reports in name order), as the receiver
+/// decodes them.
 pub fn seal(message: &mut GossipMessage) -> Vec<u8> {
     match &mut message.body {
         Body::Digest { sums, hot, reports } => {
@@ -444,9 +449,17 @@ pub fn seal(message: &mut GossipMessage) -> Vec<u8> {
             Body::Digest { reports, .. } | Body::Push { reports, .. } | Body::Reports(reports) => {
                 reports
             }
-            Body::Answer { .. } => return body,
+            Body::Answer { wants, .. } => {
+                wants.sort_unstable();
+                return body;
+            }
         };
         if body.len() <= MAX_MESSAGE_BYTES || reports.is_empty() {
+            // The message as it went: its lists in the order they are written in.
+            reports.sort_unstable_by(|a, b| a.node.cmp(&b.node));
+            if let Body::Push { wants, .. } = &mut message.body {
+                wants.sort_unstable();
+            }
             return body;
         }
         let keep = reports.len() * 3 / 4;
@@ -486,7 +499,9 @@ pub fn kept_within(lens: impl IntoIterator<Item = usize>, cap: usize) -> usize {
     kept
 }
 
-/// Bytes of one report on the wire.
+/// Bytes of one report alone, in postcard with its names written out: the unit of the
+/// report caps (`digest::HOT_REPORT_BYTES`, `digest::REPORT_BYTES_CAP`, [`within`]). In a
+/// list it takes less (`codec::reports_len_of`).
 pub fn report_len(report: &NodeReport) -> usize {
     postcard::to_allocvec(report).map_or(0, |bytes| bytes.len())
 }
@@ -737,16 +752,17 @@ mod tests {
                 },
             )]),
         };
-        let reports: Vec<NodeReport> = (0..300).map(report).collect();
-        let wants: Vec<String> = (0..40).map(|i| format!("n{i:06}")).collect();
+        // Out of name order: the wire writes them in name order.
+        let reports: Vec<NodeReport> = (0..300).rev().map(report).collect();
+        let wants: Vec<String> = (0..40).rev().map(|i| format!("n{i:06}")).collect();
         let versions: Vec<(String, u64)> = (0..200)
             .map(|i| (format!("n{i:06}"), 1_800_000_000_000 + i))
             .collect();
         let sums: Vec<u32> = (0..512_u32)
             .map(|i| i.wrapping_mul(2_654_435_761))
             .collect();
-        let reports_len: usize = reports.iter().map(report_len).sum();
-        let wants_len: usize = wants.iter().map(|w| string_len(w)).sum();
+        let reports_len = codec::reports_len_of(&reports);
+        let wants_len = codec::names_len(wants.iter().map(String::as_str));
         let list = |entries: &[(String, u64)]| {
             VersionList::len_of(entries.iter().map(|(n, v)| (n.as_str(), *v)))
         };
@@ -763,7 +779,7 @@ mod tests {
                 message_len(
                     "n000001",
                     0,
-                    list_len(512, 512 * FINGERPRINT_LEN) + list(&hot) + list_len(0, 0),
+                    list_len(512, 512 * FINGERPRINT_LEN) + list(&hot) + codec::reports_len_of(&[]),
                 ),
             ),
             (
@@ -773,7 +789,7 @@ mod tests {
                     0,
                     list_len(512, 512 * FINGERPRINT_LEN)
                         + list(&[])
-                        + list_len(20, reports[..20].iter().map(report_len).sum()),
+                        + codec::reports_len_of(&reports[..20]),
                 ),
             ),
             (
@@ -781,7 +797,7 @@ mod tests {
                 message_len(
                     "n000001",
                     1,
-                    list_len(40, wants_len) + list(&hot) + list_len(100, 100) + list(&versions),
+                    wants_len + list(&hot) + list_len(100, 100) + list(&versions),
                 ),
             ),
             (
@@ -789,15 +805,11 @@ mod tests {
                     reports: reports.clone(),
                     wants: wants.clone(),
                 },
-                message_len(
-                    "n000001",
-                    2,
-                    list_len(300, reports_len) + list_len(40, wants_len),
-                ),
+                message_len("n000001", 2, reports_len + wants_len),
             ),
             (
                 Body::Reports(reports.clone()),
-                message_len("n000001", 3, list_len(300, reports_len)),
+                message_len("n000001", 3, reports_len),
             ),
         ];
         for (body, expected) in cases {
@@ -810,7 +822,9 @@ mod tests {
             assert_eq!(decode(&sealed).map(|m| m.body), Ok(message.body));
         }
         let opened = Body::answer(&answer).open_answer();
-        assert_eq!(opened, Some(answer), "versions survive the distances");
+        let mut sorted = answer;
+        sorted.wants.sort();
+        assert_eq!(opened, Some(sorted), "versions survive the distances");
         assert_eq!((varint_len(0), varint_len(127), varint_len(128)), (1, 1, 2));
     }
 
