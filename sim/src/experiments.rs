@@ -28,6 +28,8 @@ pub struct ConvergenceSetup {
     /// Most versions an answer to a digest lists.
     pub message_limit: usize,
     pub loss: f64,
+    /// Times a leg whose request or answer is lost is sent (`digest::LEG_ATTEMPTS`).
+    pub attempts: usize,
     pub seed: u64,
     pub max_rounds: u32,
     /// Within this fraction of the true value counts as holding it.
@@ -46,6 +48,7 @@ impl ConvergenceSetup {
             view,
             message_limit: gru_agent::gossip::digest::DETAIL_CAP,
             loss: 0.0,
+            attempts: gru_agent::gossip::digest::LEG_ATTEMPTS,
             seed,
             max_rounds: 40,
             tolerance: 0.05,
@@ -66,6 +69,8 @@ pub struct ConvergenceResult {
     pub view: ViewKind,
     pub message_limit: Option<usize>,
     pub loss: f64,
+    /// Times a lost leg was sent at most.
+    pub attempts: usize,
     /// Rounds after the change until the quorum held the value; `None` if it never did.
     pub rounds: Option<u32>,
     pub goal: f64,
@@ -190,6 +195,7 @@ fn spread<V: Views>(
         view: setup.view,
         message_limit: (setup.message_limit < usize::MAX).then_some(setup.message_limit),
         loss: setup.loss,
+        attempts: setup.attempts,
         rounds: None,
         goal: setup.goal(),
         share_by_round: Vec::new(),
@@ -232,6 +238,7 @@ fn spread<V: Views>(
             &peers,
             setup.max_friends,
             setup.message_limit,
+            setup.attempts,
             &mut network,
             now,
             Millis::from_secs(u64::from(round) - 1),

@@ -7,7 +7,10 @@
 //! if every exchange of the round ran at the same time (the real agent runs its exchanges
 //! in parallel), and what arrives is merged when the round ends. A report therefore moves
 //! at most one hop per round, which is what "rounds until convergence" should count. The
-//! network may lose any of the four messages of an exchange, or cut them all.
+//! network may lose any of the four messages of an exchange, or cut them all; a leg whose
+//! request or answer is lost is sent again, as the agent sends a failed request again
+//! (`digest::LEG_ATTEMPTS`): a loss here is one the sender sees (a reset connection, an
+//! error status), not one it waits for (see `runtime::gossip::ATTEMPT_TIMEOUT`).
 //!
 //! Bytes are those of the agent's wire (`gru_agent::gossip::wire`: postcard), counted for
 //! the agent that sends them, requests and answers; lost messages were sent and count.
@@ -98,8 +101,9 @@ fn names_len(book: &ReportBook, nodes: &[usize]) -> usize {
 
 /// Runs one round over `views`; `peers[a]` is what agent `a` learned of the active
 /// nodes; `alive[a]` whether it runs. `cap` is the most versions an answer to a digest
-/// lists (`digest::DETAIL_CAP` in the agent); what an agent heard at `hot_since` or later
-/// (the previous round) is its hot list.
+/// lists (`digest::DETAIL_CAP` in the agent); `attempts` how many times a leg whose
+/// request or answer is lost is sent (`digest::LEG_ATTEMPTS` in the agent); what an agent
+/// heard at `hot_since` or later (the previous round) is its hot list.
 #[allow(clippy::too_many_arguments)]
 pub fn communication_round<V: Views, R: Rng + ?Sized>(
     views: &mut V,
@@ -108,6 +112,7 @@ pub fn communication_round<V: Views, R: Rng + ?Sized>(
     peers: &[Rc<[usize]>],
     max_friends: usize,
     cap: usize,
+    attempts: usize,
     network: &mut FakeNetwork,
     now: Millis,
     hot_since: Millis,
@@ -176,59 +181,75 @@ pub fn communication_round<V: Views, R: Rng + ?Sized>(
     scratch.asked.iter_mut().for_each(HashSet::clear);
     for index in 0..scratch.exchanges.len() {
         let (me, friend) = scratch.exchanges[index];
-        // Leg 1: the digest and the hot list (its reports, or its versions).
-        counts.requests += 1;
+        // Leg 1: the digest and the hot list (its reports, or its versions). A leg whose
+        // request or answer is lost is tried again, up to `attempts` times, as the agent
+        // does after a failed request.
         let hot = match hot_reports[me] {
             Some(bytes) => versions_len(book, &[]) + bytes,
             None => versions_len(book, &scratch.hot[me]) + book.reports_len([]),
         };
-        let sent = wire::message_len(book.name(me), 0, fingerprints + hot) as u64;
-        scratch.bytes[me] += sent;
-        counts.bytes_by_leg[0] += sent;
-        if !network.send(me, friend, MessageKind::Request, rng) || !alive[friend] {
-            continue;
-        }
-        if hot_reports[me].is_some() {
-            // The friend merges them before it answers: it asks no one for them again.
-            for &(node, version) in &scratch.hot[me] {
-                if node != friend {
-                    scratch.arrivals.push((friend, node, version));
-                    scratch.asked[friend].insert(node);
+        let digest = wire::message_len(book.name(me), 0, fingerprints + hot) as u64;
+        let mut answered = false;
+        let mut merged_hot = false;
+        for _attempt in 0..attempts {
+            counts.requests += 1;
+            scratch.bytes[me] += digest;
+            counts.bytes_by_leg[0] += digest;
+            if !alive[friend] {
+                break;
+            }
+            if !network.send(me, friend, MessageKind::Request, rng) {
+                continue;
+            }
+            if hot_reports[me].is_some() && !merged_hot {
+                // The friend merges them before it answers: it asks no one for them again.
+                merged_hot = true;
+                for &(node, version) in &scratch.hot[me] {
+                    if node != friend {
+                        scratch.arrivals.push((friend, node, version));
+                        scratch.asked[friend].insert(node);
+                    }
                 }
             }
+            // An answer to a digest sent again leaves out what the friend already asked
+            // for (it recorded the first one's wants).
+            let start = rng.random_range(0..count);
+            views.answer(
+                friend,
+                &scratch.digests[friend * count..(friend + 1) * count],
+                &scratch.digests[me * count..(me + 1) * count],
+                &scratch.hot[me],
+                &scratch.hot[friend],
+                &scratch.asked[friend],
+                start,
+                cap,
+                &buckets,
+                &mut scratch.answer,
+            );
+            counts.replies += 1;
+            let answer = &scratch.answer;
+            scratch.asked[friend].extend(answer.wants.iter().copied());
+            let covered: usize = answer
+                .covered
+                .iter()
+                .map(|b| wire::varint_len(*b as u64))
+                .sum();
+            let sent = wire::message_len(
+                book.name(friend),
+                1,
+                names_len(book, &answer.wants)
+                    + versions_len(book, &answer.hot)
+                    + wire::list_len(answer.covered.len(), covered)
+                    + versions_len(book, &answer.versions),
+            ) as u64;
+            scratch.bytes[friend] += sent;
+            counts.bytes_by_leg[1] += sent;
+            if network.send(friend, me, MessageKind::Reply, rng) {
+                answered = true;
+                break;
+            }
         }
-        let start = rng.random_range(0..count);
-        views.answer(
-            friend,
-            &scratch.digests[friend * count..(friend + 1) * count],
-            &scratch.digests[me * count..(me + 1) * count],
-            &scratch.hot[me],
-            &scratch.hot[friend],
-            &scratch.asked[friend],
-            start,
-            cap,
-            &buckets,
-            &mut scratch.answer,
-        );
-        counts.replies += 1;
-        let answer = &scratch.answer;
-        scratch.asked[friend].extend(answer.wants.iter().copied());
-        let covered: usize = answer
-            .covered
-            .iter()
-            .map(|b| wire::varint_len(*b as u64))
-            .sum();
-        let sent = wire::message_len(
-            book.name(friend),
-            1,
-            names_len(book, &answer.wants)
-                + versions_len(book, &answer.hot)
-                + wire::list_len(answer.covered.len(), covered)
-                + versions_len(book, &answer.versions),
-        ) as u64;
-        scratch.bytes[friend] += sent;
-        counts.bytes_by_leg[1] += sent;
-        if !network.send(friend, me, MessageKind::Reply, rng) {
+        if !answered {
             continue;
         }
         // Leg 2: what the friend lacks, pushed, and what it has newer, wanted.
@@ -260,22 +281,11 @@ pub fn communication_round<V: Views, R: Rng + ?Sized>(
                 .iter()
                 .map(|node| (*node, views.held(me, *node))),
         );
-        let sent = wire::message_len(
+        let push = wire::message_len(
             book.name(me),
             2,
             pushed + names_len(book, &reconciled.wants),
         ) as u64;
-        scratch.bytes[me] += sent;
-        counts.bytes_by_leg[2] += sent;
-        counts.requests += 1;
-        if !network.send(me, friend, MessageKind::Request, rng) {
-            continue;
-        }
-        for &node in &reconciled.push {
-            if node != friend {
-                scratch.arrivals.push((friend, node, views.held(me, node)));
-            }
-        }
         let mut answered: Vec<(usize, u32)> = reconciled
             .wants
             .iter()
@@ -289,18 +299,36 @@ pub fn communication_round<V: Views, R: Rng + ?Sized>(
             REPORT_BYTES_CAP,
         );
         answered.truncate(keep);
-        let sent = wire::message_len(
+        let reports = wire::message_len(
             book.name(friend),
             3,
             book.reports_len(answered.iter().copied()),
         ) as u64;
-        scratch.bytes[friend] += sent;
-        counts.bytes_by_leg[3] += sent;
-        counts.replies += 1;
-        if network.send(friend, me, MessageKind::Reply, rng) {
-            scratch
-                .arrivals
-                .extend(answered.iter().map(|(node, version)| (me, *node, *version)));
+        let mut pushed = false;
+        for _attempt in 0..attempts {
+            scratch.bytes[me] += push;
+            counts.bytes_by_leg[2] += push;
+            counts.requests += 1;
+            if !network.send(me, friend, MessageKind::Request, rng) {
+                continue;
+            }
+            if !pushed {
+                pushed = true;
+                for &node in &reconciled.push {
+                    if node != friend {
+                        scratch.arrivals.push((friend, node, views.held(me, node)));
+                    }
+                }
+            }
+            scratch.bytes[friend] += reports;
+            counts.bytes_by_leg[3] += reports;
+            counts.replies += 1;
+            if network.send(friend, me, MessageKind::Reply, rng) {
+                scratch
+                    .arrivals
+                    .extend(answered.iter().map(|(node, version)| (me, *node, *version)));
+                break;
+            }
         }
     }
     for &(receiver, node, version) in &scratch.arrivals {
@@ -316,6 +344,8 @@ pub fn communication_round<V: Views, R: Rng + ?Sized>(
 mod tests {
     use rand::SeedableRng;
     use rand::rngs::StdRng;
+
+    use gru_agent::gossip::digest::LEG_ATTEMPTS;
 
     use super::*;
     use crate::view::{CompactViews, Payload, Sample};
@@ -364,6 +394,7 @@ mod tests {
             &peers,
             5,
             usize::MAX,
+            LEG_ATTEMPTS,
             &mut network,
             Millis(1),
             Millis::ZERO,
@@ -383,6 +414,7 @@ mod tests {
             &peers,
             5,
             usize::MAX,
+            LEG_ATTEMPTS,
             &mut network,
             Millis(2),
             Millis(1),
@@ -424,6 +456,7 @@ mod tests {
                 &peers,
                 5,
                 1_024,
+                LEG_ATTEMPTS,
                 network,
                 Millis(1),
                 Millis(1),

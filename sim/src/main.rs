@@ -65,8 +65,13 @@ enum Command {
         /// Most versions an answer to a digest lists (default: the agent's, digest::DETAIL_CAP).
         #[arg(long)]
         limit: Option<usize>,
+        /// Share of messages lost (each independently); a lost leg is sent again.
         #[arg(long, default_value_t = 0.0)]
         loss: f64,
+        /// Times a leg is sent at most (default: the agent's, digest::LEG_ATTEMPTS; 1 sends
+        /// nothing again).
+        #[arg(long)]
+        attempts: Option<usize>,
         #[arg(long, default_value_t = 40)]
         rounds: u32,
         #[arg(long, default_value_t = 1)]
@@ -169,6 +174,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             cluster_view,
             limit,
             loss,
+            attempts,
             rounds,
             seed,
         } => {
@@ -180,6 +186,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             let setup = ConvergenceSetup {
                 message_limit: limit.unwrap_or(gru_agent::gossip::digest::DETAIL_CAP),
                 loss,
+                attempts: attempts
+                    .unwrap_or(gru_agent::gossip::digest::LEG_ATTEMPTS)
+                    .max(1),
                 max_rounds: rounds,
                 ..ConvergenceSetup::acceptance(nodes, view, seed)
             };

@@ -88,7 +88,11 @@ pub fn convergence_table(results: &[ConvergenceResult]) -> String {
         table.row(vec![
             r.nodes.to_string(),
             view_name(r),
-            format!("{:.0} %", r.loss * 100.0),
+            match (r.loss > 0.0, r.attempts) {
+                (false, _) => "0 %".to_owned(),
+                (true, 1) => format!("{:.0} %, not sent again", r.loss * 100.0),
+                (true, n) => format!("{:.0} %, each leg sent up to {n} times", r.loss * 100.0),
+            },
             r.rounds.map_or_else(
                 || format!("not within {}", r.share_by_round.len()),
                 |n| n.to_string(),

@@ -764,6 +764,7 @@ impl<'s, V: Views> Simulation<'s, V> {
             &peers,
             self.scenario.max_friends,
             self.scenario.message_limit,
+            gru_agent::gossip::digest::LEG_ATTEMPTS,
             &mut self.network,
             now,
             gru_agent::mape::Millis(

@@ -149,6 +149,28 @@ fn views_converge_within_the_goal_at_a_thousand_agents() {
 }
 
 #[test]
+fn legs_sent_again_make_up_for_lost_messages() {
+    let lossy = |attempts| {
+        let setup = ConvergenceSetup {
+            loss: 0.2,
+            attempts,
+            ..ConvergenceSetup::acceptance(1_000, ViewKind::Compact, 1)
+        };
+        experiments::convergence(&setup)
+    };
+    let (once, again) = (lossy(1), lossy(gru_agent::gossip::digest::LEG_ATTEMPTS));
+    let rounds = |r: &experiments::ConvergenceResult| r.rounds.expect("they converge");
+    assert!(
+        rounds(&again) < rounds(&once),
+        "sent again: {:?}, sent once: {:?}",
+        again.share_by_round,
+        once.share_by_round
+    );
+    let setup = ConvergenceSetup::acceptance(1_000, ViewKind::Compact, 1);
+    assert!(f64::from(rounds(&again)) <= setup.goal());
+}
+
+#[test]
 fn compact_and_cluster_views_converge_alike() {
     let real = experiments::convergence(&ConvergenceSetup::acceptance(150, ViewKind::Cluster, 4));
     let compact =

@@ -59,6 +59,10 @@ pub const HOT_REPORT_BYTES: usize = 4 * 1024;
 pub const REPORT_BYTES_CAP: usize = 32 * 1024;
 /// Heartbeat versions the whole cluster makes per communication round, about.
 pub const HEARTBEATS_PER_ROUND: usize = 100;
+/// Times a leg of an exchange is tried: a request that fails (no connection, no answer in
+/// time, an error status other than a refusal) is sent again, with a new nonce, while the
+/// exchange's time allows.
+pub const LEG_ATTEMPTS: usize = 3;
 /// A value moved when it changed by more than this fraction of itself...
 pub const DEAD_BAND_RELATIVE: f64 = 0.02;
 /// ...and by more than this much.

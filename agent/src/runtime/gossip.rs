@@ -28,8 +28,12 @@ use crate::gossip::wire::{
 };
 use crate::mape::Millis;
 
-/// Time allowed for one exchange with a friend (both legs: connect, send, answer).
+/// Time allowed for one exchange with a friend (both legs: connect, send, answer, and the
+/// attempts sent again).
 pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time allowed for one attempt at a leg: a silent friend costs this, so that a second
+/// attempt still fits in [`EXCHANGE_TIMEOUT`].
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -136,7 +140,7 @@ pub async fn round(
             shared: Arc::clone(shared),
             client: client.clone(),
             secret: secret.to_owned(),
-            nonces: [nonce(rng), nonce(rng)],
+            nonces: (0..2 * digest::LEG_ATTEMPTS).map(|_| nonce(rng)).collect(),
             buckets,
         };
         let digest = digest.clone();
@@ -166,8 +170,8 @@ struct Exchange {
     shared: Arc<Shared>,
     client: HttpClient,
     secret: String,
-    /// One per leg.
-    nonces: [String; 2],
+    /// One per attempt: `digest::LEG_ATTEMPTS` for each leg.
+    nonces: Vec<String>,
     /// Buckets of the digest sent.
     buckets: usize,
 }
@@ -216,32 +220,62 @@ impl Exchange {
     }
 
     /// Sends one signed request and opens the answer (against the agent's replay memory:
-    /// a signed message, sent or answered, is accepted once).
+    /// a signed message, sent or answered, is accepted once). A failed attempt is made
+    /// again with the next nonce, up to `digest::LEG_ATTEMPTS` in all, unless the friend
+    /// refused the request or its answer was refused.
     async fn leg(&self, friend: &Friend, leg: usize, body: Bytes) -> Result<Body, String> {
-        let sent = body.len() as u64;
-        let answer = exchange(
-            &self.client,
-            &friend.address,
-            friend.port,
-            &self.secret,
-            &self.nonces[leg],
-            body,
-        )
-        .await?;
-        let mut knowledge = self.shared.knowledge();
-        let knowledge = &mut *knowledge;
-        knowledge.gossip.bytes_sent += sent;
-        knowledge.gossip.bytes_received += answer.body.len() as u64;
-        wire::open(
-            &self.secret,
-            answer.credentials(),
-            &answer.body,
-            now(),
-            &mut knowledge.gossip_replay,
-        )
-        .map(|message| message.body)
-        .map_err(|r| format!("answer refused: {}", r.as_str()))
+        let mut failure = String::new();
+        for attempt in 0..digest::LEG_ATTEMPTS {
+            if attempt > 0 {
+                self.shared.knowledge().gossip.retried += 1;
+            }
+            let nonce = &self.nonces[leg * digest::LEG_ATTEMPTS + attempt];
+            let sent = body.len() as u64;
+            let answer = tokio::time::timeout(
+                ATTEMPT_TIMEOUT,
+                exchange(
+                    &self.client,
+                    &friend.address,
+                    friend.port,
+                    &self.secret,
+                    nonce,
+                    body.clone(),
+                ),
+            )
+            .await
+            .unwrap_or_else(|_| Err(Failed::Again("no answer in time".to_owned())));
+            let answer = match answer {
+                Ok(answer) => answer,
+                Err(Failed::Again(reason)) => {
+                    failure = reason;
+                    continue;
+                }
+                Err(Failed::Refused(reason)) => return Err(reason),
+            };
+            let mut knowledge = self.shared.knowledge();
+            let knowledge = &mut *knowledge;
+            knowledge.gossip.bytes_sent += sent;
+            knowledge.gossip.bytes_received += answer.body.len() as u64;
+            return wire::open(
+                &self.secret,
+                answer.credentials(),
+                &answer.body,
+                now(),
+                &mut knowledge.gossip_replay,
+            )
+            .map(|message| message.body)
+            .map_err(|r| format!("answer refused: {}", r.as_str()));
+        }
+        Err(failure)
     }
+}
+
+/// Why a request failed: worth sending again (no connection, no answer in time, a server
+/// error), or not (the friend refused it: it would refuse it again).
+#[derive(Debug)]
+enum Failed {
+    Again(String),
+    Refused(String),
 }
 
 /// A friend's answer as it came: its credentials and body, not yet opened.
@@ -272,7 +306,7 @@ async fn exchange(
     secret: &str,
     nonce: &str,
     body: Bytes,
-) -> Result<SignedAnswer, String> {
+) -> Result<SignedAnswer, Failed> {
     let timestamp = now().0.to_string();
     let signature = wire::sign(secret, &timestamp, nonce, &body);
     let request = Request::post(format!("http://{address}:{port}{GOSSIP_PATH}"))
@@ -281,8 +315,11 @@ async fn exchange(
         .header(HEADER_NONCE, nonce)
         .header(HEADER_SIGNATURE, signature)
         .body(Full::new(body))
-        .map_err(|e| e.to_string())?;
-    let response = client.request(request).await.map_err(|e| e.to_string())?;
+        .map_err(|e| Failed::Refused(e.to_string()))?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| Failed::Again(e.to_string()))?;
     let status = response.status();
     let header = |name: &str| {
         response
@@ -299,13 +336,17 @@ async fn exchange(
     let bytes = Limited::new(response.into_body(), MAX_MESSAGE_BYTES)
         .collect()
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| Failed::Again(e.to_string()))?
         .to_bytes();
     if !status.is_success() {
-        return Err(format!(
-            "answered {status}: {}",
-            String::from_utf8_lossy(&bytes)
-        ));
+        let reason = format!("answered {status}: {}", String::from_utf8_lossy(&bytes));
+        // A refusal (4xx: unauthenticated, stale, malformed, ...) would be made again; a
+        // busy or failing friend (5xx) may answer the next attempt.
+        return Err(if status.is_server_error() {
+            Failed::Again(reason)
+        } else {
+            Failed::Refused(reason)
+        });
     }
     Ok(SignedAnswer {
         timestamp: ts,
@@ -313,4 +354,111 @@ async fn exchange(
         signature: sig,
         body: bytes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::mape::WindowSettings;
+    use crate::runtime::state::{GossipStats, Peer};
+
+    /// A friend at a real loopback port that reads each request whole and answers it with
+    /// `status`; returns its port and the requests it answered.
+    async fn friend_answering(status: &'static str) -> (u16, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let port = listener.local_addr().expect("bound").port();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&requests);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let counted = Arc::clone(&counted);
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut chunk = [0_u8; 4096];
+                    // Headers, then as many body bytes as content-length says.
+                    loop {
+                        let Ok(n) = stream.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&request).to_lowercase();
+                        let Some(end) = text.find("\r\n\r\n") else {
+                            continue;
+                        };
+                        let length = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nno"
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        (port, requests)
+    }
+
+    async fn one_round_with(status: &'static str) -> (usize, GossipStats) {
+        let (port, requests) = friend_answering(status).await;
+        let window = WindowSettings {
+            span: Duration::from_secs(10),
+            max_samples: 100,
+            warmup: Duration::ZERO,
+            warmup_samples: 1,
+            max_metrics_per_instance: 8,
+        };
+        let shared = Arc::new(Shared::new("c1", "n1", "127.0.0.1", "s3cret", window));
+        shared.knowledge().peers.nodes.insert(
+            "n2".to_owned(),
+            Peer {
+                address: "127.0.0.1".to_owned(),
+                port,
+                active: true,
+                base_services: Vec::new(),
+            },
+        );
+        let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+        let mut rng = StdRng::seed_from_u64(1);
+        round(
+            &shared,
+            &client,
+            "s3cret",
+            &mut rng,
+            Duration::from_secs(1),
+            5,
+        )
+        .await;
+        let stats = shared.knowledge().gossip.clone();
+        (requests.load(Ordering::SeqCst), stats)
+    }
+
+    #[tokio::test]
+    async fn a_failing_friend_is_asked_again_and_a_refusing_one_is_not() {
+        // Busy (503): the digest is sent LEG_ATTEMPTS times, then the exchange fails.
+        let (requests, stats) = one_round_with("503 Service Unavailable").await;
+        assert_eq!(requests, digest::LEG_ATTEMPTS);
+        assert_eq!(
+            (stats.sent, stats.failed, stats.retried),
+            (1, 1, digest::LEG_ATTEMPTS as u64 - 1)
+        );
+        // Refused (401): asking again would be refused again.
+        let (requests, stats) = one_round_with("401 Unauthorized").await;
+        assert_eq!(requests, 1);
+        assert_eq!((stats.sent, stats.failed, stats.retried), (1, 1, 0));
+    }
 }

@@ -107,6 +107,8 @@ pub struct GossipStats {
     pub rounds: u64,
     pub sent: u64,
     pub failed: u64,
+    /// Legs sent again after a failed attempt (`digest::LEG_ATTEMPTS`).
+    pub retried: u64,
     pub received: u64,
     /// Bytes of the gossip bodies this agent sent (requests and answers) and received.
     pub bytes_sent: u64,
