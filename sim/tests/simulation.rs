@@ -154,7 +154,7 @@ fn legs_sent_again_make_up_for_lost_messages() {
         let setup = ConvergenceSetup {
             loss: 0.2,
             attempts,
-            ..ConvergenceSetup::acceptance(1_000, ViewKind::Compact, 1)
+            ..ConvergenceSetup::acceptance(300, ViewKind::Compact, 1)
         };
         experiments::convergence(&setup)
     };
@@ -166,7 +166,7 @@ fn legs_sent_again_make_up_for_lost_messages() {
         again.share_by_round,
         once.share_by_round
     );
-    let setup = ConvergenceSetup::acceptance(1_000, ViewKind::Compact, 1);
+    let setup = ConvergenceSetup::acceptance(300, ViewKind::Compact, 1);
     assert!(f64::from(rounds(&again)) <= setup.goal());
 }
 
