@@ -158,6 +158,24 @@ pub enum Command {
     /// line was not understood, 1 if a command failed. Commands reach the agents over
     /// their HTTP API with the cluster secret from etcd, and report per node.
     Manage(ManageArgs),
+
+    /// Print the completion script of a shell on standard output.
+    ///
+    /// bash: `source <(gru completions bash)` (or save it in
+    /// /etc/bash_completion.d/gru); zsh: `gru completions zsh > "${fpath[1]}/_gru"`;
+    /// fish: `gru completions fish > ~/.config/fish/completions/gru.fish`. Needs no etcd.
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+}
+
+/// The shells `gru completions` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Args)]

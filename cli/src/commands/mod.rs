@@ -1,6 +1,7 @@
 //! One module per subcommand; each turns its arguments into settings and calls the agent
 //! library.
 
+mod completions;
 mod config;
 mod create;
 mod join;
@@ -17,6 +18,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(command) => config::run(&etcd, command).await,
         Command::Join(args) => join::run(etcd, args).await,
         Command::Manage(args) => manage::run(&etcd, args).await,
+        Command::Completions { shell } => completions::run(shell, &mut std::io::stdout()),
     }
 }
 
