@@ -1,8 +1,8 @@
 //! What the agent tells operators about itself: counters for Prometheus (`GET /metrics`)
 //! and points for InfluxDB.
 //!
-//! * `registry.rs`: [`Metrics`], the agent's counters and the loop-duration histogram;
-//! * `prometheus.rs`: the text exposition format, written by hand;
+//! * `registry.rs`: [`Metrics`], the agent's counters and the loop-duration histogram, in
+//!   the `prometheus-client` crate's registry, which writes the text exposition format;
 //! * `point.rs`: [`Point`], a measurement with tags, fields and a time;
 //! * `measurements.rs`: the builders of every measurement below (plain functions);
 //! * `buffer.rs`: [`PointBuffer`], bounded, oldest dropped and counted when full;
@@ -41,7 +41,6 @@
 mod buffer;
 mod measurements;
 mod point;
-mod prometheus;
 mod registry;
 mod sink;
 
@@ -59,7 +58,7 @@ pub use measurements::{
     documented_fields, knowledge_points, result_label, shared_point,
 };
 pub use point::{FieldValue, Point};
-pub use prometheus::{CONTENT_TYPE, Exposition};
+pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 pub use registry::{LOOP_DURATION_BUCKETS_SECONDS, MAX_SERIES_PER_FAMILY, Metrics};
 pub use sink::{
     DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX, DEFAULT_BATCH_POINTS, DEFAULT_BUFFER_POINTS,
@@ -80,27 +79,54 @@ struct SinkHandle {
 
 /// The agent's counters, and the InfluxDB sink once one is attached. Lives in
 /// [`Shared`], so every task of the agent reaches it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Telemetry {
     pub metrics: Metrics,
     sink: OnceLock<SinkHandle>,
+    /// The sink's buffer, for the `/metrics` page (set with `sink`).
+    sink_buffer: Arc<OnceLock<Arc<PointBuffer>>>,
+    /// Every family of `/metrics`: `metrics`' and the sink's and memory's collector.
+    registry: prometheus_client::registry::Registry,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry::new()
+    }
 }
 
 impl Telemetry {
     pub fn new() -> Telemetry {
-        Telemetry::default()
+        let metrics = Metrics::new();
+        let sink_buffer = Arc::new(OnceLock::new());
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        registry.register_collector(Box::new(registry::SinkCollector {
+            buffer: Arc::clone(&sink_buffer),
+        }));
+        Telemetry {
+            metrics,
+            sink: OnceLock::new(),
+            sink_buffer,
+            registry,
+        }
     }
 
     /// Sends this agent's points to `buffer` from now on. Only the first attachment counts;
     /// returns whether this one did.
     pub fn attach_sink(&self, origin: Origin, facts: NodeFacts, buffer: Arc<PointBuffer>) -> bool {
-        self.sink
+        let attached = self
+            .sink
             .set(SinkHandle {
                 origin,
                 facts,
-                buffer,
+                buffer: Arc::clone(&buffer),
             })
-            .is_ok()
+            .is_ok();
+        if attached {
+            let _ = self.sink_buffer.set(buffer);
+        }
+        attached
     }
 
     /// The sink's counters (all zero without a sink).
@@ -157,47 +183,17 @@ impl Telemetry {
     }
 
     /// The whole `/metrics` page: the registry, the sink's counters and the process's
-    /// resident memory.
+    /// resident memory, in Prometheus' text format 0.0.4 ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        let mut page = Exposition::new();
-        self.metrics.render(&mut page);
-        let sink = self.sink_stats();
-        page.gauge(
-            "gru_sink_buffer_points",
-            "Points waiting for the InfluxDB sink (including the batch being written).",
-            sink.buffered as f64,
-        );
-        page.gauge(
-            "gru_sink_buffer_capacity_points",
-            "Points the sink's buffer holds at most (0 without a sink).",
-            sink.capacity as f64,
-        );
-        page.counter(
-            "gru_sink_dropped_points_total",
-            "Points the sink dropped: overflow (buffer full, oldest first) or rejected (refused by the server).",
-            [
-                (vec![("reason", "overflow")], sink.dropped_overflow),
-                (vec![("reason", "rejected")], sink.dropped_rejected),
-            ],
-        );
-        page.counter(
-            "gru_sink_written_points_total",
-            "Points written to InfluxDB.",
-            [(vec![], sink.written)],
-        );
-        page.counter(
-            "gru_sink_write_errors_total",
-            "Failed write attempts of the sink (each retried).",
-            [(vec![], sink.write_errors)],
-        );
-        if let Some(rss) = resident_memory_bytes() {
-            page.gauge(
-                "process_resident_memory_bytes",
-                "Resident memory of the agent process.",
-                rss as f64,
-            );
+        let mut page = String::with_capacity(4096);
+        // Writing into a String cannot fail; an error would only come from a collector,
+        // and ours return none.
+        if let Err(err) =
+            prometheus_client::encoding::prometheus_text::encode(&mut page, &self.registry)
+        {
+            tracing::warn!(error = %err, "the /metrics page could not be written in full");
         }
-        page.finish()
+        page
     }
 }
 
