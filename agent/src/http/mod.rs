@@ -17,6 +17,11 @@
 //!   GET  /gru/v1/decisions?limit=N             decision history, newest first      anyone
 //!   GET  /gru/v1/actions?limit=N               action history, newest first        anyone
 //!   GET  /gru/v1/shared                        the summary friends would get       anyone
+//!   GET  /gru/v1/history?since=MS&samples=B    15 min of samples and decisions     anyone
+//!   GET  /gru/v1/cluster                       every node's instances, decisions   anyone
+//!   GET  /gru/v1/sd                            Prometheus http_sd_configs targets  anyone
+//!   POST /gru/v1/cluster/nodes/{node}/commands a command for that node             secret
+//!   GET  /ui                                   the web console (ui.rs)             anyone
 //!   POST /gru/v1/stats/user/{service}/{metric} push a value: 200, 400, 404, 429    secret
 //!   POST /gru/v1/gossip                        a friend's view; answers with ours    HMAC
 //!   GET  /gru/v1/gossip                        peers, cluster view, gossip counters
@@ -31,7 +36,10 @@
 //! * `push.rs`: what a valid push is and how it lands in the knowledge (names, caps);
 //! * `auth.rs`: the cluster secret as `Authorization: Bearer` (401 missing, 403 wrong);
 //! * `error.rs`: the one error shape, `{"error": "..."}`, also for axum's rejections;
-//! * `routes.rs`: the handlers, thin, gluing the above to axum.
+//! * `routes.rs`: the handlers, thin, gluing the above to axum;
+//! * `cluster.rs`: the whole cluster as any agent sees it (the nodes from etcd, each
+//!   node's own read routes), commands passed on to a node, Prometheus service discovery;
+//! * `ui.rs`: the web console, embedded in the binary.
 //!
 //! Reads need no secret: they show what the agent would tell any friend, and health checks
 //! and dashboards should not hold the cluster's key. Anything that changes the agent's
@@ -41,11 +49,13 @@
 //! what a client sends, and none waits: a full command queue is 503 with `Retry-After`.
 
 mod auth;
+mod cluster;
 mod error;
 mod gossip;
 mod gru_command;
 mod push;
 mod routes;
+mod ui;
 mod views;
 
 use std::net::SocketAddr;
@@ -82,6 +92,10 @@ struct ApiState {
     clock: fn() -> Millis,
     /// Permits to read a gossip body (see `gossip::receive`).
     gossip_bodies: Arc<tokio::sync::Semaphore>,
+    /// How this agent asks other agents (`cluster.rs`).
+    peers: cluster::PeerClient,
+    /// The latest cluster overview (`cluster::overview`).
+    overview: cluster::OverviewCache,
 }
 
 /// The API over `shared`. Commands go to the loop through `commands`; `clock` dates pushed
@@ -98,6 +112,8 @@ pub fn router(
         gossip_bodies: Arc::new(tokio::sync::Semaphore::new(
             crate::gossip::wire::MAX_CONCURRENT_BODIES,
         )),
+        peers: cluster::peer_client(),
+        overview: cluster::OverviewCache::default(),
     };
     let api = Router::new()
         .route("/node", get(routes::node))
@@ -117,6 +133,13 @@ pub fn router(
         .route("/decisions", get(routes::decisions))
         .route("/actions", get(routes::actions))
         .route("/shared", get(routes::shared_summary))
+        .route("/history", get(routes::history))
+        .route("/cluster", get(cluster::overview))
+        .route(
+            "/cluster/nodes/{node}/commands",
+            post(cluster::node_command),
+        )
+        .route("/sd", get(cluster::service_discovery))
         .route("/commands", post(routes::command))
         .route(
             "/gossip",
@@ -129,6 +152,10 @@ pub fn router(
     Router::new()
         .route("/healthz", get(routes::healthz))
         .route("/metrics", get(prometheus_metrics))
+        .route("/ui", get(ui::index))
+        .route("/ui/", get(ui::index))
+        .route("/ui/app.js", get(ui::script))
+        .route("/ui/app.css", get(ui::style))
         .nest(API_PREFIX, api)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .fallback(routes::not_found)

@@ -157,6 +157,31 @@ pub async fn shared_summary(State(state): State<ApiState>) -> Json<views::Shared
     Json(view)
 }
 
+/// `?since=MS&samples=false` of `GET /gru/v1/history`.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+pub struct HistoryRange {
+    /// Only what is newer than this (milliseconds since the epoch).
+    pub since: Option<u64>,
+    /// `false`: the decisions only (what the cluster overview asks every node for).
+    pub samples: Option<bool>,
+}
+
+pub async fn history(
+    State(state): State<ApiState>,
+    query: Result<Query<HistoryRange>, QueryRejection>,
+) -> ApiResult<crate::runtime::history::HistoryView> {
+    let Query(range) = query?;
+    let mut view = state
+        .shared
+        .knowledge()
+        .history
+        .since(range.since.map(Millis));
+    if range.samples == Some(false) {
+        view.samples.clear();
+    }
+    Ok(Json(view))
+}
+
 /// The answer to an accepted push.
 #[derive(Debug, Serialize)]
 pub struct Recorded {

@@ -100,7 +100,7 @@ impl ServiceSnapshot {
     }
 
     /// A value named by a policy rule: a base metric or an analytic.
-    pub(super) fn value(&self, name: &str) -> AnalyticValue {
+    pub fn value(&self, name: &str) -> AnalyticValue {
         let base = match common::config::base_metric(name) {
             Some("cpu_avg") => Some(self.cpu_avg),
             Some("mem_avg") => Some(self.mem_avg),

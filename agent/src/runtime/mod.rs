@@ -16,6 +16,7 @@ pub mod autonomic;
 pub mod command;
 pub mod config_source;
 pub mod gossip;
+pub mod history;
 pub mod liveness;
 pub mod monitor;
 pub mod peers;

@@ -68,6 +68,8 @@ pub struct Knowledge {
     pub local_analytics: BTreeMap<String, BTreeMap<String, AnalyticValue>>,
     pub decisions: VecDeque<Decision>,
     pub actions: VecDeque<ActionRecord>,
+    /// The last 15 minutes of the loop's samples and acting decisions (web console charts).
+    pub history: super::history::History,
     /// Other agents of the cluster, from their etcd records (kept current by a watch).
     pub peers: Peers,
     /// What friends told this agent about the cluster.
@@ -131,6 +133,7 @@ impl Knowledge {
             local_analytics: BTreeMap::new(),
             decisions: VecDeque::new(),
             actions: VecDeque::new(),
+            history: super::history::History::new(),
             peers: Peers::default(),
             view: ClusterView::new(),
             report_version: 0,
@@ -145,6 +148,7 @@ impl Knowledge {
     }
 
     pub fn record_decision(&mut self, decision: Decision) {
+        self.history.decided(&decision);
         if self.decisions.len() == DECISION_HISTORY_LEN {
             self.decisions.pop_front();
         }

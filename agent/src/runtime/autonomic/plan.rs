@@ -33,7 +33,11 @@ impl Autonomic {
         self.planner = planned.state;
         let decision = planned.decision;
         tracing::info!(action = %decision.action, reason = %decision.reason, "decision");
-        self.shared.knowledge().record_decision(decision.clone());
+        {
+            let mut knowledge = self.shared.knowledge();
+            knowledge.history.record(snapshots, &config.policy, now);
+            knowledge.record_decision(decision.clone());
+        }
         self.shared.telemetry.decided(&decision);
         planned.wants
     }
