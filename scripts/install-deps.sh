@@ -2,7 +2,8 @@
 # Installs the real components gru's demo and tests use, from Debian's packages:
 # etcd (server and etcdctl), protoc and its well-known types (etcd-client's build), VictoriaMetrics (a time-series
 # server that accepts InfluxDB v2 writes), musl-tools (static binaries for FROM-scratch
-# images), and a Docker engine only where none is running. Idempotent and quiet when
+# images), Chromium (the web console's test drives it headless) and Prometheus (the
+# service discovery test), and a Docker engine only where none is running. Idempotent and quiet when
 # everything is already there.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -19,6 +20,8 @@ command -v musl-gcc >/dev/null || need+=(musl-tools)
 command -v curl >/dev/null || need+=(curl)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v openssl >/dev/null || need+=(openssl)
+command -v chromium >/dev/null || need+=(chromium)
+command -v prometheus >/dev/null || need+=(prometheus)
 if ! docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null; then
   need+=(docker.io)
 fi

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod browser;
 pub mod figures;
 pub mod skip;
 pub use figures::{figure, target_dir};
@@ -46,6 +47,10 @@ pub enum Component {
     Etcdctl,
     /// docker-compose (the compose topology).
     Compose,
+    /// Chromium, driven headless over the DevTools protocol (the web console's test).
+    Chromium,
+    /// The Prometheus server (service discovery and scraping of the agents).
+    Prometheus,
 }
 
 impl Component {
@@ -55,6 +60,8 @@ impl Component {
             Component::Docker => "docker",
             Component::Etcdctl => "etcdctl",
             Component::Compose => "compose",
+            Component::Chromium => "chromium",
+            Component::Prometheus => "prometheus",
         }
     }
 
@@ -72,6 +79,12 @@ impl Component {
             Component::Compose => {
                 "install it with `scripts/install-deps.sh` (apt-get install docker-compose)"
             }
+            Component::Chromium => {
+                "install it with `scripts/install-deps.sh` (apt-get install --no-install-recommends chromium)"
+            }
+            Component::Prometheus => {
+                "install it with `scripts/install-deps.sh` (apt-get install --no-install-recommends prometheus)"
+            }
         }
     }
 
@@ -81,6 +94,8 @@ impl Component {
             Component::Docker => succeeds("docker", &["info", "--format", "{{.ServerVersion}}"]),
             Component::Etcdctl => succeeds("etcdctl", &["version"]),
             Component::Compose => succeeds("docker-compose", &["version"]),
+            Component::Chromium => succeeds(browser::CHROMIUM, &["--version"]),
+            Component::Prometheus => succeeds("prometheus", &["--version"]),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 const POLL_MS = 2000;
 const SPAN_MS = 15 * 60 * 1000;
+const MIN_SPAN_MS = 60 * 1000;
 const SECRET_KEY = "gru-secret";
 const PALETTE = ["#2459c7", "#d9480f", "#2b8a3e", "#ae3ec9", "#0b7285", "#e67700", "#5f3dc4", "#c2255c"];
 const SVG = "http://www.w3.org/2000/svg";
@@ -239,9 +240,22 @@ function renderEvents(overview) {
 
 const W = 640, H = 220, PAD = { left: 34, right: 34, top: 12, bottom: 22 };
 
+// The time axis: the last 15 minutes, or less while the history is younger (at least a
+// minute), so that a new cluster's first minutes are not a sliver at the right edge.
+function span(now) {
+  const oldest = state.samples.length ? state.samples[0].at : now;
+  return Math.min(SPAN_MS, Math.max(MIN_SPAN_MS, now - oldest));
+}
+
+function ago(ms) {
+  if (ms <= 0) return "now";
+  return ms >= 120000 ? `−${Math.round(ms / 60000)} min` : `−${Math.round(ms / 1000)} s`;
+}
+
 function chart(service, now, decisions) {
-  const from = now - SPAN_MS;
-  const x = (t) => PAD.left + ((t - from) / SPAN_MS) * (W - PAD.left - PAD.right);
+  const spanMs = span(now);
+  const from = now - spanMs;
+  const x = (t) => PAD.left + ((t - from) / spanMs) * (W - PAD.left - PAD.right);
   const y01 = (v) => H - PAD.bottom - v * (H - PAD.top - PAD.bottom);
   const samples = state.samples.filter((s) => s.at >= from && s.services[service]);
   const maxInstances = Math.max(1, ...samples.map((s) => s.services[service].instances),
@@ -258,10 +272,10 @@ function chart(service, now, decisions) {
   for (const n of [0, maxInstances]) {
     parts.push(svg("text", { class: "tick", x: W - PAD.right + 4, y: yInst(n) + 3 }, document.createTextNode(n)));
   }
-  for (let minutes = 15; minutes >= 0; minutes -= 5) {
-    const t = now - minutes * 60000;
-    parts.push(svg("text", { class: "tick", x: x(t), y: H - 6, "text-anchor": "middle" },
-      document.createTextNode(minutes ? `−${minutes} min` : "now")));
+  for (let step = 0; step <= 3; step += 1) {
+    const before = Math.round((spanMs * (3 - step)) / 3);
+    parts.push(svg("text", { class: "tick", x: x(now - before), y: H - 6, "text-anchor": step === 0 ? "start" : step === 3 ? "end" : "middle" },
+      document.createTextNode(ago(before))));
   }
   const thresholds = state.thresholds[service] || {};
   const names = Object.keys(thresholds).sort();
@@ -302,7 +316,7 @@ function chart(service, now, decisions) {
         : `M${px - 5},${PAD.top}L${px},${PAD.top + 8}L${px + 5},${PAD.top}Z` })));
   }
   legend.push(el("span", {}, el("i", { class: "decision-key" }), `decisions (${marks.length})`));
-  const figure = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `${service} over the last 15 minutes` }, ...parts);
+  const figure = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `${service} over the last ${ago(spanMs).slice(1)}` }, ...parts);
   const card = el("div", { class: "chart", "data-service": service },
     el("h3", { text: service }), figure, el("div", { class: "legend" }, ...legend));
   // Legend swatches take their colour from the data (no inline style attributes: CSP).
