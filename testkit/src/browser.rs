@@ -393,7 +393,7 @@ pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
         } as u32)
     };
     let bytes: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
