@@ -1290,3 +1290,183 @@ async fn a_thousand_random_requests_get_no_server_error() {
         "the server still answers"
     );
 }
+
+/// `node` as a peer of `api`'s agent, registered at `port` on loopback.
+fn add_peer(api: &Api, node: &str, port: u16, active: bool) {
+    api.shared.knowledge().peers.nodes.insert(
+        node.to_owned(),
+        gru_agent::runtime::state::Peer {
+            address: "127.0.0.1".to_owned(),
+            port,
+            active,
+            base_services: vec!["cache".to_owned()],
+        },
+    );
+}
+
+#[tokio::test]
+async fn the_console_is_served_and_loads_nothing_from_elsewhere() {
+    let api = Api::seeded().await;
+    for (path, content_type) in [
+        ("/ui", "text/html; charset=utf-8"),
+        ("/ui/", "text/html; charset=utf-8"),
+        ("/ui/app.js", "text/javascript; charset=utf-8"),
+        ("/ui/app.css", "text/css; charset=utf-8"),
+    ] {
+        let reply = api.get(path).await;
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(reply.header("content-type"), Some(content_type), "{path}");
+        let text = String::from_utf8(reply.body).expect("UTF-8");
+        // The only absolute URL an asset may hold is SVG's namespace: no CDN, no font
+        // service, no tracker (the browser may have no internet).
+        let elsewhere: Vec<&str> = text
+            .match_indices("http")
+            .map(|(i, _)| &text[i..text.len().min(i + 40)])
+            .filter(|url| url.starts_with("http://") || url.starts_with("https://"))
+            .filter(|url| !url.starts_with("http://www.w3.org/2000/svg"))
+            .collect();
+        assert!(
+            elsewhere.is_empty(),
+            "{path} loads from elsewhere: {elsewhere:?}"
+        );
+    }
+    let index = api.get("/ui").await;
+    let policy = index.header("content-security-policy").unwrap_or_default();
+    assert!(policy.contains("default-src 'self'"), "{policy}");
+    let html = String::from_utf8_lossy(&index.body);
+    assert!(html.contains("src=\"/ui/app.js\"") && html.contains("href=\"/ui/app.css\""));
+}
+
+#[tokio::test]
+async fn service_discovery_lists_every_registered_node_with_its_labels() {
+    let api = Api::seeded().await;
+    assert_eq!(api.get("/gru/v1/sd").await.json(), json!([]));
+    add_peer(&api, "node-1", 8080, true);
+    add_peer(&api, "node-2", 8081, false);
+    let groups = api.get("/gru/v1/sd").await.json();
+    assert_eq!(
+        groups,
+        json!([
+            {"targets": ["127.0.0.1:8080"],
+             "labels": {"cluster": "demo", "node": "node-1", "__metrics_path__": "/metrics"}},
+            {"targets": ["127.0.0.1:8081"],
+             "labels": {"cluster": "demo", "node": "node-2", "__metrics_path__": "/metrics"}},
+        ]),
+        "an inactive node's agent still serves /metrics: it is a target"
+    );
+}
+
+#[tokio::test]
+async fn the_cluster_overview_asks_every_node_and_says_why_one_is_silent() {
+    let api = Api::seeded().await;
+    add_peer(&api, "node-1", api.addr.port(), true);
+    // Nothing listens there: the node is listed, with why it has no answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_port = silent.local_addr().expect("addr").port();
+    drop(silent);
+    add_peer(&api, "node-2", silent_port, false);
+    let overview = api.get("/gru/v1/cluster").await.json();
+    assert_eq!(overview["cluster"], "demo");
+    assert_eq!(overview["served_by"], "node-1");
+    assert!(overview["services"]["frontend"]["min_instances"].is_u64());
+    let nodes = overview["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes.len(), 2);
+    let (one, two) = (&nodes[0], &nodes[1]);
+    assert_eq!(one["node"], "node-1");
+    assert_eq!(one["error"], Value::Null, "{one}");
+    assert_eq!(
+        one["services"]["services"]["backend"]["instances"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "node-1's own /gru/v1/services: {one}"
+    );
+    assert!(one["actions"]["actions"].is_array(), "{one}");
+    assert!(one["decisions"].is_array(), "{one}");
+    assert_eq!(two["node"], "node-2");
+    assert_eq!(two["active"], false);
+    assert!(
+        two["error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&silent_port.to_string())),
+        "{two}"
+    );
+    assert_eq!(two["services"], Value::Null);
+}
+
+#[tokio::test]
+async fn commands_through_the_cluster_route_need_the_secret_and_reach_the_node() {
+    let mut api = Api::seeded().await;
+    add_peer(&api, "node-1", api.addr.port(), true);
+    let path = "/gru/v1/cluster/nodes/node-1/commands";
+    let body = br#"{"name":"start-service","service":"backend"}"#;
+    assert_eq!(api.post(path, None, body).await.status, 401);
+    let wrong = "0f1e2d3c4b5a69788796a5b4c3d2e1f1";
+    assert_eq!(api.post(path, Some(wrong), body).await.status, 403);
+    assert!(
+        api.commands().try_recv().is_err(),
+        "refused commands reach no node"
+    );
+    let unknown = api
+        .post("/gru/v1/cluster/nodes/node-9/commands", Some(SECRET), body)
+        .await;
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+    // The node's own answer comes back: a service it does not know is its 404.
+    let refused = api
+        .post(
+            path,
+            Some(SECRET),
+            br#"{"name":"start-service","service":"nope"}"#,
+        )
+        .await;
+    assert_eq!(refused.status, 404, "{refused:?}");
+    let accepted = api.post(path, Some(SECRET), body).await;
+    assert_eq!(accepted.status, 202, "{accepted:?}");
+    assert_eq!(
+        api.commands().try_recv().ok(),
+        Some(AgentCommand::StartService {
+            service: "backend".to_owned()
+        })
+    );
+}
+
+#[tokio::test]
+async fn history_holds_acting_decisions_and_answers_what_is_newer() {
+    let api = Api::seeded().await;
+    let everything = api.get("/gru/v1/history").await.json();
+    assert_eq!(everything["span_ms"], 900_000);
+    let marks = everything["decisions"]
+        .as_array()
+        .expect("decisions")
+        .clone();
+    assert!(
+        marks.len() >= 2,
+        "the seeded scale-outs are marks: {marks:?}"
+    );
+    assert!(
+        marks.iter().all(|d| d["action"]["kind"] != "none"),
+        "no-action decisions are not marks: {marks:?}"
+    );
+    let newest = {
+        let k = api.shared.knowledge();
+        k.decisions
+            .iter()
+            .filter(|d| !d.action.is_none())
+            .map(|d| d.at)
+            .max()
+    };
+    let Millis(newest) = newest.expect("seeded scale-outs");
+    let after = api
+        .get(&format!("/gru/v1/history?since={}", newest - 1))
+        .await
+        .json();
+    assert_eq!(after["decisions"].as_array().map(Vec::len), Some(1));
+    let after = api
+        .get(&format!("/gru/v1/history?since={newest}&samples=false"))
+        .await
+        .json();
+    assert_eq!(after["decisions"], json!([]));
+    assert_eq!(after["samples"], json!([]));
+    let bad = api.get("/gru/v1/history?since=yesterday").await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+}
