@@ -152,6 +152,32 @@ fn the_console_shows_the_cluster_and_a_scale_out_within_five_seconds() {
         why.as_str().is_some_and(|w| w.contains("scale-out")),
         "the decision log has no scale-out with its why: {why}"
     );
+    // The analytic that drove it, charted against its threshold (the line is drawn from
+    // the agent's samples, one per 2 s: it needs two of them above the threshold).
+    let above_threshold = "(() => { const chart = document.querySelector('.chart[data-service=\"web\"]'); \
+           const limit = chart.querySelector('line[data-threshold=\"resp_time_ratio:out\"]'); \
+           if (!limit) return false; \
+           const points = [...chart.querySelectorAll('polyline[data-value=\"resp_time_ratio\"]')] \
+             .flatMap(l => l.getAttribute('points').trim().split(' ')); \
+           return points.filter(p => +p.split(',')[1] < +limit.getAttribute('y1')).length >= 2; })()";
+    let waited = Instant::now();
+    let mut charted = None;
+    while waited.elapsed() < Duration::from_secs(10) {
+        for agent in &agents {
+            let _ = agent.push_stat(&bed.secret, "web", "execution_time", "800");
+        }
+        if browser.eval(above_threshold) == serde_json::Value::Bool(true) {
+            charted = Some(waited.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        charted.is_some(),
+        "web's chart has no resp_time_ratio above its scale-out threshold: {}\n{}",
+        browser.eval("document.querySelector('.chart[data-service=\"web\"] svg').outerHTML"),
+        agents[0].get_json("/gru/v1/history").unwrap_or_default()
+    );
     browser.screenshot(&screenshot_path("console-1280x800.png"), true);
 
     let errors = browser.console_errors();

@@ -282,9 +282,21 @@ function chart(service, now, decisions) {
   const legend = [el("span", {}, el("i", { class: "instances-key" }), "instances (right axis)")];
   names.forEach((name, index) => {
     const color = PALETTE[index % PALETTE.length];
-    const points = samples.filter((s) => s.services[service].values[name] !== null && s.services[service].values[name] !== undefined)
-      .map((s) => `${x(s.at).toFixed(1)},${y01(Math.min(1, Math.max(0, s.services[service].values[name]))).toFixed(1)}`);
-    if (points.length) parts.push(svg("polyline", { class: "value-line", stroke: color, points: points.join(" "), "data-value": name }));
+    // One line per stretch of samples with a value: an unavailable value is a gap.
+    const stretches = [[]];
+    for (const s of samples) {
+      const v = s.services[service].values[name];
+      if (v === null || v === undefined) { if (stretches[stretches.length - 1].length) stretches.push([]); continue; }
+      stretches[stretches.length - 1].push(`${x(s.at).toFixed(1)},${y01(Math.min(1, Math.max(0, v))).toFixed(1)}`);
+    }
+    for (const points of stretches.filter((p) => p.length)) {
+      if (points.length === 1) {
+        const [px, py] = points[0].split(",");
+        parts.push(svg("circle", { class: "value-dot", fill: color, cx: px, cy: py, r: 2, "data-value": name }));
+      } else {
+        parts.push(svg("polyline", { class: "value-line", stroke: color, points: points.join(" "), "data-value": name }));
+      }
+    }
     const limits = thresholds[name];
     for (const [key, label] of [["scale_out", "out"], ["scale_in", "in"]]) {
       if (limits[key] === null || limits[key] === undefined) continue;
