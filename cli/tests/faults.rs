@@ -1422,6 +1422,7 @@ fn every_state_changing_route_refuses_missing_wrong_and_replayed_credentials() {
         ("POST", "/gru/v1/commands"),
         ("POST", "/gru/v1/stats/user/{service}/{metric}"),
         ("POST", "/gru/v1/gossip"),
+        ("POST", "/gru/v1/cluster/nodes/{node}/commands"),
     ]
     .into_iter()
     .map(|(m, p)| (m.to_owned(), p.to_owned()))
@@ -1441,8 +1442,15 @@ fn every_state_changing_route_refuses_missing_wrong_and_replayed_credentials() {
         format!("{secret} {secret}"),
     ];
     near_misses.retain(|token| *token != secret);
-    let bearer_routes: [(&str, &[u8], u16); 2] = [
+    // The console's route passes a command to a node (here n1 itself) once the secret is
+    // checked: after the first route stopped the loop, it starts it again.
+    let bearer_routes: [(&str, &[u8], u16); 3] = [
         ("/gru/v1/commands", br#"{"name":"stop"}"#, 202),
+        (
+            "/gru/v1/cluster/nodes/n1/commands",
+            br#"{"name":"start"}"#,
+            202,
+        ),
         ("/gru/v1/stats/user/web/queue_len", b"7", 200),
     ];
     let mut replays = Vec::new();
@@ -1471,6 +1479,9 @@ fn every_state_changing_route_refuses_missing_wrong_and_replayed_credentials() {
         // Nothing refused took effect; the right request does.
         let effect = || match path {
             "/gru/v1/commands" => get_json(&agent, "/gru/v1/node")["active"] == false,
+            "/gru/v1/cluster/nodes/n1/commands" => {
+                get_json(&agent, "/gru/v1/node")["active"] == true
+            }
             _ => get_json(&agent, "/gru/v1/stats")["services"]["web"]["pushed"]
                 .get("queue_len")
                 .is_some(),
@@ -1574,10 +1585,17 @@ fn every_state_changing_route_refuses_missing_wrong_and_replayed_credentials() {
         "/gru/v1/gossip",
         "/gru/v1/commands",
         "/gru/v1/stats/user/web/queue_len",
+        "/gru/v1/history",
+        "/gru/v1/cluster",
+        "/gru/v1/sd",
+        "/gru/v1/cluster/nodes/n1/commands",
+        "/ui",
     ] {
         for method in ["POST", "PUT", "DELETE", "PATCH"] {
             let route = if path.starts_with("/gru/v1/stats/user/") {
                 "/gru/v1/stats/user/{service}/{metric}"
+            } else if path.starts_with("/gru/v1/cluster/nodes/") {
+                "/gru/v1/cluster/nodes/{node}/commands"
             } else {
                 path
             };
