@@ -32,6 +32,11 @@
 //!
 //!   cargo bench -p gru-agent --bench planner            # or: scripts/bench.sh planner
 //!   cargo bench -p gru-agent --bench planner -- --iterations 5000
+//!   cargo bench -p gru-agent --bench planner -- --only plan   # or swap, view: one case group
+//!
+//! `--only` runs one group of cases (`plan`, `swap`, or `view`: merge, read and receive),
+//! e.g. under `valgrind --tool=callgrind`, whose instruction counts compare two builds
+//! even on a busy machine; the last line then holds that group's figures only.
 //!
 //! Last line: `plan_us_per_tick_100x10=... plan_us_per_tick_100x10_swap=...
 //! view_merge_us_1000=... view_read_us_1000=... gossip_receive_us_1000=...
@@ -92,6 +97,17 @@ fn main() {
         None if measuring => DEFAULT_ITERATIONS,
         None => SMOKE_ITERATIONS,
     };
+    let only = match args.iter().position(|a| a == "--only") {
+        Some(i) => match args.get(i + 1).map(String::as_str) {
+            Some(group @ ("plan" | "swap" | "view")) => Some(group),
+            _ => {
+                eprintln!("planner bench: --only takes plan, swap or view");
+                std::process::exit(64);
+            }
+        },
+        None => None,
+    };
+    let runs_group = |group: &str| only.is_none_or(|only| only == group);
     let warm_up = if measuring { WARM_UP_ITERATIONS } else { 0 };
     println!(
         "planner bench: up to {iterations} timed iterations per case (at least {} unless fewer are asked, then until the case has run {} s) after {warm_up} of warm-up{}",
@@ -108,19 +124,26 @@ fn main() {
         warm_up,
         iterations,
     };
-    let plan = plan_case(false, runs);
-    let plan_swap = plan_case(true, runs);
-    let view = view_cases(runs);
-
-    println!(
-        "plan_us_per_tick_100x10={:.1} plan_us_per_tick_100x10_swap={:.1} view_merge_us_1000={:.1} view_read_us_1000={:.1} gossip_receive_us_1000={:.1} gossip_msg_bytes_1000={}",
-        plan.median,
-        plan_swap.median,
-        view.merge.median,
-        view.read.median,
-        view.receive.median,
-        view.message_bytes
-    );
+    let mut figures = Vec::new();
+    if runs_group("plan") {
+        let plan = plan_case(false, runs);
+        figures.push(format!("plan_us_per_tick_100x10={:.1}", plan.median));
+    }
+    if runs_group("swap") {
+        let plan_swap = plan_case(true, runs);
+        figures.push(format!(
+            "plan_us_per_tick_100x10_swap={:.1}",
+            plan_swap.median
+        ));
+    }
+    if runs_group("view") {
+        let view = view_cases(runs);
+        figures.push(format!("view_merge_us_1000={:.1}", view.merge.median));
+        figures.push(format!("view_read_us_1000={:.1}", view.read.median));
+        figures.push(format!("gossip_receive_us_1000={:.1}", view.receive.median));
+        figures.push(format!("gossip_msg_bytes_1000={}", view.message_bytes));
+    }
+    println!("{}", figures.join(" "));
 }
 
 /// How many iterations a case runs.
@@ -271,7 +294,7 @@ fn plan_case(swap: bool, runs: Runs) -> Summary {
             now,
         };
         let began = Instant::now();
-        let planned = tick::plan(black_box(&input), &state, &mut rng);
+        let planned = one_tick(black_box(&input), &state, &mut rng);
         let took = began.elapsed();
         if runs.timed(i) {
             samples.push(took);
@@ -293,6 +316,13 @@ fn plan_case(swap: bool, runs: Runs) -> Summary {
         ""
     );
     summary
+}
+
+/// One timed tick, never inlined, so that a profiler (`valgrind --tool=callgrind
+/// --toggle-collect=planner::one_tick`) counts the tick alone.
+#[inline(never)]
+fn one_tick(input: &PlanInput<'_>, state: &PlannerState, rng: &mut StdRng) -> tick::Planned {
+    tick::plan(input, state, rng)
 }
 
 /// The figures of the view's cases and the message's size.
