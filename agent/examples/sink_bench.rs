@@ -140,7 +140,7 @@ fn decision(tick: u64, at: Millis, services: usize) -> Decision {
         action: Action::None,
         weight: 1.0 - weight,
         explanation: Default::default(),
-        blocked_by: vec![],
+        blocked_by: Default::default(),
         clamped: None,
     }];
     for s in 0..services {
@@ -158,7 +158,7 @@ fn decision(tick: u64, at: Millis, services: usize) -> Decision {
                 action,
                 weight,
                 explanation: "cpu_avg 0.80 > 0.75".into(),
-                blocked_by: vec![],
+                blocked_by: Default::default(),
                 clamped: None,
             });
         }

@@ -92,7 +92,7 @@ fn decision(at: u64, scale_out_weight: f64) -> Decision {
                 action: Action::None,
                 weight: 1.0 - scale_out_weight,
                 explanation: "1 - max(others)".into(),
-                blocked_by: Vec::new(),
+                blocked_by: Default::default(),
                 clamped: None,
             },
             CandidateWeight {
@@ -102,7 +102,7 @@ fn decision(at: u64, scale_out_weight: f64) -> Decision {
                 },
                 weight: scale_out_weight,
                 explanation: "cpu_load 0.90 > 0.75".into(),
-                blocked_by: Vec::new(),
+                blocked_by: Default::default(),
                 clamped: None,
             },
         ],

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gru_agent::mape::{Action, AnalyticValue, CandidateWeight, Decision, Millis, WindowSettings};
+use gru_agent::mape::{
+    Action, AnalyticValue, BlockedBy, CandidateWeight, Decision, Millis, WindowSettings,
+};
 use gru_agent::runtime::{InstanceInfo, Knowledge};
 use gru_agent::telemetry::{
     FieldValue, InfluxWriter, NodeFacts, Origin, Point, PointBuffer, SinkSettings, Telemetry,
@@ -97,9 +99,9 @@ fn decision(at: Millis) -> Decision {
         weight,
         explanation: Default::default(),
         blocked_by: if blocked {
-            vec!["cooldown-in".into()]
+            vec!["cooldown-in".to_owned()].into()
         } else {
-            vec![]
+            BlockedBy::default()
         },
         clamped: None,
     };

@@ -873,7 +873,7 @@ mod tests {
                     },
                     weight: f64::from(at as u32) / 100.0,
                     explanation: Default::default(),
-                    blocked_by: Vec::new(),
+                    blocked_by: Default::default(),
                     clamped: None,
                 }],
                 draw: None,

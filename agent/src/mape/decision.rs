@@ -9,6 +9,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::blocked::BlockedBy;
 use super::explanation::Explanation;
 use super::millis::Millis;
 
@@ -64,7 +65,7 @@ pub struct CandidateWeight {
     /// out because they were unavailable.
     pub explanation: Explanation,
     /// The guards that removed this candidate before the draw; empty when it was eligible.
-    pub blocked_by: Vec<String>,
+    pub blocked_by: BlockedBy,
     /// A guard that reduced the action without removing it (a clamped step).
     pub clamped: Option<String>,
 }
@@ -119,7 +120,7 @@ mod tests {
                 },
                 weight: 0.5,
                 explanation: "cpu_avg 0.90 vs 0.20".into(),
-                blocked_by: vec!["cooldown-out ends in 3 s".to_owned()],
+                blocked_by: vec!["cooldown-out ends in 3 s".to_owned()].into(),
                 clamped: None,
             }],
             draw: Some(0.25),

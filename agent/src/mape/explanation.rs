@@ -52,9 +52,9 @@ pub(super) enum Direction {
 }
 
 /// The values of a weighing in one buffer (one allocation per explanation), each term as
-/// written by [`Terms::push`]: a byte saying which of its (up to two) numbers follow, the
-/// numbers, then its name and the reason it was left out (empty when it was not), each
-/// preceded by its length.
+/// written by [`Terms::push`]: a byte of flags saying which of its (up to two) numbers
+/// follow and whether a reason does, the numbers, its name preceded by its length, then the
+/// reason it was left out (only when it was), preceded by its length.
 #[derive(Clone, Default)]
 struct Terms {
     bytes: Vec<u8>,
@@ -63,6 +63,9 @@ struct Terms {
 /// A term's numbers: a rule's value, or a swap's running and candidate values; `None` for
 /// one that is left out.
 type Numbers = [Option<f64>; 2];
+
+/// The flag of a term that has a reason (bits 0 and 1 say which numbers it has).
+const HAS_REASON: u8 = 1 << 2;
 
 impl Terms {
     fn with_capacity(values: usize) -> Terms {
@@ -73,46 +76,68 @@ impl Terms {
 
     /// Adds a value named `name`; `reason` writes why it was left out, if it was.
     fn push(&mut self, name: &str, numbers: Numbers, reason: impl FnOnce(&mut String)) {
-        let present = u8::from(numbers[0].is_some()) | (u8::from(numbers[1].is_some()) << 1);
-        self.bytes.push(present);
-        for number in numbers.into_iter().flatten() {
-            self.bytes.extend_from_slice(&number.to_le_bytes());
-        }
-        self.push_text(name);
         let mut why = String::new();
         reason(&mut why);
-        self.push_text(&why);
-    }
-
-    fn push_text(&mut self, text: &str) {
-        let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
-        self.bytes.extend_from_slice(&len.to_le_bytes());
-        self.bytes
-            .extend_from_slice(&text.as_bytes()[..len as usize]);
+        let flags = u8::from(numbers[0].is_some())
+            | (u8::from(numbers[1].is_some()) << 1)
+            | if why.is_empty() { 0 } else { HAS_REASON };
+        // The flags, the numbers and the name's length, written at once.
+        let mut head = [0; 1 + 2 * 8 + 4];
+        head[0] = flags;
+        let mut at = 1;
+        for number in numbers.into_iter().flatten() {
+            head[at..at + 8].copy_from_slice(&number.to_le_bytes());
+            at += 8;
+        }
+        let name = text_len(name);
+        head[at..at + 4].copy_from_slice(&(name.len() as u32).to_le_bytes());
+        at += 4;
+        self.bytes.reserve(at + name.len());
+        self.bytes.extend_from_slice(&head[..at]);
+        self.bytes.extend_from_slice(name.as_bytes());
+        if !why.is_empty() {
+            let why = text_len(&why);
+            self.bytes
+                .extend_from_slice(&(why.len() as u32).to_le_bytes());
+            self.bytes.extend_from_slice(why.as_bytes());
+        }
     }
 
     /// Each term's name, reason and numbers, in the order they were pushed.
     fn iter(&self) -> impl Iterator<Item = (&str, &str, Numbers)> {
         let mut rest = self.bytes.as_slice();
         std::iter::from_fn(move || {
-            let (&present, after) = rest.split_first()?;
+            let (&flags, after) = rest.split_first()?;
             rest = after;
             let mut numbers = [None, None];
             for (slot, number) in numbers.iter_mut().enumerate() {
-                if present & (1 << slot) != 0 {
+                if flags & (1 << slot) != 0 {
                     let (bytes, after) = rest.split_first_chunk::<8>()?;
                     *number = Some(f64::from_le_bytes(*bytes));
                     rest = after;
                 }
             }
             let name = take_text(&mut rest)?;
-            let reason = take_text(&mut rest)?;
+            let reason = if flags & HAS_REASON != 0 {
+                take_text(&mut rest)?
+            } else {
+                ""
+            };
             Some((name, reason, numbers))
         })
     }
 }
 
-/// The text [`Terms::push_text`] wrote at the start of `rest`, which moves past it.
+/// `text`, cut to what a length of 32 bits can say (on a character boundary).
+fn text_len(text: &str) -> &str {
+    let mut end = text.len().min(u32::MAX as usize);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The text [`Terms::push`] wrote at the start of `rest`, which moves past it.
 fn take_text<'a>(rest: &mut &'a [u8]) -> Option<&'a str> {
     let (len, after) = rest.split_first_chunk::<4>()?;
     let len = u32::from_le_bytes(*len) as usize;

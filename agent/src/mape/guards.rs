@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::config::{PolicyConfig, PolicyRule};
 
+use super::blocked::{Cooldown, Hold};
 use super::decision::Action;
 use super::knowledge::{LastScale, PlannerState, ServiceSnapshot};
 use super::millis::{Millis, whole_secs_ceil};
@@ -55,20 +56,19 @@ impl Guards<'_> {
         let blocked = &mut candidate.blocked_by;
         // A target-tracking decision is filled by every agent with room, not only this one.
         if service.free_slots_here == 0 && !tracks {
-            blocked.push("no free resources on this node for another instance".to_owned());
+            blocked.push(Hold::NoFreeResources);
         }
         let counted = service
             .counted_instances()
             .saturating_add(service.pending_here);
         let room_to_max = service.max_instances.map(|max| max.saturating_sub(counted));
         if let (Some(max), Some(0)) = (service.max_instances, room_to_max) {
-            blocked.push(format!(
-                "MaxInstances {max} reached ({counted} running or starting)"
-            ));
+            blocked.push(Hold::MaxInstancesReached { max, counted });
         }
         blocked.extend(self.period(rule, candidate.breach_started));
         blocked.extend(cooldown(
-            || "cooldown-out".to_owned(),
+            Cooldown::Out,
+            || None,
             self.last_scale(service).scaled_out,
             policy.cooldown_out_secs,
             self.now,
@@ -101,19 +101,19 @@ impl Guards<'_> {
         let blocked = &mut candidate.blocked_by;
         // A target-tracking decision is carried out by the agents that run instances.
         if service.running_here == 0 && !tracks {
-            blocked.push("no instance running on this node".to_owned());
+            blocked.push(Hold::NoInstanceHere);
         }
         let counted = service.counted_instances();
         let room_to_min = counted.saturating_sub(service.min_instances);
         if room_to_min == 0 {
-            blocked.push(format!(
-                "MinInstances {} reached ({counted} running)",
-                service.min_instances
-            ));
+            blocked.push(Hold::MinInstancesReached {
+                min: service.min_instances,
+                counted,
+            });
         }
         let keep_here = u32::from(service.base_service);
         if service.base_service && service.running_here == 1 && !tracks {
-            blocked.push("base service of this node: its last instance here stays".to_owned());
+            blocked.push(Hold::BaseServiceKeepsLast);
         }
         blocked.extend(self.period(rule, candidate.breach_started));
         // A step waits CooldownIn after any scale action, so it does not undo a scale-out;
@@ -121,7 +121,8 @@ impl Guards<'_> {
         // for the last scale-in.
         let last = self.last_scale(service);
         blocked.extend(cooldown(
-            || "cooldown-in".to_owned(),
+            Cooldown::In,
+            || None,
             if tracks {
                 last.scaled_in
             } else {
@@ -155,42 +156,48 @@ impl Guards<'_> {
         let (start_policy, stop_policy) = (start.policy(self.policy), stop.policy(self.policy));
         let blocked = &mut candidate.blocked_by;
         if start.free_slots_here > 0 {
-            blocked.push(format!(
-                "{} fits on this node without stopping {}",
-                start.name, stop.name
-            ));
+            blocked.push(Hold::FitsWithoutStopping {
+                start: start.name.clone(),
+                stop: stop.name.clone(),
+            });
         }
         if stop.cpu_number != start.cpu_number {
-            blocked.push(format!(
-                "cpunumber differs ({} {}, {} {})",
-                stop.name, stop.cpu_number, start.name, start.cpu_number
-            ));
+            blocked.push(Hold::CpuNumberDiffers {
+                stop: stop.name.clone(),
+                stop_cpus: stop.cpu_number,
+                start: start.name.clone(),
+                start_cpus: start.cpu_number,
+            });
         }
         if stop.base_service && stop.running_here < 2 {
-            blocked.push(format!(
-                "{} is a base service of this node with one instance here",
-                stop.name
-            ));
+            blocked.push(Hold::LastBaseInstance {
+                stop: stop.name.clone(),
+            });
         }
         if stop.counted_instances() <= stop.min_instances {
-            blocked.push(format!(
-                "{} would fall below MinInstances {}",
-                stop.name, stop.min_instances
-            ));
+            blocked.push(Hold::BelowMinInstances {
+                stop: stop.name.clone(),
+                min: stop.min_instances,
+            });
         }
         let start_counted = start.counted_instances().saturating_add(start.pending_here);
         if let Some(max) = start.max_instances.filter(|max| start_counted >= *max) {
-            blocked.push(format!("{} is at MaxInstances {max}", start.name));
+            blocked.push(Hold::AtMaxInstances {
+                start: start.name.clone(),
+                max,
+            });
         }
         blocked.extend(self.period(&self.policy.swap, candidate.breach_started));
         blocked.extend(cooldown(
-            || format!("cooldown-out of {}", start.name),
+            Cooldown::Out,
+            || Some(start.name.clone()),
             self.last_scale(start).scaled_out,
             start_policy.cooldown_out_secs,
             self.now,
         ));
         blocked.extend(cooldown(
-            || format!("cooldown-in of {}", stop.name),
+            Cooldown::In,
+            || Some(stop.name.clone()),
             self.last_scale(stop).latest(),
             stop_policy.cooldown_in_secs,
             self.now,
@@ -199,28 +206,31 @@ impl Guards<'_> {
 
     /// Holds an action whose breach, which `started` then, has not yet lasted the rule's
     /// `Period`. An action with no breach (weight 0) is not held: it cannot be drawn anyway.
-    fn period(&self, rule: &PolicyRule, started: Option<Millis>) -> Option<String> {
+    fn period(&self, rule: &PolicyRule, started: Option<Millis>) -> Option<Hold> {
         let started = started?;
         let sustained = self.now.since(started);
-        (sustained < Duration::from_secs(rule.period_secs)).then(|| {
-            format!(
-                "breach sustained {} s of the {} s Period",
-                sustained.as_secs(),
-                rule.period_secs
-            )
+        (sustained < Duration::from_secs(rule.period_secs)).then(|| Hold::Period {
+            sustained_secs: sustained.as_secs(),
+            period_secs: rule.period_secs,
         })
     }
 }
 
-/// Holds an action taken less than `cooldown_secs` ago (the label is written only then).
+/// Holds an action taken less than `cooldown_secs` ago: the cooldown of `direction`, of the
+/// candidate's service or of the one `of` names (asked only then).
 fn cooldown(
-    label: impl FnOnce() -> String,
+    direction: Cooldown,
+    of: impl FnOnce() -> Option<String>,
     last: Option<Millis>,
     cooldown_secs: u64,
     now: Millis,
-) -> Option<String> {
+) -> Option<Hold> {
     let ends = last?.plus(Duration::from_secs(cooldown_secs));
-    (now < ends).then(|| format!("{} ends in {} s", label(), whole_secs_ceil(ends.since(now))))
+    (now < ends).then(|| Hold::Cooldown {
+        direction,
+        of: of(),
+        ends_in_secs: whole_secs_ceil(ends.since(now)),
+    })
 }
 
 /// The instances a scale candidate adds or removes (1 for a swap).

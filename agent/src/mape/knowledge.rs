@@ -15,6 +15,7 @@ use common::config::{PolicyConfig, ServiceDescriptor};
 use serde::{Deserialize, Serialize};
 
 use super::analyze::AnalyticValue;
+use super::cursor::Cursor;
 use super::decision::Action;
 use super::millis::Millis;
 use super::smoothing::Smoother;
@@ -101,6 +102,22 @@ impl ServiceSnapshot {
 
     /// A value named by a policy rule: a base metric or an analytic.
     pub fn value(&self, name: &str) -> AnalyticValue {
+        self.value_at(name, &mut self.values())
+    }
+
+    /// A reader of this service's values, for [`ServiceSnapshot::value_at`]: a rule's
+    /// names are looked up through one.
+    pub(super) fn values(&self) -> AnalyticsCursor<'_> {
+        Cursor::new(&self.analytics)
+    }
+
+    /// A value named by a policy rule: a base metric or an analytic, the analytic found
+    /// through `cursor` (one of this service's [`ServiceSnapshot::values`]).
+    pub(super) fn value_at<'a>(
+        &self,
+        name: &'a str,
+        cursor: &mut AnalyticsCursor<'a>,
+    ) -> AnalyticValue {
         let base = match common::config::base_metric(name) {
             Some("cpu_avg") => Some(self.cpu_avg),
             Some("mem_avg") => Some(self.mem_avg),
@@ -109,12 +126,18 @@ impl ServiceSnapshot {
         match base {
             Some(Some(value)) => AnalyticValue::Available(value),
             Some(None) => AnalyticValue::unavailable(format!("no warmed-up sample of {name}")),
-            None => self.analytics.get(name).cloned().unwrap_or_else(|| {
-                AnalyticValue::unavailable(format!("not evaluated for service {}", self.name))
-            }),
+            None => cursor
+                .get(name)
+                .map(|(_, value)| value.clone())
+                .unwrap_or_else(|| {
+                    AnalyticValue::unavailable(format!("not evaluated for service {}", self.name))
+                }),
         }
     }
 }
+
+/// A reader of a service's analytics by name (see [`Cursor`]).
+pub(super) type AnalyticsCursor<'a> = Cursor<'a, String, AnalyticValue>;
 
 /// When a service was last scaled in each direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

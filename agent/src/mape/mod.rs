@@ -22,12 +22,15 @@
 //! * [`target`]: target tracking's count, growth limit and stabilization;
 //! * [`smoothing`]: a rule's `Window` over its inputs (sliding mean or EWMA);
 //! * [`decision`]: [`Decision`], [`Action`], [`CandidateWeight`];
-//! * [`explanation`]: [`Explanation`], how a weight came about, written out when read.
+//! * [`explanation`]: [`Explanation`], how a weight came about, written out when read;
+//! * [`blocked`]: [`BlockedBy`], the guards that removed a candidate, written out when read.
 //!
 //! Architecture invariant: nothing under `mape/` imports the async runtime, the Docker,
 //! etcd or HTTP crates, or reads a clock; the test below reads these files to keep it so.
 
 pub mod analyze;
+pub mod blocked;
+mod cursor;
 pub mod decision;
 pub mod explanation;
 mod guards;
@@ -41,6 +44,7 @@ pub mod weights;
 pub mod window;
 
 pub use analyze::{AnalyticValue, CompiledAnalytics};
+pub use blocked::BlockedBy;
 pub use decision::{Action, CandidateWeight, Decision};
 pub use explanation::Explanation;
 pub use knowledge::{LastScale, PlannerState, ServiceSnapshot};

@@ -18,9 +18,10 @@ use common::config::{BASE_METRICS, PlannerStrategy, PolicyConfig, PolicyRule};
 use rand::Rng;
 
 use super::analyze::AnalyticValue;
+use super::blocked::BlockedBy;
 use super::decision::{Action, CandidateWeight, Decision};
 use super::guards::Guards;
-use super::knowledge::{Key, PlannerState, ServiceSnapshot};
+use super::knowledge::{AnalyticsCursor, Key, PlannerState, ServiceSnapshot};
 use super::millis::Millis;
 use super::smoothing::Smoother;
 use super::strategy::{self, Pick};
@@ -44,7 +45,7 @@ pub(super) struct Candidate {
     /// Greedy's tie-break: lower is safer.
     pub(super) safety: u8,
     pub(super) weighing: Weighing,
-    pub(super) blocked_by: Vec<String>,
+    pub(super) blocked_by: BlockedBy,
     pub(super) clamped: Option<String>,
     /// The services it acts on, among the planner's services (sorted by name).
     pub(super) subject: Subject,
@@ -179,7 +180,7 @@ fn no_action(weight: f64, explanation: String) -> Candidate {
             weight,
             explanation: explanation.into(),
         },
-        blocked_by: Vec::new(),
+        blocked_by: BlockedBy::default(),
         clamped: None,
         subject: Subject::Nothing,
         breach_started: None,
@@ -198,9 +199,10 @@ fn weigh_candidates(
     let mut candidates = Vec::with_capacity(2 * services.len() + 1);
     // "No action" comes first; it is weighed once the others are (weight 0 until then).
     candidates.push(no_action(0.0, String::new()));
-    // One buffer for every rule's values (they are weighed one rule at a time), and one for
-    // the values as looked up, shared by a service's two rules when they name the same.
-    let mut values = Vec::new();
+    // One buffer for the values as looked up, shared by a service's two rules when they
+    // name the same, and one for every rule's values after its `Missing` and `Window`
+    // (rules that have neither weigh the values as looked up).
+    let mut transformed = Vec::new();
     let mut looked_up = Vec::new();
     for (index, service) in services.iter().enumerate() {
         let policy = service.policy(cluster_policy);
@@ -208,10 +210,23 @@ fn weigh_candidates(
         if policy.scaleout.enable {
             let rule = &policy.scaleout;
             look_up(rule, service, &mut looked_up);
-            rule_values(&looked_up, service, rule, Key::Out, state, now, &mut values);
-            let gru = weights::scale_out_of(&values, rule.threshold);
+            let values = if transforms_values(rule) {
+                rule_values(
+                    &looked_up,
+                    service,
+                    rule,
+                    Key::Out,
+                    state,
+                    now,
+                    &mut transformed,
+                );
+                &transformed
+            } else {
+                &looked_up
+            };
+            let gru = weights::scale_out_of(values, rule.threshold);
             let (count, weighing) = if rule.tracks_target() {
-                target_out(service, policy, &values, gru, state, now)
+                target_out(service, policy, values, gru, state, now)
             } else {
                 (rule.step.max(1), gru)
             };
@@ -222,7 +237,7 @@ fn weigh_candidates(
                 },
                 safety: SAFETY_SCALE_OUT,
                 weighing: with_own_policy(weighing, own, &service.name),
-                blocked_by: Vec::new(),
+                blocked_by: BlockedBy::default(),
                 clamped: None,
                 subject: Subject::Service(index),
                 breach_started: None,
@@ -234,10 +249,23 @@ fn weigh_candidates(
             if !(out.enable && out.metrics == rule.metrics && out.analytics == rule.analytics) {
                 look_up(rule, service, &mut looked_up);
             }
-            rule_values(&looked_up, service, rule, Key::In, state, now, &mut values);
-            let gru = weights::scale_in_of(&values, rule.threshold);
+            let values = if transforms_values(rule) {
+                rule_values(
+                    &looked_up,
+                    service,
+                    rule,
+                    Key::In,
+                    state,
+                    now,
+                    &mut transformed,
+                );
+                &transformed
+            } else {
+                &looked_up
+            };
+            let gru = weights::scale_in_of(values, rule.threshold);
             let (count, weighing) = if rule.tracks_target() {
-                target_in(service, policy, &values, gru, state, now)
+                target_in(service, policy, values, gru, state, now)
             } else {
                 (rule.step.max(1), gru)
             };
@@ -248,7 +276,7 @@ fn weigh_candidates(
                 },
                 safety: SAFETY_SCALE_IN,
                 weighing: with_own_policy(weighing, own, &service.name),
-                blocked_by: Vec::new(),
+                blocked_by: BlockedBy::default(),
                 clamped: None,
                 subject: Subject::Service(index),
                 breach_started: None,
@@ -265,19 +293,21 @@ fn weigh_candidates(
             // Gru compared the running service's analytics: their names and the running
             // service's values are the same for every candidate.
             let names: Vec<(&str, bool)> = rule_names(&policy.swap, running).collect();
+            let mut running_values = running.values();
             let here: Vec<AnalyticValue> = names
                 .iter()
-                .map(|&(name, metric)| lookup(running, name, metric))
+                .map(|&(name, metric)| lookup(running, &mut running_values, name, metric))
                 .collect();
             let inactive = services.iter().enumerate().filter(|(_, s)| {
                 s.running_here == 0 && s.pending_here == 0 && s.name != running.name
             });
             for (start, candidate) in inactive {
                 theirs.clear();
+                let mut candidate_values = candidate.values();
                 theirs.extend(
-                    names
-                        .iter()
-                        .map(|&(name, metric)| lookup(candidate, name, metric)),
+                    names.iter().map(|&(name, metric)| {
+                        lookup(candidate, &mut candidate_values, name, metric)
+                    }),
                 );
                 let values: Vec<SwapValue<'_>> = names
                     .iter()
@@ -297,7 +327,7 @@ fn weigh_candidates(
                         &candidate.name,
                         policy.swap.threshold,
                     ),
-                    blocked_by: Vec::new(),
+                    blocked_by: BlockedBy::default(),
                     clamped: None,
                     subject: Subject::Swap { stop, start },
                     breach_started: None,
@@ -530,15 +560,21 @@ pub fn crossing(
     }
 }
 
-/// A value a rule names, for `service`.
-fn lookup(service: &ServiceSnapshot, name: &str, listed_as_metric: bool) -> AnalyticValue {
+/// A value a rule names, for `service`, read through `values` (the service's
+/// [`ServiceSnapshot::values`]).
+fn lookup<'a>(
+    service: &ServiceSnapshot,
+    values: &mut AnalyticsCursor<'a>,
+    name: &'a str,
+    listed_as_metric: bool,
+) -> AnalyticValue {
     if listed_as_metric && common::config::base_metric(name).is_none() {
         return AnalyticValue::unavailable(format!(
             "\"{name}\" is not a base metric ({}); weigh it through an analytic",
             BASE_METRICS.join(", ")
         ));
     }
-    service.value(name)
+    service.value_at(name, values)
 }
 
 /// The values a rule names for a service, as they are (see [`lookup`]), into `looked_up`.
@@ -547,10 +583,18 @@ fn look_up<'a>(
     service: &'a ServiceSnapshot,
     looked_up: &mut Vec<(&'a str, AnalyticValue)>,
 ) {
+    let mut values = service.values();
     looked_up.clear();
     looked_up.extend(
-        rule_names(rule, service).map(|(name, metric)| (name, lookup(service, name, metric))),
+        rule_names(rule, service)
+            .map(|(name, metric)| (name, lookup(service, &mut values, name, metric))),
     );
+}
+
+/// Whether a rule weighs other values than those it names as they are: a missing one
+/// replaced by its `Missing`, or smoothed over its `Window` (see [`rule_values`]).
+fn transforms_values(rule: &PolicyRule) -> bool {
+    rule.missing.is_some() || rule.window_secs > 0
 }
 
 /// The values a rule weighs for a service, into `values`: those `looked_up` for its names,

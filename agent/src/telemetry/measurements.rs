@@ -295,7 +295,7 @@ mod tests {
 
     use super::super::point::FieldValue;
     use super::*;
-    use crate::mape::{CandidateWeight, WindowSettings};
+    use crate::mape::{BlockedBy, CandidateWeight, WindowSettings};
     use crate::runtime::InstanceInfo;
 
     fn origin() -> Origin {
@@ -320,9 +320,9 @@ mod tests {
             weight,
             explanation: Default::default(),
             blocked_by: if blocked {
-                vec!["cooldown".into()]
+                vec!["cooldown".to_owned()].into()
             } else {
-                vec![]
+                BlockedBy::default()
             },
             clamped: None,
         }

@@ -186,7 +186,7 @@ mod tests {
             action,
             weight,
             explanation: Default::default(),
-            blocked_by: Vec::new(),
+            blocked_by: Default::default(),
             clamped: None,
         }
     }
@@ -243,7 +243,7 @@ mod tests {
     #[test]
     fn a_decision_reads_with_its_draw_reason_and_weights() {
         let mut blocked = weight(out("db"), 0.7);
-        blocked.blocked_by = vec!["cooldown-out ends in 3 s".into()];
+        blocked.blocked_by = vec!["cooldown-out ends in 3 s".to_owned()].into();
         let d = decision(
             out("web"),
             vec![weight(Action::None, 0.3), weight(out("web"), 0.62), blocked],
