@@ -161,32 +161,19 @@ impl LastScale {
     }
 }
 
-/// A candidate's identity across ticks, for its breach start.
+/// A scale rule's identity across ticks, for target tracking's recommendations and a
+/// `Window`'s smoothers: its service and direction.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Key {
     Out(String),
     In(String),
-    Swap { stop: String, start: String },
 }
 
 impl Key {
-    /// The service the key is about (a swap's: the one it starts).
+    /// The service the key is about.
     pub(super) fn service(&self) -> &str {
         match self {
             Key::Out(service) | Key::In(service) => service,
-            Key::Swap { start, .. } => start,
-        }
-    }
-
-    pub(super) fn of(action: &Action) -> Option<Key> {
-        match action {
-            Action::None => None,
-            Action::ScaleOut { service, .. } => Some(Key::Out(service.clone())),
-            Action::ScaleIn { service, .. } => Some(Key::In(service.clone())),
-            Action::Swap { stop, start } => Some(Key::Swap {
-                stop: stop.clone(),
-                start: start.clone(),
-            }),
         }
     }
 }
@@ -208,7 +195,11 @@ impl Key {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PlannerState {
-    pub(super) breaches: BTreeMap<Key, Millis>,
+    /// Each service's breaches, by name; the names are shared (not copied) by the states of
+    /// successive ticks, as `last_scale`'s are.
+    pub(super) breaches: BTreeMap<Arc<str>, Breaches>,
+    /// Swap breaches, by the name of the service a swap stops, then the one it starts.
+    pub(super) swap_breaches: BTreeMap<Arc<str>, BTreeMap<Arc<str>, Millis>>,
     /// By service name, shared (not copied) by the states of successive ticks.
     pub(super) last_scale: BTreeMap<Arc<str>, LastScale>,
     /// Target tracking: the counts recommended lately, per service and direction.
@@ -224,7 +215,16 @@ impl PlannerState {
 
     /// When the breach behind `action` (its service and direction) started, if it lasts.
     pub fn breach_started(&self, action: &Action) -> Option<Millis> {
-        Key::of(action).and_then(|key| self.breaches.get(&key).copied())
+        match action {
+            Action::None => None,
+            Action::ScaleOut { service, .. } => self.breaches.get(service.as_str())?.out,
+            Action::ScaleIn { service, .. } => self.breaches.get(service.as_str())?.r#in,
+            Action::Swap { stop, start } => self
+                .swap_breaches
+                .get(stop.as_str())?
+                .get(start.as_str())
+                .copied(),
+        }
     }
 
     /// When this node last scaled `service`.
@@ -253,8 +253,48 @@ impl PlannerState {
                 mark(start, true);
             }
         }
-        if let Some(key) = Key::of(action) {
-            self.breaches.remove(&key);
+        self.forget_breach(action);
+    }
+
+    /// Forgets the breach behind `action`.
+    fn forget_breach(&mut self, action: &Action) {
+        let (service, out) = match action {
+            Action::None => return,
+            Action::ScaleOut { service, .. } => (service, true),
+            Action::ScaleIn { service, .. } => (service, false),
+            Action::Swap { stop, start } => {
+                if let Some(starts) = self.swap_breaches.get_mut(stop.as_str()) {
+                    starts.remove(start.as_str());
+                    if starts.is_empty() {
+                        self.swap_breaches.remove(stop.as_str());
+                    }
+                }
+                return;
+            }
+        };
+        if let Some(breaches) = self.breaches.get_mut(service.as_str()) {
+            *breaches.of(out) = None;
+            if breaches.is_empty() {
+                self.breaches.remove(service.as_str());
+            }
         }
+    }
+}
+
+/// When the breaches behind a service's scale-out and scale-in started, if they last.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Breaches {
+    pub(super) out: Option<Millis>,
+    pub(super) r#in: Option<Millis>,
+}
+
+impl Breaches {
+    /// The scale-out's breach (`out`) or the scale-in's.
+    pub(super) fn of(&mut self, out: bool) -> &mut Option<Millis> {
+        if out { &mut self.out } else { &mut self.r#in }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.out.is_none() && self.r#in.is_none()
     }
 }

@@ -12,6 +12,7 @@
 //! candidate moves through) in [`super::knowledge`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::config::{BASE_METRICS, PlannerStrategy, PolicyConfig, PolicyRule};
@@ -19,9 +20,10 @@ use rand::Rng;
 
 use super::analyze::AnalyticValue;
 use super::blocked::BlockedBy;
+use super::cursor::Cursor;
 use super::decision::{Action, CandidateWeight, Decision};
 use super::guards::Guards;
-use super::knowledge::{AnalyticsCursor, Key, PlannerState, ServiceSnapshot};
+use super::knowledge::{AnalyticsCursor, Breaches, Key, PlannerState, ServiceSnapshot};
 use super::millis::Millis;
 use super::smoothing::Smoother;
 use super::strategy::{self, Pick};
@@ -96,14 +98,17 @@ pub fn plan<R: Rng + ?Sized>(
             .binary_search_by(|s| s.name.as_str().cmp(name))
             .is_ok()
     };
+    // The last scales and the services are both in name order: they are walked together.
+    let mut last_scale = state.last_scale.clone();
+    let mut names = services.iter().map(|s| s.name.as_str()).peekable();
+    last_scale.retain(|name, _| {
+        while names.next_if(|known| *known < &**name).is_some() {}
+        names.peek() == Some(&&**name)
+    });
     let mut next = PlannerState {
         breaches: BTreeMap::new(),
-        last_scale: state
-            .last_scale
-            .iter()
-            .filter(|(name, _)| known(name))
-            .map(|(name, last)| (name.clone(), *last))
-            .collect(),
+        swap_breaches: BTreeMap::new(),
+        last_scale,
         recommendations: state
             .recommendations
             .iter()
@@ -118,15 +123,7 @@ pub fn plan<R: Rng + ?Sized>(
             .collect(),
     };
     let mut candidates = weigh_candidates(&services, input.policy, &mut next, now);
-    for candidate in &mut candidates {
-        if candidate.weight() > 0.0
-            && let Some(key) = Key::of(&candidate.action)
-        {
-            let started = state.breaches.get(&key).copied().unwrap_or(now);
-            candidate.breach_started = Some(started);
-            next.breaches.insert(key, started);
-        }
-    }
+    breach_starts(&mut candidates, &services, state, &mut next, now);
     let guards = Guards {
         policy: input.policy,
         state: &next,
@@ -169,6 +166,73 @@ pub fn plan<R: Rng + ?Sized>(
         at: now,
     };
     (decision, next)
+}
+
+/// Sets when the breach of each candidate with weight > 0 started (the previous tick's
+/// start, or now) and keeps those starts in `next`; a breach of weight 0 is forgotten.
+/// The candidates of services come in the services' (name) order, as `state`'s breaches
+/// are kept: they are looked up by walking.
+fn breach_starts(
+    candidates: &mut [Candidate],
+    services: &[&ServiceSnapshot],
+    state: &PlannerState,
+    next: &mut PlannerState,
+    now: Millis,
+) {
+    let mut previous = Cursor::new(&state.breaches);
+    // Each breaching service's name (shared with `state` when it breached before), its
+    // breaches before and now, in name order.
+    let mut breaching: Vec<(usize, Option<Arc<str>>, Breaches, Breaches)> = Vec::new();
+    for candidate in candidates.iter_mut().filter(|c| c.weight() > 0.0) {
+        let (out, index) = match (&candidate.action, candidate.subject) {
+            (Action::ScaleOut { .. }, Subject::Service(index)) => (true, index),
+            (Action::ScaleIn { .. }, Subject::Service(index)) => (false, index),
+            (Action::Swap { .. }, Subject::Swap { stop, start }) => {
+                let (stop, start) = (services[stop].name.as_str(), services[start].name.as_str());
+                let before = state.swap_breaches.get_key_value(stop);
+                let before_start = before.and_then(|(_, starts)| starts.get_key_value(start));
+                let started = before_start.map_or(now, |(_, started)| *started);
+                candidate.breach_started = Some(started);
+                let starts = match next.swap_breaches.get_mut(stop) {
+                    Some(starts) => starts,
+                    None => {
+                        let stop = before.map_or_else(|| Arc::from(stop), |(name, _)| name.clone());
+                        next.swap_breaches.entry(stop).or_default()
+                    }
+                };
+                let start = before_start.map_or_else(|| Arc::from(start), |(name, _)| name.clone());
+                starts.insert(start, started);
+                continue;
+            }
+            _ => continue,
+        };
+        // A service's two candidates come one after the other (and a name given twice,
+        // which snapshots made from a configuration never do, once).
+        let name = services[index].name.as_str();
+        if breaching
+            .last()
+            .is_none_or(|(last, ..)| *last != index && services[*last].name != name)
+        {
+            let (name, before) = match previous.get(name) {
+                Some((name, before)) => (Some(name.clone()), *before),
+                None => (None, Breaches::default()),
+            };
+            breaching.push((index, name, before, Breaches::default()));
+        }
+        let Some((_, _, before, now_breaching)) = breaching.last_mut() else {
+            continue;
+        };
+        let started = before.of(out).unwrap_or(now);
+        candidate.breach_started = Some(started);
+        *now_breaching.of(out) = Some(started);
+    }
+    next.breaches = breaching
+        .into_iter()
+        .map(|(index, name, _, breaches)| {
+            let name = name.unwrap_or_else(|| Arc::from(services[index].name.as_str()));
+            (name, breaches)
+        })
+        .collect();
 }
 
 /// "No action", with its weight and why.
