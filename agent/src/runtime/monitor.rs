@@ -162,7 +162,9 @@ pub const MALFORMED_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 /// line per bad line, so a container printing garbage cannot flood the agent's log.
 pub fn follow_logs(engine: Engine, shared: Arc<Shared>, info: InstanceInfo) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut follower = match engine.follow_logs(&info.id).await {
+        // Boxed, so that the task keeps only the reading's state once attached (the
+        // inspection's would stay in it for as long as the container runs).
+        let mut follower = match Box::pin(engine.follow_logs(&info.id)).await {
             Ok(follower) => follower,
             Err(err) => {
                 tracing::debug!(id = %info.id, error = %err, "cannot follow logs");
