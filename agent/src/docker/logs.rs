@@ -946,7 +946,9 @@ mod tests {
 
     #[test]
     fn heads_say_the_status_and_the_body_framing() {
-        let cases: [(&[u8], Option<(u16, Body)>); 5] = [
+        // (the bytes received, the status and body framing once the head is complete)
+        type Case = (&'static [u8], Option<(u16, Body)>);
+        let cases: [Case; 5] = [
             (
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nrest",
                 Some((200, Body::Chunked(Chunk::Size { size: 0, digits: 0 }))),

@@ -209,7 +209,7 @@ impl Guards<'_> {
     fn period(&self, rule: &PolicyRule, started: Option<Millis>) -> Option<Hold> {
         let started = started?;
         let sustained = self.now.since(started);
-        (sustained < Duration::from_secs(rule.period_secs)).then(|| Hold::Period {
+        (sustained < Duration::from_secs(rule.period_secs)).then_some(Hold::Period {
             sustained_secs: sustained.as_secs(),
             period_secs: rule.period_secs,
         })
