@@ -38,7 +38,7 @@
 #                                       (scripts/bench-footprint.sh); ends with
 #                                       rss_idle_mb=... rss_20_mb=... rss_100_mb=...
 #                                       cpu_idle_pct=... cpu_20_pct=... cpu_100_pct=...
-#   scripts/bench.sh planner [-- --iterations N]
+#   scripts/bench.sh planner [-- [--iterations N] [--only plan|swap|view]]
 #                                       the pure core's time per tick (cargo bench, release):
 #                                       mape::plan through tick::plan over 100 services x 10
 #                                       analytics, the cluster view's merge of 1,000 reports
@@ -97,10 +97,10 @@ case $mode in
     ;;
   planner)
     # No I/O: the pure core in one process. Arguments after -- go to the bench
-    # (--iterations N, default 2,000 per case).
+    # (--iterations N, default 2,000 per case; --only plan, swap or view: one group).
     say "building and running the planner bench (cargo bench -p gru-agent --bench planner)"
     [ "${1:-}" = -- ] && shift
     cargo bench --locked -q -p gru-agent --bench planner -- "$@"
     ;;
-  *) die "usage: $0 sink [--hours N] | sim [--seed N] [--quick] [--trace-seeds A..B] | soak [--minutes N] | reaction [--trials N] | etcd-load [--counts \"5 20 50\"] [--window S] | footprint [--counts \"0 20 100\"] [--sample S] | planner [-- --iterations N]" ;;
+  *) die "usage: $0 sink [--hours N] | sim [--seed N] [--quick] [--trace-seeds A..B] | soak [--minutes N] | reaction [--trials N] | etcd-load [--counts \"5 20 50\"] [--window S] | footprint [--counts \"0 20 100\"] [--sample S] | planner [-- [--iterations N] [--only plan|swap|view]]" ;;
 esac

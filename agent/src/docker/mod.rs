@@ -1,4 +1,5 @@
-//! The Docker adapter: the only module of gru that speaks the Engine API (through bollard).
+//! The Docker adapter: the only module of gru that speaks the Engine API (through bollard,
+//! and for the long-lived log streams directly: see `logs.rs`).
 //!
 //! * [`connect`], [`Engine`]: a connection with a negotiated API version and the configured
 //!   per-call timeout; node resources.

@@ -23,7 +23,9 @@
 //! * [`smoothing`]: a rule's `Window` over its inputs (sliding mean or EWMA);
 //! * [`decision`]: [`Decision`], [`Action`], [`CandidateWeight`];
 //! * [`explanation`]: [`Explanation`], how a weight came about, written out when read;
-//! * [`blocked`]: [`BlockedBy`], the guards that removed a candidate, written out when read.
+//! * [`blocked`]: [`BlockedBy`], the guards that removed a candidate, written out when read;
+//! * `cursor.rs`: lookups by name that walk a map in name order (a rule's values, the
+//!   breaches), instead of a search per name.
 //!
 //! Architecture invariant: nothing under `mape/` imports the async runtime, the Docker,
 //! etcd or HTTP crates, or reads a clock; the test below reads these files to keep it so.
