@@ -1063,24 +1063,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_silent_engine_times_out_naming_the_container() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
-        let address = listener.local_addr().expect("local address");
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((connection, _)) = listener.accept().await {
-                held.push(connection);
-            }
-        });
-        let url = format!("http://{address}");
-        let engine = Engine {
-            docker: bollard::Docker::connect_with_http(&url, 60, bollard::API_DEFAULT_VERSION)
-                .expect("a lazy client"),
-            url,
-            timeout: Duration::from_millis(200),
-            allocation: Arc::new(tokio::sync::Mutex::new(())),
-        };
+        let engine = super::super::tests::silent_engine(Duration::from_millis(200)).await;
         let error = engine.follow_logs("web-1").await.expect_err("no answer");
         assert_eq!(
             error.to_string(),

@@ -327,7 +327,7 @@ mod tests {
     use super::*;
 
     /// An engine at an address that accepts connections and never answers.
-    async fn silent_engine(timeout: Duration) -> Engine {
+    pub(super) async fn silent_engine(timeout: Duration) -> Engine {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
