@@ -14,6 +14,7 @@
 //! /gru/<cluster>/scaling/<service>/<part>      the service's scaling ledger (leaderless
 //!                                              coordination: out-cooldown, in-cooldown, intent,
 //!                                              last-claim, target)
+//! /gru/<cluster>/rollouts/<service>            the service's rollout record (common::rollout)
 //! <AppRoot>/<service>/<instance>               host:port of a running instance (agent's lease)
 //! ```
 //!
@@ -153,6 +154,16 @@ impl ClusterKeys {
         format!("{}{}", self.scaling_prefix(service), part.as_str())
     }
 
+    /// `/gru/<cluster>/rollouts/`: every service's rollout record.
+    pub fn rollouts_prefix(&self) -> String {
+        format!("{}rollouts/", self.prefix())
+    }
+
+    /// `/gru/<cluster>/rollouts/<service>`: the rollout toward the service's descriptor.
+    pub fn rollout(&self, service: &str) -> String {
+        format!("{}{service}", self.rollouts_prefix())
+    }
+
     /// Splits a key under [`Self::nodes_prefix`] into node name and field; `None` for any
     /// other key (including unknown fields, so a newer writer cannot confuse an older reader).
     pub fn parse_node_key<'k>(&self, key: &'k str) -> Option<(&'k str, NodeField)> {
@@ -236,6 +247,9 @@ pub enum LedgerPart {
     /// The standing target-tracking decision, while agents fill it (lease TTL = the fill
     /// window).
     Target,
+    /// A rollout step under way: its node replaces instances (lease TTL = the step's
+    /// longest run); no scaling step and no other rollout step is claimed meanwhile.
+    RolloutStep,
 }
 
 impl LedgerPart {
@@ -246,6 +260,7 @@ impl LedgerPart {
             LedgerPart::Intent => "intent",
             LedgerPart::LastClaim => "last-claim",
             LedgerPart::Target => "target",
+            LedgerPart::RolloutStep => "rollout-step",
         }
     }
 }
@@ -381,5 +396,19 @@ mod tests {
             None
         );
         assert_eq!(keys.parse_scaling_key("/gru/shop/scaling/web/a/b"), None);
+        assert_eq!(
+            keys.scaling("web", LedgerPart::RolloutStep),
+            "/gru/shop/scaling/web/rollout-step"
+        );
+    }
+
+    #[test]
+    fn rollout_records_sit_beside_the_services() {
+        let keys = ClusterKeys::new("shop").expect("valid");
+        assert_eq!(keys.rollout("web"), "/gru/shop/rollouts/web");
+        assert_eq!(
+            leaf_name(&keys.rollouts_prefix(), &keys.rollout("web")),
+            Some("web")
+        );
     }
 }

@@ -6,6 +6,8 @@
 //!   problem reported by file and JSON path.
 //! * [`keys`]: the etcd key layout (`/gru/<cluster>/...`), in one place, so no other module
 //!   formats a key by hand.
+//! * [`rollout`]: the record of a service's rollout (`/gru/<cluster>/rollouts/<service>`).
 
 pub mod config;
 pub mod keys;
+pub mod rollout;

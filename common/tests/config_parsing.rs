@@ -12,6 +12,7 @@ use common::config::{
     NodeResources, PlannerStrategy, PolicyConfig, PolicyRule, PortRange, Problem, RuleMode,
     ServiceDescriptor, ServicePolicy, Smoothing, Volumes, parse_agent_config, parse_analytic,
     parse_node_config, parse_node_constraints, parse_node_resources, parse_policy, parse_service,
+    service::{FailureAction, UpdateConfig},
 };
 
 fn rendered(problems: &[Problem]) -> Vec<String> {
@@ -312,6 +313,73 @@ fn full_service() -> ServiceDescriptor {
             cooldown_in_secs: Some(5),
             ..ServicePolicy::default()
         }),
+        update: UpdateConfig {
+            parallelism: 2,
+            ready_timeout_secs: 30,
+            monitor_secs: 1,
+            delay_secs: 4,
+            failure_action: FailureAction::Pause,
+        },
+    }
+}
+
+#[test]
+fn update_settings_read_case_insensitively_and_default_to_one_at_a_time() {
+    let web = service(r#"{"Name": "web", "Image": "nginx"}"#);
+    assert_eq!(web.update, UpdateConfig::default());
+    assert_eq!(web.update.parallelism, 1);
+    assert_eq!(web.update.failure_action, FailureAction::Rollback);
+    let web = service(
+        r#"{"Name": "web", "Image": "nginx",
+            "update": {"PARALLELISM": 3, "readytimeout": 9, "failureaction": "pause"}}"#,
+    );
+    assert_eq!(web.update.parallelism, 3);
+    assert_eq!(web.update.ready_timeout_secs, 9);
+    assert_eq!(web.update.failure_action, FailureAction::Pause);
+}
+
+#[test]
+fn bad_update_settings_are_refused_with_their_path() {
+    let problems = service_problems(
+        r#"{"Name": "web", "Image": "nginx",
+            "Update": {"Parallelism": 0, "ReadyTimeout": 0, "FailureAction": "retry"}}"#,
+    );
+    let all = problems.join("\n");
+    for path in [
+        "Update.Parallelism",
+        "Update.ReadyTimeout",
+        "Update.FailureAction",
+    ] {
+        assert!(all.contains(path), "{path} not reported in {all}");
+    }
+    assert!(all.contains("\"rollback\" or \"pause\""), "{all}");
+}
+
+#[test]
+fn the_version_follows_what_a_container_is_made_of_and_nothing_else() {
+    let base = service(r#"{"Name": "web", "Image": "w:1", "Configuration": {"Env": {"A": "1"}}}"#);
+    let version = base.version();
+    assert_eq!(version.len(), 12);
+    assert!(version.bytes().all(|b| b.is_ascii_hexdigit()), "{version}");
+    assert_eq!(
+        service(&serde_json::to_string(&base).expect("json")).version(),
+        version
+    );
+    let same = service(
+        r#"{"Name": "web", "Image": "w:1", "Configuration": {"Env": {"A": "1"}},
+            "MinInstances": 3, "Update": {"Parallelism": 2}, "Analytics": ["x"]}"#,
+    );
+    assert_eq!(
+        same.version(),
+        version,
+        "bounds and update settings make no new container"
+    );
+    for changed in [
+        r#"{"Name": "web", "Image": "w:2", "Configuration": {"Env": {"A": "1"}}}"#,
+        r#"{"Name": "web", "Image": "w:1", "Configuration": {"Env": {"A": "2"}}}"#,
+        r#"{"Name": "web", "Image": "w:1", "Configuration": {"Env": {"A": "1"}, "Cmd": ["x"]}}"#,
+    ] {
+        assert_ne!(service(changed).version(), version, "{changed}");
     }
 }
 

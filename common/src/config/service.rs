@@ -64,12 +64,108 @@ pub struct ServiceDescriptor {
     /// gru's addition: the service's own policy; what it gives replaces the cluster's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<ServicePolicy>,
+    /// gru's addition: how a change of `Image` or `Configuration` is rolled across the
+    /// cluster ([`UpdateConfig`]).
+    #[serde(skip_serializing_if = "UpdateConfig::is_default")]
+    pub update: UpdateConfig,
 }
 
 impl ServiceDescriptor {
     /// Gru's service type (services of one type may be swapped); the name unless given.
     pub fn service_type(&self) -> &str {
         self.type_name.as_deref().unwrap_or(&self.name)
+    }
+
+    /// What an instance of this descriptor runs, as 12 hex digits: a hash of `Image` and
+    /// `Configuration` (their canonical JSON), the fields a container is created from. Two
+    /// descriptors with the same version make interchangeable containers; a new version is
+    /// rolled across the cluster (`Update`). Bounds, analytics, policy and the update
+    /// settings themselves are read by the agents as they are and change no container.
+    pub fn version(&self) -> String {
+        use sha2::Digest;
+        #[derive(Serialize)]
+        struct Runs<'a> {
+            image: &'a str,
+            configuration: &'a ContainerConfig,
+        }
+        let runs = Runs {
+            image: &self.image,
+            configuration: &self.configuration,
+        };
+        // Serializing a struct of strings, numbers and ordered maps cannot fail.
+        let json = serde_json::to_vec(&runs).unwrap_or_default();
+        let digest = sha2::Sha256::digest(&json);
+        hex::encode(&digest[..VERSION_BYTES])
+    }
+}
+
+/// Bytes of the hash kept in a [`ServiceDescriptor::version`] (12 hex digits).
+const VERSION_BYTES: usize = 6;
+
+/// Instances replaced per rollout step unless `Update.Parallelism` says otherwise.
+pub const DEFAULT_UPDATE_PARALLELISM: u32 = 1;
+/// Seconds a new instance has to become ready before its step fails.
+pub const DEFAULT_UPDATE_READY_TIMEOUT_SECS: u64 = 60;
+/// Seconds a new instance must stay ready and running before the old ones are stopped.
+pub const DEFAULT_UPDATE_MONITOR_SECS: u64 = 5;
+/// Seconds between two steps of a rollout.
+pub const DEFAULT_UPDATE_DELAY_SECS: u64 = 0;
+
+/// What a failed rollout step does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailureAction {
+    /// Restore the previous descriptor (the cluster then rolls back to it).
+    #[default]
+    #[serde(rename = "rollback", alias = "Rollback")]
+    Rollback,
+    /// Stop where it is, the new instances of the failed step stopped, until an operator
+    /// resumes or undoes it.
+    #[serde(rename = "pause", alias = "Pause")]
+    Pause,
+}
+
+impl FailureAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureAction::Rollback => "rollback",
+            FailureAction::Pause => "pause",
+        }
+    }
+}
+
+/// gru's `Update`: how a new version of a service (a changed `Image` or `Configuration`)
+/// replaces the old one. Each step starts `Parallelism` new instances on one node, waits
+/// until they are ready and have stayed so for `Monitor` seconds, then stops as many old
+/// ones there: the ready count never drops below what it was. A step that is not ready
+/// within `ReadyTimeout`, or whose instance exits, fails the rollout (`FailureAction`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct UpdateConfig {
+    pub parallelism: u32,
+    #[serde(rename = "ReadyTimeout")]
+    pub ready_timeout_secs: u64,
+    #[serde(rename = "Monitor")]
+    pub monitor_secs: u64,
+    #[serde(rename = "Delay")]
+    pub delay_secs: u64,
+    pub failure_action: FailureAction,
+}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        UpdateConfig {
+            parallelism: DEFAULT_UPDATE_PARALLELISM,
+            ready_timeout_secs: DEFAULT_UPDATE_READY_TIMEOUT_SECS,
+            monitor_secs: DEFAULT_UPDATE_MONITOR_SECS,
+            delay_secs: DEFAULT_UPDATE_DELAY_SECS,
+            failure_action: FailureAction::default(),
+        }
+    }
+}
+
+impl UpdateConfig {
+    fn is_default(&self) -> bool {
+        *self == UpdateConfig::default()
     }
 }
 
@@ -207,7 +303,26 @@ const SERVICE_FIELDS: &[Field] = &[
     field("MaxInstances", Shape::Any),
     field("Attached", Shape::Any),
     field("Policy", Shape::Object(POLICY_FIELDS)),
+    field("Update", Shape::Object(UPDATE_FIELDS)),
 ];
+const UPDATE_FIELDS: &[Field] = &[
+    field("Parallelism", Shape::Any),
+    field("ReadyTimeout", Shape::Any),
+    field("Monitor", Shape::Any),
+    field("Delay", Shape::Any),
+    field("FailureAction", Shape::Leaf(check_failure_action)),
+];
+
+fn check_failure_action(value: &Value) -> Result<(), ValueError> {
+    match value.as_str() {
+        Some("rollback" | "Rollback" | "pause" | "Pause") => Ok(()),
+        _ => Err(ValueError::new(format!(
+            "expected \"rollback\" or \"pause\", found {}",
+            describe(value)
+        ))
+        .with_hint("\"rollback\" restores the previous descriptor when a step fails")),
+    }
+}
 
 /// Parses and validates a service descriptor (`services/<file>.json`).
 pub fn parse_service(file: &str, text: &str) -> Result<ServiceDescriptor, Vec<Problem>> {
@@ -243,6 +358,22 @@ fn validate(service: &ServiceDescriptor, findings: &mut Findings) {
         _ => {}
     }
     validate_container(&service.configuration, findings);
+    if service.update.parallelism == 0 {
+        findings.add_with_hint(
+            &JsonPath::fields("Update.Parallelism"),
+            "must be at least 1, found 0",
+            Some("instances replaced per step; leave it out for 1".to_owned()),
+        );
+    }
+    if service.update.ready_timeout_secs == 0 {
+        findings.add_with_hint(
+            &JsonPath::fields("Update.ReadyTimeout"),
+            "must be at least 1 second, found 0",
+            Some(format!(
+                "seconds a new instance has to become ready; leave it out for {DEFAULT_UPDATE_READY_TIMEOUT_SECS}"
+            )),
+        );
+    }
 }
 
 fn validate_container(container: &ContainerConfig, findings: &mut Findings) {
