@@ -20,7 +20,17 @@
 //! /gru/<cluster>/scaling/<service>/last-claim     the same, kept (no lease): its revision is the ledger's
 //! /gru/<cluster>/scaling/<service>/target         {node, direction, desired} of the last target-tracking
 //!                                                  decision, while agents fill it (lease TTL = fill window)
+//! /gru/<cluster>/scaling/<service>/rollout-step   {node, version, count} of a rollout step under way
+//!                                                  (lease TTL = the step's longest run)
 //! ```
+//!
+//! **Rollout steps.** A rollout (a new descriptor version) replaces instances one claimed
+//! step at a time: the claiming node starts new instances, waits until they are ready, then
+//! stops as many old ones. The step is claimed like any other (it compares and rewrites
+//! `last-claim`, and waits for a settling intent), and while it stands no scaling step, no
+//! scale-in fill and no ceiling repair is claimed ([`Refusal::RollingOut`]): its new
+//! instances briefly raise the count, and a stop then would take the cluster below the
+//! ready count the rollout keeps. Floor repairs still go ahead (they only start).
 //!
 //! **Target tracking.** A rule in target mode decides a count, not a step: the claiming
 //! agent writes the desired count (the `target`) in the same transaction that claims its own
@@ -73,6 +83,14 @@ pub struct Target {
     pub desired: u32,
 }
 
+/// A rollout step under way: `node` replaces `count` instances with `version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutStep {
+    pub node: String,
+    pub version: String,
+    pub count: u32,
+}
+
 /// A service's ledger as read from the store.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Ledger {
@@ -81,6 +99,8 @@ pub struct Ledger {
     pub intent: Option<Intent>,
     /// The standing target-tracking decision, if any.
     pub target: Option<Target>,
+    /// A rollout step under way, if any.
+    pub rollout_step: Option<RolloutStep>,
     /// The store revision the claim must still see (the `last-claim` key's modification
     /// revision, 0 before the service's first claim).
     pub revision: i64,
@@ -140,6 +160,10 @@ pub enum Refusal {
         count: u32,
         desired: u32,
     },
+    /// A rollout step is under way on `node`: no scaling step until it is done.
+    RollingOut {
+        node: String,
+    },
 }
 
 impl std::fmt::Display for Refusal {
@@ -163,6 +187,10 @@ impl std::fmt::Display for Refusal {
             Refusal::AtTarget { count, desired } => write!(
                 f,
                 "the cluster already counts {count} instances (the decision asks for {desired})"
+            ),
+            Refusal::RollingOut { node } => write!(
+                f,
+                "{node} is replacing instances of this service (a rollout step)"
             ),
         }
     }
@@ -204,6 +232,16 @@ fn may_start(ledger: &Ledger, max: Option<u32>) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// No scaling step while a rollout step stands (see the module's notes).
+fn not_rolling_out(ledger: &Ledger) -> Result<(), Refusal> {
+    match &ledger.rollout_step {
+        Some(step) => Err(Refusal::RollingOut {
+            node: step.node.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Decides what `request` may claim given `ledger`. `cooldown_out`/`cooldown_in` say
 /// whether those cooldowns are configured (non-zero).
 pub fn evaluate(
@@ -212,6 +250,7 @@ pub fn evaluate(
     cooldown_out: bool,
     cooldown_in: bool,
 ) -> Result<Claim, Refusal> {
+    not_rolling_out(ledger)?;
     let count = effective_count(request.observed, ledger.intent.as_ref());
     let (granted, count_after) = match request.direction {
         Direction::Out => {
@@ -283,6 +322,7 @@ pub fn evaluate_target(
     cooldown_out: bool,
     cooldown_in: bool,
 ) -> Result<Claim, Refusal> {
+    not_rolling_out(ledger)?;
     let count = effective_count(request.observed, ledger.intent.as_ref());
     let max = request.max.unwrap_or(u32::MAX);
     let desired = request.desired.clamp(request.min, max.max(request.min));
@@ -338,6 +378,9 @@ pub fn evaluate_target(
 /// when there is no target, it is reached, or this agent cannot help.
 pub fn fill_claim(node: &str, observed: u32, room_here: u32, ledger: &Ledger) -> Option<Claim> {
     let target = ledger.target.as_ref()?;
+    if target.direction == Direction::In && ledger.rollout_step.is_some() {
+        return None;
+    }
     let count = effective_count(observed, ledger.intent.as_ref());
     let (own, count_after) = match target.direction {
         Direction::Out => {
@@ -392,6 +435,10 @@ pub fn ceiling_claim(
     ledger: &Ledger,
 ) -> Option<Claim> {
     let max = max?;
+    if ledger.rollout_step.is_some() {
+        // Its new instances are above the count only until it stops the old ones.
+        return None;
+    }
     let count = effective_count(observed, ledger.intent.as_ref());
     (count > max).then(|| Claim {
         count: 1,
@@ -420,9 +467,105 @@ pub fn settle_secs(loop_secs: u64, direction: Direction, stop_timeout_secs: u64)
     starts.max(draining) as i64
 }
 
+/// Whether a rollout step may be claimed on `ledger`: not while another step stands, nor
+/// while a scaling claim's intent settles (its instances are not all counted yet, and a
+/// scale-in's may still drain). The claim itself compares `last-claim` like any other.
+pub fn may_step(ledger: &Ledger) -> Result<(), String> {
+    if let Some(step) = &ledger.rollout_step {
+        return Err(format!(
+            "{} is replacing instances (a rollout step)",
+            step.node
+        ));
+    }
+    if let Some(intent) = &ledger.intent {
+        return Err(format!(
+            "a scaling step by {} is settling (its instances are not all counted yet)",
+            intent.node
+        ));
+    }
+    Ok(())
+}
+
+/// How long a rollout step's claim stands, in seconds: the time its new instances have to
+/// become ready, the time they are watched, the old ones' stop and two loops. A step that
+/// runs longer (an agent that died mid-step) frees the ledger when its lease expires.
+pub fn step_secs(
+    ready_timeout_secs: u64,
+    monitor_secs: u64,
+    stop_timeout_secs: u64,
+    loop_secs: u64,
+) -> i64 {
+    (ready_timeout_secs + monitor_secs + stop_timeout_secs + 2 * loop_secs).max(3) as i64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rolling(node: &str) -> Ledger {
+        Ledger {
+            rollout_step: Some(RolloutStep {
+                node: node.into(),
+                version: "v2".into(),
+                count: 1,
+            }),
+            ..Ledger::default()
+        }
+    }
+
+    #[test]
+    fn a_rollout_step_holds_scaling_steps_scale_in_fills_and_ceilings_back() {
+        let ledger = rolling("n2");
+        for direction in [Direction::Out, Direction::In] {
+            assert_eq!(
+                evaluate(&request(direction, 1, 2), &ledger, true, true),
+                Err(Refusal::RollingOut { node: "n2".into() })
+            );
+        }
+        let target = |direction| TargetRequest {
+            node: "n1",
+            direction,
+            desired: 3,
+            observed: 2,
+            room_here: 2,
+            min: 1,
+            max: Some(8),
+        };
+        assert!(evaluate_target(&target(Direction::Out), &ledger, true, true).is_err());
+        assert_eq!(ceiling_claim("n1", 6, Some(4), &ledger), None);
+        let shrinking = Ledger {
+            target: Some(Target {
+                node: "n3".into(),
+                direction: Direction::In,
+                desired: 1,
+            }),
+            ..rolling("n2")
+        };
+        assert_eq!(fill_claim("n1", 3, 3, &shrinking), None);
+        // Starts that restore the floor go ahead: they only add.
+        assert!(floor_claim("n1", 0, 1, &ledger).is_some());
+        assert_eq!(
+            Refusal::RollingOut { node: "n2".into() }.to_string(),
+            "n2 is replacing instances of this service (a rollout step)"
+        );
+    }
+
+    #[test]
+    fn a_rollout_step_waits_for_another_step_and_a_settling_claim() {
+        assert_eq!(may_step(&Ledger::default()), Ok(()));
+        assert!(may_step(&rolling("n2")).is_err());
+        let settling = Ledger {
+            intent: Some(Intent {
+                node: "n3".into(),
+                direction: Direction::In,
+                count_after: 2,
+            }),
+            ..Ledger::default()
+        };
+        let why = may_step(&settling).expect_err("settling");
+        assert!(why.contains("n3"), "{why}");
+        assert_eq!(step_secs(60, 5, 10, 2), 79);
+    }
 
     fn request(direction: Direction, step: u32, observed: u32) -> Request<'static> {
         Request {

@@ -78,6 +78,9 @@ fn instance(service: &str, name: &str, state: &str, port: u16) -> InstanceInfo {
         state: state.to_owned(),
         address: Some(format!("10.1.2.3:{port}")),
         started_at: Millis(900_000),
+        version: None,
+        image: String::new(),
+        ready: true,
     }
 }
 

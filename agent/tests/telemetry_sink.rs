@@ -62,6 +62,9 @@ fn knowledge(now: Millis) -> Knowledge {
                 state: state.into(),
                 address: Some("127.0.0.1:18080".into()),
                 started_at: Millis(now.0 - 30_000),
+                version: None,
+                image: String::new(),
+                ready: true,
             },
         );
     }

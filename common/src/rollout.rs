@@ -12,7 +12,11 @@
 //! Whether a rollout is complete is not recorded: it is when every instance runs the
 //! current version, which `rollout status` counts from the agents.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+
+use crate::config::{ServiceDescriptor, parse_service};
 
 /// Where a rollout stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,9 +117,79 @@ impl RolloutRecord {
     }
 }
 
+/// The rollout records a push writes, by service: one for each pushed service that was
+/// stored before (`stored`: service name → its stored JSON) with another version, rolling
+/// from the stored descriptor to the pushed one. A new service, one whose version does not
+/// change, and one whose stored text is unreadable get none.
+pub fn records_for_push(
+    stored: &BTreeMap<String, String>,
+    pushed: &BTreeMap<String, ServiceDescriptor>,
+    by: &str,
+    at: u64,
+) -> Vec<(String, RolloutRecord)> {
+    pushed
+        .iter()
+        .filter_map(|(name, descriptor)| {
+            let text = stored.get(name)?;
+            let before = parse_service(name, text).ok()?.version();
+            let version = descriptor.version();
+            (before != version).then(|| {
+                let record = RolloutRecord::new(version, Some((before, text.clone())), by, at);
+                (name.clone(), record)
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn descriptor(text: &str) -> ServiceDescriptor {
+        parse_service("web.json", text).expect("valid")
+    }
+
+    #[test]
+    fn a_push_records_a_rollout_only_where_the_version_changes() {
+        let v1 = r#"{"Name": "web", "Image": "w:1"}"#;
+        let stored = BTreeMap::from([
+            ("web".to_owned(), v1.to_owned()),
+            (
+                "db".to_owned(),
+                r#"{"Name": "db", "Image": "d:1"}"#.to_owned(),
+            ),
+            ("odd".to_owned(), "not json".to_owned()),
+        ]);
+        let pushed = BTreeMap::from([
+            (
+                "web".to_owned(),
+                descriptor(r#"{"Name": "web", "Image": "w:2"}"#),
+            ),
+            (
+                "db".to_owned(),
+                descriptor(r#"{"Name": "db", "Image": "d:1", "MinInstances": 2}"#),
+            ),
+            (
+                "odd".to_owned(),
+                descriptor(r#"{"Name": "odd", "Image": "o"}"#),
+            ),
+            (
+                "new".to_owned(),
+                descriptor(r#"{"Name": "new", "Image": "n"}"#),
+            ),
+        ]);
+        let records = records_for_push(&stored, &pushed, "config push", 7);
+        assert_eq!(records.len(), 1, "{records:?}");
+        let (name, record) = &records[0];
+        assert_eq!(name, "web");
+        assert_eq!(record.version, pushed["web"].version());
+        assert_eq!(record.from_version, Some(descriptor(v1).version()));
+        assert_eq!(record.from.as_deref(), Some(v1));
+        assert_eq!(
+            (record.state, record.started_at),
+            (RolloutState::Rolling, 7)
+        );
+    }
 
     #[test]
     fn a_record_reads_back_as_written() {

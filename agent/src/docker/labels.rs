@@ -19,6 +19,11 @@ pub const LABEL_HOST_PORTS: &str = "org.gru.host-ports";
 /// listing containers does not return their cpuset, so it is recorded here.
 pub const LABEL_CPUSET: &str = "org.gru.cpuset";
 
+/// The version of the service descriptor the container was made from
+/// (`ServiceDescriptor::version`): a rollout replaces the instances whose version is not
+/// the current descriptor's.
+pub const LABEL_VERSION: &str = "org.gru.version";
+
 /// Characters of the instance id kept in a container name, as Docker's short ids.
 pub const SHORT_ID_LEN: usize = 12;
 

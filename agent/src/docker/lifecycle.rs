@@ -22,6 +22,7 @@ use common::config::{CpuSet, ServiceDescriptor};
 use super::cores::CoreAllocator;
 use super::labels::{
     LABEL_CLUSTER, LABEL_CPUSET, LABEL_HOST_PORTS, LABEL_INSTANCE, LABEL_NODE, LABEL_SERVICE,
+    LABEL_VERSION,
 };
 use super::ports::{
     GuestPort, PortAllocator, Protocol, TakenPort, conflicting_port, is_port_conflict,
@@ -90,6 +91,11 @@ pub struct ManagedContainer {
     /// container without it, the ports the engine reports (running containers only).
     pub host_ports: BTreeMap<String, u16>,
     pub cpuset: Option<String>,
+    /// The descriptor version it was made from (`LABEL_VERSION`); `None` for a container
+    /// started before gru labelled versions.
+    pub version: Option<String>,
+    /// The image as the engine reports it.
+    pub image: String,
 }
 
 impl ManagedContainer {
@@ -214,6 +220,8 @@ fn managed_from_summary(container: &ContainerSummary) -> Option<ManagedContainer
         created_at: UNIX_EPOCH + Duration::from_secs(created),
         host_ports,
         cpuset: labels.get(LABEL_CPUSET).cloned(),
+        version: labels.get(LABEL_VERSION).cloned(),
+        image: container.image.clone().unwrap_or_default(),
     })
 }
 

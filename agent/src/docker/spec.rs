@@ -12,7 +12,7 @@ use common::config::ServiceDescriptor;
 
 use super::labels::{
     LABEL_CLUSTER, LABEL_CPUSET, LABEL_HOST_PORTS, LABEL_INSTANCE, LABEL_NODE, LABEL_SERVICE,
-    container_name,
+    LABEL_VERSION, container_name,
 };
 use super::ports::{GuestPort, format_host_ports};
 
@@ -144,6 +144,7 @@ impl ContainerSpec {
             (LABEL_NODE.to_owned(), node.to_owned()),
             (LABEL_SERVICE.to_owned(), service.name.clone()),
             (LABEL_INSTANCE.to_owned(), instance.to_owned()),
+            (LABEL_VERSION.to_owned(), service.version()),
         ]);
         if !published.is_empty() {
             labels.insert(LABEL_HOST_PORTS.to_owned(), format_host_ports(&published));

@@ -142,6 +142,9 @@ pub struct ServiceView {
     /// Whether the node keeps at least one instance of it whatever the load.
     pub base_service: bool,
     pub running: usize,
+    /// The descriptor's version (`ServiceDescriptor::version`): an instance whose
+    /// `version` differs is replaced by a rollout.
+    pub version: String,
     pub instances: Vec<InstanceView>,
 }
 
@@ -153,6 +156,9 @@ pub struct InstanceView {
     pub state: String,
     pub address: Option<String>,
     pub started_at: Millis,
+    /// The descriptor version its container was made from; `null` for a container
+    /// started before gru labelled versions.
+    pub version: Option<String>,
 }
 
 impl From<&InstanceInfo> for InstanceView {
@@ -164,6 +170,7 @@ impl From<&InstanceInfo> for InstanceView {
             state: info.state.clone(),
             address: info.address.clone(),
             started_at: info.started_at,
+            version: info.version.clone(),
         }
     }
 }
@@ -182,6 +189,7 @@ pub fn services(knowledge: &Knowledge) -> ServicesView {
                     max_instances: descriptor.max_instances,
                     base_service: knowledge.base_services.contains(name),
                     running: 0,
+                    version: descriptor.version(),
                     instances: Vec::new(),
                 },
             );
@@ -649,6 +657,9 @@ mod tests {
             state: state.to_owned(),
             address: Some("10.0.0.1:18080".to_owned()),
             started_at: Millis(5),
+            version: None,
+            image: String::new(),
+            ready: true,
         }
     }
 

@@ -29,6 +29,24 @@ pub struct InstanceInfo {
     /// `host:port` published in discovery, when the service exposes a port.
     pub address: Option<String>,
     pub started_at: Millis,
+    /// The descriptor version it runs (see `ServiceDescriptor::version`), `None` when its
+    /// container carries none (started before gru labelled versions).
+    pub version: Option<String>,
+    /// The image its container was created with.
+    pub image: String,
+    /// Whether it serves: it is (or is about to be) in discovery.
+    pub ready: bool,
+}
+
+impl InstanceInfo {
+    /// Whether it runs `descriptor` as it is now: its version is the descriptor's, or (a
+    /// container without a version label) its image is the descriptor's.
+    pub fn runs(&self, descriptor: &common::config::ServiceDescriptor) -> bool {
+        match &self.version {
+            Some(version) => *version == descriptor.version(),
+            None => self.image == descriptor.image,
+        }
+    }
 }
 
 /// What the executor did, for the action history.

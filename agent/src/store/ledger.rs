@@ -6,7 +6,7 @@ use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
 
 use super::{Store, StoreError};
 pub use crate::coordination::LedgerTtls;
-use crate::coordination::{Claim, Intent, Ledger, Target};
+use crate::coordination::{Claim, Intent, Ledger, RolloutStep, Target};
 
 impl Store {
     /// Reads a service's ledger (one prefix read).
@@ -36,6 +36,15 @@ impl Store {
                 ledger.revision = kv.mod_revision();
             } else if key == keys.scaling(service, LedgerPart::Target) {
                 ledger.target = serde_json::from_slice::<Target>(kv.value()).ok();
+            } else if key == keys.scaling(service, LedgerPart::RolloutStep) {
+                // An unreadable step (written around gru) still holds scaling back.
+                ledger.rollout_step = Some(
+                    serde_json::from_slice::<RolloutStep>(kv.value()).unwrap_or(RolloutStep {
+                        node: "an unknown node".to_owned(),
+                        version: String::new(),
+                        count: 0,
+                    }),
+                );
             }
         }
         Ok(ledger)
@@ -112,5 +121,43 @@ impl Store {
             }
         }
         Ok(won)
+    }
+
+    /// Claims a rollout step: writes `step` under a lease of `ttl_secs` (and rewrites
+    /// `last-claim`, so a scaling claim read before it fails) if the last claim is still at
+    /// `seen_revision`. The lease, to release the step with; `None` when another agent
+    /// claimed first.
+    pub async fn claim_rollout_step(
+        &self,
+        keys: &ClusterKeys,
+        service: &str,
+        seen_revision: i64,
+        step: &RolloutStep,
+        ttl_secs: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let lease = self.lease_grant(ttl_secs.max(2)).await?;
+        let record = serde_json::to_string(step).unwrap_or_default();
+        let txn = Txn::new()
+            .when(vec![Compare::mod_revision(
+                keys.scaling(service, LedgerPart::LastClaim),
+                CompareOp::Equal,
+                seen_revision,
+            )])
+            .and_then(vec![
+                TxnOp::put(
+                    keys.scaling(service, LedgerPart::RolloutStep),
+                    record.clone(),
+                    Some(PutOptions::new().with_lease(lease)),
+                ),
+                TxnOp::put(keys.scaling(service, LedgerPart::LastClaim), record, None),
+            ]);
+        let won = self
+            .txn(&format!("claim a rollout step of {service}"), txn)
+            .await?
+            .succeeded();
+        if !won {
+            let _ = self.lease_revoke(lease).await;
+        }
+        Ok(won.then_some(lease))
     }
 }

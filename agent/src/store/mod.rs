@@ -19,6 +19,7 @@ mod health;
 mod ledger;
 mod mirror;
 mod retry;
+mod rollouts;
 mod settings;
 mod watch;
 
@@ -26,6 +27,7 @@ pub use error::{StoreError, is_lease_not_found, is_transient};
 pub use ledger::LedgerTtls;
 pub use mirror::{MIRROR_RESYNC_PERIOD, Mirror, MirrorEvent, MirrorSettings, MirrorStatus};
 pub use retry::{DEFAULT_REQUEST_DEADLINE, RETRY_MAX_BACKOFF, with_retry, with_retry_until};
+pub use rollouts::ReadRollout;
 pub use settings::{DEFAULT_ETCD_ENDPOINT, EtcdSettings};
 pub use watch::{WATCH_CHANNEL_LEN, WatchEvent};
 
@@ -405,25 +407,41 @@ impl Store {
 
     /// Replaces the cluster's configuration with `documents` (key, JSON) in one
     /// transaction, guarded by the cluster's existence. Services and analytics not in
-    /// `documents` are deleted: the pushed directory is the whole truth.
+    /// `documents` are deleted: the pushed directory is the whole truth. `also` is given the
+    /// service descriptors as stored before the push (key → JSON) and returns more records
+    /// to write in the same transaction (the rollout records of the services whose version
+    /// changes); a push that races another one reads them again.
     pub async fn replace_config(
         &self,
         keys: &ClusterKeys,
         documents: &[(String, String)],
+        also: impl Fn(&std::collections::BTreeMap<String, String>) -> Vec<(String, String)>,
     ) -> Result<(), StoreError> {
-        let guard = vec![Compare::version(keys.uuid(), CompareOp::Greater, 0)];
+        const ATTEMPTS: usize = 5;
         let prefixes = [keys.services_prefix(), keys.analytics_prefix()];
         let what = format!("push config to {}", keys.cluster());
-        if self
-            .replace_keys(&what, guard, &prefixes, documents)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(StoreError::ClusterMissing {
-                cluster: keys.cluster().to_owned(),
-            })
+        for _ in 0..ATTEMPTS {
+            let (before, revision) = self.get_prefix_at(&keys.services_prefix()).await?;
+            let mut puts = documents.to_vec();
+            puts.extend(also(&before));
+            let guard = vec![
+                Compare::version(keys.uuid(), CompareOp::Greater, 0),
+                // The descriptors `also` was given are still the stored ones.
+                Compare::mod_revision(keys.services_prefix(), CompareOp::Less, revision + 1)
+                    .with_prefix(),
+            ];
+            if self.replace_keys(&what, guard, &prefixes, &puts).await? {
+                return Ok(());
+            }
+            if self.get(&keys.uuid()).await?.is_none() {
+                return Err(StoreError::ClusterMissing {
+                    cluster: keys.cluster().to_owned(),
+                });
+            }
         }
+        Err(StoreError::Settings(format!(
+            "{what}: the services changed during each of {ATTEMPTS} attempts (another push?); try again"
+        )))
     }
 
     pub async fn lease_grant(&self, ttl_secs: i64) -> Result<i64, StoreError> {

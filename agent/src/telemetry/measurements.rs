@@ -345,6 +345,9 @@ mod tests {
                 state: "running".into(),
                 address: None,
                 started_at: Millis(1_000),
+                version: None,
+                image: String::new(),
+                ready: true,
             },
         );
         knowledge

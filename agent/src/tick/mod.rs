@@ -46,6 +46,7 @@
 
 pub mod local;
 pub mod ports;
+pub mod rollout;
 
 use std::time::Duration;
 
@@ -1379,6 +1380,7 @@ mod tests {
                     direction,
                     desired: rng.random_range(min..=max),
                 }),
+                rollout_step: None,
                 revision: rng.random_range(0..100),
             };
             let mut machine = ClaimMachine::new("n", want, &policy, 1, 0);

@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use common::config::{ClusterConfig, DocumentKey, SourceDocument};
 use common::keys::{ClusterKeys, NodeField, leaf_name};
+use common::rollout::records_for_push;
 use gru_agent::store::EtcdSettings;
 use serde_json::{Map, Value};
 
@@ -28,8 +29,39 @@ pub async fn run(etcd: &EtcdSettings, command: ConfigCommand) -> anyhow::Result<
                 .map(|(key, json)| (etcd_key(&keys, &key), json))
                 .collect();
             let store = super::connect(etcd).await?;
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            // What the last attempt started, to say so.
+            let started = std::cell::RefCell::new(Vec::new());
+            let rollouts = |stored: &BTreeMap<String, String>| {
+                let stored: BTreeMap<String, String> = stored
+                    .iter()
+                    .filter_map(|(key, text)| {
+                        Some((
+                            leaf_name(&keys.services_prefix(), key)?.to_owned(),
+                            text.clone(),
+                        ))
+                    })
+                    .collect();
+                let records = records_for_push(&stored, &config.services, "config push", at);
+                *started.borrow_mut() = records
+                    .iter()
+                    .map(|(service, record)| {
+                        format!(
+                            "rolling out {service}: {} -> {} (gru manage: rollout status {service})",
+                            record.from_version.as_deref().unwrap_or("?"),
+                            record.version
+                        )
+                    })
+                    .collect();
+                records
+                    .into_iter()
+                    .map(|(service, record)| (keys.rollout(&service), record.to_json()))
+                    .collect()
+            };
             store
-                .replace_config(&keys, &documents)
+                .replace_config(&keys, &documents, rollouts)
                 .await
                 .with_context(|| format!("cannot push {} to cluster {cluster:?}", dir.display()))?;
             println!(
@@ -37,6 +69,9 @@ pub async fn run(etcd: &EtcdSettings, command: ConfigCommand) -> anyhow::Result<
                 dir.display(),
                 summary(&config)
             );
+            for line in started.borrow().iter() {
+                println!("{line}");
+            }
             Ok(())
         }
         ConfigCommand::Get { cluster, what } => {

@@ -73,6 +73,8 @@ pub struct InstanceView {
     pub state: String,
     pub address: Option<String>,
     pub started_at: u64,
+    /// The descriptor version it runs (`null` for a container without the label).
+    pub version: Option<String>,
 }
 
 /// `GET /gru/v1/shared`: what the node would tell its friends.

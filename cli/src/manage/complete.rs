@@ -84,6 +84,8 @@ fn candidates(previous: &[&str], names: &Names) -> Vec<String> {
         ["status"] => words(&["--watch"]),
         ["why"] => nodes(),
         ["why", _] => services(),
+        ["rollout"] => words(&["status", "pause", "resume", "undo"]),
+        ["rollout", _] => services(),
         ["help"] => grammar::FAMILIES
             .iter()
             .map(|f| f.verb.to_owned())
@@ -111,11 +113,13 @@ mod tests {
                 "",
                 0,
                 &[
-                    "deploy", "events", "exit", "help", "list", "quit", "set", "show", "start",
-                    "status", "stop", "undeploy", "update", "use", "why",
+                    "deploy", "events", "exit", "help", "list", "quit", "rollout", "set", "show",
+                    "start", "status", "stop", "undeploy", "update", "use", "why",
                 ],
             ),
             ("st", 0, &["start", "status", "stop"]),
+            ("rollout p", 8, &["pause"]),
+            ("rollout undo w", 13, &["web", "worker"]),
             ("use s", 4, &["shop", "staging"]),
             ("list n", 5, &["nodes"]),
             ("show node ", 10, &["all", "north", "south", "west"]),

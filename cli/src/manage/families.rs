@@ -120,6 +120,18 @@ pub const FAMILIES: &[Family] = &[
                   their results; merged from every agent's history.",
     },
     Family {
+        verb: "rollout",
+        usage: &["rollout status|pause|resume|undo <service>"],
+        summary: "a service's rolling update: where it stands, pause, resume, or undo it",
+        details: "`gru config push` starts a rollout when a service's image or configuration \
+                  changes: agents replace their instances one claimed step at a time, new \
+                  ones ready before old ones stop. status: the version rolled out, the one it \
+                  replaces, instances on each, the step under way, and why it rolled back or \
+                  halted. pause: no new step starts (one under way finishes). resume: go on \
+                  after a pause or a halt. undo: put the previous descriptor back (the cluster \
+                  rolls to it like to any new version).",
+    },
+    Family {
         verb: "help",
         usage: &["help [<command>]"],
         summary: "this list, or one command's usage",

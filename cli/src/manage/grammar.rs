@@ -167,10 +167,41 @@ pub enum Command {
     Events {
         count: usize,
     },
+    Rollout {
+        action: RolloutAction,
+        service: String,
+    },
     Help {
         topic: Option<String>,
     },
     Exit,
+}
+
+/// What `rollout` does to a service's rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutAction {
+    Status,
+    Pause,
+    Resume,
+    Undo,
+}
+
+impl RolloutAction {
+    pub const ALL: [RolloutAction; 4] = [
+        RolloutAction::Status,
+        RolloutAction::Pause,
+        RolloutAction::Resume,
+        RolloutAction::Undo,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutAction::Status => "status",
+            RolloutAction::Pause => "pause",
+            RolloutAction::Resume => "resume",
+            RolloutAction::Undo => "undo",
+        }
+    }
 }
 
 /// Why a line is not a command.
@@ -324,6 +355,27 @@ fn parse_rest(verb: &str, rest: &[&str]) -> Parsed {
                 )),
             },
             _ => Err(too_many(&rest[1..])),
+        },
+        "rollout" => match rest {
+            [] => Err("status, pause, resume or undo?".into()),
+            [action, rest @ ..] => {
+                let wanted = action.to_lowercase();
+                let Some(action) = RolloutAction::ALL
+                    .into_iter()
+                    .find(|a| a.as_str() == wanted)
+                else {
+                    let names: Vec<&str> = RolloutAction::ALL.iter().map(|a| a.as_str()).collect();
+                    return Err(expected("status, pause, resume or undo", action, &names));
+                };
+                match rest {
+                    [service] => Ok(Command::Rollout {
+                        action,
+                        service: (*service).to_owned(),
+                    }),
+                    [] => Err("which service?".into()),
+                    _ => Err(too_many(&rest[1..])),
+                }
+            }
         },
         "help" => match rest {
             [] => Ok(Command::Help { topic: None }),
@@ -692,6 +744,20 @@ mod tests {
                 },
             ),
             ("events 5", Command::Events { count: 5 }),
+            (
+                "rollout status web",
+                Command::Rollout {
+                    action: RolloutAction::Status,
+                    service: "web".into(),
+                },
+            ),
+            (
+                "rollout UNDO web",
+                Command::Rollout {
+                    action: RolloutAction::Undo,
+                    service: "web".into(),
+                },
+            ),
             ("help", Command::Help { topic: None }),
             (
                 "help Start",
@@ -767,6 +833,10 @@ mod tests {
             ("why", "which node?"),
             ("why n1 web extra", "unexpected `extra`"),
             ("events 0", "from 1 to 256"),
+            ("rollout", "status, pause, resume or undo?"),
+            ("rollout stauts web", "did you mean `status`?"),
+            ("rollout undo", "which service?"),
+            ("rollout pause web now", "unexpected `now`"),
             ("events lots", "not `lots`"),
             ("exit now", "unexpected `now`"),
         ];

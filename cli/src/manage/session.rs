@@ -22,7 +22,7 @@ use super::cluster_state::{ClusterState, Resolved, cluster_names};
 use super::complete::Names;
 use super::grammar::{self, Command, ListWhat};
 use super::output::{Format, NodeResult, NodeResults, Outcome};
-use super::{control, deploy, help, history, inspect, status};
+use super::{control, deploy, help, history, inspect, rollout, status};
 
 /// What running a line led to.
 #[derive(Debug)]
@@ -136,6 +136,7 @@ impl Session {
             Command::Status { watch: None } => status::status(&ctx).await,
             Command::Why { node, service } => history::why(&ctx, &node, service.as_deref()).await,
             Command::Events { count } => history::events(&ctx, count).await,
+            Command::Rollout { action, service } => rollout::rollout(&ctx, action, &service).await,
             // Answered above, without the cluster.
             Command::Use { .. }
             | Command::Help { .. }
@@ -175,6 +176,7 @@ impl Session {
         }
         Ok(Ctx {
             keys: &in_use.keys,
+            store: &self.store,
             agents: Agents {
                 client: self.client.clone(),
                 secret: Arc::from(in_use.secret.as_str()),
@@ -274,6 +276,8 @@ impl Session {
 #[derive(Debug)]
 pub struct Ctx<'a> {
     pub keys: &'a ClusterKeys,
+    /// For the commands that write etcd themselves (`rollout`).
+    pub store: &'a Store,
     pub agents: Agents,
     pub state: ClusterState,
 }

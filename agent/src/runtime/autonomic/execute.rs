@@ -27,6 +27,15 @@ const START_BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// Instances started or stopped at once by one action.
 const MAX_PARALLEL_CHANGES: usize = 4;
 
+/// What [`Autonomic::start_instances`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Started {
+    /// The instances of the service that started (not their sidecars).
+    pub instances: Vec<String>,
+    /// Why one did not, or why none was tried.
+    pub failure: Option<String>,
+}
+
 /// A start that failed: no new start of that service before `until`.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Backoff {
@@ -55,20 +64,24 @@ impl Autonomic {
     }
 
     /// Starts `count` instances of a service (and their attached sidecars), at most
-    /// `MAX_PARALLEL_CHANGES` at once. A failure backs the service off.
-    pub async fn start_instances(&mut self, descriptor: &ServiceDescriptor, count: u32, why: &str) {
+    /// `MAX_PARALLEL_CHANGES` at once. A failure backs the service off. Says which
+    /// instances started and, if one did not, why.
+    pub async fn start_instances(
+        &mut self,
+        descriptor: &ServiceDescriptor,
+        count: u32,
+        why: &str,
+    ) -> Started {
         let now = now();
+        let mut started = Started::default();
         if let Some(backoff) = self.backoff.get(&descriptor.name).filter(|b| b.until > now) {
-            self.record(
-                why,
-                &descriptor.name,
-                None,
-                format!(
-                    "skipped: backing off after a failed start for {} s",
-                    backoff.until.since(now).as_secs()
-                ),
+            let skipped = format!(
+                "skipped: backing off after a failed start for {} s",
+                backoff.until.since(now).as_secs()
             );
-            return;
+            self.record(why, &descriptor.name, None, skipped.clone());
+            started.failure = Some(skipped);
+            return started;
         }
         let config = self.config();
         let mut set = tokio::task::JoinSet::new();
@@ -118,12 +131,16 @@ impl Autonomic {
                     Ok(()) => {
                         tracing::info!(%service, %instance, why, "instance started");
                         self.record(why, &service, Some(&instance), "ok".into());
+                        if service == descriptor.name {
+                            started.instances.push(instance);
+                        }
                     }
                     Err(err) => {
                         failed = true;
                         self.shared.telemetry.metrics.docker_error();
                         tracing::warn!(%service, error = %err, why, "start failed");
                         self.record(why, &service, Some(&instance), format!("failed: {err}"));
+                        started.failure = Some(format!("start of {service} failed: {err}"));
                     }
                 }
             }
@@ -145,13 +162,15 @@ impl Autonomic {
         } else {
             self.backoff.remove(&descriptor.name);
         }
+        started
     }
 
-    /// Stops `count` running instances of `service` on this node, youngest first, with
-    /// their sidecars: the discovery record goes first, so no client is sent to an
-    /// instance that is stopping.
+    /// Stops `count` running instances of `service` on this node, those a rollout would
+    /// replace first (they run an older version), then the youngest, with their sidecars
+    /// (see [`Autonomic::stop_these`]).
     pub async fn stop_instances(&mut self, service: &str, count: u32, why: &str) {
         let config = self.config();
+        let descriptor = config.as_ref().and_then(|c| c.services.get(service));
         let mut victims: Vec<InstanceInfo> = self
             .shared
             .knowledge()
@@ -159,8 +178,21 @@ impl Autonomic {
             .filter(|i| parent_of(&i.instance, &i.service).is_none())
             .cloned()
             .collect();
-        victims.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(a.id.cmp(&b.id)));
+        let current = |i: &InstanceInfo| descriptor.is_some_and(|d| i.runs(d));
+        victims.sort_by(|a, b| {
+            current(a)
+                .cmp(&current(b))
+                .then(b.started_at.cmp(&a.started_at))
+                .then(a.id.cmp(&b.id))
+        });
         victims.truncate(count as usize);
+        self.stop_these(victims, why).await;
+    }
+
+    /// Stops these instances with their sidecars: the discovery record goes first, so no
+    /// client is sent to an instance that is stopping.
+    pub(super) async fn stop_these(&mut self, victims: Vec<InstanceInfo>, why: &str) {
+        let config = self.config();
         for victim in victims {
             let sidecars: Vec<InstanceInfo> = self
                 .shared

@@ -2,8 +2,8 @@
 //! node's floor (base services, minimum instances), then monitor → analyze → plan → execute.
 //!
 //! ```text
-//!   every LoopTimeInterval ──► tick: reconcile → keep the floor → snapshots → plan
-//!                                    → claim → execute → reconcile (publish)
+//!   every LoopTimeInterval ──► tick: reconcile → keep the floor → a rollout step
+//!                                    → snapshots → plan → claim → execute → reconcile
 //!   fresh metrics ───────────► the next tick brought forward, if a threshold is newly crossed
 //!   target in the ledger ────► fill the standing targets (also a lost fill's retry)
 //!   container event ─────────► reconcile (Docker is the truth: adopt, clean up,
@@ -29,6 +29,7 @@
 //! * `claims`: the daemon's side of the core's ports (`tick::ports`): each claim in the
 //!   scaling ledger, and what won claims do on this node;
 //! * `withheld`: when a start waits because discovery may undercount the cluster;
+//! * `rollout`: rolling updates, one claimed step at a time (`crate::tick::rollout` decides);
 //! * `execute`: starting and stopping instances with their sidecars, backoff, action records.
 //!
 //! Invariants of the whole loop:
@@ -74,6 +75,7 @@ mod execute;
 mod plan;
 mod reconcile;
 mod repairs;
+mod rollout;
 mod wake;
 mod withheld;
 
@@ -138,6 +140,10 @@ pub struct Autonomic {
     /// counts in steady state (see `analyze`). Started by `run`, replaced when a reload
     /// changes the root, stopped when the loop ends.
     discovery_records: Option<crate::store::Mirror>,
+    /// The rollout step this node has under way, per service (`rollout`).
+    steps: BTreeMap<String, crate::tick::rollout::Step>,
+    /// No rollout step of a service before then (its `Update.Delay` after the last one).
+    step_after: BTreeMap<String, Millis>,
 }
 
 /// What the loop needs that the daemon set up.
@@ -194,6 +200,8 @@ impl Autonomic {
             fill_retry: None,
             crossing: BTreeSet::new(),
             discovery_records: None,
+            steps: BTreeMap::new(),
+            step_after: BTreeMap::new(),
         }
     }
 
@@ -285,6 +293,8 @@ impl Autonomic {
         };
         let active = self.shared.knowledge().active;
         self.keep_floor(&config, active).await;
+        // A rollout is the operator's, like the floor: it goes on while the planner rests.
+        self.roll(&config).await;
         if !active {
             return;
         }

@@ -89,6 +89,9 @@ impl Autonomic {
                     state: "running".into(),
                     address: Some(address),
                     started_at,
+                    version: container.version.clone(),
+                    image: container.image.clone(),
+                    ready: true,
                 },
             );
         }

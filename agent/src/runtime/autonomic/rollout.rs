@@ -1,0 +1,267 @@
+//! Rolling updates on this node: when a service's descriptor has a new version
+//! (`ServiceDescriptor::version`), replace this node's outdated instances one claimed step
+//! at a time (`crate::tick::rollout` decides; this file claims, starts, stops and writes).
+//!
+//! Invariants:
+//! * A step is claimed in the service's scaling ledger (`rollout-step`, compared against
+//!   `last-claim` like every claim), so two agents never replace at once and no scaling
+//!   step runs meanwhile; its lease ends with the step (or expires if this agent dies).
+//! * New instances first, old ones only once the new ones held (`tick::rollout::check`);
+//!   a failed step stops its new instances, never an old one, then rolls back or halts
+//!   (`tick::rollout::on_failure`) through one transaction on the rollout record.
+//! * No etcd traffic while nothing is outdated: the record and the ledger are read only
+//!   when this node has an outdated instance and no step under way.
+//! * A step never blocks the loop: each tick looks at it once and moves on.
+
+use std::time::Duration;
+
+use common::config::ServiceDescriptor;
+
+use super::super::state::InstanceInfo;
+use super::{Autonomic, now};
+use crate::coordination::{RolloutStep, may_step, step_secs};
+use crate::tick::local::parent_of;
+use crate::tick::rollout::{Failure, Here, Step, StepState, check, on_failure, to_replace};
+
+/// What the action history calls a rollout's starts and stops.
+const WHY: &str = "rollout";
+
+impl Autonomic {
+    /// One look at every service's rollout on this node.
+    pub(super) async fn roll(&mut self, config: &common::config::ClusterConfig) {
+        for descriptor in config.services.values() {
+            self.roll_service(descriptor).await;
+        }
+        // A service that is gone takes its step along (its instances are the reconcile's).
+        let gone: Vec<String> = self
+            .steps
+            .keys()
+            .filter(|s| !config.services.contains_key(*s))
+            .cloned()
+            .collect();
+        for service in gone {
+            if let Some(step) = self.steps.remove(&service) {
+                let _ = self.store.lease_revoke(step.lease).await;
+            }
+        }
+    }
+
+    /// This node's instances of `descriptor` (not sidecars), as a step sees them.
+    fn here(&self, descriptor: &ServiceDescriptor) -> Vec<InstanceInfo> {
+        self.shared
+            .knowledge()
+            .running(&descriptor.name)
+            .filter(|i| parent_of(&i.instance, &i.service).is_none())
+            .cloned()
+            .collect()
+    }
+
+    async fn roll_service(&mut self, descriptor: &ServiceDescriptor) {
+        let version = descriptor.version();
+        let instances = self.here(descriptor);
+        let here: Vec<Here<'_>> = instances
+            .iter()
+            .map(|i| Here {
+                instance: &i.instance,
+                started_at: i.started_at,
+                current: i.runs(descriptor),
+                ready: i.ready,
+            })
+            .collect();
+        let now = now();
+        if let Some(step) = self.steps.get(&descriptor.name).cloned() {
+            if step.version != version {
+                // Rolled back, or pushed again: its new instances are now outdated too,
+                // and the next step replaces them.
+                tracing::info!(service = %descriptor.name, "rollout step abandoned: the descriptor changed");
+                self.end_step(&descriptor.name, &step).await;
+                return;
+            }
+            let monitor = Duration::from_secs(descriptor.update.monitor_secs);
+            match check(&step, &here, monitor, now) {
+                StepState::Starting => {}
+                StepState::Watching { since } => {
+                    if let Some(step) = self.steps.get_mut(&descriptor.name) {
+                        step.ready_since = Some(since);
+                    }
+                }
+                StepState::Done => {
+                    let old: Vec<InstanceInfo> = instances
+                        .iter()
+                        .filter(|i| step.old.contains(&i.instance))
+                        .cloned()
+                        .collect();
+                    self.stop_these(old, WHY).await;
+                    self.end_step(&descriptor.name, &step).await;
+                    let delay = Duration::from_secs(descriptor.update.delay_secs);
+                    self.step_after
+                        .insert(descriptor.name.clone(), now.plus(delay));
+                    tracing::info!(service = %descriptor.name, %version, replaced = step.old.len(), "rollout step done");
+                }
+                StepState::Failed(reason) => {
+                    let new: Vec<InstanceInfo> = instances
+                        .iter()
+                        .filter(|i| step.new.contains(&i.instance))
+                        .cloned()
+                        .collect();
+                    self.stop_these(new, WHY).await;
+                    self.end_step(&descriptor.name, &step).await;
+                    self.step_failed(descriptor, &version, &reason).await;
+                }
+            }
+            return;
+        }
+        let old = to_replace(&here, descriptor.update.parallelism);
+        if old.is_empty()
+            || self
+                .step_after
+                .get(&descriptor.name)
+                .is_some_and(|t| *t > now)
+        {
+            return;
+        }
+        let old: Vec<String> = old.into_iter().map(str::to_owned).collect();
+        self.start_step(descriptor, version, old).await;
+    }
+
+    /// Claims a step replacing `old` and starts as many new instances.
+    async fn start_step(
+        &mut self,
+        descriptor: &ServiceDescriptor,
+        version: String,
+        old: Vec<String>,
+    ) {
+        let service = &descriptor.name;
+        match self.store.read_rollout(&self.keys, service).await {
+            Ok(read) => {
+                if let Some(record) = read.record.filter(|r| !r.allows_steps(&version)) {
+                    tracing::debug!(%service, state = record.state.as_str(), "rollout waits");
+                    return;
+                }
+            }
+            Err(err) => {
+                tracing::debug!(%service, error = %err, "cannot read the rollout record");
+                return;
+            }
+        }
+        let ledger = match self.store.read_ledger(&self.keys, service).await {
+            Ok(ledger) => ledger,
+            Err(err) => {
+                tracing::debug!(%service, error = %err, "cannot read the ledger");
+                return;
+            }
+        };
+        if let Err(why) = may_step(&ledger) {
+            tracing::debug!(%service, %why, "rollout step waits");
+            return;
+        }
+        let update = &descriptor.update;
+        let loop_secs = self.loop_interval().as_secs();
+        let ttl = step_secs(
+            update.ready_timeout_secs,
+            update.monitor_secs,
+            descriptor.configuration.stop_timeout_secs,
+            loop_secs,
+        );
+        let count = old.len() as u32;
+        let claim = RolloutStep {
+            node: self.shared.node.clone(),
+            version: version.clone(),
+            count,
+        };
+        let lease = match self
+            .store
+            .claim_rollout_step(&self.keys, service, ledger.revision, &claim, ttl)
+            .await
+        {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::debug!(%service, error = %err, "cannot claim a rollout step");
+                return;
+            }
+        };
+        tracing::info!(%service, %version, count, "rollout step claimed");
+        let began = now();
+        let started = self.start_instances(descriptor, count, WHY).await;
+        let step = Step {
+            version: version.clone(),
+            lease,
+            new: started.instances,
+            old,
+            began,
+            deadline: began.plus(Duration::from_secs(update.ready_timeout_secs)),
+            ready_since: None,
+        };
+        if let Some(failure) = started.failure {
+            let new: Vec<InstanceInfo> = self
+                .here(descriptor)
+                .into_iter()
+                .filter(|i| step.new.contains(&i.instance))
+                .collect();
+            self.stop_these(new, WHY).await;
+            self.end_step(service, &step).await;
+            self.step_failed(descriptor, &version, &failure).await;
+            return;
+        }
+        self.steps.insert(service.clone(), step);
+    }
+
+    /// Forgets `step` and frees the ledger.
+    async fn end_step(&mut self, service: &str, step: &Step) {
+        self.steps.remove(service);
+        if let Err(err) = self.store.lease_revoke(step.lease).await {
+            // It expires by itself at the step's TTL.
+            tracing::debug!(%service, error = %err, "cannot revoke the rollout step's lease");
+        }
+    }
+
+    /// Rolls back or halts after a failed step, as the rollout record allows.
+    async fn step_failed(&mut self, descriptor: &ServiceDescriptor, version: &str, reason: &str) {
+        let service = &descriptor.name;
+        tracing::warn!(%service, %version, %reason, "rollout step failed");
+        self.record(WHY, service, None, format!("failed: {reason}"));
+        let read = match self.store.read_rollout(&self.keys, service).await {
+            Ok(read) => read,
+            Err(err) => {
+                // Nothing written: the next outdated instance tries a step again.
+                tracing::warn!(%service, error = %err, "cannot read the rollout record after a failed step");
+                return;
+            }
+        };
+        let failure = on_failure(
+            read.record.as_ref(),
+            version,
+            descriptor.update.failure_action,
+            reason,
+            &self.shared.node,
+            now(),
+        );
+        let (written, what) = match &failure {
+            Failure::Restore { descriptor, record } => (
+                self.store
+                    .restore_descriptor(&self.keys, service, read.revision, descriptor, record)
+                    .await,
+                "rolled back",
+            ),
+            Failure::Halt(record) => (
+                self.store
+                    .update_rollout(&self.keys, service, read.revision, record)
+                    .await,
+                "halted",
+            ),
+        };
+        match written {
+            Ok(true) => {
+                tracing::warn!(%service, %version, %reason, "rollout {what}");
+                self.record(WHY, service, None, format!("{what}: {reason}"));
+            }
+            Ok(false) => {
+                tracing::info!(%service, "the rollout record changed meanwhile: nothing {what}");
+            }
+            Err(err) => {
+                tracing::warn!(%service, error = %err, "cannot write the rollout record");
+            }
+        }
+    }
+}
