@@ -296,8 +296,10 @@ mod tests {
     }
 
     #[test]
-    fn labels_name_cluster_node_service_instance_and_reservations() {
-        let spec = build(&service(WEB), &placement());
+    fn labels_name_cluster_node_service_instance_version_and_reservations() {
+        let web = service(WEB);
+        let version = web.version();
+        let spec = build(&web, &placement());
         let expected = [
             ("org.gru.cluster", "prod"),
             ("org.gru.cpuset", "1"),
@@ -305,6 +307,7 @@ mod tests {
             ("org.gru.instance", "0123456789abcdef"),
             ("org.gru.node", "node-1"),
             ("org.gru.service", "web"),
+            ("org.gru.version", version.as_str()),
         ];
         let labels: Vec<(&str, &str)> = spec
             .labels
