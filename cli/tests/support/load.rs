@@ -12,11 +12,15 @@ use testkit::{EtcdCluster, http_get};
 pub struct Load {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<u64>>,
+    /// Requests that got no answer or an answer other than 200: when, where and what.
+    failures: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Load {
     pub fn start(etcd: &EtcdCluster, cluster: &str, service: &str, clients: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
+        let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let began = std::time::Instant::now();
         let targets = Arc::new(std::sync::Mutex::new(Vec::<u16>::new()));
         let mut threads = Vec::new();
         {
@@ -49,7 +53,7 @@ impl Load {
             }));
         }
         for client in 0..clients {
-            let (stop, targets) = (stop.clone(), targets.clone());
+            let (stop, targets, failures) = (stop.clone(), targets.clone(), failures.clone());
             threads.push(std::thread::spawn(move || {
                 let mut sent = 0u64;
                 while !stop.load(Ordering::Relaxed) {
@@ -59,22 +63,42 @@ impl Load {
                         continue;
                     }
                     let port = ports[(client + sent as usize) % ports.len()];
-                    let _ = http_get(port, "/");
+                    let answer = http_get(port, "/");
+                    if !matches!(answer, Some((200, _))) {
+                        failures.lock().unwrap().push(format!(
+                            "{:.1} s: port {port}: {}",
+                            began.elapsed().as_secs_f64(),
+                            answer.map_or("no answer".to_owned(), |(status, _)| format!(
+                                "status {status}"
+                            ))
+                        ));
+                    }
                     sent += 1;
                 }
                 sent
             }));
         }
-        Load { stop, threads }
+        Load {
+            stop,
+            threads,
+            failures,
+        }
     }
 
     /// Stops the clients; the number of requests they sent.
-    pub fn stop(mut self) -> u64 {
+    pub fn stop(self) -> u64 {
+        self.stop_counting().0
+    }
+
+    /// Stops the clients; the number of requests they sent, and the failed ones (no answer,
+    /// or not 200), each as "when: where: what".
+    pub fn stop_counting(mut self) -> (u64, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
-        std::mem::take(&mut self.threads)
+        let sent = std::mem::take(&mut self.threads)
             .into_iter()
             .map(|t| t.join().unwrap_or(0))
-            .sum()
+            .sum();
+        (sent, std::mem::take(&mut *self.failures.lock().unwrap()))
     }
 }
 

@@ -1,0 +1,314 @@
+//! Rolling updates on the real engine and etcd, with three agents and a closed-loop load fed
+//! by discovery: v1 → v2 replaces every instance with no failed request and never fewer
+//! ready instances than before; a broken v3 is rolled back by itself, and `rollout status`
+//! says why.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use support::agents::logs_tail;
+use support::cluster::Cluster;
+use support::configs::{QUIET_POLICY, TestConfig, config_for_agents};
+use support::docker::docker;
+use support::load::Load;
+use support::{expect_code, text};
+use testkit::{Component, figure, require, require_workload_image, wait_until};
+
+/// The workload image under per-test names, so that versions differ by image (what an
+/// operator's new release does); the names go when the test ends.
+struct Tags(Vec<String>);
+
+impl Tags {
+    fn new(cluster: &str, versions: &[&str]) -> Tags {
+        let tags: Vec<String> = versions
+            .iter()
+            .map(|v| format!("gru-workload-{cluster}:{v}"))
+            .collect();
+        for tag in &tags {
+            docker(&["tag", testkit::WORKLOAD_IMAGE, tag]);
+        }
+        Tags(tags)
+    }
+}
+
+impl Drop for Tags {
+    fn drop(&mut self) {
+        for tag in &self.0 {
+            let _ = std::process::Command::new("docker")
+                .args(["rmi", "--no-prune", tag])
+                .output();
+        }
+    }
+}
+
+/// The web service at `image`; `cmd` replaces the workload's arguments (a broken release
+/// passes one it refuses, so it exits at start).
+fn web(image: &str, cmd: &str, range: (u16, u16)) -> String {
+    format!(
+        r#"{{
+            "Name": "web", "Image": "{image}", "DiscoveryPort": "8080",
+            "MinInstances": 4,
+            "Update": {{"Parallelism": 1, "ReadyTimeout": 20, "Monitor": 2}},
+            "Configuration": {{
+                "Memory": "64m", "StopTimeout": 5, "Cmd": [{cmd}],
+                "Env": {{"SERVICE_NAME": "web", "SERVICE_TIME_MS": "5", "SHUTDOWN_DELAY_MS": "1500"}},
+                "Ports": {{"8080": "{low}-{high}"}}
+            }}
+        }}"#,
+        low = range.0,
+        high = range.1
+    )
+}
+
+/// `(image, version label, node label)` of every running container of `web`.
+fn running_web(cluster: &str) -> Vec<(String, String, String)> {
+    let out = docker(&[
+        "ps",
+        "--filter",
+        &format!("label=org.gru.cluster={cluster}"),
+        "--filter",
+        "label=org.gru.service=web",
+        "--filter",
+        "status=running",
+        "--format",
+        r#"{{.Image}} {{.Label "org.gru.version"}} {{.Label "org.gru.node"}}"#,
+    ]);
+    out.lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            Some((
+                parts.next()?.to_owned(),
+                parts.next()?.to_owned(),
+                parts.next()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// Samples the number of discovery records of `web` (the ready instances) every 100 ms
+/// and keeps the lowest, until dropped.
+struct ReadyFloor {
+    stop: Arc<AtomicBool>,
+    lowest: Arc<AtomicUsize>,
+    samples: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ReadyFloor {
+    fn start(endpoints: String, cluster: &str) -> ReadyFloor {
+        let stop = Arc::new(AtomicBool::new(false));
+        let lowest = Arc::new(AtomicUsize::new(usize::MAX));
+        let samples = Arc::new(AtomicUsize::new(0));
+        let prefix = format!("/gru/{cluster}/discovery/web/");
+        let thread = {
+            let (stop, lowest, samples) = (stop.clone(), lowest.clone(), samples.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok(keys) = testkit::etcdctl_at(
+                        &endpoints,
+                        &["get", "--prefix", "--keys-only", &prefix],
+                    ) {
+                        let count = keys.lines().filter(|l| !l.trim().is_empty()).count();
+                        lowest.fetch_min(count, Ordering::Relaxed);
+                        samples.fetch_add(1, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        ReadyFloor {
+            stop,
+            lowest,
+            samples,
+            thread: Some(thread),
+        }
+    }
+
+    /// The lowest count seen, and how many samples were taken.
+    fn finish(mut self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        (
+            self.lowest.load(Ordering::Relaxed),
+            self.samples.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl Drop for ReadyFloor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn version_of(descriptor: &str) -> String {
+    common::config::parse_service("web.json", descriptor)
+        .unwrap()
+        .version()
+}
+
+fn rollout_status(bed: &Cluster) -> String {
+    let out = expect_code(
+        &bed.endpoints(),
+        &[
+            "manage",
+            "-c",
+            &format!("use {}; rollout status web", bed.name),
+        ],
+        0,
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_rollout_replaces_every_instance_without_a_failed_request_and_a_broken_one_rolls_back() {
+    let test =
+        "a_rollout_replaces_every_instance_without_a_failed_request_and_a_broken_one_rolls_back";
+    if !require(test, Component::Etcd) || !require_workload_image(test) {
+        return;
+    }
+    let range = testkit::free_port_range(12);
+    let config = TestConfig::bare(&config_for_agents(3), QUIET_POLICY);
+    let bed_name_probe = testkit::ClusterContainers::unique("rollout");
+    let tags = Tags::new(&bed_name_probe.cluster, &["v1", "v2", "v3"]);
+    let (v1, v2, v3) = (
+        web(&tags.0[0], "", range),
+        web(&tags.0[1], "", range),
+        web(&tags.0[2], r#""--no-such-flag""#, range),
+    );
+    config.file("services/web.json", &v1);
+    let bed = Cluster::on(testkit::EtcdCluster::start(), bed_name_probe, config);
+    let agents = bed.spawn_nodes(3);
+
+    let four = wait_until(Duration::from_secs(40), || {
+        running_web(&bed.name).len() == 4 && bed.registered("web").len() == 4
+    });
+    assert!(
+        four.is_some(),
+        "MinInstances 4 not reached: {:?}\n{}",
+        running_web(&bed.name),
+        logs_tail(&agents, 60)
+    );
+    let nodes: std::collections::BTreeSet<String> = running_web(&bed.name)
+        .into_iter()
+        .map(|(_, _, n)| n)
+        .collect();
+    figure(test, "nodes_holding_v1", nodes.len() as f64);
+
+    // v1 -> v2 under load.
+    let load = Load::start(&bed.etcd, &bed.name, "web", 6);
+    std::thread::sleep(Duration::from_secs(2));
+    let floor = ReadyFloor::start(bed.endpoints(), &bed.name);
+    bed.config.file("services/web.json", &v2);
+    let pushed = expect_code(
+        &bed.endpoints(),
+        &["config", "push", &bed.name, bed.config.path()],
+        0,
+    );
+    assert!(
+        String::from_utf8_lossy(&pushed.stdout).contains("rolling out web"),
+        "{}",
+        text(&pushed)
+    );
+    let rolled = Instant::now();
+    let v2_version = version_of(&v2);
+    let done = wait_until(Duration::from_secs(150), || {
+        let running = running_web(&bed.name);
+        running.len() == 4
+            && running
+                .iter()
+                .all(|(image, version, _)| *image == tags.0[1] && *version == v2_version)
+    });
+    let took = rolled.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let (sent, failures) = load.stop_counting();
+    let (lowest, samples) = floor.finish();
+    figure(test, "v1_to_v2_seconds", took.as_secs_f64());
+    figure(test, "v1_to_v2_requests", sent as f64);
+    figure(test, "v1_to_v2_failed_requests", failures.len() as f64);
+    figure(test, "v1_to_v2_lowest_ready", lowest as f64);
+    assert!(
+        done.is_some(),
+        "not every instance is on v2 after {took:?}: {:?}\n{}\n{}",
+        running_web(&bed.name),
+        rollout_status(&bed),
+        logs_tail(&agents, 80)
+    );
+    assert!(sent > 100, "the load sent only {sent} requests");
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} requests failed during the rollout: {:?}\n{}",
+        failures.len(),
+        &failures[..failures.len().min(10)],
+        logs_tail(&agents, 80)
+    );
+    assert!(samples > 20, "only {samples} samples of the ready count");
+    assert!(
+        lowest >= 4,
+        "the ready count fell to {lowest} during the rollout (4 before it)\n{}",
+        logs_tail(&agents, 80)
+    );
+    let status = rollout_status(&bed);
+    assert!(
+        status.contains(&format!("instances: 4 of 4 on {v2_version}"))
+            && status.contains("complete"),
+        "{status}"
+    );
+
+    // A broken v3 (it exits at start) is rolled back to v2 by itself.
+    let floor = ReadyFloor::start(bed.endpoints(), &bed.name);
+    bed.config.file("services/web.json", &v3);
+    expect_code(
+        &bed.endpoints(),
+        &["config", "push", &bed.name, bed.config.path()],
+        0,
+    );
+    let v3_version = version_of(&v3);
+    let pushed_at = Instant::now();
+    let restored = wait_until(Duration::from_secs(90), || {
+        bed.etcd
+            .etcdctl(&[
+                "get",
+                "--print-value-only",
+                &format!("/gru/{}/services/web", bed.name),
+            ])
+            .contains(&tags.0[1])
+    });
+    let rolled_back_after = pushed_at.elapsed();
+    figure(
+        test,
+        "v3_rolled_back_seconds",
+        rolled_back_after.as_secs_f64(),
+    );
+    assert!(
+        restored.is_some(),
+        "v2's descriptor was not put back after {rolled_back_after:?}\n{}\n{}",
+        rollout_status(&bed),
+        logs_tail(&agents, 80)
+    );
+    // Nothing left on v3, v2 everywhere, and no step under way.
+    let settled = wait_until(Duration::from_secs(30), || {
+        let running = running_web(&bed.name);
+        running.len() == 4 && running.iter().all(|(_, version, _)| *version == v2_version)
+    });
+    let (lowest, _) = floor.finish();
+    figure(test, "v3_lowest_ready", lowest as f64);
+    assert!(settled.is_some(), "{:?}", running_web(&bed.name));
+    assert!(
+        lowest >= 4,
+        "the ready count fell to {lowest} while v3 failed"
+    );
+    let status = rollout_status(&bed);
+    assert!(
+        status.contains(&format!("rolled back from {v3_version}"))
+            && status.contains("exited before it was ready"),
+        "rollout status does not say why it rolled back:\n{status}"
+    );
+    drop(agents);
+}
