@@ -312,3 +312,114 @@ fn a_rollout_replaces_every_instance_without_a_failed_request_and_a_broken_one_r
     );
     drop(agents);
 }
+
+/// `rollout <action> web` in a script; its stdout, stderr and exit code.
+fn rollout_command(bed: &Cluster, action: &str) -> (Option<i32>, String) {
+    let out = support::run(
+        &bed.endpoints(),
+        &[
+            "manage",
+            "-c",
+            &format!("use {}; rollout {action} web", bed.name),
+        ],
+    );
+    (out.status.code(), text(&out))
+}
+
+#[test]
+fn an_operator_pauses_resumes_and_undoes_a_rollout() {
+    let test = "an_operator_pauses_resumes_and_undoes_a_rollout";
+    if !require(test, Component::Etcd) || !require_workload_image(test) {
+        return;
+    }
+    let range = testkit::free_port_range(8);
+    let config = TestConfig::bare(&config_for_agents(3), QUIET_POLICY);
+    let containers = testkit::ClusterContainers::unique("undo");
+    let tags = Tags::new(&containers.cluster, &["v1", "v2"]);
+    let (v1, v2) = (web(&tags.0[0], "", range), web(&tags.0[1], "", range));
+    let (v1_version, v2_version) = (version_of(&v1), version_of(&v2));
+    // Three instances here, and a step every 4 s at the most (Delay): room to pause.
+    let slow = |doc: &str| doc.replace(r#""Monitor": 2}"#, r#""Monitor": 2, "Delay": 4}"#);
+    let slow_v2 = slow(&v2);
+    assert_ne!(slow_v2, v2, "the delay was not written");
+    config.file(
+        "services/web.json",
+        &slow(&v1).replace(r#""MinInstances": 4"#, r#""MinInstances": 3"#),
+    );
+    let bed = Cluster::on(testkit::EtcdCluster::start(), containers, config);
+    let agents = vec![bed.spawn("n1")];
+    let on = |version: &str| {
+        running_web(&bed.name)
+            .iter()
+            .filter(|(_, v, _)| v == version)
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || on(&v1_version) == 3).is_some(),
+        "{:?}\n{}",
+        running_web(&bed.name),
+        logs_tail(&agents, 40)
+    );
+    let (code, said) = rollout_command(&bed, "pause");
+    assert_eq!(code, Some(1), "nothing to pause yet: {said}");
+    assert!(said.contains("no rollout of web to pause"), "{said}");
+
+    bed.config.file(
+        "services/web.json",
+        &slow_v2.replace(r#""MinInstances": 4"#, r#""MinInstances": 3"#),
+    );
+    expect_code(
+        &bed.endpoints(),
+        &["config", "push", &bed.name, bed.config.path()],
+        0,
+    );
+    let (code, said) = rollout_command(&bed, "pause");
+    assert_eq!(code, Some(0), "{said}");
+    // A step under way finishes; none starts after it.
+    std::thread::sleep(Duration::from_secs(12));
+    let paused_on_v2 = on(&v2_version);
+    assert!(
+        paused_on_v2 < 3,
+        "the pause did not hold: {:?}",
+        running_web(&bed.name)
+    );
+    let status = rollout_status(&bed);
+    assert!(
+        status.contains("paused") && status.contains("by an operator"),
+        "{status}"
+    );
+
+    let (code, said) = rollout_command(&bed, "resume");
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        wait_until(Duration::from_secs(60), || on(&v2_version) == 3
+            && running_web(&bed.name).len() == 3)
+        .is_some(),
+        "not all on v2 after resume: {:?}\n{}",
+        running_web(&bed.name),
+        logs_tail(&agents, 40)
+    );
+
+    let (code, said) = rollout_command(&bed, "undo");
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains(&format!("rolling back to {v1_version}")),
+        "{said}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || on(&v1_version) == 3
+            && running_web(&bed.name).len() == 3)
+        .is_some(),
+        "not all back on v1 after undo: {:?}\n{}",
+        running_web(&bed.name),
+        logs_tail(&agents, 40)
+    );
+    let status = rollout_status(&bed);
+    assert!(
+        status.contains(&format!("rolling to {v1_version} from {v2_version}"))
+            && status.contains("by undo"),
+        "{status}"
+    );
+    figure(test, "instances_on_v2_while_paused", paused_on_v2 as f64);
+    drop(agents);
+}
