@@ -184,6 +184,7 @@ fn a_rollout_replaces_every_instance_without_a_failed_request_and_a_broken_one_r
     );
     config.file("services/web.json", &v1);
     let bed = Cluster::on(testkit::EtcdCluster::start(), bed_name_probe, config);
+    let events = testkit::ContainerEvents::start(&bed.name);
     let agents = bed.spawn_nodes(3);
 
     let four = wait_until(Duration::from_secs(40), || {
