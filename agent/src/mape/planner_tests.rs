@@ -57,6 +57,7 @@ fn service(name: &str, cpu: f64) -> ServiceSnapshot {
         mem_avg: None,
         analytics: BTreeMap::new(),
         cluster_last_scale: LastScale::default(),
+        start_held: None,
         policy: None,
     }
 }
