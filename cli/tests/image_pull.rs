@@ -1,0 +1,219 @@
+//! Issue 13, pulls: an agent whose node lacks a service's image pulls it from a real
+//! registry (`testkit::Registry`, basic auth) with the descriptor's credentials and starts
+//! the service; with a wrong password the pull fails clearly, the service is backed off
+//! (the failed attempts' spacing grows), and neither password appears in the agent's log,
+//! its HTTP views, or the `gru` CLI's output.
+//!
+//! `gru-workload:latest` is pushed under a tag unique to the test, and that registry-named
+//! tag removed from the engine, so the agent's node does not have it; the registry's drop
+//! removes the tag again after the agent pulled it.
+
+mod support;
+
+use std::time::Duration;
+
+use support::agents::{ActionRecord, Agent};
+use support::cluster::Cluster;
+use support::configs::{CONFIG_ONE_SECOND_LOOPS, QUIET_POLICY, TestConfig};
+use support::{expect_code, run, text};
+use testkit::{Component, Registry, figure, require, require_workload_image, wait_until};
+
+const USER: &str = "gru-puller";
+const RIGHT_PASSWORD: &str = "right-c0ffee-5150";
+const WRONG_PASSWORD: &str = "wrong-dead-beef-77";
+
+fn ready(test: &str) -> bool {
+    require(test, Component::Etcd)
+        && require(test, Component::Registry)
+        && require_workload_image(test)
+}
+
+/// A workload service on `image`, kept at one instance (a repair claims each start), with
+/// `Pull.Auth` of `password`.
+fn pulled_service(image: &str, password: &str, (low, high): (u16, u16)) -> String {
+    format!(
+        r#"{{
+            "Name": "web", "Image": "{image}", "DiscoveryPort": "8080",
+            "MinInstances": 1,
+            "Pull": {{"Policy": "IfNotPresent", "Timeout": 60,
+                      "Auth": {{"Username": "{USER}", "Password": "{password}"}}}},
+            "Configuration": {{
+                "Memory": "64m", "StopTimeout": 2,
+                "Env": {{"SERVICE_NAME": "web", "SERVICE_TIME_MS": "5"}},
+                "Ports": {{"8080": "{low}-{high}"}}
+            }}
+        }}"#
+    )
+}
+
+/// Everything an operator can read of the cluster, joined: the agent's log, its HTTP
+/// views, `gru config get` and `gru manage show service` (text and JSON).
+fn everything_shown(cluster: &Cluster, agent: &Agent) -> String {
+    let mut shown = agent.log_text();
+    for path in [
+        "/gru/v1/node",
+        "/gru/v1/services",
+        "/gru/v1/actions",
+        "/gru/v1/decisions",
+        "/gru/v1/policies",
+        "/gru/v1/history",
+        "/gru/v1/cluster",
+    ] {
+        if let Some(view) = agent.get_json(path) {
+            shown.push_str(&view.to_string());
+        }
+    }
+    let e = cluster.endpoints();
+    let config = expect_code(&e, &["config", "get", &cluster.name], 0);
+    shown.push_str(&text(&config));
+    let script = format!("use {}; show service web; list services", cluster.name);
+    for format in ["text", "json"] {
+        let out = run(&e, &["manage", "--output", format, "-c", &script]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        shown.push_str(&text(&out));
+    }
+    shown
+}
+
+fn assert_no_password(shown: &str) {
+    for password in [RIGHT_PASSWORD, WRONG_PASSWORD] {
+        assert!(
+            !shown.contains(password),
+            "the password {password} was shown:\n{}",
+            shown
+                .lines()
+                .filter(|l| l.contains(password))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
+#[test]
+fn a_node_without_the_image_pulls_it_with_credentials_and_starts_the_service() {
+    let test = "a_node_without_the_image_pulls_it_with_credentials_and_starts_the_service";
+    if !ready(test) {
+        return;
+    }
+    let registry = Registry::start(USER, RIGHT_PASSWORD);
+    let tag = format!("pull-ok-{}", std::process::id());
+    let image = registry.push(testkit::WORKLOAD_IMAGE, "gru-workload", &tag);
+    registry.forget_image(&image);
+    assert!(!Registry::engine_has(&image), "{image} is still on the engine");
+
+    let config = TestConfig::new(CONFIG_ONE_SECOND_LOOPS, QUIET_POLICY);
+    config.file(
+        "services/web.json",
+        &pulled_service(&image, RIGHT_PASSWORD, testkit::free_port_range(4)),
+    );
+    let cluster = Cluster::start("pull-ok", config);
+    let agent = cluster.spawn("n1");
+
+    let took = wait_until(Duration::from_secs(90), || {
+        cluster.registered("web").len() == 1
+    });
+    assert!(
+        took.is_some(),
+        "no instance of web came up: actions {:?}\n{}",
+        agent.actions(20),
+        support::tail(&agent.log_text(), 40)
+    );
+    figure(test, "from join to the pulled instance in discovery", format!("{:?}", took.unwrap_or_default()));
+    assert!(Registry::engine_has(&image), "the engine lacks {image}");
+    let (_, address) = &cluster.registered("web")[0];
+    let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || testkit::http_get(port, "/healthz")
+            .is_some_and(|(s, _)| s == 200))
+        .is_some(),
+        "the pulled workload does not answer at {address}"
+    );
+    let started: Vec<ActionRecord> = agent
+        .actions(50)
+        .into_iter()
+        .filter(|a| a.service == "web")
+        .collect();
+    assert!(
+        started.iter().any(|a| a.result == "ok"),
+        "no start recorded: {started:?}"
+    );
+    let log = agent.log_text();
+    assert!(log.contains("pulling image"), "{}", support::tail(&log, 40));
+    assert!(log.contains("pulled image"), "{}", support::tail(&log, 40));
+    // The registry saw the pull with the user, and nobody else's.
+    assert!(registry.log().contains(USER), "{}", registry.log());
+    assert_no_password(&everything_shown(&cluster, &agent));
+    assert!(
+        cluster.containers.ids(None).len() == 1,
+        "one container: {:?}",
+        cluster.containers.ids(None)
+    );
+}
+
+#[test]
+fn a_wrong_password_fails_clearly_is_backed_off_and_never_shown() {
+    let test = "a_wrong_password_fails_clearly_is_backed_off_and_never_shown";
+    if !ready(test) {
+        return;
+    }
+    let registry = Registry::start(USER, RIGHT_PASSWORD);
+    let tag = format!("pull-wrong-{}", std::process::id());
+    let image = registry.push(testkit::WORKLOAD_IMAGE, "gru-workload", &tag);
+    registry.forget_image(&image);
+
+    let config = TestConfig::new(CONFIG_ONE_SECOND_LOOPS, QUIET_POLICY);
+    config.file(
+        "services/web.json",
+        &pulled_service(&image, WRONG_PASSWORD, testkit::free_port_range(4)),
+    );
+    let cluster = Cluster::start("pull-wrong", config);
+    let agent = cluster.spawn("n1");
+
+    // Backoff 5 s, then 10 s: the third attempt comes some 15 s after the first.
+    let failures = || -> Vec<ActionRecord> {
+        let mut failed: Vec<ActionRecord> = agent
+            .actions(200)
+            .into_iter()
+            .filter(|a| a.service == "web" && a.result.starts_with("failed:"))
+            .collect();
+        failed.sort();
+        failed
+    };
+    let seen = wait_until(Duration::from_secs(60), || failures().len() >= 3);
+    let failed = failures();
+    assert!(
+        seen.is_some(),
+        "fewer than 3 failed starts: {failed:?}\n{}",
+        support::tail(&agent.log_text(), 40)
+    );
+    for record in &failed {
+        assert!(
+            record
+                .result
+                .starts_with(&format!("failed: pull of image {image} failed: unauthorized")),
+            "{record:?}"
+        );
+    }
+    // Backed off: each wait between attempts longer than the one before.
+    let gaps: Vec<u64> = failed.windows(2).map(|w| w[1].at_ms - w[0].at_ms).collect();
+    figure(test, "gaps between failed pulls (ms)", format!("{gaps:?}"));
+    assert!(
+        gaps.windows(2).all(|g| g[1] > g[0]),
+        "attempts are not spaced out more and more: {gaps:?} ({failed:?})"
+    );
+    // Nothing started, and the node says why.
+    assert!(cluster.registered("web").is_empty());
+    assert!(!Registry::engine_has(&image));
+    let node = agent.get_json("/gru/v1/node").expect("node view");
+    let status = &node["start_failures"]["web"];
+    assert!(
+        status["error"].as_str().is_some_and(|e| e.contains("unauthorized")),
+        "{node}"
+    );
+    assert!(status["failures"].as_u64().unwrap_or(0) >= 3, "{node}");
+    assert!(
+        status["backing_off_until"].as_u64() > status["failed_at"].as_u64(),
+        "{node}"
+    );
+    assert_no_password(&everything_shown(&cluster, &agent));
+}
