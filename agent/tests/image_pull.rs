@@ -107,7 +107,10 @@ async fn a_missing_image_is_pulled_with_the_descriptors_credentials() {
     let registry = Registry::start(USER, PASSWORD);
     let image = registry.push(&source.0, "tiny", "auth");
     registry.forget_image(&image);
-    assert!(!Registry::engine_has(&image), "the push left {image} behind");
+    assert!(
+        !Registry::engine_has(&image),
+        "the push left {image} behind"
+    );
     let engine = engine().await;
 
     // Never: a missing image is not pulled.
@@ -119,10 +122,17 @@ async fn a_missing_image_is_pulled_with_the_descriptors_credentials() {
         .ensure_image(&image, &never, None)
         .await
         .expect_err("Never does not pull");
-    assert!(matches!(error, DockerError::ImageMissing { .. }), "{error:?}");
+    assert!(
+        matches!(error, DockerError::ImageMissing { .. }),
+        "{error:?}"
+    );
 
     // Anonymous: the registry wants credentials.
-    let anonymous = pull_failure(engine.ensure_image(&image, &PullConfig::default(), None).await);
+    let anonymous = pull_failure(
+        engine
+            .ensure_image(&image, &PullConfig::default(), None)
+            .await,
+    );
     assert_eq!(anonymous.kind(), "unauthorized", "{anonymous}");
 
     let since = unix_now();
@@ -131,7 +141,11 @@ async fn a_missing_image_is_pulled_with_the_descriptors_credentials() {
         .ensure_image(&image, &with_auth(PASSWORD), None)
         .await
         .expect("pulled with Pull.Auth");
-    figure(test, "pull of a one-layer image from loopback", format!("{:?}", started.elapsed()));
+    figure(
+        test,
+        "pull of a one-layer image from loopback",
+        format!("{:?}", started.elapsed()),
+    );
     assert!(Registry::engine_has(&image));
     // Present now: IfNotPresent does not pull again.
     engine
@@ -171,7 +185,11 @@ async fn a_docker_config_json_gives_the_credentials_when_the_descriptor_has_none
     // An unreadable file is not fatal to an anonymous pull attempt: it is refused as such.
     let missing = pull_failure(
         engine
-            .ensure_image(&image, &PullConfig::default(), Some(Path::new("/nonexistent/config.json")))
+            .ensure_image(
+                &image,
+                &PullConfig::default(),
+                Some(Path::new("/nonexistent/config.json")),
+            )
             .await,
     );
     assert_eq!(missing.kind(), "unauthorized", "{missing}");
@@ -194,18 +212,33 @@ async fn failed_pulls_say_unauthorized_not_found_or_unreachable() {
         .await
         .expect_err("wrong password");
     let text = wrong.to_string();
-    assert!(text.starts_with(&format!("pull of image {image} failed: unauthorized")), "{text}");
+    assert!(
+        text.starts_with(&format!("pull of image {image} failed: unauthorized")),
+        "{text}"
+    );
     assert!(!text.contains(WRONG_PASSWORD) && !format!("{wrong:?}").contains(WRONG_PASSWORD));
 
     let absent = format!("{}/tiny:no-such-tag", registry.address());
-    let not_found = pull_failure(engine.ensure_image(&absent, &with_auth(PASSWORD), None).await);
+    let not_found = pull_failure(
+        engine
+            .ensure_image(&absent, &with_auth(PASSWORD), None)
+            .await,
+    );
     assert_eq!(not_found.kind(), "not found", "{not_found}");
 
     // A port nothing listens on.
     let nowhere = format!("127.0.0.1:{}/tiny:x", testkit::free_port());
-    let unreachable = pull_failure(engine.ensure_image(&nowhere, &with_auth(PASSWORD), None).await);
+    let unreachable = pull_failure(
+        engine
+            .ensure_image(&nowhere, &with_auth(PASSWORD), None)
+            .await,
+    );
     assert_eq!(unreachable.kind(), "unreachable", "{unreachable}");
-    figure(test, "messages", format!("{text} | {not_found} | {unreachable}"));
+    figure(
+        test,
+        "messages",
+        format!("{text} | {not_found} | {unreachable}"),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,8 +272,18 @@ async fn concurrent_starts_of_one_image_pull_it_once_and_always_pulls_every_time
     assert_eq!(Registry::pull_events(&image, since), 1, "pulls at once");
 
     // One after the other, Always pulls each time.
-    engine.ensure_image(&image, &always, None).await.expect("pulled");
-    engine.ensure_image(&image, &always, None).await.expect("pulled");
+    engine
+        .ensure_image(&image, &always, None)
+        .await
+        .expect("pulled");
+    engine
+        .ensure_image(&image, &always, None)
+        .await
+        .expect("pulled");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(Registry::pull_events(&image, since), 3, "pulls one after another");
+    assert_eq!(
+        Registry::pull_events(&image, since),
+        3,
+        "pulls one after another"
+    );
 }

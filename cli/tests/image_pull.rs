@@ -99,7 +99,10 @@ fn a_node_without_the_image_pulls_it_with_credentials_and_starts_the_service() {
     let tag = format!("pull-ok-{}", std::process::id());
     let image = registry.push(testkit::WORKLOAD_IMAGE, "gru-workload", &tag);
     registry.forget_image(&image);
-    assert!(!Registry::engine_has(&image), "{image} is still on the engine");
+    assert!(
+        !Registry::engine_has(&image),
+        "{image} is still on the engine"
+    );
 
     let config = TestConfig::new(CONFIG_ONE_SECOND_LOOPS, QUIET_POLICY);
     config.file(
@@ -118,13 +121,23 @@ fn a_node_without_the_image_pulls_it_with_credentials_and_starts_the_service() {
         agent.actions(20),
         support::tail(&agent.log_text(), 40)
     );
-    figure(test, "from join to the pulled instance in discovery", format!("{:?}", took.unwrap_or_default()));
+    figure(
+        test,
+        "from join to the pulled instance in discovery",
+        format!("{:?}", took.unwrap_or_default()),
+    );
     assert!(Registry::engine_has(&image), "the engine lacks {image}");
     let (_, address) = &cluster.registered("web")[0];
-    let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+    let port: u16 = address
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{address} names no port"));
     assert!(
-        wait_until(Duration::from_secs(15), || testkit::http_get(port, "/healthz")
-            .is_some_and(|(s, _)| s == 200))
+        wait_until(Duration::from_secs(15), || testkit::http_get(
+            port, "/healthz"
+        )
+        .is_some_and(|(s, _)| s == 200))
         .is_some(),
         "the pulled workload does not answer at {address}"
     );
@@ -188,9 +201,9 @@ fn a_wrong_password_fails_clearly_is_backed_off_and_never_shown() {
     );
     for record in &failed {
         assert!(
-            record
-                .result
-                .starts_with(&format!("failed: pull of image {image} failed: unauthorized")),
+            record.result.starts_with(&format!(
+                "failed: pull of image {image} failed: unauthorized"
+            )),
             "{record:?}"
         );
     }
@@ -207,7 +220,9 @@ fn a_wrong_password_fails_clearly_is_backed_off_and_never_shown() {
     let node = agent.get_json("/gru/v1/node").expect("node view");
     let status = &node["start_failures"]["web"];
     assert!(
-        status["error"].as_str().is_some_and(|e| e.contains("unauthorized")),
+        status["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("unauthorized")),
         "{node}"
     );
     assert!(status["failures"].as_u64().unwrap_or(0) >= 3, "{node}");

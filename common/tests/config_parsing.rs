@@ -9,10 +9,10 @@ use common::config::{
     DEFAULT_DOCKER_DAEMON_URL, DEFAULT_MAX_FRIENDS, DEFAULT_MAX_INSTANCES,
     DEFAULT_SCALEIN_THRESHOLD, DEFAULT_SCALEOUT_THRESHOLD, DEFAULT_STEP_INSTANCES,
     DEFAULT_STOP_TIMEOUT_SECS, DEFAULT_SWAP_THRESHOLD, MetricService, NodeConfig, NodeConstraints,
-    NodeResources, PlannerStrategy, PolicyConfig, PolicyRule, PortRange, Problem, RuleMode,
-    PullConfig, PullPolicy, RegistryAuth, Secret, ServiceDescriptor, ServicePolicy, Smoothing,
-    Volumes, parse_agent_config, parse_analytic,
-    parse_node_config, parse_node_constraints, parse_node_resources, parse_policy, parse_service,
+    NodeResources, PlannerStrategy, PolicyConfig, PolicyRule, PortRange, Problem, PullConfig,
+    PullPolicy, RegistryAuth, RuleMode, Secret, ServiceDescriptor, ServicePolicy, Smoothing,
+    Volumes, parse_agent_config, parse_analytic, parse_node_config, parse_node_constraints,
+    parse_node_resources, parse_policy, parse_service,
 };
 
 fn rendered(problems: &[Problem]) -> Vec<String> {
@@ -785,9 +785,16 @@ fn pull_defaults_to_if_not_present_anonymously_and_reads_any_case() {
     let plain = service(r#"{"Name": "web", "Image": "nginx:1"}"#);
     assert_eq!(plain.pull, PullConfig::default());
     assert_eq!(plain.pull.policy, PullPolicy::IfNotPresent);
-    assert_eq!(plain.pull.timeout_secs, common::config::DEFAULT_PULL_TIMEOUT_SECS);
+    assert_eq!(
+        plain.pull.timeout_secs,
+        common::config::DEFAULT_PULL_TIMEOUT_SECS
+    );
     // A descriptor without Pull writes none back: what was stored before pulls is unchanged.
-    assert!(!serde_json::to_string(&plain).expect("json").contains("Pull"));
+    assert!(
+        !serde_json::to_string(&plain)
+            .expect("json")
+            .contains("Pull")
+    );
 
     let given = service(
         r#"{"Name": "web", "Image": "r:5000/web:2",
@@ -797,7 +804,10 @@ fn pull_defaults_to_if_not_present_anonymously_and_reads_any_case() {
     assert_eq!(given.pull.policy, PullPolicy::Always);
     assert_eq!(given.pull.timeout_secs, 30);
     let auth = given.pull.auth.as_ref().expect("auth");
-    assert_eq!((auth.username.as_str(), auth.password.expose()), ("ci", "pw"));
+    assert_eq!(
+        (auth.username.as_str(), auth.password.expose()),
+        ("ci", "pw")
+    );
     assert_eq!(auth.server_address.as_deref(), Some("r:5000"));
 }
 
@@ -806,15 +816,21 @@ fn bad_pull_settings_are_refused_with_their_path_and_a_hint() {
     let cases: [(&str, &[&str]); 5] = [
         (
             r#"{"Policy": "IfNotPresnt"}"#,
-            &["services/web.json: Pull.Policy: unknown pull policy \"IfNotPresnt\"; known: \"IfNotPresent\", \"Always\", \"Never\" (hint: did you mean \"IfNotPresent\"?)"],
+            &[
+                "services/web.json: Pull.Policy: unknown pull policy \"IfNotPresnt\"; known: \"IfNotPresent\", \"Always\", \"Never\" (hint: did you mean \"IfNotPresent\"?)",
+            ],
         ),
         (
             r#"{"Auth": {"Username": "ci"}}"#,
-            &["services/web.json: Pull.Auth.Password: is required when Pull.Auth is given (hint: registries refuse a user without a password; leave Auth out to use the agent's RegistryAuthFile)"],
+            &[
+                "services/web.json: Pull.Auth.Password: is required when Pull.Auth is given (hint: registries refuse a user without a password; leave Auth out to use the agent's RegistryAuthFile)",
+            ],
         ),
         (
             r#"{"Auth": {"Password": "pw"}}"#,
-            &["services/web.json: Pull.Auth.Username: is required when Pull.Auth is given (hint: give Username and Password, or leave Auth out to pull anonymously or with the agent's RegistryAuthFile)"],
+            &[
+                "services/web.json: Pull.Auth.Username: is required when Pull.Auth is given (hint: give Username and Password, or leave Auth out to pull anonymously or with the agent's RegistryAuthFile)",
+            ],
         ),
         (
             r#"{"Timeout": 0}"#,
@@ -822,7 +838,9 @@ fn bad_pull_settings_are_refused_with_their_path_and_a_hint() {
         ),
         (
             r#"{"Policy": "Never", "Auth": {"Username": "ci", "Password": "pw"}}"#,
-            &["services/web.json: Pull.Auth: is never used: Pull.Policy is \"Never\" (hint: set Policy to \"IfNotPresent\" or \"Always\", or leave Auth out)"],
+            &[
+                "services/web.json: Pull.Auth: is never used: Pull.Policy is \"Never\" (hint: set Policy to \"IfNotPresent\" or \"Always\", or leave Auth out)",
+            ],
         ),
     ];
     for (pull, expected) in cases {
@@ -836,13 +854,21 @@ fn a_password_is_never_quoted_in_a_problem_nor_in_debug_output() {
     let problems = service_problems(
         r#"{"Name": "web", "Image": "nginx:1", "Pull": {"Auth": {"Username": "ci", "Password": 987654}}}"#,
     );
-    assert!(problems.iter().all(|p| !p.contains("987654")), "{problems:?}");
     assert!(
-        problems.iter().any(|p| p.contains("Pull.Auth.Password: expected a string")),
+        problems.iter().all(|p| !p.contains("987654")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("Pull.Auth.Password: expected a string")),
         "{problems:?}"
     );
     let debug = format!("{:?}", full_service());
-    assert!(!debug.contains("pull-secret") && debug.contains("***"), "{debug}");
+    assert!(
+        !debug.contains("pull-secret") && debug.contains("***"),
+        "{debug}"
+    );
 }
 
 #[test]
@@ -856,6 +882,8 @@ fn a_registry_auth_file_must_be_an_absolute_path() {
     };
     assert_eq!(
         problems,
-        ["config.json: Docker.RegistryAuthFile: \"docker/config.json\" is not an absolute path (hint: agents run from any directory: write the whole path, e.g. \"/root/.docker/config.json\")"]
+        [
+            "config.json: Docker.RegistryAuthFile: \"docker/config.json\" is not an absolute path (hint: agents run from any directory: write the whole path, e.g. \"/root/.docker/config.json\")"
+        ]
     );
 }

@@ -51,10 +51,7 @@ impl Registry {
             let mut stdin = child.stdin.take().expect("htpasswd stdin");
             writeln!(stdin, "{password}").expect("password to htpasswd");
         }
-        assert!(
-            child.wait().is_ok_and(|s| s.success()),
-            "htpasswd failed"
-        );
+        assert!(child.wait().is_ok_and(|s| s.success()), "htpasswd failed");
         let port = free_port();
         let storage = dir.path().join("data");
         let config = dir.path().join("config.yml");

@@ -147,7 +147,10 @@ pub fn registry_credentials(
                     )
                 })?;
             let (user, password) = decoded.split_once(':').ok_or_else(|| {
-                format!("{path}: the auth of {} is not user:password", image.registry)
+                format!(
+                    "{path}: the auth of {} is not user:password",
+                    image.registry
+                )
             })?;
             (user.to_owned(), password.to_owned())
         }
@@ -277,10 +280,16 @@ impl fmt::Display for PullFailure {
                  RegistryAuthFile): {detail}"
             ),
             PullFailure::NotFound { detail } => {
-                write!(f, "not found: the registry has no such image or tag: {detail}")
+                write!(
+                    f,
+                    "not found: the registry has no such image or tag: {detail}"
+                )
             }
             PullFailure::Unreachable { detail } => {
-                write!(f, "unreachable: the engine could not reach the registry: {detail}")
+                write!(
+                    f,
+                    "unreachable: the engine could not reach the registry: {detail}"
+                )
             }
             PullFailure::TimedOut { after } => write!(
                 f,
@@ -367,7 +376,10 @@ impl Engine {
         if let Some((ended, result)) = &last.ended
             && *ended >= asked
         {
-            tracing::debug!(image, "took the result of the pull that ended while waiting");
+            tracing::debug!(
+                image,
+                "took the result of the pull that ended while waiting"
+            );
             return result.clone().map_err(|reason| DockerError::PullFailed {
                 image: image.to_owned(),
                 reason,
@@ -520,14 +532,28 @@ mod tests {
                 "127.0.0.1:5000/gru-workload",
                 "t1",
             ),
-            ("127.0.0.1:5000/w", "127.0.0.1:5000", "127.0.0.1:5000/w", "latest"),
+            (
+                "127.0.0.1:5000/w",
+                "127.0.0.1:5000",
+                "127.0.0.1:5000/w",
+                "latest",
+            ),
             ("localhost/w:2", "localhost", "localhost/w", "2"),
-            ("reg.example/a/b@sha256:ab", "reg.example", "reg.example/a/b", "sha256:ab"),
+            (
+                "reg.example/a/b@sha256:ab",
+                "reg.example",
+                "reg.example/a/b",
+                "sha256:ab",
+            ),
         ];
         for (image, registry, repository, tag) in cases {
             let parsed = ImageRef::parse(image);
             assert_eq!(
-                (parsed.registry.as_str(), parsed.repository.as_str(), parsed.tag.as_str()),
+                (
+                    parsed.registry.as_str(),
+                    parsed.repository.as_str(),
+                    parsed.tag.as_str()
+                ),
                 (registry, repository, tag),
                 "{image}"
             );
@@ -551,13 +577,31 @@ mod tests {
         "other.example": {"username": "u2", "password": "p2"}
     }}"#;
 
+    /// (pull settings, image, auth file (path, text), expected (user, password)).
+    type Case<'a> = (
+        PullConfig,
+        &'a ImageRef,
+        Option<(&'a str, &'a str)>,
+        Option<(&'a str, &'a str)>,
+    );
+
     #[test]
     fn credentials_come_from_the_descriptor_first_then_the_auth_file() {
         let local = ImageRef::parse("127.0.0.1:5000/w:1");
-        let cases: [(PullConfig, &ImageRef, Option<(&str, &str)>, Option<(&str, &str)>); 6] = [
+        let cases: [Case<'_>; 6] = [
             // The descriptor's Auth wins over the file.
-            (with_auth("ci", "pw"), &local, Some(("/f", FILE)), Some(("ci", "pw"))),
-            (PullConfig::default(), &local, Some(("/f", FILE)), Some(("fileuser", "filepass"))),
+            (
+                with_auth("ci", "pw"),
+                &local,
+                Some(("/f", FILE)),
+                Some(("ci", "pw")),
+            ),
+            (
+                PullConfig::default(),
+                &local,
+                Some(("/f", FILE)),
+                Some(("fileuser", "filepass")),
+            ),
             (PullConfig::default(), &local, None, None),
             (
                 PullConfig::default(),
@@ -580,7 +624,9 @@ mod tests {
         ];
         for (pull, image, file, expected) in cases {
             let got = registry_credentials(&pull, image, file).expect("readable");
-            let got = got.as_ref().map(|c| (c.username.as_str(), c.password.expose()));
+            let got = got
+                .as_ref()
+                .map(|c| (c.username.as_str(), c.password.expose()));
             assert_eq!(got, expected, "{image:?}");
         }
         let from_file = registry_credentials(&PullConfig::default(), &local, Some(("/f", FILE)))
@@ -634,7 +680,11 @@ mod tests {
             (Some(500), "something else", "failed"),
         ];
         for (status, message, kind) in cases {
-            assert_eq!(PullFailure::classify(status, message).kind(), kind, "{message}");
+            assert_eq!(
+                PullFailure::classify(status, message).kind(),
+                kind,
+                "{message}"
+            );
         }
         let timeout = PullFailure::TimedOut {
             after: Duration::from_secs(3),

@@ -281,7 +281,10 @@ fn a_failed_start_here_blocks_scale_out_and_says_why() {
     );
     let weighed = candidate(&decision, &out("web", 1));
     assert!(
-        !weighed.blocked_by.iter().any(|g| g.contains("no free resources")),
+        !weighed
+            .blocked_by
+            .iter()
+            .any(|g| g.contains("no free resources")),
         "{weighed:#?}"
     );
     // Once the backoff is over the node has room again, and scales out.

@@ -49,10 +49,7 @@ pub struct DockerConfig {
     pub daemon_timeout_secs: u64,
     /// gru's addition: a Docker `config.json` (as `docker login` writes it) on the agent's
     /// node whose `auths` give registry credentials to services without `Pull.Auth`.
-    #[serde(
-        rename = "RegistryAuthFile",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "RegistryAuthFile", skip_serializing_if = "Option::is_none")]
     pub registry_auth_file: Option<String>,
 }
 

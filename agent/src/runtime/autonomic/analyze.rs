@@ -212,7 +212,13 @@ impl Autonomic {
                     .get(service)
                     .map_or_else(|| "failed".to_owned(), |b| b.error.clone());
                 let ends_in_secs = backoff.until.since(now).as_secs().max(1);
-                (service.clone(), StartHeld { error, ends_in_secs })
+                (
+                    service.clone(),
+                    StartHeld {
+                        error,
+                        ends_in_secs,
+                    },
+                )
             })
             .collect()
     }
