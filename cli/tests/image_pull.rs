@@ -214,6 +214,14 @@ fn a_wrong_password_fails_clearly_is_backed_off_and_never_shown() {
         gaps.windows(2).all(|g| g[1] > g[0]),
         "attempts are not spaced out more and more: {gaps:?} ({failed:?})"
     );
+    // While it backs off the node claims no start of web (its room for web is 0), so no
+    // claimed start is skipped for the backoff: a node that can pull would take the claim.
+    let skipped: Vec<ActionRecord> = agent
+        .actions(200)
+        .into_iter()
+        .filter(|a| a.service == "web" && a.result.starts_with("skipped"))
+        .collect();
+    assert!(skipped.is_empty(), "claims made while backing off: {skipped:?}");
     // Nothing started, and the node says why.
     assert!(cluster.registered("web").is_empty());
     assert!(!Registry::engine_has(&image));
