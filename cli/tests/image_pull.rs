@@ -221,7 +221,10 @@ fn a_wrong_password_fails_clearly_is_backed_off_and_never_shown() {
         .into_iter()
         .filter(|a| a.service == "web" && a.result.starts_with("skipped"))
         .collect();
-    assert!(skipped.is_empty(), "claims made while backing off: {skipped:?}");
+    assert!(
+        skipped.is_empty(),
+        "claims made while backing off: {skipped:?}"
+    );
     // Nothing started, and the node says why.
     assert!(cluster.registered("web").is_empty());
     assert!(!Registry::engine_has(&image));
