@@ -66,7 +66,10 @@ fn everything_shown(cluster: &Cluster, agent: &Agent) -> String {
     let e = cluster.endpoints();
     let config = expect_code(&e, &["config", "get", &cluster.name], 0);
     shown.push_str(&text(&config));
-    let script = format!("use {}; show service web; list services", cluster.name);
+    let script = format!(
+        "use {}; show service web; list services; show node n1",
+        cluster.name
+    );
     for format in ["text", "json"] {
         let out = run(&e, &["manage", "--output", format, "-c", &script]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -240,6 +243,15 @@ fn a_wrong_password_fails_clearly_is_backed_off_and_never_shown() {
     assert!(
         status["backing_off_until"].as_u64() > status["failed_at"].as_u64(),
         "{node}"
+    );
+    // `gru manage show node` says it too.
+    let script = format!("use {}; show node n1 status", cluster.name);
+    let shown = run(&cluster.endpoints(), &["manage", "-c", &script]);
+    let shown = text(&shown);
+    assert!(
+        shown.contains("web: ")
+            && shown.contains("failed start(s) in a row, the last: pull of image"),
+        "{shown}"
     );
     assert_no_password(&everything_shown(&cluster, &agent));
 }
