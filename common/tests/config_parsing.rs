@@ -320,7 +320,7 @@ fn full_service() -> ServiceDescriptor {
             auth: Some(RegistryAuth {
                 username: "ci".into(),
                 password: Secret::new("pull-secret"),
-                server_address: Some("127.0.0.1:5000".into()),
+                server_address: Some("docker.io".into()),
             }),
         },
     }
@@ -813,7 +813,7 @@ fn pull_defaults_to_if_not_present_anonymously_and_reads_any_case() {
 
 #[test]
 fn bad_pull_settings_are_refused_with_their_path_and_a_hint() {
-    let cases: [(&str, &[&str]); 5] = [
+    let cases: [(&str, &[&str]); 7] = [
         (
             r#"{"Policy": "IfNotPresnt"}"#,
             &[
@@ -833,6 +833,16 @@ fn bad_pull_settings_are_refused_with_their_path_and_a_hint() {
             ],
         ),
         (
+            r#"{"Auth": {"Username": "ci", "Password": "pw", "ServerAddress": "other:5000"}}"#,
+            &[
+                "services/web.json: Pull.Auth.ServerAddress: \"other:5000\" is not the registry of Image \"nginx:1\" (docker.io) (hint: the credentials go to the image's registry: name it in Image, or leave ServerAddress out)",
+            ],
+        ),
+        (
+            r#"{"Auth": {"Username": "ci", "Password": "pw", "ServerAddress": "https://index.docker.io/v1/"}}"#,
+            &[],
+        ),
+        (
             r#"{"Timeout": 0}"#,
             &["services/web.json: Pull.Timeout: must be at least 1, found 0"],
         ),
@@ -845,7 +855,11 @@ fn bad_pull_settings_are_refused_with_their_path_and_a_hint() {
     ];
     for (pull, expected) in cases {
         let text = format!(r#"{{"Name": "web", "Image": "nginx:1", "Pull": {pull}}}"#);
-        assert_eq!(service_problems(&text), *expected, "{pull}");
+        let problems = match parse_service("services/web.json", &text) {
+            Ok(_) => Vec::new(),
+            Err(problems) => rendered(&problems),
+        };
+        assert_eq!(problems, *expected, "{pull}");
     }
 }
 

@@ -1,6 +1,5 @@
 //! Pulling a service's image before a start, as its `Pull` says (issue 13).
 //!
-//! * [`ImageRef`]: an image reference split into registry, repository and tag (pure).
 //! * [`registry_credentials`]: the descriptor's `Pull.Auth`, else the entry of the agent's
 //!   Docker `config.json` (`Docker.RegistryAuthFile`) for the image's registry (pure over
 //!   the file's text; [`read_auth_file`] reads it).
@@ -23,6 +22,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::CreateImageOptionsBuilder;
+use common::config::pull::{DOCKER_HUB, ImageRef};
 use common::config::{PullConfig, PullPolicy, Secret};
 use tokio::time::Instant;
 use tokio_stream::StreamExt;
@@ -32,48 +32,8 @@ use super::{DockerError, Engine, message_of, status_of};
 /// The shortest interval between two progress lines of one pull.
 pub const PROGRESS_LOG_PERIOD: Duration = Duration::from_secs(2);
 
-/// Docker Hub, for images that name no registry.
-const DOCKER_HUB: &str = "docker.io";
 /// The keys `docker login` writes for Docker Hub in `config.json`.
 const DOCKER_HUB_KEYS: [&str; 3] = ["https://index.docker.io/v1/", "index.docker.io", DOCKER_HUB];
-
-/// An image reference, `[registry/]repository[:tag|@digest]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageRef {
-    /// The registry host (with its port), `docker.io` when the reference names none.
-    pub registry: String,
-    /// What the engine pulls, without the tag: `127.0.0.1:5000/web`, `nginx`.
-    pub repository: String,
-    /// The tag or digest (`sha256:…`); `latest` when the reference names neither.
-    pub tag: String,
-}
-
-impl ImageRef {
-    /// Splits a reference as the docker CLI does: the first component is a registry when it
-    /// has a `.` or a `:`, or is `localhost`.
-    pub fn parse(image: &str) -> ImageRef {
-        let (name, tag) = match image.split_once('@') {
-            Some((name, digest)) => (name, digest.to_owned()),
-            None => match image.rsplit_once(':') {
-                Some((name, tag)) if !tag.contains('/') => (name, tag.to_owned()),
-                _ => (image, "latest".to_owned()),
-            },
-        };
-        let registry = match name.split_once('/') {
-            Some((first, _))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
-                first.to_owned()
-            }
-            _ => DOCKER_HUB.to_owned(),
-        };
-        ImageRef {
-            registry,
-            repository: name.to_owned(),
-            tag,
-        }
-    }
-}
 
 /// Credentials for one registry: a user and its password.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -519,46 +479,6 @@ mod tests {
     use common::config::RegistryAuth;
 
     use super::*;
-
-    #[test]
-    fn image_references_split_as_the_docker_cli_splits_them() {
-        let cases = [
-            ("nginx", "docker.io", "nginx", "latest"),
-            ("nginx:1.25", "docker.io", "nginx", "1.25"),
-            ("library/nginx:1", "docker.io", "library/nginx", "1"),
-            (
-                "127.0.0.1:5000/gru-workload:t1",
-                "127.0.0.1:5000",
-                "127.0.0.1:5000/gru-workload",
-                "t1",
-            ),
-            (
-                "127.0.0.1:5000/w",
-                "127.0.0.1:5000",
-                "127.0.0.1:5000/w",
-                "latest",
-            ),
-            ("localhost/w:2", "localhost", "localhost/w", "2"),
-            (
-                "reg.example/a/b@sha256:ab",
-                "reg.example",
-                "reg.example/a/b",
-                "sha256:ab",
-            ),
-        ];
-        for (image, registry, repository, tag) in cases {
-            let parsed = ImageRef::parse(image);
-            assert_eq!(
-                (
-                    parsed.registry.as_str(),
-                    parsed.repository.as_str(),
-                    parsed.tag.as_str()
-                ),
-                (registry, repository, tag),
-                "{image}"
-            );
-        }
-    }
 
     fn with_auth(user: &str, password: &str) -> PullConfig {
         PullConfig {

@@ -159,8 +159,8 @@ pub(crate) const PULL_FIELDS: &[Field] = &[
     field("Auth", Shape::Object(AUTH_FIELDS)),
 ];
 
-/// The service's checks of its `Pull`.
-pub(crate) fn validate_pull(pull: &PullConfig, findings: &mut Findings) {
+/// The service's checks of its `Pull`, for its `image`.
+pub(crate) fn validate_pull(pull: &PullConfig, image: &str, findings: &mut Findings) {
     findings.at_least("Pull.Timeout", pull.timeout_secs, 1);
     let Some(auth) = &pull.auth else { return };
     if auth.username.trim().is_empty() {
@@ -177,14 +177,22 @@ pub(crate) fn validate_pull(pull: &PullConfig, findings: &mut Findings) {
             Some("registries refuse a user without a password; leave Auth out to use the agent's RegistryAuthFile".to_owned()),
         );
     }
-    if let Some(server) = &auth.server_address
-        && (server.trim().is_empty() || server.contains(char::is_whitespace))
-    {
-        findings.add_with_hint(
-            &JsonPath::fields("Pull.Auth.ServerAddress"),
-            format!("{:?} is not a registry address", server),
-            Some("write host[:port], e.g. \"127.0.0.1:5000\", or leave it out for the image's registry".to_owned()),
-        );
+    if let Some(server) = &auth.server_address {
+        let registry = ImageRef::parse(image).registry;
+        if server.trim().is_empty() || server.contains(char::is_whitespace) {
+            findings.add_with_hint(
+                &JsonPath::fields("Pull.Auth.ServerAddress"),
+                format!("{server:?} is not a registry address"),
+                Some("write host[:port], e.g. \"127.0.0.1:5000\", or leave it out for the image's registry".to_owned()),
+            );
+        } else if !image.is_empty() && !same_registry(server, &registry) {
+            // The engine sends the credentials to the image's registry, whatever this says.
+            findings.add_with_hint(
+                &JsonPath::fields("Pull.Auth.ServerAddress"),
+                format!("{server:?} is not the registry of Image {image:?} ({registry})"),
+                Some("the credentials go to the image's registry: name it in Image, or leave ServerAddress out".to_owned()),
+            );
+        }
     }
     if pull.policy == PullPolicy::Never {
         findings.add_with_hint(
@@ -193,6 +201,61 @@ pub(crate) fn validate_pull(pull: &PullConfig, findings: &mut Findings) {
             Some("set Policy to \"IfNotPresent\" or \"Always\", or leave Auth out".to_owned()),
         );
     }
+}
+
+/// Docker Hub, for images that name no registry.
+pub const DOCKER_HUB: &str = "docker.io";
+
+/// An image reference, `[registry/]repository[:tag|@digest]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// The registry host (with its port), `docker.io` when the reference names none.
+    pub registry: String,
+    /// What the engine pulls, without the tag: `127.0.0.1:5000/web`, `nginx`.
+    pub repository: String,
+    /// The tag or digest (`sha256:…`); `latest` when the reference names neither.
+    pub tag: String,
+}
+
+impl ImageRef {
+    /// Splits a reference as the docker CLI does: the first component is a registry when it
+    /// has a `.` or a `:`, or is `localhost`.
+    pub fn parse(image: &str) -> ImageRef {
+        let (name, tag) = match image.split_once('@') {
+            Some((name, digest)) => (name, digest.to_owned()),
+            None => match image.rsplit_once(':') {
+                Some((name, tag)) if !tag.contains('/') => (name, tag.to_owned()),
+                _ => (image, "latest".to_owned()),
+            },
+        };
+        let registry = match name.split_once('/') {
+            Some((first, _))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                first.to_owned()
+            }
+            _ => DOCKER_HUB.to_owned(),
+        };
+        ImageRef {
+            registry,
+            repository: name.to_owned(),
+            tag,
+        }
+    }
+}
+
+/// Whether a `ServerAddress` (`host[:port]`, perhaps as a URL, as `docker login` keys it)
+/// names `registry`; Docker Hub answers to its several names.
+fn same_registry(server: &str, registry: &str) -> bool {
+    let server = server.split_once("://").map_or(server, |(_, rest)| rest);
+    let host = server.split('/').next().unwrap_or(server);
+    let hub = |name: &str| {
+        matches!(
+            name,
+            "docker.io" | "index.docker.io" | "registry-1.docker.io"
+        )
+    };
+    host.eq_ignore_ascii_case(registry) || (hub(host) && hub(registry))
 }
 
 /// Replaces every secret of a stored service descriptor (`Pull.Auth.Password`, keys matched
@@ -225,6 +288,46 @@ fn get_ignoring_case<'a>(value: &'a mut Value, name: &str) -> Option<&'a mut Val
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_references_split_as_the_docker_cli_splits_them() {
+        let cases = [
+            ("nginx", "docker.io", "nginx", "latest"),
+            ("nginx:1.25", "docker.io", "nginx", "1.25"),
+            ("library/nginx:1", "docker.io", "library/nginx", "1"),
+            (
+                "127.0.0.1:5000/gru-workload:t1",
+                "127.0.0.1:5000",
+                "127.0.0.1:5000/gru-workload",
+                "t1",
+            ),
+            (
+                "127.0.0.1:5000/w",
+                "127.0.0.1:5000",
+                "127.0.0.1:5000/w",
+                "latest",
+            ),
+            ("localhost/w:2", "localhost", "localhost/w", "2"),
+            (
+                "reg.example/a/b@sha256:ab",
+                "reg.example",
+                "reg.example/a/b",
+                "sha256:ab",
+            ),
+        ];
+        for (image, registry, repository, tag) in cases {
+            let parsed = ImageRef::parse(image);
+            assert_eq!(
+                (
+                    parsed.registry.as_str(),
+                    parsed.repository.as_str(),
+                    parsed.tag.as_str()
+                ),
+                (registry, repository, tag),
+                "{image}"
+            );
+        }
+    }
 
     #[test]
     fn a_secret_never_prints_and_serializes_in_full() {

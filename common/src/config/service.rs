@@ -250,7 +250,7 @@ fn validate(service: &ServiceDescriptor, findings: &mut Findings) {
         _ => {}
     }
     validate_container(&service.configuration, findings);
-    validate_pull(&service.pull, findings);
+    validate_pull(&service.pull, &service.image, findings);
 }
 
 fn validate_container(container: &ContainerConfig, findings: &mut Findings) {
