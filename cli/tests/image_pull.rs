@@ -15,6 +15,7 @@ use std::time::Duration;
 use support::agents::{ActionRecord, Agent};
 use support::cluster::Cluster;
 use support::configs::{CONFIG_ONE_SECOND_LOOPS, QUIET_POLICY, TestConfig};
+use support::docker::inspect_existing;
 use support::{expect_code, run, text};
 use testkit::{Component, Registry, figure, require, require_workload_image, wait_until};
 
@@ -30,13 +31,24 @@ fn ready(test: &str) -> bool {
 
 /// A workload service on `image`, kept at one instance (a repair claims each start), with
 /// `Pull.Auth` of `password`.
-fn pulled_service(image: &str, password: &str, (low, high): (u16, u16)) -> String {
+fn pulled_service(image: &str, password: &str, range: (u16, u16)) -> String {
+    service_with_pull(
+        image,
+        &format!(
+            r#"{{"Policy": "IfNotPresent", "Timeout": 60,
+                 "Auth": {{"Username": "{USER}", "Password": "{password}"}}}}"#
+        ),
+        range,
+    )
+}
+
+/// A workload service on `image` kept at one instance, with `pull` as its `Pull`.
+fn service_with_pull(image: &str, pull: &str, (low, high): (u16, u16)) -> String {
     format!(
         r#"{{
             "Name": "web", "Image": "{image}", "DiscoveryPort": "8080",
             "MinInstances": 1,
-            "Pull": {{"Policy": "IfNotPresent", "Timeout": 60,
-                      "Auth": {{"Username": "{USER}", "Password": "{password}"}}}},
+            "Pull": {pull},
             "Configuration": {{
                 "Memory": "64m", "StopTimeout": 2,
                 "Env": {{"SERVICE_NAME": "web", "SERVICE_TIME_MS": "5"}},
@@ -254,4 +266,81 @@ fn a_wrong_password_fails_clearly_is_backed_off_and_never_shown() {
         "{shown}"
     );
     assert_no_password(&everything_shown(&cluster, &agent));
+}
+
+#[test]
+fn a_node_that_cannot_pull_leaves_the_start_to_one_that_can() {
+    let test = "a_node_that_cannot_pull_leaves_the_start_to_one_that_can";
+    if !ready(test) {
+        return;
+    }
+    let registry = Registry::start(USER, RIGHT_PASSWORD);
+    let tag = format!("pull-placed-{}", std::process::id());
+    let image = registry.push(testkit::WORKLOAD_IMAGE, "gru-workload", &tag);
+    registry.forget_image(&image);
+    // No Pull.Auth: a node pulls with its own `--registry-auth-file`, or anonymously.
+    let config = TestConfig::new(CONFIG_ONE_SECOND_LOOPS, QUIET_POLICY);
+    config.file(
+        "services/web.json",
+        &service_with_pull(&image, r#"{"Timeout": 60}"#, testkit::free_port_range(4)),
+    );
+    let cluster = Cluster::start("pull-placed", config);
+
+    // n1 has no credentials: its repair's pull is refused, and it backs off.
+    let n1 = cluster.spawn("n1");
+    let failed_on_n1 = || {
+        n1.actions(100)
+            .into_iter()
+            .filter(|a| a.service == "web" && a.result.starts_with("failed:"))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || !failed_on_n1().is_empty()).is_some(),
+        "n1 did not try: {:?}\n{}",
+        n1.actions(20),
+        support::tail(&n1.log_text(), 30)
+    );
+    // n2 can pull (its node's Docker config.json, as `docker login` wrote it).
+    let n2 = cluster
+        .agent("n2")
+        .env(
+            "GRU_REGISTRY_AUTH_FILE",
+            registry.login_config().display().to_string(),
+        )
+        .spawn();
+    let placed = wait_until(Duration::from_secs(60), || {
+        cluster.registered("web").len() == 1
+    });
+    assert!(
+        placed.is_some(),
+        "web did not come up: n1 {:?}, n2 {:?}\n{}",
+        n1.actions(20),
+        n2.actions(20),
+        support::tail(&format!("{}\n--- n2\n{}", n1.log_text(), n2.log_text()), 60)
+    );
+    let ids = cluster.containers.ids(None);
+    let nodes = inspect_existing("{{index .Config.Labels \"org.gru.node\"}}", &ids);
+    assert_eq!(nodes, ["n2"], "the start went to the node that can pull");
+    for failed in failed_on_n1() {
+        assert!(failed.result.contains("unauthorized"), "{failed:?}");
+    }
+    // n1 neither started web nor claimed a start it then skipped for its backoff.
+    let n1_web: Vec<ActionRecord> = n1
+        .actions(100)
+        .into_iter()
+        .filter(|a| a.service == "web")
+        .collect();
+    assert!(
+        n1_web.iter().all(|a| a.result.starts_with("failed:")),
+        "n1 started web or claimed a start while backing off: {n1_web:?}"
+    );
+    // n2 says where its credentials came from (the file), never what they are.
+    let log = support::strip_ansi(&n2.log_text());
+    let auth_file = registry.login_config().display().to_string();
+    assert!(
+        log.contains(&auth_file) && log.contains("pulled image"),
+        "{}",
+        support::tail(&log, 30)
+    );
+    assert!(!log.contains(RIGHT_PASSWORD) && !n1.log_text().contains(RIGHT_PASSWORD));
 }

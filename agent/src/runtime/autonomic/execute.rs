@@ -88,9 +88,13 @@ impl Autonomic {
             let cluster = self.shared.cluster.clone();
             let node = self.shared.node.clone();
             let bind_ip = self.bind_ip;
-            let auth_file = config
-                .as_ref()
-                .and_then(|c| c.agent.docker.registry_auth_file.clone());
+            // `gru join --registry-auth-file` (this node's) wins over the configuration's.
+            let auth_file = self.registry_auth_file.clone().or_else(|| {
+                config
+                    .as_ref()
+                    .and_then(|c| c.agent.docker.registry_auth_file.as_ref())
+                    .map(std::path::PathBuf::from)
+            });
             let semaphore = semaphore.clone();
             set.spawn(async move {
                 let _permit = semaphore.acquire_owned().await;
@@ -102,7 +106,7 @@ impl Autonomic {
                         node: &node,
                         instance: &instance,
                         bind_ip,
-                        registry_auth_file: auth_file.as_deref().map(std::path::Path::new),
+                        registry_auth_file: auth_file.as_deref(),
                     };
                     let result = engine.start_instance(&plan, &process_env).await;
                     let failed = result.is_err();
