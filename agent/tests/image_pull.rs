@@ -287,3 +287,42 @@ async fn concurrent_starts_of_one_image_pull_it_once_and_always_pulls_every_time
         "pulls one after another"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_past_its_timeout_fails_as_timeout() {
+    let test = "a_pull_past_its_timeout_fails_as_timeout";
+    if !require(test, Component::Docker) {
+        return;
+    }
+    // A "registry" that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let port = listener.local_addr().expect("address").port();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = listener.accept().await {
+            held.push(connection);
+        }
+    });
+    let engine = engine().await;
+    let image = format!("127.0.0.1:{port}/tiny:silent");
+    let pull = PullConfig {
+        timeout_secs: 2,
+        ..PullConfig::default()
+    };
+    let started = std::time::Instant::now();
+    let failure = pull_failure(engine.ensure_image(&image, &pull, None).await);
+    let took = started.elapsed();
+    silent.abort();
+    assert_eq!(failure.kind(), "timeout", "{failure}");
+    assert_eq!(
+        failure.to_string(),
+        "timeout: not finished within Pull.Timeout (2 s)"
+    );
+    figure(
+        test,
+        "a pull of a silent registry, Timeout 2 s, failed after",
+        format!("{took:?}"),
+    );
+}

@@ -344,3 +344,26 @@ fn a_node_that_cannot_pull_leaves_the_start_to_one_that_can() {
     );
     assert!(!log.contains(RIGHT_PASSWORD) && !n1.log_text().contains(RIGHT_PASSWORD));
 }
+
+#[test]
+fn join_refuses_a_registry_auth_file_that_does_not_exist() {
+    // Checked before anything else: no etcd is needed to be told.
+    let out = run(
+        "http://127.0.0.1:1",
+        &[
+            "join",
+            "c",
+            "--name",
+            "n1",
+            "--registry-auth-file",
+            "/nonexistent/config.json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--registry-auth-file /nonexistent/config.json: no such file"),
+        "{}",
+        text(&out)
+    );
+}
