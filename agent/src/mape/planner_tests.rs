@@ -268,7 +268,7 @@ fn a_failed_start_here_blocks_scale_out_and_says_why() {
     let mut web = busy("web");
     web.free_slots_here = 0;
     web.start_held = Some(StartHeld {
-        error: "failed: pull of image r/web:1 failed: unauthorized".to_owned(),
+        error: "pull of image r/web:1 failed: unauthorized".to_owned(),
         ends_in_secs: 10,
     });
     let (decision, _) = tick(&[web.clone()], &policy(), &PlannerState::new(), 0);
@@ -276,7 +276,7 @@ fn a_failed_start_here_blocks_scale_out_and_says_why() {
     assert_blocked(
         &decision,
         &out("web", 1),
-        "this node's last start failed (failed: pull of image r/web:1 failed: unauthorized); \
+        "this node's last start failed (pull of image r/web:1 failed: unauthorized); \
          it backs off for 10 s and leaves the start to nodes that can",
     );
     let weighed = candidate(&decision, &out("web", 1));
