@@ -2,8 +2,9 @@
 # Installs the real components gru's demo and tests use, from Debian's packages:
 # etcd (server and etcdctl), protoc and its well-known types (etcd-client's build), VictoriaMetrics (a time-series
 # server that accepts InfluxDB v2 writes), musl-tools (static binaries for FROM-scratch
-# images), Chromium (the web console's test drives it headless) and Prometheus (the
-# service discovery test), and a Docker engine only where none is running. Idempotent and quiet when
+# images), Chromium (the web console's test drives it headless), Prometheus (the
+# service discovery test), docker-registry and htpasswd (apache2-utils: the image pull tests'
+# registry with basic auth), and a Docker engine only where none is running. Idempotent and quiet when
 # everything is already there.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -22,6 +23,8 @@ command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v openssl >/dev/null || need+=(openssl)
 command -v chromium >/dev/null || need+=(chromium)
 command -v prometheus >/dev/null || need+=(prometheus)
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v htpasswd >/dev/null || need+=(apache2-utils)
 if ! docker info >/dev/null 2>&1 && ! command -v dockerd >/dev/null; then
   need+=(docker.io)
 fi

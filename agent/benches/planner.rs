@@ -249,6 +249,7 @@ fn snapshots(rng: &mut StdRng) -> Vec<ServiceSnapshot> {
                 mem_avg: Some(rng.random_range(0.0..1.0)),
                 analytics: BTreeMap::new(),
                 cluster_last_scale: LastScale::default(),
+                start_held: None,
                 policy: None,
             }
         })

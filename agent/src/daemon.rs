@@ -47,6 +47,9 @@ pub struct JoinSettings {
     pub publish_ip: IpAddr,
     /// Start the autonomic loop at once instead of waiting for a `start` command.
     pub start: bool,
+    /// This node's Docker config.json for pulls (`gru join --registry-auth-file`); wins over
+    /// the configuration's `Docker.RegistryAuthFile`.
+    pub registry_auth_file: Option<std::path::PathBuf>,
     pub etcd: EtcdSettings,
     /// Before a start that the discovery count calls for, ask the nodes whose records
     /// vanished whether they still run (`runtime::autonomic::withheld`). Always true but
@@ -274,6 +277,7 @@ pub async fn run(
         seed: rand::random(),
         node_records: membership.records(),
         ask_nodes_in_doubt: settings.ask_nodes_in_doubt,
+        registry_auth_file: settings.registry_auth_file.clone(),
     });
     if settings.start {
         autonomic.set_active(true).await;

@@ -129,6 +129,7 @@ async fn start(
         node: NODE,
         instance: &instance,
         bind_ip: LOCALHOST,
+        registry_auth_file: None,
     };
     engine.start_instance(&plan, &no_env).await
 }
@@ -562,8 +563,8 @@ async fn stats_give_cpu_and_memory_fractions_in_range() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_image_fails_fast_without_a_pull() {
-    let test = "missing_image_fails_fast_without_a_pull";
+async fn missing_image_with_pull_policy_never_fails_fast_without_a_pull() {
+    let test = "missing_image_with_pull_policy_never_fails_fast_without_a_pull";
     if !ready(test) {
         return;
     }
@@ -572,6 +573,7 @@ async fn missing_image_fails_fast_without_a_pull() {
     let mut service = web_service("web", testkit::free_port_range(2), "");
     let image = format!("gru-absent-{}:latest", std::process::id());
     service.image = image.clone();
+    service.pull.policy = common::config::PullPolicy::Never;
 
     let clock = Instant::now();
     let error = start(&engine, &cluster, &service)
@@ -589,7 +591,10 @@ async fn missing_image_fails_fast_without_a_pull() {
     );
     assert_eq!(
         error.to_string(),
-        format!("image {image} is not present on this engine; build or load it (no pull)")
+        format!(
+            "image {image} is not present on this engine and Pull.Policy is \"Never\"; build or \
+             load it, or let gru pull it (Pull.Policy \"IfNotPresent\")"
+        )
     );
     assert!(took < DEFAULT_DOCKER_TIMEOUT / 5, "took {took:?}");
     assert!(!engine.image_present(&image).await.expect("inspect"));

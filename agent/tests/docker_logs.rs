@@ -122,6 +122,7 @@ async fn start_healthy(
         node: NODE,
         instance: &instance,
         bind_ip: LOCALHOST,
+        registry_auth_file: None,
     };
     let started = engine
         .start_instance(&plan, &|_| None)

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::config::{ClusterConfig, SourceDocument};
 use gru_agent::http::{self, MAX_BODY_BYTES, MAX_PUSHED_METRICS_PER_SERVICE};
 use gru_agent::mape::{Action, AnalyticValue, CandidateWeight, Decision, Millis, WindowSettings};
-use gru_agent::runtime::{ActionRecord, AgentCommand, InstanceInfo, Shared};
+use gru_agent::runtime::{ActionRecord, AgentCommand, InstanceInfo, Shared, StartBackoff};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
@@ -163,6 +163,15 @@ fn seeded_shared() -> Arc<Shared> {
                 result: result.to_owned(),
             });
         }
+        k.start_backoffs.insert(
+            "frontend".to_owned(),
+            StartBackoff {
+                failed_at: Millis(1_000_200),
+                until: Millis(1_010_200),
+                failures: 2,
+                error: "pull of image r/frontend:2 failed: unauthorized".to_owned(),
+            },
+        );
     }
     shared
 }
@@ -420,6 +429,14 @@ async fn node_reports_identity_config_and_instance_counts() {
                     "backend": {"total": 2, "running": 1},
                     "frontend": {"total": 1, "running": 1},
                     "legacy": {"total": 1, "running": 1},
+                },
+            },
+            "start_failures": {
+                "frontend": {
+                    "failed_at": 1_000_200,
+                    "failures": 2,
+                    "error": "pull of image r/frontend:2 failed: unauthorized",
+                    "backing_off_until": 1_010_200,
                 },
             },
         })

@@ -369,6 +369,7 @@ fn measure_start(
             node: NODE,
             instance: &instance,
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            registry_auth_file: None,
         };
         let began = Instant::now();
         let started = runtime

@@ -267,4 +267,10 @@ pub struct JoinArgs {
     /// a `start` command, Gru's `start agent`).
     #[arg(long)]
     pub start: bool,
+
+    /// A Docker config.json on this node (as `docker login` writes it): its `auths` entry for
+    /// an image's registry gives the credentials of pulls of services without `Pull.Auth`.
+    /// Wins over the configuration's `Docker.RegistryAuthFile`; read at each pull.
+    #[arg(long, env = "GRU_REGISTRY_AUTH_FILE", value_name = "PATH")]
+    pub registry_auth_file: Option<std::path::PathBuf>,
 }

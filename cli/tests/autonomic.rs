@@ -529,9 +529,11 @@ fn a_missing_image_is_reported_and_backed_off_not_retried_in_a_loop() {
         return;
     }
     let config = TestConfig::new(CONFIG_ONE_SECOND_LOOPS, QUIET_POLICY);
+    // Pull.Policy "Never": the start fails at once on the missing image (a pull is
+    // `image_pull.rs`'s matter).
     config.service(
         "ghost",
-        r#""MinInstances": 1,"#,
+        r#""MinInstances": 1, "Pull": {"Policy": "Never"},"#,
         testkit::free_port_range(4),
     );
     let path = config.dir.path().join("services/ghost.json");

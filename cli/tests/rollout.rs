@@ -261,6 +261,8 @@ fn a_rollout_replaces_every_instance_without_a_failed_request_and_a_broken_one_r
             && status.contains("complete"),
         "{status}"
     );
+    // One step at a time, cluster-wide: never more than the 4 and one new instance.
+    events.assert_at_most("web during the rollout", 5, |e| e.service == "web");
 
     // A broken v3 (it exits at start) is rolled back to v2 by itself.
     let floor = ReadyFloor::start(bed.endpoints(), &bed.name);
@@ -305,6 +307,7 @@ fn a_rollout_replaces_every_instance_without_a_failed_request_and_a_broken_one_r
         lowest >= 4,
         "the ready count fell to {lowest} while v3 failed"
     );
+    events.assert_at_most("web while v3 failed", 5, |e| e.service == "web");
     let status = rollout_status(&bed);
     assert!(
         status.contains(&format!("rolled back from {v3_version}"))

@@ -202,11 +202,12 @@ fn metrics_endpoint_counts_what_the_agent_does_and_its_sink_writes_it() {
         ),
     )
     .unwrap();
-    // A service whose image does not exist: every start fails (a Docker error).
+    // A service whose image does not exist: every start fails (a Docker error), at once
+    // (never pulled: no registry is asked).
     std::fs::write(
         path.join("services/ghost.json"),
         r#"{"Name": "ghost", "Image": "gru-no-such-image:latest", "MinInstances": 1,
-            "Configuration": {"Memory": "16m"}}"#,
+            "Pull": {"Policy": "Never"}, "Configuration": {"Memory": "16m"}}"#,
     )
     .unwrap();
     expect_code(&e, &["create", &cluster], 0);

@@ -9,9 +9,10 @@ use common::config::{
     DEFAULT_DOCKER_DAEMON_URL, DEFAULT_MAX_FRIENDS, DEFAULT_MAX_INSTANCES,
     DEFAULT_SCALEIN_THRESHOLD, DEFAULT_SCALEOUT_THRESHOLD, DEFAULT_STEP_INSTANCES,
     DEFAULT_STOP_TIMEOUT_SECS, DEFAULT_SWAP_THRESHOLD, MetricService, NodeConfig, NodeConstraints,
-    NodeResources, PlannerStrategy, PolicyConfig, PolicyRule, PortRange, Problem, RuleMode,
-    ServiceDescriptor, ServicePolicy, Smoothing, Volumes, parse_agent_config, parse_analytic,
-    parse_node_config, parse_node_constraints, parse_node_resources, parse_policy, parse_service,
+    NodeResources, PlannerStrategy, PolicyConfig, PolicyRule, PortRange, Problem, PullConfig,
+    PullPolicy, RegistryAuth, RuleMode, Secret, ServiceDescriptor, ServicePolicy, Smoothing,
+    Volumes, parse_agent_config, parse_analytic, parse_node_config, parse_node_constraints,
+    parse_node_resources, parse_policy, parse_service,
     service::{FailureAction, UpdateConfig},
 };
 
@@ -222,6 +223,7 @@ fn discovery_port_is_read_from_a_string_or_a_number() {
 fn full_agent() -> AgentConfig {
     let mut agent = AgentConfig::default();
     agent.docker.daemon_url = "tcp://10.0.0.1:2375".into();
+    agent.docker.registry_auth_file = Some("/root/.docker/config.json".into());
     agent.autonomic.planner_strategy = PlannerStrategy::Greedy;
     agent.autonomic.dry_run = true;
     agent.metric.metric_service = MetricService::InfluxDb;
@@ -319,6 +321,15 @@ fn full_service() -> ServiceDescriptor {
             monitor_secs: 1,
             delay_secs: 4,
             failure_action: FailureAction::Pause,
+        },
+        pull: PullConfig {
+            policy: PullPolicy::Always,
+            timeout_secs: 30,
+            auth: Some(RegistryAuth {
+                username: "ci".into(),
+                password: Secret::new("pull-secret"),
+                server_address: Some("docker.io".into()),
+            }),
         },
     }
 }
@@ -834,5 +845,127 @@ fn a_service_policy_replaces_only_what_it_gives() {
             .iter()
             .any(|p| p.contains("Policy.Scaleout.Thresold")),
         "{problems:?}"
+    );
+}
+
+#[test]
+fn pull_defaults_to_if_not_present_anonymously_and_reads_any_case() {
+    let plain = service(r#"{"Name": "web", "Image": "nginx:1"}"#);
+    assert_eq!(plain.pull, PullConfig::default());
+    assert_eq!(plain.pull.policy, PullPolicy::IfNotPresent);
+    assert_eq!(
+        plain.pull.timeout_secs,
+        common::config::DEFAULT_PULL_TIMEOUT_SECS
+    );
+    // A descriptor without Pull writes none back: what was stored before pulls is unchanged.
+    assert!(
+        !serde_json::to_string(&plain)
+            .expect("json")
+            .contains("Pull")
+    );
+
+    let given = service(
+        r#"{"Name": "web", "Image": "r:5000/web:2",
+            "pull": {"policy": "always", "timeout": 30,
+                     "auth": {"username": "ci", "password": "pw", "serveraddress": "r:5000"}}}"#,
+    );
+    assert_eq!(given.pull.policy, PullPolicy::Always);
+    assert_eq!(given.pull.timeout_secs, 30);
+    let auth = given.pull.auth.as_ref().expect("auth");
+    assert_eq!(
+        (auth.username.as_str(), auth.password.expose()),
+        ("ci", "pw")
+    );
+    assert_eq!(auth.server_address.as_deref(), Some("r:5000"));
+}
+
+#[test]
+fn bad_pull_settings_are_refused_with_their_path_and_a_hint() {
+    let cases: [(&str, &[&str]); 7] = [
+        (
+            r#"{"Policy": "IfNotPresnt"}"#,
+            &[
+                "services/web.json: Pull.Policy: unknown pull policy \"IfNotPresnt\"; known: \"IfNotPresent\", \"Always\", \"Never\" (hint: did you mean \"IfNotPresent\"?)",
+            ],
+        ),
+        (
+            r#"{"Auth": {"Username": "ci"}}"#,
+            &[
+                "services/web.json: Pull.Auth.Password: is required when Pull.Auth is given (hint: registries refuse a user without a password; leave Auth out to use the agent's RegistryAuthFile)",
+            ],
+        ),
+        (
+            r#"{"Auth": {"Password": "pw"}}"#,
+            &[
+                "services/web.json: Pull.Auth.Username: is required when Pull.Auth is given (hint: give Username and Password, or leave Auth out to pull anonymously or with the agent's RegistryAuthFile)",
+            ],
+        ),
+        (
+            r#"{"Auth": {"Username": "ci", "Password": "pw", "ServerAddress": "other:5000"}}"#,
+            &[
+                "services/web.json: Pull.Auth.ServerAddress: \"other:5000\" is not the registry of Image \"nginx:1\" (docker.io) (hint: the credentials go to the image's registry: name it in Image, or leave ServerAddress out)",
+            ],
+        ),
+        (
+            r#"{"Auth": {"Username": "ci", "Password": "pw", "ServerAddress": "https://index.docker.io/v1/"}}"#,
+            &[],
+        ),
+        (
+            r#"{"Timeout": 0}"#,
+            &["services/web.json: Pull.Timeout: must be at least 1, found 0"],
+        ),
+        (
+            r#"{"Policy": "Never", "Auth": {"Username": "ci", "Password": "pw"}}"#,
+            &[
+                "services/web.json: Pull.Auth: is never used: Pull.Policy is \"Never\" (hint: set Policy to \"IfNotPresent\" or \"Always\", or leave Auth out)",
+            ],
+        ),
+    ];
+    for (pull, expected) in cases {
+        let text = format!(r#"{{"Name": "web", "Image": "nginx:1", "Pull": {pull}}}"#);
+        let problems = match parse_service("services/web.json", &text) {
+            Ok(_) => Vec::new(),
+            Err(problems) => rendered(&problems),
+        };
+        assert_eq!(problems, *expected, "{pull}");
+    }
+}
+
+#[test]
+fn a_password_is_never_quoted_in_a_problem_nor_in_debug_output() {
+    let problems = service_problems(
+        r#"{"Name": "web", "Image": "nginx:1", "Pull": {"Auth": {"Username": "ci", "Password": 987654}}}"#,
+    );
+    assert!(
+        problems.iter().all(|p| !p.contains("987654")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("Pull.Auth.Password: expected a string")),
+        "{problems:?}"
+    );
+    let debug = format!("{:?}", full_service());
+    assert!(
+        !debug.contains("pull-secret") && debug.contains("***"),
+        "{debug}"
+    );
+}
+
+#[test]
+fn a_registry_auth_file_must_be_an_absolute_path() {
+    let problems = match parse_agent_config(
+        "config.json",
+        r#"{"Docker": {"RegistryAuthFile": "docker/config.json"}}"#,
+    ) {
+        Ok(agent) => panic!("accepted {agent:?}"),
+        Err(problems) => rendered(&problems),
+    };
+    assert_eq!(
+        problems,
+        [
+            "config.json: Docker.RegistryAuthFile: \"docker/config.json\" is not an absolute path (hint: agents run from any directory: write the whole path, e.g. \"/root/.docker/config.json\")"
+        ]
     );
 }

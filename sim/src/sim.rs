@@ -839,6 +839,7 @@ impl<'s, V: Views> Simulation<'s, V> {
                     mem_avg: None,
                     analytics: [(LOAD.to_owned(), analytic)].into_iter().collect(),
                     cluster_last_scale: LastScale::default(),
+                    start_held: None,
                     policy: None,
                 }
             })

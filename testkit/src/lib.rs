@@ -13,8 +13,11 @@
 //! * [`ClusterContainers`]: a test cluster's containers (a failing `docker` fails the test,
 //!   it never reads as "no containers"), removed on drop; [`ContainerEvents`]: their start
 //!   and death events from the engine, replayed into the running count at every moment.
+//! * [`Registry`]: a throwaway image registry with basic auth (`docker-registry`).
 
 mod container_events;
+mod registry;
+pub use registry::Registry;
 
 pub use container_events::{
     ContainerAction, ContainerEvent, ContainerEvents, CountChange, Timeline, docker_must, epoch_ns,
@@ -51,6 +54,8 @@ pub enum Component {
     Chromium,
     /// The Prometheus server (service discovery and scraping of the agents).
     Prometheus,
+    /// An image registry (`docker-registry`) and `htpasswd` for its basic auth.
+    Registry,
 }
 
 impl Component {
@@ -62,6 +67,7 @@ impl Component {
             Component::Compose => "compose",
             Component::Chromium => "chromium",
             Component::Prometheus => "prometheus",
+            Component::Registry => "registry",
         }
     }
 
@@ -85,6 +91,9 @@ impl Component {
             Component::Prometheus => {
                 "install it with `scripts/install-deps.sh` (apt-get install --no-install-recommends prometheus)"
             }
+            Component::Registry => {
+                "install them with `scripts/install-deps.sh` (apt-get install docker-registry apache2-utils)"
+            }
         }
     }
 
@@ -96,6 +105,16 @@ impl Component {
             Component::Compose => succeeds("docker-compose", &["version"]),
             Component::Chromium => succeeds(browser::CHROMIUM, &["--version"]),
             Component::Prometheus => succeeds("prometheus", &["--version"]),
+            Component::Registry => {
+                // `htpasswd -h` prints its usage and exits 2: that it runs is enough.
+                succeeds("docker-registry", &["--version"])
+                    && Command::new("htpasswd")
+                        .arg("-h")
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .is_ok()
+            }
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Containers of gru on this engine: list them by label, start an instance (choosing its host
 //! ports and cores), stop and remove.
 //!
-//! Starting never pulls: a missing image fails at once with [`DockerError::ImageMissing`].
+//! Starting first makes the image present as the service's `Pull` says (`pull.rs`): with
+//! `Never`, a missing image fails at once with [`DockerError::ImageMissing`].
 //! Host ports are chosen under the engine's allocation lock from every reservation visible
 //! on the engine (gru's labels of any cluster and node, and the ports of every running
 //! container); an agent sharing the engine can still take the same port in between, and the
@@ -10,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::models::{ContainerSummary, ContainerSummaryStateEnum, PortSummaryTypeEnum};
@@ -116,6 +118,9 @@ pub struct InstancePlan<'a> {
     /// The host address published ports bind to ([`DEFAULT_BIND_IP`](super::DEFAULT_BIND_IP)
     /// for every interface).
     pub bind_ip: IpAddr,
+    /// A Docker `config.json` whose `auths` serve pulls of services without `Pull.Auth`
+    /// (the agent configuration's `Docker.RegistryAuthFile`).
+    pub registry_auth_file: Option<&'a Path>,
 }
 
 /// A running instance, as started.
@@ -280,7 +285,7 @@ impl Engine {
         }
     }
 
-    /// Creates and starts one instance: checks the image is present (no pull), chooses host
+    /// Creates and starts one instance: makes the image present as `Pull` says, chooses host
     /// ports and cores under the allocation lock, and retries with other ports when the
     /// engine reports a port taken by someone else. A failed attempt's container is removed.
     ///
@@ -292,11 +297,8 @@ impl Engine {
         agent_env: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<StartedInstance, DockerError> {
         let service = plan.service;
-        if !self.image_present(&service.image).await? {
-            return Err(DockerError::ImageMissing {
-                image: service.image.clone(),
-            });
-        }
+        self.ensure_image(&service.image, &service.pull, plan.registry_auth_file)
+            .await?;
         let config = &service.configuration;
         let pinned_by_agent = config.cpuset_cpus.is_none() && config.cpu_number > 0;
         let engine_cpus = if pinned_by_agent {

@@ -9,11 +9,13 @@
 //! * [`ports`], [`cores`]: [`PortAllocator`] and [`CoreAllocator`], pure choices of host
 //!   ports and pinned cpus.
 //! * `lifecycle.rs`: list, start (with allocation and port-conflict retries), stop, remove.
+//! * [`pull`]: the image before a start, as the service's `Pull` says (policy, deadline,
+//!   credentials from the descriptor or a Docker `config.json`, one pull per image at once).
 //! * [`events`], [`stats`]: the lifecycle events and the resource fractions, pure;
 //!   `monitor.rs` feeds them from the engine's streams into bounded channels.
 //!
 //! Every engine call is bounded by the configured timeout and fails with an error that names
-//! the call and the container. Nothing here ever pulls an image.
+//! the call and the container; a pull is bounded by its service's `Pull.Timeout`.
 //!
 //! Architecture invariant: bollard's types do not leave this module; callers see plain
 //! values ([`ManagedContainer`], [`ContainerEvent`], [`StatsSample`]).
@@ -25,6 +27,7 @@ mod lifecycle;
 mod logs;
 mod monitor;
 pub mod ports;
+pub mod pull;
 pub mod spec;
 pub mod stats;
 mod stream;
@@ -80,8 +83,16 @@ pub enum DockerError {
         #[source]
         source: bollard::errors::Error,
     },
-    #[error("image {image} is not present on this engine; build or load it (no pull)")]
+    #[error(
+        "image {image} is not present on this engine and Pull.Policy is \"Never\"; build or \
+         load it, or let gru pull it (Pull.Policy \"IfNotPresent\")"
+    )]
     ImageMissing { image: String },
+    #[error("pull of image {image} failed: {reason}")]
+    PullFailed {
+        image: String,
+        reason: pull::PullFailure,
+    },
     #[error("no host port for service {service}")]
     NoHostPort {
         service: String,
@@ -117,6 +128,8 @@ pub struct Engine {
     /// agents on the same engine are not covered: their conflicts surface at start and are
     /// retried (see `lifecycle.rs`).
     allocation: Arc<tokio::sync::Mutex<()>>,
+    /// One pull per image at a time (see `pull.rs`).
+    pulls: Arc<pull::PullSlots>,
 }
 
 /// What the node offers to containers, from the engine's `info`.
@@ -220,6 +233,7 @@ pub async fn connect(daemon_url: &str, timeout: Duration) -> Result<Engine, Dock
         url,
         timeout,
         allocation: Arc::new(tokio::sync::Mutex::new(())),
+        pulls: Arc::default(),
     })
 }
 
@@ -346,6 +360,7 @@ mod tests {
             url,
             timeout,
             allocation: Arc::new(tokio::sync::Mutex::new(())),
+            pulls: Arc::default(),
         }
     }
 

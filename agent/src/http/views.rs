@@ -66,6 +66,18 @@ pub struct NodeView {
     pub base_services: Vec<String>,
     pub config: ConfigView,
     pub instances: InstanceCounts,
+    /// Services whose last start here failed (a refused pull, a missing image), by name:
+    /// when, why, how many times in a row, and until when this node backs off.
+    pub start_failures: BTreeMap<String, StartFailureView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StartFailureView {
+    pub failed_at: Millis,
+    pub failures: u32,
+    pub error: String,
+    /// No start (nor claim of one) of the service here before this.
+    pub backing_off_until: Millis,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -116,6 +128,19 @@ pub fn node(shared: &Shared, knowledge: &Knowledge) -> NodeView {
             rejected: knowledge.config_status.rejected.clone(),
         },
         instances: counts,
+        start_failures: knowledge
+            .start_backoffs
+            .iter()
+            .map(|(service, b)| {
+                let view = StartFailureView {
+                    failed_at: b.failed_at,
+                    failures: b.failures,
+                    error: b.error.clone(),
+                    backing_off_until: b.until,
+                };
+                (service.clone(), view)
+            })
+            .collect(),
     }
 }
 

@@ -28,6 +28,11 @@ pub(super) enum Hold {
     /// A sentence as it was written (read back from JSON, say).
     Text(String),
     NoFreeResources,
+    /// This node's last start of the service failed; it tries again in `ends_in_secs`.
+    StartHeld {
+        error: String,
+        ends_in_secs: u64,
+    },
     MaxInstancesReached {
         max: u32,
         counted: u32,
@@ -88,6 +93,13 @@ impl Hold {
             Hold::NoFreeResources => {
                 "no free resources on this node for another instance".to_owned()
             }
+            Hold::StartHeld {
+                error,
+                ends_in_secs,
+            } => format!(
+                "this node's last start failed ({error}); it backs off for {ends_in_secs} s and \
+                 leaves the start to nodes that can"
+            ),
             Hold::MaxInstancesReached { max, counted } => {
                 format!("MaxInstances {max} reached ({counted} running or starting)")
             }

@@ -1,6 +1,7 @@
 //! Guards: the rules that remove or shrink a candidate before the draw, whatever its weight.
 //!
-//! A scale-out needs free resources here and the cluster below `MaxInstances`; a scale-in
+//! A scale-out needs free resources here, no failed start of it backing off here (a refused
+//! pull: the start is left to nodes that can), and the cluster below `MaxInstances`; a scale-in
 //! needs an instance here, the cluster above `MinInstances`, and never takes a base
 //! service's last instance on this node; a swap needs the started service not to fit
 //! otherwise, equal `cpunumber`s, and both services' bounds kept. Every action waits for its
@@ -55,7 +56,12 @@ impl Guards<'_> {
         let tracks = rule.tracks_target();
         let blocked = &mut candidate.blocked_by;
         // A target-tracking decision is filled by every agent with room, not only this one.
-        if service.free_slots_here == 0 && !tracks {
+        if let (Some(held), false) = (&service.start_held, tracks) {
+            blocked.push(Hold::StartHeld {
+                error: held.error.clone(),
+                ends_in_secs: held.ends_in_secs,
+            });
+        } else if service.free_slots_here == 0 && !tracks {
             blocked.push(Hold::NoFreeResources);
         }
         let counted = service
@@ -155,7 +161,12 @@ impl Guards<'_> {
     fn swap(&self, candidate: &mut Candidate, stop: &ServiceSnapshot, start: &ServiceSnapshot) {
         let (start_policy, stop_policy) = (start.policy(self.policy), stop.policy(self.policy));
         let blocked = &mut candidate.blocked_by;
-        if start.free_slots_here > 0 {
+        if let Some(held) = &start.start_held {
+            blocked.push(Hold::StartHeld {
+                error: held.error.clone(),
+                ends_in_secs: held.ends_in_secs,
+            });
+        } else if start.free_slots_here > 0 {
             blocked.push(Hold::FitsWithoutStopping {
                 start: start.name.clone(),
                 stop: stop.name.clone(),

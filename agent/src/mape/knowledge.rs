@@ -56,6 +56,18 @@ pub struct ServiceSnapshot {
     /// The service's own policy (its descriptor's `Policy` over the cluster's), when it has
     /// one; `None` for the cluster's policy.
     pub policy: Option<PolicyConfig>,
+    /// Why this node cannot start the service for now (its last start here failed: a pull
+    /// refused, an image missing), when it cannot; `free_slots_here` is then 0.
+    pub start_held: Option<StartHeld>,
+}
+
+/// A node's start of a service held back after a failed one, as the planner shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartHeld {
+    /// The failure, as the action history says it.
+    pub error: String,
+    /// Whole seconds until this node tries again.
+    pub ends_in_secs: u64,
 }
 
 impl ServiceSnapshot {
@@ -78,6 +90,7 @@ impl ServiceSnapshot {
             analytics: BTreeMap::new(),
             cluster_last_scale: LastScale::default(),
             policy: None,
+            start_held: None,
         }
     }
 

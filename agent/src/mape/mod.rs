@@ -49,7 +49,7 @@ pub use analyze::{AnalyticValue, CompiledAnalytics};
 pub use blocked::BlockedBy;
 pub use decision::{Action, CandidateWeight, Decision};
 pub use explanation::Explanation;
-pub use knowledge::{LastScale, PlannerState, ServiceSnapshot};
+pub use knowledge::{LastScale, PlannerState, ServiceSnapshot, StartHeld};
 pub use millis::Millis;
 pub use planner::{Crossing, PlanInput, crossing, plan};
 pub use window::{

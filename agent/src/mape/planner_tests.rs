@@ -5,7 +5,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::*;
-use crate::mape::LastScale;
+use crate::mape::{LastScale, StartHeld};
 
 fn rule(threshold: f64) -> PolicyRule {
     PolicyRule {
@@ -57,6 +57,7 @@ fn service(name: &str, cpu: f64) -> ServiceSnapshot {
         mem_avg: None,
         analytics: BTreeMap::new(),
         cluster_last_scale: LastScale::default(),
+        start_held: None,
         policy: None,
     }
 }
@@ -258,6 +259,39 @@ fn missing_base_metric_and_non_base_rule_metric_are_named() {
         explanation.contains("\"resp\" is not a base metric"),
         "{explanation}"
     );
+}
+
+#[test]
+fn a_failed_start_here_blocks_scale_out_and_says_why() {
+    // A node whose pull of the image was refused has no room for the service (the agent
+    // zeroes it) and says why, so that it claims nothing and a node that can pull takes it.
+    let mut web = busy("web");
+    web.free_slots_here = 0;
+    web.start_held = Some(StartHeld {
+        error: "pull of image r/web:1 failed: unauthorized".to_owned(),
+        ends_in_secs: 10,
+    });
+    let (decision, _) = tick(&[web.clone()], &policy(), &PlannerState::new(), 0);
+    assert_eq!(decision.action, Action::None);
+    assert_blocked(
+        &decision,
+        &out("web", 1),
+        "this node's last start failed (pull of image r/web:1 failed: unauthorized); \
+         it backs off for 10 s and leaves the start to nodes that can",
+    );
+    let weighed = candidate(&decision, &out("web", 1));
+    assert!(
+        !weighed
+            .blocked_by
+            .iter()
+            .any(|g| g.contains("no free resources")),
+        "{weighed:#?}"
+    );
+    // Once the backoff is over the node has room again, and scales out.
+    web.start_held = None;
+    web.free_slots_here = 4;
+    let (decision, _) = tick(&[web], &policy(), &PlannerState::new(), 0);
+    assert_eq!(decision.action, out("web", 1));
 }
 
 #[test]

@@ -24,4 +24,4 @@ pub mod state;
 
 pub use autonomic::{Autonomic, AutonomicParts};
 pub use command::{AgentCommand, COMMAND_QUEUE_LEN};
-pub use state::{ActionRecord, InstanceInfo, Knowledge, Shared};
+pub use state::{ActionRecord, InstanceInfo, Knowledge, Shared, StartBackoff};

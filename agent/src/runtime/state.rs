@@ -60,6 +60,18 @@ pub struct ActionRecord {
     pub result: String,
 }
 
+/// A service whose last start on this node failed (a pull refused, an image missing...):
+/// no start of it here, and no claim of one, before `until` (`autonomic::execute`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StartBackoff {
+    pub failed_at: Millis,
+    pub until: Millis,
+    /// Failed starts in a row.
+    pub failures: u32,
+    /// The last failure, as the action history says it.
+    pub error: String,
+}
+
 /// A per-node status line for operators.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ConfigStatus {
@@ -86,6 +98,9 @@ pub struct Knowledge {
     pub local_analytics: BTreeMap<String, BTreeMap<String, AnalyticValue>>,
     pub decisions: VecDeque<Decision>,
     pub actions: VecDeque<ActionRecord>,
+    /// Services backed off after a failed start here, by name; cleared by a start that
+    /// succeeds (`/gru/v1/node` shows them).
+    pub start_backoffs: BTreeMap<String, StartBackoff>,
     /// The last 15 minutes of the loop's samples and acting decisions (web console charts).
     pub history: super::history::History,
     /// Other agents of the cluster, from their etcd records (kept current by a watch).
@@ -151,6 +166,7 @@ impl Knowledge {
             local_analytics: BTreeMap::new(),
             decisions: VecDeque::new(),
             actions: VecDeque::new(),
+            start_backoffs: BTreeMap::new(),
             history: super::history::History::new(),
             peers: Peers::default(),
             view: ClusterView::new(),

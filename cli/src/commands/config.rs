@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
-use common::config::{ClusterConfig, DocumentKey, SourceDocument};
+use common::config::{ClusterConfig, DocumentKey, SourceDocument, redact_service_json};
 use common::keys::{ClusterKeys, NodeField, leaf_name};
 use common::rollout::records_for_push;
 use gru_agent::store::EtcdSettings;
@@ -184,7 +184,10 @@ impl ClusterTree {
             } else if key == keys.policy() {
                 tree.policy = Some(parse(&value));
             } else if let Some(name) = leaf_name(&keys.services_prefix(), &key) {
-                tree.services.insert(name.to_owned(), parse(&value));
+                // What `config get` prints never holds a registry password.
+                let mut service = parse(&value);
+                redact_service_json(&mut service);
+                tree.services.insert(name.to_owned(), service);
             } else if let Some(name) = leaf_name(&keys.analytics_prefix(), &key) {
                 tree.analytics.insert(name.to_owned(), parse(&value));
             } else if let Some((node, field)) = keys.parse_node_key(&key) {

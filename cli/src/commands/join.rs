@@ -37,6 +37,21 @@ pub async fn run(etcd: EtcdSettings, args: JoinArgs) -> anyhow::Result<()> {
             address
         }
     };
+    let registry_auth_file = match args.registry_auth_file {
+        Some(path) => {
+            // Checked now, so that a typo is not found at the first pull; read at each pull.
+            let absolute = std::path::absolute(&path).unwrap_or(path);
+            if !absolute.is_file() {
+                return Err(Usage(format!(
+                    "--registry-auth-file {}: no such file (a Docker config.json, as `docker login` writes it)",
+                    absolute.display()
+                ))
+                .into());
+            }
+            Some(absolute)
+        }
+        None => None,
+    };
     let settings = JoinSettings {
         cluster: args.cluster,
         node,
@@ -44,6 +59,7 @@ pub async fn run(etcd: EtcdSettings, args: JoinArgs) -> anyhow::Result<()> {
         bind: SocketAddr::new(args.bind, args.port),
         publish_ip: args.publish_ip,
         start: args.start,
+        registry_auth_file,
         etcd,
         // A fault-injection switch for tests, deliberately not a flag (see its doc).
         ask_nodes_in_doubt: std::env::var_os(daemon::NO_WITHHOLD_VAR).is_none_or(|v| v != "1"),

@@ -16,6 +16,17 @@ pub struct NodeView {
     pub base_services: Vec<String>,
     pub config: ConfigView,
     pub instances: InstanceCounts,
+    /// Services whose last start on the node failed (a refused pull...), by name.
+    pub start_failures: BTreeMap<String, StartFailure>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct StartFailure {
+    pub failed_at: u64,
+    pub failures: u32,
+    pub error: String,
+    pub backing_off_until: u64,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

@@ -114,7 +114,10 @@ impl ClusterState {
                 let file = format!("services/{name}");
                 let parsed = parse_service(&file, text).map_err(problems_text);
                 state.services.insert(name.to_owned(), parsed);
-                state.raw_services.insert(name.to_owned(), raw(text));
+                // Shown by `show service`: its secrets never are.
+                let mut shown = raw(text);
+                common::config::redact_service_json(&mut shown);
+                state.raw_services.insert(name.to_owned(), shown);
             } else if let Some(name) = leaf_name(&keys.analytics_prefix(), key) {
                 state.analytics.push(name.to_owned());
             } else if let Some((node, field)) = keys.parse_node_key(key) {

@@ -286,7 +286,14 @@ fn status_line(view: &NodeView) -> String {
             by_service.join(", ")
         )
     };
-    format!("{active}, {config}, {instances}")
+    let mut line = format!("{active}, {config}, {instances}");
+    for (service, failure) in &view.start_failures {
+        line.push_str(&format!(
+            "; {service}: {} failed start(s) in a row, the last: {}",
+            failure.failures, failure.error
+        ));
+    }
+    line
 }
 
 pub async fn show_service(ctx: &Ctx<'_>, service: &str) -> Outcome {

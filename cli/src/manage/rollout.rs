@@ -204,12 +204,14 @@ async fn status(
             "in progress"
         }
     ));
+    // The descriptor it replaces may hold registry credentials: shown by version only.
+    let shown = record.map(|r| RolloutRecord { from: None, ..r });
     let outcome = Outcome::ok(
         lines.join("\n"),
         json!({
             "service": service,
             "version": version,
-            "record": record,
+            "record": shown,
             "step": step,
             "instances": on,
             "updated": updated,

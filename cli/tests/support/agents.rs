@@ -33,6 +33,7 @@ pub struct AgentCommand<'a> {
     start: bool,
     rust_log: &'a str,
     global: &'a [&'a str],
+    envs: Vec<(&'a str, String)>,
 }
 
 impl<'a> AgentCommand<'a> {
@@ -47,6 +48,7 @@ impl<'a> AgentCommand<'a> {
             start: true,
             rust_log: "info",
             global: &[],
+            envs: Vec::new(),
         }
     }
 
@@ -65,6 +67,12 @@ impl<'a> AgentCommand<'a> {
     /// Global options, before `join` (`--log-format json`).
     pub fn global(mut self, global: &'a [&'a str]) -> Self {
         self.global = global;
+        self
+    }
+
+    /// An environment variable of the agent (`GRU_REGISTRY_AUTH_FILE`, say).
+    pub fn env(mut self, key: &'a str, value: impl Into<String>) -> Self {
+        self.envs.push((key, value.into()));
         self
     }
 
@@ -99,6 +107,7 @@ impl<'a> AgentCommand<'a> {
         }
         let child = gru(&self.endpoints)
             .env("RUST_LOG", self.rust_log)
+            .envs(self.envs.iter().map(|(k, v)| (*k, v.as_str())))
             .args(self.global)
             .args(&args)
             .stdout(Stdio::null())

@@ -47,6 +47,10 @@ pub struct DockerConfig {
     pub daemon_url: String,
     #[serde(rename = "DaemonTimeout")]
     pub daemon_timeout_secs: u64,
+    /// gru's addition: a Docker `config.json` (as `docker login` writes it) on the agent's
+    /// node whose `auths` give registry credentials to services without `Pull.Auth`.
+    #[serde(rename = "RegistryAuthFile", skip_serializing_if = "Option::is_none")]
+    pub registry_auth_file: Option<String>,
 }
 
 impl Default for DockerConfig {
@@ -54,6 +58,7 @@ impl Default for DockerConfig {
         DockerConfig {
             daemon_url: DEFAULT_DOCKER_DAEMON_URL.to_owned(),
             daemon_timeout_secs: DEFAULT_DOCKER_DAEMON_TIMEOUT_SECS,
+            registry_auth_file: None,
         }
     }
 }
@@ -373,6 +378,7 @@ fn check_daemon_url(value: &Value) -> Result<(), ValueError> {
 const DOCKER_FIELDS: &[Field] = &[
     field("DaemonUrl", Shape::Leaf(check_daemon_url)),
     field("DaemonTimeout", Shape::Any),
+    field("RegistryAuthFile", Shape::Any),
 ];
 const AUTONOMIC_FIELDS: &[Field] = &[
     field("LoopTimeInterval", Shape::Any),
@@ -419,6 +425,15 @@ pub fn parse_agent_config(file: &str, text: &str) -> Result<AgentConfig, Vec<Pro
 fn validate(config: &AgentConfig, findings: &mut Findings) {
     findings.required("Docker.DaemonUrl", &config.docker.daemon_url);
     findings.at_least("Docker.DaemonTimeout", config.docker.daemon_timeout_secs, 1);
+    if let Some(path) = &config.docker.registry_auth_file
+        && !path.starts_with('/')
+    {
+        findings.add_with_hint(
+            &JsonPath::fields("Docker.RegistryAuthFile"),
+            format!("{path:?} is not an absolute path"),
+            Some("agents run from any directory: write the whole path, e.g. \"/root/.docker/config.json\"".to_owned()),
+        );
+    }
     findings.at_least(
         "Autonomic.LoopTimeInterval",
         config.autonomic.loop_time_interval_secs,

@@ -10,7 +10,8 @@
 //!
 //! * [`agent`]: `config.json`, the agent configuration;
 //! * [`policy`]: `policy.json`, thresholds, periods, steps and cooldowns;
-//! * [`service`]: `services/<file>.json`, service descriptors;
+//! * [`service`]: `services/<file>.json`, service descriptors; [`pull`]: their `Pull` (policy,
+//!   deadline, registry credentials as a [`Secret`]);
 //! * [`analytic`]: `analytics/<file>.json`, expressions over metrics and constraints;
 //! * [`node`]: node records written by `gru join`;
 //! * [`cluster`]: all documents of a cluster, checked against each other;
@@ -34,6 +35,7 @@ pub mod node;
 pub mod policy;
 mod port;
 mod problem;
+pub mod pull;
 mod schema;
 pub mod service;
 mod suggest;
@@ -67,6 +69,10 @@ pub use policy::{
 };
 pub use port::PortRange;
 pub use problem::Problem;
+pub use pull::{
+    DEFAULT_PULL_POLICY, DEFAULT_PULL_TIMEOUT_SECS, PullConfig, PullPolicy, REDACTED, RegistryAuth,
+    Secret, redact_service_json,
+};
 pub use service::{
     ConstraintValue, ContainerConfig, DEFAULT_CPU_NUMBER, DEFAULT_MAX_INSTANCES,
     DEFAULT_MIN_INSTANCES, DEFAULT_STOP_TIMEOUT_SECS, DOCKER_CPU_SHARES, DOCKER_MIN_MEMORY_BYTES,

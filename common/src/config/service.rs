@@ -4,6 +4,8 @@
 //! Gru's fields are read as Gru wrote them (`"DiscoveryPort":"50000"`, `"cpunumber"` in lower
 //! case, `Ports` as host port ranges). gru adds bounds on the number of instances and
 //! `Attached` sidecar services; their defaults (0, unbounded, none) are Gru's behaviour.
+//! `Pull` (issue 13, see [`super::pull`]) says when the image is pulled and with which
+//! credentials; by default it is pulled when missing, anonymously.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +20,7 @@ use super::name::{check_name, check_no_empty_names};
 use super::policy::{POLICY_FIELDS, ServicePolicy};
 use super::port::{PortRange, check_container_port, check_optional_port};
 use super::problem::{Findings, JsonPath, Problem};
+use super::pull::{PULL_FIELDS, PullConfig, validate_pull};
 use super::schema::{Field, Shape, field};
 use super::volumes::{Volumes, check_volumes};
 
@@ -68,6 +71,9 @@ pub struct ServiceDescriptor {
     /// cluster ([`UpdateConfig`]).
     #[serde(skip_serializing_if = "UpdateConfig::is_default")]
     pub update: UpdateConfig,
+    /// gru's addition: when the image is pulled, its deadline, the registry credentials.
+    #[serde(skip_serializing_if = "PullConfig::is_default")]
+    pub pull: PullConfig,
 }
 
 impl ServiceDescriptor {
@@ -304,6 +310,7 @@ const SERVICE_FIELDS: &[Field] = &[
     field("Attached", Shape::Any),
     field("Policy", Shape::Object(POLICY_FIELDS)),
     field("Update", Shape::Object(UPDATE_FIELDS)),
+    field("Pull", Shape::Object(PULL_FIELDS)),
 ];
 const UPDATE_FIELDS: &[Field] = &[
     field("Parallelism", Shape::Any),
@@ -374,6 +381,7 @@ fn validate(service: &ServiceDescriptor, findings: &mut Findings) {
             )),
         );
     }
+    validate_pull(&service.pull, &service.image, findings);
 }
 
 fn validate_container(container: &ContainerConfig, findings: &mut Findings) {

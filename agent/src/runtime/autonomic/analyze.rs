@@ -22,7 +22,7 @@ use common::keys::leaf_name;
 
 use super::Autonomic;
 use crate::docker::CoreAllocator;
-use crate::mape::{Millis, ServiceSnapshot};
+use crate::mape::{Millis, ServiceSnapshot, StartHeld};
 use crate::store::{Mirror, MirrorSettings, StoreError};
 use crate::tick::ServiceObservation;
 use crate::tick::local::parent_of;
@@ -156,6 +156,7 @@ impl Autonomic {
             .values()
             .map(|d| (d.name.clone(), self.free_slots(config, d)))
             .collect();
+        let mut held = self.starts_held(now);
         let mut knowledge = self.shared.knowledge();
         let compiled = self.compiled.as_ref().map(|(_, c)| c);
         let mut local_analytics = BTreeMap::new();
@@ -185,6 +186,7 @@ impl Autonomic {
                 .max(running);
             snapshot.base_service = knowledge.base_services.contains(&descriptor.name);
             snapshot.free_slots_here = free.get(&descriptor.name).copied().unwrap_or(0);
+            snapshot.start_held = held.remove(&descriptor.name);
             snapshot.cpu_avg = metrics.get("cpu_avg").copied();
             snapshot.mem_avg = metrics.get("mem_avg").copied();
             if let Some(compiled) = compiled {
@@ -197,9 +199,42 @@ impl Autonomic {
         snapshots
     }
 
+    /// The services this node backs off from starting (its last start of them failed),
+    /// with why and for how long, for the planner's "why".
+    fn starts_held(&self, now: Millis) -> BTreeMap<String, StartHeld> {
+        let knowledge = self.shared.knowledge();
+        self.backoff
+            .iter()
+            .filter(|(_, backoff)| backoff.until > now)
+            .map(|(service, backoff)| {
+                let error = knowledge
+                    .start_backoffs
+                    .get(service)
+                    .map_or_else(|| "failed".to_owned(), |b| b.error.clone());
+                let ends_in_secs = backoff.until.since(now).as_secs().max(1);
+                (
+                    service.clone(),
+                    StartHeld {
+                        error,
+                        ends_in_secs,
+                    },
+                )
+            })
+            .collect()
+    }
+
     /// How many more instances of `descriptor` fit on this node: pinned cores and memory
-    /// limits against what this cluster's containers on this engine already hold.
+    /// limits against what this cluster's containers on this engine already hold; none
+    /// while a failed start of it backs off here, so that this node claims no start of it
+    /// (a scale-out, a fill, a repair) and a node that can start it takes the claim.
     fn free_slots(&self, config: &ClusterConfig, descriptor: &ServiceDescriptor) -> u32 {
+        if self
+            .backoff
+            .get(&descriptor.name)
+            .is_some_and(|backoff| backoff.until > super::now())
+        {
+            return 0;
+        }
         let knowledge = self.shared.knowledge();
         let mut slots = UNBOUNDED_SLOTS;
         let cpu_number = descriptor.configuration.cpu_number;

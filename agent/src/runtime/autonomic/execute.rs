@@ -7,6 +7,9 @@
 //! `MAX_PARALLEL_CHANGES` instances start at once. Nothing blocks the loop forever: every
 //! Docker call has a deadline (the engine's timeout; a stop's plus its grace). A failed
 //! start backs its service off (5 s, doubling up to 5 min); a start that succeeds clears it.
+//! While a service backs off here, this node offers no room for it (`analyze::free_slots`),
+//! so it claims no scale-out or repair of it and a node that can start it takes it (a pull
+//! refused here, an image this node lacks with `Pull.Policy` "Never").
 //! A sidecar's instance id names its parent, so the link survives an agent restart.
 
 use std::sync::Arc;
@@ -14,7 +17,7 @@ use std::time::Duration;
 
 use common::config::{ClusterConfig, ServiceDescriptor};
 
-use super::super::state::{ActionRecord, InstanceInfo};
+use super::super::state::{ActionRecord, InstanceInfo, StartBackoff};
 use super::{Autonomic, now};
 use crate::docker::{InstancePlan, new_instance_id, process_env};
 use crate::mape::Millis;
@@ -39,7 +42,7 @@ pub struct Started {
 /// A start that failed: no new start of that service before `until`.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Backoff {
-    until: Millis,
+    pub(super) until: Millis,
     next: Duration,
 }
 
@@ -98,6 +101,13 @@ impl Autonomic {
             let cluster = self.shared.cluster.clone();
             let node = self.shared.node.clone();
             let bind_ip = self.bind_ip;
+            // `gru join --registry-auth-file` (this node's) wins over the configuration's.
+            let auth_file = self.registry_auth_file.clone().or_else(|| {
+                config
+                    .as_ref()
+                    .and_then(|c| c.agent.docker.registry_auth_file.as_ref())
+                    .map(std::path::PathBuf::from)
+            });
             let semaphore = semaphore.clone();
             set.spawn(async move {
                 let _permit = semaphore.acquire_owned().await;
@@ -109,6 +119,7 @@ impl Autonomic {
                         node: &node,
                         instance: &instance,
                         bind_ip,
+                        registry_auth_file: auth_file.as_deref(),
                     };
                     let result = engine.start_instance(&plan, &process_env).await;
                     let failed = result.is_err();
@@ -124,7 +135,7 @@ impl Autonomic {
                 results
             });
         }
-        let mut failed = false;
+        let mut failed: Option<String> = None;
         while let Some(joined) = set.join_next().await {
             for (service, instance, result) in joined.unwrap_or_default() {
                 match result {
@@ -136,7 +147,7 @@ impl Autonomic {
                         }
                     }
                     Err(err) => {
-                        failed = true;
+                        failed.get_or_insert_with(|| err.clone());
                         self.shared.telemetry.metrics.docker_error();
                         tracing::warn!(%service, error = %err, why, "start failed");
                         self.record(why, &service, Some(&instance), format!("failed: {err}"));
@@ -145,22 +156,38 @@ impl Autonomic {
                 }
             }
         }
-        if failed {
+        if let Some(error) = failed {
             let next = self
                 .backoff
                 .get(&descriptor.name)
                 .map_or(START_BACKOFF_INITIAL, |b| {
                     (b.next * 2).min(START_BACKOFF_MAX)
                 });
-            self.backoff.insert(
+            // From when the start ended: a pull can take most of its Timeout.
+            let failed_at = super::now();
+            let until = failed_at.plus(next);
+            self.backoff
+                .insert(descriptor.name.clone(), Backoff { until, next });
+            let mut knowledge = self.shared.knowledge();
+            let failures = knowledge
+                .start_backoffs
+                .get(&descriptor.name)
+                .map_or(0, |b| b.failures);
+            knowledge.start_backoffs.insert(
                 descriptor.name.clone(),
-                Backoff {
-                    until: now.plus(next),
-                    next,
+                StartBackoff {
+                    failed_at,
+                    until,
+                    failures: failures + 1,
+                    error,
                 },
             );
         } else {
             self.backoff.remove(&descriptor.name);
+            self.shared
+                .knowledge()
+                .start_backoffs
+                .remove(&descriptor.name);
         }
         started
     }

@@ -125,6 +125,8 @@ pub struct Autonomic {
     /// Whether to ask them at all (false only under the test switch
     /// `daemon::NO_WITHHOLD_VAR`).
     ask_nodes_in_doubt: bool,
+    /// See `daemon::JoinSettings::registry_auth_file`.
+    registry_auth_file: Option<std::path::PathBuf>,
     /// Services with a standing target-tracking decision, as the ledger watch tells.
     targets: Arc<std::sync::Mutex<BTreeSet<String>>>,
     /// Woken by the ledger watch when a target is set, and by a lost fill's retry.
@@ -162,6 +164,8 @@ pub struct AutonomicParts {
     pub node_records: Arc<std::sync::Mutex<NodeRecords>>,
     /// See `daemon::JoinSettings::ask_nodes_in_doubt`.
     pub ask_nodes_in_doubt: bool,
+    /// See `daemon::JoinSettings::registry_auth_file`.
+    pub registry_auth_file: Option<std::path::PathBuf>,
 }
 
 impl Autonomic {
@@ -194,6 +198,7 @@ impl Autonomic {
             node_records: parts.node_records,
             prober,
             ask_nodes_in_doubt: parts.ask_nodes_in_doubt,
+            registry_auth_file: parts.registry_auth_file,
             targets: Arc::default(),
             targets_changed: Arc::new(Notify::new()),
             fill_retries: crate::tick::FillRetry::default(),
