@@ -10,7 +10,7 @@
 //!
 //! * [`agent`]: `config.json`, the agent configuration;
 //! * [`policy`]: `policy.json`, thresholds, periods, steps and cooldowns;
-//! * [`service`]: `services/<file>.json`, service descriptors;
+//! * [`service`]: `services/<file>.json`, service descriptors; [`health`]: their checks;
 //! * [`analytic`]: `analytics/<file>.json`, expressions over metrics and constraints;
 //! * [`node`]: node records written by `gru join`;
 //! * [`cluster`]: all documents of a cluster, checked against each other;
@@ -26,6 +26,7 @@ pub mod analytic;
 pub mod cluster;
 mod cpuset;
 mod document;
+pub mod health;
 mod jsonc;
 mod leaf;
 mod memory;
@@ -53,6 +54,7 @@ pub use cluster::{
     SourceDocument,
 };
 pub use cpuset::{CpuSet, MAX_CPU_INDEX};
+pub use health::{CheckKind, HealthCheck, HealthChecks};
 pub use leaf::ValueError;
 pub use memory::ByteSize;
 pub use node::{

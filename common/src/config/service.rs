@@ -4,6 +4,8 @@
 //! Gru's fields are read as Gru wrote them (`"DiscoveryPort":"50000"`, `"cpunumber"` in lower
 //! case, `Ports` as host port ranges). gru adds bounds on the number of instances and
 //! `Attached` sidecar services; their defaults (0, unbounded, none) are Gru's behaviour.
+//! `Health` (readiness and liveness checks, see [`super::health`]) is gru's too; none by
+//! default, as in Gru.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +14,7 @@ use serde_json::Value;
 
 use super::cpuset::CpuSet;
 use super::document::parse_document;
+use super::health::{HEALTH_FIELDS, HealthChecks, validate_health};
 use super::leaf::{ValueError, check, check_optional, describe};
 use super::memory::ByteSize;
 use super::name::{check_name, check_no_empty_names};
@@ -64,6 +67,10 @@ pub struct ServiceDescriptor {
     /// gru's addition: the service's own policy; what it gives replaces the cluster's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<ServicePolicy>,
+    /// gru's addition: readiness (in discovery or not) and liveness (replaced or not)
+    /// checks; none by default (ready as soon as the container runs).
+    #[serde(skip_serializing_if = "HealthChecks::is_empty")]
+    pub health: HealthChecks,
 }
 
 impl ServiceDescriptor {
@@ -207,6 +214,7 @@ const SERVICE_FIELDS: &[Field] = &[
     field("MaxInstances", Shape::Any),
     field("Attached", Shape::Any),
     field("Policy", Shape::Object(POLICY_FIELDS)),
+    field("Health", Shape::Object(HEALTH_FIELDS)),
 ];
 
 /// Parses and validates a service descriptor (`services/<file>.json`).
@@ -243,6 +251,13 @@ fn validate(service: &ServiceDescriptor, findings: &mut Findings) {
         _ => {}
     }
     validate_container(&service.configuration, findings);
+    let ports = &service.configuration.ports;
+    validate_health(
+        &service.health,
+        service.discovery_port,
+        |port| ports.contains_key(&port.to_string()) || ports.contains_key(&format!("{port}/tcp")),
+        findings,
+    );
 }
 
 fn validate_container(container: &ContainerConfig, findings: &mut Findings) {
