@@ -235,6 +235,8 @@ async fn main() -> Result<(), String> {
                 state: "running".into(),
                 address: Some("127.0.0.1:18080".into()),
                 started_at: at,
+                ready: true,
+                health: None,
             },
         );
     };

@@ -779,6 +779,8 @@ async fn the_stats_poller_feeds_cpu_and_memory_of_every_running_container() {
                     state: "running".to_owned(),
                     address: None,
                     started_at: now(),
+                    ready: true,
+                    health: None,
                 },
             );
         }

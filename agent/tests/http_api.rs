@@ -78,6 +78,8 @@ fn instance(service: &str, name: &str, state: &str, port: u16) -> InstanceInfo {
         state: state.to_owned(),
         address: Some(format!("10.1.2.3:{port}")),
         started_at: Millis(900_000),
+        ready: true,
+        health: None,
     }
 }
 
@@ -158,6 +160,7 @@ fn seeded_shared() -> Arc<Shared> {
                 service: "backend".to_owned(),
                 instance: Some(format!("backend-{at}")),
                 result: result.to_owned(),
+                reason: None,
             });
         }
     }

@@ -62,6 +62,8 @@ fn knowledge(now: Millis) -> Knowledge {
                 state: state.into(),
                 address: Some("127.0.0.1:18080".into()),
                 started_at: Millis(now.0 - 30_000),
+                ready: true,
+                health: None,
             },
         );
     }

@@ -9,6 +9,7 @@
 //! * [`ports`], [`cores`]: [`PortAllocator`] and [`CoreAllocator`], pure choices of host
 //!   ports and pinned cpus.
 //! * `lifecycle.rs`: list, start (with allocation and port-conflict retries), stop, remove.
+//! * `exec.rs`: a command run in a container to its end (a health check's `Exec`).
 //! * [`events`], [`stats`]: the lifecycle events and the resource fractions, pure;
 //!   `monitor.rs` feeds them from the engine's streams into bounded channels.
 //!
@@ -20,6 +21,7 @@
 
 pub mod cores;
 pub mod events;
+mod exec;
 pub mod labels;
 mod lifecycle;
 mod logs;
@@ -38,6 +40,7 @@ use common::config::{DaemonEndpoint, GRU_DEFAULT_DOCKER_SOCKET};
 
 pub use cores::{CoreAllocator, NoFreeCores};
 pub use events::{ContainerEvent, EventKind};
+pub use exec::{EXEC_OUTPUT_TAIL_BYTES, ExecOutcome};
 pub use labels::{
     LABEL_CLUSTER, LABEL_CPUSET, LABEL_HOST_PORTS, LABEL_INSTANCE, LABEL_NODE, LABEL_SERVICE,
     container_name, new_instance_id,

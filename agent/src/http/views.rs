@@ -649,6 +649,8 @@ mod tests {
             state: state.to_owned(),
             address: Some("10.0.0.1:18080".to_owned()),
             started_at: Millis(5),
+            ready: true,
+            health: None,
         }
     }
 
@@ -887,6 +889,7 @@ mod tests {
                 service: "web".to_owned(),
                 instance: None,
                 result: "ok".to_owned(),
+                reason: None,
             });
         }
         let view = decisions(&knowledge, HistoryQuery { limit: Some(2) });

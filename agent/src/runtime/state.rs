@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::peers::Peers;
 use crate::gossip::wire::ReplayGuard;
 use crate::gossip::{ClusterView, NodeReport, ServiceReport, digest};
+use crate::health::InstanceHealth;
 use crate::mape::{AnalyticValue, Decision, Millis, ServiceMetrics, WindowSettings};
 
 /// Decisions kept for `why` (every tick's, including "no action").
@@ -29,6 +30,13 @@ pub struct InstanceInfo {
     /// `host:port` published in discovery, when the service exposes a port.
     pub address: Option<String>,
     pub started_at: Millis,
+    /// Whether the instance is (or should be) in discovery: its readiness check passes, or
+    /// its service has none. A running instance that is not ready is starting (or failing
+    /// its check): it counts, but is not served.
+    pub ready: bool,
+    /// Its health checks' states, when its service declares any (`crate::health`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<InstanceHealth>,
 }
 
 /// What the executor did, for the action history.
@@ -40,6 +48,10 @@ pub struct ActionRecord {
     pub instance: Option<String>,
     /// `ok`, `dry-run` or `failed: <why>`.
     pub result: String,
+    /// Why it was done, when the action's name does not say it all (a replacement: which
+    /// check failed, how often, and its last error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A per-node status line for operators.
@@ -62,6 +74,9 @@ pub struct Knowledge {
     /// Metrics pushed over HTTP for a service as a whole (no instance), by service then name.
     pub pushed: BTreeMap<String, BTreeMap<String, crate::mape::MetricWindow>>,
     pub instances: BTreeMap<String, InstanceInfo>,
+    /// Health check states by container id, kept by the probes (`runtime::health`) and
+    /// copied into `instances` (`InstanceInfo::ready`, `health`) as they change.
+    pub health: BTreeMap<String, InstanceHealth>,
     /// Analytic values over the cluster view (what the planner used), by service.
     pub analytics: BTreeMap<String, BTreeMap<String, AnalyticValue>>,
     /// Analytic values over this node's own metrics (what it reports to friends).
@@ -129,6 +144,7 @@ impl Knowledge {
             metrics: ServiceMetrics::new(window),
             pushed: BTreeMap::new(),
             instances: BTreeMap::new(),
+            health: BTreeMap::new(),
             analytics: BTreeMap::new(),
             local_analytics: BTreeMap::new(),
             decisions: VecDeque::new(),
@@ -335,6 +351,7 @@ mod tests {
                 service: "web".into(),
                 instance: None,
                 result: "ok".into(),
+                reason: None,
             });
         }
         assert_eq!(k.actions.len(), ACTION_HISTORY_LEN);

@@ -345,6 +345,8 @@ mod tests {
                 state: "running".into(),
                 address: None,
                 started_at: Millis(1_000),
+                ready: true,
+                health: None,
             },
         );
         knowledge

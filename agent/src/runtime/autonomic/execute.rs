@@ -44,6 +44,18 @@ impl Autonomic {
         instance: Option<&str>,
         result: String,
     ) {
+        self.record_because(action, service, instance, result, None);
+    }
+
+    /// [`Autonomic::record`] with the reason the action was taken.
+    pub(super) fn record_because(
+        &self,
+        action: &str,
+        service: &str,
+        instance: Option<&str>,
+        result: String,
+        reason: Option<&str>,
+    ) {
         self.shared.telemetry.acted(action, service, &result, now());
         self.shared.knowledge().record_action(ActionRecord {
             at: now(),
@@ -51,12 +63,19 @@ impl Autonomic {
             service: service.to_owned(),
             instance: instance.map(str::to_owned),
             result,
+            reason: reason.map(str::to_owned),
         });
     }
 
     /// Starts `count` instances of a service (and their attached sidecars), at most
-    /// `MAX_PARALLEL_CHANGES` at once. A failure backs the service off.
-    pub async fn start_instances(&mut self, descriptor: &ServiceDescriptor, count: u32, why: &str) {
+    /// `MAX_PARALLEL_CHANGES` at once. A failure backs the service off. Returns how many
+    /// instances of the service started.
+    pub async fn start_instances(
+        &mut self,
+        descriptor: &ServiceDescriptor,
+        count: u32,
+        why: &str,
+    ) -> u32 {
         let now = now();
         if let Some(backoff) = self.backoff.get(&descriptor.name).filter(|b| b.until > now) {
             self.record(
@@ -68,7 +87,7 @@ impl Autonomic {
                     backoff.until.since(now).as_secs()
                 ),
             );
-            return;
+            return 0;
         }
         let config = self.config();
         let mut set = tokio::task::JoinSet::new();
@@ -112,10 +131,14 @@ impl Autonomic {
             });
         }
         let mut failed = false;
+        let mut started = 0;
         while let Some(joined) = set.join_next().await {
             for (service, instance, result) in joined.unwrap_or_default() {
                 match result {
                     Ok(()) => {
+                        if service == descriptor.name {
+                            started += 1;
+                        }
                         tracing::info!(%service, %instance, why, "instance started");
                         self.record(why, &service, Some(&instance), "ok".into());
                     }
@@ -145,13 +168,13 @@ impl Autonomic {
         } else {
             self.backoff.remove(&descriptor.name);
         }
+        started
     }
 
     /// Stops `count` running instances of `service` on this node, youngest first, with
-    /// their sidecars: the discovery record goes first, so no client is sent to an
-    /// instance that is stopping.
+    /// their sidecars: those that are not ready first, then the youngest; the discovery
+    /// record goes first, so no client is sent to an instance that is stopping.
     pub async fn stop_instances(&mut self, service: &str, count: u32, why: &str) {
-        let config = self.config();
         let mut victims: Vec<InstanceInfo> = self
             .shared
             .knowledge()
@@ -159,44 +182,68 @@ impl Autonomic {
             .filter(|i| parent_of(&i.instance, &i.service).is_none())
             .cloned()
             .collect();
-        victims.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(a.id.cmp(&b.id)));
+        // Instances that are not ready go first (they serve no one), then the youngest.
+        victims.sort_by(|a, b| {
+            (a.ready.cmp(&b.ready))
+                .then(b.started_at.cmp(&a.started_at))
+                .then(a.id.cmp(&b.id))
+        });
         victims.truncate(count as usize);
         for victim in victims {
-            let sidecars: Vec<InstanceInfo> = self
-                .shared
-                .knowledge()
-                .instances
-                .values()
-                .filter(|i| parent_of(&i.instance, &i.service) == Some(victim.instance.as_str()))
-                .cloned()
-                .collect();
-            for target in std::iter::once(&victim).chain(sidecars.iter()) {
-                if self.published.remove(&target.instance).is_some() {
-                    let _ = self
-                        .discovery
-                        .deregister(&target.service, &target.instance)
-                        .await;
+            self.stop_one(&victim, why, None).await;
+        }
+    }
+
+    /// Stops one instance of this node with its sidecars, its records first (see
+    /// [`Autonomic::stop_instances`]), and records each stop with `reason`, if given.
+    pub(super) async fn stop_one(
+        &mut self,
+        victim: &InstanceInfo,
+        why: &str,
+        reason: Option<&str>,
+    ) {
+        let config = self.config();
+        let sidecars: Vec<InstanceInfo> = self
+            .shared
+            .knowledge()
+            .instances
+            .values()
+            .filter(|i| parent_of(&i.instance, &i.service) == Some(victim.instance.as_str()))
+            .cloned()
+            .collect();
+        for target in std::iter::once(victim).chain(sidecars.iter()) {
+            if self.published.remove(&target.instance).is_some() {
+                let _ = self
+                    .discovery
+                    .deregister(&target.service, &target.instance)
+                    .await;
+            }
+            let grace = stop_grace(config.as_deref(), &target.service);
+            let result = match self.engine.stop_instance(&target.id, grace).await {
+                Ok(()) => self.engine.remove_instance(&target.id).await,
+                Err(err) => Err(err),
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!(service = %target.service, instance = %target.instance, why, reason, "instance stopped");
+                    self.record_because(
+                        why,
+                        &target.service,
+                        Some(&target.instance),
+                        "ok".into(),
+                        reason,
+                    );
                 }
-                let grace = stop_grace(config.as_deref(), &target.service);
-                let result = match self.engine.stop_instance(&target.id, grace).await {
-                    Ok(()) => self.engine.remove_instance(&target.id).await,
-                    Err(err) => Err(err),
-                };
-                match result {
-                    Ok(()) => {
-                        tracing::info!(service = %target.service, instance = %target.instance, why, "instance stopped");
-                        self.record(why, &target.service, Some(&target.instance), "ok".into());
-                    }
-                    Err(err) => {
-                        self.shared.telemetry.metrics.docker_error();
-                        tracing::warn!(service = %target.service, error = %err, why, "stop failed");
-                        self.record(
-                            why,
-                            &target.service,
-                            Some(&target.instance),
-                            format!("failed: {err}"),
-                        );
-                    }
+                Err(err) => {
+                    self.shared.telemetry.metrics.docker_error();
+                    tracing::warn!(service = %target.service, error = %err, why, "stop failed");
+                    self.record_because(
+                        why,
+                        &target.service,
+                        Some(&target.instance),
+                        format!("failed: {err}"),
+                        reason,
+                    );
                 }
             }
         }
