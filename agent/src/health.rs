@@ -63,6 +63,9 @@ pub struct CheckState {
     pub last_error: Option<String>,
     /// Probes run so far.
     pub probes: u64,
+    /// Whether it has ever passed: a readiness check that has not is still starting, for
+    /// operators, even when it fails.
+    pub ever_passed: bool,
 }
 
 impl CheckState {
@@ -75,6 +78,7 @@ impl CheckState {
             failures: 0,
             last_error: None,
             probes: 0,
+            ever_passed: false,
         }
     }
 
@@ -104,6 +108,7 @@ impl CheckState {
         if let Some(status) = next {
             self.status = status;
             self.since = now;
+            self.ever_passed |= status == CheckStatus::Passing;
         }
         next
     }
@@ -160,8 +165,9 @@ impl InstanceHealth {
             .is_some_and(|c| c.status == CheckStatus::Failing)
     }
 
-    /// One word for operators: `starting` (readiness not settled), `ready`, `not-ready`
-    /// (readiness failing), `unhealthy` (liveness failing: about to be replaced).
+    /// One word for operators: `starting` (readiness has not passed yet), `ready`,
+    /// `not-ready` (readiness failing after it had passed), `unhealthy` (liveness failing:
+    /// about to be replaced).
     pub fn condition(&self, has_readiness: bool) -> &'static str {
         if self.dead() {
             "unhealthy"
@@ -170,7 +176,7 @@ impl InstanceHealth {
         } else if self
             .readiness
             .as_ref()
-            .is_some_and(|c| c.status == CheckStatus::Failing)
+            .is_some_and(|c| c.status == CheckStatus::Failing && c.ever_passed)
         {
             "not-ready"
         } else {
@@ -269,6 +275,7 @@ mod tests {
         let check = |status| {
             Some(CheckState {
                 status,
+                ever_passed: true,
                 ..CheckState::new(Millis(0))
             })
         };
@@ -325,6 +332,13 @@ mod tests {
                 "unhealthy",
             ),
         ];
+        let never_passed = Some(CheckState {
+            status: CheckStatus::Failing,
+            ..CheckState::new(Millis(0))
+        });
+        let table = table
+            .into_iter()
+            .chain([(never_passed, None, true, false, false, "starting")]);
         for (readiness, liveness, has, ready, dead, condition) in table {
             let health = InstanceHealth {
                 readiness,

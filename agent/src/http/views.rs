@@ -89,6 +89,9 @@ pub struct InstanceCounts {
 pub struct ServiceCounts {
     pub total: usize,
     pub running: usize,
+    /// Running instances that are ready (in discovery); the others are starting or fail
+    /// their readiness check.
+    pub ready: usize,
 }
 
 pub fn node(shared: &Shared, knowledge: &Knowledge) -> NodeView {
@@ -101,6 +104,7 @@ pub fn node(shared: &Shared, knowledge: &Knowledge) -> NodeView {
             .or_default();
         service.total += 1;
         service.running += running;
+        service.ready += usize::from(is_running(instance) && instance.ready);
         counts.total += 1;
         counts.running += running;
     }
@@ -142,6 +146,8 @@ pub struct ServiceView {
     /// Whether the node keeps at least one instance of it whatever the load.
     pub base_service: bool,
     pub running: usize,
+    /// Running instances that are ready (in discovery).
+    pub ready: usize,
     pub instances: Vec<InstanceView>,
 }
 
@@ -153,10 +159,24 @@ pub struct InstanceView {
     pub state: String,
     pub address: Option<String>,
     pub started_at: Millis,
+    /// Whether it is in discovery (its readiness check passes, or it has none).
+    pub ready: bool,
+    /// `ready`, `starting` (readiness not passed yet), `not-ready` (readiness failing) or
+    /// `unhealthy` (liveness failing: it is being replaced).
+    pub condition: &'static str,
+    /// Its checks' states, when its service declares checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::InstanceHealth>,
 }
 
 impl From<&InstanceInfo> for InstanceView {
     fn from(info: &InstanceInfo) -> InstanceView {
+        let condition = match &info.health {
+            Some(health) if health.dead() => "unhealthy",
+            Some(health) if !info.ready => health.condition(true),
+            _ if info.ready => "ready",
+            _ => "starting",
+        };
         InstanceView {
             id: info.id.clone(),
             service: info.service.clone(),
@@ -164,6 +184,9 @@ impl From<&InstanceInfo> for InstanceView {
             state: info.state.clone(),
             address: info.address.clone(),
             started_at: info.started_at,
+            ready: info.ready,
+            condition,
+            health: info.health.clone(),
         }
     }
 }
@@ -182,6 +205,7 @@ pub fn services(knowledge: &Knowledge) -> ServicesView {
                     max_instances: descriptor.max_instances,
                     base_service: knowledge.base_services.contains(name),
                     running: 0,
+                    ready: 0,
                     instances: Vec::new(),
                 },
             );
@@ -191,6 +215,7 @@ pub fn services(knowledge: &Knowledge) -> ServicesView {
         match view.services.get_mut(&info.service) {
             Some(service) => {
                 service.running += usize::from(is_running(info));
+                service.ready += usize::from(is_running(info) && info.ready);
                 service.instances.push(info.into());
             }
             None => view.unconfigured_instances.push(info.into()),
@@ -584,6 +609,8 @@ pub struct SharedView {
 pub struct SharedService {
     /// Running instances on this node (the weight of this node's means).
     pub instances: usize,
+    /// Of those, the ready ones (in discovery).
+    pub ready: usize,
     /// Metric means as the analytics read them: instances' means, and pushed metrics for
     /// names no instance reports.
     pub metrics: BTreeMap<String, f64>,
@@ -604,6 +631,7 @@ pub fn shared_summary(shared: &Shared, knowledge: &mut Knowledge, now: Millis) -
         }
         let summary = SharedService {
             instances: knowledge.running(&service).count(),
+            ready: knowledge.running(&service).filter(|i| i.ready).count(),
             metrics,
             analytics: analytic_views(knowledge.analytics.get(&service)),
         };

@@ -73,6 +73,16 @@ pub struct InstanceView {
     pub state: String,
     pub address: Option<String>,
     pub started_at: u64,
+    /// Whether it is in discovery (an agent that does not say: it is).
+    #[serde(default = "ready_unless_told")]
+    pub ready: bool,
+    /// `ready`, `starting`, `not-ready` or `unhealthy`; empty from an agent that does not
+    /// say.
+    pub condition: String,
+}
+
+fn ready_unless_told() -> bool {
+    true
 }
 
 /// `GET /gru/v1/shared`: what the node would tell its friends.
@@ -88,6 +98,8 @@ pub struct SharedView {
 #[serde(default)]
 pub struct SharedService {
     pub instances: usize,
+    /// Of those, the ready ones (in discovery); `None` from an agent that does not say.
+    pub ready: Option<usize>,
     pub metrics: BTreeMap<String, f64>,
     pub analytics: BTreeMap<String, AnalyticView>,
 }
