@@ -2,6 +2,7 @@
 //! run in a container through the exec API (`Engine::exec`), and the agent's probes
 //! (`runtime::health::HealthProbes`) passing and failing TCP, HTTP and exec checks, their
 //! state written into the knowledge (`InstanceInfo::ready`, `health`).
+#![allow(clippy::unwrap_used)]
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;

@@ -751,20 +751,25 @@ mod tests {
         for (service, name, state) in [
             ("web", "w1", "running"),
             ("web", "w2", "exited"),
+            ("web", "w3", "running"),
             ("db", "d1", "running"),
         ] {
             knowledge
                 .instances
                 .insert(format!("id-{name}"), instance(service, name, state));
         }
+        // w3 runs but is not ready yet: counted as running, not as ready.
+        if let Some(w3) = knowledge.instances.get_mut("id-w3") {
+            w3.ready = false;
+        }
         knowledge.config_status.revision = 42;
         knowledge.config_status.rejected = Some("services/x.json: bad".to_owned());
         let view = to_json(node(&shared, &knowledge));
         assert_eq!(
             view["instances"],
-            json!({"total": 3, "running": 2, "by_service": {
-                "db": {"total": 1, "running": 1},
-                "web": {"total": 2, "running": 1},
+            json!({"total": 4, "running": 3, "by_service": {
+                "db": {"total": 1, "running": 1, "ready": 1},
+                "web": {"total": 3, "running": 2, "ready": 1},
             }})
         );
         assert_eq!(view["config"]["revision"], 42);
