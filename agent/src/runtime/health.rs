@@ -10,8 +10,9 @@
 //! host port of the check's container port), as its clients would; an exec check runs its
 //! command in the container through the engine (`Engine::exec`).
 //!
-//! Invariants: the probes of an instance stop when it is no longer running here (or its
-//! service's checks changed: they start over); its health leaves the knowledge with it. A
+//! Invariants: the probes of an instance stop when it is no longer running here, and its
+//! health leaves the knowledge with it; when its service's checks changed they start over
+//! from the state it had (a ready instance stays ready until the new check says otherwise). A
 //! probe never outlives its timeout (an exec's command may, in the container: the engine
 //! cannot kill it). One connection per HTTP probe, none kept: a probe tells whether a new
 //! client would be served.
@@ -91,14 +92,23 @@ impl HealthProbes {
             keep
         });
         {
+            // The health of instances no longer probed goes; that of instances whose
+            // probes start over (their checks changed) stays, and their new probes start
+            // from it, so a changed check does not take a ready instance out of discovery.
             let mut knowledge = shared.knowledge();
             let running = &self.running;
             knowledge
                 .health
                 .retain(|id, _| running.contains_key(id) || wanted.contains_key(id));
-            // Started over: the state machine starts over too.
-            for id in wanted.keys() {
-                knowledge.health.remove(id);
+            for (id, target) in &wanted {
+                if let Some(health) = knowledge.health.get_mut(id) {
+                    if target.checks.readiness.is_none() {
+                        health.readiness = None;
+                    }
+                    if target.checks.liveness.is_none() {
+                        health.liveness = None;
+                    }
+                }
             }
         }
         for (id, target) in wanted {
@@ -159,7 +169,12 @@ impl Probe {
     async fn run(self, shared: Arc<Shared>, changed: Arc<Notify>) {
         let thresholds = Thresholds::of(&self.check);
         let has_readiness = self.target.checks.readiness.is_some();
-        let mut state = CheckState::new(now());
+        let mut state = shared
+            .knowledge()
+            .health
+            .get_mut(&self.target.container_id)
+            .and_then(|health| health.check_mut(self.role).clone())
+            .unwrap_or_else(|| CheckState::new(now()));
         self.store(&shared, &state, has_readiness);
         let waited = Duration::from_millis(now().0.saturating_sub(self.target.started_at.0));
         tokio::time::sleep(self.check.initial_delay().saturating_sub(waited)).await;
