@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::cluster::{Cluster, registered};
-use support::configs::{CONFIG_ONE_SECOND_LOOPS, QUIET_POLICY, TestConfig};
+use support::configs::{CONFIG_ONE_SECOND_LOOPS, QUIET_POLICY, TestConfig, config_for_agents};
 use support::docker::{running_ids_of, running_instances};
 use support::{gru, text};
 use testkit::{
@@ -379,4 +379,64 @@ fn an_instance_failing_its_liveness_check_is_replaced_and_the_action_says_why() 
     );
     // The new one started before the old one stopped: never none, never more than two.
     events.assert_within("live", 1..=2, from_ns, |e| e.service == "live");
+}
+
+#[test]
+fn agents_count_each_others_starting_instances_and_start_no_extra_one() {
+    let test = "agents_count_each_others_starting_instances_and_start_no_extra_one";
+    if !require(test, Component::Etcd) || !require_workload_image(test) {
+        return;
+    }
+    let ready_delay = Duration::from_secs(5);
+    let config = TestConfig::bare(&config_for_agents(5), QUIET_POLICY);
+    workload_service(
+        &config,
+        "web",
+        3,
+        r#"{"Readiness": {"Http": "/ready", "Interval": 0.5}}"#,
+        &format!(r#""READY_DELAY_MS": "{}","#, ready_delay.as_millis()),
+        testkit::free_port_range(12),
+    );
+    let bed = Cluster::start("ready2", config);
+    let events = ContainerEvents::start(&bed.name);
+    let agents = bed.spawn_nodes(2);
+    let (cluster, etcd) = (bed.name.as_str(), &bed.etcd);
+
+    // Three starting instances (the repairs of MinInstances, claimed by either agent, see
+    // the others' starting records), then three ready ones, and never a fourth container.
+    // Seen at least once: all three counted while some were not served yet.
+    let mut counted_while_starting = false;
+    let all_ready = wait_until(Duration::from_secs(45), || {
+        let (served, waiting) = (
+            registered(etcd, cluster, "web").len(),
+            starting(etcd, cluster, "web").len(),
+        );
+        counted_while_starting |= waiting > 0 && served + waiting == 3;
+        served == 3 && waiting == 0
+    });
+    assert!(
+        all_ready.is_some(),
+        "discovery {:?}, starting {:?}\n{}",
+        registered(etcd, cluster, "web"),
+        starting(etcd, cluster, "web"),
+        support::agents::logs_tail(&agents, 40)
+    );
+    assert!(
+        counted_while_starting,
+        "never saw the three instances counted while some were starting"
+    );
+    // A few loops more: still three.
+    std::thread::sleep(Duration::from_secs(3));
+    let timeline = events.assert_at_most("web", 3, |e| e.service == "web");
+    assert_eq!(running_instances(&bed.containers, "web").len(), 3);
+    assert_eq!(registered(etcd, cluster, "web").len(), 3);
+    let (peak, _) = timeline.peak();
+    figure(
+        test,
+        "instances with READY_DELAY_MS 5000 on 2 agents",
+        format!(
+            "MinInstances 3: peak {peak} containers, 3 in discovery {:.1} s after the agents were up",
+            all_ready.unwrap().as_secs_f64()
+        ),
+    );
 }
