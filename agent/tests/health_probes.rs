@@ -4,13 +4,14 @@
 //! state written into the knowledge (`InstanceInfo::ready`, `health`).
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::config::{HealthCheck, HealthChecks, ServiceDescriptor, parse_service};
 use gru_agent::docker::{self, DEFAULT_DOCKER_TIMEOUT, Engine, InstancePlan, StartedInstance};
-use gru_agent::health::CheckStatus;
+use gru_agent::health::{CheckRole, CheckStatus};
 use gru_agent::mape::WindowSettings;
 use gru_agent::runtime::autonomic::now;
 use gru_agent::runtime::health::{HealthProbes, ProbeTarget};
@@ -139,6 +140,14 @@ fn check(kind: &str) -> HealthCheck {
     check
 }
 
+/// The same address for both checks.
+fn both(address: &str) -> BTreeMap<CheckRole, String> {
+    [CheckRole::Readiness, CheckRole::Liveness]
+        .into_iter()
+        .map(|role| (role, address.to_owned()))
+        .collect()
+}
+
 fn info(started: &StartedInstance) -> InstanceInfo {
     InstanceInfo {
         id: started.id.clone(),
@@ -185,7 +194,7 @@ async fn probes_pass_and_fail_tcp_http_and_exec_checks_on_real_containers() {
             container_id: healthy.id.clone(),
             service: "web".into(),
             instance: healthy.name.clone(),
-            address: Some(address(&healthy)),
+            addresses: both(&address(&healthy)),
             started_at: now(),
             checks: HealthChecks {
                 readiness: Some(check("tcp")),
@@ -196,7 +205,7 @@ async fn probes_pass_and_fail_tcp_http_and_exec_checks_on_real_containers() {
             container_id: failing.id.clone(),
             service: "web".into(),
             instance: failing.name.clone(),
-            address: Some(closed.clone()),
+            addresses: both(&closed),
             started_at: now(),
             checks: HealthChecks {
                 readiness: Some(check("tcp")),
@@ -264,7 +273,7 @@ async fn probes_pass_and_fail_tcp_http_and_exec_checks_on_real_containers() {
         container_id: healthy.id.clone(),
         service: "web".into(),
         instance: healthy.name.clone(),
-        address: Some(address(&healthy)),
+        addresses: both(&address(&healthy)),
         started_at: now(),
         checks: http,
     };

@@ -377,6 +377,17 @@ fn an_instance_failing_its_liveness_check_is_replaced_and_the_action_says_why() 
             && a["result"] == "ok"),
         "no replace-unhealthy start: {actions:?}"
     );
+    // `events` shows the reason too.
+    let out = gru(&bed.endpoints())
+        .args(["manage", "-c", &format!("use {}; events 20", bed.name)])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("replace-unhealthy") && shown.contains("liveness check failed"),
+        "{}",
+        text(&out)
+    );
     // The new one started before the old one stopped: never none, never more than two.
     events.assert_within("live", 1..=2, from_ns, |e| e.service == "live");
 }

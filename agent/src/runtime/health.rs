@@ -45,8 +45,9 @@ pub struct ProbeTarget {
     pub container_id: String,
     pub service: String,
     pub instance: String,
-    /// `host:port` of the checks' port, when it is published.
-    pub address: Option<String>,
+    /// `host:port` each HTTP or TCP check goes to (its `Port`'s host port, else the
+    /// `DiscoveryPort`'s), when that port is published.
+    pub addresses: BTreeMap<CheckRole, String>,
     pub started_at: Millis,
     pub checks: HealthChecks,
 }
@@ -236,8 +237,9 @@ impl Probe {
 
     fn address(&self) -> Result<&str, String> {
         self.target
-            .address
-            .as_deref()
+            .addresses
+            .get(&self.role)
+            .map(String::as_str)
             .ok_or_else(|| "the checked port is not published".to_owned())
     }
 

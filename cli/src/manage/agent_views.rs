@@ -138,6 +138,9 @@ pub struct ActionRecord {
     pub instance: Option<String>,
     /// `ok`, `dry-run`, `failed: <why>` or `skipped: <why>`.
     pub result: String,
+    /// Why it was done, when the action's name does not say it all (a replacement of an
+    /// instance failing its liveness check).
+    pub reason: Option<String>,
 }
 
 impl ActionRecord {

@@ -23,6 +23,7 @@ use super::super::state::InstanceInfo;
 use super::execute::stop_grace;
 use super::{Autonomic, now};
 use crate::docker::{ContainerState, ManagedContainer};
+use crate::health::CheckRole;
 use crate::mape::Millis;
 use crate::tick::local::{self, Record, Verdict};
 
@@ -146,18 +147,22 @@ impl Autonomic {
                 if checks.is_empty() {
                     return None;
                 }
-                let port = [&checks.readiness, &checks.liveness]
-                    .into_iter()
-                    .flatten()
-                    .find_map(|c| c.port_or(descriptor.discovery_port));
-                let address = port
-                    .and_then(|p| container.host_port(p))
-                    .map(|host_port| format!("{}:{host_port}", self.shared.address));
+                let addresses = [
+                    (CheckRole::Readiness, &checks.readiness),
+                    (CheckRole::Liveness, &checks.liveness),
+                ]
+                .into_iter()
+                .filter_map(|(role, check)| {
+                    let port = check.as_ref()?.port_or(descriptor.discovery_port)?;
+                    let host_port = container.host_port(port)?;
+                    Some((role, format!("{}:{host_port}", self.shared.address)))
+                })
+                .collect();
                 Some(ProbeTarget {
                     container_id: container.id.clone(),
                     service: container.service.clone(),
                     instance: container.instance.clone(),
-                    address,
+                    addresses,
                     started_at: infos.get(&container.id)?.started_at,
                     checks: checks.clone(),
                 })
