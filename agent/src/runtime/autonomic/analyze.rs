@@ -48,6 +48,9 @@ fn count_records<K: AsRef<str>>(
     counts
 }
 
+/// Instances by service.
+pub(super) type Counts = BTreeMap<String, u32>;
+
 /// Adds `more` to `counts`, service by service.
 fn add_counts(counts: &mut BTreeMap<String, u32>, more: BTreeMap<String, u32>) {
     for (service, count) in more {
@@ -128,16 +131,24 @@ impl Autonomic {
     /// once); an unreadable count is an error: a claim in the ledger must not be based on
     /// this node's instances alone.
     async fn read_cluster_counts(&self) -> Result<BTreeMap<String, u32>, StoreError> {
-        let prefixes = [self.discovery_prefix(), self.keys.starting_root()];
-        let read = self.store.get_prefixes(&prefixes).await?;
-        let mut counts = BTreeMap::new();
-        for (prefix, records) in prefixes.iter().zip(read) {
-            add_counts(
-                &mut counts,
-                count_records(prefix, records.iter().map(|e| &e.key)),
-            );
-        }
+        let (mut counts, starting) = self.read_ready_and_starting().await?;
+        add_counts(&mut counts, starting);
         Ok(counts)
+    }
+
+    /// The cluster's ready instances (discovery records) and starting ones (starting
+    /// records) of each service, read from etcd in one transaction (linearizable, one
+    /// revision: an instance that moves between them is in exactly one).
+    pub(super) async fn read_ready_and_starting(&self) -> Result<(Counts, Counts), StoreError> {
+        let prefixes = [self.discovery_prefix(), self.keys.starting_root()];
+        let mut read = self.store.get_prefixes(&prefixes).await?.into_iter();
+        let mut count = |prefix: &str| {
+            let records = read.next().unwrap_or_default();
+            count_records(prefix, records.iter().map(|e| &e.key))
+        };
+        let ready = count(&prefixes[0]);
+        let starting = count(&prefixes[1]);
+        Ok((ready, starting))
     }
 
     /// The service's running instances in the cluster, read for a claim: from etcd (never
