@@ -86,13 +86,18 @@ fn switch_ready(address: &str, on: bool) {
 
 /// `gru manage --output json -c "use <cluster>; status"`: the status document.
 fn status_json(bed: &Cluster) -> Value {
+    manage_json(bed, "status")
+}
+
+/// `gru manage --output json -c "use <cluster>; <command>"`: the command's document.
+fn manage_json(bed: &Cluster, command: &str) -> Value {
     let out = gru(&bed.endpoints())
         .args([
             "manage",
             "--output",
             "json",
             "-c",
-            &format!("use {}; status", bed.name),
+            &format!("use {}; {command}", bed.name),
         ])
         .output()
         .unwrap();
@@ -262,6 +267,9 @@ fn a_starting_instance_counts_but_is_not_served_and_readiness_moves_it_out_of_di
     let node = agent.get_json("/gru/v1/node").unwrap();
     assert_eq!(node["instances"]["by_service"]["web"]["ready"], 1, "{node}");
     let shown = status_text(&bed);
+    let listed = manage_json(&bed, "list services");
+    assert_eq!(listed["services"][0]["running"], 2, "{listed}");
+    assert_eq!(listed["services"][0]["ready"], 1, "{listed}");
     assert!(
         shown.contains("2 running") && shown.contains("1 ready"),
         "{shown}"

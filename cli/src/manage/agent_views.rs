@@ -54,6 +54,14 @@ impl ServicesView {
     pub fn running(&self, service: &str) -> usize {
         self.services.get(service).map_or(0, |s| s.running)
     }
+
+    /// Of those, the ready ones (in discovery); all of them from an agent that does not
+    /// say.
+    pub fn ready(&self, service: &str) -> usize {
+        self.services
+            .get(service)
+            .map_or(0, |s| s.ready.unwrap_or(s.running))
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -61,6 +69,8 @@ impl ServicesView {
 pub struct ServiceView {
     pub base_service: bool,
     pub running: usize,
+    /// Running instances that are ready; `None` from an agent that does not say.
+    pub ready: Option<usize>,
     pub instances: Vec<InstanceView>,
 }
 
