@@ -141,6 +141,13 @@ impl CheckRole {
 }
 
 impl InstanceHealth {
+    pub fn check(&self, role: CheckRole) -> Option<&CheckState> {
+        match role {
+            CheckRole::Readiness => self.readiness.as_ref(),
+            CheckRole::Liveness => self.liveness.as_ref(),
+        }
+    }
+
     pub fn check_mut(&mut self, role: CheckRole) -> &mut Option<CheckState> {
         match role {
             CheckRole::Readiness => &mut self.readiness,

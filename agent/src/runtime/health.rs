@@ -173,8 +173,8 @@ impl Probe {
         let mut state = shared
             .knowledge()
             .health
-            .get_mut(&self.target.container_id)
-            .and_then(|health| health.check_mut(self.role).clone())
+            .get(&self.target.container_id)
+            .and_then(|health| health.check(self.role).cloned())
             .unwrap_or_else(|| CheckState::new(now()));
         self.store(&shared, &state, has_readiness);
         let waited = Duration::from_millis(now().0.saturating_sub(self.target.started_at.0));
