@@ -81,6 +81,7 @@ fn instance(service: &str, name: &str, state: &str, port: u16) -> InstanceInfo {
         version: None,
         image: String::new(),
         ready: true,
+        health: None,
     }
 }
 
@@ -161,6 +162,7 @@ fn seeded_shared() -> Arc<Shared> {
                 service: "backend".to_owned(),
                 instance: Some(format!("backend-{at}")),
                 result: result.to_owned(),
+                reason: None,
             });
         }
         k.start_backoffs.insert(
@@ -426,9 +428,9 @@ async fn node_reports_identity_config_and_instance_counts() {
                 "total": 4,
                 "running": 3,
                 "by_service": {
-                    "backend": {"total": 2, "running": 1},
-                    "frontend": {"total": 1, "running": 1},
-                    "legacy": {"total": 1, "running": 1},
+                    "backend": {"total": 2, "running": 1, "ready": 1},
+                    "frontend": {"total": 1, "running": 1, "ready": 1},
+                    "legacy": {"total": 1, "running": 1, "ready": 1},
                 },
             },
             "start_failures": {
@@ -465,6 +467,8 @@ async fn services_list_each_configured_service_with_its_instances_and_bounds() {
             "state": "running",
             "address": "10.1.2.3:18090",
             "started_at": 900_000,
+            "ready": true,
+            "condition": "ready",
         })
     );
     assert_eq!(
@@ -593,7 +597,7 @@ async fn shared_summarises_each_service_as_friends_would_see_it() {
     );
     assert_eq!(
         body["services"]["cache"],
-        json!({"instances": 0, "metrics": {}, "analytics": {}})
+        json!({"instances": 0, "ready": 0, "metrics": {}, "analytics": {}})
     );
 }
 

@@ -9,6 +9,8 @@
 //! * `gossip`: the rounds with friends that keep the cluster view current.
 //! * `peers`: the other nodes, from their etcd records, and those that came and went.
 //! * `liveness`: asks a node whether it runs, when etcd says it is gone.
+//! * `health`: probes each instance's readiness and liveness checks (HTTP, TCP, exec), one
+//!   task per instance, and wakes the loop when a state changes.
 //! * `autonomic`: the loop: reconcile with Docker, keep the floor, plan, claim, execute (one
 //!   file per part).
 
@@ -16,6 +18,7 @@ pub mod autonomic;
 pub mod command;
 pub mod config_source;
 pub mod gossip;
+pub mod health;
 pub mod history;
 pub mod liveness;
 pub mod monitor;

@@ -348,6 +348,7 @@ mod tests {
                 version: None,
                 image: String::new(),
                 ready: true,
+                health: None,
             },
         );
         knowledge
