@@ -45,17 +45,21 @@ impl Drop for Tags {
     }
 }
 
-/// The web service at `image`; `cmd` replaces the workload's arguments (a broken release
-/// passes one it refuses, so it exits at start).
-fn web(image: &str, cmd: &str, range: (u16, u16)) -> String {
+/// The web service at `image`, with a readiness check on the workload's `/ready`; `cmd`
+/// replaces the workload's arguments (a broken release passes one it refuses, so it exits
+/// at start); `ready_delay_ms` keeps it not ready that long (a release that never gets
+/// ready).
+fn web(image: &str, cmd: &str, ready_delay_ms: u64, range: (u16, u16)) -> String {
     format!(
         r#"{{
             "Name": "web", "Image": "{image}", "DiscoveryPort": "8080",
             "MinInstances": 4,
-            "Update": {{"Parallelism": 1, "ReadyTimeout": 20, "Monitor": 2}},
+            "Update": {{"Parallelism": 1, "ReadyTimeout": 15, "Monitor": 2}},
+            "Health": {{"Readiness": {{"Http": "/ready", "Interval": 0.5, "FailureThreshold": 1}}}},
             "Configuration": {{
                 "Memory": "64m", "StopTimeout": 5, "Cmd": [{cmd}],
-                "Env": {{"SERVICE_NAME": "web", "SERVICE_TIME_MS": "5", "SHUTDOWN_DELAY_MS": "1500"}},
+                "Env": {{"SERVICE_NAME": "web", "SERVICE_TIME_MS": "5", "SHUTDOWN_DELAY_MS": "1500",
+                        "READY_DELAY_MS": "{ready_delay_ms}"}},
                 "Ports": {{"8080": "{low}-{high}"}}
             }}
         }}"#,
@@ -178,9 +182,9 @@ fn a_rollout_replaces_every_instance_without_a_failed_request_and_a_broken_one_r
     let bed_name_probe = testkit::ClusterContainers::unique("rollout");
     let tags = Tags::new(&bed_name_probe.cluster, &["v1", "v2", "v3"]);
     let (v1, v2, v3) = (
-        web(&tags.0[0], "", range),
-        web(&tags.0[1], "", range),
-        web(&tags.0[2], r#""--no-such-flag""#, range),
+        web(&tags.0[0], "", 0, range),
+        web(&tags.0[1], "", 0, range),
+        web(&tags.0[2], r#""--no-such-flag""#, 0, range),
     );
     config.file("services/web.json", &v1);
     let bed = Cluster::on(testkit::EtcdCluster::start(), bed_name_probe, config);
@@ -314,6 +318,55 @@ fn a_rollout_replaces_every_instance_without_a_failed_request_and_a_broken_one_r
             && status.contains("exited before it was ready"),
         "rollout status does not say why it rolled back:\n{status}"
     );
+
+    // A v4 that never gets ready is rolled back when its ReadyTimeout (15 s) runs out.
+    let v4 = web(&tags.0[2], "", 3_600_000, range);
+    let v4_version = version_of(&v4);
+    let floor = ReadyFloor::start(bed.endpoints(), &bed.name);
+    bed.config.file("services/web.json", &v4);
+    expect_code(
+        &bed.endpoints(),
+        &["config", "push", &bed.name, bed.config.path()],
+        0,
+    );
+    let pushed_at = Instant::now();
+    let restored = wait_until(Duration::from_secs(90), || {
+        let stored = bed.etcd.etcdctl(&[
+            "get",
+            "--print-value-only",
+            &format!("/gru/{}/services/web", bed.name),
+        ]);
+        stored.contains(&tags.0[1])
+    });
+    figure(
+        test,
+        "v4_rolled_back_seconds",
+        pushed_at.elapsed().as_secs_f64(),
+    );
+    assert!(
+        restored.is_some(),
+        "v2's descriptor was not put back after v4\n{}\n{}",
+        rollout_status(&bed),
+        logs_tail(&agents, 80)
+    );
+    let settled = wait_until(Duration::from_secs(30), || {
+        let running = running_web(&bed.name);
+        running.len() == 4 && running.iter().all(|(_, version, _)| *version == v2_version)
+    });
+    let (lowest, _) = floor.finish();
+    figure(test, "v4_lowest_ready", lowest as f64);
+    assert!(settled.is_some(), "{:?}", running_web(&bed.name));
+    assert!(
+        lowest >= 4,
+        "the ready count fell to {lowest} while v4 failed"
+    );
+    events.assert_at_most("web while v4 failed", 5, |e| e.service == "web");
+    let status = rollout_status(&bed);
+    assert!(
+        status.contains(&format!("rolled back from {v4_version}"))
+            && status.contains("was not ready within 15 s"),
+        "rollout status does not say why v4 rolled back:\n{status}"
+    );
     drop(agents);
 }
 
@@ -340,7 +393,7 @@ fn an_operator_pauses_resumes_and_undoes_a_rollout() {
     let config = TestConfig::bare(&config_for_agents(3), QUIET_POLICY);
     let containers = testkit::ClusterContainers::unique("undo");
     let tags = Tags::new(&containers.cluster, &["v1", "v2"]);
-    let (v1, v2) = (web(&tags.0[0], "", range), web(&tags.0[1], "", range));
+    let (v1, v2) = (web(&tags.0[0], "", 0, range), web(&tags.0[1], "", 0, range));
     let (v1_version, v2_version) = (version_of(&v1), version_of(&v2));
     // Three instances here, and a step every 4 s at the most (Delay): room to pause.
     let slow = |doc: &str| doc.replace(r#""Monitor": 2}"#, r#""Monitor": 2, "Delay": 4}"#);
