@@ -469,7 +469,14 @@ async fn services_list_each_configured_service_with_its_instances_and_bounds() {
             "started_at": 900_000,
             "ready": true,
             "condition": "ready",
+            // The seeded instance carries no version label.
+            "version": null,
         })
+    );
+    // The service's version: what a rollout compares each instance's label with.
+    assert_eq!(
+        body["services"]["backend"]["version"],
+        json!(example_config().services["backend"].version())
     );
     assert_eq!(
         body["services"]["backend"]["instances"][1]["state"],
