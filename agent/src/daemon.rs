@@ -187,6 +187,10 @@ pub async fn run(
             config.autonomic.loop_time_interval_secs.max(1),
         )),
     ));
+    shared.knowledge().capacity = crate::runtime::usage::NodeCapacity {
+        cpus: resources.cpus,
+        memory_bytes: resources.memory_bytes,
+    };
     let sink = crate::telemetry::start_sink(
         &shared,
         &config.metric,

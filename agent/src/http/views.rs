@@ -69,6 +69,8 @@ pub struct NodeView {
     /// Services whose last start here failed (a refused pull, a missing image), by name:
     /// when, why, how many times in a row, and until when this node backs off.
     pub start_failures: BTreeMap<String, StartFailureView>,
+    /// CPU and memory in use (its containers' latest readings) and free cores.
+    pub usage: crate::runtime::usage::NodeUsage,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -141,6 +143,7 @@ pub fn node(shared: &Shared, knowledge: &Knowledge) -> NodeView {
                 (service.clone(), view)
             })
             .collect(),
+        usage: knowledge.node_usage(),
     }
 }
 

@@ -8,6 +8,7 @@
 //! * `monitor`: per-container stats and log followers feeding the metric windows.
 //! * `gossip`: the rounds with friends that keep the cluster view current.
 //! * `peers`: the other nodes, from their etcd records, and those that came and went.
+//! * `usage`: the node's CPU and memory in use and its free cores, from the stats readings.
 //! * `liveness`: asks a node whether it runs, when etcd says it is gone.
 //! * `autonomic`: the loop: reconcile with Docker, keep the floor, plan, claim, execute (one
 //!   file per part).
@@ -21,6 +22,7 @@ pub mod liveness;
 pub mod monitor;
 pub mod peers;
 pub mod state;
+pub mod usage;
 
 pub use autonomic::{Autonomic, AutonomicParts};
 pub use command::{AgentCommand, COMMAND_QUEUE_LEN};

@@ -101,6 +101,10 @@ pub struct Knowledge {
     /// Services backed off after a failed start here, by name; cleared by a start that
     /// succeeds (`/gru/v1/node` shows them).
     pub start_backoffs: BTreeMap<String, StartBackoff>,
+    /// What the node has (from the engine at join) and each container's latest use, by
+    /// container id (the stats poller keeps only running containers').
+    pub capacity: super::usage::NodeCapacity,
+    pub usage: BTreeMap<String, super::usage::InstanceUsage>,
     /// The last 15 minutes of the loop's samples and acting decisions (web console charts).
     pub history: super::history::History,
     /// Other agents of the cluster, from their etcd records (kept current by a watch).
@@ -167,6 +171,8 @@ impl Knowledge {
             decisions: VecDeque::new(),
             actions: VecDeque::new(),
             start_backoffs: BTreeMap::new(),
+            capacity: Default::default(),
+            usage: BTreeMap::new(),
             history: super::history::History::new(),
             peers: Peers::default(),
             view: ClusterView::new(),
@@ -179,6 +185,16 @@ impl Knowledge {
             gossip_hot_since: Millis::ZERO,
             gossip_asked: HashSet::new(),
         }
+    }
+
+    /// The node's use now (see [`super::usage::node_usage`]).
+    pub fn node_usage(&self) -> super::usage::NodeUsage {
+        super::usage::node_usage(
+            self.capacity,
+            self.instances.values(),
+            &self.usage,
+            self.config.as_deref(),
+        )
     }
 
     pub fn record_decision(&mut self, decision: Decision) {

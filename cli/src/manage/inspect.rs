@@ -69,18 +69,34 @@ fn resources_text(record: &NodeRecord) -> (String, String) {
 pub async fn list_nodes(ctx: &Ctx<'_>) -> Outcome {
     let nodes = ctx.all_nodes();
     let (views, failures) = split(ctx.get_each::<NodeView>(&nodes, "node").await);
-    let mut rows = table(&["node", "address", "active", "cpus", "memory", "instances"]);
+    let mut rows = table(&[
+        "node",
+        "address",
+        "active",
+        "cpus",
+        "memory",
+        "instances",
+        "cpu used",
+        "memory used",
+        "free cores",
+    ]);
     let mut json_nodes = Vec::new();
     for record in ctx.state.nodes.values() {
         let (cpus, memory) = resources_text(record);
-        let instances = views.get(&record.name).map(|v| v.instances.running);
+        let view = views.get(&record.name);
+        let instances = view.map(|v| v.instances.running);
+        let usage = view.and_then(|v| v.usage);
+        let unknown = || "?".to_owned();
         rows.add_row(vec![
             record.name.clone(),
             record.address(),
             if record.active { "yes" } else { "no" }.to_owned(),
             cpus,
             memory,
-            instances.map_or_else(|| "?".to_owned(), |n| n.to_string()),
+            instances.map_or_else(unknown, |n| n.to_string()),
+            usage.map_or_else(unknown, |u| format!("{:.2}", u.cpu_used_cores)),
+            usage.map_or_else(unknown, |u| human_bytes(u.memory_used_bytes)),
+            usage.map_or_else(unknown, |u| u.free_cores.to_string()),
         ]);
         json_nodes.push(json!({
             "name": record.name,
@@ -90,6 +106,9 @@ pub async fn list_nodes(ctx: &Ctx<'_>) -> Outcome {
             "memory_bytes": record.resources.as_ref().map(|r| r.total_memory_bytes),
             "base_services": record.constraints.base_services,
             "instances": instances,
+            "cpu_used_cores": usage.map(|u| u.cpu_used_cores),
+            "memory_used_bytes": usage.map(|u| u.memory_used_bytes),
+            "free_cores": usage.map(|u| u.free_cores),
         }));
     }
     let text = if ctx.state.nodes.is_empty() {

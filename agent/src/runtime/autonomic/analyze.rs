@@ -17,11 +17,10 @@
 
 use std::collections::BTreeMap;
 
-use common::config::{ClusterConfig, CpuSet, ServiceDescriptor};
+use common::config::{ClusterConfig, ServiceDescriptor};
 use common::keys::leaf_name;
 
 use super::Autonomic;
-use crate::docker::CoreAllocator;
 use crate::mape::{Millis, ServiceSnapshot, StartHeld};
 use crate::store::{Mirror, MirrorSettings, StoreError};
 use crate::tick::ServiceObservation;
@@ -239,23 +238,12 @@ impl Autonomic {
         let mut slots = UNBOUNDED_SLOTS;
         let cpu_number = descriptor.configuration.cpu_number;
         if let Some(cpu_number) = std::num::NonZeroU32::new(cpu_number) {
-            let in_use: Vec<CpuSet> = knowledge
-                .instances
-                .values()
-                .filter_map(|i| config.services.get(&i.service))
-                .filter_map(|s| s.configuration.cpuset_cpus.clone())
-                .collect();
-            let pinned: u32 = knowledge
-                .instances
-                .values()
-                .filter_map(|i| config.services.get(&i.service))
-                .filter(|s| s.configuration.cpuset_cpus.is_none())
-                .map(|s| s.configuration.cpu_number)
-                .sum();
-            let free_cores = CoreAllocator::new(self.resources.cpus, in_use.iter())
-                .free()
-                .len() as u32;
-            slots = slots.min(free_cores.saturating_sub(pinned) / cpu_number);
+            let free_cores = crate::runtime::usage::free_cores(
+                self.resources.cpus,
+                knowledge.instances.values(),
+                config,
+            );
+            slots = slots.min(free_cores / cpu_number);
         }
         if let Some(memory) = descriptor
             .configuration
