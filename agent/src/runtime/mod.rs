@@ -9,6 +9,7 @@
 //! * `gossip`: the rounds with friends that keep the cluster view current.
 //! * `peers`: the other nodes, from their etcd records, and those that came and went.
 //! * `usage`: the node's CPU and memory in use and its free cores, from the stats readings.
+//! * `hooks`: the add-node and remove-node hooks (exec or signed webhook, timeout, retries).
 //! * `liveness`: asks a node whether it runs, when etcd says it is gone.
 //! * `autonomic`: the loop: reconcile with Docker, keep the floor, plan, claim, execute (one
 //!   file per part).
@@ -18,6 +19,7 @@ pub mod command;
 pub mod config_source;
 pub mod gossip;
 pub mod history;
+pub mod hooks;
 pub mod liveness;
 pub mod monitor;
 pub mod peers;

@@ -27,6 +27,7 @@ pub mod analytic;
 pub mod cluster;
 mod cpuset;
 mod document;
+pub mod hooks;
 mod jsonc;
 mod leaf;
 mod memory;

@@ -1,0 +1,137 @@
+//! `config.json`'s `Nodes` section: the hooks that add and remove machines when the cluster
+//! saturates or idles (gru's addition; Gru scaled containers only).
+//!
+//! A hook is an exec command (the agent runs it on its own node, with the cluster, the
+//! reason and the wanted count in its environment) or a webhook URL (a JSON body signed
+//! with the cluster secret), with a timeout and a number of retries. Leaving a hook out
+//! means nothing is called.
+
+use serde::{Deserialize, Serialize};
+
+use super::problem::{Findings, JsonPath};
+use super::schema::{Field, Shape, field};
+
+pub const DEFAULT_HOOK_TIMEOUT_SECS: u64 = 30;
+pub const DEFAULT_HOOK_RETRIES: u32 = 2;
+
+/// `Nodes`: what to run when nodes must come or go.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodesConfig {
+    /// Called when the cluster saturates: a scale-out no node can hold.
+    #[serde(rename = "AddNodeHook", skip_serializing_if = "Option::is_none")]
+    pub add_node_hook: Option<HookConfig>,
+    /// Called with a drained node's name, before it leaves.
+    #[serde(rename = "RemoveNodeHook", skip_serializing_if = "Option::is_none")]
+    pub remove_node_hook: Option<HookConfig>,
+}
+
+/// One hook: `Command` or `Url`, never both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HookConfig {
+    /// The program and its arguments, run without a shell.
+    #[serde(rename = "Command", skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// An `http://` URL that receives a POST of the hook's JSON body.
+    #[serde(rename = "Url", skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Seconds one attempt may take; past it the command is killed or the request dropped.
+    #[serde(rename = "Timeout")]
+    pub timeout_secs: u64,
+    /// Attempts after the first when one fails (a non-zero exit, a non-2xx answer, a
+    /// timeout).
+    #[serde(rename = "Retries")]
+    pub retries: u32,
+}
+
+impl Default for HookConfig {
+    fn default() -> Self {
+        HookConfig {
+            command: Vec::new(),
+            url: None,
+            timeout_secs: DEFAULT_HOOK_TIMEOUT_SECS,
+            retries: DEFAULT_HOOK_RETRIES,
+        }
+    }
+}
+
+/// What a hook does, once validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookTarget<'a> {
+    Exec(&'a [String]),
+    Webhook(&'a str),
+}
+
+impl HookConfig {
+    /// `None` only for a hook validation refused (neither or both).
+    pub fn target(&self) -> Option<HookTarget<'_>> {
+        match (&self.command[..], &self.url) {
+            ([_, ..], None) => Some(HookTarget::Exec(&self.command)),
+            ([], Some(url)) => Some(HookTarget::Webhook(url)),
+            _ => None,
+        }
+    }
+}
+
+const HOOK_FIELDS: &[Field] = &[
+    field("Command", Shape::Any),
+    field("Url", Shape::Any),
+    field("Timeout", Shape::Any),
+    field("Retries", Shape::Any),
+];
+pub(crate) const NODES_FIELDS: &[Field] = &[
+    field("AddNodeHook", Shape::Object(HOOK_FIELDS)),
+    field("RemoveNodeHook", Shape::Object(HOOK_FIELDS)),
+];
+
+pub(crate) fn validate(nodes: &NodesConfig, findings: &mut Findings) {
+    for (name, hook) in [
+        ("AddNodeHook", &nodes.add_node_hook),
+        ("RemoveNodeHook", &nodes.remove_node_hook),
+    ] {
+        let Some(hook) = hook else { continue };
+        let at = |leaf: &str| format!("Nodes.{name}.{leaf}");
+        match (hook.command.is_empty(), &hook.url) {
+            (true, None) => findings.add_with_hint(
+                &JsonPath::fields(&format!("Nodes.{name}")),
+                "names neither a Command nor a Url",
+                Some(
+                    "e.g. \"Command\": [\"/usr/local/bin/add-node\"] or \"Url\": \
+                     \"http://10.0.0.1:8080/hooks\""
+                        .to_owned(),
+                ),
+            ),
+            (false, Some(_)) => findings.add(
+                &JsonPath::fields(&format!("Nodes.{name}")),
+                "names both a Command and a Url: choose one",
+            ),
+            (false, None) => {
+                if !hook.command[0].starts_with('/') {
+                    findings.add_with_hint(
+                        &JsonPath::fields(&at("Command")),
+                        format!("{:?} is not an absolute path", hook.command[0]),
+                        Some(
+                            "agents run from any directory: write the program's whole path"
+                                .to_owned(),
+                        ),
+                    );
+                }
+            }
+            (true, Some(url)) => {
+                if !url.starts_with("http://") || url.len() <= "http://".len() {
+                    findings.add_with_hint(
+                        &JsonPath::fields(&at("Url")),
+                        format!("{url:?} is not an http:// URL"),
+                        Some(
+                            "the body is signed with the cluster secret, not encrypted: \
+                             reach an HTTPS endpoint through a local proxy"
+                                .to_owned(),
+                        ),
+                    );
+                }
+            }
+        }
+        findings.at_least(&at("Timeout"), hook.timeout_secs, 1);
+    }
+}
