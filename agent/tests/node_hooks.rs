@@ -1,6 +1,7 @@
 //! Node hooks against real processes and a real HTTP server: the environment a command
 //! gets, the signed webhook body, retries after a failure, a hanging command killed at its
 //! timeout, and every run recorded as an action.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1005,7 +1005,11 @@ fn node_hooks_parse_with_defaults_and_round_trip() {
     );
     // No hooks: the canonical document has no Nodes section (Gru's files unchanged).
     let plain = parse_agent_config("config.json", "{}").expect("empty config");
-    assert!(!serde_json::to_string(&plain).unwrap().contains("Nodes"));
+    assert!(
+        !serde_json::to_string(&plain)
+            .expect("serializes")
+            .contains("Nodes")
+    );
 }
 
 #[test]
