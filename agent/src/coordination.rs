@@ -30,7 +30,8 @@
 //! `last-claim`, and waits for a settling intent), and while it stands no scaling step, no
 //! scale-in fill and no ceiling repair is claimed ([`Refusal::RollingOut`]): its new
 //! instances briefly raise the count, and a stop then would take the cluster below the
-//! ready count the rollout keeps. Floor repairs still go ahead (they only start).
+//! ready count the rollout keeps. Floor repairs still go ahead (they only start), except
+//! during a stop-first step, which is short of its instances on purpose and starts them.
 //!
 //! **Target tracking.** A rule in target mode decides a count, not a step: the claiming
 //! agent writes the desired count (the `target`) in the same transaction that claims its own
@@ -89,6 +90,10 @@ pub struct RolloutStep {
     pub node: String,
     pub version: String,
     pub count: u32,
+    /// The step stops its old instances before it starts the new ones (`Update.Order`):
+    /// the count is short by `count` on purpose, and no floor repair fills it meanwhile.
+    #[serde(default)]
+    pub stop_first: bool,
 }
 
 /// A service's ledger as read from the store.
@@ -410,6 +415,10 @@ pub fn fill_claim(node: &str, observed: u32, room_here: u32, ledger: &Ledger) ->
 /// instance in all, not one each; cooldowns neither block nor start (restoring the floor
 /// is not a scaling step). `None` when the floor already holds.
 pub fn floor_claim(node: &str, observed: u32, min: u32, ledger: &Ledger) -> Option<Claim> {
+    if ledger.rollout_step.as_ref().is_some_and(|s| s.stop_first) {
+        // The step itself starts what it stopped.
+        return None;
+    }
     let count = effective_count(observed, ledger.intent.as_ref());
     (count < min).then(|| Claim {
         count: 1,
@@ -508,6 +517,7 @@ mod tests {
                 node: node.into(),
                 version: "v2".into(),
                 count: 1,
+                stop_first: false,
             }),
             ..Ledger::default()
         }
@@ -542,8 +552,14 @@ mod tests {
             ..rolling("n2")
         };
         assert_eq!(fill_claim("n1", 3, 3, &shrinking), None);
-        // Starts that restore the floor go ahead: they only add.
+        // Starts that restore the floor go ahead: they only add; not during a stop-first
+        // step, which is short on purpose.
         assert!(floor_claim("n1", 0, 1, &ledger).is_some());
+        let mut stop_first = rolling("n2");
+        if let Some(step) = &mut stop_first.rollout_step {
+            step.stop_first = true;
+        }
+        assert_eq!(floor_claim("n1", 0, 1, &stop_first), None);
         assert_eq!(
             Refusal::RollingOut { node: "n2".into() }.to_string(),
             "n2 is replacing instances of this service (a rollout step)"

@@ -346,11 +346,14 @@ fn an_operator_pauses_resumes_and_undoes_a_rollout() {
     let slow = |doc: &str| doc.replace(r#""Monitor": 2}"#, r#""Monitor": 2, "Delay": 4}"#);
     let slow_v2 = slow(&v2);
     assert_ne!(slow_v2, v2, "the delay was not written");
-    config.file(
-        "services/web.json",
-        &slow(&v1).replace(r#""MinInstances": 4"#, r#""MinInstances": 3"#),
-    );
+    // Going back to v1 stops before it starts (Update.Order): no room for a surge, say.
+    let v1_stop_first = slow(&v1)
+        .replace(r#""MinInstances": 4"#, r#""MinInstances": 3"#)
+        .replace(r#""Delay": 4}"#, r#""Delay": 4, "Order": "stop-first"}"#);
+    assert!(v1_stop_first.contains("stop-first"));
+    config.file("services/web.json", &v1_stop_first);
     let bed = Cluster::on(testkit::EtcdCluster::start(), containers, config);
+    let events = testkit::ContainerEvents::start(&bed.name);
     let agents = vec![bed.spawn("n1")];
     let on = |version: &str| {
         running_web(&bed.name)
@@ -404,6 +407,10 @@ fn an_operator_pauses_resumes_and_undoes_a_rollout() {
         logs_tail(&agents, 40)
     );
 
+    // Start-first to v2: one instance above the three at a time.
+    let peak = events.service_timeline("web").peak().0;
+    assert_eq!(peak, 4, "start-first surges by one");
+    let undo_at = testkit::epoch_ns();
     let (code, said) = rollout_command(&bed, "undo");
     assert_eq!(code, Some(0), "{said}");
     assert!(
@@ -423,6 +430,15 @@ fn an_operator_pauses_resumes_and_undoes_a_rollout() {
         status.contains(&format!("rolling to {v1_version} from {v2_version}"))
             && status.contains("by undo"),
         "{status}"
+    );
+    // Stop-first back to v1: never above the three, one below while a step starts.
+    let timeline = events.assert_within("web during the stop-first undo", 2..=3, undo_at, |e| {
+        e.service == "web"
+    });
+    assert_eq!(
+        timeline.low_between(undo_at, testkit::epoch_ns()),
+        2,
+        "stop-first stops first"
     );
     figure(test, "instances_on_v2_while_paused", paused_on_v2 as f64);
     drop(agents);

@@ -13,7 +13,7 @@ use common::config::{
     PullPolicy, RegistryAuth, RuleMode, Secret, ServiceDescriptor, ServicePolicy, Smoothing,
     Volumes, parse_agent_config, parse_analytic, parse_node_config, parse_node_constraints,
     parse_node_resources, parse_policy, parse_service,
-    service::{FailureAction, UpdateConfig},
+    service::{FailureAction, UpdateConfig, UpdateOrder},
 };
 
 fn rendered(problems: &[Problem]) -> Vec<String> {
@@ -321,6 +321,7 @@ fn full_service() -> ServiceDescriptor {
             monitor_secs: 1,
             delay_secs: 4,
             failure_action: FailureAction::Pause,
+            order: UpdateOrder::StopFirst,
         },
         pull: PullConfig {
             policy: PullPolicy::Always,
@@ -353,13 +354,14 @@ fn update_settings_read_case_insensitively_and_default_to_one_at_a_time() {
 fn bad_update_settings_are_refused_with_their_path() {
     let problems = service_problems(
         r#"{"Name": "web", "Image": "nginx",
-            "Update": {"Parallelism": 0, "ReadyTimeout": 0, "FailureAction": "retry"}}"#,
+            "Update": {"Parallelism": 0, "ReadyTimeout": 0, "FailureAction": "retry", "Order": "random"}}"#,
     );
     let all = problems.join("\n");
     for path in [
         "Update.Parallelism",
         "Update.ReadyTimeout",
         "Update.FailureAction",
+        "Update.Order",
     ] {
         assert!(all.contains(path), "{path} not reported in {all}");
     }

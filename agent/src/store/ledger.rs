@@ -43,6 +43,7 @@ impl Store {
                         node: "an unknown node".to_owned(),
                         version: String::new(),
                         count: 0,
+                        stop_first: false,
                     }),
                 );
             }

@@ -155,6 +155,20 @@ pub struct UpdateConfig {
     #[serde(rename = "Delay")]
     pub delay_secs: u64,
     pub failure_action: FailureAction,
+    /// Whether a step starts its new instances before it stops the old ones (a surge of
+    /// `Parallelism` above the count, none unavailable) or the other way round (no surge,
+    /// `Parallelism` unavailable while the new ones start: for a node without room for more).
+    pub order: UpdateOrder,
+}
+
+/// The order of a rollout step's starts and stops (Swarm's `--update-order`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpdateOrder {
+    #[default]
+    #[serde(rename = "start-first")]
+    StartFirst,
+    #[serde(rename = "stop-first")]
+    StopFirst,
 }
 
 impl Default for UpdateConfig {
@@ -165,6 +179,7 @@ impl Default for UpdateConfig {
             monitor_secs: DEFAULT_UPDATE_MONITOR_SECS,
             delay_secs: DEFAULT_UPDATE_DELAY_SECS,
             failure_action: FailureAction::default(),
+            order: UpdateOrder::default(),
         }
     }
 }
@@ -318,7 +333,19 @@ const UPDATE_FIELDS: &[Field] = &[
     field("Monitor", Shape::Any),
     field("Delay", Shape::Any),
     field("FailureAction", Shape::Leaf(check_failure_action)),
+    field("Order", Shape::Leaf(check_order)),
 ];
+
+fn check_order(value: &Value) -> Result<(), ValueError> {
+    match value.as_str() {
+        Some("start-first" | "stop-first") => Ok(()),
+        _ => Err(ValueError::new(format!(
+            "expected \"start-first\" or \"stop-first\", found {}",
+            describe(value)
+        ))
+        .with_hint("\"start-first\" (the default) never has fewer instances ready than before")),
+    }
+}
 
 fn check_failure_action(value: &Value) -> Result<(), ValueError> {
     match value.as_str() {

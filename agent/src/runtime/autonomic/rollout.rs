@@ -6,7 +6,8 @@
 //! * A step is claimed in the service's scaling ledger (`rollout-step`, compared against
 //!   `last-claim` like every claim), so two agents never replace at once and no scaling
 //!   step runs meanwhile; its lease ends with the step (or expires if this agent dies).
-//! * New instances first, old ones only once the new ones held (`tick::rollout::check`);
+//! * New instances first, old ones only once the new ones held (`tick::rollout::check`),
+//!   unless the service asks for stop-first (`Update.Order`), which stops them at once;
 //!   a failed step stops its new instances, never an old one, then rolls back or halts
 //!   (`tick::rollout::on_failure`) through one transaction on the rollout record.
 //! * No etcd traffic while nothing is outdated: the record and the ledger are read only
@@ -16,6 +17,7 @@
 use std::time::Duration;
 
 use common::config::ServiceDescriptor;
+use common::config::service::UpdateOrder;
 
 use super::super::state::InstanceInfo;
 use super::{Autonomic, now};
@@ -164,10 +166,12 @@ impl Autonomic {
             loop_secs,
         );
         let count = old.len() as u32;
+        let stop_first = update.order == UpdateOrder::StopFirst;
         let claim = RolloutStep {
             node: self.shared.node.clone(),
             version: version.clone(),
             count,
+            stop_first,
         };
         let lease = match self
             .store
@@ -181,7 +185,19 @@ impl Autonomic {
                 return;
             }
         };
-        tracing::info!(%service, %version, count, "rollout step claimed");
+        tracing::info!(%service, %version, count, stop_first, "rollout step claimed");
+        let old = if stop_first {
+            // Stop-first: the old ones go now, and the step has nothing left to stop.
+            let stopping: Vec<InstanceInfo> = self
+                .here(descriptor)
+                .into_iter()
+                .filter(|i| old.contains(&i.instance))
+                .collect();
+            self.stop_these(stopping, WHY).await;
+            Vec::new()
+        } else {
+            old
+        };
         let began = now();
         let started = self.start_instances(descriptor, count, WHY).await;
         let step = Step {
