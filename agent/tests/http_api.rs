@@ -468,6 +468,7 @@ async fn node_reports_identity_config_and_instance_counts() {
                 // The example application pins no core.
                 "free_cores": 4,
             },
+            "drain": null,
         })
     );
 }

@@ -635,7 +635,7 @@ fn unknown_keys_are_reported_with_the_nearest_known_key() {
                 "Zzz",
                 r#"unknown key "Zzz""#,
                 Some(
-                    "known keys here: Docker, Autonomic, Communication, Storage, Metric, Discovery"
+                    "known keys here: Docker, Autonomic, Communication, Storage, Metric, Discovery, Nodes"
                 )
             ),
         ]

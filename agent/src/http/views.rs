@@ -71,6 +71,8 @@ pub struct NodeView {
     pub start_failures: BTreeMap<String, StartFailureView>,
     /// CPU and memory in use (its containers' latest readings) and free cores.
     pub usage: crate::runtime::usage::NodeUsage,
+    /// Present while the node is drained: since when, and whether no instance is left.
+    pub drain: Option<crate::runtime::DrainRecord>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -144,6 +146,7 @@ pub fn node(shared: &Shared, knowledge: &Knowledge) -> NodeView {
             })
             .collect(),
         usage: knowledge.node_usage(),
+        drain: knowledge.drain.clone(),
     }
 }
 

@@ -28,4 +28,4 @@ pub mod usage;
 
 pub use autonomic::{Autonomic, AutonomicParts};
 pub use command::{AgentCommand, COMMAND_QUEUE_LEN};
-pub use state::{ActionRecord, InstanceInfo, Knowledge, Shared, StartBackoff};
+pub use state::{ActionRecord, DrainRecord, InstanceInfo, Knowledge, Shared, StartBackoff};

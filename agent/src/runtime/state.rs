@@ -19,6 +19,16 @@ pub const DECISION_HISTORY_LEN: usize = 256;
 /// Executed actions kept for `events`.
 pub const ACTION_HISTORY_LEN: usize = 256;
 
+/// A node's drain, as its agent keeps it in etcd (`/gru/<cluster>/drains/<node>`, no
+/// lease: a restarted agent goes on draining) and shows it (`GET /gru/v1/node`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct DrainRecord {
+    /// When the drain was asked for (the agent's clock).
+    pub since: Millis,
+    /// No instance is left here: the node may leave (`gru leave`, or SIGTERM).
+    pub done: bool,
+}
+
 /// One container of this node that gru manages, as last seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InstanceInfo {
@@ -104,6 +114,9 @@ pub struct Knowledge {
     /// What the node has (from the engine at join) and each container's latest use, by
     /// container id (the stats poller keeps only running containers').
     pub capacity: super::usage::NodeCapacity,
+    /// This node's drain, when it is drained (`drain node`): it accepts no new instance
+    /// and moves its own away.
+    pub drain: Option<DrainRecord>,
     pub usage: BTreeMap<String, super::usage::InstanceUsage>,
     /// The last 15 minutes of the loop's samples and acting decisions (web console charts).
     pub history: super::history::History,
@@ -172,6 +185,7 @@ impl Knowledge {
             actions: VecDeque::new(),
             start_backoffs: BTreeMap::new(),
             capacity: Default::default(),
+            drain: None,
             usage: BTreeMap::new(),
             history: super::history::History::new(),
             peers: Peers::default(),

@@ -20,6 +20,17 @@ pub struct NodeView {
     pub start_failures: BTreeMap<String, StartFailure>,
     /// CPU and memory in use and free cores (absent from agents before issue 17).
     pub usage: Option<NodeUsage>,
+    /// Present while the node is drained.
+    pub drain: Option<Drain>,
+}
+
+/// A node's drain.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Drain {
+    pub since: u64,
+    /// No instance is left on it.
+    pub done: bool,
 }
 
 /// A node's use, as its agent reports it.

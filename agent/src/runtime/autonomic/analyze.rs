@@ -235,6 +235,10 @@ impl Autonomic {
             return 0;
         }
         let knowledge = self.shared.knowledge();
+        if knowledge.drain.is_some() {
+            // A drained node accepts no new instance.
+            return 0;
+        }
         let mut slots = UNBOUNDED_SLOTS;
         let cpu_number = descriptor.configuration.cpu_number;
         if let Some(cpu_number) = std::num::NonZeroU32::new(cpu_number) {

@@ -71,6 +71,8 @@ use execute::Backoff;
 mod analyze;
 mod claims;
 mod commands;
+pub use commands::drained_refusal;
+mod drain;
 mod execute;
 mod plan;
 mod reconcile;
@@ -146,6 +148,9 @@ pub struct Autonomic {
     steps: BTreeMap<String, crate::tick::rollout::Step>,
     /// No rollout step of a service before then (its `Update.Delay` after the last one).
     step_after: BTreeMap<String, Millis>,
+    /// While this node drains: per service, the count its move asked the others to reach
+    /// (its replacement is counted once discovery holds that many; `drain`).
+    drain_moves: BTreeMap<String, u32>,
 }
 
 /// What the loop needs that the daemon set up.
@@ -207,6 +212,7 @@ impl Autonomic {
             discovery_records: None,
             steps: BTreeMap::new(),
             step_after: BTreeMap::new(),
+            drain_moves: BTreeMap::new(),
         }
     }
 
@@ -300,6 +306,8 @@ impl Autonomic {
         self.keep_floor(&config, active).await;
         // A rollout is the operator's, like the floor: it goes on while the planner rests.
         self.roll(&config).await;
+        // So is a drain: its instances move whether or not the planner acts.
+        self.drain(&config).await;
         if !active {
             return;
         }
