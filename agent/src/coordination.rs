@@ -436,19 +436,25 @@ pub fn floor_claim(node: &str, observed: u32, min: u32, ledger: &Ledger) -> Opti
 /// A drain's move of one instance off the draining `node`: a scale-out target one above the
 /// count, for the other agents to fill (a draining node has no room, so its own share is
 /// none). Claimed like a repair: no cooldown needed or started, compared on the last
-/// claim's revision. `None` while a target or a rollout step stands, or an intent settles
-/// (one move at a time, and never over another decision), and at `max` (no room above it:
-/// the drain then stops first, see [`drain_stop_claim`]).
+/// claim's revision. `None` while another agent's target or intent stands, or a rollout
+/// step (one move at a time, and never over another decision), and at `max` (no room above
+/// it: the drain then stops first, see [`drain_stop_claim`]). This node's own reached
+/// target (the one its last stop left) does not hold it back.
 pub fn drain_move_claim(
     node: &str,
     observed: u32,
     max: Option<u32>,
     ledger: &Ledger,
 ) -> Option<Claim> {
-    if ledger.target.is_some() || ledger.rollout_step.is_some() || ledger.intent.is_some() {
+    let count = effective_count(observed, ledger.intent.as_ref());
+    let foreign_target = ledger
+        .target
+        .as_ref()
+        .is_some_and(|t| t.node != node || t.desired > count);
+    let foreign_intent = ledger.intent.as_ref().is_some_and(|i| i.node != node);
+    if foreign_target || foreign_intent || ledger.rollout_step.is_some() {
         return None;
     }
-    let count = observed;
     if max.is_some_and(|max| count >= max) {
         return None;
     }
@@ -473,7 +479,9 @@ pub fn drain_move_claim(
 /// discovery: the count read (`observed`, discovery itself, not an intent's promise)
 /// reached `wait_for`, the count the move asked for. `wait_for` 0 is a stop-first move (the
 /// service is at its maximum): it only keeps `min`. Never below `min`, never while another
-/// agent's stop settles or a rollout step stands.
+/// agent's stop settles or a rollout step stands. The claim rewrites the move's target as
+/// reached (`desired` = the count after the stop), so that no agent fills the gap the stop
+/// leaves, as the move's target would have it do while it lives.
 pub fn drain_stop_claim(
     node: &str,
     observed: u32,
@@ -485,7 +493,8 @@ pub fn drain_stop_claim(
         .intent
         .as_ref()
         .is_some_and(|i| i.direction == Direction::In && i.node != node);
-    if ledger.rollout_step.is_some() || other_stopping {
+    let foreign_target = ledger.target.as_ref().is_some_and(|t| t.node != node);
+    if ledger.rollout_step.is_some() || other_stopping || foreign_target {
         return None;
     }
     let count = effective_count(observed, ledger.intent.as_ref());
@@ -498,7 +507,11 @@ pub fn drain_stop_claim(
         },
         start_out_cooldown: false,
         start_in_cooldown: false,
-        target: None,
+        target: Some(Target {
+            node: node.to_owned(),
+            direction: Direction::Out,
+            desired: count - 1,
+        }),
     })
 }
 
@@ -843,14 +856,31 @@ mod tests {
             })
         );
         assert!(!moved.start_out_cooldown && !moved.start_in_cooldown);
-        // One move at a time, never over another decision, never above max.
+        // One move at a time (its target unfilled), never over another agent's decision
+        // or claim, never above max.
         let with_target = Ledger {
             target: moved.target.clone(),
             ..Ledger::default()
         };
         assert_eq!(drain_move_claim("n1", 3, Some(5), &with_target), None);
+        let foreign = |direction| Ledger {
+            target: Some(Target {
+                node: "n2".to_owned(),
+                direction,
+                desired: 2,
+            }),
+            ..Ledger::default()
+        };
+        assert_eq!(
+            drain_move_claim("n1", 3, Some(5), &foreign(Direction::In)),
+            None
+        );
         let settling = Ledger {
-            intent: Some(moved.intent.clone()),
+            intent: Some(Intent {
+                node: "n2".to_owned(),
+                direction: Direction::Out,
+                count_after: 4,
+            }),
             ..Ledger::default()
         };
         assert_eq!(drain_move_claim("n1", 3, Some(5), &settling), None);
@@ -869,6 +899,17 @@ mod tests {
         let stop = drain_stop_claim("n1", 4, 1, 4, &filling).expect("replacement counted");
         assert_eq!((stop.count, stop.intent.direction), (1, Direction::In));
         assert_eq!(stop.intent.count_after, 3);
+        // The stop leaves the move's target reached: no fill of the gap it makes.
+        let after_stop = Ledger {
+            intent: Some(stop.intent.clone()),
+            target: stop.target.clone(),
+            ..Ledger::default()
+        };
+        assert_eq!(fill_claim("n2", 4, 5, &after_stop), None);
+        assert_eq!(fill_claim("n2", 3, 5, &after_stop), None);
+        // ... and the next move goes ahead from it (its own reached target, its own stop).
+        let next = drain_move_claim("n1", 4, Some(5), &after_stop).expect("next move");
+        assert_eq!(next.target.map(|t| t.desired), Some(4));
         // Another agent's stop settling: wait.
         let other_stop = Ledger {
             intent: Some(Intent {
