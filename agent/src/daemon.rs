@@ -315,6 +315,7 @@ pub async fn run(
 
     let outcome = tokio::select! {
         () = &mut shutdown => Ok(()),
+        () = shared.leave.cancelled() => Ok(()),
         () = &mut keepalive => Ok(()),
         served = &mut server => Err(AgentError::Http(match served {
             Ok(Err(err)) => err,

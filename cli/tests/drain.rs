@@ -221,7 +221,57 @@ fn drain_node_moves_its_base_service_and_scaled_instances_first_started_elsewher
         n1.get_json("/gru/v1/node")
             .is_some_and(|v| v["drain"].is_null())
     );
-    drop(n2);
+
+    // Leave: refused for a node that is not drained; a drained one stops, its records and
+    // its drain record go.
+    let refused = manage(&bed, "leave node n2");
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("node n2 is not drained"),
+        "{}",
+        text(&refused)
+    );
+    let out = manage(&bed, "drain node n1");
+    assert!(out.status.success(), "{}", text(&out));
+    let done = wait_until(Duration::from_secs(10), || {
+        n1.get_json("/gru/v1/node")
+            .is_some_and(|v| v["drain"]["done"] == true)
+    });
+    assert!(done.is_some(), "n1 (empty) not drained");
+    let mut n1 = n1;
+    let out = manage(&bed, "leave node n1");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("left the cluster"), "{}", text(&out));
+    let left = wait_until(Duration::from_secs(10), || {
+        !n1.is_running()
+            && bed
+                .etcd
+                .etcdctl(&[
+                    "get",
+                    "--prefix",
+                    "--keys-only",
+                    &format!("/gru/{}/nodes/n1/", bed.name),
+                ])
+                .trim()
+                .is_empty()
+    });
+    assert!(left.is_some(), "n1 did not leave\n{}", n1.log_text());
+    assert!(
+        bed.etcd
+            .etcdctl(&[
+                "get",
+                "--prefix",
+                "--keys-only",
+                &format!("/gru/{}/drains/", bed.name)
+            ])
+            .trim()
+            .is_empty(),
+        "a node that left kept its drain record"
+    );
+    assert!(n1.log_text().contains("left the cluster (lease revoked)"));
+    // n2 kept everything.
+    assert_eq!(on(&bed.name, "web", "n2"), 2);
+    assert!(n2.healthy());
     assert!(
         bed.etcd
             .etcdctl(&[

@@ -249,8 +249,22 @@ pub async fn command(
         | AgentCommand::Stop
         | AgentCommand::Update
         | AgentCommand::Drain
-        | AgentCommand::Undrain => &[],
+        | AgentCommand::Undrain
+        | AgentCommand::Leave => &[],
     };
+    if command == AgentCommand::Leave
+        && !state
+            .shared
+            .knowledge()
+            .drain
+            .as_ref()
+            .is_some_and(|d| d.done)
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            crate::runtime::autonomic::not_drained(&state.shared.node),
+        ));
+    }
     let adds_instances = match &command {
         AgentCommand::StartService { .. } => true,
         AgentCommand::SetBaseServices { services } => !services.is_empty(),

@@ -28,6 +28,9 @@ pub enum AgentCommand {
     Drain,
     /// Take it back into service (`undrain node <n>`).
     Undrain,
+    /// Leave the cluster (`leave node <n>`): only once drained; the agent stops and revokes
+    /// its lease, and its drain record goes.
+    Leave,
     /// Record Gru's CPU bounds of this node (`set node <n> cpumin|cpumax <v>`), fractions in
     /// [0, 1]; a bound left out keeps its value. They are published in the node's
     /// constraints record and shown; as in Gru, nothing decides on them.

@@ -320,6 +320,9 @@ pub struct Shared {
     /// Woken when a metric sample arrives (stats, a `gru:` log line, a push), so that the
     /// loop can act on a threshold crossed now instead of at its next tick.
     pub fresh_metrics: tokio::sync::Notify,
+    /// Cancelled when a drained node is told to leave (`leave node`): the daemon then
+    /// shuts down as on SIGTERM (its lease revoked).
+    pub leave: tokio_util::sync::CancellationToken,
 }
 
 impl Shared {
@@ -338,6 +341,7 @@ impl Shared {
             knowledge: Mutex::new(Knowledge::new(window)),
             telemetry: crate::telemetry::Telemetry::new(),
             fresh_metrics: tokio::sync::Notify::new(),
+            leave: tokio_util::sync::CancellationToken::new(),
         }
     }
 

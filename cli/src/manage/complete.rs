@@ -36,7 +36,7 @@ fn repeats(previous: &[&str], candidate: &str) -> bool {
     let list = matches!(
         previous,
         ["start" | "stop", "agent", ..]
-            | ["drain" | "undrain", "node", ..]
+            | ["drain" | "undrain" | "leave", "node", ..]
             | ["set", "node", _, "base-services", ..]
     ) || matches!(previous, ["start" | "stop", "service", _, next, ..] if *next != "node");
     list && previous.contains(&candidate)
@@ -86,9 +86,9 @@ fn candidates(previous: &[&str], names: &Names) -> Vec<String> {
         ["status"] => words(&["--watch"]),
         ["why"] => nodes(),
         ["why", _] => services(),
-        ["drain" | "undrain"] => words(&["node"]),
-        ["drain" | "undrain", "node"] => with_all(&names.nodes),
-        ["drain" | "undrain", "node", rest @ ..] if !rest.contains(&"all") => nodes(),
+        ["drain" | "undrain" | "leave"] => words(&["node"]),
+        ["drain" | "undrain" | "leave", "node"] => with_all(&names.nodes),
+        ["drain" | "undrain" | "leave", "node", rest @ ..] if !rest.contains(&"all") => nodes(),
         ["rollout"] => words(&["status", "pause", "resume", "undo"]),
         ["rollout", _] => services(),
         ["help"] => grammar::FAMILIES
@@ -118,9 +118,9 @@ mod tests {
                 "",
                 0,
                 &[
-                    "deploy", "drain", "events", "exit", "help", "list", "quit", "rollout", "set",
-                    "show", "start", "status", "stop", "undeploy", "undrain", "update", "use",
-                    "why",
+                    "deploy", "drain", "events", "exit", "help", "leave", "list", "quit",
+                    "rollout", "set", "show", "start", "status", "stop", "undeploy", "undrain",
+                    "update", "use", "why",
                 ],
             ),
             ("st", 0, &["start", "status", "stop"]),

@@ -103,6 +103,13 @@ pub const FAMILIES: &[Family] = &[
                   node. The drain survives the agent's restart.",
     },
     Family {
+        verb: "leave",
+        usage: &["leave node <node>...|all"],
+        summary: "drained nodes leave the cluster: their agents stop and revoke their leases",
+        details: "Refused for a node that is not drained, or still moving its instances. \
+                  Sending the agent SIGTERM once it is drained does the same.",
+    },
+    Family {
         verb: "undrain",
         usage: &["undrain node <node>...|all"],
         summary: "take drained nodes back into service",

@@ -154,6 +154,10 @@ pub enum Command {
     StopAgent {
         targets: Targets,
     },
+    /// `leave node <n>...`: drained nodes leave the cluster.
+    Leave {
+        targets: Targets,
+    },
     /// `drain node <n>...` (`drain: true`) or `undrain node <n>...`.
     Drain {
         targets: Targets,
@@ -335,6 +339,14 @@ fn parse_rest(verb: &str, rest: &[&str]) -> Parsed {
                     )
                 }),
             _ => Err(too_many(&rest[1..])),
+        },
+        "leave" => match rest {
+            ["node", nodes @ ..] if !nodes.is_empty() => Ok(Command::Leave {
+                targets: targets(nodes)?,
+            }),
+            ["node"] => Err("which nodes (names, or all)?".into()),
+            [] => Err("leave what? `node <name>`".into()),
+            [other, ..] => Err(expected("node", other, &["node"])),
         },
         "drain" | "undrain" => match rest {
             ["node", nodes @ ..] if !nodes.is_empty() => Ok(Command::Drain {
@@ -793,6 +805,12 @@ mod tests {
                     drain: true,
                 },
             ),
+            (
+                "leave node n2",
+                Command::Leave {
+                    targets: nodes(&["n2"]),
+                },
+            ),
             ("help", Command::Help { topic: None }),
             (
                 "help Start",
@@ -847,6 +865,7 @@ mod tests {
             ("show node n1 stats", "did you mean `status`?"),
             ("deploy now", "deploy: unexpected `now`"),
             ("drain", "drain: drain what? `node <name>`"),
+            ("leave n1", "leave: expected node, found `n1`"),
             ("drain node", "drain: which nodes (names, or all)?"),
             ("drain nod n1", "did you mean `node`?"),
             ("undrain node n1 all", "`all` stands alone"),

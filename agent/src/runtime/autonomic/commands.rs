@@ -71,6 +71,7 @@ impl Autonomic {
             AgentCommand::Update => self.reload().await,
             AgentCommand::Drain => self.set_drain(true).await,
             AgentCommand::Undrain => self.set_drain(false).await,
+            AgentCommand::Leave => self.leave().await,
             AgentCommand::StartService { service } => {
                 if self.shared.knowledge().drain.is_some() {
                     self.record(

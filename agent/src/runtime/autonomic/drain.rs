@@ -152,6 +152,44 @@ impl Autonomic {
         self.record("drain", "", None, format!("ok: {what}"));
     }
 
+    /// Leaves the cluster if the drain is done (the API refuses `leave` otherwise; this
+    /// checks again): the daemon shuts down, and [`Autonomic::forget_drain`] runs on the
+    /// way out.
+    pub(super) async fn leave(&mut self) {
+        let done = self
+            .shared
+            .knowledge()
+            .drain
+            .as_ref()
+            .is_some_and(|d| d.done);
+        if !done {
+            self.record(
+                "leave",
+                "",
+                None,
+                format!("refused: {}", not_drained(&self.shared.node)),
+            );
+            return;
+        }
+        self.record("leave", "", None, "ok: leaving the cluster".to_owned());
+        tracing::info!("leaving the cluster: drained, stopping the agent");
+        self.shared.leave.cancel();
+    }
+
+    /// On the way out of the loop: a node that leaves drained takes its drain record with
+    /// it (a later node of the same name starts in service). A killed agent keeps it.
+    pub(super) async fn forget_drain(&mut self) {
+        let done = self
+            .shared
+            .knowledge()
+            .drain
+            .as_ref()
+            .is_some_and(|d| d.done);
+        if done {
+            self.write_drain(None).await;
+        }
+    }
+
     /// Writes (or, for `None`, deletes) this node's durable drain record.
     async fn write_drain(&self, record: Option<&DrainRecord>) {
         let key = self.keys.drain(&self.shared.node);
@@ -167,4 +205,9 @@ impl Autonomic {
             tracing::warn!(error = %err, "cannot record this node's drain in etcd");
         }
     }
+}
+
+/// Why a node that is not drained (or still draining) does not leave.
+pub fn not_drained(node: &str) -> String {
+    format!("node {node} is not drained: `drain node {node}` first, and leave once it says drained")
 }

@@ -72,6 +72,7 @@ mod analyze;
 mod claims;
 mod commands;
 pub use commands::drained_refusal;
+pub use drain::not_drained;
 mod drain;
 mod execute;
 mod plan;
@@ -281,6 +282,7 @@ impl Autonomic {
         events.abort();
         stats.abort();
         ledgers.abort();
+        self.forget_drain().await;
         if let Some(retry) = self.fill_retry.take() {
             retry.abort();
         }
