@@ -164,6 +164,12 @@ impl ClusterKeys {
         format!("{}{service}", self.rollouts_prefix())
     }
 
+    /// `/gru/<cluster>/node-scaling/add-node`: the cluster's last add-node call, while its
+    /// cooldown lasts (lease: `Nodes.Cooldown`): created by the one agent that claims it.
+    pub fn add_node_claim(&self) -> String {
+        format!("{}node-scaling/add-node", self.prefix())
+    }
+
     /// `/gru/<cluster>/drains/`: the nodes being drained.
     pub fn drains_prefix(&self) -> String {
         format!("{}drains/", self.prefix())
@@ -419,6 +425,7 @@ mod tests {
         let keys = ClusterKeys::new("shop").expect("valid");
         assert_eq!(keys.rollout("web"), "/gru/shop/rollouts/web");
         assert_eq!(keys.drain("n1"), "/gru/shop/drains/n1");
+        assert_eq!(keys.add_node_claim(), "/gru/shop/node-scaling/add-node");
         assert_eq!(
             leaf_name(&keys.rollouts_prefix(), &keys.rollout("web")),
             Some("web")

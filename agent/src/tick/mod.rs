@@ -47,6 +47,7 @@
 pub mod local;
 pub mod ports;
 pub mod rollout;
+pub mod saturation;
 
 use std::time::Duration;
 

@@ -13,11 +13,22 @@ use super::schema::{Field, Shape, field};
 
 pub const DEFAULT_HOOK_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_HOOK_RETRIES: u32 = 2;
+/// How long a scale-out no node can hold must last before the add-node hook is called.
+pub const DEFAULT_SATURATED_PERIOD_SECS: u64 = 60;
+/// At most one add-node call per this many seconds, cluster-wide.
+pub const DEFAULT_NODES_COOLDOWN_SECS: u64 = 300;
 
 /// `Nodes`: what to run when nodes must come or go.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NodesConfig {
+    /// Seconds a scale-out must stay blocked by every node's room (this node's guard says
+    /// "no free resources") before the cluster counts as saturated.
+    #[serde(rename = "SaturatedPeriod")]
+    pub saturated_period_secs: u64,
+    /// Seconds between two add-node calls, cluster-wide (a lease in etcd).
+    #[serde(rename = "Cooldown")]
+    pub cooldown_secs: u64,
     /// Called when the cluster saturates: a scale-out no node can hold.
     #[serde(rename = "AddNodeHook", skip_serializing_if = "Option::is_none")]
     pub add_node_hook: Option<HookConfig>,
@@ -43,6 +54,17 @@ pub struct HookConfig {
     /// timeout).
     #[serde(rename = "Retries")]
     pub retries: u32,
+}
+
+impl Default for NodesConfig {
+    fn default() -> Self {
+        NodesConfig {
+            saturated_period_secs: DEFAULT_SATURATED_PERIOD_SECS,
+            cooldown_secs: DEFAULT_NODES_COOLDOWN_SECS,
+            add_node_hook: None,
+            remove_node_hook: None,
+        }
+    }
 }
 
 impl Default for HookConfig {
@@ -81,11 +103,15 @@ const HOOK_FIELDS: &[Field] = &[
     field("Retries", Shape::Any),
 ];
 pub(crate) const NODES_FIELDS: &[Field] = &[
+    field("SaturatedPeriod", Shape::Any),
+    field("Cooldown", Shape::Any),
     field("AddNodeHook", Shape::Object(HOOK_FIELDS)),
     field("RemoveNodeHook", Shape::Object(HOOK_FIELDS)),
 ];
 
 pub(crate) fn validate(nodes: &NodesConfig, findings: &mut Findings) {
+    findings.at_least("Nodes.SaturatedPeriod", nodes.saturated_period_secs, 1);
+    findings.at_least("Nodes.Cooldown", nodes.cooldown_secs, 1);
     for (name, hook) in [
         ("AddNodeHook", &nodes.add_node_hook),
         ("RemoveNodeHook", &nodes.remove_node_hook),

@@ -75,6 +75,7 @@ pub use commands::drained_refusal;
 pub use drain::not_drained;
 mod drain;
 mod execute;
+mod nodes;
 mod plan;
 mod reconcile;
 mod repairs;
@@ -152,6 +153,12 @@ pub struct Autonomic {
     /// While this node drains: per service, the count its move asked the others to reach
     /// (its replacement is counted once discovery holds that many; `drain`).
     drain_moves: BTreeMap<String, u32>,
+    /// The scale-outs the last decision wanted that only this node's room held back
+    /// (`plan`), and how long they have been (`nodes`: saturation).
+    held_by_room: Vec<(String, u32)>,
+    saturation: crate::tick::saturation::Saturation,
+    /// The add-node hook's run, while it runs.
+    add_node_call: Option<JoinHandle<crate::runtime::hooks::HookRun>>,
 }
 
 /// What the loop needs that the daemon set up.
@@ -214,6 +221,9 @@ impl Autonomic {
             steps: BTreeMap::new(),
             step_after: BTreeMap::new(),
             drain_moves: BTreeMap::new(),
+            held_by_room: Vec::new(),
+            saturation: Default::default(),
+            add_node_call: None,
         }
     }
 
@@ -317,6 +327,7 @@ impl Autonomic {
         let now = now();
         let snapshots = self.snapshots(&config, &cluster_counts, now).await;
         let wants = self.plan(&config, &snapshots, now);
+        self.watch_saturation(&config).await;
         if !wants.is_empty() {
             self.execute(&config, wants).await;
             self.reconcile().await;
