@@ -207,3 +207,299 @@ fn full_nodes_under_overload_call_the_add_node_hook_once_and_the_scale_out_lands
         assert!(agent.healthy(), "{} unhealthy", agent.node);
     }
 }
+
+/// `(service, node)` of every running container of the cluster.
+fn running(cluster: &str) -> Vec<(String, String)> {
+    docker(&[
+        "ps",
+        "--filter",
+        &format!("label=org.gru.cluster={cluster}"),
+        "--filter",
+        "status=running",
+        "--format",
+        r#"{{.Label "org.gru.service"}} {{.Label "org.gru.node"}}"#,
+    ])
+    .lines()
+    .filter_map(|l| {
+        let (service, node) = l.split_once(' ')?;
+        Some((service.to_owned(), node.to_owned()))
+    })
+    .collect()
+}
+
+#[test]
+fn an_idle_node_is_drained_then_the_remove_node_hook_gets_its_name_and_it_leaves() {
+    let test = "an_idle_node_is_drained_then_the_remove_node_hook_gets_its_name_and_it_leaves";
+    if !require(test, Component::Etcd) || !require_workload_image(test) {
+        return;
+    }
+    let hook_dir = tempfile::tempdir().unwrap();
+    let calls_file = hook_dir.path().join("calls");
+    let script = hook_dir.path().join("remove-node.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$GRU_NODE|$GRU_HOOK|$GRU_CLUSTER\" >> {}\necho removed $GRU_NODE\n",
+            calls_file.display()
+        ),
+    )
+    .unwrap();
+    let agent_config = format!(
+        r#"{{"Autonomic": {{"LoopTimeInterval": 1, "PlannerStrategy": "greedy"}},
+            "Communication": {{"LoopTimeInterval": 1, "MaxFriends": 2}},
+            "Discovery": {{"TTL": 3}},
+            "Nodes": {{"IdlePeriod": 3, "Cooldown": 120,
+                       "RemoveNodeHook": {{"Command": ["/bin/sh", "{}"], "Timeout": 10}}}}}}"#,
+        script.display()
+    );
+    let service = |name: &str, min: u32, range: (u16, u16)| {
+        format!(
+            r#"{{
+                "Name": "{name}", "Image": "{image}", "DiscoveryPort": "8080",
+                "MinInstances": {min}, "MaxInstances": 3,
+                "Configuration": {{
+                    "Memory": "64m", "StopTimeout": 3,
+                    "Env": {{"SERVICE_NAME": "{name}", "SERVICE_TIME_MS": "5", "SHUTDOWN_DELAY_MS": "1500"}},
+                    "Ports": {{"8080": "{low}-{high}"}}
+                }}
+            }}"#,
+            image = testkit::WORKLOAD_IMAGE,
+            low = range.0,
+            high = range.1
+        )
+    };
+    let config = TestConfig::bare(&agent_config, support::configs::QUIET_POLICY);
+    config.file(
+        "services/web.json",
+        &service("web", 2, testkit::free_port_range(6)),
+    );
+    config.file(
+        "services/cache.json",
+        &service("cache", 0, testkit::free_port_range(4)),
+    );
+    let bed = Cluster::start("idle", config);
+    let events = ContainerEvents::start(&bed.name);
+
+    // n1 runs web (MinInstances 2); n2 runs only its base service, cache, under load.
+    let n1 = bed.spawn("n1");
+    let on_n1 = wait_until(Duration::from_secs(30), || {
+        running(&bed.name)
+            .iter()
+            .filter(|(s, n)| s == "web" && n == "n1")
+            .count()
+            == 2
+    });
+    assert!(on_n1.is_some(), "{:?}", running(&bed.name));
+    let mut n2 = bed.spawn("n2");
+    let out = support::run(
+        &bed.endpoints(),
+        &[
+            "manage",
+            "-c",
+            &format!("use {}; set node n2 base-services cache", bed.name),
+        ],
+    );
+    assert!(out.status.success(), "{}", support::text(&out));
+    let cache_on_n2 = wait_until(Duration::from_secs(20), || {
+        running(&bed.name)
+            .iter()
+            .any(|(s, n)| s == "cache" && n == "n2")
+            && bed.registered("cache").len() == 1
+    });
+    assert!(cache_on_n2.is_some(), "{:?}", running(&bed.name));
+    let from_ns = testkit::epoch_ns();
+    let load = support::load::Load::start(&bed.etcd, &bed.name, "cache", 4);
+
+    // IdlePeriod 3 s: n2 drains itself (cache started on n1 first), the hook gets its
+    // name, and n2 leaves.
+    let started = Instant::now();
+    let left = wait_until(Duration::from_secs(60), || !n2.is_running());
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let (sent, failures) = load.stop_counting();
+    figure(test, "idle_to_left_seconds", took.as_secs_f64());
+    figure(test, "idle_requests", sent as f64);
+    figure(test, "idle_failed_requests", failures.len() as f64);
+    let agents = [n1];
+    assert!(
+        left.is_some(),
+        "n2 did not leave: {:?}\n{}\n{}",
+        running(&bed.name),
+        n2.log_text(),
+        logs_tail(&agents, 30)
+    );
+    let calls = std::fs::read_to_string(&calls_file).unwrap_or_default();
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        [format!("n2|remove-node|{}", bed.name)],
+        "{}",
+        n2.log_text()
+    );
+    assert!(
+        n2.log_text().contains("left the cluster (lease revoked)"),
+        "{}",
+        n2.log_text()
+    );
+    assert!(sent > 50, "the load sent only {sent} requests");
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} requests failed while n2 drained: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+    // Nothing lost: cache moved to n1 (never none), web stayed at 2, and n1 is not idle.
+    let settled = wait_until(Duration::from_secs(10), || {
+        let now = running(&bed.name);
+        now.iter()
+            .filter(|(s, n)| s == "cache" && n == "n1")
+            .count()
+            == 1
+            && now.iter().filter(|(s, _)| s == "web").count() == 2
+            && now.iter().all(|(_, n)| n == "n1")
+    });
+    assert!(settled.is_some(), "{:?}", running(&bed.name));
+    events.assert_within("cache while n2 drained and left", 1..=2, from_ns, |e| {
+        e.service == "cache"
+    });
+    events.assert_within("web while n2 drained and left", 2..=3, from_ns, |e| {
+        e.service == "web"
+    });
+    assert!(agents[0].healthy());
+}
+
+#[test]
+fn a_hanging_add_node_hook_is_killed_at_its_timeout_retried_and_reported_and_agents_stay_healthy() {
+    let test = "a_hanging_add_node_hook_is_killed_at_its_timeout_retried_and_reported_and_agents_stay_healthy";
+    if !require(test, Component::Etcd) || !require_workload_image(test) {
+        return;
+    }
+    let hook_dir = tempfile::tempdir().unwrap();
+    let script = hook_dir.path().join("hang.sh");
+    let starts = hook_dir.path().join("starts");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho $$ >> {}\nexec sleep 600\n",
+            starts.display()
+        ),
+    )
+    .unwrap();
+    let agent_config = format!(
+        r#"{{"Autonomic": {{"LoopTimeInterval": 1, "PlannerStrategy": "greedy"}},
+            "Communication": {{"LoopTimeInterval": 1, "MaxFriends": 2}},
+            "Discovery": {{"TTL": 3}},
+            "Nodes": {{"SaturatedPeriod": 2, "Cooldown": 120,
+                       "AddNodeHook": {{"Command": ["/bin/sh", "{}"], "Timeout": 2, "Retries": 1}}}}}}"#,
+        script.display()
+    );
+    let engine_memory: u64 = docker(&["info", "--format", "{{.MemTotal}}"])
+        .trim()
+        .parse()
+        .unwrap();
+    let memory = format!("{}m", engine_memory / 10 * 6 / (1 << 20));
+    let range = testkit::free_port_range(6);
+    let config = TestConfig::bare(&agent_config, &scale_out_policy(1));
+    config.file("analytics/resp_time_ratio.json", RESP_TIME_RATIO_ANALYTIC);
+    config.file(
+        "services/web.json",
+        &format!(
+            r#"{{
+                "Name": "web", "Image": "{image}", "DiscoveryPort": "8080",
+                "Analytics": ["resp_time_ratio"], "Constraints": {{"MAX_RESP_TIME": 100}},
+                "MinInstances": 2, "MaxInstances": 3,
+                "Configuration": {{
+                    "Memory": "{memory}", "StopTimeout": 2,
+                    "Env": {{"SERVICE_NAME": "web", "SERVICE_TIME_MS": "5"}},
+                    "Ports": {{"8080": "{low}-{high}"}}
+                }}
+            }}"#,
+            image = testkit::WORKLOAD_IMAGE,
+            low = range.0,
+            high = range.1
+        ),
+    );
+    let bed = Cluster::start("hookhang", config);
+    let agents: Vec<Agent> = bed.spawn_nodes(2);
+    let full = wait_until(Duration::from_secs(30), || {
+        running_on(&bed.name, "n1") == 1 && running_on(&bed.name, "n2") == 1
+    });
+    assert!(full.is_some(), "{}", logs_tail(&agents, 40));
+
+    // Overload until one agent reports the hook's failure (2 attempts of 2 s, killed).
+    let started = Instant::now();
+    let mut reported = None;
+    let mut healthy_answers = 0;
+    while started.elapsed() < Duration::from_secs(40) && reported.is_none() {
+        for agent in &agents {
+            let _ = agent.push_stat(&bed.secret, "web", "execution_time", "800");
+            healthy_answers += usize::from(agent.healthy());
+        }
+        reported = agents.iter().find_map(|a| {
+            a.actions(100)
+                .into_iter()
+                .find(|r| r.action == "add-node" && r.result.starts_with("failed"))
+                .map(|r| (a.node.clone(), r.result))
+        });
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (node, result) = reported
+        .unwrap_or_else(|| panic!("no add-node failure reported\n{}", logs_tail(&agents, 40)));
+    figure(
+        test,
+        "hook_failure_reported_seconds",
+        started.elapsed().as_secs_f64(),
+    );
+    assert_eq!(
+        result, "failed: 2 attempt(s): timed out after 2 s (killed); timed out after 2 s (killed)",
+        "{node}"
+    );
+    // One process per attempt, both killed; the agents answered throughout and their loops
+    // went on deciding while the hook hung.
+    let pids: Vec<String> = std::fs::read_to_string(&starts)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let gone = wait_until(Duration::from_secs(5), || {
+        pids.iter()
+            .all(|pid| !Path::new(&format!("/proc/{}", pid.trim())).exists())
+    });
+    assert!(
+        gone.is_some(),
+        "a timed-out hook process is still alive: {pids:?}"
+    );
+    for agent in &agents {
+        assert!(agent.healthy(), "{} unhealthy", agent.node);
+    }
+    assert!(healthy_answers > 0);
+    // Decisions recorded while the hook hung (from the claim to its failure, 4 s and a
+    // second between attempts): the loop was not held.
+    let claimer = agents.iter().find(|a| a.node == node).unwrap();
+    let actions = claimer.actions(100);
+    let claimed_at = actions
+        .iter()
+        .find(|r| r.action == "saturated")
+        .map(|r| r.at_ms)
+        .unwrap();
+    let failed_at = actions
+        .iter()
+        .find(|r| r.action == "add-node")
+        .map(|r| r.at_ms)
+        .unwrap();
+    let during = claimer
+        .decisions(256)
+        .iter()
+        .filter(|d| {
+            d["at"]
+                .as_u64()
+                .is_some_and(|at| at > claimed_at && at < failed_at)
+        })
+        .count();
+    figure(test, "decisions_while_the_hook_hung", during as f64);
+    assert!(
+        during >= 3,
+        "the loop of {node} stalled while its hook hung: {during} decisions in {} ms",
+        failed_at - claimed_at
+    );
+}

@@ -170,6 +170,12 @@ impl ClusterKeys {
         format!("{}node-scaling/add-node", self.prefix())
     }
 
+    /// `/gru/<cluster>/node-scaling/remove-node`: the cluster's last idle node removal,
+    /// while its cooldown lasts (lease: `Nodes.Cooldown`), created by the node it removes.
+    pub fn remove_node_claim(&self) -> String {
+        format!("{}node-scaling/remove-node", self.prefix())
+    }
+
     /// `/gru/<cluster>/drains/`: the nodes being drained.
     pub fn drains_prefix(&self) -> String {
         format!("{}drains/", self.prefix())
@@ -426,6 +432,10 @@ mod tests {
         assert_eq!(keys.rollout("web"), "/gru/shop/rollouts/web");
         assert_eq!(keys.drain("n1"), "/gru/shop/drains/n1");
         assert_eq!(keys.add_node_claim(), "/gru/shop/node-scaling/add-node");
+        assert_eq!(
+            keys.remove_node_claim(),
+            "/gru/shop/node-scaling/remove-node"
+        );
         assert_eq!(
             leaf_name(&keys.rollouts_prefix(), &keys.rollout("web")),
             Some("web")

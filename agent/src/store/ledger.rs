@@ -124,16 +124,16 @@ impl Store {
         Ok(won)
     }
 
-    /// Claims the cluster's add-node call: creates `record` at `Keys::add_node_claim` under
-    /// a lease of `cooldown_secs` if no call stands. `Ok(false)` when one does (another
-    /// agent claimed it within the cooldown): exactly one agent calls the hook per cooldown.
-    pub async fn claim_add_node(
+    /// Claims a cluster-scope node call (`ClusterKeys::add_node_claim`,
+    /// `remove_node_claim`): creates `record` at `key` under a lease of `cooldown_secs` if
+    /// no call stands. `Ok(false)` when one does (another agent claimed it within the
+    /// cooldown): exactly one agent makes the call per cooldown.
+    pub async fn claim_node_call(
         &self,
-        keys: &ClusterKeys,
+        key: String,
         record: &str,
         cooldown_secs: i64,
     ) -> Result<bool, StoreError> {
-        let key = keys.add_node_claim();
         let lease = self.lease_grant(cooldown_secs.max(2)).await?;
         let txn = Txn::new()
             .when(vec![Compare::version(key.clone(), CompareOp::Equal, 0)])
@@ -142,7 +142,7 @@ impl Store {
                 record,
                 Some(PutOptions::new().with_lease(lease)),
             )]);
-        let won = self.txn("claim the add-node call", txn).await?.succeeded();
+        let won = self.txn("claim a node call", txn).await?.succeeded();
         if !won {
             let _ = self.lease_revoke(lease).await;
         }

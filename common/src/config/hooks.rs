@@ -15,6 +15,9 @@ pub const DEFAULT_HOOK_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_HOOK_RETRIES: u32 = 2;
 /// How long a scale-out no node can hold must last before the add-node hook is called.
 pub const DEFAULT_SATURATED_PERIOD_SECS: u64 = 60;
+/// How long a node must have had no instance but its base services before it is drained
+/// and removed.
+pub const DEFAULT_IDLE_PERIOD_SECS: u64 = 600;
 /// At most one add-node call per this many seconds, cluster-wide.
 pub const DEFAULT_NODES_COOLDOWN_SECS: u64 = 300;
 
@@ -26,9 +29,14 @@ pub struct NodesConfig {
     /// "no free resources") before the cluster counts as saturated.
     #[serde(rename = "SaturatedPeriod")]
     pub saturated_period_secs: u64,
-    /// Seconds between two add-node calls, cluster-wide (a lease in etcd).
+    /// Seconds between two add-node calls, and between two idle nodes' removals,
+    /// cluster-wide (leases in etcd).
     #[serde(rename = "Cooldown")]
     pub cooldown_secs: u64,
+    /// Seconds a node must have had no instance but its base services (with another node
+    /// in the cluster) before it drains itself and calls the remove-node hook.
+    #[serde(rename = "IdlePeriod")]
+    pub idle_period_secs: u64,
     /// Called when the cluster saturates: a scale-out no node can hold.
     #[serde(rename = "AddNodeHook", skip_serializing_if = "Option::is_none")]
     pub add_node_hook: Option<HookConfig>,
@@ -61,6 +69,7 @@ impl Default for NodesConfig {
         NodesConfig {
             saturated_period_secs: DEFAULT_SATURATED_PERIOD_SECS,
             cooldown_secs: DEFAULT_NODES_COOLDOWN_SECS,
+            idle_period_secs: DEFAULT_IDLE_PERIOD_SECS,
             add_node_hook: None,
             remove_node_hook: None,
         }
@@ -105,6 +114,7 @@ const HOOK_FIELDS: &[Field] = &[
 pub(crate) const NODES_FIELDS: &[Field] = &[
     field("SaturatedPeriod", Shape::Any),
     field("Cooldown", Shape::Any),
+    field("IdlePeriod", Shape::Any),
     field("AddNodeHook", Shape::Object(HOOK_FIELDS)),
     field("RemoveNodeHook", Shape::Object(HOOK_FIELDS)),
 ];
@@ -112,6 +122,7 @@ pub(crate) const NODES_FIELDS: &[Field] = &[
 pub(crate) fn validate(nodes: &NodesConfig, findings: &mut Findings) {
     findings.at_least("Nodes.SaturatedPeriod", nodes.saturated_period_secs, 1);
     findings.at_least("Nodes.Cooldown", nodes.cooldown_secs, 1);
+    findings.at_least("Nodes.IdlePeriod", nodes.idle_period_secs, 1);
     for (name, hook) in [
         ("AddNodeHook", &nodes.add_node_hook),
         ("RemoveNodeHook", &nodes.remove_node_hook),

@@ -143,6 +143,10 @@ impl Autonomic {
         self.write_drain(record.as_ref()).await;
         self.shared.knowledge().drain = record;
         self.drain_moves.clear();
+        if !drain {
+            // An undrained node is no longer on its way out.
+            self.idle_drain = false;
+        }
         let what = if drain {
             "drain started: no new instance here; moving this node's instances"
         } else {

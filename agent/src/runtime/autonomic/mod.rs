@@ -159,6 +159,12 @@ pub struct Autonomic {
     saturation: crate::tick::saturation::Saturation,
     /// The add-node hook's run, while it runs.
     add_node_call: Option<JoinHandle<crate::runtime::hooks::HookRun>>,
+    /// Since when this node has had no instance but its base services (`nodes`: idle),
+    /// whether its drain is an idle removal (the remove-node hook follows it), and that
+    /// hook's run.
+    idle_since: Option<Millis>,
+    idle_drain: bool,
+    remove_node_call: Option<JoinHandle<crate::runtime::hooks::HookRun>>,
 }
 
 /// What the loop needs that the daemon set up.
@@ -224,6 +230,9 @@ impl Autonomic {
             held_by_room: Vec::new(),
             saturation: Default::default(),
             add_node_call: None,
+            idle_since: None,
+            idle_drain: false,
+            remove_node_call: None,
         }
     }
 
@@ -320,6 +329,7 @@ impl Autonomic {
         self.roll(&config).await;
         // So is a drain: its instances move whether or not the planner acts.
         self.drain(&config).await;
+        self.watch_idle(&config, active).await;
         if !active {
             return;
         }
