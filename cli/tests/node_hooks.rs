@@ -1,13 +1,15 @@
-//! Nodes come when the cluster saturates, on the real engine and etcd: two agents whose
-//! nodes are full under a sustained overload call the add-node hook exactly once per
-//! cooldown, whichever sees it first; the hook starts a third `gru join`, and the pending
-//! scale-out lands on that new node.
+//! Nodes come and go, on the real engine and etcd.
 //!
-//! "Full" is by memory here: both agents share this machine's one engine, and each counts
-//! only its own instances against the engine's resources (`free_slots`), so a service whose
-//! `Memory` is 60 % of the engine's makes every node full with one instance. Pinned cores
-//! would not: the engine's few cores are shared by both agents' allocations, so the second
-//! agent's start fails at the engine (a held start) rather than at its guard.
+//! * Two agents whose nodes are full under a sustained overload call the add-node hook
+//!   exactly once per cooldown, whichever sees it first; the hook starts a third `gru join`,
+//!   and the pending scale-out lands on that new node. "Full" is by memory in this one:
+//!   all agents share this machine's one engine, so a node the hook adds shares its cores
+//!   too and could not take a pinned instance; each agent counts memory against its own
+//!   instances, so a service taking 60 % of the engine's memory fills every node with one.
+//! * Full by pinned cores (every core of the engine pinned by an instance, both agents
+//!   saying no core is free): one add-node call; a hook that hangs is killed at its
+//!   timeout, retried, reported in `events`, and the loops go on.
+//! * An idle node drains itself, the remove-node hook gets its name, and it leaves.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -368,8 +370,9 @@ fn an_idle_node_is_drained_then_the_remove_node_hook_gets_its_name_and_it_leaves
 }
 
 #[test]
-fn a_hanging_add_node_hook_is_killed_at_its_timeout_retried_and_reported_and_agents_stay_healthy() {
-    let test = "a_hanging_add_node_hook_is_killed_at_its_timeout_retried_and_reported_and_agents_stay_healthy";
+fn pinned_full_nodes_call_the_add_node_hook_once_and_a_hanging_one_is_killed_retried_and_reported()
+{
+    let test = "pinned_full_nodes_call_the_add_node_hook_once_and_a_hanging_one_is_killed_retried_and_reported";
     if !require(test, Component::Etcd) || !require_workload_image(test) {
         return;
     }
@@ -392,12 +395,13 @@ fn a_hanging_add_node_hook_is_killed_at_its_timeout_retried_and_reported_and_age
                        "AddNodeHook": {{"Command": ["/bin/sh", "{}"], "Timeout": 2, "Retries": 1}}}}}}"#,
         script.display()
     );
-    let engine_memory: u64 = docker(&["info", "--format", "{{.MemTotal}}"])
+    // Here the nodes are full by pinned cores: one core per instance, as many instances as
+    // the engine has cores (the two agents share the engine, and count its pins).
+    let cores: u32 = docker(&["info", "--format", "{{.NCPU}}"])
         .trim()
         .parse()
         .unwrap();
-    let memory = format!("{}m", engine_memory / 10 * 6 / (1 << 20));
-    let range = testkit::free_port_range(6);
+    let range = testkit::free_port_range(2 * cores as u16 + 4);
     let config = TestConfig::bare(&agent_config, &scale_out_policy(1));
     config.file("analytics/resp_time_ratio.json", RESP_TIME_RATIO_ANALYTIC);
     config.file(
@@ -406,22 +410,28 @@ fn a_hanging_add_node_hook_is_killed_at_its_timeout_retried_and_reported_and_age
             r#"{{
                 "Name": "web", "Image": "{image}", "DiscoveryPort": "8080",
                 "Analytics": ["resp_time_ratio"], "Constraints": {{"MAX_RESP_TIME": 100}},
-                "MinInstances": 2, "MaxInstances": 3,
+                "MinInstances": {cores}, "MaxInstances": {max},
                 "Configuration": {{
-                    "Memory": "{memory}", "StopTimeout": 2,
+                    "Memory": "64m", "cpunumber": 1, "StopTimeout": 2,
                     "Env": {{"SERVICE_NAME": "web", "SERVICE_TIME_MS": "5"}},
                     "Ports": {{"8080": "{low}-{high}"}}
                 }}
             }}"#,
             image = testkit::WORKLOAD_IMAGE,
+            max = cores + 1,
             low = range.0,
             high = range.1
         ),
     );
     let bed = Cluster::start("hookhang", config);
     let agents: Vec<Agent> = bed.spawn_nodes(2);
+    // Every core pinned: both nodes say they have none free.
     let full = wait_until(Duration::from_secs(30), || {
-        running_on(&bed.name, "n1") == 1 && running_on(&bed.name, "n2") == 1
+        running_on(&bed.name, "n1") + running_on(&bed.name, "n2") == cores as usize
+            && agents.iter().all(|a| {
+                a.get_json("/gru/v1/node")
+                    .is_some_and(|v| v["usage"]["free_cores"] == 0)
+            })
     });
     assert!(full.is_some(), "{}", logs_tail(&agents, 40));
 
@@ -453,6 +463,17 @@ fn a_hanging_add_node_hook_is_killed_at_its_timeout_retried_and_reported_and_age
         result, "failed: 2 attempt(s): timed out after 2 s (killed); timed out after 2 s (killed)",
         "{node}"
     );
+    // One claim across both agents (the other found it made), one run of two attempts.
+    let claims: usize = agents
+        .iter()
+        .map(|a| {
+            a.actions(100)
+                .iter()
+                .filter(|r| r.action == "saturated")
+                .count()
+        })
+        .sum();
+    assert_eq!(claims, 1);
     // One process per attempt, both killed; the agents answered throughout and their loops
     // went on deciding while the hook hung.
     let pids: Vec<String> = std::fs::read_to_string(&starts)

@@ -118,6 +118,11 @@ pub struct Knowledge {
     /// and moves its own away.
     pub drain: Option<DrainRecord>,
     pub usage: BTreeMap<String, super::usage::InstanceUsage>,
+    /// Every pinned container's cpuset on the engine (any node, any cluster), read by the
+    /// reconcile while a service pins cores; `None` otherwise or when the engine did not
+    /// answer. Agents sharing an engine share its cores: the planner's room for a pinned
+    /// service and the free cores shown count these when known.
+    pub engine_cpusets: Option<Vec<common::config::CpuSet>>,
     /// The last 15 minutes of the loop's samples and acting decisions (web console charts).
     pub history: super::history::History,
     /// Other agents of the cluster, from their etcd records (kept current by a watch).
@@ -187,6 +192,7 @@ impl Knowledge {
             capacity: Default::default(),
             drain: None,
             usage: BTreeMap::new(),
+            engine_cpusets: None,
             history: super::history::History::new(),
             peers: Peers::default(),
             view: ClusterView::new(),
@@ -203,12 +209,16 @@ impl Knowledge {
 
     /// The node's use now (see [`super::usage::node_usage`]).
     pub fn node_usage(&self) -> super::usage::NodeUsage {
-        super::usage::node_usage(
+        let mut usage = super::usage::node_usage(
             self.capacity,
             self.instances.values(),
             &self.usage,
             self.config.as_deref(),
-        )
+        );
+        if let Some(held) = &self.engine_cpusets {
+            usage.free_cores = super::usage::free_cores_on_engine(self.capacity.cpus, held);
+        }
+        usage
     }
 
     pub fn record_decision(&mut self, decision: Decision) {

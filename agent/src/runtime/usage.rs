@@ -70,6 +70,13 @@ pub fn free_cores<'a>(
         .saturating_sub(counted)
 }
 
+/// Cores of `cpus` that none of `held` (every pinned container's cpuset on the engine,
+/// whichever node or cluster it belongs to) holds: the room a pinned start really has when
+/// several agents share one engine.
+pub fn free_cores_on_engine(cpus: u32, held: &[CpuSet]) -> u32 {
+    u32::try_from(CoreAllocator::new(cpus, held).free().len()).unwrap_or(u32::MAX)
+}
+
 /// Sums the readings of the running instances among `instances` (a reading of a container
 /// that is gone is not counted).
 pub fn node_usage<'a>(
@@ -219,6 +226,18 @@ mod tests {
             node_usage(two, std::iter::empty(), &BTreeMap::new(), None).free_cores,
             2
         );
+    }
+
+    #[test]
+    fn cores_held_on_the_engine_by_any_node_are_not_free() {
+        let held: Vec<CpuSet> = ["0", "2-3"].iter().map(|s| s.parse().unwrap()).collect();
+        assert_eq!(free_cores_on_engine(4, &held), 1);
+        assert_eq!(
+            free_cores_on_engine(2, &held),
+            1,
+            "cores past the engine's are ignored"
+        );
+        assert_eq!(free_cores_on_engine(2, &[]), 2);
     }
 
     #[test]

@@ -116,7 +116,7 @@ pub fn knowledge_points(
         .values()
         .filter(|i| i.state == "running")
         .count();
-    let usage = crate::runtime::usage::node_usage(
+    let mut usage = crate::runtime::usage::node_usage(
         crate::runtime::usage::NodeCapacity {
             cpus: facts.cpus,
             memory_bytes: facts.memory_bytes,
@@ -125,6 +125,9 @@ pub fn knowledge_points(
         &knowledge.usage,
         knowledge.config.as_deref(),
     );
+    if let Some(held) = &knowledge.engine_cpusets {
+        usage.free_cores = crate::runtime::usage::free_cores_on_engine(facts.cpus, held);
+    }
     points.push(
         origin
             .point(NODE, now)

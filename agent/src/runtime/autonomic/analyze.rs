@@ -242,11 +242,18 @@ impl Autonomic {
         let mut slots = UNBOUNDED_SLOTS;
         let cpu_number = descriptor.configuration.cpu_number;
         if let Some(cpu_number) = std::num::NonZeroU32::new(cpu_number) {
-            let free_cores = crate::runtime::usage::free_cores(
-                self.resources.cpus,
-                knowledge.instances.values(),
-                config,
-            );
+            // The engine's pins when known (agents sharing an engine share its cores),
+            // else this node's own.
+            let free_cores = match &knowledge.engine_cpusets {
+                Some(held) => {
+                    crate::runtime::usage::free_cores_on_engine(self.resources.cpus, held)
+                }
+                None => crate::runtime::usage::free_cores(
+                    self.resources.cpus,
+                    knowledge.instances.values(),
+                    config,
+                ),
+            };
             slots = slots.min(free_cores / cpu_number);
         }
         if let Some(memory) = descriptor
