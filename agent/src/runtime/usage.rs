@@ -230,7 +230,10 @@ mod tests {
 
     #[test]
     fn cores_held_on_the_engine_by_any_node_are_not_free() {
-        let held: Vec<CpuSet> = ["0", "2-3"].iter().map(|s| s.parse().unwrap()).collect();
+        let held: Vec<CpuSet> = ["0", "2-3"]
+            .iter()
+            .map(|s| s.parse().expect("a valid cpuset"))
+            .collect();
         assert_eq!(free_cores_on_engine(4, &held), 1);
         assert_eq!(
             free_cores_on_engine(2, &held),
