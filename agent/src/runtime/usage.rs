@@ -4,8 +4,10 @@
 //! The stats poller ([`super::monitor::poll_stats`]) records each container's latest use in
 //! the knowledge; the views (`GET /gru/v1/node`, the `gru_node` point) add them up here,
 //! with plain functions over plain data. Free cores are counted as the planner's room is
-//! (`free_slots`): the node's cores less those its own pinned instances hold, so what
-//! `list nodes` shows is what the resource guard decides on.
+//! (`free_slots`): the engine's cores less those every pinned container on it holds, when a
+//! service pins and the engine answered ([`free_cores_on_engine`]), else less those this
+//! node's own pinned instances hold ([`free_cores`]); what `list nodes` shows is what the
+//! resource guard decides on.
 
 use std::collections::BTreeMap;
 
