@@ -238,6 +238,7 @@ async fn main() -> Result<(), String> {
                 version: None,
                 image: String::new(),
                 ready: true,
+                health: None,
             },
         );
     };

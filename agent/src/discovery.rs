@@ -1,7 +1,11 @@
 //! Service discovery records: `<Discovery.AppRoot>/<service>/<instance>` = `host:port` for
-//! every running instance on this node, written under the node's lease so they vanish with
-//! the node. The agent's loop registers an instance when its container starts and
-//! deregisters it when the container dies.
+//! every ready instance on this node, and `/gru/<cluster>/starting/<service>/<instance>` for
+//! every one that runs but is not ready (its readiness check has not passed, or fails now),
+//! all written under the node's lease so they vanish with the node. Readers of discovery
+//! (load balancers) see only ready instances; the instance counts add both. An instance
+//! moves between the two in one transaction, so a count never misses it nor sees it twice.
+//! The agent's loop registers an instance when its container starts, moves it as its
+//! readiness changes, and deregisters it when the container dies.
 
 use common::keys::ClusterKeys;
 use tokio::sync::watch;
@@ -33,26 +37,43 @@ impl DiscoveryRegistry {
         }
     }
 
-    /// Publishes `address` (`host:port`) for `instance` of `service` under the current lease.
+    /// Publishes `address` (`host:port`) for `instance` of `service` under the current
+    /// lease: in discovery when `ready`, else under the starting records; the other record
+    /// is deleted in the same transaction.
     pub async fn register(
         &self,
         service: &str,
         instance: &str,
         address: &str,
+        ready: bool,
     ) -> Result<(), StoreError> {
-        let key = self
-            .keys
-            .discovery_instance(&self.app_root, service, instance);
+        let [served, starting] = self.keys_of(service, instance);
+        let (key, other) = if ready {
+            (served, starting)
+        } else {
+            (starting, served)
+        };
         let lease = *self.lease.borrow();
-        self.store.put(&key, address, Some(lease)).await
+        self.store
+            .put_deleting(&key, address, Some(lease), &[other])
+            .await
     }
 
-    /// Removes the record of `instance`; removing one that is not there is not an error.
+    /// Removes the records of `instance` (ready or starting); removing one that is not
+    /// there is not an error.
     pub async fn deregister(&self, service: &str, instance: &str) -> Result<(), StoreError> {
-        let key = self
-            .keys
-            .discovery_instance(&self.app_root, service, instance);
-        self.store.delete(&key).await
+        self.store
+            .delete_all(&self.keys_of(service, instance))
+            .await
+    }
+
+    /// The discovery record's key and the starting record's.
+    fn keys_of(&self, service: &str, instance: &str) -> [String; 2] {
+        [
+            self.keys
+                .discovery_instance(&self.app_root, service, instance),
+            self.keys.starting_instance(service, instance),
+        ]
     }
 
     /// Every published instance of `service` in the cluster (all nodes): (instance, address).

@@ -9,6 +9,8 @@
 //! * [`coordination`]: the scaling ledger's rules: one step per service per cooldown window,
 //!   instances within [min, max], without a leader (pure).
 //! * [`gossip`]: the cluster view built from friends' reports (pure merge + wire format).
+//! * [`health`]: an instance's readiness and liveness checks as a state machine (pure);
+//!   `runtime::health` runs the probes.
 //! * [`membership`]: the node's records under one lease, kept alive, re-registered if lost.
 //! * [`mape`]: the pure MAPE-K core (windows, analytics, weights, strategies, planner).
 //! * [`tick`]: the exclusive part of a tick (repairs, fills, steps, targets) as a pure
@@ -23,6 +25,7 @@ pub mod daemon;
 pub mod discovery;
 pub mod docker;
 pub mod gossip;
+pub mod health;
 pub mod http;
 pub mod mape;
 pub mod membership;

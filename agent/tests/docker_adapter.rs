@@ -787,6 +787,7 @@ async fn the_stats_poller_feeds_cpu_and_memory_of_every_running_container() {
                     version: None,
                     image: String::new(),
                     ready: true,
+                    health: None,
                 },
             );
         }

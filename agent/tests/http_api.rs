@@ -82,6 +82,7 @@ fn instance(service: &str, name: &str, state: &str, port: u16) -> InstanceInfo {
         version: None,
         image: String::new(),
         ready: true,
+        health: None,
     }
 }
 
@@ -162,6 +163,7 @@ fn seeded_shared() -> Arc<Shared> {
                 service: "backend".to_owned(),
                 instance: Some(format!("backend-{at}")),
                 result: result.to_owned(),
+                reason: None,
             });
         }
         k.start_backoffs.insert(
@@ -446,9 +448,9 @@ async fn node_reports_identity_config_and_instance_counts() {
                 "total": 4,
                 "running": 3,
                 "by_service": {
-                    "backend": {"total": 2, "running": 1},
-                    "frontend": {"total": 1, "running": 1},
-                    "legacy": {"total": 1, "running": 1},
+                    "backend": {"total": 2, "running": 1, "ready": 1},
+                    "frontend": {"total": 1, "running": 1, "ready": 1},
+                    "legacy": {"total": 1, "running": 1, "ready": 1},
                 },
             },
             "start_failures": {
@@ -495,7 +497,16 @@ async fn services_list_each_configured_service_with_its_instances_and_bounds() {
             "state": "running",
             "address": "10.1.2.3:18090",
             "started_at": 900_000,
+            "ready": true,
+            "condition": "ready",
+            // The seeded instance carries no version label.
+            "version": null,
         })
+    );
+    // The service's version: what a rollout compares each instance's label with.
+    assert_eq!(
+        body["services"]["backend"]["version"],
+        json!(example_config().services["backend"].version())
     );
     assert_eq!(
         body["services"]["backend"]["instances"][1]["state"],
@@ -623,7 +634,7 @@ async fn shared_summarises_each_service_as_friends_would_see_it() {
     );
     assert_eq!(
         body["services"]["cache"],
-        json!({"instances": 0, "metrics": {}, "analytics": {}})
+        json!({"instances": 0, "ready": 0, "metrics": {}, "analytics": {}})
     );
 }
 

@@ -66,6 +66,7 @@ fn knowledge(now: Millis) -> Knowledge {
                 version: None,
                 image: String::new(),
                 ready: true,
+                health: None,
             },
         );
     }

@@ -45,17 +45,21 @@ impl Drop for Tags {
     }
 }
 
-/// The web service at `image`; `cmd` replaces the workload's arguments (a broken release
-/// passes one it refuses, so it exits at start).
-fn web(image: &str, cmd: &str, range: (u16, u16)) -> String {
+/// The web service at `image`, with a readiness check on the workload's `/ready`; `cmd`
+/// replaces the workload's arguments (a broken release passes one it refuses, so it exits
+/// at start); `ready_delay_ms` keeps it not ready that long (a release that never gets
+/// ready).
+fn web(image: &str, cmd: &str, ready_delay_ms: u64, range: (u16, u16)) -> String {
     format!(
         r#"{{
             "Name": "web", "Image": "{image}", "DiscoveryPort": "8080",
             "MinInstances": 4,
-            "Update": {{"Parallelism": 1, "ReadyTimeout": 20, "Monitor": 2}},
+            "Update": {{"Parallelism": 1, "ReadyTimeout": 15, "Monitor": 2}},
+            "Health": {{"Readiness": {{"Http": "/ready", "Interval": 0.5, "FailureThreshold": 1}}}},
             "Configuration": {{
                 "Memory": "64m", "StopTimeout": 5, "Cmd": [{cmd}],
-                "Env": {{"SERVICE_NAME": "web", "SERVICE_TIME_MS": "5", "SHUTDOWN_DELAY_MS": "1500"}},
+                "Env": {{"SERVICE_NAME": "web", "SERVICE_TIME_MS": "5", "SHUTDOWN_DELAY_MS": "1500",
+                        "READY_DELAY_MS": "{ready_delay_ms}"}},
                 "Ports": {{"8080": "{low}-{high}"}}
             }}
         }}"#,
@@ -178,9 +182,9 @@ fn a_rollout_replaces_every_instance_without_a_failed_request_and_a_broken_one_r
     let bed_name_probe = testkit::ClusterContainers::unique("rollout");
     let tags = Tags::new(&bed_name_probe.cluster, &["v1", "v2", "v3"]);
     let (v1, v2, v3) = (
-        web(&tags.0[0], "", range),
-        web(&tags.0[1], "", range),
-        web(&tags.0[2], r#""--no-such-flag""#, range),
+        web(&tags.0[0], "", 0, range),
+        web(&tags.0[1], "", 0, range),
+        web(&tags.0[2], r#""--no-such-flag""#, 0, range),
     );
     config.file("services/web.json", &v1);
     let bed = Cluster::on(testkit::EtcdCluster::start(), bed_name_probe, config);
@@ -265,56 +269,88 @@ fn a_rollout_replaces_every_instance_without_a_failed_request_and_a_broken_one_r
     events.assert_at_most("web during the rollout", 5, |e| e.service == "web");
 
     // A broken v3 (it exits at start) is rolled back to v2 by itself.
-    let floor = ReadyFloor::start(bed.endpoints(), &bed.name);
-    bed.config.file("services/web.json", &v3);
-    expect_code(
-        &bed.endpoints(),
-        &["config", "push", &bed.name, bed.config.path()],
-        0,
-    );
-    let v3_version = version_of(&v3);
-    let pushed_at = Instant::now();
-    let restored = wait_until(Duration::from_secs(90), || {
-        bed.etcd
-            .etcdctl(&[
+    let back = Back {
+        bed: &bed,
+        events: &events,
+        agents: &agents,
+        stored_image: &tags.0[1],
+        version: &v2_version,
+    };
+    back.after_pushing(test, "v3", &v3, "exited before it was ready");
+    // A v4 that never gets ready is rolled back when its ReadyTimeout (15 s) runs out.
+    let v4 = web(&tags.0[2], "", 3_600_000, range);
+    back.after_pushing(test, "v4", &v4, "was not ready within 15 s");
+    drop(agents);
+}
+
+/// A rollback to a good version, as the test watches it.
+struct Back<'a> {
+    bed: &'a Cluster,
+    events: &'a testkit::ContainerEvents,
+    agents: &'a [support::agents::Agent],
+    /// The good version's image, as its stored descriptor names it.
+    stored_image: &'a str,
+    /// The good version.
+    version: &'a str,
+}
+
+impl Back<'_> {
+    /// Pushes `broken` (called `name`), then checks that the good descriptor comes back by
+    /// itself, every instance runs the good version after it, the ready count never fell
+    /// below 4, never more than one instance was added, and `rollout status` says `why`.
+    fn after_pushing(&self, test: &str, name: &str, broken: &str, why: &str) {
+        let bed = self.bed;
+        let floor = ReadyFloor::start(bed.endpoints(), &bed.name);
+        bed.config.file("services/web.json", broken);
+        expect_code(
+            &bed.endpoints(),
+            &["config", "push", &bed.name, bed.config.path()],
+            0,
+        );
+        let pushed_at = Instant::now();
+        let restored = wait_until(Duration::from_secs(90), || {
+            let stored = bed.etcd.etcdctl(&[
                 "get",
                 "--print-value-only",
                 &format!("/gru/{}/services/web", bed.name),
-            ])
-            .contains(&tags.0[1])
-    });
-    let rolled_back_after = pushed_at.elapsed();
-    figure(
-        test,
-        "v3_rolled_back_seconds",
-        rolled_back_after.as_secs_f64(),
-    );
-    assert!(
-        restored.is_some(),
-        "v2's descriptor was not put back after {rolled_back_after:?}\n{}\n{}",
-        rollout_status(&bed),
-        logs_tail(&agents, 80)
-    );
-    // Nothing left on v3, v2 everywhere, and no step under way.
-    let settled = wait_until(Duration::from_secs(30), || {
-        let running = running_web(&bed.name);
-        running.len() == 4 && running.iter().all(|(_, version, _)| *version == v2_version)
-    });
-    let (lowest, _) = floor.finish();
-    figure(test, "v3_lowest_ready", lowest as f64);
-    assert!(settled.is_some(), "{:?}", running_web(&bed.name));
-    assert!(
-        lowest >= 4,
-        "the ready count fell to {lowest} while v3 failed"
-    );
-    events.assert_at_most("web while v3 failed", 5, |e| e.service == "web");
-    let status = rollout_status(&bed);
-    assert!(
-        status.contains(&format!("rolled back from {v3_version}"))
-            && status.contains("exited before it was ready"),
-        "rollout status does not say why it rolled back:\n{status}"
-    );
-    drop(agents);
+            ]);
+            stored.contains(self.stored_image)
+        });
+        let took = pushed_at.elapsed();
+        figure(
+            test,
+            &format!("{name}_rolled_back_seconds"),
+            took.as_secs_f64(),
+        );
+        assert!(
+            restored.is_some(),
+            "the good descriptor was not put back {took:?} after {name}\n{}\n{}",
+            rollout_status(bed),
+            logs_tail(self.agents, 80)
+        );
+        // Nothing left on the broken version, and the good one everywhere.
+        let settled = wait_until(Duration::from_secs(30), || {
+            let running = running_web(&bed.name);
+            running.len() == 4 && running.iter().all(|(_, v, _)| v == self.version)
+        });
+        let (lowest, _) = floor.finish();
+        figure(test, &format!("{name}_lowest_ready"), lowest as f64);
+        assert!(settled.is_some(), "{:?}", running_web(&bed.name));
+        assert!(
+            lowest >= 4,
+            "the ready count fell to {lowest} while {name} failed"
+        );
+        self.events
+            .assert_at_most(&format!("web while {name} failed"), 5, |e| {
+                e.service == "web"
+            });
+        let status = rollout_status(bed);
+        assert!(
+            status.contains(&format!("rolled back from {}", version_of(broken)))
+                && status.contains(why),
+            "rollout status does not say why {name} rolled back:\n{status}"
+        );
+    }
 }
 
 /// `rollout <action> web` in a script; its stdout, stderr and exit code.
@@ -340,7 +376,7 @@ fn an_operator_pauses_resumes_and_undoes_a_rollout() {
     let config = TestConfig::bare(&config_for_agents(3), QUIET_POLICY);
     let containers = testkit::ClusterContainers::unique("undo");
     let tags = Tags::new(&containers.cluster, &["v1", "v2"]);
-    let (v1, v2) = (web(&tags.0[0], "", range), web(&tags.0[1], "", range));
+    let (v1, v2) = (web(&tags.0[0], "", 0, range), web(&tags.0[1], "", 0, range));
     let (v1_version, v2_version) = (version_of(&v1), version_of(&v2));
     // Three instances here, and a step every 4 s at the most (Delay): room to pause.
     let slow = |doc: &str| doc.replace(r#""Monitor": 2}"#, r#""Monitor": 2, "Delay": 4}"#);

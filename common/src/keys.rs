@@ -15,7 +15,9 @@
 //!                                              coordination: out-cooldown, in-cooldown, intent,
 //!                                              last-claim, target)
 //! /gru/<cluster>/rollouts/<service>            the service's rollout record (common::rollout)
-//! <AppRoot>/<service>/<instance>               host:port of a running instance (agent's lease)
+//! /gru/<cluster>/starting/<service>/<instance> host:port of an instance not (or no longer)
+//!                                              ready: counted, not in discovery (agent's lease)
+//! <AppRoot>/<service>/<instance>               host:port of a ready instance (agent's lease)
 //! ```
 //!
 //! Every function here returns a full key; nothing else in gru formats a key by hand, so
@@ -222,6 +224,20 @@ impl ClusterKeys {
     }
 }
 
+impl ClusterKeys {
+    /// `/gru/<cluster>/starting/`: the instances that run but are not ready (their readiness
+    /// check has not passed yet, or fails now). Counted with the discovery records, never
+    /// served: discovery's readers see only ready instances.
+    pub fn starting_root(&self) -> String {
+        format!("{}starting/", self.prefix())
+    }
+
+    /// `/gru/<cluster>/starting/<service>/<instance>` = `host:port`.
+    pub fn starting_instance(&self, service: &str, instance: &str) -> String {
+        format!("{}{service}/{instance}", self.starting_root())
+    }
+}
+
 /// The four records a node keeps under its lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum NodeField {
@@ -361,6 +377,16 @@ mod tests {
             );
         }
         assert_eq!(k.discovery_service_prefix("app/x", "db"), "/app/x/db/");
+    }
+
+    #[test]
+    fn starting_records_sit_beside_the_ledgers_whatever_the_app_root() {
+        let k = keys();
+        assert_eq!(k.starting_root(), "/gru/myCluster/starting/");
+        assert_eq!(
+            k.starting_instance("web", "i1"),
+            "/gru/myCluster/starting/web/i1"
+        );
     }
 
     #[test]

@@ -2,17 +2,18 @@
 //! defaults, canonical output, value syntaxes and the problems reported.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use common::config::{
-    AgentConfig, Analytic, ByteSize, ConstraintValue, ContainerConfig, CpuSet,
+    AgentConfig, Analytic, ByteSize, CheckKind, ConstraintValue, ContainerConfig, CpuSet,
     DEFAULT_AUTONOMIC_LOOP_SECS, DEFAULT_COMMUNICATION_LOOP_SECS, DEFAULT_DISCOVERY_TTL_SECS,
     DEFAULT_DOCKER_DAEMON_URL, DEFAULT_MAX_FRIENDS, DEFAULT_MAX_INSTANCES,
     DEFAULT_SCALEIN_THRESHOLD, DEFAULT_SCALEOUT_THRESHOLD, DEFAULT_STEP_INSTANCES,
-    DEFAULT_STOP_TIMEOUT_SECS, DEFAULT_SWAP_THRESHOLD, MetricService, NodeConfig, NodeConstraints,
-    NodeResources, PlannerStrategy, PolicyConfig, PolicyRule, PortRange, Problem, PullConfig,
-    PullPolicy, RegistryAuth, RuleMode, Secret, ServiceDescriptor, ServicePolicy, Smoothing,
-    Volumes, parse_agent_config, parse_analytic, parse_node_config, parse_node_constraints,
-    parse_node_resources, parse_policy, parse_service,
+    DEFAULT_STOP_TIMEOUT_SECS, DEFAULT_SWAP_THRESHOLD, HealthCheck, HealthChecks, MetricService,
+    NodeConfig, NodeConstraints, NodeResources, PlannerStrategy, PolicyConfig, PolicyRule,
+    PortRange, Problem, PullConfig, PullPolicy, RegistryAuth, RuleMode, Secret, ServiceDescriptor,
+    ServicePolicy, Smoothing, Volumes, parse_agent_config, parse_analytic, parse_node_config,
+    parse_node_constraints, parse_node_resources, parse_policy, parse_service,
     service::{FailureAction, UpdateConfig, UpdateOrder},
 };
 
@@ -330,6 +331,21 @@ fn full_service() -> ServiceDescriptor {
                 username: "ci".into(),
                 password: Secret::new("pull-secret"),
                 server_address: Some("docker.io".into()),
+            }),
+        },
+        health: HealthChecks {
+            readiness: Some(HealthCheck {
+                http: Some("/ready".into()),
+                interval_secs: 0.5,
+                timeout_secs: Some(0.25),
+                initial_delay_secs: 1.5,
+                success_threshold: 2,
+                ..HealthCheck::default()
+            }),
+            liveness: Some(HealthCheck {
+                exec: Some(vec!["/bin/app".into(), "check".into()]),
+                failure_threshold: 5,
+                ..HealthCheck::default()
             }),
         },
     }
@@ -969,6 +985,111 @@ fn a_registry_auth_file_must_be_an_absolute_path() {
         [
             "config.json: Docker.RegistryAuthFile: \"docker/config.json\" is not an absolute path (hint: agents run from any directory: write the whole path, e.g. \"/root/.docker/config.json\")"
         ]
+    );
+}
+
+#[test]
+fn health_checks_take_their_defaults_and_their_kind() {
+    let web = service(
+        r#"{"Name": "web", "Image": "w", "DiscoveryPort": "8080",
+            "Configuration": {"Ports": {"8080": "50000-50009"}},
+            "health": {"readiness": {"http": "/ready", "interval": 0.5},
+                       "Liveness": {"Tcp": true, "Port": 8080}}}"#,
+    );
+    let readiness = web.health.readiness.expect("readiness");
+    assert_eq!(readiness.kind(), Some(CheckKind::Http("/ready".into())));
+    assert_eq!(readiness.interval(), Duration::from_millis(500));
+    // Timeout: 1 s by default, or the interval when it is shorter.
+    assert_eq!(readiness.timeout(), Duration::from_millis(500));
+    assert_eq!(readiness.success_threshold, 1);
+    assert_eq!(readiness.failure_threshold, 3);
+    assert_eq!(readiness.initial_delay(), Duration::ZERO);
+    let liveness = web.health.liveness.expect("liveness");
+    assert_eq!(liveness.kind(), Some(CheckKind::Tcp));
+    assert_eq!(liveness.port_or(None), Some(8080));
+    // No Health: none, and the canonical output says nothing of it.
+    let plain = service(r#"{"Name": "web", "Image": "w"}"#);
+    assert!(plain.health.is_empty());
+    let text = serde_json::to_string(&plain).expect("serializes");
+    assert!(!text.contains("Health"), "{text}");
+}
+
+#[test]
+fn health_check_problems_are_reported_with_their_path() {
+    let base = |health: &str| {
+        format!(
+            r#"{{"Name": "web", "Image": "w", "DiscoveryPort": "8080",
+                "Configuration": {{"Ports": {{"8080": "50000-50009"}}}}, "Health": {health}}}"#
+        )
+    };
+    let table = [
+        (
+            r#"{"Readiness": {}}"#,
+            "services/web.json: Health.Readiness: names no check: give one of Http, Tcp and Exec",
+        ),
+        (
+            r#"{"Readiness": {"Http": "/r", "Tcp": true}}"#,
+            "services/web.json: Health.Readiness: gives Http and Tcp: a check is one of them",
+        ),
+        (
+            r#"{"Liveness": {"Http": "ready"}}"#,
+            r#"services/web.json: Health.Liveness.Http: "ready" is not a path"#,
+        ),
+        (
+            r#"{"Liveness": {"Exec": []}}"#,
+            "services/web.json: Health.Liveness.Exec: names no command",
+        ),
+        (
+            r#"{"Readiness": {"Tcp": true, "Port": 9090}}"#,
+            "services/web.json: Health.Readiness.Port: container port 9090 is not published",
+        ),
+        (
+            r#"{"Readiness": {"Tcp": true, "Interval": 0}}"#,
+            "services/web.json: Health.Readiness.Interval: 0 s is out of range: must be at least 0.1 and at most 86400",
+        ),
+        (
+            r#"{"Readiness": {"Tcp": true, "Interval": 1, "Timeout": 2}}"#,
+            "services/web.json: Health.Readiness.Timeout: 2 s is longer than the Interval of 1 s",
+        ),
+        (
+            r#"{"Readiness": {"Tcp": true, "Timeout": 0}}"#,
+            "services/web.json: Health.Readiness.Timeout: 0 s is out of range: must be above 0 and at most 86400",
+        ),
+        (
+            r#"{"Readiness": {"Tcp": true, "InitialDelay": -1}}"#,
+            "services/web.json: Health.Readiness.InitialDelay: -1 s is out of range: must be at least 0 and at most 86400",
+        ),
+        (
+            r#"{"Readiness": {"Tcp": true, "FailureThreshold": 0}}"#,
+            "services/web.json: Health.Readiness.FailureThreshold: must be at least 1, found 0",
+        ),
+        (
+            r#"{"Readiness": {"Tcp": true, "Intervall": 1}}"#,
+            "services/web.json: Health.Readiness.Intervall: unknown key",
+        ),
+    ];
+    for (health, expected) in table {
+        let problems = service_problems(&base(health));
+        assert!(
+            problems.iter().any(|p| p.starts_with(expected)),
+            "{health}: {problems:?}"
+        );
+    }
+    // An HTTP check needs a port: without DiscoveryPort nor Port there is none.
+    let problems = service_problems(
+        r#"{"Name": "web", "Image": "w", "Health": {"Readiness": {"Http": "/r"}}}"#,
+    );
+    assert!(
+        problems[0].starts_with("services/web.json: Health.Readiness: has no port to probe"),
+        "{problems:?}"
+    );
+    // An exec check needs none.
+    let exec = service(
+        r#"{"Name": "web", "Image": "w", "Health": {"Liveness": {"Exec": ["/app", "ok"]}}}"#,
+    );
+    assert_eq!(
+        exec.health.liveness.and_then(|c| c.kind()),
+        Some(CheckKind::Exec(vec!["/app".into(), "ok".into()]))
     );
 }
 

@@ -1,11 +1,11 @@
-//! The server in-process (port 0): admission and the health route.
+//! The server in-process (port 0): admission, the health route and the readiness switch.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use gru_workload::server::{self, ServerSettings};
-use support::{http_get, wait_healthy};
+use support::{http_get, http_post, wait_healthy};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -106,6 +106,73 @@ async fn the_wait_holds_the_worker_without_burning_cpu() {
         "the worker is held while waiting, so the second request queues: {served_ms:?}"
     );
 
+    stop.cancel();
+    server
+        .await
+        .expect("server task")
+        .expect("server ends cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_waits_for_the_delay_and_follows_its_switch_while_healthz_stays_up() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("bound");
+    let delay = Duration::from_millis(1_500);
+    let settings = ServerSettings {
+        service: "ready".into(),
+        ready_delay: delay,
+        ..ServerSettings::with_defaults(addr)
+    };
+    let started = Instant::now();
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(server::run(
+        listener,
+        settings,
+        std::io::sink(),
+        stop.clone().cancelled_owned(),
+    ));
+    let checks = tokio::task::spawn_blocking(move || {
+        assert!(wait_healthy(addr, Duration::from_secs(10)), "server not up");
+        let mut answers = Vec::new();
+        // During the delay: alive, not ready.
+        answers.push(("during the delay", http_get(addr, "/ready")));
+        assert!(
+            started.elapsed() < delay,
+            "the first probe came too late to see the delay"
+        );
+        while started.elapsed() < delay + Duration::from_millis(100) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        answers.push(("after the delay", http_get(addr, "/ready")));
+        answers.push(("switched off", http_post(addr, "/ready?value=false")));
+        answers.push(("while off", http_get(addr, "/ready")));
+        answers.push(("healthz while off", http_get(addr, "/healthz")));
+        answers.push(("switched on", http_post(addr, "/ready?value=true")));
+        answers.push(("while on", http_get(addr, "/ready")));
+        answers.push(("a bad value", http_post(addr, "/ready?value=maybe")));
+        answers.push(("still on", http_get(addr, "/ready")));
+        answers
+    })
+    .await
+    .expect("client");
+    let statuses: Vec<(&str, u16)> = checks
+        .into_iter()
+        .map(|(what, answer)| (what, answer.expect(what).0))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("during the delay", 503),
+            ("after the delay", 200),
+            ("switched off", 503),
+            ("while off", 503),
+            ("healthz while off", 200),
+            ("switched on", 200),
+            ("while on", 200),
+            ("a bad value", 400),
+            ("still on", 200),
+        ]
+    );
     stop.cancel();
     server
         .await

@@ -11,6 +11,7 @@
 //! * `lifecycle.rs`: list, start (with allocation and port-conflict retries), stop, remove.
 //! * [`pull`]: the image before a start, as the service's `Pull` says (policy, deadline,
 //!   credentials from the descriptor or a Docker `config.json`, one pull per image at once).
+//! * `exec.rs`: a command run in a container to its end (a health check's `Exec`).
 //! * [`events`], [`stats`]: the lifecycle events and the resource fractions, pure;
 //!   `monitor.rs` feeds them from the engine's streams into bounded channels.
 //!
@@ -22,6 +23,7 @@
 
 pub mod cores;
 pub mod events;
+mod exec;
 pub mod labels;
 mod lifecycle;
 mod logs;
@@ -41,6 +43,7 @@ use common::config::{DaemonEndpoint, GRU_DEFAULT_DOCKER_SOCKET};
 
 pub use cores::{CoreAllocator, NoFreeCores};
 pub use events::{ContainerEvent, EventKind};
+pub use exec::{EXEC_OUTPUT_TAIL_BYTES, ExecOutcome};
 pub use labels::{
     LABEL_CLUSTER, LABEL_CPUSET, LABEL_HOST_PORTS, LABEL_INSTANCE, LABEL_NODE, LABEL_SERVICE,
     container_name, new_instance_id,

@@ -105,6 +105,9 @@ pub struct InstanceCounts {
 pub struct ServiceCounts {
     pub total: usize,
     pub running: usize,
+    /// Running instances that are ready (in discovery); the others are starting or fail
+    /// their readiness check.
+    pub ready: usize,
 }
 
 pub fn node(shared: &Shared, knowledge: &Knowledge) -> NodeView {
@@ -117,6 +120,7 @@ pub fn node(shared: &Shared, knowledge: &Knowledge) -> NodeView {
             .or_default();
         service.total += 1;
         service.running += running;
+        service.ready += usize::from(is_running(instance) && instance.ready);
         counts.total += 1;
         counts.running += running;
     }
@@ -176,6 +180,8 @@ pub struct ServiceView {
     /// The descriptor's version (`ServiceDescriptor::version`): an instance whose
     /// `version` differs is replaced by a rollout.
     pub version: String,
+    /// Running instances that are ready (in discovery).
+    pub ready: usize,
     pub instances: Vec<InstanceView>,
 }
 
@@ -190,10 +196,24 @@ pub struct InstanceView {
     /// The descriptor version its container was made from; `null` for a container
     /// started before gru labelled versions.
     pub version: Option<String>,
+    /// Whether it is in discovery (its readiness check passes, or it has none).
+    pub ready: bool,
+    /// `ready`, `starting` (readiness not passed yet), `not-ready` (readiness failing) or
+    /// `unhealthy` (liveness failing: it is being replaced).
+    pub condition: &'static str,
+    /// Its checks' states, when its service declares checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::InstanceHealth>,
 }
 
 impl From<&InstanceInfo> for InstanceView {
     fn from(info: &InstanceInfo) -> InstanceView {
+        let condition = match &info.health {
+            Some(health) if health.dead() => "unhealthy",
+            Some(health) if !info.ready => health.condition(true),
+            _ if info.ready => "ready",
+            _ => "starting",
+        };
         InstanceView {
             id: info.id.clone(),
             service: info.service.clone(),
@@ -202,6 +222,9 @@ impl From<&InstanceInfo> for InstanceView {
             address: info.address.clone(),
             started_at: info.started_at,
             version: info.version.clone(),
+            ready: info.ready,
+            condition,
+            health: info.health.clone(),
         }
     }
 }
@@ -221,6 +244,7 @@ pub fn services(knowledge: &Knowledge) -> ServicesView {
                     base_service: knowledge.base_services.contains(name),
                     running: 0,
                     version: descriptor.version(),
+                    ready: 0,
                     instances: Vec::new(),
                 },
             );
@@ -230,6 +254,7 @@ pub fn services(knowledge: &Knowledge) -> ServicesView {
         match view.services.get_mut(&info.service) {
             Some(service) => {
                 service.running += usize::from(is_running(info));
+                service.ready += usize::from(is_running(info) && info.ready);
                 service.instances.push(info.into());
             }
             None => view.unconfigured_instances.push(info.into()),
@@ -623,6 +648,8 @@ pub struct SharedView {
 pub struct SharedService {
     /// Running instances on this node (the weight of this node's means).
     pub instances: usize,
+    /// Of those, the ready ones (in discovery).
+    pub ready: usize,
     /// Metric means as the analytics read them: instances' means, and pushed metrics for
     /// names no instance reports.
     pub metrics: BTreeMap<String, f64>,
@@ -643,6 +670,7 @@ pub fn shared_summary(shared: &Shared, knowledge: &mut Knowledge, now: Millis) -
         }
         let summary = SharedService {
             instances: knowledge.running(&service).count(),
+            ready: knowledge.running(&service).filter(|i| i.ready).count(),
             metrics,
             analytics: analytic_views(knowledge.analytics.get(&service)),
         };
@@ -691,6 +719,7 @@ mod tests {
             version: None,
             image: String::new(),
             ready: true,
+            health: None,
         }
     }
 
@@ -763,20 +792,25 @@ mod tests {
         for (service, name, state) in [
             ("web", "w1", "running"),
             ("web", "w2", "exited"),
+            ("web", "w3", "running"),
             ("db", "d1", "running"),
         ] {
             knowledge
                 .instances
                 .insert(format!("id-{name}"), instance(service, name, state));
         }
+        // w3 runs but is not ready yet: counted as running, not as ready.
+        if let Some(w3) = knowledge.instances.get_mut("id-w3") {
+            w3.ready = false;
+        }
         knowledge.config_status.revision = 42;
         knowledge.config_status.rejected = Some("services/x.json: bad".to_owned());
         let view = to_json(node(&shared, &knowledge));
         assert_eq!(
             view["instances"],
-            json!({"total": 3, "running": 2, "by_service": {
-                "db": {"total": 1, "running": 1},
-                "web": {"total": 2, "running": 1},
+            json!({"total": 4, "running": 3, "by_service": {
+                "db": {"total": 1, "running": 1, "ready": 1},
+                "web": {"total": 3, "running": 2, "ready": 1},
             }})
         );
         assert_eq!(view["config"]["revision"], 42);
@@ -929,6 +963,7 @@ mod tests {
                 service: "web".to_owned(),
                 instance: None,
                 result: "ok".to_owned(),
+                reason: None,
             });
         }
         let view = decisions(&knowledge, HistoryQuery { limit: Some(2) });

@@ -172,6 +172,7 @@ fn record(shared: &Shared, call: &HookCall, result: String) {
         service: String::new(),
         instance: call.node.clone(),
         result,
+        reason: Some(call.reason.clone()),
     });
 }
 

@@ -11,6 +11,8 @@
 //! * `usage`: the node's CPU and memory in use and its free cores, from the stats readings.
 //! * `hooks`: the add-node and remove-node hooks (exec or signed webhook, timeout, retries).
 //! * `liveness`: asks a node whether it runs, when etcd says it is gone.
+//! * `health`: probes each instance's readiness and liveness checks (HTTP, TCP, exec), one
+//!   task per instance, and wakes the loop when a state changes.
 //! * `autonomic`: the loop: reconcile with Docker, keep the floor, plan, claim, execute (one
 //!   file per part).
 
@@ -18,6 +20,7 @@ pub mod autonomic;
 pub mod command;
 pub mod config_source;
 pub mod gossip;
+pub mod health;
 pub mod history;
 pub mod hooks;
 pub mod liveness;

@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::peers::Peers;
 use crate::gossip::wire::ReplayGuard;
 use crate::gossip::{ClusterView, NodeReport, ServiceReport, digest};
+use crate::health::InstanceHealth;
 use crate::mape::{AnalyticValue, Decision, Millis, ServiceMetrics, WindowSettings};
 
 /// Decisions kept for `why` (every tick's, including "no action").
@@ -44,8 +45,13 @@ pub struct InstanceInfo {
     pub version: Option<String>,
     /// The image its container was created with.
     pub image: String,
-    /// Whether it serves: it is (or is about to be) in discovery.
+    /// Whether the instance is (or should be) in discovery: its readiness check passes, or
+    /// its service has none. A running instance that is not ready is starting (or failing
+    /// its check): it counts, but is not served.
     pub ready: bool,
+    /// Its health checks' states, when its service declares any (`crate::health`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<InstanceHealth>,
 }
 
 impl InstanceInfo {
@@ -68,6 +74,10 @@ pub struct ActionRecord {
     pub instance: Option<String>,
     /// `ok`, `dry-run` or `failed: <why>`.
     pub result: String,
+    /// Why it was done, when the action's name does not say it all (a replacement: which
+    /// check failed, how often, and its last error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A service whose last start on this node failed (a pull refused, an image missing...):
@@ -102,6 +112,9 @@ pub struct Knowledge {
     /// Metrics pushed over HTTP for a service as a whole (no instance), by service then name.
     pub pushed: BTreeMap<String, BTreeMap<String, crate::mape::MetricWindow>>,
     pub instances: BTreeMap<String, InstanceInfo>,
+    /// Health check states by container id, kept by the probes (`runtime::health`) and
+    /// copied into `instances` (`InstanceInfo::ready`, `health`) as they change.
+    pub health: BTreeMap<String, InstanceHealth>,
     /// Analytic values over the cluster view (what the planner used), by service.
     pub analytics: BTreeMap<String, BTreeMap<String, AnalyticValue>>,
     /// Analytic values over this node's own metrics (what it reports to friends).
@@ -184,6 +197,7 @@ impl Knowledge {
             metrics: ServiceMetrics::new(window),
             pushed: BTreeMap::new(),
             instances: BTreeMap::new(),
+            health: BTreeMap::new(),
             analytics: BTreeMap::new(),
             local_analytics: BTreeMap::new(),
             decisions: VecDeque::new(),
@@ -413,6 +427,7 @@ mod tests {
                 service: "web".into(),
                 instance: None,
                 result: "ok".into(),
+                reason: None,
             });
         }
         assert_eq!(k.actions.len(), ACTION_HISTORY_LEN);

@@ -137,6 +137,7 @@ mod tests {
             version: None,
             image: "img".to_owned(),
             ready: true,
+            health: None,
         }
     }
 

@@ -510,6 +510,55 @@ impl Store {
 }
 
 impl Store {
+    /// Puts `key` (optionally under `lease`) and deletes `deleted` in one transaction:
+    /// a record that moves from one key to another is never seen at both, nor at neither.
+    pub async fn put_deleting(
+        &self,
+        key: &str,
+        value: &str,
+        lease: Option<i64>,
+        deleted: &[String],
+    ) -> Result<(), StoreError> {
+        let mut ops = vec![TxnOp::put(
+            key,
+            value,
+            lease.map(|id| PutOptions::new().with_lease(id)),
+        )];
+        ops.extend(deleted.iter().map(|k| TxnOp::delete(k.as_str(), None)));
+        self.txn(&format!("put {key}"), Txn::new().and_then(ops))
+            .await
+            .map(drop)
+    }
+
+    /// Deletes `keys` in one transaction; keys that do not exist are not an error.
+    pub async fn delete_all(&self, keys: &[String]) -> Result<(), StoreError> {
+        let ops: Vec<TxnOp> = keys
+            .iter()
+            .map(|k| TxnOp::delete(k.as_str(), None))
+            .collect();
+        let what = format!("delete {}", keys.join(", "));
+        self.txn(&what, Txn::new().and_then(ops)).await.map(drop)
+    }
+
+    /// Every key under each of `prefixes`, read in one transaction (one revision of etcd,
+    /// linearizable): the lists in the order of `prefixes`, each sorted by key.
+    pub async fn get_prefixes(&self, prefixes: &[String]) -> Result<Vec<Vec<Entry>>, StoreError> {
+        let ops: Vec<TxnOp> = prefixes
+            .iter()
+            .map(|p| TxnOp::get(p.as_str(), Some(GetOptions::new().with_prefix())))
+            .collect();
+        let what = format!("get {}*", prefixes.join("*, "));
+        let resp = self.txn(&what, Txn::new().and_then(ops)).await?;
+        Ok(resp
+            .op_responses()
+            .into_iter()
+            .map(|op| match op {
+                etcd_client::TxnOpResponse::Get(get) => get.kvs().iter().map(entry).collect(),
+                _ => Vec::new(),
+            })
+            .collect())
+    }
+
     /// Deletes one key; deleting a key that does not exist is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
         self.call(&format!("delete {key}"), |mut c| async move {

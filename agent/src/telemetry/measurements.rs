@@ -376,6 +376,7 @@ mod tests {
                 version: None,
                 image: String::new(),
                 ready: true,
+                health: None,
             },
         );
         knowledge

@@ -1,7 +1,8 @@
 //! What the agent does on its own node, as values: which of its containers a reconcile
 //! keeps (adopts) or removes ([`verdict`]), how a sidecar's instance names its parent
 //! ([`attached_instance`], [`parent_of`]), and which discovery records it writes and
-//! deletes so that they are exactly its running instances ([`publish`]). The daemon
+//! deletes so that they are exactly its running instances, ready ones in discovery and the
+//! others as starting records ([`publish`]). The daemon
 //! (`runtime/autonomic/reconcile.rs`) lists the containers and does what these say.
 //!
 //! Invariants: Docker is the truth: a running container with its node's labels is adopted,
@@ -60,19 +61,27 @@ pub fn verdict(
     }
 }
 
-/// A discovery record: the service and the address an instance serves on.
-pub type Record = (String, String);
+/// An instance's record: the service, the address it serves on, and whether it is ready
+/// (in discovery) or not (a starting record: counted, not served).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub service: String,
+    pub address: String,
+    pub ready: bool,
+}
 
 /// The discovery writes that make the records this agent wrote (`published`) exactly
 /// `wanted` (its running instances), by instance id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Publish {
-    /// Records to delete (instance, service): gone, or now at another address. Deleted
-    /// before the new ones are written.
+    /// Records to delete (instance, service): gone. Deleted before the new ones are written.
     pub deregister: Vec<(String, String)>,
     /// Forget every record written: they went with a lost lease.
     pub forget_all: bool,
-    /// Records to write (instance, record).
+    /// Records to write (instance, record): new, moved to another address, or whose
+    /// readiness changed. Each write replaces the instance's record in one step (the
+    /// ready record or the starting one, the other deleted with it), so an instance whose
+    /// record changes is never missing from the counts.
     pub register: Vec<(String, Record)>,
 }
 
@@ -86,8 +95,12 @@ pub fn publish(
 ) -> Publish {
     let deregister = published
         .iter()
-        .filter(|(instance, record)| wanted.get(*instance) != Some(record))
-        .map(|(instance, (service, _))| (instance.clone(), service.clone()))
+        .filter(|(instance, record)| {
+            wanted
+                .get(*instance)
+                .is_none_or(|w| w.service != record.service)
+        })
+        .map(|(instance, record)| (instance.clone(), record.service.clone()))
         .collect();
     let register = wanted
         .iter()
@@ -160,10 +173,18 @@ mod tests {
         }
     }
 
+    fn record(service: &str, address: &str, ready: bool) -> Record {
+        Record {
+            service: service.to_owned(),
+            address: address.to_owned(),
+            ready,
+        }
+    }
+
     fn records(entries: &[(&str, &str, &str)]) -> BTreeMap<String, Record> {
         entries
             .iter()
-            .map(|(i, s, a)| ((*i).to_owned(), ((*s).to_owned(), (*a).to_owned())))
+            .map(|(i, s, a)| ((*i).to_owned(), record(s, a, true)))
             .collect()
     }
 
@@ -172,15 +193,25 @@ mod tests {
         let published = records(&[("a", "web", "n:1"), ("b", "web", "n:2"), ("c", "db", "n:3")]);
         let wanted = records(&[("a", "web", "n:1"), ("b", "web", "n:9"), ("d", "db", "n:4")]);
         let plan = publish(&wanted, &published, false);
-        assert_eq!(
-            plan.deregister,
-            vec![("b".into(), "web".into()), ("c".into(), "db".into())]
-        );
+        // b moved: its record is written over, not deleted first.
+        assert_eq!(plan.deregister, vec![("c".into(), "db".into())]);
         assert!(!plan.forget_all);
         let written: Vec<&str> = plan.register.iter().map(|(i, _)| i.as_str()).collect();
         assert_eq!(written, ["b", "d"]);
         // Nothing to do when the records are what runs.
         assert_eq!(publish(&wanted, &wanted, false), Publish::default());
+    }
+
+    #[test]
+    fn a_change_of_readiness_rewrites_the_record_without_deleting_it() {
+        let starting = BTreeMap::from([("a".to_owned(), record("web", "n:1", false))]);
+        let ready = BTreeMap::from([("a".to_owned(), record("web", "n:1", true))]);
+        for (from, to) in [(&starting, &ready), (&ready, &starting)] {
+            let plan = publish(to, from, false);
+            assert!(plan.deregister.is_empty(), "{plan:?}");
+            assert_eq!(plan.register, vec![("a".to_owned(), to["a"].clone())]);
+        }
+        assert_eq!(publish(&starting, &starting, false), Publish::default());
     }
 
     #[test]
@@ -206,7 +237,8 @@ mod tests {
                     .map(|_| {
                         let instance = format!("i{}", rng.random_range(0..8));
                         let address = format!("n:{}", rng.random_range(0..3));
-                        (instance, ("web".to_owned(), address))
+                        let service = ["web", "db"][rng.random_range(0..2)];
+                        (instance, record(service, &address, rng.random_bool(0.5)))
                     })
                     .collect()
             };
@@ -221,10 +253,10 @@ mod tests {
                 records.clear();
             }
             for (instance, record) in &plan.register {
-                assert!(
-                    records.insert(instance.clone(), record.clone()).is_none(),
-                    "seed {seed}: {instance} written over a record"
-                );
+                // A write replaces only a record of the same service (the same keys).
+                if let Some(old) = records.insert(instance.clone(), record.clone()) {
+                    assert_eq!(old.service, record.service, "seed {seed}: {instance}");
+                }
             }
             assert_eq!(records, wanted, "seed {seed}");
         }

@@ -90,6 +90,14 @@ impl ServicesView {
     pub fn running(&self, service: &str) -> usize {
         self.services.get(service).map_or(0, |s| s.running)
     }
+
+    /// Of those, the ready ones (in discovery); all of them from an agent that does not
+    /// say.
+    pub fn ready(&self, service: &str) -> usize {
+        self.services
+            .get(service)
+            .map_or(0, |s| s.ready.unwrap_or(s.running))
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -97,6 +105,8 @@ impl ServicesView {
 pub struct ServiceView {
     pub base_service: bool,
     pub running: usize,
+    /// Running instances that are ready; `None` from an agent that does not say.
+    pub ready: Option<usize>,
     pub instances: Vec<InstanceView>,
 }
 
@@ -111,6 +121,16 @@ pub struct InstanceView {
     pub started_at: u64,
     /// The descriptor version it runs (`null` for a container without the label).
     pub version: Option<String>,
+    /// Whether it is in discovery (an agent that does not say: it is).
+    #[serde(default = "ready_unless_told")]
+    pub ready: bool,
+    /// `ready`, `starting`, `not-ready` or `unhealthy`; empty from an agent that does not
+    /// say.
+    pub condition: String,
+}
+
+fn ready_unless_told() -> bool {
+    true
 }
 
 /// `GET /gru/v1/shared`: what the node would tell its friends.
@@ -126,6 +146,8 @@ pub struct SharedView {
 #[serde(default)]
 pub struct SharedService {
     pub instances: usize,
+    /// Of those, the ready ones (in discovery); `None` from an agent that does not say.
+    pub ready: Option<usize>,
     pub metrics: BTreeMap<String, f64>,
     pub analytics: BTreeMap<String, AnalyticView>,
 }
@@ -164,6 +186,9 @@ pub struct ActionRecord {
     pub instance: Option<String>,
     /// `ok`, `dry-run`, `failed: <why>` or `skipped: <why>`.
     pub result: String,
+    /// Why it was done, when the action's name does not say it all (a replacement of an
+    /// instance failing its liveness check).
+    pub reason: Option<String>,
 }
 
 impl ActionRecord {

@@ -127,7 +127,9 @@ pub const FAMILIES: &[Family] = &[
         verb: "status",
         usage: &["status [--watch [<seconds>]]"],
         summary: "services × nodes: instances and current load",
-        details: "Each cell: running instances, mean CPU and the analytics the node computes. \
+        details: "Each cell: running instances (and how many are ready, when not all are: the \
+                  others are starting or fail their readiness check, so they are not in \
+                  discovery), mean CPU and the analytics the node computes. \
                   --watch redraws every few seconds (default 2) until Ctrl-C or q.",
     },
     Family {

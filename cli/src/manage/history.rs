@@ -154,7 +154,10 @@ pub async fn events(ctx: &Ctx<'_>, count: usize) -> Outcome {
             a.action.clone(),
             a.service.clone(),
             a.instance.clone().unwrap_or_else(|| "-".to_owned()),
-            a.result.clone(),
+            match &a.reason {
+                Some(reason) => format!("{} ({reason})", a.result),
+                None => a.result.clone(),
+            },
         ]);
     }
     let text = if merged.is_empty() {
@@ -166,7 +169,7 @@ pub async fn events(ctx: &Ctx<'_>, count: usize) -> Outcome {
         .iter()
         .map(|(node, a)| {
             json!({"node": node, "at": a.at, "action": a.action, "service": a.service,
-                   "instance": a.instance, "result": a.result})
+                   "instance": a.instance, "result": a.result, "reason": a.reason})
         })
         .collect();
     with_unanswered(

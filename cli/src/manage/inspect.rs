@@ -163,6 +163,13 @@ pub async fn list_services(ctx: &Ctx<'_>) -> Outcome {
             .map(|n| n.name.clone())
             .collect();
         let running: usize = views.values().map(|v| v.running(name)).sum();
+        let ready: usize = views.values().map(|v| v.ready(name)).sum();
+        // `2 (1 ready)` when some are starting or fail their readiness check.
+        let running_cell = if ready == running {
+            running.to_string()
+        } else {
+            format!("{running} ({ready} ready)")
+        };
         match descriptor {
             Ok(d) => {
                 let memory = d.configuration.memory.map(|m| m.bytes());
@@ -175,12 +182,13 @@ pub async fn list_services(ctx: &Ctx<'_>) -> Outcome {
                     d.configuration.cpu_number.to_string(),
                     memory.map_or_else(|| "-".to_owned(), human_bytes),
                     base_of.join(", "),
-                    running.to_string(),
+                    running_cell,
                 ]);
                 json_services.push(json!({
                     "name": name, "image": d.image, "min_instances": d.min_instances,
                     "max_instances": d.max_instances, "cpunumber": d.configuration.cpu_number,
                     "memory_bytes": memory, "base_service_of": base_of, "running": running,
+                    "ready": ready,
                 }));
             }
             Err(why) => {
@@ -192,9 +200,9 @@ pub async fn list_services(ctx: &Ctx<'_>) -> Outcome {
                     String::new(),
                     String::new(),
                     base_of.join(", "),
-                    running.to_string(),
+                    running_cell,
                 ]);
-                json_services.push(json!({"name": name, "invalid": why, "base_service_of": base_of, "running": running}));
+                json_services.push(json!({"name": name, "invalid": why, "base_service_of": base_of, "running": running, "ready": ready}));
             }
         }
     }

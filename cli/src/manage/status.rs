@@ -1,5 +1,5 @@
-//! `status`: services × nodes, each cell the node's running instances of the service and
-//! their current load (mean CPU and the analytics the node computes, from the summary it
+//! `status`: services × nodes, each cell the node's running instances of the service (and
+//! how many are ready, when not all are) and their current load (mean CPU and the analytics the node computes, from the summary it
 //! would give its friends, `GET /gru/v1/shared`). `status --watch` redraws it every few
 //! seconds until Ctrl-C or `q`: a dashboard for operators who have none.
 
@@ -15,9 +15,13 @@ use super::output::{Format, Outcome, Status, percent, table};
 use super::session::{Ctx, Session};
 use super::terminal::QuitKeys;
 
-/// One cell: `2 running`, `cpu 35%`, then each analytic.
+/// One cell: `2 running`, `1 ready` when not all are (the others are starting or fail
+/// their readiness check: not in discovery), `cpu 35%`, then each analytic.
 fn cell(service: &SharedService) -> String {
     let mut lines = vec![format!("{} running", service.instances)];
+    if let Some(ready) = service.ready.filter(|r| *r != service.instances) {
+        lines.push(format!("{ready} ready"));
+    }
     if let Some(cpu) = service.metrics.get("cpu_avg") {
         lines.push(format!("cpu {}", percent(*cpu)));
     }

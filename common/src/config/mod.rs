@@ -12,6 +12,7 @@
 //! * [`policy`]: `policy.json`, thresholds, periods, steps and cooldowns;
 //! * [`service`]: `services/<file>.json`, service descriptors; [`pull`]: their `Pull` (policy,
 //!   deadline, registry credentials as a [`Secret`]);
+//! * [`service`]: `services/<file>.json`, service descriptors; [`health`]: their checks;
 //! * [`analytic`]: `analytics/<file>.json`, expressions over metrics and constraints;
 //! * [`node`]: node records written by `gru join`;
 //! * [`cluster`]: all documents of a cluster, checked against each other;
@@ -27,6 +28,7 @@ pub mod analytic;
 pub mod cluster;
 mod cpuset;
 mod document;
+pub mod health;
 pub mod hooks;
 mod jsonc;
 mod leaf;
@@ -56,6 +58,7 @@ pub use cluster::{
     SourceDocument,
 };
 pub use cpuset::{CpuSet, MAX_CPU_INDEX};
+pub use health::{CheckKind, HealthCheck, HealthChecks};
 pub use leaf::ValueError;
 pub use memory::ByteSize;
 pub use node::{

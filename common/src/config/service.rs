@@ -6,6 +6,9 @@
 //! `Attached` sidecar services; their defaults (0, unbounded, none) are Gru's behaviour.
 //! `Pull` (issue 13, see [`super::pull`]) says when the image is pulled and with which
 //! credentials; by default it is pulled when missing, anonymously.
+//!
+//! `Health` (readiness and liveness checks, see [`super::health`]) is gru's too; none by
+//! default, as in Gru.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +17,7 @@ use serde_json::Value;
 
 use super::cpuset::CpuSet;
 use super::document::parse_document;
+use super::health::{HEALTH_FIELDS, HealthChecks, validate_health};
 use super::leaf::{ValueError, check, check_optional, describe};
 use super::memory::ByteSize;
 use super::name::{check_name, check_no_empty_names};
@@ -74,6 +78,10 @@ pub struct ServiceDescriptor {
     /// gru's addition: when the image is pulled, its deadline, the registry credentials.
     #[serde(skip_serializing_if = "PullConfig::is_default")]
     pub pull: PullConfig,
+    /// gru's addition: readiness (in discovery or not) and liveness (replaced or not)
+    /// checks; none by default (ready as soon as the container runs).
+    #[serde(skip_serializing_if = "HealthChecks::is_empty")]
+    pub health: HealthChecks,
 }
 
 impl ServiceDescriptor {
@@ -326,6 +334,7 @@ const SERVICE_FIELDS: &[Field] = &[
     field("Policy", Shape::Object(POLICY_FIELDS)),
     field("Update", Shape::Object(UPDATE_FIELDS)),
     field("Pull", Shape::Object(PULL_FIELDS)),
+    field("Health", Shape::Object(HEALTH_FIELDS)),
 ];
 const UPDATE_FIELDS: &[Field] = &[
     field("Parallelism", Shape::Any),
@@ -409,6 +418,13 @@ fn validate(service: &ServiceDescriptor, findings: &mut Findings) {
         );
     }
     validate_pull(&service.pull, &service.image, findings);
+    let ports = &service.configuration.ports;
+    validate_health(
+        &service.health,
+        service.discovery_port,
+        |port| ports.contains_key(&port.to_string()) || ports.contains_key(&format!("{port}/tcp")),
+        findings,
+    );
 }
 
 fn validate_container(container: &ContainerConfig, findings: &mut Findings) {

@@ -5,6 +5,10 @@
 //!   `{"service", "instance", "ms"}`, `ms` being its response time (queueing + wait + work).
 //! * `GET /healthz` answers 200 at once, whatever the load: the work runs on blocking
 //!   threads, never on the threads that serve connections.
+//! * `GET /ready` answers 200 once the instance is ready, 503 before: it is not ready for
+//!   the configured ready delay after it starts (none by default), nor while it is switched
+//!   off by `POST /ready?value=false` (`?value=true` switches it on again), for tests of
+//!   readiness checks. `/healthz` does not follow it.
 //! * Every report interval with completions, one `gru:<service>:execution_time:<ms>:ms` line
 //!   goes to `out` (stdout in the binary).
 //! * With `--malformed-lines-per-sec N`, the binary also prints N malformed `gru:` lines a
@@ -26,12 +30,13 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -63,6 +68,27 @@ struct App {
     wait: Duration,
     admission: Admission,
     window: report::SharedWindow,
+    ready: Readiness,
+}
+
+/// What `GET /ready` answers: ready once the delay after start has passed, unless switched
+/// off.
+#[derive(Debug)]
+struct Readiness {
+    ready_at: Instant,
+    switched_on: AtomicBool,
+}
+
+impl Readiness {
+    fn is_ready(&self) -> bool {
+        self.switched_on.load(Ordering::Relaxed) && Instant::now() >= self.ready_at
+    }
+}
+
+/// `POST /ready?value=true|false`.
+#[derive(Debug, serde::Deserialize)]
+struct ReadySwitch {
+    value: bool,
 }
 
 /// Serves on `listener` until `shutdown` resolves, then drains (see the module doc).
@@ -84,6 +110,10 @@ pub async fn run(
         wait: settings.wait,
         admission: Admission::new(settings.concurrency, settings.queue),
         window: report::SharedWindow::default(),
+        ready: Readiness {
+            ready_at: Instant::now() + settings.ready_delay,
+            switched_on: AtomicBool::new(true),
+        },
     });
     tracing::info!(
         addr = %listener.local_addr()?,
@@ -94,6 +124,7 @@ pub async fn run(
         work_rounds = work.rounds(),
         concurrency = settings.concurrency,
         queue = settings.queue,
+        ready_delay_ms = settings.ready_delay.as_millis(),
         "serving"
     );
 
@@ -113,6 +144,7 @@ pub async fn run(
     let router = Router::new()
         .route("/", get(work_handler))
         .route("/healthz", get(healthz))
+        .route("/ready", get(ready).post(switch_ready))
         .with_state(app);
     let server = axum::serve(listener, router)
         .with_graceful_shutdown(shutting_down.clone().cancelled_owned())
@@ -162,6 +194,22 @@ pub async fn run(
 
 async fn healthz() -> &'static str {
     "ok\n"
+}
+
+async fn ready(State(app): State<Arc<App>>) -> Response {
+    if app.ready.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+/// Switches readiness on or off (the ready delay still applies), answering what
+/// `GET /ready` answers now. A missing or bad `value` is a 400 (axum's rejection).
+async fn switch_ready(State(app): State<Arc<App>>, Query(switch): Query<ReadySwitch>) -> Response {
+    app.ready.switched_on.store(switch.value, Ordering::Relaxed);
+    tracing::info!(ready = switch.value, "readiness switched");
+    ready(State(app)).await
 }
 
 async fn work_handler(State(app): State<Arc<App>>) -> Response {

@@ -17,13 +17,15 @@ pub const DEFAULT_CONCURRENCY: u32 = 1;
 pub const DEFAULT_QUEUE: u32 = 1000;
 pub const DEFAULT_REPORT_INTERVAL_SECS: u64 = 1;
 pub const DEFAULT_MALFORMED_LINES_PER_SEC: u32 = 0;
+pub const DEFAULT_READY_DELAY_MS: u64 = 0;
 
 /// The command line as typed (or as the environment filled it in).
 #[derive(Debug, Parser)]
 #[command(
     name = "gru-workload",
     version,
-    about = "An HTTP service for gru to manage: `GET /` burns CPU, `GET /healthz` answers at once; \
+    about = "An HTTP service for gru to manage: `GET /` burns CPU, `GET /healthz` answers at once, \
+             `GET /ready` answers 200 or 503 (READY_DELAY_MS after start, `POST /ready?value=false|true`); \
              the mean response time is printed to stdout as gru:<service>:execution_time:<ms>:ms",
     after_help = "Exit codes: 0 stopped by SIGTERM/SIGINT · 1 runtime failure · 64 bad usage."
 )]
@@ -78,6 +80,11 @@ pub struct ServerArgs {
     /// the agent's log reader (0: none).
     #[arg(long, env = "MALFORMED_LINES_PER_SEC", default_value_t = DEFAULT_MALFORMED_LINES_PER_SEC)]
     pub malformed_lines_per_sec: u32,
+
+    /// Time after start during which `GET /ready` answers 503, in milliseconds: a service
+    /// that warms up before it can serve (a readiness check keeps it out of discovery).
+    #[arg(long, env = "READY_DELAY_MS", default_value_t = DEFAULT_READY_DELAY_MS)]
+    pub ready_delay_ms: u64,
 }
 
 /// Validated, ready-to-use settings.
@@ -92,6 +99,7 @@ pub struct ServerSettings {
     pub queue: usize,
     pub report_interval: Duration,
     pub malformed_lines_per_sec: u32,
+    pub ready_delay: Duration,
 }
 
 impl ServerSettings {
@@ -107,6 +115,7 @@ impl ServerSettings {
             queue: DEFAULT_QUEUE as usize,
             report_interval: Duration::from_secs(DEFAULT_REPORT_INTERVAL_SECS),
             malformed_lines_per_sec: DEFAULT_MALFORMED_LINES_PER_SEC,
+            ready_delay: Duration::from_millis(DEFAULT_READY_DELAY_MS),
         }
     }
 }
@@ -123,6 +132,7 @@ impl From<ServerArgs> for ServerSettings {
             queue: args.queue as usize,
             report_interval: Duration::from_secs(args.report_interval_secs),
             malformed_lines_per_sec: args.malformed_lines_per_sec,
+            ready_delay: Duration::from_millis(args.ready_delay_ms),
         }
     }
 }
@@ -175,6 +185,7 @@ mod tests {
         assert_eq!(settings.queue, 1000);
         assert_eq!(settings.report_interval, Duration::from_secs(1));
         assert_eq!(settings.malformed_lines_per_sec, 0);
+        assert_eq!(settings.ready_delay, Duration::ZERO);
     }
 
     #[test]

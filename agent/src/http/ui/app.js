@@ -147,7 +147,8 @@ function renderMap(overview) {
       return el("td", { class: "cell", "data-node": node.node, "data-service": s },
         el("div", { class: "instances" }, ...instances.map((i) => el("span", {
           class: "instance", "data-state": i.state, "data-instance": i.instance,
-          title: `${i.instance} · ${i.state}${i.address ? " · " + i.address : ""} · since ${clock(i.started_at)}`,
+          "data-condition": i.condition || "ready",
+          title: `${i.instance} · ${i.state}${i.condition && i.condition !== "ready" ? " · " + i.condition : ""}${i.address ? " · " + i.address : ""} · since ${clock(i.started_at)}`,
         }))),
         el("div", { class: "count" }, `${instances.length}`, base ? el("span", { class: "badge base", text: "base" }) : null),
         el("div", { class: "cell-actions" },

@@ -1,5 +1,7 @@
 //! Monitor and analyze as the planner and the claims read them: the cluster's instance
-//! counts (the discovery records), what this agent observes of a service for a claim, the
+//! counts (the discovery records of the ready instances and the starting records of the
+//! others: an instance that is not ready yet still counts, so min/max, repairs and the
+//! planner do not start another one for it), what this agent observes of a service for a claim, the
 //! planner's snapshots (the cluster's values from the gossip view, the analytics over them),
 //! and this node's room.
 //!
@@ -45,6 +47,16 @@ fn count_records<K: AsRef<str>>(
     counts
 }
 
+/// Instances by service.
+pub(super) type Counts = BTreeMap<String, u32>;
+
+/// Adds `more` to `counts`, service by service.
+fn add_counts(counts: &mut BTreeMap<String, u32>, more: BTreeMap<String, u32>) {
+    for (service, count) in more {
+        *counts.entry(service).or_insert(0) += count;
+    }
+}
+
 /// Free slots reported for a service that asks for neither pinned cores nor a memory limit:
 /// the node cannot tell how many more fit, so the planner's other guards decide.
 const UNBOUNDED_SLOTS: u32 = 64;
@@ -61,8 +73,16 @@ impl Autonomic {
     }
 
     /// Makes the mirror of the discovery records follow the current `AppRoot`: started the
-    /// first time, replaced (the old one stops) when a reload changed the root.
+    /// first time, replaced (the old one stops) when a reload changed the root; and the
+    /// mirror of the starting records, started the first time.
     pub(super) fn follow_discovery(&mut self) {
+        if self.starting_records.is_none() {
+            self.starting_records = Some(Mirror::start(
+                &self.store,
+                &self.keys.starting_root(),
+                MirrorSettings::default(),
+            ));
+        }
         let prefix = self.discovery_prefix();
         if self
             .discovery_records
@@ -78,17 +98,24 @@ impl Autonomic {
         ));
     }
 
-    /// Running instances of each service in the whole cluster, from the discovery records
-    /// (every agent publishes its running instances there): the mirror's while it is ready,
+    /// Running instances of each service in the whole cluster, ready or starting, from
+    /// the records (every agent publishes its running instances there, the ready ones in
+    /// discovery, the others as starting records): the mirrors' while both are ready,
     /// else read from etcd, else none (the planner then counts this node's instances).
     pub(super) async fn cluster_counts(&self) -> BTreeMap<String, u32> {
         let prefix = self.discovery_prefix();
+        let starting = self.keys.starting_root();
         let mirrored = self
             .discovery_records
             .as_ref()
             .filter(|m| m.prefix() == prefix)
             .and_then(|m| m.read(|records| count_records(&prefix, records.keys())));
-        if let Some(counts) = mirrored {
+        let mirrored_starting = self
+            .starting_records
+            .as_ref()
+            .and_then(|m| m.read(|records| count_records(&starting, records.keys())));
+        if let (Some(mut counts), Some(starting)) = (mirrored, mirrored_starting) {
+            add_counts(&mut counts, starting);
             return counts;
         }
         self.read_cluster_counts().await.unwrap_or_else(|err| {
@@ -98,12 +125,29 @@ impl Autonomic {
         })
     }
 
-    /// The counts read from etcd (linearizable, never the mirror); an unreadable count is
-    /// an error: a claim in the ledger must not be based on this node's instances alone.
+    /// The counts read from etcd (linearizable, never the mirror; the discovery and the
+    /// starting records in one read, so an instance that moves between them is counted
+    /// once); an unreadable count is an error: a claim in the ledger must not be based on
+    /// this node's instances alone.
     async fn read_cluster_counts(&self) -> Result<BTreeMap<String, u32>, StoreError> {
-        let prefix = self.discovery_prefix();
-        let records = self.store.get_prefix(&prefix).await?;
-        Ok(count_records(&prefix, records.iter().map(|e| &e.key)))
+        let (mut counts, starting) = self.read_ready_and_starting().await?;
+        add_counts(&mut counts, starting);
+        Ok(counts)
+    }
+
+    /// The cluster's ready instances (discovery records) and starting ones (starting
+    /// records) of each service, read from etcd in one transaction (linearizable, one
+    /// revision: an instance that moves between them is in exactly one).
+    pub(super) async fn read_ready_and_starting(&self) -> Result<(Counts, Counts), StoreError> {
+        let prefixes = [self.discovery_prefix(), self.keys.starting_root()];
+        let mut read = self.store.get_prefixes(&prefixes).await?.into_iter();
+        let mut count = |prefix: &str| {
+            let records = read.next().unwrap_or_default();
+            count_records(prefix, records.iter().map(|e| &e.key))
+        };
+        let ready = count(&prefixes[0]);
+        let starting = count(&prefixes[1]);
+        Ok((ready, starting))
     }
 
     /// The service's running instances in the cluster, read for a claim: from etcd (never

@@ -11,8 +11,8 @@
 //!
 //! Invariants: every start and stop is a claim in the service's ledger (one move per
 //! service at a time: a move waits while a target, a rollout step or an intent stands); a
-//! stop waits until the replacement is in discovery (the read count, not an intent's
-//! promise), except for a service at its MaxInstances, which has no room for a replacement
+//! stop waits until the replacement is ready, in discovery (a linearizable read of the
+//! ready records first, then the claim's own count, not an intent's promise), except for a service at its MaxInstances, which has no room for a replacement
 //! first: its instance is stopped first (the count stays ≥ MinInstances) and moved after.
 //! A move whose target expired unfilled (no node had room) is asked again. Base services
 //! move the same way; once the node is gone, its base services are re-homed as a lost
@@ -73,6 +73,27 @@ impl Autonomic {
                 None if at_max => Want::DrainStop { wait_for: 0 },
                 None => Want::DrainMove,
             };
+            if let Want::DrainStop { wait_for } = want
+                && wait_for > 0
+            {
+                // The replacement must be ready (in discovery), not only started: the
+                // claim's count holds starting instances too.
+                let ready = match self.read_ready_and_starting().await {
+                    Ok((ready, _)) => ready.get(&service).copied().unwrap_or(0),
+                    Err(_) => continue,
+                };
+                if ready < wait_for {
+                    if !targets.contains(&service) && observed < wait_for {
+                        // The target expired before anyone filled it: ask again.
+                        tracing::info!(
+                            service,
+                            "drain: the replacement did not come; asking again"
+                        );
+                        self.drain_moves.remove(&service);
+                    }
+                    continue;
+                }
+            }
             let won = self
                 .carry_out(config, vec![(service.clone(), want)], &mut None)
                 .await;
@@ -97,17 +118,10 @@ impl Autonomic {
                         self.drain_moves.insert(service, target.desired);
                     }
                 }
-                Want::DrainStop { wait_for } => {
+                Want::DrainStop { .. } => {
                     if !won.is_empty() {
                         self.drain_moves.remove(&service);
                         self.reconcile().await;
-                    } else if wait_for > 0 && !targets.contains(&service) && observed < wait_for {
-                        // The target expired before anyone filled it: ask again.
-                        tracing::info!(
-                            service,
-                            "drain: the replacement did not come; asking again"
-                        );
-                        self.drain_moves.remove(&service);
                     }
                 }
                 _ => {}

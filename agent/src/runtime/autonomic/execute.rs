@@ -56,6 +56,18 @@ impl Autonomic {
         instance: Option<&str>,
         result: String,
     ) {
+        self.record_because(action, service, instance, result, None);
+    }
+
+    /// [`Autonomic::record`] with the reason the action was taken.
+    pub(super) fn record_because(
+        &self,
+        action: &str,
+        service: &str,
+        instance: Option<&str>,
+        result: String,
+        reason: Option<&str>,
+    ) {
         self.shared.telemetry.acted(action, service, &result, now());
         self.shared.knowledge().record_action(ActionRecord {
             at: now(),
@@ -63,6 +75,7 @@ impl Autonomic {
             service: service.to_owned(),
             instance: instance.map(str::to_owned),
             result,
+            reason: reason.map(str::to_owned),
         });
     }
 
@@ -192,9 +205,9 @@ impl Autonomic {
         started
     }
 
-    /// Stops `count` running instances of `service` on this node, those a rollout would
-    /// replace first (they run an older version), then the youngest, with their sidecars
-    /// (see [`Autonomic::stop_these`]).
+    /// Stops `count` running instances of `service` on this node, with their sidecars: those
+    /// that are not ready first (they serve no one), then those a rollout would replace (an
+    /// older version), then the youngest (see [`Autonomic::stop_these`]).
     pub async fn stop_instances(&mut self, service: &str, count: u32, why: &str) {
         let config = self.config();
         let descriptor = config.as_ref().and_then(|c| c.services.get(service));
@@ -207,8 +220,8 @@ impl Autonomic {
             .collect();
         let current = |i: &InstanceInfo| descriptor.is_some_and(|d| i.runs(d));
         victims.sort_by(|a, b| {
-            current(a)
-                .cmp(&current(b))
+            (a.ready.cmp(&b.ready))
+                .then(current(a).cmp(&current(b)))
                 .then(b.started_at.cmp(&a.started_at))
                 .then(a.id.cmp(&b.id))
         });
@@ -219,43 +232,61 @@ impl Autonomic {
     /// Stops these instances with their sidecars: the discovery record goes first, so no
     /// client is sent to an instance that is stopping.
     pub(super) async fn stop_these(&mut self, victims: Vec<InstanceInfo>, why: &str) {
-        let config = self.config();
         for victim in victims {
-            let sidecars: Vec<InstanceInfo> = self
-                .shared
-                .knowledge()
-                .instances
-                .values()
-                .filter(|i| parent_of(&i.instance, &i.service) == Some(victim.instance.as_str()))
-                .cloned()
-                .collect();
-            for target in std::iter::once(&victim).chain(sidecars.iter()) {
-                if self.published.remove(&target.instance).is_some() {
-                    let _ = self
-                        .discovery
-                        .deregister(&target.service, &target.instance)
-                        .await;
+            self.stop_one(&victim, why, None).await;
+        }
+    }
+
+    /// Stops one instance of this node with its sidecars, its records first (see
+    /// [`Autonomic::stop_instances`]), and records each stop with `reason`, if given.
+    pub(super) async fn stop_one(
+        &mut self,
+        victim: &InstanceInfo,
+        why: &str,
+        reason: Option<&str>,
+    ) {
+        let config = self.config();
+        let sidecars: Vec<InstanceInfo> = self
+            .shared
+            .knowledge()
+            .instances
+            .values()
+            .filter(|i| parent_of(&i.instance, &i.service) == Some(victim.instance.as_str()))
+            .cloned()
+            .collect();
+        for target in std::iter::once(victim).chain(sidecars.iter()) {
+            if self.published.remove(&target.instance).is_some() {
+                let _ = self
+                    .discovery
+                    .deregister(&target.service, &target.instance)
+                    .await;
+            }
+            let grace = stop_grace(config.as_deref(), &target.service);
+            let result = match self.engine.stop_instance(&target.id, grace).await {
+                Ok(()) => self.engine.remove_instance(&target.id).await,
+                Err(err) => Err(err),
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!(service = %target.service, instance = %target.instance, why, reason, "instance stopped");
+                    self.record_because(
+                        why,
+                        &target.service,
+                        Some(&target.instance),
+                        "ok".into(),
+                        reason,
+                    );
                 }
-                let grace = stop_grace(config.as_deref(), &target.service);
-                let result = match self.engine.stop_instance(&target.id, grace).await {
-                    Ok(()) => self.engine.remove_instance(&target.id).await,
-                    Err(err) => Err(err),
-                };
-                match result {
-                    Ok(()) => {
-                        tracing::info!(service = %target.service, instance = %target.instance, why, "instance stopped");
-                        self.record(why, &target.service, Some(&target.instance), "ok".into());
-                    }
-                    Err(err) => {
-                        self.shared.telemetry.metrics.docker_error();
-                        tracing::warn!(service = %target.service, error = %err, why, "stop failed");
-                        self.record(
-                            why,
-                            &target.service,
-                            Some(&target.instance),
-                            format!("failed: {err}"),
-                        );
-                    }
+                Err(err) => {
+                    self.shared.telemetry.metrics.docker_error();
+                    tracing::warn!(service = %target.service, error = %err, why, "stop failed");
+                    self.record_because(
+                        why,
+                        &target.service,
+                        Some(&target.instance),
+                        format!("failed: {err}"),
+                        reason,
+                    );
                 }
             }
         }

@@ -8,6 +8,8 @@
 //!   target in the ledger ────► fill the standing targets (also a lost fill's retry)
 //!   container event ─────────► reconcile (Docker is the truth: adopt, clean up,
 //!                                         publish discovery records)
+//!   health check changed ────► move the instance's record in or out of discovery;
+//!                              replace an instance whose liveness check fails
 //!   command (HTTP) ──────────► start/stop loop, reload, start/stop one instance
 //!   config change (etcd) ────► reload (keep the last good configuration)
 //! ```
@@ -31,6 +33,9 @@
 //! * `withheld`: when a start waits because discovery may undercount the cluster;
 //! * `rollout`: rolling updates, one claimed step at a time (`crate::tick::rollout` decides);
 //! * `execute`: starting and stopping instances with their sidecars, backoff, action records.
+//! * `execute`: starting and stopping instances with their sidecars, backoff, action records;
+//! * `health`: what a change of an instance's health does: its record moves, or (liveness
+//!   failing) it is replaced.
 //!
 //! Invariants of the whole loop:
 //!
@@ -57,6 +62,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::command::AgentCommand;
+use super::health::HealthProbes;
 use super::liveness::Prober;
 use super::monitor;
 use super::state::Shared;
@@ -75,6 +81,7 @@ pub use commands::drained_refusal;
 pub use drain::not_drained;
 mod drain;
 mod execute;
+mod health;
 mod nodes;
 mod plan;
 mod reconcile;
@@ -113,8 +120,16 @@ pub struct Autonomic {
     rng: StdRng,
     compiled: Option<(i64, CompiledAnalytics)>,
     backoff: BTreeMap<String, Backoff>,
-    /// Discovery records this agent wrote: instance → (service, address).
-    published: BTreeMap<String, (String, String)>,
+    /// Records this agent wrote: instance → its service, address and readiness.
+    published: BTreeMap<String, crate::tick::local::Record>,
+    /// The instances' health checks, probed by tasks of their own (`super::health`).
+    probes: HealthProbes,
+    /// Woken by the probes when an instance's health changes state: its record moves at
+    /// once (in or out of discovery), or it is replaced.
+    health_changed: Arc<Notify>,
+    /// Containers failing their liveness check for which a replacement was started: not
+    /// started again if the stop must be tried again.
+    replaced: BTreeSet<String>,
     /// Per-container log followers, by container id (stats: one task, `monitor::poll_stats`).
     followers: BTreeMap<String, Vec<JoinHandle<()>>>,
     /// Woken by container events so that deaths are noticed before the next tick.
@@ -165,6 +180,9 @@ pub struct Autonomic {
     idle_since: Option<Millis>,
     idle_drain: bool,
     remove_node_call: Option<JoinHandle<crate::runtime::hooks::HookRun>>,
+    /// The starting records (`/gru/<cluster>/starting/`), kept by a watch: added to the
+    /// discovery records in the counts.
+    starting_records: Option<crate::store::Mirror>,
 }
 
 /// What the loop needs that the daemon set up.
@@ -196,6 +214,7 @@ impl Autonomic {
             parts.lease.clone(),
         );
         let prober = Prober::new(parts.shared.secret());
+        let health_changed = Arc::new(Notify::new());
         Autonomic {
             shared: parts.shared,
             store: parts.store,
@@ -210,6 +229,9 @@ impl Autonomic {
             compiled: None,
             backoff: BTreeMap::new(),
             published: BTreeMap::new(),
+            probes: HealthProbes::new(health_changed.clone()),
+            health_changed,
+            replaced: BTreeSet::new(),
             followers: BTreeMap::new(),
             changed: Arc::new(Notify::new()),
             last_rejection: None,
@@ -233,6 +255,7 @@ impl Autonomic {
             idle_since: None,
             idle_drain: false,
             remove_node_call: None,
+            starting_records: None,
         }
     }
 
@@ -283,6 +306,7 @@ impl Autonomic {
                 }
                 () = self.targets_changed.notified() => self.fill_targets().await,
                 () = self.changed.notified() => self.reconcile().await,
+                () = self.health_changed.notified() => self.on_health_change().await,
                 () = reload.notified() => self.reload().await,
                 command = commands.recv() => match command {
                     Some(command) => {
@@ -308,8 +332,10 @@ impl Autonomic {
         for (_, tasks) in std::mem::take(&mut self.followers) {
             tasks.iter().for_each(JoinHandle::abort);
         }
-        // Its watch stops with it.
+        self.probes.stop_all();
+        // Their watches stop with them.
         self.discovery_records = None;
+        self.starting_records = None;
     }
 
     /// One iteration: reconcile, keep the floor, then plan and act.

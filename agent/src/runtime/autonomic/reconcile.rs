@@ -1,9 +1,10 @@
 //! Reconcile: Docker is the truth about what runs. Every reconcile lists this node's
 //! labelled containers, adopts the running ones into the knowledge (instances, metric
 //! windows), removes exited ones and orphaned sidecars (`tick::local::verdict` says which),
-//! follows the running ones (stats and logs: `super::super::monitor`), and makes this
-//! agent's discovery records exactly its running instances (`tick::local::publish` says
-//! which to write and delete).
+//! follows the running ones (stats and logs: `super::super::monitor`; health checks:
+//! `super::super::health`), and makes this agent's records exactly its running instances,
+//! the ready ones in discovery and the others as starting records (`tick::local::publish`
+//! says which to write and delete).
 //!
 //! Invariants: a listing that fails keeps the last view (nothing is removed on a guess); a
 //! removal or a record that failed is tried again at the next reconcile; records written
@@ -16,13 +17,15 @@ use std::time::UNIX_EPOCH;
 use common::config::ClusterConfig;
 use tokio::task::JoinHandle;
 
+use super::super::health::{ProbeTarget, health_of};
 use super::super::monitor;
 use super::super::state::InstanceInfo;
 use super::execute::stop_grace;
 use super::{Autonomic, now};
 use crate::docker::{ContainerState, ManagedContainer};
+use crate::health::CheckRole;
 use crate::mape::Millis;
-use crate::tick::local::{self, Verdict};
+use crate::tick::local::{self, Record, Verdict};
 
 impl Autonomic {
     /// Makes the knowledge match Docker: adopts this node's containers, removes dead ones
@@ -103,11 +106,21 @@ impl Autonomic {
                     version: container.version.clone(),
                     image: container.image.clone(),
                     ready: true,
+                    health: None,
                 },
             );
         }
+        let probe_targets = self.probe_targets(config.as_deref(), &keep, &infos);
         {
             let mut knowledge = self.shared.knowledge();
+            // Readiness as the probes last found it (ready at once without a check).
+            for info in infos.values_mut() {
+                let checks = config
+                    .as_deref()
+                    .and_then(|c| c.services.get(&info.service))
+                    .map(|s| &s.health);
+                (info.ready, info.health) = health_of(&knowledge.health, &info.id, checks);
+            }
             let live: BTreeSet<(String, String)> = infos
                 .values()
                 .map(|i| (i.service.clone(), i.instance.clone()))
@@ -123,7 +136,51 @@ impl Autonomic {
             knowledge.instances = infos.clone();
         }
         self.follow(&infos, config.as_deref());
+        self.probes
+            .follow(probe_targets, &self.engine, &self.shared);
         self.publish(&infos).await;
+    }
+
+    /// The instances whose services declare health checks, and where to probe them: the
+    /// host port of the checks' port (their `Port`, else the `DiscoveryPort`) on the node's
+    /// address.
+    fn probe_targets(
+        &self,
+        config: Option<&ClusterConfig>,
+        keep: &[ManagedContainer],
+        infos: &BTreeMap<String, InstanceInfo>,
+    ) -> Vec<ProbeTarget> {
+        let Some(config) = config else {
+            return Vec::new();
+        };
+        keep.iter()
+            .filter_map(|container| {
+                let descriptor = config.services.get(&container.service)?;
+                let checks = &descriptor.health;
+                if checks.is_empty() {
+                    return None;
+                }
+                let addresses = [
+                    (CheckRole::Readiness, &checks.readiness),
+                    (CheckRole::Liveness, &checks.liveness),
+                ]
+                .into_iter()
+                .filter_map(|(role, check)| {
+                    let port = check.as_ref()?.port_or(descriptor.discovery_port)?;
+                    let host_port = container.host_port(port)?;
+                    Some((role, format!("{}:{host_port}", self.shared.address)))
+                })
+                .collect();
+                Some(ProbeTarget {
+                    container_id: container.id.clone(),
+                    service: container.service.clone(),
+                    instance: container.instance.clone(),
+                    addresses,
+                    started_at: infos.get(&container.id)?.started_at,
+                    checks: checks.clone(),
+                })
+            })
+            .collect()
     }
 
     /// `address:port` of an instance for discovery: the host port of the service's
@@ -171,14 +228,19 @@ impl Autonomic {
         }
     }
 
-    /// Makes this agent's discovery records exactly its running instances.
-    async fn publish(&mut self, infos: &BTreeMap<String, InstanceInfo>) {
-        let wanted: BTreeMap<String, (String, String)> = infos
+    /// Makes this agent's records exactly its running instances: the ready ones in
+    /// discovery, the others as starting records.
+    pub(super) async fn publish(&mut self, infos: &BTreeMap<String, InstanceInfo>) {
+        let wanted: BTreeMap<String, Record> = infos
             .values()
             .map(|i| {
                 (
                     i.instance.clone(),
-                    (i.service.clone(), i.address.clone().unwrap_or_default()),
+                    Record {
+                        service: i.service.clone(),
+                        address: i.address.clone().unwrap_or_default(),
+                        ready: i.ready,
+                    },
                 )
             })
             .collect();
@@ -201,10 +263,20 @@ impl Autonomic {
             self.published.clear();
             self.lease_changed_at = Some(now());
         }
-        for (instance, (service, address)) in plan.register {
-            match self.discovery.register(&service, &instance, &address).await {
+        for (instance, record) in plan.register {
+            let Record {
+                service,
+                address,
+                ready,
+            } = &record;
+            match self
+                .discovery
+                .register(service, &instance, address, *ready)
+                .await
+            {
                 Ok(()) => {
-                    self.published.insert(instance, (service, address));
+                    tracing::debug!(%service, %instance, ready, "record published");
+                    self.published.insert(instance, record);
                 }
                 Err(err) => {
                     self.shared.telemetry.metrics.etcd_error();
