@@ -118,11 +118,9 @@ impl Autonomic {
                         self.drain_moves.insert(service, target.desired);
                     }
                 }
-                Want::DrainStop { .. } => {
-                    if !won.is_empty() {
-                        self.drain_moves.remove(&service);
-                        self.reconcile().await;
-                    }
+                Want::DrainStop { .. } if !won.is_empty() => {
+                    self.drain_moves.remove(&service);
+                    self.reconcile().await;
                 }
                 _ => {}
             }
