@@ -17,15 +17,18 @@ use support::{expect_code, text};
 use testkit::{Component, figure, require, require_workload_image, wait_until};
 
 /// A workload service at MinInstances `min`, with a lame-duck delay so that a stop leaves
-/// discovery before the process goes.
-fn service(name: &str, min: u32, range: (u16, u16)) -> String {
+/// discovery before the process goes, and a readiness check: a new instance is ready
+/// (in discovery) only `ready_delay_ms` after it starts.
+fn service(name: &str, min: u32, ready_delay_ms: u32, range: (u16, u16)) -> String {
     format!(
         r#"{{
             "Name": "{name}", "Image": "{image}", "DiscoveryPort": "8080",
             "MinInstances": {min}, "MaxInstances": 4,
+            "Health": {{"Readiness": {{"Http": "/ready", "Interval": 0.5, "FailureThreshold": 1, "SuccessThreshold": 1}}}},
             "Configuration": {{
                 "Memory": "64m", "StopTimeout": 3,
-                "Env": {{"SERVICE_NAME": "{name}", "SERVICE_TIME_MS": "5", "SHUTDOWN_DELAY_MS": "1500"}},
+                "Env": {{"SERVICE_NAME": "{name}", "SERVICE_TIME_MS": "5", "SHUTDOWN_DELAY_MS": "1500",
+                         "READY_DELAY_MS": "{ready_delay_ms}"}},
                 "Ports": {{"8080": "{low}-{high}"}}
             }}
         }}"#,
@@ -61,6 +64,28 @@ fn on(cluster: &str, service: &str, node: &str) -> usize {
         .count()
 }
 
+/// Samples web's discovery records (its ready instances) every 100 ms until `stop`; the
+/// lowest count and the number of samples.
+fn ready_floor(
+    endpoints: String,
+    prefix: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(usize, usize)> {
+    std::thread::spawn(move || {
+        let (mut lowest, mut samples) = (usize::MAX, 0);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(keys) =
+                testkit::etcdctl_at(&endpoints, &["get", "--prefix", "--keys-only", &prefix])
+            {
+                lowest = lowest.min(keys.lines().filter(|l| !l.trim().is_empty()).count());
+                samples += 1;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        (lowest, samples)
+    })
+}
+
 fn manage(bed: &Cluster, line: &str) -> std::process::Output {
     support::run(
         &bed.endpoints(),
@@ -77,8 +102,8 @@ fn drain_node_moves_its_base_service_and_scaled_instances_first_started_elsewher
     let web_range = testkit::free_port_range(8);
     let cache_range = testkit::free_port_range(4);
     let config = TestConfig::bare(&config_for_agents(3), QUIET_POLICY);
-    config.file("services/web.json", &service("web", 2, web_range));
-    config.file("services/cache.json", &service("cache", 0, cache_range));
+    config.file("services/web.json", &service("web", 2, 2000, web_range));
+    config.file("services/cache.json", &service("cache", 0, 0, cache_range));
     let bed = Cluster::start("drain", config);
     let events = testkit::ContainerEvents::start(&bed.name);
 
@@ -105,6 +130,12 @@ fn drain_node_moves_its_base_service_and_scaled_instances_first_started_elsewher
     let load = Load::start(&bed.etcd, &bed.name, "web", 4);
     std::thread::sleep(Duration::from_secs(2));
     let from_ns = testkit::epoch_ns();
+    let stop_sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = ready_floor(
+        bed.endpoints(),
+        format!("/gru/{}/discovery/web/", bed.name),
+        stop_sampling.clone(),
+    );
     let started = Instant::now();
     let out = manage(&bed, "drain node n1");
     assert!(out.status.success(), "{}", text(&out));
@@ -133,6 +164,9 @@ fn drain_node_moves_its_base_service_and_scaled_instances_first_started_elsewher
     let took = started.elapsed();
     std::thread::sleep(Duration::from_secs(2));
     let (sent, failures) = load.stop_counting();
+    stop_sampling.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (lowest_ready, samples) = sampler.join().unwrap();
+    figure(test, "drain_lowest_ready_web", lowest_ready as f64);
     figure(test, "drain_seconds", took.as_secs_f64());
     figure(test, "drain_requests", sent as f64);
     figure(test, "drain_failed_requests", failures.len() as f64);
@@ -151,6 +185,14 @@ fn drain_node_moves_its_base_service_and_scaled_instances_first_started_elsewher
         failures.len(),
         &failures[..failures.len().min(10)],
         logs_tail(&agents, 80)
+    );
+    // Each replacement ready (2 s after its start) before its n1 instance stopped: never
+    // fewer than 2 web instances in discovery.
+    assert!(samples > 20, "only {samples} samples of the ready count");
+    assert!(
+        lowest_ready >= 2,
+        "web's ready count fell to {lowest_ready} during the drain\n{}",
+        logs_tail(&agents, 60)
     );
     // Never below min: web's 2 running throughout (each started on n2 before its n1
     // instance stopped), cache's one instance too (moved the same way), and never above
