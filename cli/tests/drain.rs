@@ -281,7 +281,14 @@ fn drain_node_moves_its_base_service_and_scaled_instances_first_started_elsewher
     });
     assert!(done.is_some(), "n1 (empty) not drained");
     let mut n1 = n1;
-    let out = manage(&bed, "leave node n1");
+    // A name that is not a node's is bad usage, before anything is sent.
+    expect_code(
+        &bed.endpoints(),
+        &["leave", &bed.name, "n1; stop agent all"],
+        64,
+    );
+    // `gru leave <cluster> <node>`, the same as the shell's `leave node`.
+    let out = support::run(&bed.endpoints(), &["leave", &bed.name, "n1"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("left the cluster"), "{}", text(&out));
     let left = wait_until(Duration::from_secs(10), || {
