@@ -433,6 +433,88 @@ pub fn floor_claim(node: &str, observed: u32, min: u32, ledger: &Ledger) -> Opti
     })
 }
 
+/// A drain's move of one instance off the draining `node`: a scale-out target one above the
+/// count, for the other agents to fill (a draining node has no room, so its own share is
+/// none). Claimed like a repair: no cooldown needed or started, compared on the last
+/// claim's revision. `None` while another agent's target or intent stands, or a rollout
+/// step (one move at a time, and never over another decision), and at `max` (no room above
+/// it: the drain then stops first, see [`drain_stop_claim`]). This node's own reached
+/// target (the one its last stop left) does not hold it back.
+pub fn drain_move_claim(
+    node: &str,
+    observed: u32,
+    max: Option<u32>,
+    ledger: &Ledger,
+) -> Option<Claim> {
+    let count = effective_count(observed, ledger.intent.as_ref());
+    let foreign_target = ledger
+        .target
+        .as_ref()
+        .is_some_and(|t| t.node != node || t.desired > count);
+    let foreign_intent = ledger.intent.as_ref().is_some_and(|i| i.node != node);
+    if foreign_target || foreign_intent || ledger.rollout_step.is_some() {
+        return None;
+    }
+    if max.is_some_and(|max| count >= max) {
+        return None;
+    }
+    Some(Claim {
+        count: 0,
+        intent: Intent {
+            node: node.to_owned(),
+            direction: Direction::Out,
+            count_after: count,
+        },
+        start_out_cooldown: false,
+        start_in_cooldown: false,
+        target: Some(Target {
+            node: node.to_owned(),
+            direction: Direction::Out,
+            desired: count + 1,
+        }),
+    })
+}
+
+/// A drain's stop of one instance on the draining `node`, once its replacement is in
+/// discovery: the count read (`observed`, discovery itself, not an intent's promise)
+/// reached `wait_for`, the count the move asked for. `wait_for` 0 is a stop-first move (the
+/// service is at its maximum): it only keeps `min`. Never below `min`, never while another
+/// agent's stop settles or a rollout step stands. The claim rewrites the move's target as
+/// reached (`desired` = the count after the stop), so that no agent fills the gap the stop
+/// leaves, as the move's target would have it do while it lives.
+pub fn drain_stop_claim(
+    node: &str,
+    observed: u32,
+    min: u32,
+    wait_for: u32,
+    ledger: &Ledger,
+) -> Option<Claim> {
+    let other_stopping = ledger
+        .intent
+        .as_ref()
+        .is_some_and(|i| i.direction == Direction::In && i.node != node);
+    let foreign_target = ledger.target.as_ref().is_some_and(|t| t.node != node);
+    if ledger.rollout_step.is_some() || other_stopping || foreign_target {
+        return None;
+    }
+    let count = effective_count(observed, ledger.intent.as_ref());
+    (observed >= wait_for && count > min && count > 0).then(|| Claim {
+        count: 1,
+        intent: Intent {
+            node: node.to_owned(),
+            direction: Direction::In,
+            count_after: count - 1,
+        },
+        start_out_cooldown: false,
+        start_in_cooldown: false,
+        target: Some(Target {
+            node: node.to_owned(),
+            direction: Direction::Out,
+            desired: count - 1,
+        }),
+    })
+}
+
 /// A stop that brings a service back under `max` when the cluster holds more (a partition
 /// healed: both sides scaled while they could not see each other's instances). Claimed
 /// like the floor, one instance per claim, so the agents noticing it at once do not all
@@ -758,5 +840,88 @@ mod tests {
             count_after: 1,
         };
         assert_eq!(effective_count(3, Some(&stopping)), 1);
+    }
+
+    #[test]
+    fn a_drain_moves_one_instance_at_a_time_and_stops_only_once_its_replacement_is_counted() {
+        let free = Ledger::default();
+        let moved = drain_move_claim("n1", 3, Some(5), &free).expect("a move");
+        assert_eq!(moved.count, 0, "the draining node starts nothing");
+        assert_eq!(
+            moved.target,
+            Some(Target {
+                node: "n1".to_owned(),
+                direction: Direction::Out,
+                desired: 4,
+            })
+        );
+        assert!(!moved.start_out_cooldown && !moved.start_in_cooldown);
+        // One move at a time (its target unfilled), never over another agent's decision
+        // or claim, never above max.
+        let with_target = Ledger {
+            target: moved.target.clone(),
+            ..Ledger::default()
+        };
+        assert_eq!(drain_move_claim("n1", 3, Some(5), &with_target), None);
+        let foreign = |direction| Ledger {
+            target: Some(Target {
+                node: "n2".to_owned(),
+                direction,
+                desired: 2,
+            }),
+            ..Ledger::default()
+        };
+        assert_eq!(
+            drain_move_claim("n1", 3, Some(5), &foreign(Direction::In)),
+            None
+        );
+        let settling = Ledger {
+            intent: Some(Intent {
+                node: "n2".to_owned(),
+                direction: Direction::Out,
+                count_after: 4,
+            }),
+            ..Ledger::default()
+        };
+        assert_eq!(drain_move_claim("n1", 3, Some(5), &settling), None);
+        assert_eq!(drain_move_claim("n1", 5, Some(5), &free), None);
+
+        // The filler's start settles (its intent promises 4): not counted until discovery is.
+        let filling = Ledger {
+            intent: Some(Intent {
+                node: "n2".to_owned(),
+                direction: Direction::Out,
+                count_after: 4,
+            }),
+            ..Ledger::default()
+        };
+        assert_eq!(drain_stop_claim("n1", 3, 1, 4, &filling), None);
+        let stop = drain_stop_claim("n1", 4, 1, 4, &filling).expect("replacement counted");
+        assert_eq!((stop.count, stop.intent.direction), (1, Direction::In));
+        assert_eq!(stop.intent.count_after, 3);
+        // The stop leaves the move's target reached: no fill of the gap it makes.
+        let after_stop = Ledger {
+            intent: Some(stop.intent.clone()),
+            target: stop.target.clone(),
+            ..Ledger::default()
+        };
+        assert_eq!(fill_claim("n2", 4, 5, &after_stop), None);
+        assert_eq!(fill_claim("n2", 3, 5, &after_stop), None);
+        // ... and the next move goes ahead from it (its own reached target, its own stop).
+        let next = drain_move_claim("n1", 4, Some(5), &after_stop).expect("next move");
+        assert_eq!(next.target.map(|t| t.desired), Some(4));
+        // Another agent's stop settling: wait.
+        let other_stop = Ledger {
+            intent: Some(Intent {
+                node: "n2".to_owned(),
+                direction: Direction::In,
+                count_after: 3,
+            }),
+            ..Ledger::default()
+        };
+        assert_eq!(drain_stop_claim("n1", 4, 1, 4, &other_stop), None);
+        // Stop-first at max keeps min.
+        assert!(drain_stop_claim("n1", 2, 1, 0, &free).is_some());
+        assert_eq!(drain_stop_claim("n1", 1, 1, 0, &free), None);
     }
 }

@@ -187,6 +187,30 @@ pub async fn run(
             config.autonomic.loop_time_interval_secs.max(1),
         )),
     ));
+    // A drain outlives the agent: a restarted agent goes on draining (or stays drained).
+    match store.get(&keys.drain(&settings.node)).await {
+        Ok(Some(entry)) => {
+            match serde_json::from_str::<crate::runtime::DrainRecord>(&entry.value) {
+                Ok(record) => {
+                    tracing::info!(
+                        done = record.done,
+                        "this node is drained (undrain node {} to take it back)",
+                        settings.node
+                    );
+                    shared.knowledge().drain = Some(record);
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "unreadable drain record; the node is not drained")
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(err) => tracing::warn!(error = %err, "cannot read this node's drain record"),
+    }
+    shared.knowledge().capacity = crate::runtime::usage::NodeCapacity {
+        cpus: resources.cpus,
+        memory_bytes: resources.memory_bytes,
+    };
     let sink = crate::telemetry::start_sink(
         &shared,
         &config.metric,
@@ -291,6 +315,7 @@ pub async fn run(
 
     let outcome = tokio::select! {
         () = &mut shutdown => Ok(()),
+        () = shared.leave.cancelled() => Ok(()),
         () = &mut keepalive => Ok(()),
         served = &mut server => Err(AgentError::Http(match served {
             Ok(Err(err)) => err,

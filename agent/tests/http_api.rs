@@ -14,6 +14,7 @@ use std::time::Duration;
 use common::config::{ClusterConfig, SourceDocument};
 use gru_agent::http::{self, MAX_BODY_BYTES, MAX_PUSHED_METRICS_PER_SERVICE};
 use gru_agent::mape::{Action, AnalyticValue, CandidateWeight, Decision, Millis, WindowSettings};
+use gru_agent::runtime::usage::{InstanceUsage, NodeCapacity};
 use gru_agent::runtime::{ActionRecord, AgentCommand, InstanceInfo, Shared, StartBackoff};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -174,6 +175,25 @@ fn seeded_shared() -> Arc<Shared> {
                 error: "pull of image r/frontend:2 failed: unauthorized".to_owned(),
             },
         );
+        k.capacity = NodeCapacity {
+            cpus: 4,
+            memory_bytes: 8 << 30,
+        };
+        for (id, cores, bytes) in [
+            ("c0ffee-backend-1", Some(0.5), 64 << 20),
+            ("c0ffee-frontend-1", Some(1.5), 32 << 20),
+            ("c0ffee-legacy-1", None, 16 << 20),
+            // Not running: not counted.
+            ("c0ffee-backend-2", Some(2.0), 1 << 30),
+        ] {
+            k.usage.insert(
+                id.to_owned(),
+                InstanceUsage {
+                    cpu_cores: cores,
+                    memory_bytes: bytes,
+                },
+            );
+        }
     }
     shared
 }
@@ -441,6 +461,16 @@ async fn node_reports_identity_config_and_instance_counts() {
                     "backing_off_until": 1_010_200,
                 },
             },
+            "usage": {
+                "cpus": 4,
+                "memory_bytes": 8u64 << 30,
+                "cpu_used_cores": 2.0,
+                "cpu_used_fraction": 0.5,
+                "memory_used_bytes": 112u64 << 20,
+                // The example application pins no core.
+                "free_cores": 4,
+            },
+            "drain": null,
         })
     );
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use gru_agent::mape::{
     Action, AnalyticValue, BlockedBy, CandidateWeight, Decision, Millis, WindowSettings,
 };
+use gru_agent::runtime::usage::InstanceUsage;
 use gru_agent::runtime::{InstanceInfo, Knowledge};
 use gru_agent::telemetry::{
     FieldValue, InfluxWriter, NodeFacts, Origin, Point, PointBuffer, SinkSettings, Telemetry,
@@ -79,6 +80,15 @@ fn knowledge(now: Millis) -> Knowledge {
             .metrics
             .record("web", instance, "execution_time", at, time)
             .unwrap();
+    }
+    for (id, cores, bytes) in [("c1", 0.25, 1 << 20), ("c2", 0.5, 3 << 20)] {
+        knowledge.usage.insert(
+            id.into(),
+            InstanceUsage {
+                cpu_cores: Some(cores),
+                memory_bytes: bytes,
+            },
+        );
     }
     knowledge.analytics.insert(
         "web".into(),
@@ -269,6 +279,11 @@ async fn every_measurement_reads_back_field_by_field() {
     };
     assert_eq!(by("gru_node_cpus", &[("node", "node 1,a=b")]), 2.0);
     assert_eq!(by("gru_node_instances", &[]), 2.0);
+    // Per-node usage: the containers' readings summed, and the cores no pin holds.
+    assert_eq!(by("gru_node_cpu_used_cores", &[]), 0.75);
+    assert_eq!(by("gru_node_cpu_used_fraction", &[]), 0.375);
+    assert_eq!(by("gru_node_memory_used_bytes", &[]), f64::from(4u32 << 20));
+    assert_eq!(by("gru_node_free_cores", &[]), 2.0);
     assert_eq!(by("gru_metric_cpu_avg", &[("service", "web")]), 0.5);
     assert_eq!(by("gru_metric_execution_time", &[("service", "web")]), 50.0);
     assert_eq!(

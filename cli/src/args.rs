@@ -159,6 +159,19 @@ pub enum Command {
     /// their HTTP API with the cluster secret from etcd, and report per node.
     Manage(ManageArgs),
 
+    /// Take a drained node out of the cluster: its agent stops and revokes its lease.
+    ///
+    /// The same as `gru manage -c "use <cluster>; leave node <node>"`: refused (exit 1, with
+    /// the reason) while the node is not drained or still moving its instances; drain it
+    /// first with `gru manage -c "use <cluster>; drain node <node>"`. SIGTERM to a drained
+    /// agent does the same. Waits up to 10 s until the agent no longer answers.
+    Leave {
+        /// The cluster's name.
+        cluster: String,
+        /// The node to take out.
+        node: String,
+    },
+
     /// Print the completion script of a shell on standard output.
     ///
     /// bash: `source <(gru completions bash)` (or save it in

@@ -66,7 +66,7 @@ fn bash_loads_the_script_and_completes_subcommands() {
     std::fs::write(&script, completions("bash")).unwrap();
 
     let top = bash_complete(&script, "gru ");
-    for subcommand in ["create", "config", "join", "manage", "completions"] {
+    for subcommand in ["create", "config", "join", "manage", "leave", "completions"] {
         assert!(
             top.iter().any(|w| w == subcommand),
             "`gru <Tab>` does not offer {subcommand}: {top:?}"
@@ -98,7 +98,7 @@ fn zsh_and_fish_scripts_name_every_subcommand() {
         &zsh[..zsh.len().min(200)]
     );
     let fish = completions("fish");
-    for subcommand in ["create", "config", "join", "manage", "completions"] {
+    for subcommand in ["create", "config", "join", "manage", "leave", "completions"] {
         assert!(
             zsh.contains(&format!("'{subcommand}:")),
             "zsh lacks {subcommand}"

@@ -137,6 +137,25 @@ fn a_scripted_session_deploys_controls_and_explains_the_cluster() {
         assert_eq!(doc["nodes"][node]["active"], true, "{doc}");
     }
 
+    // list nodes again: each node's use, from its container's stats readings (memory in
+    // use once the poller read it; no service pins a core, so every core is free).
+    c.eventually(
+        "every node's memory in use in list nodes",
+        Duration::from_secs(15),
+        || {
+            let (doc, _) = c.manage_ok("list nodes");
+            doc["nodes"].as_array().unwrap().iter().all(|n| {
+                n["memory_used_bytes"].as_u64().is_some_and(|b| b > 0)
+                    && n["cpu_used_cores"].as_f64().is_some_and(|c| c >= 0.0)
+            })
+        },
+    );
+    let (doc, _) = c.manage_ok("list nodes");
+    for node in doc["nodes"].as_array().unwrap() {
+        assert_eq!(node["free_cores"], engine_cpus(), "{node}");
+        assert_eq!(node["instances"], 1, "{node}");
+    }
+
     // stop service web on its node: gone from Docker, no longer a base service there, and
     // not started again by the node's (active) loop.
     let (doc, took) = c.manage_ok(&format!("stop service web node {web_node}"));

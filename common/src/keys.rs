@@ -166,6 +166,30 @@ impl ClusterKeys {
         format!("{}{service}", self.rollouts_prefix())
     }
 
+    /// `/gru/<cluster>/node-scaling/add-node`: the cluster's last add-node call, while its
+    /// cooldown lasts (lease: `Nodes.Cooldown`): created by the one agent that claims it.
+    pub fn add_node_claim(&self) -> String {
+        format!("{}node-scaling/add-node", self.prefix())
+    }
+
+    /// `/gru/<cluster>/node-scaling/remove-node`: the cluster's last idle node removal,
+    /// while its cooldown lasts (lease: `Nodes.Cooldown`), created by the node it removes.
+    pub fn remove_node_claim(&self) -> String {
+        format!("{}node-scaling/remove-node", self.prefix())
+    }
+
+    /// `/gru/<cluster>/drains/`: the nodes being drained.
+    pub fn drains_prefix(&self) -> String {
+        format!("{}drains/", self.prefix())
+    }
+
+    /// `/gru/<cluster>/drains/<node>`: the node's drain (no lease: it survives the agent's
+    /// restart), written by the node's own agent on `drain node`, deleted on `undrain node`
+    /// and when the node leaves.
+    pub fn drain(&self, node: &str) -> String {
+        format!("{}{node}", self.drains_prefix())
+    }
+
     /// Splits a key under [`Self::nodes_prefix`] into node name and field; `None` for any
     /// other key (including unknown fields, so a newer writer cannot confuse an older reader).
     pub fn parse_node_key<'k>(&self, key: &'k str) -> Option<(&'k str, NodeField)> {
@@ -432,6 +456,12 @@ mod tests {
     fn rollout_records_sit_beside_the_services() {
         let keys = ClusterKeys::new("shop").expect("valid");
         assert_eq!(keys.rollout("web"), "/gru/shop/rollouts/web");
+        assert_eq!(keys.drain("n1"), "/gru/shop/drains/n1");
+        assert_eq!(keys.add_node_claim(), "/gru/shop/node-scaling/add-node");
+        assert_eq!(
+            keys.remove_node_claim(),
+            "/gru/shop/node-scaling/remove-node"
+        );
         assert_eq!(
             leaf_name(&keys.rollouts_prefix(), &keys.rollout("web")),
             Some("web")

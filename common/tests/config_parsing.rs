@@ -651,7 +651,7 @@ fn unknown_keys_are_reported_with_the_nearest_known_key() {
                 "Zzz",
                 r#"unknown key "Zzz""#,
                 Some(
-                    "known keys here: Docker, Autonomic, Communication, Storage, Metric, Discovery"
+                    "known keys here: Docker, Autonomic, Communication, Storage, Metric, Discovery, Nodes"
                 )
             ),
         ]
@@ -1090,5 +1090,92 @@ fn health_check_problems_are_reported_with_their_path() {
     assert_eq!(
         exec.health.liveness.and_then(|c| c.kind()),
         Some(CheckKind::Exec(vec!["/app".into(), "ok".into()]))
+    );
+}
+
+#[test]
+fn node_hooks_parse_with_defaults_and_round_trip() {
+    let agent = parse_agent_config(
+        "config.json",
+        r#"{"Nodes": {
+            "AddNodeHook": {"Command": ["/usr/local/bin/add-node", "--zone", "a"]},
+            "removenodehook": {"Url": "http://10.0.0.1:8080/hooks", "Timeout": 5, "Retries": 0}
+        }}"#,
+    )
+    .expect("valid hooks");
+    let add = agent
+        .nodes
+        .add_node_hook
+        .as_ref()
+        .expect("an add-node hook");
+    assert_eq!(add.command, ["/usr/local/bin/add-node", "--zone", "a"]);
+    assert_eq!(
+        add.timeout_secs,
+        common::config::hooks::DEFAULT_HOOK_TIMEOUT_SECS
+    );
+    assert_eq!(add.retries, common::config::hooks::DEFAULT_HOOK_RETRIES);
+    let remove = agent
+        .nodes
+        .remove_node_hook
+        .as_ref()
+        .expect("a remove-node hook");
+    assert_eq!(remove.url.as_deref(), Some("http://10.0.0.1:8080/hooks"));
+    assert_eq!((remove.timeout_secs, remove.retries), (5, 0));
+    let canonical = serde_json::to_string(&agent).expect("serializes");
+    assert_eq!(
+        parse_agent_config("config.json", &canonical).expect("canonical parses"),
+        agent
+    );
+    // No hooks: the canonical document has no Nodes section (Gru's files unchanged).
+    let plain = parse_agent_config("config.json", "{}").expect("empty config");
+    assert!(
+        !serde_json::to_string(&plain)
+            .expect("serializes")
+            .contains("Nodes")
+    );
+}
+
+#[test]
+fn node_hooks_are_refused_with_their_path() {
+    let problems = match parse_agent_config(
+        "config.json",
+        r#"{"Nodes": {
+            "AddNodeHook": {"Command": ["add-node"], "Timeout": 0},
+            "RemoveNodeHook": {"Command": ["/bin/true"], "Url": "http://h/"},
+            "Bogus": 1
+        }}"#,
+    ) {
+        Ok(agent) => panic!("accepted {agent:?}"),
+        Err(problems) => rendered(&problems),
+    };
+    for needle in [
+        "config.json: Nodes.AddNodeHook.Command: \"add-node\" is not an absolute path",
+        "config.json: Nodes.AddNodeHook.Timeout: must be at least 1, found 0",
+        "config.json: Nodes.RemoveNodeHook: names both a Command and a Url: choose one",
+        "Nodes.Bogus",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(needle)),
+            "{needle:?} not in {problems:?}"
+        );
+    }
+    let problems = match parse_agent_config(
+        "config.json",
+        r#"{"Nodes": {"AddNodeHook": {}, "RemoveNodeHook": {"Url": "https://h/x"}}}"#,
+    ) {
+        Ok(agent) => panic!("accepted {agent:?}"),
+        Err(problems) => rendered(&problems),
+    };
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("Nodes.AddNodeHook: names neither a Command nor a Url")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("Nodes.RemoveNodeHook.Url: \"https://h/x\" is not an http:// URL")),
+        "{problems:?}"
     );
 }

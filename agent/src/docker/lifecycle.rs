@@ -263,6 +263,25 @@ impl Engine {
         Ok(listed.iter().filter_map(managed_from_summary).collect())
     }
 
+    /// The cpusets gru's containers hold on this engine (any node, any cluster; created or
+    /// running): the cores a pinned start can no longer take, as the start's allocation
+    /// counts them.
+    pub async fn held_cpusets(&self) -> Result<Vec<CpuSet>, DockerError> {
+        let filters = HashMap::from([("label", vec![LABEL_CPUSET.to_owned()])]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let listed = self
+            .call(
+                "list",
+                "pinned containers",
+                self.docker.list_containers(Some(options)),
+            )
+            .await?;
+        Ok(reservations(&listed).cpusets)
+    }
+
     /// Whether `image` is present on this engine (never pulls).
     pub async fn image_present(&self, image: &str) -> Result<bool, DockerError> {
         let target = format!("image {image}");

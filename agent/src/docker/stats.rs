@@ -69,6 +69,18 @@ impl StatsSample {
     pub fn mem_fraction(&self) -> Option<f64> {
         mem_fraction(&self.memory)
     }
+
+    /// Cores used since the previous reading (the fraction times the cores it may use).
+    pub fn cpu_cores(&self) -> Option<f64> {
+        let online = self.cpu.online_cpus.max(1);
+        self.cpu_fraction()
+            .map(|fraction| fraction * self.allowance.cores(online))
+    }
+
+    /// See [`memory_used`].
+    pub fn memory_used(&self) -> u64 {
+        memory_used(&self.memory)
+    }
 }
 
 /// CPU used since the previous reading as a fraction of the cores the container may use:
@@ -97,11 +109,16 @@ pub fn mem_fraction(memory: &MemoryReading) -> Option<f64> {
     if memory.limit == 0 {
         return None;
     }
-    let used = match memory.reclaimable {
+    let used = memory_used(memory);
+    Some((used as f64 / memory.limit as f64).clamp(0.0, 1.0))
+}
+
+/// Memory in use in bytes, reclaimable cache left out (as `docker stats` shows it).
+pub fn memory_used(memory: &MemoryReading) -> u64 {
+    match memory.reclaimable {
         Some(cache) if cache < memory.usage => memory.usage - cache,
         _ => memory.usage,
-    };
-    Some((used as f64 / memory.limit as f64).clamp(0.0, 1.0))
+    }
 }
 
 /// Reads the counters of one stats message; `None` if it has no CPU or memory figures
@@ -208,6 +225,30 @@ mod tests {
                 "{online} {used} {allowance:?}: {fraction:?}"
             );
         }
+    }
+
+    #[test]
+    fn cores_used_are_the_fraction_times_the_cores_allowed_and_memory_leaves_cache_out() {
+        let sample = |online, used, allowance| StatsSample {
+            id: "c".to_owned(),
+            cpu: reading(online, used),
+            memory: MemoryReading {
+                usage: 96,
+                reclaimable: Some(32),
+                limit: 128,
+            },
+            allowance,
+        };
+        let pinned_one = CpuAllowance {
+            cpuset_count: Some(1),
+            nano_cpus: None,
+        };
+        assert!(close(
+            sample(4, 3 * SECOND_NS, CpuAllowance::default()).cpu_cores(),
+            3.0
+        ));
+        assert!(close(sample(4, SECOND_NS / 2, pinned_one).cpu_cores(), 0.5));
+        assert_eq!(sample(4, 0, pinned_one).memory_used(), 64);
     }
 
     #[test]

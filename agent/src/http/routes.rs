@@ -245,8 +245,37 @@ pub async fn command(
             }
             &[]
         }
-        AgentCommand::Start | AgentCommand::Stop | AgentCommand::Update => &[],
+        AgentCommand::Start
+        | AgentCommand::Stop
+        | AgentCommand::Update
+        | AgentCommand::Drain
+        | AgentCommand::Undrain
+        | AgentCommand::Leave => &[],
     };
+    if command == AgentCommand::Leave
+        && !state
+            .shared
+            .knowledge()
+            .drain
+            .as_ref()
+            .is_some_and(|d| d.done)
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            crate::runtime::autonomic::not_drained(&state.shared.node),
+        ));
+    }
+    let adds_instances = match &command {
+        AgentCommand::StartService { .. } => true,
+        AgentCommand::SetBaseServices { services } => !services.is_empty(),
+        _ => false,
+    };
+    if adds_instances && state.shared.knowledge().drain.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            crate::runtime::autonomic::drained_refusal(&state.shared.node),
+        ));
+    }
     for service in named {
         push::check_service_name(service)?;
         push::check_service_known(&state.shared.knowledge(), service)?;

@@ -69,6 +69,10 @@ pub struct NodeView {
     /// Services whose last start here failed (a refused pull, a missing image), by name:
     /// when, why, how many times in a row, and until when this node backs off.
     pub start_failures: BTreeMap<String, StartFailureView>,
+    /// CPU and memory in use (its containers' latest readings) and free cores.
+    pub usage: crate::runtime::usage::NodeUsage,
+    /// Present while the node is drained: since when, and whether no instance is left.
+    pub drain: Option<crate::runtime::DrainRecord>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -145,6 +149,8 @@ pub fn node(shared: &Shared, knowledge: &Knowledge) -> NodeView {
                 (service.clone(), view)
             })
             .collect(),
+        usage: knowledge.node_usage(),
+        drain: knowledge.drain.clone(),
     }
 }
 

@@ -156,6 +156,16 @@ impl BlockedBy {
         self.holds.is_empty()
     }
 
+    /// Whether this node's room is the one guard that removed the candidate: a scale-out
+    /// the planner wants and only a full node holds back (what saturation watches).
+    pub fn held_only_by_room(&self) -> bool {
+        !self.holds.is_empty()
+            && self
+                .holds
+                .iter()
+                .all(|h| matches!(h, Hold::NoFreeResources))
+    }
+
     pub(super) fn push(&mut self, hold: Hold) {
         self.holds.push(hold);
         self.text = OnceLock::new();

@@ -309,6 +309,24 @@ fn no_free_resources_blocks_scale_out() {
 }
 
 #[test]
+fn only_a_scale_out_held_back_by_room_alone_counts_toward_saturation() {
+    use crate::tick::saturation::held_by_room;
+    let mut web = busy("web");
+    web.free_slots_here = 0;
+    let (decision, _) = tick(&[web.clone()], &policy(), &PlannerState::new(), 0);
+    assert_eq!(held_by_room(&decision), [("web".to_owned(), 1)]);
+    // Room here: it scales out, nothing is held back.
+    web.free_slots_here = 4;
+    let (decision, _) = tick(&[web.clone()], &policy(), &PlannerState::new(), 0);
+    assert!(held_by_room(&decision).is_empty());
+    // Held back by MaxInstances too: more room would not help.
+    web.free_slots_here = 0;
+    web.max_instances = Some(web.counted_instances());
+    let (decision, _) = tick(&[web], &policy(), &PlannerState::new(), 0);
+    assert!(held_by_room(&decision).is_empty(), "{decision:#?}");
+}
+
+#[test]
 fn max_instances_blocks_scale_out() {
     // (cluster instances, pending here, max, blocked?)
     let cases = [

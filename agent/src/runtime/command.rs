@@ -23,6 +23,14 @@ pub enum AgentCommand {
     /// Replace this node's base services (Gru's `set node <n> base-services <s...>`): the
     /// agent keeps one instance of each running here and publishes its constraints record.
     SetBaseServices { services: Vec<String> },
+    /// Drain this node (`drain node <n>`): it accepts no new instances, its instances are
+    /// started elsewhere and then stopped here, and it reports when none is left.
+    Drain,
+    /// Take it back into service (`undrain node <n>`).
+    Undrain,
+    /// Leave the cluster (`leave node <n>`): only once drained; the agent stops and revokes
+    /// its lease, and its drain record goes.
+    Leave,
     /// Record Gru's CPU bounds of this node (`set node <n> cpumin|cpumax <v>`), fractions in
     /// [0, 1]; a bound left out keeps its value. They are published in the node's
     /// constraints record and shown; as in Gru, nothing decides on them.

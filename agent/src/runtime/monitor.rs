@@ -20,6 +20,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::autonomic::now;
 use super::state::{InstanceInfo, Shared};
+use super::usage::InstanceUsage;
 use crate::docker::{CpuAllowance, DockerError, Engine, StatsSample};
 use crate::metrics_line;
 
@@ -69,6 +70,7 @@ pub fn poll_stats(engine: Engine, shared: Arc<Shared>) -> JoinHandle<()> {
             let readings = read_round(&engine, running, &polled).await;
             let mut recorded = false;
             let mut knowledge = shared.knowledge();
+            knowledge.usage.retain(|id, _| polled.contains_key(id));
             for (info, reading) in readings {
                 let (allowance, sample) = match reading {
                     Ok(read) => read,
@@ -88,6 +90,13 @@ pub fn poll_stats(engine: Engine, shared: Arc<Shared>) -> JoinHandle<()> {
                     },
                 );
                 sample.cpu.previous = last.and_then(|last| last.counters);
+                knowledge.usage.insert(
+                    info.id.clone(),
+                    InstanceUsage {
+                        cpu_cores: sample.cpu_cores(),
+                        memory_bytes: sample.memory_used(),
+                    },
+                );
                 let at = now();
                 for (metric, value) in [
                     (CPU_METRIC, sample.cpu_fraction()),

@@ -20,6 +20,16 @@ pub const DECISION_HISTORY_LEN: usize = 256;
 /// Executed actions kept for `events`.
 pub const ACTION_HISTORY_LEN: usize = 256;
 
+/// A node's drain, as its agent keeps it in etcd (`/gru/<cluster>/drains/<node>`, no
+/// lease: a restarted agent goes on draining) and shows it (`GET /gru/v1/node`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct DrainRecord {
+    /// When the drain was asked for (the agent's clock).
+    pub since: Millis,
+    /// No instance is left here: the node may leave (`gru leave`, or SIGTERM).
+    pub done: bool,
+}
+
 /// One container of this node that gru manages, as last seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InstanceInfo {
@@ -114,6 +124,18 @@ pub struct Knowledge {
     /// Services backed off after a failed start here, by name; cleared by a start that
     /// succeeds (`/gru/v1/node` shows them).
     pub start_backoffs: BTreeMap<String, StartBackoff>,
+    /// What the node has (from the engine at join) and each container's latest use, by
+    /// container id (the stats poller keeps only running containers').
+    pub capacity: super::usage::NodeCapacity,
+    /// This node's drain, when it is drained (`drain node`): it accepts no new instance
+    /// and moves its own away.
+    pub drain: Option<DrainRecord>,
+    pub usage: BTreeMap<String, super::usage::InstanceUsage>,
+    /// Every pinned container's cpuset on the engine (any node, any cluster), read by the
+    /// reconcile while a service pins cores; `None` otherwise or when the engine did not
+    /// answer. Agents sharing an engine share its cores: the planner's room for a pinned
+    /// service and the free cores shown count these when known.
+    pub engine_cpusets: Option<Vec<common::config::CpuSet>>,
     /// The last 15 minutes of the loop's samples and acting decisions (web console charts).
     pub history: super::history::History,
     /// Other agents of the cluster, from their etcd records (kept current by a watch).
@@ -181,6 +203,10 @@ impl Knowledge {
             decisions: VecDeque::new(),
             actions: VecDeque::new(),
             start_backoffs: BTreeMap::new(),
+            capacity: Default::default(),
+            drain: None,
+            usage: BTreeMap::new(),
+            engine_cpusets: None,
             history: super::history::History::new(),
             peers: Peers::default(),
             view: ClusterView::new(),
@@ -193,6 +219,20 @@ impl Knowledge {
             gossip_hot_since: Millis::ZERO,
             gossip_asked: HashSet::new(),
         }
+    }
+
+    /// The node's use now (see [`super::usage::node_usage`]).
+    pub fn node_usage(&self) -> super::usage::NodeUsage {
+        let mut usage = super::usage::node_usage(
+            self.capacity,
+            self.instances.values(),
+            &self.usage,
+            self.config.as_deref(),
+        );
+        if let Some(held) = &self.engine_cpusets {
+            usage.free_cores = super::usage::free_cores_on_engine(self.capacity.cpus, held);
+        }
+        usage
     }
 
     pub fn record_decision(&mut self, decision: Decision) {
@@ -304,6 +344,9 @@ pub struct Shared {
     /// Woken when a metric sample arrives (stats, a `gru:` log line, a push), so that the
     /// loop can act on a threshold crossed now instead of at its next tick.
     pub fresh_metrics: tokio::sync::Notify,
+    /// Cancelled when a drained node is told to leave (`leave node`): the daemon then
+    /// shuts down as on SIGTERM (its lease revoked).
+    pub leave: tokio_util::sync::CancellationToken,
 }
 
 impl Shared {
@@ -322,6 +365,7 @@ impl Shared {
             knowledge: Mutex::new(Knowledge::new(window)),
             telemetry: crate::telemetry::Telemetry::new(),
             fresh_metrics: tokio::sync::Notify::new(),
+            leave: tokio_util::sync::CancellationToken::new(),
         }
     }
 

@@ -124,6 +124,31 @@ impl Store {
         Ok(won)
     }
 
+    /// Claims a cluster-scope node call (`ClusterKeys::add_node_claim`,
+    /// `remove_node_claim`): creates `record` at `key` under a lease of `cooldown_secs` if
+    /// no call stands. `Ok(false)` when one does (another agent claimed it within the
+    /// cooldown): exactly one agent makes the call per cooldown.
+    pub async fn claim_node_call(
+        &self,
+        key: String,
+        record: &str,
+        cooldown_secs: i64,
+    ) -> Result<bool, StoreError> {
+        let lease = self.lease_grant(cooldown_secs.max(2)).await?;
+        let txn = Txn::new()
+            .when(vec![Compare::version(key.clone(), CompareOp::Equal, 0)])
+            .and_then(vec![TxnOp::put(
+                key,
+                record,
+                Some(PutOptions::new().with_lease(lease)),
+            )]);
+        let won = self.txn("claim a node call", txn).await?.succeeded();
+        if !won {
+            let _ = self.lease_revoke(lease).await;
+        }
+        Ok(won)
+    }
+
     /// Claims a rollout step: writes `step` under a lease of `ttl_secs` (and rewrites
     /// `last-claim`, so a scaling claim read before it fails) if the last claim is still at
     /// `seen_revision`. The lease, to release the step with; `None` when another agent

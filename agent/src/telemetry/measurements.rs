@@ -30,7 +30,16 @@ pub const MEASUREMENTS: [&str; 10] = [
 /// metrics (`gru_metric`, `gru_shared`).
 pub fn documented_fields(measurement: &str) -> Option<&'static [&'static str]> {
     Some(match measurement {
-        NODE => &["cpus", "memory_bytes", "active", "instances"],
+        NODE => &[
+            "cpus",
+            "memory_bytes",
+            "active",
+            "instances",
+            "cpu_used_cores",
+            "cpu_used_fraction",
+            "memory_used_bytes",
+            "free_cores",
+        ],
         INSTANCE => &["up", "uptime_seconds"],
         SERVICE => &["instances", "min_instances", "max_instances"],
         ANALYTIC => &["value", "available"],
@@ -107,6 +116,18 @@ pub fn knowledge_points(
         .values()
         .filter(|i| i.state == "running")
         .count();
+    let mut usage = crate::runtime::usage::node_usage(
+        crate::runtime::usage::NodeCapacity {
+            cpus: facts.cpus,
+            memory_bytes: facts.memory_bytes,
+        },
+        knowledge.instances.values(),
+        &knowledge.usage,
+        knowledge.config.as_deref(),
+    );
+    if let Some(held) = &knowledge.engine_cpusets {
+        usage.free_cores = crate::runtime::usage::free_cores_on_engine(facts.cpus, held);
+    }
     points.push(
         origin
             .point(NODE, now)
@@ -116,7 +137,14 @@ pub fn knowledge_points(
                 i64::try_from(facts.memory_bytes).unwrap_or(i64::MAX),
             )
             .flag("active", knowledge.active)
-            .integer("instances", running as i64),
+            .integer("instances", running as i64)
+            .float("cpu_used_cores", usage.cpu_used_cores)
+            .float("cpu_used_fraction", usage.cpu_used_fraction)
+            .integer(
+                "memory_used_bytes",
+                i64::try_from(usage.memory_used_bytes).unwrap_or(i64::MAX),
+            )
+            .integer("free_cores", i64::from(usage.free_cores)),
     );
     for info in knowledge.instances.values() {
         points.push(
@@ -355,6 +383,13 @@ mod tests {
             .metrics
             .record("web", "i1", "cpu_avg", Millis(5_000), 0.5)
             .expect("a sample");
+        knowledge.usage.insert(
+            "id1".into(),
+            crate::runtime::usage::InstanceUsage {
+                cpu_cores: Some(0.5),
+                memory_bytes: 4096,
+            },
+        );
         knowledge.analytics.insert(
             "web".into(),
             BTreeMap::from([
@@ -376,6 +411,17 @@ mod tests {
         );
         assert_eq!(node.field("active"), Some(FieldValue::Integer(1)));
         assert_eq!(node.field("instances"), Some(FieldValue::Integer(1)));
+        assert_eq!(node.field("cpu_used_cores"), Some(FieldValue::Float(0.5)));
+        assert_eq!(
+            node.field("cpu_used_fraction"),
+            Some(FieldValue::Float(0.25))
+        );
+        assert_eq!(
+            node.field("memory_used_bytes"),
+            Some(FieldValue::Integer(4096))
+        );
+        // No configuration: no service is known to pin a core.
+        assert_eq!(node.field("free_cores"), Some(FieldValue::Integer(2)));
         assert_eq!(node.timestamp_ns, 11_000_000_000);
 
         let instance = find(

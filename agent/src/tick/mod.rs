@@ -47,6 +47,7 @@
 pub mod local;
 pub mod ports;
 pub mod rollout;
+pub mod saturation;
 
 use std::time::Duration;
 
@@ -111,6 +112,12 @@ pub enum Want {
     Target { direction: Direction, desired: u32 },
     /// One half of a swap: one instance in `direction` (the stop makes room for the start).
     Swap { direction: Direction },
+    /// A draining node asks the others to start one instance of a service it runs
+    /// (a target one above the count, `coordination::drain_move_claim`).
+    DrainMove,
+    /// A draining node stops one of its instances once the count reached `wait_for` (its
+    /// replacement is in discovery; 0: stop first, the service is at its maximum).
+    DrainStop { wait_for: u32 },
 }
 
 impl Want {
@@ -130,6 +137,7 @@ impl Want {
             } => "scale-out",
             Want::Step { .. } | Want::Target { .. } => "scale-in",
             Want::Swap { .. } => "swap",
+            Want::DrainMove | Want::DrainStop { .. } => "drain",
         }
     }
 
@@ -142,6 +150,8 @@ impl Want {
             Want::Step { .. } => "a scaling step",
             Want::Target { .. } => "a target-tracking decision",
             Want::Swap { .. } => "half of a swap",
+            Want::DrainMove => "a start elsewhere of an instance of this draining node",
+            Want::DrainStop { .. } => "a stop of a drained instance whose replacement runs",
         }
     }
 
@@ -400,6 +410,23 @@ pub fn decide(
             )
         }
         Want::Swap { direction } => step(node, direction, 1, observed, observation, ledger, policy),
+        Want::DrainMove => {
+            coordination::drain_move_claim(node, observation.observed, observation.max, ledger)
+                .ok_or(NOTHING_TO_DO)
+        }
+        Want::DrainStop { wait_for } => {
+            if observation.running_here == 0 {
+                return Err(NOTHING_TO_DO);
+            }
+            coordination::drain_stop_claim(
+                node,
+                observation.observed,
+                observation.min,
+                wait_for,
+                ledger,
+            )
+            .ok_or(NOTHING_TO_DO)
+        }
         Want::Target { direction, desired } => coordination::evaluate_target(
             &TargetRequest {
                 node,
@@ -611,6 +638,8 @@ pub enum ExecutionIo {
 pub struct Execution {
     wants: Vec<(String, Want)>,
     won: usize,
+    /// The won claims, in order.
+    claims: Vec<Claim>,
     refused: bool,
     acts: Vec<Act>,
     acted: usize,
@@ -621,10 +650,16 @@ impl Execution {
         Execution {
             wants,
             won: 0,
+            claims: Vec::new(),
             refused: false,
             acts: Vec::new(),
             acted: 0,
         }
+    }
+
+    /// The claims won, in order (all of them when every want was won).
+    pub fn into_won(self) -> Vec<Claim> {
+        self.claims
     }
 
     /// What the caller must do next.
@@ -658,6 +693,7 @@ impl Execution {
             return;
         };
         self.won += 1;
+        self.claims.push(claim.clone());
         let effect = effect(&claim);
         if effect != Effect::Nothing {
             self.acts.push(Act {
@@ -1545,8 +1581,8 @@ mod tests {
                             Want::Swap { direction }
                             | Want::Step { direction, .. }
                             | Want::Target { direction, .. } => direction,
-                            Want::Floor { .. } => Direction::Out,
-                            Want::Ceiling => Direction::In,
+                            Want::Floor { .. } | Want::DrainMove => Direction::Out,
+                            Want::Ceiling | Want::DrainStop { .. } => Direction::In,
                             Want::Fill => random_direction(&mut rng),
                         };
                         let claim = Claim {

@@ -90,8 +90,8 @@ pub async fn claim<P: Ports>(ports: &mut P, service: &str, want: Want) -> Option
 }
 
 /// Carries `wants` out through `ports`, as an [`Execution`] says: each claimed in order
-/// ([`claim`]), then, once all were won, the stops and the starts.
-pub async fn carry_out<P: Ports>(ports: &mut P, wants: Vec<(String, Want)>) {
+/// ([`claim`]), then, once all were won, the stops and the starts. Returns the claims won.
+pub async fn carry_out<P: Ports>(ports: &mut P, wants: Vec<(String, Want)>) -> Vec<Claim> {
     let mut execution = Execution::new(wants);
     loop {
         match execution.next() {
@@ -103,7 +103,7 @@ pub async fn carry_out<P: Ports>(ports: &mut P, wants: Vec<(String, Want)>) {
                 ports.act(&act).await;
                 execution.on_acted();
             }
-            ExecutionIo::Done => break,
+            ExecutionIo::Done => return execution.into_won(),
         }
     }
 }

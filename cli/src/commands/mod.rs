@@ -18,6 +18,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(command) => config::run(&etcd, command).await,
         Command::Join(args) => join::run(etcd, args).await,
         Command::Manage(args) => manage::run(&etcd, args).await,
+        Command::Leave { cluster, node } => {
+            common::keys::check_name("node", &node)
+                .map_err(|err| crate::exit::Usage(err.to_string()))?;
+            let args = crate::args::ManageArgs {
+                cluster: Some(cluster),
+                script: Some(format!("leave node {node}")),
+                output: crate::args::OutputFormat::Text,
+            };
+            manage::run(&etcd, args).await
+        }
         Command::Completions { shell } => completions::run(shell, &mut std::io::stdout()),
     }
 }

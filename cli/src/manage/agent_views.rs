@@ -18,6 +18,31 @@ pub struct NodeView {
     pub instances: InstanceCounts,
     /// Services whose last start on the node failed (a refused pull...), by name.
     pub start_failures: BTreeMap<String, StartFailure>,
+    /// CPU and memory in use and free cores (absent from agents before issue 17).
+    pub usage: Option<NodeUsage>,
+    /// Present while the node is drained.
+    pub drain: Option<Drain>,
+}
+
+/// A node's drain.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Drain {
+    pub since: u64,
+    /// No instance is left on it.
+    pub done: bool,
+}
+
+/// A node's use, as its agent reports it.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct NodeUsage {
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    pub cpu_used_cores: f64,
+    pub cpu_used_fraction: f64,
+    pub memory_used_bytes: u64,
+    pub free_cores: u32,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

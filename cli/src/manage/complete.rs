@@ -35,7 +35,9 @@ pub fn complete(before_cursor: &str, names: &Names) -> (usize, Vec<String>) {
 fn repeats(previous: &[&str], candidate: &str) -> bool {
     let list = matches!(
         previous,
-        ["start" | "stop", "agent", ..] | ["set", "node", _, "base-services", ..]
+        ["start" | "stop", "agent", ..]
+            | ["drain" | "undrain" | "leave", "node", ..]
+            | ["set", "node", _, "base-services", ..]
     ) || matches!(previous, ["start" | "stop", "service", _, next, ..] if *next != "node");
     list && previous.contains(&candidate)
 }
@@ -84,6 +86,9 @@ fn candidates(previous: &[&str], names: &Names) -> Vec<String> {
         ["status"] => words(&["--watch"]),
         ["why"] => nodes(),
         ["why", _] => services(),
+        ["drain" | "undrain" | "leave"] => words(&["node"]),
+        ["drain" | "undrain" | "leave", "node"] => with_all(&names.nodes),
+        ["drain" | "undrain" | "leave", "node", rest @ ..] if !rest.contains(&"all") => nodes(),
         ["rollout"] => words(&["status", "pause", "resume", "undo"]),
         ["rollout", _] => services(),
         ["help"] => grammar::FAMILIES
@@ -113,8 +118,9 @@ mod tests {
                 "",
                 0,
                 &[
-                    "deploy", "events", "exit", "help", "list", "quit", "rollout", "set", "show",
-                    "start", "status", "stop", "undeploy", "update", "use", "why",
+                    "deploy", "drain", "events", "exit", "help", "leave", "list", "quit",
+                    "rollout", "set", "show", "start", "status", "stop", "undeploy", "undrain",
+                    "update", "use", "why",
                 ],
             ),
             ("st", 0, &["start", "status", "stop"]),
@@ -143,6 +149,10 @@ mod tests {
             ("start agent ", 12, &["all", "north", "south", "west"]),
             ("start agent north ", 18, &["south", "west"]),
             ("stop agent all ", 15, &[]),
+            ("dr", 0, &["drain"]),
+            ("undrain ", 8, &["node"]),
+            ("drain node ", 11, &["all", "north", "south", "west"]),
+            ("drain node north ", 17, &["south", "west"]),
             ("update p", 7, &["policy"]),
             ("status --", 7, &["--watch"]),
             ("why so", 4, &["south"]),

@@ -271,6 +271,72 @@ pub async fn agents(ctx: &Ctx<'_>, targets: &Targets, start: bool) -> Outcome {
     results.outcome(command, "")
 }
 
+/// `drain node` / `undrain node`: each agent records its drain (or its end) and says so.
+pub async fn drain(ctx: &Ctx<'_>, targets: &Targets, drain: bool) -> Outcome {
+    let nodes = match resolve_or_fail(ctx, targets) {
+        Ok(nodes) => nodes,
+        Err(outcome) => return outcome,
+    };
+    let results: NodeResults = ctx
+        .on_each(&nodes, |endpoint, agents| async move {
+            let command = if drain {
+                AgentCommand::Drain
+            } else {
+                AgentCommand::Undrain
+            };
+            agents.send(&endpoint, &[command]).await?;
+            let deadline = tokio::time::Instant::now() + ACTIVE_WAIT;
+            while tokio::time::Instant::now() < deadline {
+                if let Ok(view) = agents.get::<NodeView>(&endpoint, "node").await
+                    && view.drain.is_some() == drain
+                {
+                    return Ok(match (drain, view.drain) {
+                        (true, Some(d)) if d.done => "drained: no instance left".to_owned(),
+                        (true, _) => format!(
+                            "draining: {} instance(s) to move; `show node` says when it is done",
+                            view.instances.running
+                        ),
+                        (false, _) => "undrained: it takes instances again".to_owned(),
+                    });
+                }
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+            Ok(format!(
+                "accepted; not yet {} after {} s",
+                if drain { "draining" } else { "undrained" },
+                ACTIVE_WAIT.as_secs()
+            ))
+        })
+        .await;
+    results.outcome(if drain { "drain node" } else { "undrain node" }, "")
+}
+
+/// `leave node`: each drained agent stops and revokes its lease; waits until it no longer
+/// answers.
+pub async fn leave(ctx: &Ctx<'_>, targets: &Targets) -> Outcome {
+    let nodes = match resolve_or_fail(ctx, targets) {
+        Ok(nodes) => nodes,
+        Err(outcome) => return outcome,
+    };
+    let results: NodeResults = ctx
+        .on_each(&nodes, |endpoint, agents| async move {
+            agents.send(&endpoint, &[AgentCommand::Leave]).await?;
+            let deadline = tokio::time::Instant::now() + ACTIVE_WAIT;
+            while tokio::time::Instant::now() < deadline {
+                if agents.get::<NodeView>(&endpoint, "node").await.is_err() {
+                    return Ok("left the cluster (its agent stopped, its lease revoked)".to_owned());
+                }
+                tokio::time::sleep(POLL_INTERVAL).await;
+            }
+            Ok(format!(
+                "accepted; still answering after {} s",
+                ACTIVE_WAIT.as_secs()
+            ))
+        })
+        .await;
+    results.outcome("leave node", "")
+}
+
 pub async fn update(ctx: &Ctx<'_>, part: UpdatePart) -> Outcome {
     let nodes = ctx.all_nodes();
     if nodes.endpoints.is_empty() && nodes.broken.is_empty() {

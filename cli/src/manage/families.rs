@@ -92,6 +92,30 @@ pub const FAMILIES: &[Family] = &[
                   and base services are still kept.",
     },
     Family {
+        verb: "drain",
+        usage: &["drain node <node>...|all"],
+        summary: "take nodes out of service: their instances move to other nodes",
+        details: "A drained node accepts no new instance (no scale-out, fill or repair lands \
+                  there; start service and base services are refused). Its instances are \
+                  started on other nodes before each is stopped there, one per service at a \
+                  time, through the scaling ledger; base services move too. `show node <n>` \
+                  says when the drain is done; then `gru leave` (or SIGTERM) removes the \
+                  node. The drain survives the agent's restart.",
+    },
+    Family {
+        verb: "leave",
+        usage: &["leave node <node>...|all"],
+        summary: "drained nodes leave the cluster: their agents stop and revoke their leases",
+        details: "Refused for a node that is not drained, or still moving its instances. \
+                  Sending the agent SIGTERM once it is drained does the same.",
+    },
+    Family {
+        verb: "undrain",
+        usage: &["undrain node <node>...|all"],
+        summary: "take drained nodes back into service",
+        details: "The node accepts instances again; what already moved stays where it is.",
+    },
+    Family {
         verb: "update",
         usage: &["update [config|agent|policy|services|analytics|all]"],
         summary: "have every agent reload its configuration from etcd now",

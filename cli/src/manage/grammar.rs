@@ -154,6 +154,15 @@ pub enum Command {
     StopAgent {
         targets: Targets,
     },
+    /// `leave node <n>...`: drained nodes leave the cluster.
+    Leave {
+        targets: Targets,
+    },
+    /// `drain node <n>...` (`drain: true`) or `undrain node <n>...`.
+    Drain {
+        targets: Targets,
+        drain: bool,
+    },
     Update {
         part: UpdatePart,
     },
@@ -330,6 +339,23 @@ fn parse_rest(verb: &str, rest: &[&str]) -> Parsed {
                     )
                 }),
             _ => Err(too_many(&rest[1..])),
+        },
+        "leave" => match rest {
+            ["node", nodes @ ..] if !nodes.is_empty() => Ok(Command::Leave {
+                targets: targets(nodes)?,
+            }),
+            ["node"] => Err("which nodes (names, or all)?".into()),
+            [] => Err("leave what? `node <name>`".into()),
+            [other, ..] => Err(expected("node", other, &["node"])),
+        },
+        "drain" | "undrain" => match rest {
+            ["node", nodes @ ..] if !nodes.is_empty() => Ok(Command::Drain {
+                targets: targets(nodes)?,
+                drain: verb == "drain",
+            }),
+            ["node"] => Err("which nodes (names, or all)?".into()),
+            [] => Err("drain what? `node <name>`".into()),
+            [other, ..] => Err(expected("node", other, &["node"])),
         },
         "status" => parse_status(rest),
         "why" => match rest {
@@ -758,6 +784,33 @@ mod tests {
                     service: "web".into(),
                 },
             ),
+            (
+                "drain node n2",
+                Command::Drain {
+                    targets: nodes(&["n2"]),
+                    drain: true,
+                },
+            ),
+            (
+                "undrain node n2 n3 n2",
+                Command::Drain {
+                    targets: nodes(&["n2", "n3"]),
+                    drain: false,
+                },
+            ),
+            (
+                "drain node all",
+                Command::Drain {
+                    targets: Targets::All,
+                    drain: true,
+                },
+            ),
+            (
+                "leave node n2",
+                Command::Leave {
+                    targets: nodes(&["n2"]),
+                },
+            ),
             ("help", Command::Help { topic: None }),
             (
                 "help Start",
@@ -811,6 +864,11 @@ mod tests {
             ("show node n1 config extra", "unexpected `extra`"),
             ("show node n1 stats", "did you mean `status`?"),
             ("deploy now", "deploy: unexpected `now`"),
+            ("drain", "drain: drain what? `node <name>`"),
+            ("leave n1", "leave: expected node, found `n1`"),
+            ("drain node", "drain: which nodes (names, or all)?"),
+            ("drain nod n1", "did you mean `node`?"),
+            ("undrain node n1 all", "`all` stands alone"),
             (
                 "set node n1 base-service web",
                 "did you mean `base-services`?",

@@ -66,21 +66,49 @@ fn resources_text(record: &NodeRecord) -> (String, String) {
     }
 }
 
+/// `-`, `draining` or `drained` (`?` when the agent did not answer).
+fn drain_text(view: Option<&NodeView>) -> &'static str {
+    match view.map(|v| v.drain) {
+        None => "?",
+        Some(None) => "-",
+        Some(Some(d)) if d.done => "drained",
+        Some(Some(_)) => "draining",
+    }
+}
+
 pub async fn list_nodes(ctx: &Ctx<'_>) -> Outcome {
     let nodes = ctx.all_nodes();
     let (views, failures) = split(ctx.get_each::<NodeView>(&nodes, "node").await);
-    let mut rows = table(&["node", "address", "active", "cpus", "memory", "instances"]);
+    let mut rows = table(&[
+        "node",
+        "address",
+        "active",
+        "cpus",
+        "memory",
+        "instances",
+        "cpu used",
+        "memory used",
+        "free cores",
+        "drain",
+    ]);
     let mut json_nodes = Vec::new();
     for record in ctx.state.nodes.values() {
         let (cpus, memory) = resources_text(record);
-        let instances = views.get(&record.name).map(|v| v.instances.running);
+        let view = views.get(&record.name);
+        let instances = view.map(|v| v.instances.running);
+        let usage = view.and_then(|v| v.usage);
+        let unknown = || "?".to_owned();
         rows.add_row(vec![
             record.name.clone(),
             record.address(),
             if record.active { "yes" } else { "no" }.to_owned(),
             cpus,
             memory,
-            instances.map_or_else(|| "?".to_owned(), |n| n.to_string()),
+            instances.map_or_else(unknown, |n| n.to_string()),
+            usage.map_or_else(unknown, |u| format!("{:.2}", u.cpu_used_cores)),
+            usage.map_or_else(unknown, |u| human_bytes(u.memory_used_bytes)),
+            usage.map_or_else(unknown, |u| u.free_cores.to_string()),
+            drain_text(view).to_owned(),
         ]);
         json_nodes.push(json!({
             "name": record.name,
@@ -90,6 +118,10 @@ pub async fn list_nodes(ctx: &Ctx<'_>) -> Outcome {
             "memory_bytes": record.resources.as_ref().map(|r| r.total_memory_bytes),
             "base_services": record.constraints.base_services,
             "instances": instances,
+            "cpu_used_cores": usage.map(|u| u.cpu_used_cores),
+            "memory_used_bytes": usage.map(|u| u.memory_used_bytes),
+            "free_cores": usage.map(|u| u.free_cores),
+            "drain": view.map(|v| drain_text(Some(v))),
         }));
     }
     let text = if ctx.state.nodes.is_empty() {
@@ -295,6 +327,11 @@ fn status_line(view: &NodeView) -> String {
         )
     };
     let mut line = format!("{active}, {config}, {instances}");
+    match view.drain {
+        Some(d) if d.done => line.push_str("; drained: no instance left, it may leave (gru leave)"),
+        Some(_) => line.push_str("; draining: its instances move to other nodes"),
+        None => {}
+    }
     for (service, failure) in &view.start_failures {
         line.push_str(&format!(
             "; {service}: {} failed start(s) in a row, the last: {}",

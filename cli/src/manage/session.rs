@@ -132,6 +132,8 @@ impl Session {
             }
             Command::StartAgent { targets } => control::agents(&ctx, &targets, true).await,
             Command::StopAgent { targets } => control::agents(&ctx, &targets, false).await,
+            Command::Drain { targets, drain } => control::drain(&ctx, &targets, drain).await,
+            Command::Leave { targets } => control::leave(&ctx, &targets).await,
             Command::Update { part } => control::update(&ctx, part).await,
             Command::Status { watch: None } => status::status(&ctx).await,
             Command::Why { node, service } => history::why(&ctx, &node, service.as_deref()).await,

@@ -38,6 +38,13 @@ pub struct AgentConfig {
     pub storage: StorageConfig,
     pub metric: MetricConfig,
     pub discovery: DiscoveryConfig,
+    /// gru's addition: hooks that add and remove machines.
+    #[serde(skip_serializing_if = "is_default_nodes")]
+    pub nodes: super::hooks::NodesConfig,
+}
+
+fn is_default_nodes(nodes: &super::hooks::NodesConfig) -> bool {
+    *nodes == super::hooks::NodesConfig::default()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -415,6 +422,7 @@ const AGENT_FIELDS: &[Field] = &[
     field("Storage", Shape::Object(STORAGE_FIELDS)),
     field("Metric", Shape::Object(METRIC_FIELDS)),
     field("Discovery", Shape::Object(DISCOVERY_FIELDS)),
+    field("Nodes", Shape::Object(super::hooks::NODES_FIELDS)),
 ];
 
 /// Parses and validates an agent configuration (`config.json`).
@@ -450,6 +458,7 @@ fn validate(config: &AgentConfig, findings: &mut Findings) {
         1,
     );
     findings.at_least("Discovery.TTL", config.discovery.ttl_secs, 1);
+    super::hooks::validate(&config.nodes, findings);
 
     let metric = &config.metric;
     if metric.metric_service == MetricService::InfluxDb {

@@ -29,6 +29,7 @@ pub mod cluster;
 mod cpuset;
 mod document;
 pub mod health;
+pub mod hooks;
 mod jsonc;
 mod leaf;
 mod memory;

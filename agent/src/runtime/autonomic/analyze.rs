@@ -19,11 +19,10 @@
 
 use std::collections::BTreeMap;
 
-use common::config::{ClusterConfig, CpuSet, ServiceDescriptor};
+use common::config::{ClusterConfig, ServiceDescriptor};
 use common::keys::leaf_name;
 
 use super::Autonomic;
-use crate::docker::CoreAllocator;
 use crate::mape::{Millis, ServiceSnapshot, StartHeld};
 use crate::store::{Mirror, MirrorSettings, StoreError};
 use crate::tick::ServiceObservation;
@@ -280,26 +279,26 @@ impl Autonomic {
             return 0;
         }
         let knowledge = self.shared.knowledge();
+        if knowledge.drain.is_some() {
+            // A drained node accepts no new instance.
+            return 0;
+        }
         let mut slots = UNBOUNDED_SLOTS;
         let cpu_number = descriptor.configuration.cpu_number;
         if let Some(cpu_number) = std::num::NonZeroU32::new(cpu_number) {
-            let in_use: Vec<CpuSet> = knowledge
-                .instances
-                .values()
-                .filter_map(|i| config.services.get(&i.service))
-                .filter_map(|s| s.configuration.cpuset_cpus.clone())
-                .collect();
-            let pinned: u32 = knowledge
-                .instances
-                .values()
-                .filter_map(|i| config.services.get(&i.service))
-                .filter(|s| s.configuration.cpuset_cpus.is_none())
-                .map(|s| s.configuration.cpu_number)
-                .sum();
-            let free_cores = CoreAllocator::new(self.resources.cpus, in_use.iter())
-                .free()
-                .len() as u32;
-            slots = slots.min(free_cores.saturating_sub(pinned) / cpu_number);
+            // The engine's pins when known (agents sharing an engine share its cores),
+            // else this node's own.
+            let free_cores = match &knowledge.engine_cpusets {
+                Some(held) => {
+                    crate::runtime::usage::free_cores_on_engine(self.resources.cpus, held)
+                }
+                None => crate::runtime::usage::free_cores(
+                    self.resources.cpus,
+                    knowledge.instances.values(),
+                    config,
+                ),
+            };
+            slots = slots.min(free_cores / cpu_number);
         }
         if let Some(memory) = descriptor
             .configuration

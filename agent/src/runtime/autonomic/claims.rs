@@ -34,14 +34,14 @@ impl Autonomic {
         config: &ClusterConfig,
         wants: Vec<(String, Want)>,
         answering: &mut Option<Vec<String>>,
-    ) {
+    ) -> Vec<crate::coordination::Claim> {
         let mut ports = DaemonPorts {
             agent: self,
             config,
             answering,
             read: None,
         };
-        ports::carry_out(&mut ports, wants).await;
+        ports::carry_out(&mut ports, wants).await
     }
 }
 

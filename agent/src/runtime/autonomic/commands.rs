@@ -69,7 +69,19 @@ impl Autonomic {
             AgentCommand::Start => self.set_active(true).await,
             AgentCommand::Stop => self.set_active(false).await,
             AgentCommand::Update => self.reload().await,
+            AgentCommand::Drain => self.set_drain(true).await,
+            AgentCommand::Undrain => self.set_drain(false).await,
+            AgentCommand::Leave => self.leave().await,
             AgentCommand::StartService { service } => {
+                if self.shared.knowledge().drain.is_some() {
+                    self.record(
+                        "start-service",
+                        &service,
+                        None,
+                        format!("refused: {}", drained_refusal(&self.shared.node)),
+                    );
+                    return;
+                }
                 if let Some(descriptor) = self
                     .config()
                     .and_then(|c| c.services.get(&service).cloned())
@@ -149,4 +161,9 @@ impl Autonomic {
             tracing::warn!(error = %err, "cannot publish the node's constraints");
         }
     }
+}
+
+/// Why a drained node takes no new instance (the API's answer and the action record).
+pub fn drained_refusal(node: &str) -> String {
+    format!("node {node} is drained: it accepts no new instance (undrain node {node} first)")
 }

@@ -77,8 +77,12 @@ use execute::Backoff;
 mod analyze;
 mod claims;
 mod commands;
+pub use commands::drained_refusal;
+pub use drain::not_drained;
+mod drain;
 mod execute;
 mod health;
+mod nodes;
 mod plan;
 mod reconcile;
 mod repairs;
@@ -161,6 +165,21 @@ pub struct Autonomic {
     steps: BTreeMap<String, crate::tick::rollout::Step>,
     /// No rollout step of a service before then (its `Update.Delay` after the last one).
     step_after: BTreeMap<String, Millis>,
+    /// While this node drains: per service, the count its move asked the others to reach
+    /// (its replacement is counted once discovery holds that many; `drain`).
+    drain_moves: BTreeMap<String, u32>,
+    /// The scale-outs the last decision wanted that only this node's room held back
+    /// (`plan`), and how long they have been (`nodes`: saturation).
+    held_by_room: Vec<(String, u32)>,
+    saturation: crate::tick::saturation::Saturation,
+    /// The add-node hook's run, while it runs.
+    add_node_call: Option<JoinHandle<crate::runtime::hooks::HookRun>>,
+    /// Since when this node has had no instance but its base services (`nodes`: idle),
+    /// whether its drain is an idle removal (the remove-node hook follows it), and that
+    /// hook's run.
+    idle_since: Option<Millis>,
+    idle_drain: bool,
+    remove_node_call: Option<JoinHandle<crate::runtime::hooks::HookRun>>,
     /// The starting records (`/gru/<cluster>/starting/`), kept by a watch: added to the
     /// discovery records in the counts.
     starting_records: Option<crate::store::Mirror>,
@@ -229,6 +248,13 @@ impl Autonomic {
             discovery_records: None,
             steps: BTreeMap::new(),
             step_after: BTreeMap::new(),
+            drain_moves: BTreeMap::new(),
+            held_by_room: Vec::new(),
+            saturation: Default::default(),
+            add_node_call: None,
+            idle_since: None,
+            idle_drain: false,
+            remove_node_call: None,
             starting_records: None,
         }
     }
@@ -299,6 +325,7 @@ impl Autonomic {
         events.abort();
         stats.abort();
         ledgers.abort();
+        self.forget_drain().await;
         if let Some(retry) = self.fill_retry.take() {
             retry.abort();
         }
@@ -326,6 +353,9 @@ impl Autonomic {
         self.keep_floor(&config, active).await;
         // A rollout is the operator's, like the floor: it goes on while the planner rests.
         self.roll(&config).await;
+        // So is a drain: its instances move whether or not the planner acts.
+        self.drain(&config).await;
+        self.watch_idle(&config, active).await;
         if !active {
             return;
         }
@@ -333,6 +363,7 @@ impl Autonomic {
         let now = now();
         let snapshots = self.snapshots(&config, &cluster_counts, now).await;
         let wants = self.plan(&config, &snapshots, now);
+        self.watch_saturation(&config).await;
         if !wants.is_empty() {
             self.execute(&config, wants).await;
             self.reconcile().await;

@@ -32,6 +32,7 @@ impl Autonomic {
         let planned = tick::plan(&input, &self.planner, &mut self.rng);
         self.planner = planned.state;
         let decision = planned.decision;
+        self.held_by_room = crate::tick::saturation::held_by_room(&decision);
         tracing::info!(action = %decision.action, reason = %decision.reason, "decision");
         {
             let mut knowledge = self.shared.knowledge();

@@ -45,6 +45,17 @@ impl Autonomic {
             }
         };
         let config = self.config();
+        let pins = config.as_ref().is_some_and(|c| {
+            c.services
+                .values()
+                .any(|s| s.configuration.cpu_number > 0 || s.configuration.cpuset_cpus.is_some())
+        });
+        let held = if pins {
+            self.engine.held_cpusets().await.ok()
+        } else {
+            None
+        };
+        self.shared.knowledge().engine_cpusets = held;
         let running_instances: BTreeSet<&str> = containers
             .iter()
             .filter(|c| c.state == ContainerState::Running)

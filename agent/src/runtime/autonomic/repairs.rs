@@ -32,6 +32,8 @@ impl Autonomic {
                 knowledge.peers.orphaned_base_services.clone(),
             )
         };
+        // A drained node starts no base service: it moves them (`drain`).
+        let draining = self.shared.knowledge().drain.is_some();
         let counts = self.cluster_counts().await;
         let settling = self.discovery_settling(config);
         let targets = self.standing_targets();
@@ -39,7 +41,7 @@ impl Autonomic {
         let mut answering: Option<Vec<String>> = None;
         for descriptor in config.services.values() {
             let here = self.shared.knowledge().running(&descriptor.name).count() as u32;
-            if base.contains(&descriptor.name) && here == 0 {
+            if base.contains(&descriptor.name) && here == 0 && !draining {
                 self.start_instances(descriptor, 1, "base-service").await;
                 continue;
             }

@@ -1,0 +1,189 @@
+//! Nodes come: when the cluster saturates (`tick::saturation`: a scale-out only a full
+//! node holds back, for `Nodes.SaturatedPeriod`), this agent claims the cluster's add-node
+//! call (`/gru/<cluster>/node-scaling/add-node`, created under a lease of `Nodes.Cooldown`)
+//! and, when it wins, calls `Nodes.AddNodeHook` in a task of its own (`runtime::hooks`).
+//!
+//! Invariants: at most one add-node call per cooldown, cluster-wide, whichever agent sees
+//! the saturation first (the claim is a create-if-absent transaction); a hook never holds
+//! the loop (it runs in its own task, killed at its timeout); a draining node does not
+//! count (its room is 0 on purpose); the run's result is in `events`.
+
+use common::config::ClusterConfig;
+
+use super::{Autonomic, now};
+use crate::runtime::hooks::{self, HookCall, HookKind};
+
+impl Autonomic {
+    /// Looks at this tick's held scale-outs (`held_by_room`, from `plan`) and calls the
+    /// add-node hook when the saturation lasted its period and this agent wins the claim.
+    pub(super) async fn watch_saturation(&mut self, config: &ClusterConfig) {
+        let nodes = &config.agent.nodes;
+        let Some(hook) = nodes.add_node_hook.clone() else {
+            self.saturation.reset();
+            return;
+        };
+        if self.shared.knowledge().drain.is_some() {
+            self.saturation.reset();
+            return;
+        }
+        let held = std::mem::take(&mut self.held_by_room);
+        let period = std::time::Duration::from_secs(nodes.saturated_period_secs);
+        if !self.saturation.observe(&held, now(), period) {
+            return;
+        }
+        if self
+            .add_node_call
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+        {
+            return;
+        }
+        self.saturation.reset();
+        let wanted: u32 = held.iter().map(|(_, n)| n).sum();
+        let services: Vec<String> = held.iter().map(|(s, n)| format!("{s} +{n}")).collect();
+        let reason = format!(
+            "saturated: {} wanted for {} s and no node has room",
+            services.join(", "),
+            nodes.saturated_period_secs
+        );
+        let record = serde_json::json!({
+            "node": self.shared.node,
+            "reason": reason,
+            "wanted": wanted,
+        })
+        .to_string();
+        let cooldown = i64::try_from(nodes.cooldown_secs).unwrap_or(i64::MAX);
+        match self
+            .store
+            .claim_node_call(self.keys.add_node_claim(), &record, cooldown)
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(%reason, "claimed the add-node call");
+                self.record(
+                    "saturated",
+                    "",
+                    None,
+                    format!("ok: {reason}; calling the add-node hook"),
+                );
+                let call = HookCall {
+                    cluster: self.shared.cluster.clone(),
+                    hook: HookKind::AddNode,
+                    reason,
+                    wanted,
+                    node: None,
+                };
+                self.add_node_call = Some(hooks::spawn(self.shared.clone(), hook, call));
+            }
+            Ok(false) => {
+                tracing::debug!("saturated, but the add-node call of this cooldown was made");
+            }
+            Err(err) => {
+                self.shared.telemetry.metrics.etcd_error();
+                tracing::warn!(error = %err, "cannot claim the add-node call");
+            }
+        }
+    }
+}
+
+impl Autonomic {
+    /// Nodes go: a node that has had no instance but its base services for
+    /// `Nodes.IdlePeriod`, with another node in the cluster, claims the cluster's
+    /// remove-node slot (one removal per `Nodes.Cooldown`) and drains itself; once the
+    /// drain is done it calls `Nodes.RemoveNodeHook` with its name and, when the hook
+    /// succeeds, leaves (lease revoked). A failed hook leaves the node drained, in
+    /// `events`, for an operator.
+    pub(super) async fn watch_idle(&mut self, config: &ClusterConfig, active: bool) {
+        let nodes = &config.agent.nodes;
+        let Some(hook) = nodes.remove_node_hook.clone() else {
+            self.idle_since = None;
+            return;
+        };
+        let drain = self.shared.knowledge().drain.clone();
+        if let Some(drain) = drain {
+            self.idle_since = None;
+            if !self.idle_drain || !drain.done {
+                return;
+            }
+            match self.remove_node_call.take() {
+                None => {
+                    let call = HookCall {
+                        cluster: self.shared.cluster.clone(),
+                        hook: HookKind::RemoveNode,
+                        reason: "idle: drained, no instance left".to_owned(),
+                        wanted: 0,
+                        node: Some(self.shared.node.clone()),
+                    };
+                    self.remove_node_call = Some(hooks::spawn(self.shared.clone(), hook, call));
+                }
+                Some(task) if !task.is_finished() => self.remove_node_call = Some(task),
+                Some(task) => {
+                    let succeeded = task.await.is_ok_and(|run| run.succeeded.is_some());
+                    self.idle_drain = false;
+                    if succeeded {
+                        self.record(
+                            "leave",
+                            "",
+                            None,
+                            "ok: idle node removed: leaving the cluster".to_owned(),
+                        );
+                        tracing::info!("idle node drained and removed: leaving the cluster");
+                        self.shared.leave.cancel();
+                    } else {
+                        tracing::warn!("the remove-node hook failed; this node stays drained");
+                    }
+                }
+            }
+            return;
+        }
+        let idle = {
+            let knowledge = self.shared.knowledge();
+            let others = knowledge.peers.nodes.keys().any(|n| *n != self.shared.node);
+            let only_base = knowledge
+                .instances
+                .values()
+                .filter(|i| i.state == "running")
+                .all(|i| knowledge.base_services.contains(&i.service));
+            active && others && only_base
+        };
+        if !idle {
+            self.idle_since = None;
+            return;
+        }
+        let now = now();
+        let since = *self.idle_since.get_or_insert(now);
+        let period = std::time::Duration::from_secs(nodes.idle_period_secs);
+        if now.since(since) < period {
+            return;
+        }
+        self.idle_since = None;
+        let reason = format!(
+            "idle: no instance but its base services for {} s",
+            nodes.idle_period_secs
+        );
+        let record = serde_json::json!({ "node": self.shared.node, "reason": reason }).to_string();
+        let cooldown = i64::try_from(nodes.cooldown_secs).unwrap_or(i64::MAX);
+        match self
+            .store
+            .claim_node_call(self.keys.remove_node_claim(), &record, cooldown)
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(%reason, "claimed this node's removal: draining");
+                self.record(
+                    "idle",
+                    "",
+                    None,
+                    format!("ok: {reason}; draining this node"),
+                );
+                self.idle_drain = true;
+                self.set_drain(true).await;
+            }
+            Ok(false) => tracing::debug!("idle, but a node was removed within the cooldown"),
+            Err(err) => {
+                self.shared.telemetry.metrics.etcd_error();
+                tracing::warn!(error = %err, "cannot claim this node's removal");
+            }
+        }
+    }
+}
