@@ -55,11 +55,12 @@ pub struct InstanceInfo {
 }
 
 impl InstanceInfo {
-    /// Whether it runs `descriptor` as it is now: its version is the descriptor's, or (a
+    /// Whether it runs `descriptor` as it is now, whose `version` the caller computed once
+    /// (`ServiceDescriptor::version` hashes the descriptor): its version is that one, or (a
     /// container without a version label) its image is the descriptor's.
-    pub fn runs(&self, descriptor: &common::config::ServiceDescriptor) -> bool {
+    pub fn runs(&self, descriptor: &common::config::ServiceDescriptor, version: &str) -> bool {
         match &self.version {
-            Some(version) => *version == descriptor.version(),
+            Some(own) => own == version,
             None => self.image == descriptor.image,
         }
     }

@@ -218,7 +218,8 @@ impl Autonomic {
             .filter(|i| parent_of(&i.instance, &i.service).is_none())
             .cloned()
             .collect();
-        let current = |i: &InstanceInfo| descriptor.is_some_and(|d| i.runs(d));
+        let version = descriptor.map(|d| (d, d.version()));
+        let current = |i: &InstanceInfo| version.as_ref().is_some_and(|(d, v)| i.runs(d, v));
         victims.sort_by(|a, b| {
             (a.ready.cmp(&b.ready))
                 .then(current(a).cmp(&current(b)))

@@ -66,7 +66,7 @@ impl Autonomic {
             .map(|i| Here {
                 instance: &i.instance,
                 started_at: i.started_at,
-                current: i.runs(descriptor),
+                current: i.runs(descriptor, &version),
                 ready: i.ready,
             })
             .collect();
@@ -88,28 +88,14 @@ impl Autonomic {
                     }
                 }
                 StepState::Done => {
-                    let old: Vec<InstanceInfo> = instances
-                        .iter()
-                        .filter(|i| step.old.contains(&i.instance))
-                        .cloned()
-                        .collect();
-                    self.stop_these(old, WHY).await;
+                    self.stop_named(descriptor, &step.old).await;
                     self.end_step(&descriptor.name, &step).await;
                     let delay = Duration::from_secs(descriptor.update.delay_secs);
                     self.step_after
                         .insert(descriptor.name.clone(), now.plus(delay));
                     tracing::info!(service = %descriptor.name, %version, replaced = step.old.len(), "rollout step done");
                 }
-                StepState::Failed(reason) => {
-                    let new: Vec<InstanceInfo> = instances
-                        .iter()
-                        .filter(|i| step.new.contains(&i.instance))
-                        .cloned()
-                        .collect();
-                    self.stop_these(new, WHY).await;
-                    self.end_step(&descriptor.name, &step).await;
-                    self.step_failed(descriptor, &version, &reason).await;
-                }
+                StepState::Failed(reason) => self.fail_step(descriptor, &step, &reason).await,
             }
             return;
         }
@@ -188,12 +174,7 @@ impl Autonomic {
         tracing::info!(%service, %version, count, stop_first, "rollout step claimed");
         let old = if stop_first {
             // Stop-first: the old ones go now, and the step has nothing left to stop.
-            let stopping: Vec<InstanceInfo> = self
-                .here(descriptor)
-                .into_iter()
-                .filter(|i| old.contains(&i.instance))
-                .collect();
-            self.stop_these(stopping, WHY).await;
+            self.stop_named(descriptor, &old).await;
             Vec::new()
         } else {
             old
@@ -209,18 +190,31 @@ impl Autonomic {
             deadline: began.plus(Duration::from_secs(update.ready_timeout_secs)),
             ready_since: None,
         };
-        if let Some(failure) = started.failure {
-            let new: Vec<InstanceInfo> = self
-                .here(descriptor)
-                .into_iter()
-                .filter(|i| step.new.contains(&i.instance))
-                .collect();
-            self.stop_these(new, WHY).await;
-            self.end_step(service, &step).await;
-            self.step_failed(descriptor, &version, &failure).await;
-            return;
+        match started.failure {
+            Some(failure) => self.fail_step(descriptor, &step, &failure).await,
+            None => {
+                self.steps.insert(service.clone(), step);
+            }
         }
-        self.steps.insert(service.clone(), step);
+    }
+
+    /// Stops this node's running instances of `descriptor` named in `instances` (those
+    /// still running; a gone one is the reconcile's).
+    async fn stop_named(&mut self, descriptor: &ServiceDescriptor, instances: &[String]) {
+        let named: Vec<InstanceInfo> = self
+            .here(descriptor)
+            .into_iter()
+            .filter(|i| instances.contains(&i.instance))
+            .collect();
+        self.stop_these(named, WHY).await;
+    }
+
+    /// A failed step: its new instances stopped (never an old one), the ledger freed, then
+    /// a rollback or a halt.
+    async fn fail_step(&mut self, descriptor: &ServiceDescriptor, step: &Step, reason: &str) {
+        self.stop_named(descriptor, &step.new).await;
+        self.end_step(&descriptor.name, step).await;
+        self.step_failed(descriptor, &step.version, reason).await;
     }
 
     /// Forgets `step` and frees the ledger.
