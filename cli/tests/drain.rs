@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use support::agents::logs_tail;
 use support::cluster::Cluster;
 use support::configs::{QUIET_POLICY, TestConfig, config_for_agents};
-use support::docker::docker;
+use support::docker::running_services;
 use support::load::Load;
 use support::{expect_code, text};
 use testkit::{Component, figure, require, require_workload_image, wait_until};
@@ -38,27 +38,8 @@ fn service(name: &str, min: u32, ready_delay_ms: u32, range: (u16, u16)) -> Stri
     )
 }
 
-/// `(service, node)` of every running container of the cluster.
-fn running(cluster: &str) -> Vec<(String, String)> {
-    docker(&[
-        "ps",
-        "--filter",
-        &format!("label=org.gru.cluster={cluster}"),
-        "--filter",
-        "status=running",
-        "--format",
-        r#"{{.Label "org.gru.service"}} {{.Label "org.gru.node"}}"#,
-    ])
-    .lines()
-    .filter_map(|l| {
-        let (service, node) = l.split_once(' ')?;
-        Some((service.to_owned(), node.to_owned()))
-    })
-    .collect()
-}
-
 fn on(cluster: &str, service: &str, node: &str) -> usize {
-    running(cluster)
+    running_services(cluster)
         .iter()
         .filter(|(s, n)| s == service && n == node)
         .count()
@@ -120,7 +101,7 @@ fn drain_node_moves_its_base_service_and_scaled_instances_first_started_elsewher
     assert!(
         placed.is_some(),
         "n1 does not hold web x2 and cache: {:?}\n{}",
-        running(&bed.name),
+        running_services(&bed.name),
         logs_tail(std::slice::from_ref(&n1), 60)
     );
     let n2 = bed.spawn("n2");
@@ -156,7 +137,7 @@ fn drain_node_moves_its_base_service_and_scaled_instances_first_started_elsewher
     let moved = wait_until(Duration::from_secs(90), || {
         on(&bed.name, "web", "n2") == 2
             && on(&bed.name, "cache", "n2") == 1
-            && running(&bed.name).iter().all(|(_, n)| n == "n2")
+            && running_services(&bed.name).iter().all(|(_, n)| n == "n2")
             && agents[0]
                 .get_json("/gru/v1/node")
                 .is_some_and(|v| v["drain"]["done"] == true)
@@ -173,7 +154,7 @@ fn drain_node_moves_its_base_service_and_scaled_instances_first_started_elsewher
     assert!(
         moved.is_some(),
         "n1 not drained after {took:?}: {:?}\nn1's actions: {:#?}\nn2's actions: {:#?}\n{}",
-        running(&bed.name),
+        running_services(&bed.name),
         agents[0].actions(40),
         agents[1].actions(40),
         logs_tail(&agents, 20)

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use support::agents::{Agent, logs_tail};
 use support::cluster::Cluster;
 use support::configs::{RESP_TIME_RATIO_ANALYTIC, TestConfig, scale_out_policy};
-use support::docker::docker;
+use support::docker::{docker, running_services};
 use testkit::{Component, ContainerEvents, figure, require, require_workload_image, wait_until};
 
 /// Kills the process whose pid the hook wrote, when the test ends (also on a panic).
@@ -210,25 +210,6 @@ fn full_nodes_under_overload_call_the_add_node_hook_once_and_the_scale_out_lands
     }
 }
 
-/// `(service, node)` of every running container of the cluster.
-fn running(cluster: &str) -> Vec<(String, String)> {
-    docker(&[
-        "ps",
-        "--filter",
-        &format!("label=org.gru.cluster={cluster}"),
-        "--filter",
-        "status=running",
-        "--format",
-        r#"{{.Label "org.gru.service"}} {{.Label "org.gru.node"}}"#,
-    ])
-    .lines()
-    .filter_map(|l| {
-        let (service, node) = l.split_once(' ')?;
-        Some((service.to_owned(), node.to_owned()))
-    })
-    .collect()
-}
-
 #[test]
 fn an_idle_node_is_drained_then_the_remove_node_hook_gets_its_name_and_it_leaves() {
     let test = "an_idle_node_is_drained_then_the_remove_node_hook_gets_its_name_and_it_leaves";
@@ -285,13 +266,13 @@ fn an_idle_node_is_drained_then_the_remove_node_hook_gets_its_name_and_it_leaves
     // n1 runs web (MinInstances 2); n2 runs only its base service, cache, under load.
     let n1 = bed.spawn("n1");
     let on_n1 = wait_until(Duration::from_secs(30), || {
-        running(&bed.name)
+        running_services(&bed.name)
             .iter()
             .filter(|(s, n)| s == "web" && n == "n1")
             .count()
             == 2
     });
-    assert!(on_n1.is_some(), "{:?}", running(&bed.name));
+    assert!(on_n1.is_some(), "{:?}", running_services(&bed.name));
     let mut n2 = bed.spawn("n2");
     let out = support::run(
         &bed.endpoints(),
@@ -303,12 +284,12 @@ fn an_idle_node_is_drained_then_the_remove_node_hook_gets_its_name_and_it_leaves
     );
     assert!(out.status.success(), "{}", support::text(&out));
     let cache_on_n2 = wait_until(Duration::from_secs(20), || {
-        running(&bed.name)
+        running_services(&bed.name)
             .iter()
             .any(|(s, n)| s == "cache" && n == "n2")
             && bed.registered("cache").len() == 1
     });
-    assert!(cache_on_n2.is_some(), "{:?}", running(&bed.name));
+    assert!(cache_on_n2.is_some(), "{:?}", running_services(&bed.name));
     let from_ns = testkit::epoch_ns();
     let load = support::load::Load::start(&bed.etcd, &bed.name, "cache", 4);
 
@@ -326,7 +307,7 @@ fn an_idle_node_is_drained_then_the_remove_node_hook_gets_its_name_and_it_leaves
     assert!(
         left.is_some(),
         "n2 did not leave: {:?}\n{}\n{}",
-        running(&bed.name),
+        running_services(&bed.name),
         n2.log_text(),
         logs_tail(&agents, 30)
     );
@@ -351,7 +332,7 @@ fn an_idle_node_is_drained_then_the_remove_node_hook_gets_its_name_and_it_leaves
     );
     // Nothing lost: cache moved to n1 (never none), web stayed at 2, and n1 is not idle.
     let settled = wait_until(Duration::from_secs(10), || {
-        let now = running(&bed.name);
+        let now = running_services(&bed.name);
         now.iter()
             .filter(|(s, n)| s == "cache" && n == "n1")
             .count()
@@ -359,7 +340,7 @@ fn an_idle_node_is_drained_then_the_remove_node_hook_gets_its_name_and_it_leaves
             && now.iter().filter(|(s, _)| s == "web").count() == 2
             && now.iter().all(|(_, n)| n == "n1")
     });
-    assert!(settled.is_some(), "{:?}", running(&bed.name));
+    assert!(settled.is_some(), "{:?}", running_services(&bed.name));
     events.assert_within("cache while n2 drained and left", 1..=2, from_ns, |e| {
         e.service == "cache"
     });

@@ -418,12 +418,15 @@ fn an_operator_pauses_resumes_and_undoes_a_rollout() {
     );
     let (code, said) = rollout_command(&bed, "pause");
     assert_eq!(code, Some(0), "{said}");
-    // A step under way finishes; none starts after it.
-    std::thread::sleep(Duration::from_secs(12));
+    let at_pause = on(&v2_version);
+    // A step under way finishes; none starts after it. Unpaused, a step takes about 8 s
+    // here (start, ready, Monitor 2 s, the old one's 1.5 s drain, Delay 4 s), so 20 s would
+    // see at least two more.
+    std::thread::sleep(Duration::from_secs(20));
     let paused_on_v2 = on(&v2_version);
     assert!(
-        paused_on_v2 < 3,
-        "the pause did not hold: {:?}",
+        paused_on_v2 <= at_pause + 1 && paused_on_v2 < 3,
+        "the pause did not hold: {at_pause} on v2 at the pause, {paused_on_v2} 20 s later: {:?}",
         running_web(&bed.name)
     );
     let status = rollout_status(&bed);

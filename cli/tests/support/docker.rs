@@ -103,6 +103,25 @@ pub fn running_containers(containers: &ClusterContainers) -> Vec<(String, String
     .collect()
 }
 
+/// `(service, node)` of every running container of `cluster`, in one `docker ps`.
+pub fn running_services(cluster: &str) -> Vec<(String, String)> {
+    docker(&[
+        "ps",
+        "--filter",
+        &format!("label=org.gru.cluster={cluster}"),
+        "--filter",
+        "status=running",
+        "--format",
+        r#"{{.Label "org.gru.service"}} {{.Label "org.gru.node"}}"#,
+    ])
+    .lines()
+    .filter_map(|l| {
+        let (service, node) = l.split_once(' ')?;
+        Some((service.to_owned(), node.to_owned()))
+    })
+    .collect()
+}
+
 /// Ids (full) of the running containers of `service` in `cluster`, in one `docker ps`.
 #[track_caller]
 pub fn running_ids_of(cluster: &str, service: &str) -> Vec<String> {
