@@ -96,7 +96,7 @@ impl Engine {
             "GET /v{}/containers/{id}/logs?follow=1&stdout=1&stderr=1&since={}&tail=0 \
              HTTP/1.1\r\nHost: docker\r\nUser-Agent: gru\r\n\r\n",
             self.docker.client_version(),
-            now_secs()
+            since_now()
         );
         let (sender, lines) = mpsc::channel(LOG_CHANNEL_CAPACITY);
         let dropped = Arc::new(AtomicU64::new(0));
@@ -665,14 +665,17 @@ fn utf8_line(bytes: &[u8]) -> String {
     line
 }
 
-/// Now as the engine's `since` (whole seconds, rounded down so that nothing of this second
-/// is excluded); 0, which means no bound, if the clock is unusable.
-fn now_secs() -> i32 {
+/// Now as the engine's `since`, to the nanosecond (`<seconds>.<nanoseconds>`, which the
+/// engine parses like the CLI's `--since`): lines the engine stamped before the call are not
+/// replayed, also those of the same second (a container's startup lines, say). "0", which
+/// means no bound, if the clock is unusable.
+fn since_now() -> String {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i32::try_from(d.as_secs()).ok())
-        .unwrap_or(0)
+        .map_or_else(
+            |_| "0".to_owned(),
+            |d| format!("{}.{:09}", d.as_secs(), d.subsec_nanos()),
+        )
 }
 
 #[cfg(test)]
