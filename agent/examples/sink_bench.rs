@@ -239,6 +239,7 @@ async fn main() -> Result<(), String> {
                 image: String::new(),
                 ready: true,
                 health: None,
+                replaces: Vec::new(),
             },
         );
     };

@@ -130,6 +130,7 @@ async fn start(
         instance: &instance,
         bind_ip: LOCALHOST,
         registry_auth_file: None,
+        replaces: &[],
     };
     engine.start_instance(&plan, &no_env).await
 }
@@ -788,6 +789,7 @@ async fn the_stats_poller_feeds_cpu_and_memory_of_every_running_container() {
                     image: String::new(),
                     ready: true,
                     health: None,
+                    replaces: Vec::new(),
                 },
             );
         }

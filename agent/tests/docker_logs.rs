@@ -123,6 +123,7 @@ async fn start_healthy(
         instance: &instance,
         bind_ip: LOCALHOST,
         registry_auth_file: None,
+        replaces: &[],
     };
     let started = engine
         .start_instance(&plan, &|_| None)

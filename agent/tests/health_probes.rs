@@ -50,6 +50,7 @@ async fn start(engine: &Engine, cluster: &ClusterContainers) -> StartedInstance 
         instance: &instance,
         bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         registry_auth_file: None,
+        replaces: &[],
     };
     engine
         .start_instance(&plan, &|_| None)
@@ -161,6 +162,7 @@ fn info(started: &StartedInstance) -> InstanceInfo {
         image: String::new(),
         ready: false,
         health: None,
+        replaces: Vec::new(),
     }
 }
 

@@ -83,6 +83,7 @@ fn instance(service: &str, name: &str, state: &str, port: u16) -> InstanceInfo {
         image: String::new(),
         ready: true,
         health: None,
+        replaces: Vec::new(),
     }
 }
 

@@ -67,6 +67,7 @@ fn knowledge(now: Millis) -> Knowledge {
                 image: String::new(),
                 ready: true,
                 health: None,
+                replaces: Vec::new(),
             },
         );
     }

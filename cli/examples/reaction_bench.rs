@@ -370,6 +370,7 @@ fn measure_start(
             instance: &instance,
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             registry_auth_file: None,
+            replaces: &[],
         };
         let began = Instant::now();
         let started = runtime

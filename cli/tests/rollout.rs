@@ -482,3 +482,105 @@ fn an_operator_pauses_resumes_and_undoes_a_rollout() {
     figure(test, "instances_on_v2_while_paused", paused_on_v2 as f64);
     drop(agents);
 }
+
+/// An agent killed with kill -9 in the middle of a step (its new instance started, the old
+/// one not yet stopped) finishes that step after its restart, from the label its new
+/// instance carries: the service ends with as many instances as before the rollout, all on
+/// the new version, never more than one above it.
+#[test]
+fn an_agent_killed_mid_step_finishes_the_step_after_its_restart() {
+    let test = "an_agent_killed_mid_step_finishes_the_step_after_its_restart";
+    if !require(test, Component::Etcd) || !require_workload_image(test) {
+        return;
+    }
+    let range = testkit::free_port_range(8);
+    let config = TestConfig::bare(&config_for_agents(1), QUIET_POLICY);
+    let containers = testkit::ClusterContainers::unique("midstep");
+    let tags = Tags::new(&containers.cluster, &["v1", "v2"]);
+    let two = |doc: String| doc.replace(r#""MinInstances": 4"#, r#""MinInstances": 2"#);
+    let v1 = two(web(&tags.0[0], "", 0, range));
+    // v2 is not ready for 6 s: the kill falls between its start and the old one's stop.
+    let v2 = two(web(&tags.0[1], "", 6_000, range));
+    let v2_version = version_of(&v2);
+    config.file("services/web.json", &v1);
+    let bed = Cluster::on(testkit::EtcdCluster::start(), containers, config);
+    let events = testkit::ContainerEvents::start(&bed.name);
+    let mut agent = bed.spawn("n1");
+    let count = |version: &str| {
+        running_web(&bed.name)
+            .iter()
+            .filter(|(_, v, _)| v == version)
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || running_web(&bed.name).len()
+            == 2)
+        .is_some(),
+        "MinInstances 2 not reached: {:?}\n{}",
+        running_web(&bed.name),
+        agent.log_text()
+    );
+
+    bed.config.file("services/web.json", &v2);
+    expect_code(
+        &bed.endpoints(),
+        &["config", "push", &bed.name, bed.config.path()],
+        0,
+    );
+    let started = wait_until(Duration::from_secs(20), || count(&v2_version) == 1);
+    assert!(
+        started.is_some(),
+        "no v2 instance started: {:?}\n{}",
+        running_web(&bed.name),
+        agent.log_text()
+    );
+    agent.kill9();
+    let killed_at = Instant::now();
+    assert_eq!(
+        running_web(&bed.name).len(),
+        3,
+        "the kill did not fall inside the step: {:?}",
+        running_web(&bed.name)
+    );
+    let gone = wait_until(Duration::from_secs(15), || {
+        bed.etcd
+            .keys(&format!("/gru/{}/nodes/n1/", bed.name))
+            .is_empty()
+    });
+    assert!(gone.is_some(), "the killed agent's lease did not expire");
+    let agents = vec![bed.spawn("n1")];
+
+    let done = wait_until(Duration::from_secs(90), || {
+        count(&v2_version) == 2 && running_web(&bed.name).len() == 2
+    });
+    figure(
+        test,
+        "kill_to_all_on_v2_seconds",
+        killed_at.elapsed().as_secs_f64(),
+    );
+    assert!(
+        done.is_some(),
+        "not 2 instances on v2 after the restart: {:?}\n{}",
+        running_web(&bed.name),
+        logs_tail(&agents, 60)
+    );
+    // It stays there: no step is left to add an instance.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        running_web(&bed.name).len(),
+        2,
+        "{:?}",
+        running_web(&bed.name)
+    );
+    let resumed = agents[0]
+        .actions(200)
+        .into_iter()
+        .any(|a| a.action == "rollout" && a.result.starts_with("step resumed"));
+    assert!(
+        resumed,
+        "no resumed step in the actions\n{}",
+        logs_tail(&agents, 60)
+    );
+    events.assert_at_most("web across the kill", 3, |e| e.service == "web");
+    drop(agents);
+}

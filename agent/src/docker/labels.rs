@@ -24,6 +24,11 @@ pub const LABEL_CPUSET: &str = "org.gru.cpuset";
 /// the current descriptor's.
 pub const LABEL_VERSION: &str = "org.gru.version";
 
+/// The instances a rollout step's new instance replaces, comma-separated: an agent that
+/// restarts mid-step finds on the engine which old instances to stop once it is ready
+/// (`tick::rollout::interrupted`).
+pub const LABEL_REPLACES: &str = "org.gru.replaces";
+
 /// Characters of the instance id kept in a container name, as Docker's short ids.
 pub const SHORT_ID_LEN: usize = 12;
 

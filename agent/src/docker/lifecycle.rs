@@ -23,8 +23,8 @@ use common::config::{CpuSet, ServiceDescriptor};
 
 use super::cores::CoreAllocator;
 use super::labels::{
-    LABEL_CLUSTER, LABEL_CPUSET, LABEL_HOST_PORTS, LABEL_INSTANCE, LABEL_NODE, LABEL_SERVICE,
-    LABEL_VERSION,
+    LABEL_CLUSTER, LABEL_CPUSET, LABEL_HOST_PORTS, LABEL_INSTANCE, LABEL_NODE, LABEL_REPLACES,
+    LABEL_SERVICE, LABEL_VERSION,
 };
 use super::ports::{
     GuestPort, PortAllocator, Protocol, TakenPort, conflicting_port, is_port_conflict,
@@ -98,6 +98,8 @@ pub struct ManagedContainer {
     pub version: Option<String>,
     /// The image as the engine reports it.
     pub image: String,
+    /// The instances it replaces, when a rollout step started it (`LABEL_REPLACES`).
+    pub replaces: Vec<String>,
 }
 
 impl ManagedContainer {
@@ -121,6 +123,9 @@ pub struct InstancePlan<'a> {
     /// A Docker `config.json` whose `auths` serve pulls of services without `Pull.Auth`
     /// (the agent configuration's `Docker.RegistryAuthFile`).
     pub registry_auth_file: Option<&'a Path>,
+    /// The old instances it replaces, for a rollout step's new instance (recorded as
+    /// `LABEL_REPLACES`); empty otherwise.
+    pub replaces: &'a [String],
 }
 
 /// A running instance, as started.
@@ -227,6 +232,15 @@ fn managed_from_summary(container: &ContainerSummary) -> Option<ManagedContainer
         cpuset: labels.get(LABEL_CPUSET).cloned(),
         version: labels.get(LABEL_VERSION).cloned(),
         image: container.image.clone().unwrap_or_default(),
+        replaces: labels
+            .get(LABEL_REPLACES)
+            .map(|list| {
+                list.split(',')
+                    .filter(|i| !i.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -362,7 +376,7 @@ impl Engine {
                 cpuset,
                 bind_ip: plan.bind_ip,
             };
-            let spec = ContainerSpec::build(
+            let mut spec = ContainerSpec::build(
                 service,
                 plan.cluster,
                 plan.node,
@@ -370,6 +384,10 @@ impl Engine {
                 &placement,
                 &|key: &str| agent_env(key),
             );
+            if !plan.replaces.is_empty() {
+                spec.labels
+                    .insert(LABEL_REPLACES.to_owned(), plan.replaces.join(","));
+            }
             match self.create_and_start(&spec).await {
                 Ok(id) => {
                     return Ok(StartedInstance {

@@ -720,6 +720,7 @@ mod tests {
             image: String::new(),
             ready: true,
             health: None,
+            replaces: Vec::new(),
         }
     }
 

@@ -52,6 +52,10 @@ pub struct InstanceInfo {
     /// Its health checks' states, when its service declares any (`crate::health`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<InstanceHealth>,
+    /// The old instances it replaces, when a rollout step started it: a step that its agent
+    /// did not see through (a restart) is finished from these (`tick::rollout::interrupted`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replaces: Vec<String>,
 }
 
 impl InstanceInfo {

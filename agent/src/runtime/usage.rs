@@ -138,6 +138,7 @@ mod tests {
             image: "img".to_owned(),
             ready: true,
             health: None,
+            replaces: Vec::new(),
         }
     }
 

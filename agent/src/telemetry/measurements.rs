@@ -377,6 +377,7 @@ mod tests {
                 image: String::new(),
                 ready: true,
                 health: None,
+                replaces: Vec::new(),
             },
         );
         knowledge

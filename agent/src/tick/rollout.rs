@@ -29,6 +29,37 @@ pub struct Here<'a> {
     /// It runs the current descriptor's version.
     pub current: bool,
     pub ready: bool,
+    /// The instances it replaces, when a step started it (its container's label).
+    pub replaces: &'a [String],
+}
+
+/// A step this node began but did not see through (its agent restarted after the step's
+/// new instances started, before the old ones stopped): current instances labelled as
+/// replacing outdated instances that still run here. Gives the new instances (every current
+/// one naming the same old ones as the oldest such) and the old ones still here, which the
+/// resumed step stops once the new ones hold, as the step would have.
+pub fn interrupted<'a>(here: &[Here<'a>]) -> Option<(Vec<&'a str>, Vec<&'a str>)> {
+    let outdated = |name: &str| here.iter().any(|h| !h.current && h.instance == name);
+    let first = here
+        .iter()
+        .filter(|h| h.current && h.replaces.iter().any(|o| outdated(o)))
+        .min_by(|a, b| {
+            a.started_at
+                .cmp(&b.started_at)
+                .then(a.instance.cmp(b.instance))
+        })?;
+    let new = here
+        .iter()
+        .filter(|h| h.current && h.replaces == first.replaces)
+        .map(|h| h.instance)
+        .collect();
+    let old = first
+        .replaces
+        .iter()
+        .map(String::as_str)
+        .filter(|o| outdated(o))
+        .collect();
+    Some((new, old))
 }
 
 /// The old instances the next step replaces: the oldest outdated ones, at most
@@ -186,7 +217,47 @@ mod tests {
             started_at: Millis(started),
             current,
             ready,
+            replaces: &[],
         }
+    }
+
+    #[test]
+    fn a_step_its_agent_did_not_see_through_is_found_from_the_labels() {
+        let replaced = ["old1".to_owned(), "old2".to_owned()];
+        let elsewhere = ["gone".to_owned()];
+        let labelled = |instance, started, replaces| Here {
+            replaces,
+            ..here(instance, started, true, true)
+        };
+        let instances = [
+            here("old1", 10, false, true),
+            here("old2", 11, false, true),
+            here("old3", 12, false, true),
+            labelled("new1", 50, &replaced[..]),
+            labelled("new2", 51, &replaced[..]),
+            // Its old instance is gone: that step was seen through.
+            labelled("new0", 40, &elsewhere[..]),
+            here("other", 5, true, true),
+        ];
+        assert_eq!(
+            interrupted(&instances),
+            Some((vec!["new1", "new2"], vec!["old1", "old2"]))
+        );
+        // Once the old ones are stopped there is nothing to resume.
+        let done = [
+            here("old3", 12, false, true),
+            labelled("new1", 50, &replaced[..]),
+        ];
+        assert_eq!(interrupted(&done), None);
+        // An outdated instance carrying the label (a step of an older rollout) resumes nothing.
+        let older = [
+            here("old1", 10, false, true),
+            Here {
+                replaces: &replaced[..],
+                ..here("mid", 20, false, true)
+            },
+        ];
+        assert_eq!(interrupted(&older), None);
     }
 
     fn step() -> Step {

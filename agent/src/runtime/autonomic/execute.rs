@@ -88,6 +88,18 @@ impl Autonomic {
         count: u32,
         why: &str,
     ) -> Started {
+        self.start_replacing(descriptor, count, why, &[]).await
+    }
+
+    /// As [`Self::start_instances`], each new instance labelled as replacing `replaces`
+    /// (a rollout step's, so that a restarted agent can finish the step).
+    pub async fn start_replacing(
+        &mut self,
+        descriptor: &ServiceDescriptor,
+        count: u32,
+        why: &str,
+        replaces: &[String],
+    ) -> Started {
         let now = now();
         let mut started = Started::default();
         if let Some(backoff) = self.backoff.get(&descriptor.name).filter(|b| b.until > now) {
@@ -122,10 +134,17 @@ impl Autonomic {
                     .map(std::path::PathBuf::from)
             });
             let semaphore = semaphore.clone();
+            let replaces = replaces.to_vec();
+            let descriptor_name = descriptor.name.clone();
             set.spawn(async move {
                 let _permit = semaphore.acquire_owned().await;
                 let mut results = Vec::new();
                 for (service, instance) in services {
+                    let replaces: &[String] = if service.name == descriptor_name {
+                        &replaces
+                    } else {
+                        &[]
+                    };
                     let plan = InstancePlan {
                         service: &service,
                         cluster: &cluster,
@@ -133,6 +152,7 @@ impl Autonomic {
                         instance: &instance,
                         bind_ip,
                         registry_auth_file: auth_file.as_deref(),
+                        replaces,
                     };
                     let result = engine.start_instance(&plan, &process_env).await;
                     let failed = result.is_err();

@@ -107,6 +107,7 @@ impl Autonomic {
                     image: container.image.clone(),
                     ready: true,
                     health: None,
+                    replaces: container.replaces.clone(),
                 },
             );
         }

@@ -23,7 +23,9 @@ use super::super::state::InstanceInfo;
 use super::{Autonomic, now};
 use crate::coordination::{RolloutStep, may_step, step_secs};
 use crate::tick::local::parent_of;
-use crate::tick::rollout::{Failure, Here, Step, StepState, check, on_failure, to_replace};
+use crate::tick::rollout::{
+    Failure, Here, Step, StepState, check, interrupted, on_failure, to_replace,
+};
 
 /// What the action history calls a rollout's starts and stops.
 const WHY: &str = "rollout";
@@ -68,6 +70,7 @@ impl Autonomic {
                 started_at: i.started_at,
                 current: i.runs(descriptor, &version),
                 ready: i.ready,
+                replaces: &i.replaces,
             })
             .collect();
         let now = now();
@@ -99,6 +102,18 @@ impl Autonomic {
             }
             return;
         }
+        if let Some((new, old)) = interrupted(&here) {
+            let began = here
+                .iter()
+                .filter(|h| new.contains(&h.instance))
+                .map(|h| h.started_at)
+                .min()
+                .unwrap_or(now);
+            let new: Vec<String> = new.into_iter().map(str::to_owned).collect();
+            let old: Vec<String> = old.into_iter().map(str::to_owned).collect();
+            self.resume_step(descriptor, version, new, old, began).await;
+            return;
+        }
         let old = to_replace(&here, descriptor.update.parallelism);
         if old.is_empty()
             || self
@@ -112,7 +127,8 @@ impl Autonomic {
         self.start_step(descriptor, version, old).await;
     }
 
-    /// Claims a step replacing `old` and starts as many new instances.
+    /// Claims a step replacing `old` and starts as many new instances, each labelled with
+    /// the instances it replaces.
     async fn start_step(
         &mut self,
         descriptor: &ServiceDescriptor,
@@ -120,56 +136,14 @@ impl Autonomic {
         old: Vec<String>,
     ) {
         let service = &descriptor.name;
-        match self.store.read_rollout(&self.keys, service).await {
-            Ok(read) => {
-                if let Some(record) = read.record.filter(|r| !r.allows_steps(&version)) {
-                    tracing::debug!(%service, state = record.state.as_str(), "rollout waits");
-                    return;
-                }
-            }
-            Err(err) => {
-                tracing::debug!(%service, error = %err, "cannot read the rollout record");
-                return;
-            }
-        }
-        let ledger = match self.store.read_ledger(&self.keys, service).await {
-            Ok(ledger) => ledger,
-            Err(err) => {
-                tracing::debug!(%service, error = %err, "cannot read the ledger");
-                return;
-            }
-        };
-        if let Err(why) = may_step(&ledger) {
-            tracing::debug!(%service, %why, "rollout step waits");
-            return;
-        }
         let update = &descriptor.update;
-        let loop_secs = self.loop_interval().as_secs();
-        let ttl = step_secs(
-            update.ready_timeout_secs,
-            update.monitor_secs,
-            descriptor.configuration.stop_timeout_secs,
-            loop_secs,
-        );
         let count = old.len() as u32;
         let stop_first = update.order == UpdateOrder::StopFirst;
-        let claim = RolloutStep {
-            node: self.shared.node.clone(),
-            version: version.clone(),
-            count,
-            stop_first,
-        };
-        let lease = match self
-            .store
-            .claim_rollout_step(&self.keys, service, ledger.revision, &claim, ttl)
+        let Some(lease) = self
+            .claim_step(descriptor, &version, count, stop_first)
             .await
-        {
-            Ok(Some(lease)) => lease,
-            Ok(None) => return,
-            Err(err) => {
-                tracing::debug!(%service, error = %err, "cannot claim a rollout step");
-                return;
-            }
+        else {
+            return;
         };
         tracing::info!(%service, %version, count, stop_first, "rollout step claimed");
         let old = if stop_first {
@@ -180,7 +154,7 @@ impl Autonomic {
             old
         };
         let began = now();
-        let started = self.start_instances(descriptor, count, WHY).await;
+        let started = self.start_replacing(descriptor, count, WHY, &old).await;
         let step = Step {
             version: version.clone(),
             lease,
@@ -194,6 +168,104 @@ impl Autonomic {
             Some(failure) => self.fail_step(descriptor, &step, &failure).await,
             None => {
                 self.steps.insert(service.clone(), step);
+            }
+        }
+    }
+
+    /// Takes up a step this node began before its agent restarted (`tick::rollout::
+    /// interrupted`): claimed again like a new one (which waits for the old claim's lease
+    /// to end), it starts nothing, and stops `old` once `new`, started at `began`, hold.
+    async fn resume_step(
+        &mut self,
+        descriptor: &ServiceDescriptor,
+        version: String,
+        new: Vec<String>,
+        old: Vec<String>,
+        began: crate::mape::Millis,
+    ) {
+        let service = &descriptor.name;
+        let count = old.len() as u32;
+        let Some(lease) = self.claim_step(descriptor, &version, count, false).await else {
+            return;
+        };
+        tracing::info!(%service, %version, count, "rollout step taken up again after a restart");
+        self.record(
+            WHY,
+            service,
+            None,
+            format!(
+                "step resumed: {} new instance(s) found on the engine",
+                new.len()
+            ),
+        );
+        let step = Step {
+            version,
+            lease,
+            new,
+            old,
+            began,
+            deadline: began.plus(Duration::from_secs(descriptor.update.ready_timeout_secs)),
+            ready_since: None,
+        };
+        self.steps.insert(service.clone(), step);
+    }
+
+    /// Claims a step of `count` instances of `version` in the service's ledger, when the
+    /// rollout record allows steps and no other step or scaling claim stands; the claim's
+    /// lease, or `None` (then the next tick tries again).
+    async fn claim_step(
+        &mut self,
+        descriptor: &ServiceDescriptor,
+        version: &str,
+        count: u32,
+        stop_first: bool,
+    ) -> Option<i64> {
+        let service = &descriptor.name;
+        match self.store.read_rollout(&self.keys, service).await {
+            Ok(read) => {
+                if let Some(record) = read.record.filter(|r| !r.allows_steps(version)) {
+                    tracing::debug!(%service, state = record.state.as_str(), "rollout waits");
+                    return None;
+                }
+            }
+            Err(err) => {
+                tracing::debug!(%service, error = %err, "cannot read the rollout record");
+                return None;
+            }
+        }
+        let ledger = match self.store.read_ledger(&self.keys, service).await {
+            Ok(ledger) => ledger,
+            Err(err) => {
+                tracing::debug!(%service, error = %err, "cannot read the ledger");
+                return None;
+            }
+        };
+        if let Err(why) = may_step(&ledger) {
+            tracing::debug!(%service, %why, "rollout step waits");
+            return None;
+        }
+        let update = &descriptor.update;
+        let ttl = step_secs(
+            update.ready_timeout_secs,
+            update.monitor_secs,
+            descriptor.configuration.stop_timeout_secs,
+            self.loop_interval().as_secs(),
+        );
+        let claim = RolloutStep {
+            node: self.shared.node.clone(),
+            version: version.to_owned(),
+            count,
+            stop_first,
+        };
+        match self
+            .store
+            .claim_rollout_step(&self.keys, service, ledger.revision, &claim, ttl)
+            .await
+        {
+            Ok(lease) => lease,
+            Err(err) => {
+                tracing::debug!(%service, error = %err, "cannot claim a rollout step");
+                None
             }
         }
     }
