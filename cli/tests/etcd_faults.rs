@@ -788,9 +788,9 @@ fn etcd_down_for_30_s(test: &str, outage: Outage) {
         complete(&keys)
     });
     // Every agent registered again under a new lease: until a TTL and two loops have
-    // passed, the others are nodes in doubt, and a scale-out is withheld (and, as the
-    // agent's planner stands, its own CooldownOut starts all the same; see
-    // docs/reliability.md). The step is asked for once that grace is over.
+    // passed, the others are nodes in doubt, and a scale-out is withheld (its cooldown does
+    // not start: the planner takes the decision back). The step is asked for once that
+    // grace is over.
     std::thread::sleep(Duration::from_secs(u64::from(TTL_SECS) + 2));
     let claim_from = Instant::now();
     let claim_ms = epoch_ms();

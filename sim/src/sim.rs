@@ -171,6 +171,9 @@ struct PeerList {
 struct Agent {
     alive: bool,
     planner: PlannerState,
+    /// Its last decision to act and the state it was made from, as the agent keeps them
+    /// (`Autonomic::take_back_decision`): a withheld step starts no cooldown.
+    decided_from: Option<(Action, PlannerState)>,
     /// The phase of its autonomic loop, in seconds.
     offset_secs: u64,
     lease: Option<LeaseId>,
@@ -290,6 +293,7 @@ impl<'s, V: Views> Simulation<'s, V> {
             .map(|_| Agent {
                 alive: true,
                 planner: PlannerState::new(),
+                decided_from: None,
                 offset_secs: rng.random_range(0..timing.loop_secs.max(1)),
                 lease: None,
                 peers: Rc::clone(&active),
@@ -467,6 +471,7 @@ impl<'s, V: Views> Simulation<'s, V> {
                 agent.restart_at = None;
                 agent.alive = true;
                 agent.planner = PlannerState::new();
+                agent.decided_from = None;
                 agent.fill_retry = FillRetry::default();
                 agent.lease = None;
                 agent.revoked_at = None;
@@ -915,7 +920,9 @@ impl<'s, V: Views> Simulation<'s, V> {
                 now,
             };
             let planned = tick::plan(&input, &self.agents[agent].planner, &mut self.rng);
-            self.agents[agent].planner = planned.state;
+            let before = std::mem::replace(&mut self.agents[agent].planner, planned.state);
+            self.agents[agent].decided_from = (planned.decision.action != Action::None)
+                .then(|| (planned.decision.action.clone(), before));
             let scaling = match &planned.decision.action {
                 Action::ScaleOut { service, count } => Some((service, Direction::Out, *count)),
                 Action::ScaleIn { service, count } => Some((service, Direction::In, *count)),
@@ -1385,10 +1392,18 @@ impl<V: Views> Ports for SimPorts<'_, '_, V> {
                     sim.report.claims_refused += 1;
                 }
             }
-            ClaimOutcome::Withheld => match want {
-                Want::Floor { .. } => sim.report.repairs_withheld += 1,
-                _ => sim.report.starts_withheld += 1,
-            },
+            ClaimOutcome::Withheld => {
+                match want {
+                    Want::Floor { .. } => sim.report.repairs_withheld += 1,
+                    _ => sim.report.starts_withheld += 1,
+                }
+                if want.is_decision() {
+                    let agent = &mut sim.agents[self.agent];
+                    if let Some((action, before)) = agent.decided_from.take() {
+                        agent.planner.take_back(&action, &before);
+                    }
+                }
+            }
             ClaimOutcome::NoTarget | ClaimOutcome::Lost | ClaimOutcome::StoreError { .. } => {}
         }
     }

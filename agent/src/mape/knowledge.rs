@@ -269,6 +269,53 @@ impl PlannerState {
         self.forget_breach(action);
     }
 
+    /// Takes back what [`record`](Self::record) did for `action`: its services' last scales
+    /// and the breach behind it are put back as `before` (the state the decision was made
+    /// from) had them. For a step that was decided but not taken (withheld): its cooldown
+    /// does not start, and the breach goes on counting from when it began.
+    pub fn take_back(&mut self, action: &Action, before: &PlannerState) {
+        let mut restore_last = |service: &str| match before.last_scale.get(service) {
+            Some(last) => {
+                self.last_scale.insert(Arc::from(service), *last);
+            }
+            None => {
+                self.last_scale.remove(service);
+            }
+        };
+        let (service, out) = match action {
+            Action::None => return,
+            Action::ScaleOut { service, .. } => (service, true),
+            Action::ScaleIn { service, .. } => (service, false),
+            Action::Swap { stop, start } => {
+                restore_last(stop);
+                restore_last(start);
+                let began = before
+                    .swap_breaches
+                    .get(stop.as_str())
+                    .and_then(|starts| starts.get(start.as_str()));
+                if let Some(began) = began {
+                    self.swap_breaches
+                        .entry(Arc::from(stop.as_str()))
+                        .or_default()
+                        .insert(Arc::from(start.as_str()), *began);
+                }
+                return;
+            }
+        };
+        restore_last(service);
+        let began = before
+            .breaches
+            .get(service.as_str())
+            .and_then(|b| if out { b.out } else { b.r#in });
+        if let Some(began) = began {
+            let breaches = self
+                .breaches
+                .entry(Arc::from(service.as_str()))
+                .or_default();
+            *breaches.of(out) = Some(began);
+        }
+    }
+
     /// Forgets the breach behind `action`.
     fn forget_breach(&mut self, action: &Action) {
         let (service, out) = match action {

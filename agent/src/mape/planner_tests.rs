@@ -488,6 +488,36 @@ fn cooldown_blocks_second_scale_out() {
 }
 
 #[test]
+fn a_step_taken_back_starts_no_cooldown_and_keeps_its_breach() {
+    let mut policy = policy();
+    policy.cooldown_out_secs = 60;
+    policy.scaleout.period_secs = 10;
+    let web = [busy("web")];
+    // The breach begins at 0 and lasts its period at 10: a scale-out is decided.
+    let (_, before) = tick(&web, &policy, &PlannerState::new(), 0);
+    let (first, mut state) = tick(&web, &policy, &before, 10);
+    assert_eq!(first.action, out("web", 1));
+    assert_eq!(
+        state.last_scale("web").scaled_out,
+        Some(Millis::from_secs(10))
+    );
+    // The step it led to was withheld: as if it had not been decided.
+    state.take_back(&first.action, &before);
+    assert_eq!(state.last_scale("web"), before.last_scale("web"));
+    assert_eq!(state.breach_started(&first.action), Some(Millis::ZERO));
+    let (second, _) = tick(&web, &policy, &state, 11);
+    assert_eq!(
+        second.action,
+        out("web", 1),
+        "no cooldown, the breach still long enough"
+    );
+    // Not taken back, the same tick is held by the cooldown.
+    let (_, kept) = tick(&web, &policy, &before, 10);
+    let (held, _) = tick(&web, &policy, &kept, 11);
+    assert_blocked(&held, &out("web", 1), "cooldown-out ends in 59 s");
+}
+
+#[test]
 fn cooldown_in_counts_from_any_scale_action() {
     let mut policy = policy();
     policy.cooldown_in_secs = 100;

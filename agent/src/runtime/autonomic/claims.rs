@@ -172,8 +172,13 @@ impl Ports for DaemonPorts<'_> {
             ClaimOutcome::StoreError { what, error } => {
                 refused(agent, format!("cannot {what}: {error}"));
             }
-            // Recorded with the nodes that answered (`withheld`).
-            ClaimOutcome::Withheld => {}
+            // Recorded with the nodes that answered (`withheld`). A decided step that was
+            // not taken starts no cooldown.
+            ClaimOutcome::Withheld => {
+                if want.is_decision() {
+                    agent.take_back_decision();
+                }
+            }
         }
     }
 

@@ -117,6 +117,9 @@ pub struct Autonomic {
     bind_ip: IpAddr,
     lease: tokio::sync::watch::Receiver<i64>,
     planner: PlannerState,
+    /// The last decision to act and the planner's state it was made from, until the next
+    /// decision: a step it leads to that is withheld is taken back (`take_back_decision`).
+    decided_from: Option<(crate::mape::Action, PlannerState)>,
     rng: StdRng,
     compiled: Option<(i64, CompiledAnalytics)>,
     backoff: BTreeMap<String, Backoff>,
@@ -225,6 +228,7 @@ impl Autonomic {
             bind_ip: parts.bind_ip,
             lease: parts.lease,
             planner: PlannerState::new(),
+            decided_from: None,
             rng: StdRng::seed_from_u64(parts.seed),
             compiled: None,
             backoff: BTreeMap::new(),

@@ -30,8 +30,10 @@ impl Autonomic {
             now,
         };
         let planned = tick::plan(&input, &self.planner, &mut self.rng);
-        self.planner = planned.state;
+        let before = std::mem::replace(&mut self.planner, planned.state);
         let decision = planned.decision;
+        self.decided_from = (decision.action != crate::mape::Action::None)
+            .then(|| (decision.action.clone(), before));
         self.held_by_room = crate::tick::saturation::held_by_room(&decision);
         tracing::info!(action = %decision.action, reason = %decision.reason, "decision");
         {
@@ -41,6 +43,15 @@ impl Autonomic {
         }
         self.shared.telemetry.decided(&decision);
         planned.wants
+    }
+
+    /// A step the last decision led to was withheld (nodes in doubt): the planner's state
+    /// forgets that it was taken, so its cooldown does not start and the next tick may
+    /// decide it again once the doubt is over.
+    pub(super) fn take_back_decision(&mut self) {
+        if let Some((action, before)) = self.decided_from.take() {
+            self.planner.take_back(&action, &before);
+        }
     }
 
     /// Carries a decision's claims out (`tick::Planned::wants`) as `tick::Execution` says:
