@@ -28,6 +28,12 @@ pub struct DrainRecord {
     pub since: Millis,
     /// No instance is left here: the node may leave (`gru leave`, or SIGTERM).
     pub done: bool,
+    /// The node drains itself to be removed (it was idle, `Nodes.IdlePeriod`): once the
+    /// drain is done it calls `Nodes.RemoveNodeHook` and leaves. Kept here, not in the
+    /// agent's memory, so that an agent restarted mid-drain still does; false for an
+    /// operator's drain, and once the hook has failed (the node then stays drained).
+    #[serde(default)]
+    pub remove: bool,
 }
 
 /// One container of this node that gru manages, as last seen.

@@ -174,11 +174,9 @@ pub struct Autonomic {
     saturation: crate::tick::saturation::Saturation,
     /// The add-node hook's run, while it runs.
     add_node_call: Option<JoinHandle<crate::runtime::hooks::HookRun>>,
-    /// Since when this node has had no instance but its base services (`nodes`: idle),
-    /// whether its drain is an idle removal (the remove-node hook follows it), and that
-    /// hook's run.
+    /// Since when this node has had no instance but its base services (`nodes`: idle), and
+    /// the remove-node hook's run (whether a drain is an idle removal is in its record).
     idle_since: Option<Millis>,
-    idle_drain: bool,
     remove_node_call: Option<JoinHandle<crate::runtime::hooks::HookRun>>,
     /// The starting records (`/gru/<cluster>/starting/`), kept by a watch: added to the
     /// discovery records in the counts.
@@ -253,7 +251,6 @@ impl Autonomic {
             saturation: Default::default(),
             add_node_call: None,
             idle_since: None,
-            idle_drain: false,
             remove_node_call: None,
             starting_records: None,
         }

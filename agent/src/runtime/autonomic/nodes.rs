@@ -92,7 +92,8 @@ impl Autonomic {
     /// remove-node slot (one removal per `Nodes.Cooldown`) and drains itself; once the
     /// drain is done it calls `Nodes.RemoveNodeHook` with its name and, when the hook
     /// succeeds, leaves (lease revoked). A failed hook leaves the node drained, in
-    /// `events`, for an operator.
+    /// `events`, for an operator. The drain record says it is a removal (`remove`), so an
+    /// agent restarted mid-drain still calls the hook once the drain is done.
     pub(super) async fn watch_idle(&mut self, config: &ClusterConfig, active: bool) {
         let nodes = &config.agent.nodes;
         let Some(hook) = nodes.remove_node_hook.clone() else {
@@ -102,7 +103,9 @@ impl Autonomic {
         let drain = self.shared.knowledge().drain.clone();
         if let Some(drain) = drain {
             self.idle_since = None;
-            if !self.idle_drain || !drain.done {
+            // The record says whether the drain is a removal: an agent restarted
+            // mid-drain goes on to the hook.
+            if !drain.remove || !drain.done {
                 return;
             }
             match self.remove_node_call.take() {
@@ -119,7 +122,6 @@ impl Autonomic {
                 Some(task) if !task.is_finished() => self.remove_node_call = Some(task),
                 Some(task) => {
                     let succeeded = task.await.is_ok_and(|run| run.succeeded.is_some());
-                    self.idle_drain = false;
                     if succeeded {
                         self.record(
                             "leave",
@@ -131,6 +133,7 @@ impl Autonomic {
                         self.shared.leave.cancel();
                     } else {
                         tracing::warn!("the remove-node hook failed; this node stays drained");
+                        self.keep_drained().await;
                     }
                 }
             }
@@ -176,8 +179,7 @@ impl Autonomic {
                     None,
                     format!("ok: {reason}; draining this node"),
                 );
-                self.idle_drain = true;
-                self.set_drain(true).await;
+                self.set_drain(true, true).await;
             }
             Ok(false) => tracing::debug!("idle, but a node was removed within the cooldown"),
             Err(err) => {
