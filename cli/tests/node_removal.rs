@@ -115,9 +115,14 @@ fn on(cluster: &str, service: &str, node: &str) -> usize {
 }
 
 /// The cluster of these tests: web (1..=2, one per node) and cache (1..=1) on n1, web
-/// being n1's base service; `config` is `config.json`. The container events are recorded
-/// from before n1 starts (a count replayed from them starts at 0).
-fn start_cluster(tag: &str, config: &str) -> (Cluster, ContainerEvents, Agent) {
+/// being n1's base service, and `more` services `(name, min, max)` of 64 MiB; `config` is
+/// `config.json`. The container events are recorded from before n1 starts (a count
+/// replayed from them starts at 0).
+fn start_cluster(
+    tag: &str,
+    config: &str,
+    more: &[(&str, u32, u32)],
+) -> (Cluster, ContainerEvents, Agent) {
     let test_config = TestConfig::bare(config, SCALE_BOTH_WAYS_POLICY);
     test_config.file("analytics/resp_time_ratio.json", RESP_TIME_RATIO_ANALYTIC);
     test_config.file(
@@ -134,6 +139,12 @@ fn start_cluster(tag: &str, config: &str) -> (Cluster, ContainerEvents, Agent) {
         "services/cache.json",
         &service("cache", 1, 1, "64m", testkit::free_port_range(4)),
     );
+    for (name, min, max) in more {
+        test_config.file(
+            &format!("services/{name}.json"),
+            &service(name, *min, *max, "64m", testkit::free_port_range(4)),
+        );
+    }
     let bed = Cluster::start(tag, test_config);
     let events = ContainerEvents::start(&bed.name);
     // n1's loop starts once web runs there as its base service: a floor repair racing the
@@ -289,7 +300,7 @@ fn load_removed_the_scaled_in_node_goes_idle_is_drained_and_removed_with_no_fail
     let (script, calls) = remove_node_hook(hook_dir.path());
     // IdlePeriod 8 s: n2 starts the scaled instance within a few seconds of joining (the
     // load is on before it joins), so it is not idle before the load goes.
-    let (bed, events, n1) = start_cluster("loadgone", &agent_config(&script, 8, ""));
+    let (bed, events, n1) = start_cluster("loadgone", &agent_config(&script, 8, ""), &[]);
     let base_web = running_ids_of(&bed.name, "web");
     let sampler = CountSampler::start(&bed.name, &[("web", 1, 2), ("cache", 1, 1)]);
     let load = Load::start(&bed.etcd, &bed.name, "web", 4);
@@ -392,4 +403,91 @@ fn load_removed_the_scaled_in_node_goes_idle_is_drained_and_removed_with_no_fail
     });
     assert_eq!(running_ids_of(&bed.name, "web"), base_web);
     assert!(agents[0].healthy());
+}
+
+#[test]
+fn an_idle_node_killed_mid_drain_and_restarted_still_calls_the_remove_node_hook_once_and_leaves() {
+    let test = "an_idle_node_killed_mid_drain_and_restarted_still_calls_the_remove_node_hook_once_and_leaves";
+    if !require(test, Component::Etcd) || !require_workload_image(test) {
+        return;
+    }
+    let hook_dir = tempfile::tempdir().unwrap();
+    let (script, calls) = remove_node_hook(hook_dir.path());
+    let (bed, events, n1) = start_cluster(
+        "idlerestart",
+        &agent_config(&script, 3, ""),
+        &[("extra", 0, 2)],
+    );
+    // n2 runs only its base service, extra: it is idle, and its drain has extra to move
+    // (started on n1, ready, then stopped on n2: seconds, in which n2 is killed).
+    let n2 = bed.spawn("n2");
+    let out = support::run(
+        &bed.endpoints(),
+        &[
+            "manage",
+            "-c",
+            &format!("use {}; set node n2 base-services extra", bed.name),
+        ],
+    );
+    assert!(out.status.success(), "{}", support::text(&out));
+    let mut n2 = n2;
+    let draining = wait_until(Duration::from_secs(40), || {
+        let record = drain_record(&bed, "n2");
+        record.contains("\"remove\":true") && record.contains("\"done\":false")
+    });
+    assert!(
+        draining.is_some(),
+        "n2 did not drain itself: {:?}\n{}",
+        running_services(&bed.name),
+        support::tail(&n2.log_text(), 40)
+    );
+    let extra_on_n2 = on(&bed.name, "extra", "n2");
+    n2.kill9();
+    figure(test, "extra_on_n2_when_killed", extra_on_n2);
+    // Its records go with its lease (TTL 3 s); the drain record stays (no lease).
+    let expired = wait_until(Duration::from_secs(15), || node_keys(&bed, "n2") == 0);
+    assert!(expired.is_some(), "n2's records outlived its lease");
+    assert!(drain_record(&bed, "n2").contains("\"remove\":true"));
+    assert!(
+        hook_calls(&calls).is_empty(),
+        "the hook ran before the drain was done"
+    );
+
+    let restarted = Instant::now();
+    let mut n2 = bed.spawn("n2");
+    let left = wait_until(Duration::from_secs(60), || !n2.is_running());
+    figure(
+        test,
+        "restart_to_left_seconds",
+        restarted.elapsed().as_secs_f64(),
+    );
+    let log = n2.log_text();
+    assert!(
+        left.is_some(),
+        "the restarted n2 did not leave: {:?}\n{}",
+        running_services(&bed.name),
+        support::tail(&log, 60)
+    );
+    assert!(
+        log.contains("the remove-node hook follows the drain"),
+        "{}",
+        support::tail(&log, 60)
+    );
+    let calls = hook_calls(&calls);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(calls[0].1.contains(&"GRU_NODE=n2".to_owned()), "{calls:?}");
+    assert!(log.contains("left the cluster (lease revoked)"));
+    assert!(
+        drain_record(&bed, "n2").is_empty(),
+        "n2 left its drain record"
+    );
+    // extra moved to n1 and nothing of n2 is left running; n1 kept web and cache.
+    let settled = wait_until(Duration::from_secs(10), || {
+        let now = running_services(&bed.name);
+        now.iter().all(|(_, n)| n == "n1") && now.iter().filter(|(s, _)| s == "extra").count() == 1
+    });
+    assert!(settled.is_some(), "{:?}", running_services(&bed.name));
+    events.assert_at_most("web", 2, |e| e.service == "web");
+    events.assert_at_most("cache", 1, |e| e.service == "cache");
+    assert!(n1.healthy());
 }
