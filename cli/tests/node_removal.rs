@@ -98,13 +98,18 @@ fn service(name: &str, min: u32, max: u32, memory: &str, range: (u16, u16)) -> S
     )
 }
 
-/// 60 % of the engine's memory, as a Docker memory size: one instance fills a node.
-fn node_filling_memory() -> String {
+/// `percent` % of the engine's memory, as a Docker memory size.
+fn engine_memory_share(percent: u64) -> String {
     let engine_memory: u64 = docker(&["info", "--format", "{{.MemTotal}}"])
         .trim()
         .parse()
         .unwrap();
-    format!("{}m", engine_memory / 10 * 6 / (1 << 20))
+    format!("{}m", engine_memory / 100 * percent / (1 << 20))
+}
+
+/// 60 % of the engine's memory: one instance fills a node.
+fn node_filling_memory() -> String {
+    engine_memory_share(60)
 }
 
 fn on(cluster: &str, service: &str, node: &str) -> usize {
@@ -489,5 +494,162 @@ fn an_idle_node_killed_mid_drain_and_restarted_still_calls_the_remove_node_hook_
     assert!(settled.is_some(), "{:?}", running_services(&bed.name));
     events.assert_at_most("web", 2, |e| e.service == "web");
     events.assert_at_most("cache", 1, |e| e.service == "cache");
+    assert!(n1.healthy());
+}
+
+#[test]
+fn idle_headroom_removes_a_node_whose_instances_fit_elsewhere_and_keeps_it_when_they_do_not() {
+    let test =
+        "idle_headroom_removes_a_node_whose_instances_fit_elsewhere_and_keeps_it_when_they_do_not";
+    if !require(test, Component::Etcd) || !require_workload_image(test) {
+        return;
+    }
+    let hook_dir = tempfile::tempdir().unwrap();
+    let (script, calls) = remove_node_hook(hook_dir.path());
+    // Reservations, in shares of the engine's memory (each node counts the engine's):
+    // web 10 % (MinInstances 2: no scale-in can take n2's), cache 20 %. n1 holds web (its
+    // base service) and cache; n2 holds the second web. n2's web moved onto n1 makes
+    // 10 + 20 + 10 = 40 % of n1: over a 30 % headroom, under a 50 % one. n1 moves more
+    // (cache, 20 %) than n2 (10 %): it is never the one to go.
+    let test_config = TestConfig::bare(
+        &agent_config(&script, 3, r#""IdleHeadroom": 0.3,"#),
+        support::configs::QUIET_POLICY,
+    );
+    test_config.file("analytics/resp_time_ratio.json", RESP_TIME_RATIO_ANALYTIC);
+    test_config.file(
+        "services/web.json",
+        &service(
+            "web",
+            2,
+            3,
+            &engine_memory_share(10),
+            testkit::free_port_range(6),
+        ),
+    );
+    test_config.file(
+        "services/cache.json",
+        &service(
+            "cache",
+            1,
+            1,
+            &engine_memory_share(20),
+            testkit::free_port_range(4),
+        ),
+    );
+    let bed = Cluster::start("headroom", test_config);
+    let events = ContainerEvents::start(&bed.name);
+    // n1, its loop off: web as its base service, cache by an operator's start; then n2
+    // repairs web's floor (the second web); then n1's loop starts.
+    let n1 = bed.agent("n1").start(false).spawn();
+    let out = support::run(
+        &bed.endpoints(),
+        &[
+            "manage",
+            "-c",
+            &format!("use {}; set node n1 base-services web", bed.name),
+        ],
+    );
+    assert!(out.status.success(), "{}", support::text(&out));
+    let based = wait_until(Duration::from_secs(30), || on(&bed.name, "web", "n1") == 1);
+    assert!(based.is_some(), "{}", support::tail(&n1.log_text(), 40));
+    n1.command(
+        &bed.secret,
+        r#"{"name": "start-service", "service": "cache"}"#,
+    );
+    let cached = wait_until(Duration::from_secs(30), || {
+        on(&bed.name, "cache", "n1") == 1
+    });
+    assert!(cached.is_some(), "{}", support::tail(&n1.log_text(), 40));
+    let mut n2 = bed.spawn("n2");
+    let placed = wait_until(Duration::from_secs(30), || {
+        on(&bed.name, "web", "n2") == 1 && bed.registered("web").len() == 2
+    });
+    assert!(
+        placed.is_some(),
+        "{:?}\n{}",
+        running_services(&bed.name),
+        support::tail(&n2.log_text(), 40)
+    );
+    n1.command(&bed.secret, r#"{"name": "start"}"#);
+    let sampler = CountSampler::start(&bed.name, &[("web", 2, 3), ("cache", 1, 1)]);
+    let load = Load::start(&bed.etcd, &bed.name, "web", 4);
+    let from_ns = testkit::epoch_ns();
+
+    // IdleHeadroom 0.3: n2's web does not fit (40 % ≥ 30 %): n2 stays, for 4 idle periods.
+    std::thread::sleep(Duration::from_secs(12));
+    let demand = n2.get_json("/gru/v1/node").unwrap()["demand"].clone();
+    figure(
+        test,
+        "n2_movable_memory_share_percent",
+        demand["movable_memory_bytes"].as_f64().unwrap_or(0.0)
+            / demand["memory_bytes"].as_f64().unwrap_or(1.0)
+            * 100.0,
+    );
+    assert!(n2.is_running(), "{}", support::tail(&n2.log_text(), 40));
+    assert!(drain_record(&bed, "n2").is_empty(), "n2 drained under 0.3");
+    assert!(drain_record(&bed, "n1").is_empty(), "n1 drained under 0.3");
+    assert!(hook_calls(&calls).is_empty());
+    assert_eq!(on(&bed.name, "web", "n2"), 1);
+
+    // IdleHeadroom 0.5: it fits (40 % < 50 %): n2 drains (its web started on n1 first),
+    // the hook gets its name, and n2 leaves.
+    bed.config.file(
+        "config.json",
+        &agent_config(&script, 3, r#""IdleHeadroom": 0.5,"#),
+    );
+    support::expect_code(
+        &bed.endpoints(),
+        &["config", "push", &bed.name, bed.config.path()],
+        0,
+    );
+    let pushed = Instant::now();
+    let left = wait_until(Duration::from_secs(60), || !n2.is_running());
+    figure(
+        test,
+        "headroom_raised_to_left_seconds",
+        pushed.elapsed().as_secs_f64(),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let (sent, failures) = load.stop_counting();
+    let counts = sampler.finish();
+    figure(test, "requests", sent);
+    figure(test, "failed_requests", failures.len());
+    assert!(
+        left.is_some(),
+        "n2 did not leave under 0.5: {:?}\n{}",
+        running_services(&bed.name),
+        support::tail(&n2.log_text(), 60)
+    );
+    let calls = hook_calls(&calls);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(calls[0].1.contains(&"GRU_NODE=n2".to_owned()), "{calls:?}");
+    assert!(
+        calls[0]
+            .1
+            .iter()
+            .any(|l| l.starts_with("GRU_REASON=idle: drained")),
+        "{calls:?}"
+    );
+    assert!(
+        n2.log_text().contains("fit on the other nodes under 50 %"),
+        "{}",
+        support::tail(&n2.log_text(), 60)
+    );
+    assert!(sent > 100, "the load sent only {sent} requests");
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} requests failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(10)]
+    );
+    assert!(counts.violations.is_empty(), "{:?}", counts.violations);
+    events.assert_within("web while n2 drained and left", 2..=3, from_ns, |e| {
+        e.service == "web"
+    });
+    let settled = wait_until(Duration::from_secs(10), || {
+        let now = running_services(&bed.name);
+        now.iter().all(|(_, n)| n == "n1") && now.iter().filter(|(s, _)| s == "web").count() == 2
+    });
+    assert!(settled.is_some(), "{:?}", running_services(&bed.name));
     assert!(n1.healthy());
 }

@@ -129,6 +129,30 @@ async fn get_json(client: &PeerClient, authority: &str, path: &str) -> Result<Va
     serde_json::from_slice(&body).map_err(|e| format!("{path}: not JSON: {e}"))
 }
 
+/// Every node's `GET /gru/v1/node`, asked in parallel, each within [`NODE_DEADLINE`]:
+/// `(node, answer or why none)`. `nodes` is `(name, address, port)`.
+pub async fn node_views(
+    client: &PeerClient,
+    nodes: Vec<(String, String, u16)>,
+) -> Vec<(String, Result<Value, String>)> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_PARALLEL_NODES));
+    let mut asks = tokio::task::JoinSet::new();
+    for (name, address, port) in nodes {
+        let client = client.clone();
+        let permits = Arc::clone(&permits);
+        asks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let authority = authority(&address, port);
+            let answer =
+                tokio::time::timeout(NODE_DEADLINE, get_json(&client, &authority, "/gru/v1/node"))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("{authority} did not answer in time")));
+            (name, answer)
+        });
+    }
+    asks.join_all().await
+}
+
 /// A node's three answers, within [`NODE_DEADLINE`].
 async fn ask_node(client: PeerClient, mut node: NodeOverview) -> NodeOverview {
     let authority = authority(&node.address, node.port);

@@ -228,6 +228,19 @@ impl Knowledge {
         }
     }
 
+    /// The node's demand for idleness by headroom (see [`super::usage::node_demand`]);
+    /// none before a configuration.
+    pub fn node_demand(&self) -> Option<crate::tick::headroom::NodeDemand> {
+        let config = self.config.as_deref()?;
+        Some(super::usage::node_demand(
+            self.capacity,
+            self.instances.values(),
+            &self.usage,
+            config,
+            &self.base_services,
+        ))
+    }
+
     /// The node's use now (see [`super::usage::node_usage`]).
     pub fn node_usage(&self) -> super::usage::NodeUsage {
         let mut usage = super::usage::node_usage(

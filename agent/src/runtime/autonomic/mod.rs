@@ -177,6 +177,10 @@ pub struct Autonomic {
     /// Since when this node has had no instance but its base services (`nodes`: idle), and
     /// the remove-node hook's run (whether a drain is an idle removal is in its record).
     idle_since: Option<Millis>,
+    /// Why this node counts as idle (only base services, or by headroom), for the record.
+    idle_reason: String,
+    /// The client that asks the other agents their demand (`Nodes.IdleHeadroom`).
+    peer_client: Option<crate::http::PeerClient>,
     remove_node_call: Option<JoinHandle<crate::runtime::hooks::HookRun>>,
     /// The starting records (`/gru/<cluster>/starting/`), kept by a watch: added to the
     /// discovery records in the counts.
@@ -251,6 +255,8 @@ impl Autonomic {
             saturation: Default::default(),
             add_node_call: None,
             idle_since: None,
+            idle_reason: String::new(),
+            peer_client: None,
             remove_node_call: None,
             starting_records: None,
         }

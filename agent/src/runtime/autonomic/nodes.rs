@@ -139,7 +139,7 @@ impl Autonomic {
             }
             return;
         }
-        let idle = {
+        let (others, only_base) = {
             let knowledge = self.shared.knowledge();
             let others = knowledge.peers.nodes.keys().any(|n| *n != self.shared.node);
             let only_base = knowledge
@@ -147,7 +147,28 @@ impl Autonomic {
                 .values()
                 .filter(|i| i.state == "running")
                 .all(|i| knowledge.base_services.contains(&i.service));
-            active && others && only_base
+            (others, only_base)
+        };
+        let idle = if !active || !others {
+            false
+        } else if only_base {
+            self.idle_reason = format!(
+                "idle: no instance but its base services for {} s",
+                nodes.idle_period_secs
+            );
+            true
+        } else if let Some(headroom) = nodes.idle_headroom {
+            let fits = self.fits_elsewhere(headroom).await;
+            if fits {
+                self.idle_reason = format!(
+                    "idle: its instances fit on the other nodes under {:.0} % of their capacity for {} s",
+                    headroom * 100.0,
+                    nodes.idle_period_secs
+                );
+            }
+            fits
+        } else {
+            false
         };
         if !idle {
             self.idle_since = None;
@@ -160,10 +181,7 @@ impl Autonomic {
             return;
         }
         self.idle_since = None;
-        let reason = format!(
-            "idle: no instance but its base services for {} s",
-            nodes.idle_period_secs
-        );
+        let reason = self.idle_reason.clone();
         let record = serde_json::json!({ "node": self.shared.node, "reason": reason }).to_string();
         let cooldown = i64::try_from(nodes.cooldown_secs).unwrap_or(i64::MAX);
         match self
@@ -187,5 +205,50 @@ impl Autonomic {
                 tracing::warn!(error = %err, "cannot claim this node's removal");
             }
         }
+    }
+}
+
+impl Autonomic {
+    /// Idleness by headroom (`tick::headroom`): asks every other node its demand
+    /// (`GET /gru/v1/node`, in parallel, each within `http::cluster::NODE_DEADLINE`);
+    /// drained nodes do not count. A node that does not answer, or answers without a
+    /// demand, makes the answer no: a removal is never decided on a partial view.
+    async fn fits_elsewhere(&mut self, headroom: f64) -> bool {
+        let (this, peers) = {
+            let knowledge = self.shared.knowledge();
+            let Some(this) = knowledge.node_demand() else {
+                return false;
+            };
+            let peers: Vec<(String, String, u16)> = knowledge
+                .peers
+                .nodes
+                .iter()
+                .filter(|(name, _)| **name != self.shared.node)
+                .map(|(name, peer)| (name.clone(), peer.address.clone(), peer.port))
+                .collect();
+            (this, peers)
+        };
+        let client = self
+            .peer_client
+            .get_or_insert_with(crate::http::peer_client)
+            .clone();
+        let mut others = Vec::new();
+        for (node, answer) in crate::http::node_views(&client, peers).await {
+            let view = match answer {
+                Ok(view) => view,
+                Err(err) => {
+                    tracing::debug!(node, error = %err, "no demand from this node: not idle");
+                    return false;
+                }
+            };
+            if !view["drain"].is_null() {
+                continue;
+            }
+            match serde_json::from_value(view["demand"].clone()) {
+                Ok(demand) => others.push((node, demand)),
+                Err(_) => return false,
+            }
+        }
+        crate::tick::headroom::idle_by_headroom(&self.shared.node, &this, &others, headroom)
     }
 }
