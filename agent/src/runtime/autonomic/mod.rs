@@ -148,6 +148,9 @@ pub struct Autonomic {
     registry_auth_file: Option<std::path::PathBuf>,
     /// Services with a standing target-tracking decision, as the ledger watch tells.
     targets: Arc<std::sync::Mutex<BTreeSet<String>>>,
+    /// The count each standing scale-out target asks for (saturation under target
+    /// tracking: `tick::saturation::unfilled_targets`).
+    target_desired: Arc<std::sync::Mutex<BTreeMap<String, u32>>>,
     /// Woken by the ledger watch when a target is set, and by a lost fill's retry.
     targets_changed: Arc<Notify>,
     /// Lost fills retried in a row (`crate::tick::FillRetry`), and the retry that waits, if
@@ -243,6 +246,7 @@ impl Autonomic {
             ask_nodes_in_doubt: parts.ask_nodes_in_doubt,
             registry_auth_file: parts.registry_auth_file,
             targets: Arc::default(),
+            target_desired: Arc::default(),
             targets_changed: Arc::new(Notify::new()),
             fill_retries: crate::tick::FillRetry::default(),
             fill_retry: None,
@@ -366,7 +370,7 @@ impl Autonomic {
         let now = now();
         let snapshots = self.snapshots(&config, &cluster_counts, now).await;
         let wants = self.plan(&config, &snapshots, now);
-        self.watch_saturation(&config).await;
+        self.watch_saturation(&config, &cluster_counts).await;
         if !wants.is_empty() {
             self.execute(&config, wants).await;
             self.reconcile().await;

@@ -16,7 +16,11 @@ use crate::runtime::hooks::{self, HookCall, HookKind};
 impl Autonomic {
     /// Looks at this tick's held scale-outs (`held_by_room`, from `plan`) and calls the
     /// add-node hook when the saturation lasted its period and this agent wins the claim.
-    pub(super) async fn watch_saturation(&mut self, config: &ClusterConfig) {
+    pub(super) async fn watch_saturation(
+        &mut self,
+        config: &ClusterConfig,
+        counts: &std::collections::BTreeMap<String, u32>,
+    ) {
         let nodes = &config.agent.nodes;
         let Some(hook) = nodes.add_node_hook.clone() else {
             self.saturation.reset();
@@ -26,9 +30,13 @@ impl Autonomic {
             self.saturation.reset();
             return;
         }
-        let held = std::mem::take(&mut self.held_by_room);
+        let mut held = std::mem::take(&mut self.held_by_room);
+        held.extend(self.unfilled_targets(config, counts));
         let period = std::time::Duration::from_secs(nodes.saturated_period_secs);
-        if !self.saturation.observe(&held, now(), period) {
+        // A target expires a few loops after it is written and the next follows a loop
+        // or so later: two loops without one do not break the count.
+        let grace = self.loop_interval() * 2;
+        if !self.saturation.observe(&held, now(), period, grace) {
             return;
         }
         if self
@@ -83,6 +91,35 @@ impl Autonomic {
                 tracing::warn!(error = %err, "cannot claim the add-node call");
             }
         }
+    }
+}
+
+impl Autonomic {
+    /// The standing scale-out targets (target tracking) that this node has no room to help
+    /// fill while they are above the count (`tick::saturation::unfilled_targets`).
+    fn unfilled_targets(
+        &self,
+        config: &ClusterConfig,
+        counts: &std::collections::BTreeMap<String, u32>,
+    ) -> Vec<(String, u32)> {
+        let desired = self
+            .target_desired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let views: Vec<crate::tick::saturation::TargetView> = desired
+            .into_iter()
+            .filter_map(|(service, desired)| {
+                let descriptor = config.services.get(&service)?;
+                Some(crate::tick::saturation::TargetView {
+                    counted: counts.get(&service).copied().unwrap_or(0),
+                    free_slots_here: self.free_slots(config, descriptor),
+                    service,
+                    desired,
+                })
+            })
+            .collect();
+        crate::tick::saturation::unfilled_targets(&views)
     }
 }
 
