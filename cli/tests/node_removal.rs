@@ -79,13 +79,15 @@ fn agent_config(script: &Path, idle_period_secs: u64, nodes_extra: &str) -> Stri
 }
 
 /// A workload service with a lame-duck delay (a stop leaves discovery before the process
-/// goes), `memory` each, scaled on `resp_time_ratio`.
+/// goes) and a readiness check (a start enters discovery once it answers), `memory` each,
+/// scaled on `resp_time_ratio`.
 fn service(name: &str, min: u32, max: u32, memory: &str, range: (u16, u16)) -> String {
     format!(
         r#"{{
             "Name": "{name}", "Image": "{image}", "DiscoveryPort": "8080",
             "Analytics": ["resp_time_ratio"], "Constraints": {{"MAX_RESP_TIME": 100}},
             "MinInstances": {min}, "MaxInstances": {max},
+            "Health": {{"Readiness": {{"Http": "/ready", "Interval": 0.5, "FailureThreshold": 1, "SuccessThreshold": 1}}}},
             "Configuration": {{
                 "Memory": "{memory}", "StopTimeout": 3,
                 "Env": {{"SERVICE_NAME": "{name}", "SERVICE_TIME_MS": "5", "SHUTDOWN_DELAY_MS": "1500"}},
