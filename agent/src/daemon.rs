@@ -194,8 +194,14 @@ pub async fn run(
                 Ok(record) => {
                     tracing::info!(
                         done = record.done,
-                        "this node is drained (undrain node {} to take it back)",
-                        settings.node
+                        remove = record.remove,
+                        "this node is drained (undrain node {} to take it back){}",
+                        settings.node,
+                        if record.remove {
+                            "; it was idle: the remove-node hook follows the drain"
+                        } else {
+                            ""
+                        }
                     );
                     shared.knowledge().drain = Some(record);
                 }

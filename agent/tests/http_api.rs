@@ -472,6 +472,17 @@ async fn node_reports_identity_config_and_instance_counts() {
                 "free_cores": 4,
             },
             "drain": null,
+            // Per instance the larger of use and reservation: backend max(64, 128 MiB),
+            // frontend max(32, 64 MiB), legacy 16 MiB (no configuration, no reservation);
+            // none is a base service here (cache runs nowhere), so all of it is movable.
+            "demand": {
+                "cpus": 4,
+                "memory_bytes": 8u64 << 30,
+                "cpu_cores": 2.0,
+                "memory_demand_bytes": 208u64 << 20,
+                "movable_cpu_cores": 2.0,
+                "movable_memory_bytes": 208u64 << 20,
+            },
         })
     );
 }

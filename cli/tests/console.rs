@@ -1,8 +1,8 @@
 //! The web console (`/ui`) in a real headless Chromium, against three real agents on the
 //! Docker engine and etcd: every node and service on the map, an inactive node marked, a
 //! scale-out seen on the map and on the chart within 5 s of happening, an operator's
-//! action sent from the page with the secret (and refused with a wrong one), no console
-//! error, at 1280×800 and on a phone's screen. Screenshots go to the target directory.
+//! action sent from the page with the secret (and refused with a wrong one), each node's
+//! usage and a drained node marked, no console error, at 1280×800 and on a phone's screen. Screenshots go to the target directory.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -221,6 +221,44 @@ fn the_console_shows_the_cluster_and_a_scale_out_within_five_seconds() {
         logs_tail(&agents, 20)
     );
     assert!(bed.registered("db").len() > db_before);
+
+    // Each node's usage (CPU and memory used, free cores) and its drain state: every row
+    // shows its use; n3 (it runs nothing) drained shows "drained", the others nothing.
+    let usage_shown = browser.wait_for(
+        "document.querySelectorAll('tr.node .node-usage[data-free-cores]').length === 3 \
+         && [...document.querySelectorAll('tr.node .node-usage')].every(u => \
+              /^CPU \\d+\\.\\d\\d\\/\\d+ · mem \\d+ MiB\\/\\d+ MiB · \\d+ free cores$/.test(u.textContent))",
+        SEEN_WITHIN,
+    );
+    assert!(
+        usage_shown.is_some(),
+        "the nodes' usage is not on the page: {}",
+        browser.eval(
+            "[...document.querySelectorAll('tr.node .node-cell')].map(c => c.innerText).join('\\n')"
+        )
+    );
+    let out = support::run(
+        &bed.endpoints(),
+        &["manage", "-c", &format!("use {}; drain node n3", bed.name)],
+    );
+    assert!(out.status.success(), "{}", support::text(&out));
+    let drain_asked = Instant::now();
+    let drained = browser.wait_for(
+        "(() => { const b = document.querySelector('tr.node[data-node=\"n3\"] .badge[data-drain]'); \
+                  return !!b && b.dataset.drain === 'drained' \
+                    && document.querySelectorAll('.badge[data-drain]').length === 1; })()",
+        Duration::from_secs(10),
+    );
+    testkit::figure(
+        test,
+        "drain asked to drained on page (ms)",
+        drain_asked.elapsed().as_millis(),
+    );
+    assert!(
+        drained.is_some(),
+        "n3 is not shown drained: {}",
+        browser.eval("document.querySelector('tr.node[data-node=\"n3\"] .node-cell').innerText")
+    );
 
     // A phone's screen: the same content, nothing wider than the screen.
     browser.viewport(390, 844, true);

@@ -10,6 +10,8 @@
 //!   saying no core is free): one add-node call; a hook that hangs is killed at its
 //!   timeout, retried, reported in `events`, and the loops go on.
 //! * An idle node drains itself, the remove-node hook gets its name, and it leaves.
+//! * Under target tracking (a target in the ledger, no "no free resources" guard), full
+//!   nodes whose target stays above the count call the add-node hook once.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -504,4 +506,121 @@ fn pinned_full_nodes_call_the_add_node_hook_once_and_a_hanging_one_is_killed_ret
         "the loop of {node} stalled while its hook hung: {during} decisions in {} ms",
         failed_at - claimed_at
     );
+}
+
+#[test]
+fn full_nodes_under_target_tracking_call_the_add_node_hook_once() {
+    let test = "full_nodes_under_target_tracking_call_the_add_node_hook_once";
+    if !require(test, Component::Etcd) || !require_workload_image(test) {
+        return;
+    }
+    let hook_dir = tempfile::tempdir().unwrap();
+    let calls_file = hook_dir.path().join("calls");
+    let script = hook_dir.path().join("add-node.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$GRU_HOOK|$GRU_WANTED|$GRU_REASON\" >> {}\n",
+            calls_file.display()
+        ),
+    )
+    .unwrap();
+    let agent_config = format!(
+        r#"{{"Autonomic": {{"LoopTimeInterval": 1, "PlannerStrategy": "greedy"}},
+            "Communication": {{"LoopTimeInterval": 1, "MaxFriends": 2}},
+            "Discovery": {{"TTL": 3}},
+            "Nodes": {{"SaturatedPeriod": 2, "Cooldown": 120,
+                       "AddNodeHook": {{"Command": ["/bin/sh", "{}"], "Timeout": 10}}}}}}"#,
+        script.display()
+    );
+    // Target tracking: the decision is a target in the ledger that the agents with room
+    // fill, so no guard says "no free resources"; the nodes are full by memory (60 % of
+    // the engine each, one per node), and the target stays above the count.
+    let policy = r#"{
+        "Scaleout": {"Enable": true, "Mode": "target", "Target": 0.5, "Threshold": 0.6,
+                     "Analytics": ["resp_time_ratio"], "Period": 1},
+        "Scalein": {"Enable": false, "Mode": "target", "Target": 0.5, "Threshold": 0.3,
+                    "Analytics": ["resp_time_ratio"]},
+        "Swap": {"Enable": false, "Threshold": 0.6},
+        "CooldownOut": 3
+    }"#;
+    let engine_memory: u64 = docker(&["info", "--format", "{{.MemTotal}}"])
+        .trim()
+        .parse()
+        .unwrap();
+    let memory = format!("{}m", engine_memory / 10 * 6 / (1 << 20));
+    let range = testkit::free_port_range(6);
+    let config = TestConfig::bare(&agent_config, policy);
+    config.file("analytics/resp_time_ratio.json", RESP_TIME_RATIO_ANALYTIC);
+    config.file(
+        "services/web.json",
+        &format!(
+            r#"{{
+                "Name": "web", "Image": "{image}", "DiscoveryPort": "8080",
+                "Analytics": ["resp_time_ratio"], "Constraints": {{"MAX_RESP_TIME": 100}},
+                "MinInstances": 2, "MaxInstances": 3,
+                "Configuration": {{
+                    "Memory": "{memory}", "StopTimeout": 2,
+                    "Env": {{"SERVICE_NAME": "web", "SERVICE_TIME_MS": "5"}},
+                    "Ports": {{"8080": "{low}-{high}"}}
+                }}
+            }}"#,
+            image = testkit::WORKLOAD_IMAGE,
+            low = range.0,
+            high = range.1
+        ),
+    );
+    let bed = Cluster::start("tgtsat", config);
+    let events = ContainerEvents::start(&bed.name);
+    let agents: Vec<Agent> = bed.spawn_nodes(2);
+    let full = wait_until(Duration::from_secs(30), || {
+        running_on(&bed.name, "n1") == 1 && running_on(&bed.name, "n2") == 1
+    });
+    assert!(full.is_some(), "{}", logs_tail(&agents, 40));
+
+    // Sustained overload for 25 s: many SaturatedPeriods, several targets written and
+    // expired unfilled, one cooldown.
+    let started = Instant::now();
+    let mut called_at = None;
+    while started.elapsed() < Duration::from_secs(25) {
+        for agent in &agents {
+            let _ = agent.push_stat(&bed.secret, "web", "execution_time", "800");
+        }
+        if called_at.is_none() && calls_file.exists() {
+            called_at = Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let calls = std::fs::read_to_string(&calls_file).unwrap_or_default();
+    let calls: Vec<&str> = calls.lines().collect();
+    figure(test, "add_node_calls", calls.len());
+    if let Some(at) = called_at {
+        figure(test, "overload_to_add_node_call_seconds", at.as_secs_f64());
+    }
+    assert_eq!(
+        calls.len(),
+        1,
+        "the add-node hook ran {} times: {calls:?}\n{}",
+        calls.len(),
+        logs_tail(&agents, 40)
+    );
+    assert!(
+        calls[0].starts_with("add-node|1|saturated: web +1 wanted for 2 s and no node has room"),
+        "{calls:?}"
+    );
+    // One claim across both agents; nothing went above MaxInstances.
+    let claims: usize = agents
+        .iter()
+        .map(|a| {
+            a.actions(100)
+                .iter()
+                .filter(|r| r.action == "saturated")
+                .count()
+        })
+        .sum();
+    assert_eq!(claims, 1);
+    events.assert_at_most("web", 3, |e| e.service == "web");
+    for agent in &agents {
+        assert!(agent.healthy(), "{} unhealthy", agent.node);
+    }
 }

@@ -1,7 +1,7 @@
 //! What any agent can say about the whole cluster, the way `gru manage` gathers it: the
 //! nodes from their etcd records (this agent's watch-fed copy, `runtime::peers`), and what
 //! only each agent knows from that agent's own read routes (`/gru/v1/services`,
-//! `/gru/v1/actions`, `/gru/v1/history`), fetched in parallel with deadlines. The web
+//! `/gru/v1/actions`, `/gru/v1/history`, `/gru/v1/node`), fetched in parallel with deadlines. The web
 //! console (`ui.rs`) reads this; so can any script.
 //!
 //! ```text
@@ -96,6 +96,10 @@ pub struct NodeOverview {
     pub error: Option<String>,
     /// `GET /gru/v1/services` of that node.
     pub services: Option<Value>,
+    /// `usage` of its `GET /gru/v1/node`: CPU and memory used, free cores.
+    pub usage: Option<Value>,
+    /// `drain` of its `GET /gru/v1/node`: present while drained (`done` once empty).
+    pub drain: Option<Value>,
     /// `GET /gru/v1/actions?limit=20` of that node.
     pub actions: Option<Value>,
     /// The decisions of `GET /gru/v1/history?samples=false` of that node.
@@ -129,7 +133,31 @@ async fn get_json(client: &PeerClient, authority: &str, path: &str) -> Result<Va
     serde_json::from_slice(&body).map_err(|e| format!("{path}: not JSON: {e}"))
 }
 
-/// A node's three answers, within [`NODE_DEADLINE`].
+/// Every node's `GET /gru/v1/node`, asked in parallel, each within [`NODE_DEADLINE`]:
+/// `(node, answer or why none)`. `nodes` is `(name, address, port)`.
+pub async fn node_views(
+    client: &PeerClient,
+    nodes: Vec<(String, String, u16)>,
+) -> Vec<(String, Result<Value, String>)> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_PARALLEL_NODES));
+    let mut asks = tokio::task::JoinSet::new();
+    for (name, address, port) in nodes {
+        let client = client.clone();
+        let permits = Arc::clone(&permits);
+        asks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let authority = authority(&address, port);
+            let answer =
+                tokio::time::timeout(NODE_DEADLINE, get_json(&client, &authority, "/gru/v1/node"))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("{authority} did not answer in time")));
+            (name, answer)
+        });
+    }
+    asks.join_all().await
+}
+
+/// A node's four answers (services, actions, decisions, node view), within [`NODE_DEADLINE`].
 async fn ask_node(client: PeerClient, mut node: NodeOverview) -> NodeOverview {
     let authority = authority(&node.address, node.port);
     let actions_path = format!("/gru/v1/actions?limit={OVERVIEW_ACTIONS}");
@@ -138,12 +166,15 @@ async fn ask_node(client: PeerClient, mut node: NodeOverview) -> NodeOverview {
             get_json(&client, &authority, "/gru/v1/services"),
             get_json(&client, &authority, &actions_path),
             get_json(&client, &authority, "/gru/v1/history?samples=false"),
+            get_json(&client, &authority, "/gru/v1/node"),
         )
     })
     .await;
     match asked {
-        Ok(Ok((services, actions, history))) => {
+        Ok(Ok((services, actions, history, view))) => {
             node.services = Some(services);
+            node.usage = view.get("usage").cloned();
+            node.drain = view.get("drain").cloned().filter(|d| !d.is_null());
             node.actions = Some(actions);
             node.decisions = history.get("decisions").cloned();
         }
@@ -175,6 +206,8 @@ async fn gather(state: &ApiState, now: Millis) -> Overview {
                 base_services: peer.base_services.clone(),
                 error: None,
                 services: None,
+                usage: None,
+                drain: None,
                 actions: None,
                 decisions: None,
             })

@@ -58,6 +58,9 @@ mod routes;
 mod ui;
 mod views;
 
+/// What the loop asks other agents with (`Nodes.IdleHeadroom`).
+pub(crate) use cluster::{PeerClient, node_views, peer_client};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -73,6 +73,9 @@ pub struct NodeView {
     pub usage: crate::runtime::usage::NodeUsage,
     /// Present while the node is drained: since when, and whether no instance is left.
     pub drain: Option<crate::runtime::DrainRecord>,
+    /// What its instances use or reserve, and what a drain would move (the other agents
+    /// read it for `Nodes.IdleHeadroom`); none before a configuration.
+    pub demand: Option<crate::tick::headroom::NodeDemand>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -151,6 +154,7 @@ pub fn node(shared: &Shared, knowledge: &Knowledge) -> NodeView {
             .collect(),
         usage: knowledge.node_usage(),
         drain: knowledge.drain.clone(),
+        demand: knowledge.node_demand(),
     }
 }
 

@@ -28,6 +28,12 @@ pub struct DrainRecord {
     pub since: Millis,
     /// No instance is left here: the node may leave (`gru leave`, or SIGTERM).
     pub done: bool,
+    /// The node drains itself to be removed (it was idle, `Nodes.IdlePeriod`): once the
+    /// drain is done it calls `Nodes.RemoveNodeHook` and leaves. Kept here, not in the
+    /// agent's memory, so that an agent restarted mid-drain still does; false for an
+    /// operator's drain, and once the hook has failed (the node then stays drained).
+    #[serde(default)]
+    pub remove: bool,
 }
 
 /// One container of this node that gru manages, as last seen.
@@ -224,6 +230,19 @@ impl Knowledge {
             gossip_hot_since: Millis::ZERO,
             gossip_asked: HashSet::new(),
         }
+    }
+
+    /// The node's demand for idleness by headroom (see [`super::usage::node_demand`]);
+    /// none before a configuration.
+    pub fn node_demand(&self) -> Option<crate::tick::headroom::NodeDemand> {
+        let config = self.config.as_deref()?;
+        Some(super::usage::node_demand(
+            self.capacity,
+            self.instances.values(),
+            &self.usage,
+            config,
+            &self.base_services,
+        ))
     }
 
     /// The node's use now (see [`super::usage::node_usage`]).

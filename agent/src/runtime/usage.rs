@@ -121,6 +121,46 @@ pub fn node_usage<'a>(
     }
 }
 
+/// This node's demand for idleness by headroom (`tick::headroom`): per running instance,
+/// the larger of its reading and its reservation (its service's `Memory`, its pinned
+/// cores), summed; the instances of `base_services` stay, the others are movable.
+pub fn node_demand<'a>(
+    capacity: NodeCapacity,
+    instances: impl IntoIterator<Item = &'a InstanceInfo>,
+    readings: &BTreeMap<String, InstanceUsage>,
+    config: &ClusterConfig,
+    base_services: &[String],
+) -> crate::tick::headroom::NodeDemand {
+    let mut demand = crate::tick::headroom::NodeDemand {
+        cpus: capacity.cpus,
+        memory_bytes: capacity.memory_bytes,
+        ..Default::default()
+    };
+    for instance in instances.into_iter().filter(|i| i.state == "running") {
+        let reading = readings.get(&instance.id).copied().unwrap_or_default();
+        let (reserved_memory, pinned) =
+            config.services.get(&instance.service).map_or((0, 0), |s| {
+                let pinned = match &s.configuration.cpuset_cpus {
+                    Some(set) => set.cpus().len(),
+                    None => s.configuration.cpu_number as usize,
+                };
+                (
+                    s.configuration.memory.map_or(0, |m| m.bytes()),
+                    u32::try_from(pinned).unwrap_or(u32::MAX),
+                )
+            });
+        let memory = reading.memory_bytes.max(reserved_memory);
+        let cpu = reading.cpu_cores.unwrap_or(0.0).max(f64::from(pinned));
+        demand.memory_demand_bytes = demand.memory_demand_bytes.saturating_add(memory);
+        demand.cpu_cores += cpu;
+        if !base_services.contains(&instance.service) {
+            demand.movable_memory_bytes = demand.movable_memory_bytes.saturating_add(memory);
+            demand.movable_cpu_cores += cpu;
+        }
+    }
+    demand
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,6 +44,7 @@
 //! What the agent does on its own node (which containers a reconcile adopts or removes,
 //! which discovery records it writes) is in [`local`].
 
+pub mod headroom;
 pub mod local;
 pub mod ports;
 pub mod rollout;

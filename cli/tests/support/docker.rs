@@ -141,3 +141,79 @@ pub fn running_ids_of(cluster: &str, service: &str) -> Vec<String> {
     .map(str::to_owned)
     .collect()
 }
+
+/// Samples the cluster's running containers every 100 ms in a thread of its own and checks
+/// each bounded service's count against its `[min, max]`, from the first sample where it
+/// reached `min` (before, the floor is still being repaired). For "never more than N at
+/// once" to the event, see [`testkit::ContainerEvents`]; this one also sees what a test
+/// cannot replay from events: the count as the load generator's clients saw it, sample by
+/// sample.
+pub struct CountSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<CountSamples>>,
+}
+
+/// What a [`CountSampler`] saw.
+#[derive(Debug, Default)]
+pub struct CountSamples {
+    pub samples: usize,
+    /// Each sample out of bounds: "when: service count (bounds)".
+    pub violations: Vec<String>,
+}
+
+impl CountSampler {
+    /// `bounds`: `(service, min, max)`.
+    pub fn start(cluster: &str, bounds: &[(&str, usize, usize)]) -> CountSampler {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cluster = cluster.to_owned();
+        let bounds: Vec<(String, usize, usize)> = bounds
+            .iter()
+            .map(|(s, min, max)| ((*s).to_owned(), *min, *max))
+            .collect();
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let began = std::time::Instant::now();
+                let mut seen = CountSamples::default();
+                let mut reached = vec![false; bounds.len()];
+                while !stop.load(Ordering::Relaxed) {
+                    let running = running_services(&cluster);
+                    seen.samples += 1;
+                    for (i, (service, min, max)) in bounds.iter().enumerate() {
+                        let count = running.iter().filter(|(s, _)| s == service).count();
+                        reached[i] |= count >= *min;
+                        if reached[i] && !(*min..=*max).contains(&count) {
+                            seen.violations.push(format!(
+                                "{:.1} s: {service} {count} (bounds {min}..={max})",
+                                began.elapsed().as_secs_f64()
+                            ));
+                        }
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                seen
+            })
+        };
+        CountSampler {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops sampling: what was seen (a `docker ps` that failed fails the test here).
+    pub fn finish(mut self) -> CountSamples {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(seen)) => seen,
+            Some(Err(_)) => panic!("the count sampler failed (see its panic above)"),
+            None => CountSamples::default(),
+        }
+    }
+}
+
+impl Drop for CountSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

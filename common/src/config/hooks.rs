@@ -37,6 +37,11 @@ pub struct NodesConfig {
     /// in the cluster) before it drains itself and calls the remove-node hook.
     #[serde(rename = "IdlePeriod")]
     pub idle_period_secs: u64,
+    /// A node is idle too when its instances that are not base services, moved onto the
+    /// other nodes, would leave their CPU and memory demand under this fraction of their
+    /// capacity (and it is the node that moves least), for `IdlePeriod`. None: off.
+    #[serde(rename = "IdleHeadroom", skip_serializing_if = "Option::is_none")]
+    pub idle_headroom: Option<f64>,
     /// Called when the cluster saturates: a scale-out no node can hold.
     #[serde(rename = "AddNodeHook", skip_serializing_if = "Option::is_none")]
     pub add_node_hook: Option<HookConfig>,
@@ -70,6 +75,7 @@ impl Default for NodesConfig {
             saturated_period_secs: DEFAULT_SATURATED_PERIOD_SECS,
             cooldown_secs: DEFAULT_NODES_COOLDOWN_SECS,
             idle_period_secs: DEFAULT_IDLE_PERIOD_SECS,
+            idle_headroom: None,
             add_node_hook: None,
             remove_node_hook: None,
         }
@@ -115,6 +121,7 @@ pub(crate) const NODES_FIELDS: &[Field] = &[
     field("SaturatedPeriod", Shape::Any),
     field("Cooldown", Shape::Any),
     field("IdlePeriod", Shape::Any),
+    field("IdleHeadroom", Shape::Any),
     field("AddNodeHook", Shape::Object(HOOK_FIELDS)),
     field("RemoveNodeHook", Shape::Object(HOOK_FIELDS)),
 ];
@@ -123,6 +130,15 @@ pub(crate) fn validate(nodes: &NodesConfig, findings: &mut Findings) {
     findings.at_least("Nodes.SaturatedPeriod", nodes.saturated_period_secs, 1);
     findings.at_least("Nodes.Cooldown", nodes.cooldown_secs, 1);
     findings.at_least("Nodes.IdlePeriod", nodes.idle_period_secs, 1);
+    if let Some(headroom) = nodes.idle_headroom
+        && !(headroom > 0.0 && headroom <= 1.0)
+    {
+        findings.add_with_hint(
+            &JsonPath::fields("Nodes.IdleHeadroom"),
+            format!("must be in (0, 1], found {headroom}"),
+            Some("a fraction of the other nodes' capacity, e.g. 0.5".to_owned()),
+        );
+    }
     for (name, hook) in [
         ("AddNodeHook", &nodes.add_node_hook),
         ("RemoveNodeHook", &nodes.remove_node_hook),

@@ -133,10 +133,12 @@ function renderMap(overview) {
     const badges = [
       el("span", { class: `badge ${node.active ? "active" : "inactive"}`, text: node.active ? "active" : "inactive" }),
       reachable ? null : el("span", { class: "badge unreachable", text: "unreachable", title: node.error }),
+      drainBadge(node.drain),
     ];
     const nodeCell = el("th", { class: "node-cell", scope: "row" },
       el("div", { class: "node-name", text: node.node }), ...badges,
       el("div", { class: "node-meta", text: `${node.address}:${node.port}` }),
+      usageLine(node.usage),
       el("div", { class: "node-actions" },
         commandButton("start agent", "start agent", node.node, { name: "start" }),
         commandButton("stop agent", "stop agent", node.node, { name: "stop" })));
@@ -164,6 +166,27 @@ function renderMap(overview) {
     ? el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows))
     : el("p", { class: "empty", text: "no node has registered in this cluster" });
   $("map").replaceChildren(table);
+}
+
+/** "draining" while a drained node still moves instances, "drained" once it has none. */
+function drainBadge(drain) {
+  if (!drain) return null;
+  const state = drain.done ? "drained" : "draining";
+  return el("span", {
+    class: `badge ${state}`, "data-drain": state, text: state,
+    title: `since ${clock(drain.since)}${drain.remove ? " (idle: it leaves once drained)" : ""}`,
+  });
+}
+
+/** The node's use: CPU cores used of its cores, memory used, cores no pinned instance holds. */
+function usageLine(usage) {
+  if (!usage) return null;
+  const mib = (bytes) => `${Math.round(bytes / (1 << 20))} MiB`;
+  return el("div", {
+    class: "node-usage", "data-cpu-used": usage.cpu_used_cores, "data-memory-used": usage.memory_used_bytes,
+    "data-free-cores": usage.free_cores,
+    text: `CPU ${usage.cpu_used_cores.toFixed(2)}/${usage.cpus} · mem ${mib(usage.memory_used_bytes)}/${mib(usage.memory_bytes)} · ${usage.free_cores} free cores`,
+  });
 }
 
 function runningOf(node, service) {

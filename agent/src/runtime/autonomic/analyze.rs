@@ -270,7 +270,7 @@ impl Autonomic {
     /// limits against what this cluster's containers on this engine already hold; none
     /// while a failed start of it backs off here, so that this node claims no start of it
     /// (a scale-out, a fill, a repair) and a node that can start it takes the claim.
-    fn free_slots(&self, config: &ClusterConfig, descriptor: &ServiceDescriptor) -> u32 {
+    pub(super) fn free_slots(&self, config: &ClusterConfig, descriptor: &ServiceDescriptor) -> u32 {
         if self
             .backoff
             .get(&descriptor.name)

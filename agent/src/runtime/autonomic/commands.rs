@@ -69,8 +69,8 @@ impl Autonomic {
             AgentCommand::Start => self.set_active(true).await,
             AgentCommand::Stop => self.set_active(false).await,
             AgentCommand::Update => self.reload().await,
-            AgentCommand::Drain => self.set_drain(true).await,
-            AgentCommand::Undrain => self.set_drain(false).await,
+            AgentCommand::Drain => self.set_drain(true, false).await,
+            AgentCommand::Undrain => self.set_drain(false, false).await,
             AgentCommand::Leave => self.leave().await,
             AgentCommand::StartService { service } => {
                 if self.shared.knowledge().drain.is_some() {

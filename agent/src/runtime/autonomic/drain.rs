@@ -141,24 +141,23 @@ impl Autonomic {
         );
     }
 
-    /// Starts or ends this node's drain (the `drain` and `undrain` commands).
-    pub(super) async fn set_drain(&mut self, drain: bool) {
+    /// Starts or ends this node's drain (the `drain` and `undrain` commands; `remove` for
+    /// an idle node's own drain, which ends in its removal). An undrained node is no longer
+    /// on its way out: the record, and its `remove`, go.
+    pub(super) async fn set_drain(&mut self, drain: bool, remove: bool) {
         let current = self.shared.knowledge().drain.clone();
         let record = match (drain, current) {
             (true, Some(_)) | (false, None) => return,
             (true, None) => Some(DrainRecord {
                 since: now(),
                 done: false,
+                remove,
             }),
             (false, Some(_)) => None,
         };
         self.write_drain(record.as_ref()).await;
         self.shared.knowledge().drain = record;
         self.drain_moves.clear();
-        if !drain {
-            // An undrained node is no longer on its way out.
-            self.idle_drain = false;
-        }
         let what = if drain {
             "drain started: no new instance here; moving this node's instances"
         } else {
@@ -204,6 +203,17 @@ impl Autonomic {
         if done {
             self.write_drain(None).await;
         }
+    }
+
+    /// This node stays drained but is no longer on its way out (its remove-node hook
+    /// failed): recorded, so that a restart does not call the hook again unasked.
+    pub(super) async fn keep_drained(&mut self) {
+        let Some(mut record) = self.shared.knowledge().drain.clone() else {
+            return;
+        };
+        record.remove = false;
+        self.write_drain(Some(&record)).await;
+        self.shared.knowledge().drain = Some(record);
     }
 
     /// Writes (or, for `None`, deletes) this node's durable drain record.

@@ -151,6 +151,9 @@ pub struct Autonomic {
     registry_auth_file: Option<std::path::PathBuf>,
     /// Services with a standing target-tracking decision, as the ledger watch tells.
     targets: Arc<std::sync::Mutex<BTreeSet<String>>>,
+    /// The count each standing scale-out target asks for (saturation under target
+    /// tracking: `tick::saturation::unfilled_targets`).
+    target_desired: Arc<std::sync::Mutex<BTreeMap<String, u32>>>,
     /// Woken by the ledger watch when a target is set, and by a lost fill's retry.
     targets_changed: Arc<Notify>,
     /// Lost fills retried in a row (`crate::tick::FillRetry`), and the retry that waits, if
@@ -177,11 +180,13 @@ pub struct Autonomic {
     saturation: crate::tick::saturation::Saturation,
     /// The add-node hook's run, while it runs.
     add_node_call: Option<JoinHandle<crate::runtime::hooks::HookRun>>,
-    /// Since when this node has had no instance but its base services (`nodes`: idle),
-    /// whether its drain is an idle removal (the remove-node hook follows it), and that
-    /// hook's run.
+    /// Since when this node has had no instance but its base services (`nodes`: idle), and
+    /// the remove-node hook's run (whether a drain is an idle removal is in its record).
     idle_since: Option<Millis>,
-    idle_drain: bool,
+    /// Why this node counts as idle (only base services, or by headroom), for the record.
+    idle_reason: String,
+    /// The client that asks the other agents their demand (`Nodes.IdleHeadroom`).
+    peer_client: Option<crate::http::PeerClient>,
     remove_node_call: Option<JoinHandle<crate::runtime::hooks::HookRun>>,
     /// The starting records (`/gru/<cluster>/starting/`), kept by a watch: added to the
     /// discovery records in the counts.
@@ -245,6 +250,7 @@ impl Autonomic {
             ask_nodes_in_doubt: parts.ask_nodes_in_doubt,
             registry_auth_file: parts.registry_auth_file,
             targets: Arc::default(),
+            target_desired: Arc::default(),
             targets_changed: Arc::new(Notify::new()),
             fill_retries: crate::tick::FillRetry::default(),
             fill_retry: None,
@@ -257,7 +263,8 @@ impl Autonomic {
             saturation: Default::default(),
             add_node_call: None,
             idle_since: None,
-            idle_drain: false,
+            idle_reason: String::new(),
+            peer_client: None,
             remove_node_call: None,
             starting_records: None,
         }
@@ -367,7 +374,7 @@ impl Autonomic {
         let now = now();
         let snapshots = self.snapshots(&config, &cluster_counts, now).await;
         let wants = self.plan(&config, &snapshots, now);
-        self.watch_saturation(&config).await;
+        self.watch_saturation(&config, &cluster_counts).await;
         if !wants.is_empty() {
             self.execute(&config, wants).await;
             self.reconcile().await;

@@ -16,7 +16,11 @@ use crate::runtime::hooks::{self, HookCall, HookKind};
 impl Autonomic {
     /// Looks at this tick's held scale-outs (`held_by_room`, from `plan`) and calls the
     /// add-node hook when the saturation lasted its period and this agent wins the claim.
-    pub(super) async fn watch_saturation(&mut self, config: &ClusterConfig) {
+    pub(super) async fn watch_saturation(
+        &mut self,
+        config: &ClusterConfig,
+        counts: &std::collections::BTreeMap<String, u32>,
+    ) {
         let nodes = &config.agent.nodes;
         let Some(hook) = nodes.add_node_hook.clone() else {
             self.saturation.reset();
@@ -26,9 +30,13 @@ impl Autonomic {
             self.saturation.reset();
             return;
         }
-        let held = std::mem::take(&mut self.held_by_room);
+        let mut held = std::mem::take(&mut self.held_by_room);
+        held.extend(self.unfilled_targets(config, counts));
         let period = std::time::Duration::from_secs(nodes.saturated_period_secs);
-        if !self.saturation.observe(&held, now(), period) {
+        // A target expires a few loops after it is written and the next follows a loop
+        // or so later: two loops without one do not break the count.
+        let grace = self.loop_interval() * 2;
+        if !self.saturation.observe(&held, now(), period, grace) {
             return;
         }
         if self
@@ -87,12 +95,42 @@ impl Autonomic {
 }
 
 impl Autonomic {
+    /// The standing scale-out targets (target tracking) that this node has no room to help
+    /// fill while they are above the count (`tick::saturation::unfilled_targets`).
+    fn unfilled_targets(
+        &self,
+        config: &ClusterConfig,
+        counts: &std::collections::BTreeMap<String, u32>,
+    ) -> Vec<(String, u32)> {
+        let desired = self
+            .target_desired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let views: Vec<crate::tick::saturation::TargetView> = desired
+            .into_iter()
+            .filter_map(|(service, desired)| {
+                let descriptor = config.services.get(&service)?;
+                Some(crate::tick::saturation::TargetView {
+                    counted: counts.get(&service).copied().unwrap_or(0),
+                    free_slots_here: self.free_slots(config, descriptor),
+                    service,
+                    desired,
+                })
+            })
+            .collect();
+        crate::tick::saturation::unfilled_targets(&views)
+    }
+}
+
+impl Autonomic {
     /// Nodes go: a node that has had no instance but its base services for
     /// `Nodes.IdlePeriod`, with another node in the cluster, claims the cluster's
     /// remove-node slot (one removal per `Nodes.Cooldown`) and drains itself; once the
     /// drain is done it calls `Nodes.RemoveNodeHook` with its name and, when the hook
     /// succeeds, leaves (lease revoked). A failed hook leaves the node drained, in
-    /// `events`, for an operator.
+    /// `events`, for an operator. The drain record says it is a removal (`remove`), so an
+    /// agent restarted mid-drain still calls the hook once the drain is done.
     pub(super) async fn watch_idle(&mut self, config: &ClusterConfig, active: bool) {
         let nodes = &config.agent.nodes;
         let Some(hook) = nodes.remove_node_hook.clone() else {
@@ -102,7 +140,9 @@ impl Autonomic {
         let drain = self.shared.knowledge().drain.clone();
         if let Some(drain) = drain {
             self.idle_since = None;
-            if !self.idle_drain || !drain.done {
+            // The record says whether the drain is a removal: an agent restarted
+            // mid-drain goes on to the hook.
+            if !drain.remove || !drain.done {
                 return;
             }
             match self.remove_node_call.take() {
@@ -119,7 +159,6 @@ impl Autonomic {
                 Some(task) if !task.is_finished() => self.remove_node_call = Some(task),
                 Some(task) => {
                     let succeeded = task.await.is_ok_and(|run| run.succeeded.is_some());
-                    self.idle_drain = false;
                     if succeeded {
                         self.record(
                             "leave",
@@ -131,12 +170,13 @@ impl Autonomic {
                         self.shared.leave.cancel();
                     } else {
                         tracing::warn!("the remove-node hook failed; this node stays drained");
+                        self.keep_drained().await;
                     }
                 }
             }
             return;
         }
-        let idle = {
+        let (others, only_base) = {
             let knowledge = self.shared.knowledge();
             let others = knowledge.peers.nodes.keys().any(|n| *n != self.shared.node);
             let only_base = knowledge
@@ -144,7 +184,28 @@ impl Autonomic {
                 .values()
                 .filter(|i| i.state == "running")
                 .all(|i| knowledge.base_services.contains(&i.service));
-            active && others && only_base
+            (others, only_base)
+        };
+        let idle = if !active || !others {
+            false
+        } else if only_base {
+            self.idle_reason = format!(
+                "idle: no instance but its base services for {} s",
+                nodes.idle_period_secs
+            );
+            true
+        } else if let Some(headroom) = nodes.idle_headroom {
+            let fits = self.fits_elsewhere(headroom).await;
+            if fits {
+                self.idle_reason = format!(
+                    "idle: its instances fit on the other nodes under {:.0} % of their capacity for {} s",
+                    headroom * 100.0,
+                    nodes.idle_period_secs
+                );
+            }
+            fits
+        } else {
+            false
         };
         if !idle {
             self.idle_since = None;
@@ -157,10 +218,7 @@ impl Autonomic {
             return;
         }
         self.idle_since = None;
-        let reason = format!(
-            "idle: no instance but its base services for {} s",
-            nodes.idle_period_secs
-        );
+        let reason = self.idle_reason.clone();
         let record = serde_json::json!({ "node": self.shared.node, "reason": reason }).to_string();
         let cooldown = i64::try_from(nodes.cooldown_secs).unwrap_or(i64::MAX);
         match self
@@ -176,8 +234,7 @@ impl Autonomic {
                     None,
                     format!("ok: {reason}; draining this node"),
                 );
-                self.idle_drain = true;
-                self.set_drain(true).await;
+                self.set_drain(true, true).await;
             }
             Ok(false) => tracing::debug!("idle, but a node was removed within the cooldown"),
             Err(err) => {
@@ -185,5 +242,50 @@ impl Autonomic {
                 tracing::warn!(error = %err, "cannot claim this node's removal");
             }
         }
+    }
+}
+
+impl Autonomic {
+    /// Idleness by headroom (`tick::headroom`): asks every other node its demand
+    /// (`GET /gru/v1/node`, in parallel, each within `http::cluster::NODE_DEADLINE`);
+    /// drained nodes do not count. A node that does not answer, or answers without a
+    /// demand, makes the answer no: a removal is never decided on a partial view.
+    async fn fits_elsewhere(&mut self, headroom: f64) -> bool {
+        let (this, peers) = {
+            let knowledge = self.shared.knowledge();
+            let Some(this) = knowledge.node_demand() else {
+                return false;
+            };
+            let peers: Vec<(String, String, u16)> = knowledge
+                .peers
+                .nodes
+                .iter()
+                .filter(|(name, _)| **name != self.shared.node)
+                .map(|(name, peer)| (name.clone(), peer.address.clone(), peer.port))
+                .collect();
+            (this, peers)
+        };
+        let client = self
+            .peer_client
+            .get_or_insert_with(crate::http::peer_client)
+            .clone();
+        let mut others = Vec::new();
+        for (node, answer) in crate::http::node_views(&client, peers).await {
+            let view = match answer {
+                Ok(view) => view,
+                Err(err) => {
+                    tracing::debug!(node, error = %err, "no demand from this node: not idle");
+                    return false;
+                }
+            };
+            if !view["drain"].is_null() {
+                continue;
+            }
+            match serde_json::from_value(view["demand"].clone()) {
+                Ok(demand) => others.push((node, demand)),
+                Err(_) => return false,
+            }
+        }
+        crate::tick::headroom::idle_by_headroom(&self.shared.node, &this, &others, headroom)
     }
 }

@@ -60,6 +60,7 @@ impl Autonomic {
         let mut changes = self.store.watch_prefix(&self.keys.scaling_root(), cancel);
         let keys = self.keys.clone();
         let targets = self.targets.clone();
+        let desired = self.target_desired.clone();
         let changed = self.targets_changed.clone();
         let shared = self.shared.clone();
         tokio::spawn(async move {
@@ -72,6 +73,21 @@ impl Autonomic {
                             let Some((service, "target")) = keys.parse_scaling_key(&key) else {
                                 continue;
                             };
+                            let out = value
+                                .as_deref()
+                                .and_then(|v| {
+                                    serde_json::from_str::<crate::coordination::Target>(v).ok()
+                                })
+                                .filter(|t| t.direction == crate::coordination::Direction::Out);
+                            {
+                                let mut desired = desired.lock().unwrap_or_else(|p| p.into_inner());
+                                match out {
+                                    Some(target) => {
+                                        desired.insert(service.to_owned(), target.desired)
+                                    }
+                                    None => desired.remove(service),
+                                };
+                            }
                             if value.is_some() {
                                 set.insert(service.to_owned());
                                 woken = true;
