@@ -670,12 +670,10 @@ fn utf8_line(bytes: &[u8]) -> String {
 /// replayed, also those of the same second (a container's startup lines, say). "0", which
 /// means no bound, if the clock is unusable.
 fn since_now() -> String {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or_else(
-            |_| "0".to_owned(),
-            |d| format!("{}.{:09}", d.as_secs(), d.subsec_nanos()),
-        )
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or_else(
+        |_| "0".to_owned(),
+        |d| format!("{}.{:09}", d.as_secs(), d.subsec_nanos()),
+    )
 }
 
 #[cfg(test)]
