@@ -7,6 +7,9 @@
 #   scripts/soak.sh                   10 minutes
 #   scripts/soak.sh --minutes 2       a quick check
 #   scripts/soak.sh --no-build        use the binaries and images already built
+#   scripts/soak.sh --debug           the agents from the debug build (cargo build -p gru):
+#                                     quicker to build, to try the script out; its RSS
+#                                     figures are not those of the release binary
 #   scripts/soak.sh --keep-logs DIR   copy the agents' logs (JSON), the events and the
 #                                     load generators' output to DIR at the end
 #   scripts/soak.sh --chaos [--seed N] the chaos soak (below): a seeded random schedule of
@@ -112,12 +115,14 @@ build=true
 keep_logs=""
 chaos=false
 seed=1
+profile=release
 while [ $# -gt 0 ]; do
   case $1 in
     --minutes) minutes=${2:?--minutes needs a number}; shift 2 ;;
     --no-build) build=false; shift ;;
     --keep-logs) keep_logs=${2:?--keep-logs needs a directory}; shift 2 ;;
     --chaos) chaos=true; shift ;;
+    --debug) profile=debug; shift ;;
     --seed) seed=${2:?--seed needs a number}; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 64 ;;
@@ -189,11 +194,16 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 if $build; then
-  say "building gru (cargo build --release -p gru) and the workload images"
-  cargo build --release --locked -q -p gru
+  if [ "$profile" = release ]; then
+    say "building gru (cargo build --release -p gru) and the workload images"
+    cargo build --release --locked -q -p gru
+  else
+    say "building gru (cargo build -p gru, debug) and the workload images"
+    cargo build --locked -q -p gru
+  fi
   "$GRU_ROOT/scripts/build-images.sh" workload loadgen >/dev/null
 fi
-gru=$GRU_TARGET_DIR/release/gru
+gru=$GRU_TARGET_DIR/$profile/gru
 loadgen=$GRU_TARGET_DIR/x86_64-unknown-linux-musl/release/gru-loadgen
 [ -x "$gru" ] || die "$gru is missing (run without --no-build)"
 [ -x "$loadgen" ] || die "$loadgen is missing (run without --no-build)"
@@ -287,15 +297,7 @@ python3 "$check" init --state "$tmp/state.json" --services "$tmp/services.json" 
   --config "$tmp/config.json" --period "$period" --t0 "$t0" --warmup "$warmup" --window "$window" \
   --schedule "web=$web_schedule@$t0" --schedule "api=$api_schedule@$t0"
 
-if $chaos; then
-  mapfile -t chaos_plan < <(plan_chaos)
-  # The choices made while it runs (which container, how much load) follow the seed too.
-  RANDOM=$((seed + 1))
-  : >"$tmp/chaos-run"
-  say "soak: $minutes min, chaos (seed $seed): ${#chaos_plan[@]} faults, a sample every $period s; RSS window: last $window s"
-  printf 'chaos schedule (seed %s), planned (s from the start, kind, target, seconds):\n' "$seed"
-  printf '  %s\n' "${chaos_plan[@]}"
-else
+if ! $chaos; then
   say "soak: $minutes min, a sample every $period s, a restart every $restart_every s; RSS window: last $window s"
 fi
 
@@ -486,6 +488,16 @@ chaos_step() {
       ;;
   esac
 }
+
+if $chaos; then
+  mapfile -t chaos_plan < <(plan_chaos)
+  # The choices made while it runs (which container, how much load) follow the seed too.
+  RANDOM=$((seed + 1))
+  : >"$tmp/chaos-run"
+  say "soak: $minutes min, chaos (seed $seed): ${#chaos_plan[@]} faults, a sample every $period s; RSS window: last $window s"
+  printf 'chaos schedule (seed %s), planned (s from the start, kind, target, seconds):\n' "$seed"
+  printf '  %s\n' "${chaos_plan[@]}"
+fi
 
 next_sample=0
 next_restart=$restart_every
