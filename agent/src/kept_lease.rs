@@ -137,8 +137,8 @@ mod tests {
 
     #[test]
     fn a_saved_note_is_taken_once() {
-        let dir = tempfile::tempdir().unwrap();
-        save(dir.path(), &note()).unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
+        save(dir.path(), &note()).expect("saved");
         assert_eq!(take(dir.path(), "id-1", "c", "n1"), Some(note()));
         assert_eq!(
             take(dir.path(), "id-1", "c", "n1"),
@@ -149,8 +149,8 @@ mod tests {
 
     #[test]
     fn notes_are_per_node_and_cluster() {
-        let dir = tempfile::tempdir().unwrap();
-        save(dir.path(), &note()).unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
+        save(dir.path(), &note()).expect("saved");
         assert_eq!(take(dir.path(), "id-1", "c", "n2"), None);
         assert_eq!(take(dir.path(), "id-1", "d", "n1"), None);
         forget(dir.path(), "c", "n1");
@@ -159,18 +159,18 @@ mod tests {
 
     #[test]
     fn an_unreadable_note_is_dropped() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
         let path = note_path(dir.path(), "c", "n1");
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, "{not json").unwrap();
+        std::fs::create_dir_all(dir.path().join("c")).expect("dir");
+        std::fs::write(&path, "{not json").expect("written");
         assert_eq!(take(dir.path(), "id-1", "c", "n1"), None);
         assert!(!path.exists());
     }
 
     #[test]
     fn a_note_of_another_cluster_with_the_same_name_is_left_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        save(dir.path(), &note()).unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
+        save(dir.path(), &note()).expect("saved");
         assert_eq!(take(dir.path(), "id-2", "c", "n1"), None);
         assert_eq!(
             take(dir.path(), "id-1", "c", "n1"),
