@@ -73,7 +73,7 @@ pub struct JoinSettings {
 pub enum Stop {
     /// Leave the cluster: the lease is revoked, the node's records and its instances'
     /// discovery records vanish at once, and the other agents repair (SIGINT, `leave node`,
-    /// a drained node, a failure of the agent itself).
+    /// SIGTERM to a drained node, a failure of the agent itself).
     Leave,
     /// Stop to come back (SIGTERM, as `systemctl restart` or an upgrade sends): the lease
     /// gets one last keep-alive and is kept for a full TTL; a restarted agent of the node
@@ -84,10 +84,15 @@ pub enum Stop {
     Restart,
 }
 
-/// What becomes of the lease when the operator asked for `requested`: a drained node always
-/// leaves (it has nothing left to keep, and `gru leave` after a drain must remove it).
+/// What becomes of the lease when the operator asked for `requested`: a drained node that
+/// gets SIGTERM leaves (it has nothing left to keep, and stopping a node once drained must
+/// remove it); an explicit `restart agent` restarts even a drained node (its drain record
+/// outlives the agent, so the new one goes on draining).
 pub fn lease_fate(requested: Stop, drained: bool) -> Stop {
-    if drained { Stop::Leave } else { requested }
+    match requested {
+        Stop::KeepLease if drained => Stop::Leave,
+        other => other,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -504,10 +509,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_drained_node_always_leaves_and_others_keep_what_was_asked() {
-        for requested in [Stop::Leave, Stop::KeepLease, Stop::Restart] {
-            assert_eq!(lease_fate(requested, true), Stop::Leave);
-            assert_eq!(lease_fate(requested, false), requested);
+    fn a_drained_node_leaves_on_sigterm_and_others_keep_what_was_asked() {
+        let cases = [
+            // (asked, drained, fate)
+            (Stop::Leave, false, Stop::Leave),
+            (Stop::Leave, true, Stop::Leave),
+            (Stop::KeepLease, false, Stop::KeepLease),
+            (Stop::KeepLease, true, Stop::Leave),
+            (Stop::Restart, false, Stop::Restart),
+            (Stop::Restart, true, Stop::Restart),
+        ];
+        for (asked, drained, fate) in cases {
+            assert_eq!(
+                lease_fate(asked, drained),
+                fate,
+                "{asked:?} drained={drained}"
+            );
         }
     }
 }
