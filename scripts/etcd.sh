@@ -4,6 +4,9 @@
 #   scripts/etcd.sh start [--members 1|3] [--port 23790]   prints the client endpoints
 #   scripts/etcd.sh stop                                   stops every member, removes data
 #   scripts/etcd.sh kill N                                 SIGKILL member N (0-based)
+#   scripts/etcd.sh revive N                               start member N again on its data
+#                                                          (it rejoins its cluster)
+#   scripts/etcd.sh pid N                                  member N's pid (to SIGSTOP it)
 #
 # Member i listens for clients on PORT+2i and for peers on PORT+2i+1. Data, logs and pid
 # files live in $GRU_RUN_DIR/etcd (default /tmp/gru-run/etcd).
@@ -18,7 +21,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --members) members=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
-    *) [ "$cmd" = kill ] && break; die "unknown option $1" ;;
+    *) case $cmd in kill | revive | pid) break ;; esac; die "unknown option $1" ;;
   esac
 done
 
@@ -63,5 +66,24 @@ case $cmd in
     [ -f "$f" ] || die "no member $n running"
     kill -9 "$(cat "$f")"; rm -f "$f"
     ;;
-  *) die "usage: $0 start [--members N] [--port P] | stop | kill N" ;;
+  revive)
+    n=${1:?member number}
+    [ -f "$dir/topology" ] || die "no etcd started here"
+    read -r members port <"$dir/topology"
+    [ -f "$dir/m$n.pid" ] && exited "$(cat "$dir/m$n.pid")" && rm -f "$dir/m$n.pid"
+    [ -f "$dir/m$n.pid" ] && die "member $n is running"
+    c="http://127.0.0.1:$((port + 2 * n))"; p="http://127.0.0.1:$((port + 2 * n + 1))"
+    # On its data directory the member knows its cluster: the --initial-* flags are ignored.
+    etcd --name "m$n" --data-dir "$dir/m$n.data" \
+      --listen-client-urls "$c" --advertise-client-urls "$c" \
+      --listen-peer-urls "$p" --initial-advertise-peer-urls "$p" \
+      --initial-cluster-state existing >>"$dir/m$n.log" 2>&1 &
+    echo $! >"$dir/m$n.pid"
+    ;;
+  pid)
+    n=${1:?member number}
+    [ -f "$dir/m$n.pid" ] || die "no member $n running"
+    cat "$dir/m$n.pid"
+    ;;
+  *) die "usage: $0 start [--members N] [--port P] | stop | kill N | revive N | pid N" ;;
 esac

@@ -527,14 +527,54 @@ def cmd_summary(args):
     for t, kind, _, text in violations[:20]:
         print("  t=%ds %s: %s" % (t, kind, text))
 
-    failed = len(violations) > 0 or rss_growth is None or rss_growth >= 5.0
+    lost = lost_containers(args.docker_events, args.logs, events)
+    print("lost (died though no agent stopped them and the chaos did not kill them): %d" % len(lost))
+    for instance, service, node in lost[:20]:
+        print("  %s instance %s on %s" % (service, instance, node))
+    duplicates = sum(1 for v in violations if v[1] == "duplicate")
+
+    # Runs of 30 minutes or more are the acceptance runs: a tighter bound on memory growth.
+    rss_bound = 2.0 if float(args.minutes) >= 30 else 5.0
+    failed = len(violations) > 0 or len(lost) > 0 or rss_growth is None or rss_growth >= rss_bound
     print(
         "rss_growth_pct=%s violations=%d actions=%d restarts=%d minutes=%s samples=%d out_of_bounds=%d "
         "docker_starts=%d docker_destroys=%d result=%s"
         % (rss_text, len(violations), total_actions, len(restarts), args.minutes, state["samples"], len(excursions),
            docker["start"], docker["destroy"], "fail" if failed else "ok")
     )
+    print("violations=%d lost=%d duplicates=%d rss_growth_pct=%s" % (len(violations), len(lost), duplicates, rss_text))
     return 1 if failed else 0
+
+
+def lost_containers(docker_events, logs_dir, events):
+    """[(instance, service, node)] of the containers that died (docker `die`) though no agent
+    logged `instance stopped` for them and the chaos did not kill them (`chaos-kill` events)."""
+    stopped = set()
+    for path in sorted(glob.glob(os.path.join(logs_dir, "node*.log"))):
+        with open(path, errors="replace") as f:
+            for line in f:
+                if '"instance stopped"' not in line:
+                    continue
+                try:
+                    fields = json.loads(line).get("fields", {})
+                except ValueError:
+                    continue
+                if fields.get("instance"):
+                    stopped.add(str(fields["instance"]))
+    killed = {ev[2] for ev in events if ev[1] == "chaos-kill"}
+    lost = []
+    seen = set()
+    if os.path.exists(docker_events):
+        with open(docker_events) as f:
+            for line in f:
+                parts = line.split()
+                # <ns> <action> <service> <instance> <node>
+                if len(parts) >= 5 and parts[1] == "die":
+                    instance = parts[3]
+                    if instance not in stopped and instance not in killed and instance not in seen:
+                        seen.add(instance)
+                        lost.append((instance, parts[2], parts[4]))
+    return lost
 
 
 def main():

@@ -2,8 +2,11 @@
 //!
 //! Start-up is ordered so that nothing is announced before it can be served: settings are
 //! checked, etcd and the Docker engine are reached, the HTTP port is bound, and only then
-//! is the node registered. Shutdown is one cancellation token: the HTTP server drains, the
-//! keep-alive stops, and the lease is revoked so the node's keys vanish at once.
+//! is the node registered (or, after a restart, re-attached to the lease its previous agent
+//! kept: see [`crate::kept_lease`]). Shutdown is one cancellation token: the HTTP server
+//! drains, the keep-alive stops, and then the lease is either revoked, so the node's keys
+//! vanish at once ([`Stop::Leave`]), or kept for a restarted agent, so they stay and no
+//! other agent repairs anything ([`Stop::KeepLease`], [`Stop::Restart`]).
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -17,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::docker::{self, DockerError};
 use crate::http;
+use crate::kept_lease::{self, KeptLease};
 use crate::mape::WindowSettings;
 use crate::membership::{Membership, NodeRecords};
 use crate::runtime::autonomic::now;
@@ -55,6 +59,40 @@ pub struct JoinSettings {
     /// vanished whether they still run (`runtime::autonomic::withheld`). Always true but
     /// under the test switch [`NO_WITHHOLD_VAR`].
     pub ask_nodes_in_doubt: bool,
+    /// Where the agent leaves the note of the lease it keeps for its restart
+    /// (`gru join --state-dir`; [`kept_lease::default_state_dir`] by default).
+    pub state_dir: std::path::PathBuf,
+}
+
+/// How the agent stops, and so what becomes of its lease and its records.
+///
+/// The shutdown future passed to [`run`] says what the operator asked for; [`lease_fate`]
+/// turns that into what happens, and [`run`] returns it (the CLI executes the agent again
+/// after [`Stop::Restart`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Leave the cluster: the lease is revoked, the node's records and its instances'
+    /// discovery records vanish at once, and the other agents repair (SIGINT, `leave node`,
+    /// SIGTERM to a drained node, a failure of the agent itself).
+    Leave,
+    /// Stop to come back (SIGTERM, as `systemctl restart` or an upgrade sends): the lease
+    /// gets one last keep-alive and is kept for a full TTL; a restarted agent of the node
+    /// re-attaches to it. If none comes back in time, the records vanish with the TTL and
+    /// the other agents repair, as after `kill -9`.
+    KeepLease,
+    /// `restart agent`: as [`Stop::KeepLease`], and the process executes itself again.
+    Restart,
+}
+
+/// What becomes of the lease when the operator asked for `requested`: a drained node that
+/// gets SIGTERM leaves (it has nothing left to keep, and stopping a node once drained must
+/// remove it); an explicit `restart agent` restarts even a drained node (its drain record
+/// outlives the agent, so the new one goes on draining).
+pub fn lease_fate(requested: Stop, drained: bool) -> Stop {
+    match requested {
+        Stop::KeepLease if drained => Stop::Leave,
+        other => other,
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,11 +137,12 @@ pub async fn load_agent_config(
     }
 }
 
-/// Runs the agent until `shutdown` resolves. Returns once the lease is revoked.
+/// Runs the agent until `shutdown` resolves (with what the operator asked for) or an operator
+/// command stops it. Returns how it stopped, once the lease is revoked or kept.
 pub async fn run(
     settings: JoinSettings,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), AgentError> {
+    shutdown: impl Future<Output = Stop>,
+) -> Result<Stop, AgentError> {
     check_name("node", &settings.node)?;
     let keys = ClusterKeys::new(&settings.cluster)?;
     let store = Store::connect(&settings.etcd).await?;
@@ -146,10 +185,11 @@ pub async fn run(
         },
         active: false,
     };
-    let membership = Membership::register(
-        store.clone(),
-        keys.clone(),
-        &settings.node,
+    let membership = join_or_reattach(
+        &store,
+        &keys,
+        &settings,
+        &cluster_id,
         config.discovery.ttl_secs as i64,
         records,
     )
@@ -309,7 +349,13 @@ pub async fn run(
         ask_nodes_in_doubt: settings.ask_nodes_in_doubt,
         registry_auth_file: settings.registry_auth_file.clone(),
     });
-    if settings.start {
+    // A restarted agent that took its lease back is as active as its predecessor was.
+    let was_active = membership
+        .records()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .active;
+    if settings.start || was_active {
         autonomic.set_active(true).await;
     }
     let loop_task = tokio::spawn(autonomic.run(command_rx, reload, cancel.child_token()));
@@ -320,28 +366,37 @@ pub async fn run(
     tokio::pin!(shutdown);
 
     let outcome = tokio::select! {
-        () = &mut shutdown => Ok(()),
-        () = shared.leave.cancelled() => Ok(()),
-        () = &mut keepalive => Ok(()),
+        stop = &mut shutdown => Ok(stop),
+        () = shared.leave.cancelled() => Ok(Stop::Leave),
+        () = shared.restart.cancelled() => Ok(Stop::Restart),
+        () = &mut keepalive => Ok(Stop::Leave),
         served = &mut server => Err(AgentError::Http(match served {
             Ok(Err(err)) => err,
             Ok(Ok(())) => std::io::Error::other("server returned"),
             Err(join) => std::io::Error::other(join.to_string()),
         })),
     };
+    let drained = shared.knowledge().drain.is_some();
+    let fate = match &outcome {
+        Ok(requested) => lease_fate(*requested, drained),
+        Err(_) => Stop::Leave,
+    };
     cancel.cancel();
     let _ = loop_task.await;
     crate::telemetry::finish_sink(sink).await;
     watch_task.abort();
     gossip_task.abort();
-    let resigned = membership.resign().await;
-    if tokio::time::timeout(HTTP_DRAIN_DEADLINE, &mut server)
-        .await
-        .is_err()
-    {
-        tracing::warn!(deadline = ?HTTP_DRAIN_DEADLINE, "HTTP API did not drain in time; stopping it");
-        server.abort();
+    if fate != Stop::Leave {
+        // The successor gets the lease's whole TTL from the last step of this one, so the
+        // HTTP drain comes first.
+        drain_http(&mut server).await;
+        keep_for_successor(&membership, &settings, &cluster_id).await;
+        outcome?;
+        return Ok(fate);
     }
+    kept_lease::forget(&settings.state_dir, &settings.cluster, &settings.node);
+    let resigned = membership.resign().await;
+    drain_http(&mut server).await;
     match &resigned {
         Ok(()) => tracing::info!(node = %settings.node, "left the cluster (lease revoked)"),
         Err(err) => {
@@ -349,5 +404,133 @@ pub async fn run(
         }
     }
     outcome?;
-    resigned.map_err(AgentError::from)
+    resigned.map_err(AgentError::from)?;
+    Ok(Stop::Leave)
+}
+
+/// Waits for the HTTP server to finish its requests, at most [`HTTP_DRAIN_DEADLINE`].
+async fn drain_http(server: &mut tokio::task::JoinHandle<std::io::Result<()>>) {
+    if tokio::time::timeout(HTTP_DRAIN_DEADLINE, &mut *server)
+        .await
+        .is_err()
+    {
+        tracing::warn!(deadline = ?HTTP_DRAIN_DEADLINE, "HTTP API did not drain in time; stopping it");
+        server.abort();
+    }
+}
+
+/// Re-attaches to the lease the node's previous agent kept, if its note is here and etcd
+/// still has the lease with the node's records under it; else registers as usual.
+async fn join_or_reattach(
+    store: &Store,
+    keys: &ClusterKeys,
+    settings: &JoinSettings,
+    cluster_id: &str,
+    ttl_secs: i64,
+    records: NodeRecords,
+) -> Result<Membership, AgentError> {
+    let note = kept_lease::take(
+        &settings.state_dir,
+        cluster_id,
+        &settings.cluster,
+        &settings.node,
+    );
+    if let Some(note) = note {
+        let away_ms = now().0.saturating_sub(note.stopped_at_ms);
+        match Membership::reattach(
+            store.clone(),
+            keys.clone(),
+            &settings.node,
+            ttl_secs,
+            records.clone(),
+            note.lease,
+        )
+        .await
+        {
+            Ok(Some(membership)) => {
+                tracing::info!(
+                    lease = note.lease,
+                    away_ms,
+                    "re-attached to the lease kept by this node's previous agent: its records and containers stay"
+                );
+                return Ok(membership);
+            }
+            Ok(None) => tracing::warn!(
+                lease = note.lease,
+                away_ms,
+                "the lease kept by this node's previous agent is gone (the restart took longer than its TTL?); registering as a new node"
+            ),
+            Err(err) => tracing::warn!(
+                lease = note.lease,
+                error = %err,
+                "cannot re-attach to the kept lease; registering as a new node"
+            ),
+        }
+    }
+    Ok(Membership::register(
+        store.clone(),
+        keys.clone(),
+        &settings.node,
+        ttl_secs,
+        records,
+    )
+    .await?)
+}
+
+/// Gives the lease a full TTL and leaves its note for the next agent of this node.
+async fn keep_for_successor(membership: &Membership, settings: &JoinSettings, cluster_id: &str) {
+    let ttl = match membership.refresh().await {
+        Ok(ttl) => ttl,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot refresh the lease before stopping; a restart must come back sooner");
+            0
+        }
+    };
+    let note = KeptLease {
+        cluster_id: cluster_id.to_owned(),
+        cluster: settings.cluster.clone(),
+        node: settings.node.clone(),
+        lease: membership.lease_id(),
+        stopped_at_ms: now().0,
+    };
+    match kept_lease::save(&settings.state_dir, &note) {
+        Ok(path) => tracing::info!(
+            node = %settings.node,
+            lease = note.lease,
+            ttl_secs = ttl,
+            note = %path.display(),
+            "stopped; lease kept: an agent of this node started within the TTL takes back its records and containers, else they expire and other agents repair"
+        ),
+        Err(err) => tracing::warn!(
+            node = %settings.node,
+            error = %err,
+            dir = %settings.state_dir.display(),
+            "stopped; cannot write the kept-lease note, so a restarted agent registers anew (give a writable --state-dir)"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drained_node_leaves_on_sigterm_and_others_keep_what_was_asked() {
+        let cases = [
+            // (asked, drained, fate)
+            (Stop::Leave, false, Stop::Leave),
+            (Stop::Leave, true, Stop::Leave),
+            (Stop::KeepLease, false, Stop::KeepLease),
+            (Stop::KeepLease, true, Stop::Leave),
+            (Stop::Restart, false, Stop::Restart),
+            (Stop::Restart, true, Stop::Restart),
+        ];
+        for (asked, drained, fate) in cases {
+            assert_eq!(
+                lease_fate(asked, drained),
+                fate,
+                "{asked:?} drained={drained}"
+            );
+        }
+    }
 }

@@ -27,6 +27,7 @@ pub mod docker;
 pub mod gossip;
 pub mod health;
 pub mod http;
+pub mod kept_lease;
 pub mod mape;
 pub mod membership;
 pub mod metrics_line;

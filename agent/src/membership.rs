@@ -97,6 +97,58 @@ impl Membership {
         })
     }
 
+    /// Takes back the lease this node's previous agent kept when it stopped to restart
+    /// (`crate::kept_lease`): if the node's config key is still under `lease` and etcd
+    /// still has it, the lease gets a full TTL again and the node's records are written
+    /// under it once more (its address and resources as they are now; its `active` flag
+    /// and constraints as the previous agent left them). `Ok(None)` when the lease cannot
+    /// be taken back (it ran out, or the records are under another lease): the caller
+    /// registers as usual.
+    pub async fn reattach(
+        store: Store,
+        keys: ClusterKeys,
+        node: &str,
+        ttl_secs: i64,
+        mut records: NodeRecords,
+        lease: i64,
+    ) -> Result<Option<Membership>, StoreError> {
+        let guard = keys.node(node, NodeField::Config);
+        if store.key_lease(&guard).await? != Some(lease) || store.lease_refresh(lease).await? <= 0 {
+            return Ok(None);
+        }
+        if let Some(entry) = store.get(&keys.node(node, NodeField::Active)).await? {
+            records.active = entry.value == "true";
+        }
+        if let Some(entry) = store.get(&keys.node(node, NodeField::Constraints)).await?
+            && let Ok(constraints) = serde_json::from_str(&entry.value)
+        {
+            records.constraints = constraints;
+        }
+        let written = store
+            .put_if_under_lease(
+                &format!("re-attach node {node}"),
+                &guard,
+                &records.entries(&keys, node),
+                lease,
+            )
+            .await?;
+        Ok(written.then(|| Membership {
+            store,
+            keys,
+            node: node.to_owned(),
+            ttl_secs: ttl_secs.max(MIN_LEASE_TTL_SECS),
+            records: Arc::new(Mutex::new(records)),
+            lease: watch::channel(lease).0,
+        }))
+    }
+
+    /// One keep-alive now, so that the lease runs a full TTL from here: called by an agent
+    /// that stops to restart, which leaves its successor the whole TTL to take the lease
+    /// back. Returns the TTL granted (0: the lease is gone).
+    pub async fn refresh(&self) -> Result<i64, StoreError> {
+        self.store.lease_refresh(self.lease_id()).await
+    }
+
     pub fn lease_id(&self) -> i64 {
         *self.lease.borrow()
     }

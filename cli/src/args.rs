@@ -286,4 +286,11 @@ pub struct JoinArgs {
     /// Wins over the configuration's `Docker.RegistryAuthFile`; read at each pull.
     #[arg(long, env = "GRU_REGISTRY_AUTH_FILE", value_name = "PATH")]
     pub registry_auth_file: Option<std::path::PathBuf>,
+
+    /// Directory where the agent, stopped by SIGTERM or `restart agent`, notes the lease it
+    /// keeps, so that the next agent of this node takes back its records and adopts its
+    /// containers without anyone repairing [default: $STATE_DIRECTORY (systemd), else
+    /// /var/lib/gru as root, else $XDG_STATE_HOME/gru or ~/.local/state/gru]
+    #[arg(long, env = gru_agent::kept_lease::STATE_DIR_VAR, value_name = "DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
 }

@@ -177,8 +177,8 @@ fn joining_a_missing_cluster_fails_clearly() {
 }
 
 #[test]
-fn sigkill_keys_vanish_within_ttl_and_sigterm_at_once() {
-    let test = "sigkill_keys_vanish_within_ttl_and_sigterm_at_once";
+fn sigkill_keys_vanish_within_ttl_and_sigint_at_once() {
+    let test = "sigkill_keys_vanish_within_ttl_and_sigint_at_once";
     if !require(test, Component::Etcd) || !require(test, Component::Docker) {
         return;
     }
@@ -217,23 +217,24 @@ fn sigkill_keys_vanish_within_ttl_and_sigterm_at_once() {
         "keys outlived TTL + 1 s: {waited:?}"
     );
 
-    // SIGTERM: the agent revokes its lease on the way out.
+    // SIGINT (Ctrl-C): the agent revokes its lease on the way out. (SIGTERM keeps it for a
+    // restart: `sigterm_keeps_the_lease_and_the_restarted_agent_takes_it_back`.)
     let port = free_port();
     let mut stopped = spawn_join(&e, "n2", port);
     wait_healthy(port);
     assert_eq!(node_keys(&etcd, "n2").len(), 4);
     let started = Instant::now();
-    send_signal(stopped.pid(), "TERM");
+    send_signal(stopped.pid(), "INT");
     let status = stopped.take().wait().unwrap();
     let exit_after = started.elapsed();
-    assert_eq!(status.code(), Some(0), "agent did not exit 0 on SIGTERM");
+    assert_eq!(status.code(), Some(0), "agent did not exit 0 on SIGINT");
     assert!(
         node_keys(&etcd, "n2").is_empty(),
         "keys survived a clean stop"
     );
     figure(
         test,
-        "SIGTERM: agent exited 0 and its keys were gone after the signal",
+        "SIGINT: agent exited 0 and its keys were gone after the signal",
         format!("{:.3} s", exit_after.as_secs_f64()),
     );
     assert!(
@@ -268,13 +269,14 @@ fn with_one_of_three_etcd_members_dead_create_push_and_join_still_work() {
     assert!(etcd.keys("/gru/c/services/").len() >= 2);
 }
 
-/// A SIGTERM that arrives while the agent starts (its port is bound, it is registering)
-/// still makes it leave cleanly: the signal handlers are installed before anything else
-/// (they were installed only once the agent was serving, and an early SIGTERM killed it
-/// with the default action, leaving its keys to expire).
+/// A SIGINT or SIGTERM that arrives while the agent starts (its port is bound, it is
+/// registering) still makes it stop cleanly: the signal handlers are installed before
+/// anything else (they were installed only once the agent was serving, and an early
+/// SIGTERM killed it with the default action, leaving its keys to expire). SIGINT leaves
+/// no key behind; SIGTERM keeps the lease for a restart, so only its exit is checked.
 #[test]
-fn sigterm_right_after_start_up_still_leaves_cleanly() {
-    let test = "sigterm_right_after_start_up_still_leaves_cleanly";
+fn a_signal_right_after_start_up_still_stops_cleanly() {
+    let test = "a_signal_right_after_start_up_still_stops_cleanly";
     if !require(test, Component::Etcd) || !require(test, Component::Docker) {
         return;
     }
@@ -293,17 +295,128 @@ fn sigterm_right_after_start_up_still_leaves_cleanly() {
                 "{node} never bound"
             );
         }
-        send_signal(agent.pid(), "TERM");
+        let signal = if round % 2 == 0 { "INT" } else { "TERM" };
+        send_signal(agent.pid(), signal);
         let output = agent.take().wait_with_output().unwrap();
         assert_eq!(
             output.status.code(),
             Some(0),
-            "round {round}: the agent did not leave cleanly on an early SIGTERM: {}",
+            "round {round}: the agent did not stop cleanly on an early SIG{signal}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        assert!(
-            node_keys(&etcd, &node).is_empty(),
-            "round {round}: keys left behind"
-        );
+        if signal == "INT" {
+            assert!(
+                node_keys(&etcd, &node).is_empty(),
+                "round {round}: keys left behind"
+            );
+        }
     }
+}
+
+/// Each key of node `node` and the lease it lives under, read with etcdctl.
+fn node_leases(endpoints: &str, node: &str) -> Vec<(String, u64)> {
+    let out = testkit::etcdctl_at(
+        endpoints,
+        &[
+            "get",
+            "--prefix",
+            &format!("/gru/c/nodes/{node}/"),
+            "-w",
+            "json",
+        ],
+    )
+    .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    doc["kvs"]
+        .as_array()
+        .map(|kvs| {
+            kvs.iter()
+                .map(|kv| {
+                    (
+                        kv["key"].as_str().unwrap_or("").to_owned(),
+                        kv["lease"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// SIGTERM stops the agent keeping its lease (one last keep-alive, a note in its state
+/// directory); an agent of the same node started within the TTL takes the lease back: its
+/// keys never vanish and stay under the same lease, which the new agent keeps alive. An
+/// agent stopped with SIGTERM that nobody restarts loses its keys with the TTL, as after
+/// `kill -9`.
+#[test]
+fn sigterm_keeps_the_lease_and_the_restarted_agent_takes_it_back() {
+    let test = "sigterm_keeps_the_lease_and_the_restarted_agent_takes_it_back";
+    if !require(test, Component::Etcd) || !require(test, Component::Docker) {
+        return;
+    }
+    const TTL_SECS: u64 = 4;
+    let etcd = EtcdCluster::start();
+    let _config = cluster_with_ttl(&etcd, TTL_SECS as u32);
+    let e = etcd.endpoints();
+    let port = free_port();
+    let mut first = spawn_join(&e, "n1", port);
+    wait_healthy(port);
+    let before = node_leases(&e, "n1");
+    assert_eq!(before.len(), 4, "{before:?}");
+    assert!(
+        before
+            .iter()
+            .all(|(_, lease)| *lease != 0 && *lease == before[0].1)
+    );
+
+    let stopped = Instant::now();
+    send_signal(first.pid(), "TERM");
+    let output = first.take().wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(0), "SIGTERM: {log}");
+    let note = support::test_state_dir().join("c/n1.lease.json");
+    assert!(
+        note.is_file(),
+        "no kept-lease note at {}: {log}",
+        note.display()
+    );
+    assert_eq!(
+        node_leases(&e, "n1"),
+        before,
+        "the keys vanished or moved at a SIGTERM"
+    );
+
+    let mut second = spawn_join(&e, "n1", port);
+    wait_healthy(port);
+    let away = stopped.elapsed();
+    figure(
+        test,
+        "SIGTERM to the restarted agent serving again (process exit, start, re-attach)",
+        format!("{:.2} s (TTL {TTL_SECS} s)", away.as_secs_f64()),
+    );
+    // Past the TTL of the last keep-alive of the first agent: only the second keeps it.
+    std::thread::sleep(Duration::from_secs(TTL_SECS + 1));
+    assert_eq!(
+        node_leases(&e, "n1"),
+        before,
+        "the restarted agent did not take back (and keep alive) the same lease"
+    );
+
+    // Nobody comes back: the keys go with the TTL.
+    send_signal(second.pid(), "TERM");
+    let output = second.take().wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let started = Instant::now();
+    let gone = wait_until(Duration::from_secs(TTL_SECS + 5), || {
+        node_keys(&etcd, "n1").is_empty()
+    })
+    .unwrap_or_else(|| panic!("keys still there {:?} after SIGTERM", started.elapsed()));
+    figure(
+        test,
+        "SIGTERM and no restart: node keys vanished after the stop",
+        format!("{:.2} s (TTL {TTL_SECS} s)", gone.as_secs_f64()),
+    );
+    assert!(
+        gone <= Duration::from_secs(TTL_SECS + 1),
+        "keys outlived TTL + 1 s: {gone:?}"
+    );
 }

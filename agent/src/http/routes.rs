@@ -250,7 +250,8 @@ pub async fn command(
         | AgentCommand::Update
         | AgentCommand::Drain
         | AgentCommand::Undrain
-        | AgentCommand::Leave => &[],
+        | AgentCommand::Leave
+        | AgentCommand::Restart => &[],
     };
     if command == AgentCommand::Leave
         && !state

@@ -62,6 +62,9 @@ pub struct NodeView {
     pub cluster: String,
     pub node: String,
     pub address: String,
+    /// When this agent process started: it changes with each restart (`restart agent`
+    /// waits for that).
+    pub agent_started_at: Millis,
     pub active: bool,
     pub base_services: Vec<String>,
     pub config: ConfigView,
@@ -131,6 +134,7 @@ pub fn node(shared: &Shared, knowledge: &Knowledge) -> NodeView {
         cluster: shared.cluster.clone(),
         node: shared.node.clone(),
         address: shared.address.clone(),
+        agent_started_at: shared.agent_started_at,
         active: knowledge.active,
         base_services: knowledge.base_services.clone(),
         config: ConfigView {

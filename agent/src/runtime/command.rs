@@ -31,6 +31,10 @@ pub enum AgentCommand {
     /// Leave the cluster (`leave node <n>`): only once drained; the agent stops and revokes
     /// its lease, and its drain record goes.
     Leave,
+    /// Restart the agent (`restart agent <n>`): it stops, keeping its lease, and executes its
+    /// own binary again with the same arguments (same pid); the new agent takes the lease
+    /// back and adopts the node's containers, so nothing is started or stopped anywhere.
+    Restart,
     /// Record Gru's CPU bounds of this node (`set node <n> cpumin|cpumax <v>`), fractions in
     /// [0, 1]; a bound left out keeps its value. They are published in the node's
     /// constraints record and shown; as in Gru, nothing decides on them.

@@ -371,6 +371,11 @@ pub struct Shared {
     /// Cancelled when a drained node is told to leave (`leave node`): the daemon then
     /// shuts down as on SIGTERM (its lease revoked).
     pub leave: tokio_util::sync::CancellationToken,
+    /// Cancelled by `restart agent`: the daemon stops, keeping its lease for its successor
+    /// (see `crate::kept_lease`) and the process executes itself again.
+    pub restart: tokio_util::sync::CancellationToken,
+    /// When this agent process started (shown in the node view).
+    pub agent_started_at: Millis,
 }
 
 impl Shared {
@@ -390,6 +395,8 @@ impl Shared {
             telemetry: crate::telemetry::Telemetry::new(),
             fresh_metrics: tokio::sync::Notify::new(),
             leave: tokio_util::sync::CancellationToken::new(),
+            restart: tokio_util::sync::CancellationToken::new(),
+            agent_started_at: crate::runtime::autonomic::now(),
         }
     }
 

@@ -16,6 +16,7 @@
 
 mod error;
 mod health;
+mod kept_lease;
 mod ledger;
 mod mirror;
 mod retry;

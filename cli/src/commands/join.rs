@@ -1,8 +1,12 @@
 //! `gru join <cluster>`: runs the agent in the foreground until SIGINT or SIGTERM.
+//!
+//! SIGTERM (what `systemctl stop|restart`, `docker stop` and upgrades send) stops the agent
+//! keeping its lease for a restart; SIGINT (Ctrl-C at a terminal) leaves the cluster. After
+//! `restart agent` the process executes its own binary again with the same arguments.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 
-use gru_agent::daemon::{self, JoinSettings};
+use gru_agent::daemon::{self, JoinSettings, Stop};
 use gru_agent::store::EtcdSettings;
 
 use crate::args::JoinArgs;
@@ -63,9 +67,36 @@ pub async fn run(etcd: EtcdSettings, args: JoinArgs) -> anyhow::Result<()> {
         etcd,
         // A fault-injection switch for tests, deliberately not a flag (see its doc).
         ask_nodes_in_doubt: std::env::var_os(daemon::NO_WITHHOLD_VAR).is_none_or(|v| v != "1"),
+        state_dir: args
+            .state_dir
+            .map(|dir| std::path::absolute(&dir).unwrap_or(dir))
+            .unwrap_or_else(gru_agent::kept_lease::default_state_dir),
     };
-    daemon::run(settings, shutdown_signal()).await?;
+    if daemon::run(settings, shutdown_signal()).await? == Stop::Restart {
+        return Err(exec_self());
+    }
     Ok(())
+}
+
+/// Replaces this process by a new run of its own binary with the same arguments and
+/// environment (same pid, so a supervisor or a shell that waits for it sees no exit).
+/// The binary is read again from its path, so a replaced binary (an upgrade) is the one
+/// that runs. Returns only if the exec failed.
+fn exec_self() -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let Ok(exe) = std::env::current_exe() else {
+        return anyhow::anyhow!("restart: cannot find this program's path; start it again by hand");
+    };
+    // The kernel names a binary replaced on disk "<path> (deleted)": run the new one.
+    let exe = match exe.to_str().and_then(|p| p.strip_suffix(" (deleted)")) {
+        Some(path) => std::path::PathBuf::from(path),
+        None => exe,
+    };
+    tracing::info!(binary = %exe.display(), "restarting: executing the agent again");
+    let err = std::process::Command::new(&exe)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    anyhow::anyhow!("restart: cannot execute {}: {err}", exe.display())
 }
 
 /// The address a node without a default route announces.
@@ -92,8 +123,9 @@ fn host_name() -> Option<String> {
 
 /// Installs the SIGINT and SIGTERM handlers at once (before anything is served: a signal
 /// that comes while the agent starts must not kill it with the default action, leaving its
-/// records behind), and returns a future that resolves on the first of them.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+/// records behind), and returns a future that resolves on the first of them: SIGTERM keeps
+/// the lease for a restart, SIGINT leaves.
+fn shutdown_signal() -> impl std::future::Future<Output = Stop> {
     use tokio::signal::unix::{SignalKind, signal};
     let handlers = (
         signal(SignalKind::terminate()),
@@ -105,8 +137,14 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             return std::future::pending().await;
         };
         tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received; leaving the cluster"),
-            _ = int.recv() => tracing::info!("SIGINT received; leaving the cluster"),
+            _ = term.recv() => {
+                tracing::info!("SIGTERM received; stopping, the lease kept for a restart");
+                Stop::KeepLease
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT received; leaving the cluster");
+                Stop::Leave
+            }
         }
     }
 }

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 pub struct NodeView {
     pub node: String,
+    /// When the agent process started (ms since the epoch; 0 from agents before issue 15):
+    /// `restart agent` waits for it to change.
+    pub agent_started_at: u64,
     pub active: bool,
     pub base_services: Vec<String>,
     pub config: ConfigView,

@@ -35,7 +35,7 @@ pub fn complete(before_cursor: &str, names: &Names) -> (usize, Vec<String>) {
 fn repeats(previous: &[&str], candidate: &str) -> bool {
     let list = matches!(
         previous,
-        ["start" | "stop", "agent", ..]
+        ["start" | "stop" | "restart", "agent", ..]
             | ["drain" | "undrain" | "leave", "node", ..]
             | ["set", "node", _, "base-services", ..]
     ) || matches!(previous, ["start" | "stop", "service", _, next, ..] if *next != "node");
@@ -82,6 +82,9 @@ fn candidates(previous: &[&str], names: &Names) -> Vec<String> {
         ["start" | "stop", "service", _, _, ..] => nodes(),
         ["start" | "stop", "agent"] => with_all(&names.nodes),
         ["start" | "stop", "agent", rest @ ..] if !rest.contains(&"all") => nodes(),
+        ["restart"] => words(&["agent"]),
+        ["restart", "agent"] => with_all(&names.nodes),
+        ["restart", "agent", rest @ ..] if !rest.contains(&"all") => nodes(),
         ["update"] => words(&["config", "agent", "policy", "services", "analytics", "all"]),
         ["status"] => words(&["--watch"]),
         ["why"] => nodes(),
@@ -119,8 +122,8 @@ mod tests {
                 0,
                 &[
                     "deploy", "drain", "events", "exit", "help", "leave", "list", "quit",
-                    "rollout", "set", "show", "start", "status", "stop", "undeploy", "undrain",
-                    "update", "use", "why",
+                    "restart", "rollout", "set", "show", "start", "status", "stop", "undeploy",
+                    "undrain", "update", "use", "why",
                 ],
             ),
             ("st", 0, &["start", "status", "stop"]),

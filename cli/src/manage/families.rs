@@ -110,6 +110,18 @@ pub const FAMILIES: &[Family] = &[
                   Sending the agent SIGTERM once it is drained does the same.",
     },
     Family {
+        verb: "restart",
+        usage: &["restart agent <node>...|all"],
+        summary: "rolling restart: each agent in turn restarts, keeping its lease and containers",
+        details: "One agent after another: the agent executes its own binary again (an \
+                  upgraded binary at the same path is the one that runs), takes its lease back \
+                  and adopts its containers, so nothing is started or stopped and no other \
+                  agent repairs. The shell waits (up to 30 s) for each to answer as a new \
+                  process with its instances adopted before the next; one that does not come \
+                  back stops the rolling restart. Agents under systemd: \
+                  `systemctl restart gru-agent` on each node does the same.",
+    },
+    Family {
         verb: "undrain",
         usage: &["undrain node <node>...|all"],
         summary: "take drained nodes back into service",

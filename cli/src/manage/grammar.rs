@@ -154,6 +154,10 @@ pub enum Command {
     StopAgent {
         targets: Targets,
     },
+    /// `restart agent <n>...|all`: a rolling restart, one agent after another.
+    RestartAgent {
+        targets: Targets,
+    },
     /// `leave node <n>...`: drained nodes leave the cluster.
     Leave {
         targets: Targets,
@@ -339,6 +343,14 @@ fn parse_rest(verb: &str, rest: &[&str]) -> Parsed {
                     )
                 }),
             _ => Err(too_many(&rest[1..])),
+        },
+        "restart" => match rest {
+            ["agent", nodes @ ..] if !nodes.is_empty() => Ok(Command::RestartAgent {
+                targets: targets(nodes)?,
+            }),
+            ["agent"] => Err("which agents (node names, or all)?".into()),
+            [] => Err("restart what? `agent <node>...|all`".into()),
+            [other, ..] => Err(expected("agent", other, &["agent"])),
         },
         "leave" => match rest {
             ["node", nodes @ ..] if !nodes.is_empty() => Ok(Command::Leave {
@@ -701,6 +713,18 @@ mod tests {
                 "stop agent n3",
                 Command::StopAgent {
                     targets: nodes(&["n3"]),
+                },
+            ),
+            (
+                "restart agent all",
+                Command::RestartAgent {
+                    targets: Targets::All,
+                },
+            ),
+            (
+                "restart agent n1 n3",
+                Command::RestartAgent {
+                    targets: nodes(&["n1", "n3"]),
                 },
             ),
             (

@@ -34,6 +34,7 @@ mod history;
 mod inspect;
 mod output;
 mod placement;
+mod restart;
 mod rollout;
 mod script;
 mod session;

@@ -134,6 +134,7 @@ impl Session {
             Command::StopAgent { targets } => control::agents(&ctx, &targets, false).await,
             Command::Drain { targets, drain } => control::drain(&ctx, &targets, drain).await,
             Command::Leave { targets } => control::leave(&ctx, &targets).await,
+            Command::RestartAgent { targets } => super::restart::restart(&ctx, &targets).await,
             Command::Update { part } => control::update(&ctx, part).await,
             Command::Status { watch: None } => status::status(&ctx).await,
             Command::Why { node, service } => history::why(&ctx, &node, service.as_deref()).await,

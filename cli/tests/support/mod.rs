@@ -35,8 +35,17 @@ pub fn gru(endpoints: &str) -> Command {
         .env_remove("ETCD_USER")
         .env_remove("ETCD_PASSWORD")
         .env("RUST_LOG", "warn")
+        .env(gru_agent::kept_lease::STATE_DIR_VAR, test_state_dir())
         .stdin(Stdio::null());
     cmd
+}
+
+/// The agents' state directory (kept-lease notes) of this test binary: under the temp dir
+/// and named after the process, so that no test run reads another's notes nor the
+/// machine's real `/var/lib/gru`. A test that restarts agents gives its own
+/// (`GRU_STATE_DIR` through `AgentCommand::env`).
+pub fn test_state_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("gru-test-state-{}", std::process::id()))
 }
 
 /// Runs `gru args...` to completion.

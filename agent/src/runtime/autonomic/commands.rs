@@ -72,6 +72,11 @@ impl Autonomic {
             AgentCommand::Drain => self.set_drain(true, false).await,
             AgentCommand::Undrain => self.set_drain(false, false).await,
             AgentCommand::Leave => self.leave().await,
+            AgentCommand::Restart => {
+                self.record("restart", "", None, "ok: restarting the agent".to_owned());
+                tracing::info!("restarting the agent: its lease and containers are kept");
+                self.shared.restart.cancel();
+            }
             AgentCommand::StartService { service } => {
                 if self.shared.knowledge().drain.is_some() {
                     self.record(
