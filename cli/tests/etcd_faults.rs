@@ -195,31 +195,9 @@ fn node_keys(cluster: &str, nodes: &[&str]) -> BTreeSet<String> {
 /// Each node record's lease (key → lease id, read with etcdctl): equal before and after a
 /// fault means no node lost its lease and registered again.
 fn node_leases(endpoints: &str, cluster: &str) -> BTreeMap<String, u64> {
-    let out = etcdctl_at(
-        endpoints,
-        &[
-            "get",
-            "--prefix",
-            &format!("/gru/{cluster}/nodes/"),
-            "-w",
-            "json",
-        ],
-    )
-    .unwrap();
-    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
-    doc["kvs"]
-        .as_array()
-        .map(|kvs| {
-            kvs.iter()
-                .map(|kv| {
-                    (
-                        kv["key"].as_str().unwrap_or("").to_owned(),
-                        kv["lease"].as_u64().unwrap_or(0),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    testkit::key_leases(endpoints, &format!("/gru/{cluster}/nodes/"))
+        .into_iter()
+        .collect()
 }
 
 /// Running instances of `service` and its discovery records agree (same instance ids).

@@ -315,31 +315,7 @@ fn a_signal_right_after_start_up_still_stops_cleanly() {
 
 /// Each key of node `node` and the lease it lives under, read with etcdctl.
 fn node_leases(endpoints: &str, node: &str) -> Vec<(String, u64)> {
-    let out = testkit::etcdctl_at(
-        endpoints,
-        &[
-            "get",
-            "--prefix",
-            &format!("/gru/c/nodes/{node}/"),
-            "-w",
-            "json",
-        ],
-    )
-    .unwrap();
-    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
-    doc["kvs"]
-        .as_array()
-        .map(|kvs| {
-            kvs.iter()
-                .map(|kv| {
-                    (
-                        kv["key"].as_str().unwrap_or("").to_owned(),
-                        kv["lease"].as_u64().unwrap_or(0),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    testkit::key_leases(endpoints, &format!("/gru/c/nodes/{node}/"))
 }
 
 /// SIGTERM stops the agent keeping its lease (one last keep-alive, a note in its state

@@ -55,27 +55,9 @@ fn manage(bed: &Cluster, line: &str) -> std::process::Output {
 
 /// Each node key of the cluster → the lease it lives under (etcdctl, JSON).
 fn node_leases(bed: &Cluster) -> BTreeMap<String, u64> {
-    let out = bed.etcd.etcdctl(&[
-        "get",
-        "--prefix",
-        &format!("/gru/{}/nodes/", bed.name),
-        "-w",
-        "json",
-    ]);
-    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
-    doc["kvs"]
-        .as_array()
-        .map(|kvs| {
-            kvs.iter()
-                .map(|kv| {
-                    (
-                        kv["key"].as_str().unwrap_or("").to_owned(),
-                        kv["lease"].as_u64().unwrap_or(0),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    testkit::key_leases(&bed.endpoints(), &format!("/gru/{}/nodes/", bed.name))
+        .into_iter()
+        .collect()
 }
 
 fn started_at(agent: &Agent) -> u64 {

@@ -407,6 +407,27 @@ pub fn etcdctl_at(endpoints: &str, args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// Each key under `prefix` and the lease it lives under (0: none), in key order, read with
+/// `etcdctl get -w json`: equal before and after a fault means no record was written again
+/// under another lease.
+pub fn key_leases(endpoints: &str, prefix: &str) -> Vec<(String, u64)> {
+    let out = etcdctl_at(endpoints, &["get", "--prefix", prefix, "-w", "json"])
+        .unwrap_or_else(|e| panic!("etcdctl get --prefix {prefix}: {e}"));
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    doc["kvs"]
+        .as_array()
+        .map(|kvs| {
+            kvs.iter()
+                .map(|kv| {
+                    // The key as etcdctl's JSON gives it (base64): to compare, not to read.
+                    let key = kv["key"].as_str().unwrap_or("");
+                    (key.to_owned(), kv["lease"].as_u64().unwrap_or(0))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A plain HTTP/1.0 GET on 127.0.0.1: `(status, body)`, or `None` if nothing answered
 /// within two seconds. Enough for health checks without an HTTP client dependency.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {

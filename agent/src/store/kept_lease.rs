@@ -2,7 +2,7 @@
 //! a key lives under, one keep-alive on demand, and the node's records written again under
 //! the kept lease only while the node's config key is still under it.
 
-use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp};
 
 use super::{Store, StoreError};
 
@@ -38,19 +38,7 @@ impl Store {
         records: &[(String, String)],
         lease: i64,
     ) -> Result<bool, StoreError> {
-        let ops: Vec<TxnOp> = records
-            .iter()
-            .map(|(k, v)| {
-                TxnOp::put(
-                    k.as_str(),
-                    v.as_str(),
-                    Some(PutOptions::new().with_lease(lease)),
-                )
-            })
-            .collect();
-        let txn = Txn::new()
-            .when(vec![Compare::lease(guard_key, CompareOp::Equal, lease)])
-            .and_then(ops);
-        Ok(self.txn(what, txn).await?.succeeded())
+        let guard = Compare::lease(guard_key, CompareOp::Equal, lease);
+        self.put_all_if(what, guard, records, lease).await
     }
 }

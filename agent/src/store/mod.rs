@@ -482,6 +482,19 @@ impl Store {
         records: &[(String, String)],
         lease: i64,
     ) -> Result<bool, StoreError> {
+        let guard = Compare::version(guard_key, CompareOp::Equal, 0);
+        self.put_all_if(what, guard, records, lease).await
+    }
+
+    /// Writes `records` under `lease` in one transaction if `guard` holds; `Ok(false)`
+    /// when it does not.
+    pub(crate) async fn put_all_if(
+        &self,
+        what: &str,
+        guard: Compare,
+        records: &[(String, String)],
+        lease: i64,
+    ) -> Result<bool, StoreError> {
         let ops: Vec<TxnOp> = records
             .iter()
             .map(|(k, v)| {
@@ -492,9 +505,7 @@ impl Store {
                 )
             })
             .collect();
-        let txn = Txn::new()
-            .when(vec![Compare::version(guard_key, CompareOp::Equal, 0)])
-            .and_then(ops);
+        let txn = Txn::new().when(vec![guard]).and_then(ops);
         Ok(self.txn(what, txn).await?.succeeded())
     }
 
