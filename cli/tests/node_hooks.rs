@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use support::agents::{Agent, logs_tail};
 use support::cluster::Cluster;
-use support::configs::{RESP_TIME_RATIO_ANALYTIC, TestConfig, scale_out_policy};
+use support::configs::{RESP_TIME_RATIO_ANALYTIC, TestConfig, nodes_config, scale_out_policy};
 use support::docker::{docker, running_services};
 use testkit::{Component, ContainerEvents, figure, require, require_workload_image, wait_until};
 
@@ -89,14 +89,11 @@ fn full_nodes_under_overload_call_the_add_node_hook_once_and_the_scale_out_lands
     let script = hook_script(hook_dir.path(), n3_port);
     let _n3 = HookedProcess(hook_dir.path().join("n3.pid"));
     const COOLDOWN_SECS: u64 = 120;
-    let agent_config = format!(
-        r#"{{"Autonomic": {{"LoopTimeInterval": 1, "PlannerStrategy": "greedy"}},
-            "Communication": {{"LoopTimeInterval": 1, "MaxFriends": 2}},
-            "Discovery": {{"TTL": 3}},
-            "Nodes": {{"SaturatedPeriod": 2, "Cooldown": {COOLDOWN_SECS},
-                       "AddNodeHook": {{"Command": ["/bin/sh", "{}"], "Timeout": 10, "Retries": 1}}}}}}"#,
+    let agent_config = nodes_config(&format!(
+        r#""SaturatedPeriod": 2, "Cooldown": {COOLDOWN_SECS},
+         "AddNodeHook": {{"Command": ["/bin/sh", "{}"], "Timeout": 10, "Retries": 1}}"#,
         script.display()
-    );
+    ));
     let engine_memory: u64 = docker(&["info", "--format", "{{.MemTotal}}"])
         .trim()
         .parse()
@@ -229,14 +226,11 @@ fn an_idle_node_is_drained_then_the_remove_node_hook_gets_its_name_and_it_leaves
         ),
     )
     .unwrap();
-    let agent_config = format!(
-        r#"{{"Autonomic": {{"LoopTimeInterval": 1, "PlannerStrategy": "greedy"}},
-            "Communication": {{"LoopTimeInterval": 1, "MaxFriends": 2}},
-            "Discovery": {{"TTL": 3}},
-            "Nodes": {{"IdlePeriod": 3, "Cooldown": 120,
-                       "RemoveNodeHook": {{"Command": ["/bin/sh", "{}"], "Timeout": 10}}}}}}"#,
+    let agent_config = nodes_config(&format!(
+        r#""IdlePeriod": 3, "Cooldown": 120,
+         "RemoveNodeHook": {{"Command": ["/bin/sh", "{}"], "Timeout": 10}}"#,
         script.display()
-    );
+    ));
     let service = |name: &str, min: u32, range: (u16, u16)| {
         format!(
             r#"{{
@@ -370,14 +364,11 @@ fn pinned_full_nodes_call_the_add_node_hook_once_and_a_hanging_one_is_killed_ret
         ),
     )
     .unwrap();
-    let agent_config = format!(
-        r#"{{"Autonomic": {{"LoopTimeInterval": 1, "PlannerStrategy": "greedy"}},
-            "Communication": {{"LoopTimeInterval": 1, "MaxFriends": 2}},
-            "Discovery": {{"TTL": 3}},
-            "Nodes": {{"SaturatedPeriod": 2, "Cooldown": 120,
-                       "AddNodeHook": {{"Command": ["/bin/sh", "{}"], "Timeout": 2, "Retries": 1}}}}}}"#,
+    let agent_config = nodes_config(&format!(
+        r#""SaturatedPeriod": 2, "Cooldown": 120,
+         "AddNodeHook": {{"Command": ["/bin/sh", "{}"], "Timeout": 2, "Retries": 1}}"#,
         script.display()
-    );
+    ));
     // Here the nodes are full by pinned cores: one core per instance, as many instances as
     // the engine has cores (the two agents share the engine, and count its pins).
     let cores: u32 = docker(&["info", "--format", "{{.NCPU}}"])
@@ -525,14 +516,11 @@ fn full_nodes_under_target_tracking_call_the_add_node_hook_once() {
         ),
     )
     .unwrap();
-    let agent_config = format!(
-        r#"{{"Autonomic": {{"LoopTimeInterval": 1, "PlannerStrategy": "greedy"}},
-            "Communication": {{"LoopTimeInterval": 1, "MaxFriends": 2}},
-            "Discovery": {{"TTL": 3}},
-            "Nodes": {{"SaturatedPeriod": 2, "Cooldown": 120,
-                       "AddNodeHook": {{"Command": ["/bin/sh", "{}"], "Timeout": 10}}}}}}"#,
+    let agent_config = nodes_config(&format!(
+        r#""SaturatedPeriod": 2, "Cooldown": 120,
+         "AddNodeHook": {{"Command": ["/bin/sh", "{}"], "Timeout": 10}}"#,
         script.display()
-    );
+    ));
     // Target tracking: the decision is a target in the ledger that the agents with room
     // fill, so no guard says "no free resources"; the nodes are full by memory (60 % of
     // the engine each, one per node), and the target stays above the count.

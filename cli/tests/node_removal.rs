@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use support::agents::{Agent, logs_tail};
 use support::cluster::Cluster;
-use support::configs::{RESP_TIME_RATIO_ANALYTIC, TestConfig};
+use support::configs::{RESP_TIME_RATIO_ANALYTIC, TestConfig, nodes_config};
 use support::docker::{CountSampler, docker, running_ids_of, running_services};
 use support::load::Load;
 use testkit::{Component, ContainerEvents, figure, require, require_workload_image, wait_until};
@@ -68,14 +68,11 @@ fn hook_calls(calls: &Path) -> Vec<(u64, Vec<String>)> {
 /// `config.json`: 1 s loops, TTL 3 s, the remove-node hook, `IdlePeriod` and any more
 /// `Nodes` fields in `nodes_extra` (each followed by a comma).
 fn agent_config(script: &Path, idle_period_secs: u64, nodes_extra: &str) -> String {
-    format!(
-        r#"{{"Autonomic": {{"LoopTimeInterval": 1, "PlannerStrategy": "greedy"}},
-            "Communication": {{"LoopTimeInterval": 1, "MaxFriends": 2}},
-            "Discovery": {{"TTL": 3}},
-            "Nodes": {{"IdlePeriod": {idle_period_secs}, "Cooldown": 120, {nodes_extra}
-                       "RemoveNodeHook": {{"Command": ["/bin/sh", "{}"], "Timeout": 10}}}}}}"#,
+    nodes_config(&format!(
+        r#""IdlePeriod": {idle_period_secs}, "Cooldown": 120, {nodes_extra}
+         "RemoveNodeHook": {{"Command": ["/bin/sh", "{}"], "Timeout": 10}}"#,
         script.display()
-    )
+    ))
 }
 
 /// A workload service with a lame-duck delay (a stop leaves discovery before the process

@@ -22,6 +22,17 @@ pub fn config_for_agents(ttl: u32) -> String {
 }
 
 /// A policy that never scales by itself (operators and repairs only).
+/// `config.json` for the node tests: 1 s loops, the greedy planner, TTL 3 s, and `nodes`
+/// (the body of the `Nodes` section, JSON without its braces).
+pub fn nodes_config(nodes: &str) -> String {
+    format!(
+        r#"{{"Autonomic": {{"LoopTimeInterval": 1, "PlannerStrategy": "greedy"}},
+            "Communication": {{"LoopTimeInterval": 1, "MaxFriends": 2}},
+            "Discovery": {{"TTL": 3}},
+            "Nodes": {{{nodes}}}}}"#
+    )
+}
+
 pub const QUIET_POLICY: &str = r#"{
     "Scaleout": {"Enable": false, "Threshold": 0.75},
     "Scalein":  {"Enable": false, "Threshold": 0.35},
