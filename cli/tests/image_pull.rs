@@ -324,11 +324,14 @@ fn a_node_that_cannot_pull_leaves_the_start_to_one_that_can() {
     for failed in failed_on_n1() {
         assert!(failed.result.contains("unauthorized"), "{failed:?}");
     }
-    // n1 neither started web nor claimed a start it then skipped for its backoff.
+    // n1 neither started web nor claimed a start it then skipped for its backoff (its
+    // record of each pull it began aside).
     let n1_web: Vec<ActionRecord> = n1
         .actions(100)
         .into_iter()
-        .filter(|a| a.service == "web")
+        .filter(|a| {
+            a.service == "web" && !(a.action == "pull" && a.result.starts_with("pulling image"))
+        })
         .collect();
     assert!(
         n1_web.iter().all(|a| a.result.starts_with("failed:")),
@@ -365,5 +368,108 @@ fn join_refuses_a_registry_auth_file_that_does_not_exist() {
             .contains("--registry-auth-file /nonexistent/config.json: no such file"),
         "{}",
         text(&out)
+    );
+}
+
+/// A pull that hangs (a "registry" that accepts connections and never answers) does not
+/// hold the agent's loop: it runs beside it. Meanwhile the node has no room for the stuck
+/// service, another service's instance is started, and the planner decides every loop;
+/// when the pull's `Timeout` runs out the service is backed off with the reason.
+#[test]
+fn a_hanging_pull_holds_neither_the_loop_nor_other_services() {
+    let test = "a_hanging_pull_holds_neither_the_loop_nor_other_services";
+    if !require(test, Component::Etcd) || !require_workload_image(test) {
+        return;
+    }
+    // Accepts, and keeps every connection open without a byte.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let stuck_image = format!("127.0.0.1:{port}/never-answers:{}", std::process::id());
+    let config = TestConfig::new(CONFIG_ONE_SECOND_LOOPS, QUIET_POLICY);
+    let stuck = service_with_pull(
+        &stuck_image,
+        r#"{"Timeout": 12}"#,
+        testkit::free_port_range(4),
+    )
+    .replace(r#""Name": "web""#, r#""Name": "stuck""#);
+    config.file("services/stuck.json", &stuck);
+    let cluster = Cluster::start("pull-hang", config);
+    let agent = cluster.spawn("n1");
+    let pulling = wait_until(Duration::from_secs(20), || {
+        agent
+            .actions(50)
+            .iter()
+            .any(|a| a.service == "stuck" && a.result.starts_with("pulling image"))
+    });
+    assert!(
+        pulling.is_some(),
+        "no pull began: {:?}\n{}",
+        agent.actions(20),
+        support::tail(&agent.log_text(), 30)
+    );
+    let pull_began = testkit::epoch_ns() / 1_000_000;
+    // Another service, pushed while the pull hangs, is started all the same.
+    cluster
+        .config
+        .service("web", r#""MinInstances": 1,"#, testkit::free_port_range(4));
+    expect_code(
+        &cluster.endpoints(),
+        &["config", "push", &cluster.name, cluster.config.path()],
+        0,
+    );
+    let web = wait_until(Duration::from_secs(15), || {
+        cluster.registered("web").len() == 1
+    });
+    let failed = wait_until(Duration::from_secs(30), || {
+        agent
+            .actions(100)
+            .iter()
+            .any(|a| a.service == "stuck" && a.result.starts_with("failed:"))
+    });
+    let failed_at = agent
+        .actions(100)
+        .into_iter()
+        .find(|a| a.service == "stuck" && a.result.starts_with("failed:"))
+        .map(|a| a.at_ms);
+    let decided = agent
+        .decisions(256)
+        .iter()
+        .filter(|d| {
+            d["at"]
+                .as_u64()
+                .is_some_and(|at| at > pull_began && failed_at.is_none_or(|end| at < end))
+        })
+        .count();
+    figure(
+        test,
+        "web in discovery after the push, while the pull hung (s)",
+        web.map_or(f64::NAN, |d| d.as_secs_f64()),
+    );
+    figure(test, "decisions while the pull hung", decided as f64);
+    assert!(
+        web.is_some(),
+        "web did not start while the pull hung\n{}",
+        support::tail(&agent.log_text(), 40)
+    );
+    assert!(
+        failed.is_some(),
+        "the hanging pull was not timed out: {:?}",
+        agent.actions(20)
+    );
+    // 12 s of pull with 1 s loops: the planner went on deciding.
+    assert!(
+        decided >= 6,
+        "{decided} decisions while the pull hung\n{}",
+        support::tail(&agent.log_text(), 40)
+    );
+    assert!(
+        cluster.registered("stuck").is_empty() && agent.healthy(),
+        "stuck started, or the agent is unwell"
     );
 }

@@ -268,13 +268,15 @@ impl Autonomic {
 
     /// How many more instances of `descriptor` fit on this node: pinned cores and memory
     /// limits against what this cluster's containers on this engine already hold; none
-    /// while a failed start of it backs off here, so that this node claims no start of it
-    /// (a scale-out, a fill, a repair) and a node that can start it takes the claim.
+    /// while a failed start of it backs off here or its image is missing here (being
+    /// pulled beside the loop, `pulls.rs`), so that this node claims no start of it (a
+    /// scale-out, a fill, a repair) and a node that can start it takes the claim.
     pub(super) fn free_slots(&self, config: &ClusterConfig, descriptor: &ServiceDescriptor) -> u32 {
         if self
             .backoff
             .get(&descriptor.name)
             .is_some_and(|backoff| backoff.until > super::now())
+            || self.pulls.holds_back(descriptor)
         {
             return 0;
         }

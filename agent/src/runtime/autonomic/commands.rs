@@ -91,7 +91,8 @@ impl Autonomic {
                     .config()
                     .and_then(|c| c.services.get(&service).cloned())
                 {
-                    self.start_instances(&descriptor, 1, "start-service").await;
+                    // Asked once: it waits for a pull rather than be deferred.
+                    self.start_now(&descriptor, 1, "start-service", &[]).await;
                     self.reconcile().await;
                 }
             }

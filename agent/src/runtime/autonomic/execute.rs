@@ -37,6 +37,9 @@ pub struct Started {
     pub instances: Vec<String>,
     /// Why one did not, or why none was tried.
     pub failure: Option<String>,
+    /// None was tried, and none failed: the image is being pulled beside the loop
+    /// (`pulls.rs`); a start asked again after the pull goes ahead.
+    pub deferred: Option<String>,
 }
 
 /// A start that failed: no new start of that service before `until`.
@@ -92,7 +95,8 @@ impl Autonomic {
     }
 
     /// As [`Self::start_instances`], each new instance labelled as replacing `replaces`
-    /// (a rollout step's, so that a restarted agent can finish the step).
+    /// (a rollout step's, so that a restarted agent can finish the step). A missing image
+    /// is pulled beside the loop and the start deferred (`pulls.rs`).
     pub async fn start_replacing(
         &mut self,
         descriptor: &ServiceDescriptor,
@@ -100,17 +104,50 @@ impl Autonomic {
         why: &str,
         replaces: &[String],
     ) -> Started {
-        let now = now();
-        let mut started = Started::default();
-        if let Some(backoff) = self.backoff.get(&descriptor.name).filter(|b| b.until > now) {
-            let skipped = format!(
-                "skipped: backing off after a failed start for {} s",
-                backoff.until.since(now).as_secs()
-            );
-            self.record(why, &descriptor.name, None, skipped.clone());
-            started.failure = Some(skipped);
-            return started;
+        if let Some(skipped) = self.backing_off(descriptor, why) {
+            return skipped;
         }
+        if let Some(deferred) = self.pull_first(descriptor) {
+            tracing::debug!(service = %descriptor.name, why, %deferred, "start deferred");
+            return Started {
+                deferred: Some(deferred),
+                ..Started::default()
+            };
+        }
+        self.start_now(descriptor, count, why, replaces).await
+    }
+
+    /// What a start of `descriptor` does while it backs off here: nothing, recorded.
+    fn backing_off(&mut self, descriptor: &ServiceDescriptor, why: &str) -> Option<Started> {
+        let now = now();
+        let backoff = self
+            .backoff
+            .get(&descriptor.name)
+            .filter(|b| b.until > now)?;
+        let skipped = format!(
+            "skipped: backing off after a failed start for {} s",
+            backoff.until.since(now).as_secs()
+        );
+        self.record(why, &descriptor.name, None, skipped.clone());
+        Some(Started {
+            failure: Some(skipped),
+            ..Started::default()
+        })
+    }
+
+    /// Starts `count` instances now, pulling a missing image first (inside the tick): for
+    /// an operator's `start service`, which is asked once and waits for its answer.
+    pub async fn start_now(
+        &mut self,
+        descriptor: &ServiceDescriptor,
+        count: u32,
+        why: &str,
+        replaces: &[String],
+    ) -> Started {
+        if let Some(skipped) = self.backing_off(descriptor, why) {
+            return skipped;
+        }
+        let mut started = Started::default();
         let config = self.config();
         let mut set = tokio::task::JoinSet::new();
         let semaphore = Arc::new(tokio::sync::Semaphore::new(MAX_PARALLEL_CHANGES));
@@ -126,13 +163,7 @@ impl Autonomic {
             let cluster = self.shared.cluster.clone();
             let node = self.shared.node.clone();
             let bind_ip = self.bind_ip;
-            // `gru join --registry-auth-file` (this node's) wins over the configuration's.
-            let auth_file = self.registry_auth_file.clone().or_else(|| {
-                config
-                    .as_ref()
-                    .and_then(|c| c.agent.docker.registry_auth_file.as_ref())
-                    .map(std::path::PathBuf::from)
-            });
+            let auth_file = self.auth_file();
             let semaphore = semaphore.clone();
             let replaces = replaces.to_vec();
             let descriptor_name = descriptor.name.clone();
@@ -190,31 +221,7 @@ impl Autonomic {
             }
         }
         if let Some(error) = failed {
-            let next = self
-                .backoff
-                .get(&descriptor.name)
-                .map_or(START_BACKOFF_INITIAL, |b| {
-                    (b.next * 2).min(START_BACKOFF_MAX)
-                });
-            // From when the start ended: a pull can take most of its Timeout.
-            let failed_at = super::now();
-            let until = failed_at.plus(next);
-            self.backoff
-                .insert(descriptor.name.clone(), Backoff { until, next });
-            let mut knowledge = self.shared.knowledge();
-            let failures = knowledge
-                .start_backoffs
-                .get(&descriptor.name)
-                .map_or(0, |b| b.failures);
-            knowledge.start_backoffs.insert(
-                descriptor.name.clone(),
-                StartBackoff {
-                    failed_at,
-                    until,
-                    failures: failures + 1,
-                    error,
-                },
-            );
+            self.back_off(&descriptor.name, error);
         } else {
             self.backoff.remove(&descriptor.name);
             self.shared
@@ -223,6 +230,46 @@ impl Autonomic {
                 .remove(&descriptor.name);
         }
         started
+    }
+
+    /// Backs `service` off after a failed start (or pull): no start of it here, and no room
+    /// for it, for 5 s, doubling with each failure in a row up to 5 min.
+    pub(super) fn back_off(&mut self, service: &str, error: String) {
+        let next = self
+            .backoff
+            .get(service)
+            .map_or(START_BACKOFF_INITIAL, |b| {
+                (b.next * 2).min(START_BACKOFF_MAX)
+            });
+        // From when the start ended: a pull can take most of its Timeout.
+        let failed_at = super::now();
+        let until = failed_at.plus(next);
+        self.backoff
+            .insert(service.to_owned(), Backoff { until, next });
+        let mut knowledge = self.shared.knowledge();
+        let failures = knowledge
+            .start_backoffs
+            .get(service)
+            .map_or(0, |b| b.failures);
+        knowledge.start_backoffs.insert(
+            service.to_owned(),
+            StartBackoff {
+                failed_at,
+                until,
+                failures: failures + 1,
+                error,
+            },
+        );
+    }
+
+    /// The Docker `config.json` pulls read credentials from: `gru join
+    /// --registry-auth-file` (this node's) wins over the configuration's.
+    pub(super) fn auth_file(&self) -> Option<std::path::PathBuf> {
+        self.registry_auth_file.clone().or_else(|| {
+            self.config()
+                .and_then(|c| c.agent.docker.registry_auth_file.clone())
+                .map(std::path::PathBuf::from)
+        })
     }
 
     /// Stops `count` running instances of `service` on this node, with their sidecars: those

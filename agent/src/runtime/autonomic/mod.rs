@@ -84,6 +84,7 @@ mod execute;
 mod health;
 mod nodes;
 mod plan;
+mod pulls;
 mod reconcile;
 mod repairs;
 mod rollout;
@@ -123,6 +124,8 @@ pub struct Autonomic {
     rng: StdRng,
     compiled: Option<(i64, CompiledAnalytics)>,
     backoff: BTreeMap<String, Backoff>,
+    /// Images being pulled beside the loop (`pulls.rs`).
+    pulls: pulls::Pulls,
     /// Records this agent wrote: instance → its service, address and readiness.
     published: BTreeMap<String, crate::tick::local::Record>,
     /// The instances' health checks, probed by tasks of their own (`super::health`).
@@ -237,6 +240,7 @@ impl Autonomic {
             rng: StdRng::seed_from_u64(parts.seed),
             compiled: None,
             backoff: BTreeMap::new(),
+            pulls: pulls::Pulls::default(),
             published: BTreeMap::new(),
             probes: HealthProbes::new(health_changed.clone()),
             health_changed,
@@ -316,6 +320,10 @@ impl Autonomic {
                     }
                 }
                 () = self.targets_changed.notified() => self.fill_targets().await,
+                // A pull beside the loop ended: its room (or backoff) counts now.
+                () = self.pulls.ended.notified() => {
+                    next_tick = next_tick.min(last_tick + EARLY_TICK_MIN_GAP);
+                }
                 () = self.changed.notified() => self.reconcile().await,
                 () = self.health_changed.notified() => self.on_health_change().await,
                 () = reload.notified() => self.reload().await,
@@ -353,6 +361,7 @@ impl Autonomic {
     async fn tick(&mut self) {
         // A reload may have changed the AppRoot: follow the records under the new one.
         self.follow_discovery();
+        self.collect_pulls().await;
         self.reconcile().await;
         self.shared
             .telemetry
@@ -360,6 +369,7 @@ impl Autonomic {
         let Some(config) = self.config() else {
             return;
         };
+        self.prefetch(&config).await;
         let active = self.shared.knowledge().active;
         self.keep_floor(&config, active).await;
         // A rollout is the operator's, like the floor: it goes on while the planner rests.

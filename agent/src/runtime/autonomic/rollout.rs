@@ -139,6 +139,11 @@ impl Autonomic {
         let update = &descriptor.update;
         let count = old.len() as u32;
         let stop_first = update.order == UpdateOrder::StopFirst;
+        // A new image comes in before the step is claimed (every node pulls it at once,
+        // beside the loop).
+        if self.pull_first(descriptor).is_some() {
+            return;
+        }
         let Some(lease) = self
             .claim_step(descriptor, &version, count, stop_first)
             .await
@@ -164,9 +169,11 @@ impl Autonomic {
             deadline: began.plus(Duration::from_secs(update.ready_timeout_secs)),
             ready_since: None,
         };
-        match started.failure {
-            Some(failure) => self.fail_step(descriptor, &step, &failure).await,
-            None => {
+        match (started.failure, started.deferred) {
+            (Some(failure), _) => self.fail_step(descriptor, &step, &failure).await,
+            // The image went missing since the check: the step is given up, nothing failed.
+            (None, Some(_)) if step.new.is_empty() => self.end_step(service, &step).await,
+            _ => {
                 self.steps.insert(service.clone(), step);
             }
         }
