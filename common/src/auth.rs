@@ -118,8 +118,9 @@ impl OperatorToken {
 /// agent learns of the rotation through its etcd watch (milliseconds) and accepts the new
 /// key well before any agent signs with it, so no message is refused for its key.
 pub const SWITCH_DELAY: Duration = Duration::from_secs(5);
-/// Shortest overlap `gru secret rotate` accepts: the switch, then the freshness window of
-/// a message signed just before it (30 s), with room for clocks a few seconds apart.
+/// Shortest overlap `gru secret rotate` accepts: the switch ([`SWITCH_DELAY`]), then 10 s
+/// for messages signed with the previous key just before it and for agents' clocks a few
+/// seconds apart (each agent switches and stops accepting by its own clock).
 pub const MIN_OVERLAP: Duration = Duration::from_secs(15);
 /// The overlap when `--overlap` is not given.
 pub const DEFAULT_OVERLAP: Duration = Duration::from_secs(10 * 60);

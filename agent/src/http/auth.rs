@@ -274,18 +274,19 @@ impl FromRequestParts<ApiState> for Operator {
             secret_matches: &|presented| shared.secret_matches(presented, now),
             now,
         };
-        match authorize(
-            &parts.headers,
-            parts.method.as_str(),
-            parts.uri.path(),
-            &authority,
-        ) {
+        // The path as the client sent it: inside the nested `/gru/v1` router `parts.uri`
+        // lacks the prefix, and the signature covers the whole path.
+        let path = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or_else(|| parts.uri.path().to_owned(), |uri| uri.path().to_owned());
+        match authorize(&parts.headers, parts.method.as_str(), &path, &authority) {
             Ok(operator) => Ok(operator),
             Err(failure) => {
                 // The path says what was attempted; the presented value stays out of logs.
                 tracing::debug!(
                     method = %parts.method,
-                    path = parts.uri.path(),
+                    %path,
                     ?failure,
                     "refused a state-changing request"
                 );

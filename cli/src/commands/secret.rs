@@ -32,8 +32,8 @@ async fn rotate(etcd: &EtcdSettings, cluster: &str, overlap: Option<&str>) -> an
     };
     if overlap < MIN_OVERLAP {
         return Err(Usage(format!(
-            "--overlap must be at least {} s: agents switch keys {} s after the rotation, and a \
-             message signed just before may arrive up to 30 s later",
+            "--overlap must be at least {} s: agents switch to the new key {} s after the \
+             rotation, and the rest leaves room for clocks a few seconds apart",
             MIN_OVERLAP.as_secs(),
             common::auth::SWITCH_DELAY.as_secs()
         ))
