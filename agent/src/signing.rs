@@ -84,7 +84,10 @@ pub fn cluster_key_signature_matches(keys: &[String], message: &str, signature: 
 pub enum Signer {
     Token(OperatorToken),
     /// The cluster key, and the name recorded for the request.
-    ClusterKey { key: String, on_behalf_of: String },
+    ClusterKey {
+        key: String,
+        on_behalf_of: String,
+    },
 }
 
 impl std::fmt::Debug for Signer {

@@ -1416,7 +1416,9 @@ fn every_state_changing_route_refuses_missing_wrong_and_replayed_credentials() {
     let secret = bed.secret.clone();
     let created = support::expect_code(
         &bed.endpoints(),
-        &["token", "create", &bed.name, "--role", "operate", "--name", "ops"],
+        &[
+            "token", "create", &bed.name, "--role", "operate", "--name", "ops",
+        ],
         0,
     );
     let ops = gru_agent::signing::Signer::Token(

@@ -85,7 +85,11 @@ fn create_token(bed: &Cluster, role: &str, name: &str, ttl: Option<&str>) -> Ope
     }
     let output = expect_code(&bed.endpoints(), &args, 0);
     let printed = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    assert_eq!(printed.lines().count(), 1, "stdout is the token alone: {printed}");
+    assert_eq!(
+        printed.lines().count(),
+        1,
+        "stdout is the token alone: {printed}"
+    );
     OperatorToken::parse(&printed).unwrap()
 }
 
@@ -126,9 +130,7 @@ fn tokens_are_refused_when_read_only_expired_revoked_or_replayed() {
     let listed = String::from_utf8_lossy(&listed.stdout).to_string();
     for (name, role) in [("ops", "operate"), ("viewer", "read"), ("brief", "operate")] {
         assert!(
-            listed
-                .lines()
-                .any(|l| l.contains(name) && l.contains(role)),
+            listed.lines().any(|l| l.contains(name) && l.contains(role)),
             "{listed}"
         );
     }
@@ -139,7 +141,9 @@ fn tokens_are_refused_when_read_only_expired_revoked_or_replayed() {
     }
     // A second token of the same name is refused: it would replace the first one's key.
     let again = gru(&bed.endpoints())
-        .args(["token", "create", &bed.name, "--role", "read", "--name", "ops"])
+        .args([
+            "token", "create", &bed.name, "--role", "read", "--name", "ops",
+        ])
         .output()
         .unwrap();
     assert_eq!(again.status.code(), Some(1), "{}", text(&again));
@@ -182,7 +186,10 @@ fn tokens_are_refused_when_read_only_expired_revoked_or_replayed() {
     let first = post(port, "/gru/v1/commands", &headers, body);
     assert_eq!(first.0, 202, "{first:?}");
     let replayed = post(port, "/gru/v1/commands", &headers, body);
-    assert_eq!(replayed.0, 409, "a replayed command was not refused: {replayed:?}");
+    assert_eq!(
+        replayed.0, 409,
+        "a replayed command was not refused: {replayed:?}"
+    );
     assert!(replayed.1.contains("already received"), "{replayed:?}");
     // Signed for one body, sent with another: refused.
     let other = signed(&Signer::Token(ops.clone()), "/gru/v1/commands", body);
@@ -210,7 +217,11 @@ fn tokens_are_refused_when_read_only_expired_revoked_or_replayed() {
         let early = post(
             port,
             "/gru/v1/commands",
-            &signed(&Signer::Token(brief.clone()), "/gru/v1/commands", brief_body),
+            &signed(
+                &Signer::Token(brief.clone()),
+                "/gru/v1/commands",
+                brief_body,
+            ),
             brief_body,
         );
         assert_eq!(early.0, 202, "{early:?}");
@@ -220,7 +231,11 @@ fn tokens_are_refused_when_read_only_expired_revoked_or_replayed() {
     let expired = post(
         port,
         "/gru/v1/commands",
-        &signed(&Signer::Token(brief.clone()), "/gru/v1/commands", brief_body),
+        &signed(
+            &Signer::Token(brief.clone()),
+            "/gru/v1/commands",
+            brief_body,
+        ),
         brief_body,
     );
     assert_eq!(expired.0, 403, "an expired token was accepted: {expired:?}");
@@ -255,7 +270,11 @@ fn tokens_are_refused_when_read_only_expired_revoked_or_replayed() {
     );
     let gone = manage(&bed, Some(&ops), "stop agent n1");
     assert_eq!(gone.status.code(), Some(1), "{}", text(&gone));
-    assert!(text(&gone).contains("no token named ops"), "{}", text(&gone));
+    assert!(
+        text(&gone).contains("no token named ops"),
+        "{}",
+        text(&gone)
+    );
 
     // Without a token, `gru manage` signs with the cluster key from etcd and says so.
     let keyed = manage(&bed, None, "stop agent n1");
@@ -329,7 +348,10 @@ fn a_key_rotation_under_gossip_refuses_nothing_and_then_only_the_new_key_is_acce
     if !require(test, Component::Etcd) || !require(test, Component::Docker) {
         return;
     }
-    let bed = Cluster::start("rotate", TestConfig::new(&config_for_agents(3), QUIET_POLICY));
+    let bed = Cluster::start(
+        "rotate",
+        TestConfig::new(&config_for_agents(3), QUIET_POLICY),
+    );
     let agents = bed.spawn_nodes(3);
     // Gossip runs: every agent has exchanged with a friend.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -359,8 +381,18 @@ fn a_key_rotation_under_gossip_refuses_nothing_and_then_only_the_new_key_is_acce
     // During the overlap both keys are accepted, by every agent.
     std::thread::sleep(Duration::from_millis(500));
     for agent in &agents {
-        assert_eq!(gossip_with(agent.port, &old), 200, "{}: old key", agent.node);
-        assert_eq!(gossip_with(agent.port, &new), 200, "{}: new key", agent.node);
+        assert_eq!(
+            gossip_with(agent.port, &old),
+            200,
+            "{}: old key",
+            agent.node
+        );
+        assert_eq!(
+            gossip_with(agent.port, &new),
+            200,
+            "{}: new key",
+            agent.node
+        );
     }
     // Past the overlap (and a margin for the agents' clocks and a last round).
     std::thread::sleep((overlap + Duration::from_secs(3)).saturating_sub(rotated_at.elapsed()));
@@ -368,7 +400,11 @@ fn a_key_rotation_under_gossip_refuses_nothing_and_then_only_the_new_key_is_acce
     let mut exchanges = 0;
     for ((agent, b), a) in agents.iter().zip(&before).zip(&after) {
         exchanges += a.0 - b.0;
-        assert!(a.0 > b.0 + 5, "{}: gossip stalled ({b:?} → {a:?})", agent.node);
+        assert!(
+            a.0 > b.0 + 5,
+            "{}: gossip stalled ({b:?} → {a:?})",
+            agent.node
+        );
         assert_eq!(
             a.2 - b.2,
             0,
@@ -389,19 +425,43 @@ fn a_key_rotation_under_gossip_refuses_nothing_and_then_only_the_new_key_is_acce
 
     // After the overlap only the new key: the old one is refused, as a bearer too.
     for agent in &agents {
-        assert_eq!(gossip_with(agent.port, &old), 403, "{}: old key", agent.node);
-        assert_eq!(gossip_with(agent.port, &new), 200, "{}: new key", agent.node);
+        assert_eq!(
+            gossip_with(agent.port, &old),
+            403,
+            "{}: old key",
+            agent.node
+        );
+        assert_eq!(
+            gossip_with(agent.port, &new),
+            200,
+            "{}: new key",
+            agent.node
+        );
     }
     let bearer = |key: &str| vec![("Authorization", format!("Bearer {key}"))];
     let body = br#"{"name":"update"}"#;
-    assert_eq!(post(agents[0].port, "/gru/v1/commands", &bearer(&old), body).0, 403);
-    assert_eq!(post(agents[0].port, "/gru/v1/commands", &bearer(&new), body).0, 202);
+    assert_eq!(
+        post(agents[0].port, "/gru/v1/commands", &bearer(&old), body).0,
+        403
+    );
+    assert_eq!(
+        post(agents[0].port, "/gru/v1/commands", &bearer(&new), body).0,
+        202
+    );
     // Gossip goes on with the new key.
     let settled: Vec<_> = agents.iter().map(gossip_counts).collect();
     std::thread::sleep(Duration::from_secs(4));
-    for ((agent, s), now) in agents.iter().zip(&settled).zip(agents.iter().map(gossip_counts)) {
+    for ((agent, s), now) in agents
+        .iter()
+        .zip(&settled)
+        .zip(agents.iter().map(gossip_counts))
+    {
         assert!(now.0 > s.0, "{}: no gossip after the overlap", agent.node);
-        assert_eq!(now.1, s.1, "{}: exchanges failed after the overlap", agent.node);
+        assert_eq!(
+            now.1, s.1,
+            "{}: exchanges failed after the overlap",
+            agent.node
+        );
     }
     drop(agents);
 }

@@ -196,7 +196,10 @@ impl Keyring {
             .as_ref()
             .filter(|r| now < r.accept_previous_until && !r.previous.is_empty())
             .map(|r| r.previous.as_str());
-        for key in [Some(self.current.as_str()), previous].into_iter().flatten() {
+        for key in [Some(self.current.as_str()), previous]
+            .into_iter()
+            .flatten()
+        {
             if !keys.contains(&key) && !key.is_empty() {
                 keys.push(key);
             }
@@ -293,7 +296,10 @@ mod tests {
         };
         let text = token.encode();
         assert!(text.starts_with("gru:ci.deploy-1:0707"));
-        assert_eq!(OperatorToken::parse(&format!(" {text}\n")), Ok(token.clone()));
+        assert_eq!(
+            OperatorToken::parse(&format!(" {text}\n")),
+            Ok(token.clone())
+        );
         assert!(!format!("{token:?}").contains("0707"));
         for bad in [
             "",

@@ -604,7 +604,7 @@ mod tests {
         assert_eq!(opened, message());
         assert_eq!(
             open(
-            &keys(),
+                &keys(),
                 credentials(&parts),
                 &body,
                 Millis(10_600),
@@ -620,8 +620,7 @@ mod tests {
         let mut replay = ReplayGuard::default();
         let now = Millis(100_000);
         assert_eq!(
-            open(
-            &keys(), Credentials::default(), &body, now, &mut replay),
+            open(&keys(), Credentials::default(), &body, now, &mut replay),
             Err(Rejection::Unauthenticated)
         );
         let wrong = (
@@ -630,34 +629,35 @@ mod tests {
             sign("other", &now.0.to_string(), "n", &body),
         );
         assert_eq!(
-            open(
-            &keys(), credentials(&wrong), &body, now, &mut replay),
+            open(&keys(), credentials(&wrong), &body, now, &mut replay),
             Err(Rejection::BadSignature)
         );
         let stale = signed(&body, now.0 - 31_000, "s");
         assert_eq!(
-            open(
-            &keys(), credentials(&stale), &body, now, &mut replay),
+            open(&keys(), credentials(&stale), &body, now, &mut replay),
             Err(Rejection::Stale)
         );
         let good = signed(&body, now.0, "t");
         let mut tampered = body.clone();
         tampered[2] ^= 1;
         assert_eq!(
-            open(
-            &keys(), credentials(&good), &tampered, now, &mut replay),
+            open(&keys(), credentials(&good), &tampered, now, &mut replay),
             Err(Rejection::BadSignature)
         );
         let junk = signed(b"{not gossip", now.0, "j");
         assert_eq!(
             open(
-            &keys(), credentials(&junk), b"{not gossip", now, &mut replay),
+                &keys(),
+                credentials(&junk),
+                b"{not gossip",
+                now,
+                &mut replay
+            ),
             Err(Rejection::Malformed)
         );
         let huge = vec![b' '; MAX_MESSAGE_BYTES + 1];
         assert_eq!(
-            open(
-            &keys(), credentials(&good), &huge, now, &mut replay),
+            open(&keys(), credentials(&good), &huge, now, &mut replay),
             Err(Rejection::TooLarge)
         );
     }
@@ -714,8 +714,7 @@ mod tests {
             let body = postcard::to_allocvec(&m).unwrap_or_default();
             let parts = signed(&body, now.0, &format!("m{i}"));
             assert_eq!(
-                open(
-            &keys(), credentials(&parts), &body, now, &mut replay),
+                open(&keys(), credentials(&parts), &body, now, &mut replay),
                 Err(Rejection::Malformed),
                 "case {i}"
             );
@@ -725,8 +724,7 @@ mod tests {
         body.push(0);
         let parts = signed(&body, now.0, "trailing");
         assert_eq!(
-            open(
-            &keys(), credentials(&parts), &body, now, &mut replay),
+            open(&keys(), credentials(&parts), &body, now, &mut replay),
             Err(Rejection::Malformed)
         );
     }

@@ -28,7 +28,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 
 use super::ApiState;
 use super::error::ApiError;
-use crate::gossip::wire::{self, Credentials, ReplayGuard, Rejection};
+use crate::gossip::wire::{self, Credentials, Rejection, ReplayGuard};
 use crate::mape::Millis;
 use crate::signing::{self, HEADER_CLUSTER_KEY, HEADER_TOKEN};
 
@@ -51,10 +51,7 @@ pub struct Operator {
 
 #[derive(Debug, Clone)]
 enum Proof {
-    Token {
-        public_key: String,
-        signed: Signed,
-    },
+    Token { public_key: String, signed: Signed },
     ClusterKey(Signed),
     Bearer,
 }
@@ -92,7 +89,9 @@ impl From<AuthFailure> for ApiError {
                  token (`gru token create`; headers x-gru-token, x-gru-timestamp, x-gru-nonce, \
                  x-gru-signature) or send the cluster secret as `Authorization: Bearer <secret>`",
             ),
-            AuthFailure::WrongSecret => forbidden("the presented secret is not the cluster's".into()),
+            AuthFailure::WrongSecret => {
+                forbidden("the presented secret is not the cluster's".into())
+            }
             AuthFailure::UnknownToken(name) => forbidden(format!(
                 "no token named {name} in this cluster (revoked, or never created: see `gru token list`)"
             )),
@@ -104,12 +103,14 @@ impl From<AuthFailure> for ApiError {
                  changes state (use a token created with --role operate)"
             )),
             AuthFailure::Signature(rejection) => {
-                let status = StatusCode::from_u16(rejection.status())
-                    .unwrap_or(StatusCode::FORBIDDEN);
+                let status =
+                    StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::FORBIDDEN);
                 let text = match rejection {
-                    Rejection::Stale => "the request's timestamp is too far from the agent's clock \
+                    Rejection::Stale => {
+                        "the request's timestamp is too far from the agent's clock \
                                          (more than 30 s): sign it again, or check the clocks"
-                        .to_owned(),
+                            .to_owned()
+                    }
                     Rejection::Replayed => {
                         "this request was already received (its nonce was seen): a replay is \
                          refused; sign each request with a fresh nonce"
@@ -184,7 +185,10 @@ pub fn authorize(
         let record = (authority.token)(name)
             .filter(|_| common::keys::check_name("token", name).is_ok())
             .ok_or_else(|| AuthFailure::UnknownToken(name.to_owned()))?;
-        if let Some(at) = record.expires.filter(|_| record.expired_at(authority.now.0)) {
+        if let Some(at) = record
+            .expires
+            .filter(|_| record.expired_at(authority.now.0))
+        {
             return Err(AuthFailure::Expired(name.to_owned(), at));
         }
         if !record.role.may_change() {
@@ -315,7 +319,12 @@ mod tests {
     }
 
     fn bearer(value: Option<&[u8]>) -> HeaderMap {
-        headers(&value.map(|v| ("authorization", v)).into_iter().collect::<Vec<_>>())
+        headers(
+            &value
+                .map(|v| ("authorization", v))
+                .into_iter()
+                .collect::<Vec<_>>(),
+        )
     }
 
     fn token(name: &str, seed: u8) -> OperatorToken {
@@ -469,12 +478,18 @@ mod tests {
         let status = |f: AuthFailure| ApiError::from(f).status;
         assert_eq!(status(AuthFailure::Missing), StatusCode::UNAUTHORIZED);
         assert_eq!(status(AuthFailure::WrongSecret), StatusCode::FORBIDDEN);
-        assert_eq!(status(AuthFailure::ReadOnly("v".into())), StatusCode::FORBIDDEN);
+        assert_eq!(
+            status(AuthFailure::ReadOnly("v".into())),
+            StatusCode::FORBIDDEN
+        );
         assert_eq!(
             status(AuthFailure::Signature(Rejection::Replayed)),
             StatusCode::CONFLICT
         );
         let text = ApiError::from(AuthFailure::ReadOnly("viewer".into())).message;
-        assert!(text.contains("read role") && text.contains("viewer"), "{text}");
+        assert!(
+            text.contains("read role") && text.contains("viewer"),
+            "{text}"
+        );
     }
 }

@@ -305,11 +305,7 @@ pub async fn command(
 
 /// An accepted command as `events` shows it: `command <name>`, the service it names, and
 /// who sent it (the token's name, or how it was authenticated).
-fn command_record(
-    command: &AgentCommand,
-    by: &str,
-    at: Millis,
-) -> crate::runtime::ActionRecord {
+fn command_record(command: &AgentCommand, by: &str, at: Millis) -> crate::runtime::ActionRecord {
     let value = serde_json::to_value(command).unwrap_or_default();
     let name = value["name"].as_str().unwrap_or("command").to_owned();
     let service = match command {

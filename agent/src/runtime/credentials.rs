@@ -43,7 +43,12 @@ pub async fn load(store: &Store, keys: &ClusterKeys, shared: &Shared) -> Result<
         .get_prefix(&prefix)
         .await?
         .into_iter()
-        .filter_map(|e| Some((e.key.strip_prefix(&prefix)?.to_owned(), token(&e.key, &e.value)?)))
+        .filter_map(|e| {
+            Some((
+                e.key.strip_prefix(&prefix)?.to_owned(),
+                token(&e.key, &e.value)?,
+            ))
+        })
         .collect();
     shared.replace_tokens(tokens);
     Ok(())

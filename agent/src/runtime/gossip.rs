@@ -435,14 +435,7 @@ mod tests {
         );
         let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
         let mut rng = StdRng::seed_from_u64(1);
-        round(
-            &shared,
-            &client,
-            &mut rng,
-            Duration::from_secs(1),
-            5,
-        )
-        .await;
+        round(&shared, &client, &mut rng, Duration::from_secs(1), 5).await;
         let stats = shared.knowledge().gossip.clone();
         (requests.load(Ordering::SeqCst), stats)
     }

@@ -517,7 +517,11 @@ impl Store {
         rotation: &str,
     ) -> Result<bool, StoreError> {
         let txn = Txn::new()
-            .when(vec![Compare::value(keys.secret(), CompareOp::Equal, previous)])
+            .when(vec![Compare::value(
+                keys.secret(),
+                CompareOp::Equal,
+                previous,
+            )])
             .and_then(vec![
                 TxnOp::put(keys.key_rotation(), rotation, None),
                 TxnOp::put(keys.secret(), next, None),

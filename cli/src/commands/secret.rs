@@ -26,8 +26,9 @@ pub async fn run(etcd: &EtcdSettings, command: SecretCommand) -> anyhow::Result<
 async fn rotate(etcd: &EtcdSettings, cluster: &str, overlap: Option<&str>) -> anyhow::Result<()> {
     let keys = ClusterKeys::new(cluster)?;
     let overlap = match overlap {
-        Some(text) => common::auth::parse_duration(text)
-            .map_err(|err| Usage(format!("--overlap {err}")))?,
+        Some(text) => {
+            common::auth::parse_duration(text).map_err(|err| Usage(format!("--overlap {err}")))?
+        }
         None => DEFAULT_OVERLAP,
     };
     if overlap < MIN_OVERLAP {
@@ -45,7 +46,9 @@ async fn rotate(etcd: &EtcdSettings, cluster: &str, overlap: Option<&str>) -> an
         .get(&keys.secret())
         .await?
         .map(|e| e.value)
-        .with_context(|| format!("cluster {cluster} has no key in etcd (recreate it with `gru create --force`)"))?;
+        .with_context(|| {
+            format!("cluster {cluster} has no key in etcd (recreate it with `gru create --force`)")
+        })?;
     let now = now_millis();
     if let Some(entry) = store.get(&keys.key_rotation()).await?
         && let Ok(under_way) = serde_json::from_str::<KeyRotation>(&entry.value)
@@ -63,7 +66,9 @@ async fn rotate(etcd: &EtcdSettings, cluster: &str, overlap: Option<&str>) -> an
         .rotate_cluster_key(&keys, &current, &next, &serde_json::to_string(&rotation)?)
         .await?;
     if !rotated {
-        bail!("the key of cluster {cluster} changed while rotating (another rotation?): run it again");
+        bail!(
+            "the key of cluster {cluster} changed while rotating (another rotation?): run it again"
+        );
     }
     println!(
         "rotated the key of cluster {cluster}: agents sign with the new key from {} and accept the \

@@ -56,8 +56,8 @@ async fn create(
     name: Option<String>,
 ) -> anyhow::Result<()> {
     let keys = ClusterKeys::new(cluster)?;
-    let role = Role::parse(role)
-        .ok_or_else(|| Usage(format!("--role {role:?}: give read or operate")))?;
+    let role =
+        Role::parse(role).ok_or_else(|| Usage(format!("--role {role:?}: give read or operate")))?;
     let ttl = ttl
         .map(common::auth::parse_duration)
         .transpose()
@@ -66,7 +66,11 @@ async fn create(
         return Err(Usage("--ttl 0 would make a token that is already expired".into()).into());
     }
     let name = name.unwrap_or_else(|| {
-        format!("{}-{}", role.as_str(), hex::encode(rand::random::<[u8; 3]>()))
+        format!(
+            "{}-{}",
+            role.as_str(),
+            hex::encode(rand::random::<[u8; 3]>())
+        )
     });
     common::keys::check_name("token", &name).map_err(|err| Usage(err.to_string()))?;
     let store = super::connect(etcd).await?;
@@ -125,7 +129,9 @@ async fn list(etcd: &EtcdSettings, cluster: &str) -> anyhow::Result<()> {
         ]);
     }
     if count == 0 {
-        println!("cluster {cluster} has no token (create one with `gru token create {cluster} --role operate`)");
+        println!(
+            "cluster {cluster} has no token (create one with `gru token create {cluster} --role operate`)"
+        );
     } else {
         println!("{rows}");
     }

@@ -218,13 +218,12 @@ impl Session {
         }
         let signer = match &self.token {
             Some(token) => {
-                match self.store.get(&keys.token(&token.name)).await {
-                    Ok(None) => eprintln!(
+                if let Ok(None) = self.store.get(&keys.token(&token.name)).await {
+                    eprintln!(
                         "warning: cluster {cluster} has no token named {}: its agents will \
                          refuse commands (see `gru token list {cluster}`)",
                         token.name
-                    ),
-                    Ok(Some(_)) | Err(_) => {}
+                    );
                 }
                 Signer::Token(token.clone())
             }
@@ -484,8 +483,7 @@ mod tests {
         });
         let shown = format!("{token:?}");
         assert!(!shown.contains("abab") && shown.contains("ops"), "{shown}");
-        {
-        }
+        {}
     }
 
     #[test]
