@@ -65,3 +65,48 @@ fn token(key: &str, value: &str) -> Option<TokenRecord> {
         .map_err(|err| tracing::warn!(%key, error = %err, "unreadable token record; the token is refused"))
         .ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mape::{Millis, WindowSettings};
+    use common::auth::Role;
+    use std::time::Duration;
+
+    #[test]
+    fn watched_changes_reach_the_keyring_and_the_tokens() {
+        let shared = Shared::new(
+            "c",
+            "n1",
+            "127.0.0.1",
+            "k1",
+            WindowSettings::for_loop_interval(Duration::from_secs(1)),
+        );
+        let keys = ClusterKeys::new("c").expect("name");
+        let record = TokenRecord {
+            public_key: "00".repeat(32),
+            role: Role::Read,
+            created: 1,
+            expires: None,
+        };
+        let json = serde_json::to_string(&record).expect("json");
+        assert!(apply(&shared, &keys, &keys.token("ops"), Some(&json)));
+        assert_eq!(shared.token("ops"), Some(record));
+        assert!(apply(&shared, &keys, &keys.token("ops"), None));
+        assert_eq!(shared.token("ops"), None, "revoked");
+        // An unreadable record is no token.
+        apply(&shared, &keys, &keys.token("bad"), Some("{"));
+        assert_eq!(shared.token("bad"), None);
+
+        let rotation = KeyRotation::starting("k1", 0, Duration::from_secs(60));
+        let json = serde_json::to_string(&rotation).expect("json");
+        assert!(apply(&shared, &keys, &keys.key_rotation(), Some(&json)));
+        assert!(apply(&shared, &keys, &keys.secret(), Some("k2")));
+        assert_eq!(shared.accepted_keys(Millis(1)), vec!["k1", "k2"]);
+        assert_eq!(shared.accepted_keys(Millis(60_000)), vec!["k2"]);
+        // A deleted key leaves the agent with the one it has.
+        apply(&shared, &keys, &keys.secret(), None);
+        assert_eq!(shared.signing_key(Millis(60_000)), "k2");
+        assert!(!apply(&shared, &keys, &keys.config(), Some("{}")));
+    }
+}
