@@ -257,15 +257,21 @@ impl Exchange {
             knowledge.gossip.bytes_sent += sent;
             knowledge.gossip.bytes_received += answer.body.len() as u64;
             let keys = self.shared.accepted_keys(now());
-            return wire::open(
+            let opened = wire::open(
                 &keys,
                 answer.credentials(),
                 &answer.body,
                 now(),
                 &mut knowledge.gossip_replay,
-            )
-            .map(|message| message.body)
-            .map_err(|r| format!("answer refused: {}", r.as_str()));
+            );
+            if let Err(rejection) = &opened {
+                // Counted with the requests refused, so that the stats show every message
+                // this agent refused (a rotation must leave `bad_signature` at 0).
+                *knowledge.gossip.rejected.entry(rejection.as_str()).or_insert(0) += 1;
+            }
+            return opened
+                .map(|message| message.body)
+                .map_err(|r| format!("answer refused: {}", r.as_str()));
         }
         Err(failure)
     }

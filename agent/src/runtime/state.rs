@@ -185,7 +185,8 @@ pub struct GossipStats {
     /// Bytes of the gossip bodies this agent sent (requests and answers) and received.
     pub bytes_sent: u64,
     pub bytes_received: u64,
-    /// Refused messages by reason (`unauthenticated`, `bad_signature`, `stale`, ...).
+    /// Refused messages by reason (`unauthenticated`, `bad_signature`, `stale`, ...): the
+    /// requests this agent received and the answers to its own requests.
     pub rejected: BTreeMap<&'static str, u64>,
 }
 
