@@ -47,6 +47,8 @@ pub struct JoinSettings {
     pub publish_ip: IpAddr,
     /// Start the autonomic loop at once instead of waiting for a `start` command.
     pub start: bool,
+    /// Refuse the deprecated bearer secret on state-changing routes (`gru join --signed-only`).
+    pub signed_only: bool,
     /// This node's Docker config.json for pulls (`gru join --registry-auth-file`); wins over
     /// the configuration's `Docker.RegistryAuthFile`.
     pub registry_auth_file: Option<std::path::PathBuf>,
@@ -188,6 +190,7 @@ pub async fn run(
         )),
     ));
     crate::runtime::credentials::load(&store, &keys, &shared).await?;
+    shared.set_signed_only(settings.signed_only);
     // A drain outlives the agent: a restarted agent goes on draining (or stays drained).
     match store.get(&keys.drain(&settings.node)).await {
         Ok(Some(entry)) => {

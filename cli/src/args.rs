@@ -342,6 +342,13 @@ pub struct JoinArgs {
     #[arg(long)]
     pub start: bool,
 
+    /// Accept only signed state-changing requests (an operator token, or the cluster key):
+    /// refuse the deprecated `Authorization: Bearer <cluster secret>`, which has no replay
+    /// protection. Gru's clients, scripts and the web console's actions, which send the
+    /// bearer secret, are then refused (401).
+    #[arg(long, env = "GRU_SIGNED_ONLY")]
+    pub signed_only: bool,
+
     /// A Docker config.json on this node (as `docker login` writes it): its `auths` entry for
     /// an image's registry gives the credentials of pulls of services without `Pull.Auth`.
     /// Wins over the configuration's `Docker.RegistryAuthFile`; read at each pull.

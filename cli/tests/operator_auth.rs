@@ -211,6 +211,27 @@ fn tokens_are_refused_when_read_only_expired_revoked_or_replayed() {
         "the direct and the relayed start, each recorded once as sent by ops: {by_ops:?}"
     );
 
+    // An agent joined with --signed-only (GRU_SIGNED_ONLY) refuses the bearer secret and
+    // takes a signed request.
+    let strict = bed.agent("n2").env("GRU_SIGNED_ONLY", "true").spawn();
+    let bearer = vec![("Authorization", format!("Bearer {}", bed.secret))];
+    let (status, answer) = post(strict.port, "/gru/v1/commands", &bearer, body);
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer.contains("signed requests only"), "{answer}");
+    assert_eq!(
+        post(port, "/gru/v1/commands", &bearer, body).0,
+        202,
+        "n1 takes it"
+    );
+    let (status, answer) = post(
+        strict.port,
+        "/gru/v1/commands",
+        &signed(&Signer::Token(ops.clone()), "/gru/v1/commands", body),
+        body,
+    );
+    assert_eq!(status, 202, "{answer}");
+    drop(strict);
+
     // The short-lived token works until it expires, then is refused.
     let brief_body = br#"{"name":"update"}"#;
     if brief_made.elapsed() < Duration::from_secs(2) {

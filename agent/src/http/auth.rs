@@ -70,6 +70,8 @@ pub enum AuthFailure {
     Missing,
     /// A bearer value that is not the cluster secret: 403.
     WrongSecret,
+    /// A bearer secret, to an agent that accepts signed requests only: 401.
+    BearerRefused,
     /// No token of that name (never created, or revoked): 403.
     UnknownToken(String),
     /// The token expired at that time (ms): 403.
@@ -92,6 +94,10 @@ impl From<AuthFailure> for ApiError {
             AuthFailure::WrongSecret => {
                 forbidden("the presented secret is not the cluster's".into())
             }
+            AuthFailure::BearerRefused => ApiError::unauthenticated(
+                "this agent accepts signed requests only (gru join --signed-only): sign the \
+                 request with an operator token (`gru token create`), not the bearer secret",
+            ),
             AuthFailure::UnknownToken(name) => forbidden(format!(
                 "no token named {name} in this cluster (revoked, or never created: see `gru token list`)"
             )),
@@ -150,6 +156,8 @@ fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 pub struct Authority<'a> {
     pub token: &'a dyn Fn(&str) -> Option<common::auth::TokenRecord>,
     pub secret_matches: &'a dyn Fn(&str) -> bool,
+    /// Refuse the bearer secret altogether.
+    pub signed_only: bool,
     pub now: Millis,
 }
 
@@ -210,6 +218,9 @@ pub fn authorize(
         return Ok(operator(name, Proof::ClusterKey(signed()?)));
     }
     let secret = bearer_token(headers).ok_or(AuthFailure::Missing)?;
+    if authority.signed_only {
+        return Err(AuthFailure::BearerRefused);
+    }
     if (authority.secret_matches)(secret) {
         Ok(operator(BEARER_SIGNER, Proof::Bearer))
     } else {
@@ -276,6 +287,7 @@ impl FromRequestParts<ApiState> for Operator {
         let authority = Authority {
             token: &|name| shared.token(name),
             secret_matches: &|presented| shared.secret_matches(presented, now),
+            signed_only: shared.signed_only(),
             now,
         };
         // The path as the client sent it: inside the nested `/gru/v1` router `parts.uri`
@@ -354,12 +366,39 @@ mod tests {
     }
 
     fn check(headers: &HeaderMap, now: u64) -> Result<Operator, AuthFailure> {
+        check_with(headers, now, false)
+    }
+
+    fn check_with(
+        headers: &HeaderMap,
+        now: u64,
+        signed_only: bool,
+    ) -> Result<Operator, AuthFailure> {
         let authority = Authority {
             token: &lookup,
             secret_matches: &|token| token == "s3cret",
+            signed_only,
             now: Millis(now),
         };
         authorize(headers, "POST", "/gru/v1/commands", &authority)
+    }
+
+    #[test]
+    fn a_signed_only_agent_refuses_the_bearer_secret_and_takes_a_token() {
+        let right = bearer(Some(b"Bearer s3cret"));
+        assert_eq!(
+            check_with(&right, 0, true).map(|o| o.name),
+            Err(AuthFailure::BearerRefused)
+        );
+        let signed = signed_by(&Signer::Token(token("ops", 1)), 0, "s", b"{}");
+        assert_eq!(
+            check_with(&signed, 0, true).map(|o| o.name),
+            Ok("ops".into())
+        );
+        assert_eq!(
+            ApiError::from(AuthFailure::BearerRefused).status,
+            StatusCode::UNAUTHORIZED
+        );
     }
 
     fn signed_by(signer: &Signer, at: u64, nonce: &str, body: &[u8]) -> HeaderMap {

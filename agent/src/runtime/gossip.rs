@@ -267,7 +267,11 @@ impl Exchange {
             if let Err(rejection) = &opened {
                 // Counted with the requests refused, so that the stats show every message
                 // this agent refused (a rotation must leave `bad_signature` at 0).
-                *knowledge.gossip.rejected.entry(rejection.as_str()).or_insert(0) += 1;
+                *knowledge
+                    .gossip
+                    .rejected
+                    .entry(rejection.as_str())
+                    .or_insert(0) += 1;
             }
             return opened
                 .map(|message| message.body)

@@ -345,6 +345,8 @@ pub struct Shared {
     keyring: Mutex<Keyring>,
     /// The operator tokens' records by name, kept current by the daemon's etcd watch.
     tokens: Mutex<BTreeMap<String, TokenRecord>>,
+    /// Refuse the deprecated bearer secret (`gru join --signed-only`).
+    signed_only: std::sync::atomic::AtomicBool,
     knowledge: Mutex<Knowledge>,
     /// Counters for `/metrics` and the InfluxDB sink; never blocks its callers.
     pub telemetry: crate::telemetry::Telemetry,
@@ -370,6 +372,7 @@ impl Shared {
             address: address.to_owned(),
             keyring: Mutex::new(Keyring::new(secret)),
             tokens: Mutex::new(BTreeMap::new()),
+            signed_only: std::sync::atomic::AtomicBool::new(false),
             knowledge: Mutex::new(Knowledge::new(window)),
             telemetry: crate::telemetry::Telemetry::new(),
             fresh_metrics: tokio::sync::Notify::new(),
@@ -434,6 +437,16 @@ impl Shared {
     /// Every token's record, as read again after the watch was down.
     pub fn replace_tokens(&self, records: BTreeMap<String, TokenRecord>) {
         *self.tokens() = records;
+    }
+
+    /// Whether only signed state-changing requests are accepted (no bearer secret).
+    pub fn signed_only(&self) -> bool {
+        self.signed_only.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn set_signed_only(&self, signed_only: bool) {
+        self.signed_only
+            .store(signed_only, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The record of the token named `name`, if it exists (expired or not).
