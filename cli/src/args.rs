@@ -172,7 +172,7 @@ pub enum Command {
     #[command(subcommand)]
     Token(TokenCommand),
 
-    /// The cluster key that agents sign gossip and liveness proofs with.
+    /// The cluster key that agents sign gossip, liveness proofs and hook calls with: rotate it.
     #[command(subcommand)]
     Secret(SecretCommand),
 
@@ -233,6 +233,7 @@ pub enum TokenCommand {
     ///
     /// Example: `export GRU_TOKEN=$(gru token create shop --role operate --ttl 12h --name ci)`.
     Create {
+        /// The cluster's name.
         cluster: String,
         /// read (read routes only) or operate (may change things).
         #[arg(long)]
@@ -245,9 +246,17 @@ pub enum TokenCommand {
         name: Option<String>,
     },
     /// List the cluster's tokens: name, role, created, expires (never the token).
-    List { cluster: String },
+    List {
+        /// The cluster's name.
+        cluster: String,
+    },
     /// Delete a token: agents refuse it as soon as their etcd watch tells them.
-    Revoke { cluster: String, name: String },
+    Revoke {
+        /// The cluster's name.
+        cluster: String,
+        /// The token's name (as `gru token list` shows it).
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -258,8 +267,10 @@ pub enum SecretCommand {
     /// the old and the new key at once, sign with the new one 5 s later, and accept only
     /// the new one once the overlap is over. Refused while a previous rotation's overlap
     /// lasts. Clients still sending the old key as `Authorization: Bearer` (scripts, the
-    /// web console) must switch within the overlap.
+    /// web console), and webhook receivers checking X-Gru-Signature, must switch within
+    /// the overlap.
     Rotate {
+        /// The cluster's name.
         cluster: String,
         /// How long the old key stays accepted: 15s at least; 90s, 15m, 12h, ... [default: 10m]
         #[arg(long)]
