@@ -99,7 +99,8 @@ impl From<AuthFailure> for ApiError {
                  request with an operator token (`gru token create`), not the bearer secret",
             ),
             AuthFailure::UnknownToken(name) => forbidden(format!(
-                "no token named {name} in this cluster (revoked, or never created: see `gru token list`)"
+                "no token named {} in this cluster (revoked, or never created: see `gru token list`)",
+                super::error::shortened(&name, 128)
             )),
             AuthFailure::Expired(name, at) => forbidden(format!(
                 "token {name} expired at {at} ms since the epoch (create another with `gru token create`)"
