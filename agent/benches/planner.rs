@@ -429,13 +429,14 @@ fn view_cases(runs: Runs) -> ViewFigures {
         let timestamp = now.0.to_string();
         let nonce = format!("nonce-{i}");
         let signature = wire::sign(SECRET, &timestamp, &nonce, &body);
+        let keys = [SECRET.to_owned()];
         let credentials = Credentials {
             timestamp: Some(&timestamp),
             nonce: Some(&nonce),
             signature: Some(&signature),
         };
         let began = Instant::now();
-        let opened = wire::open(SECRET, credentials, black_box(&body), now, &mut replay)
+        let opened = wire::open(&keys, credentials, black_box(&body), now, &mut replay)
             .unwrap_or_else(|why| panic!("the bench's own message was refused: {why:?}"));
         let Body::Push { reports, wants } = opened.body else {
             panic!("the bench's own push opened as something else");

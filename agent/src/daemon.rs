@@ -51,6 +51,8 @@ pub struct JoinSettings {
     pub publish_ip: IpAddr,
     /// Start the autonomic loop at once instead of waiting for a `start` command.
     pub start: bool,
+    /// Refuse the deprecated bearer secret on state-changing routes (`gru join --signed-only`).
+    pub signed_only: bool,
     /// This node's Docker config.json for pulls (`gru join --registry-auth-file`); wins over
     /// the configuration's `Docker.RegistryAuthFile`.
     pub registry_auth_file: Option<std::path::PathBuf>,
@@ -227,6 +229,8 @@ pub async fn run(
             config.autonomic.loop_time_interval_secs.max(1),
         )),
     ));
+    crate::runtime::credentials::load(&store, &keys, &shared).await?;
+    shared.set_signed_only(settings.signed_only);
     // A drain outlives the agent: a restarted agent goes on draining (or stays drained).
     match store.get(&keys.drain(&settings.node)).await {
         Ok(Some(entry)) => {
@@ -293,6 +297,11 @@ pub async fn run(
                 match event {
                     WatchEvent::Resynced => {
                         // Changes may have been missed: read the peers again, reload.
+                        if let Err(err) =
+                            crate::runtime::credentials::load(&store, &keys, &shared).await
+                        {
+                            tracing::warn!(error = %err, "cannot read the cluster key and tokens again");
+                        }
                         if let Ok(entries) = store.get_prefix(&keys.nodes_prefix()).await {
                             // Nodes that vanished while the watch was down were lost too.
                             shared.knowledge().peers.resync(
@@ -313,6 +322,14 @@ pub async fn run(
                                         node == shared.node
                                             && field == common::keys::NodeField::Constraints
                                     });
+                                if crate::runtime::credentials::apply(
+                                    &shared,
+                                    &keys,
+                                    key,
+                                    value.as_deref(),
+                                ) {
+                                    continue;
+                                }
                                 knowledge.peers.apply(&keys, key, value.as_deref(), now());
                                 documents_changed |= own_constraints
                                     || *key == keys.config()
@@ -331,7 +348,6 @@ pub async fn run(
     };
     let gossip_task = tokio::spawn(crate::runtime::gossip::run(
         shared.clone(),
-        secret.clone(),
         rand::random(),
         cancel.child_token(),
     ));

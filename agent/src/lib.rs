@@ -16,7 +16,9 @@
 //! * [`tick`]: the exclusive part of a tick (repairs, fills, steps, targets) as a pure
 //!   function; the daemon and the simulator both drive it.
 //! * [`runtime`]: the agent's shared knowledge and commands, and the tasks that run it.
-//! * [`http`]: the agent's HTTP API: `/healthz` and Gru's `/gru/v1/...` routes (state changes need the cluster secret).
+//! * [`http`]: the agent's HTTP API: `/healthz` and Gru's `/gru/v1/...` routes (state
+//!   changes need a signed request: an operator token, or the cluster key).
+//! * [`signing`]: how a state-changing request is signed and checked (pure).
 //! * [`telemetry`]: counters for `GET /metrics` and the InfluxDB sink (bounded, batched).
 //! * [`daemon`]: composes the above into the foreground process `gru join` runs.
 
@@ -32,6 +34,7 @@ pub mod mape;
 pub mod membership;
 pub mod metrics_line;
 pub mod runtime;
+pub mod signing;
 pub mod store;
 pub mod telemetry;
 pub mod tick;

@@ -156,8 +156,25 @@ pub enum Command {
     /// when standard input is a terminal; otherwise, or with -c, runs a script: commands
     /// separated by `;` or newlines, every one run even after one failed; exits 64 if a
     /// line was not understood, 1 if a command failed. Commands reach the agents over
-    /// their HTTP API with the cluster secret from etcd, and report per node.
+    /// their HTTP API, signed with the operator token in GRU_TOKEN or --token-file (see
+    /// `gru token create`); without one, with the cluster key read from etcd (a warning
+    /// says so: whoever can read etcd can do that). Each reports per node.
     Manage(ManageArgs),
+
+    /// Operator tokens: create (printed once), list, revoke.
+    ///
+    /// A token signs the requests `gru manage` sends to the agents (give it with GRU_TOKEN
+    /// or `gru manage --token-file`). etcd keeps its public key, role and expiry under
+    /// /gru/<cluster>/tokens/<name>, never the token. Role `read` may only call read
+    /// routes (status, why, events, ...); `operate` may change things. Agents refuse a
+    /// revoked token as soon as their etcd watch delivers the deletion, an expired one from
+    /// its expiry on.
+    #[command(subcommand)]
+    Token(TokenCommand),
+
+    /// The cluster key that agents sign gossip, liveness proofs and hook calls with: rotate it.
+    #[command(subcommand)]
+    Secret(SecretCommand),
 
     /// Take a drained node out of the cluster: its agent stops and revokes its lease.
     ///
@@ -204,6 +221,61 @@ pub struct ManageArgs {
     /// Output of every command: text (tables) or json (one document per command, per line).
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+
+    /// File holding the operator token to sign commands with (instead of GRU_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token and print it once on standard output (the rest goes to stderr).
+    ///
+    /// Example: `export GRU_TOKEN=$(gru token create shop --role operate --ttl 12h --name ci)`.
+    Create {
+        /// The cluster's name.
+        cluster: String,
+        /// read (read routes only) or operate (may change things).
+        #[arg(long)]
+        role: String,
+        /// Lifetime: 90s, 15m, 12h, 30d (plain numbers are seconds) [default: no expiry]
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Its name, recorded with every command it signs [default: <role>-<6 hex digits>]
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the cluster's tokens: name, role, created, expires (never the token).
+    List {
+        /// The cluster's name.
+        cluster: String,
+    },
+    /// Delete a token: agents refuse it as soon as their etcd watch tells them.
+    Revoke {
+        /// The cluster's name.
+        cluster: String,
+        /// The token's name (as `gru token list` shows it).
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Replace the cluster key without downtime.
+    ///
+    /// Writes a new key; agents learn of it through their etcd watch (no restart), accept
+    /// the old and the new key at once, sign with the new one 5 s later, and accept only
+    /// the new one once the overlap is over. Refused while a previous rotation's overlap
+    /// lasts. Clients still sending the old key as `Authorization: Bearer` (scripts, the
+    /// web console), and webhook receivers checking X-Gru-Signature, must switch within
+    /// the overlap.
+    Rotate {
+        /// The cluster's name.
+        cluster: String,
+        /// How long the old key stays accepted: 15s at least; 90s, 15m, 12h, ... [default: 10m]
+        #[arg(long)]
+        overlap: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -280,6 +352,13 @@ pub struct JoinArgs {
     /// a `start` command, Gru's `start agent`).
     #[arg(long)]
     pub start: bool,
+
+    /// Accept only signed state-changing requests (an operator token, or the cluster key):
+    /// refuse the deprecated `Authorization: Bearer <cluster secret>`, which has no replay
+    /// protection. Gru's clients, scripts and the web console's actions, which send the
+    /// bearer secret, are then refused (401).
+    #[arg(long, env = "GRU_SIGNED_ONLY")]
+    pub signed_only: bool,
 
     /// A Docker config.json on this node (as `docker login` writes it): its `auths` entry for
     /// an image's registry gives the credentials of pulls of services without `Pull.Auth`.

@@ -1424,6 +1424,16 @@ fn every_state_changing_route_refuses_missing_wrong_and_replayed_credentials() {
     }
     let bed = Cluster::start("creds", lone_config());
     let secret = bed.secret.clone();
+    let created = support::expect_code(
+        &bed.endpoints(),
+        &[
+            "token", "create", &bed.name, "--role", "operate", "--name", "ops",
+        ],
+        0,
+    );
+    let ops = gru_agent::signing::Signer::Token(
+        common::auth::OperatorToken::parse(&String::from_utf8_lossy(&created.stdout)).unwrap(),
+    );
     // At debug, the agent logs every request and every refusal.
     let agent = bed.agent("n1").rust_log("debug").spawn();
     let port = agent.port;
@@ -1507,9 +1517,28 @@ fn every_state_changing_route_refuses_missing_wrong_and_replayed_credentials() {
             wait_until(Duration::from_secs(5), effect).is_some(),
             "{path}: the accepted request took no effect"
         );
-        // A bearer token is the secret itself: the same request again is not a replay to
-        // refuse (there is no replay protection on these routes).
+        // The deprecated bearer form is the secret itself: the same request again is not a
+        // replay the agent can tell apart (it has no timestamp or nonce).
         replays.push((path, post(port, path, &bearer(&bed.secret), body)));
+        // A signed request (an operator token) is accepted once; the same request again
+        // is refused as a replay, and so is one signed for another route.
+        let signed_by_ops = ops.headers("POST", path, body, epoch_ms(), &format!("{path}-once"));
+        assert_eq!(
+            post(port, path, &signed_by_ops, body),
+            Some(ok),
+            "{path}: signed by a token"
+        );
+        assert_eq!(
+            post(port, path, &signed_by_ops, body),
+            Some(409),
+            "{path}: a replayed signed request"
+        );
+        let elsewhere = ops.headers("POST", "/gru/v1/elsewhere", body, epoch_ms(), "moved");
+        assert_eq!(
+            post(port, path, &elsewhere, body),
+            Some(403),
+            "{path}: signed for another route"
+        );
     }
 
     // Gossip: HMAC over method, path, timestamp, nonce and body.
@@ -1646,9 +1675,11 @@ fn every_state_changing_route_refuses_missing_wrong_and_replayed_credentials() {
             "credentials: {} state-changing routes (read from the router) each refuse missing (401), \
          wrong and near-miss (403) credentials; gossip refuses a missing header (401), a wrong \
          key or body (403), stale, future and replayed messages (409); {probed} \
-         method/route pairs probed without credentials: 401 where state changes, else 405; bearer replays answered {replays:?} (no replay \
-         protection: the token is the secret); neither the secret nor presented tokens in \
-         the debug log",
+         method/route pairs probed without credentials: 401 where state changes, else 405; \
+         token-signed requests accepted once, their replays refused (409) and a signature for \
+         another route refused (403); deprecated bearer replays answered {replays:?} (no \
+         replay protection: the bearer value is the secret); neither the secret nor \
+         presented tokens in the debug log",
             covered.len()
         ),
     );

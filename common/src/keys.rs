@@ -2,7 +2,10 @@
 //!
 //! ```text
 //! /gru/<cluster>/uuid                          cluster id (gru create)
-//! /gru/<cluster>/secret                        cluster secret: authenticates agents to each other
+//! /gru/<cluster>/secret                        cluster key: authenticates agents to each other
+//! /gru/<cluster>/key-rotation                  the rotation under way (common::auth::KeyRotation)
+//! /gru/<cluster>/tokens/<name>                 an operator token's public key, role, expiry
+//!                                              (common::auth::TokenRecord)
 //! /gru/<cluster>/config                        agent configuration (canonical JSON)
 //! /gru/<cluster>/policy                        policy configuration
 //! /gru/<cluster>/services/<service>            service descriptor
@@ -95,6 +98,21 @@ impl ClusterKeys {
 
     pub fn secret(&self) -> String {
         format!("{}secret", self.prefix())
+    }
+
+    /// `/gru/<cluster>/key-rotation`: the previous cluster key and the overlap window.
+    pub fn key_rotation(&self) -> String {
+        format!("{}key-rotation", self.prefix())
+    }
+
+    /// `/gru/<cluster>/tokens/`: every operator token of the cluster.
+    pub fn tokens_prefix(&self) -> String {
+        format!("{}tokens/", self.prefix())
+    }
+
+    /// `/gru/<cluster>/tokens/<name>`: one token's record (never the token).
+    pub fn token(&self, name: &str) -> String {
+        format!("{}{name}", self.tokens_prefix())
     }
 
     pub fn config(&self) -> String {
@@ -327,6 +345,9 @@ mod tests {
             (k.prefix(), "/gru/myCluster/"),
             (k.uuid(), "/gru/myCluster/uuid"),
             (k.secret(), "/gru/myCluster/secret"),
+            (k.key_rotation(), "/gru/myCluster/key-rotation"),
+            (k.tokens_prefix(), "/gru/myCluster/tokens/"),
+            (k.token("ops"), "/gru/myCluster/tokens/ops"),
             (k.config(), "/gru/myCluster/config"),
             (k.policy(), "/gru/myCluster/policy"),
             (k.services_prefix(), "/gru/myCluster/services/"),

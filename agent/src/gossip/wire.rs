@@ -265,7 +265,7 @@ pub struct ReplayGuard {
 
 impl ReplayGuard {
     /// Records `nonce` at `now`; false if it was already seen within the window.
-    fn admit(&mut self, nonce: &str, now: Millis) -> bool {
+    pub(crate) fn admit(&mut self, nonce: &str, now: Millis) -> bool {
         while let Some((at, _)) = self.order.front() {
             if now.since(*at) > FRESHNESS * 2 || self.order.len() >= REPLAY_MEMORY {
                 if let Some((_, old)) = self.order.pop_front() {
@@ -302,7 +302,7 @@ pub fn precheck(credentials: Credentials<'_>, now: Millis) -> Result<(), Rejecti
 }
 
 /// The three credentials, all there and of sane length: (timestamp, nonce, signature).
-fn present(credentials: Credentials<'_>) -> Result<(&str, &str, &str), Rejection> {
+pub(crate) fn present(credentials: Credentials<'_>) -> Result<(&str, &str, &str), Rejection> {
     let (Some(timestamp), Some(nonce), Some(signature)) = (
         credentials.timestamp,
         credentials.nonce,
@@ -317,7 +317,7 @@ fn present(credentials: Credentials<'_>) -> Result<(&str, &str, &str), Rejection
 }
 
 /// A timestamp (ms since the epoch) within [`FRESHNESS`] of `now`.
-fn fresh(timestamp: &str, now: Millis) -> Result<(), Rejection> {
+pub(crate) fn fresh(timestamp: &str, now: Millis) -> Result<(), Rejection> {
     let sent: u64 = timestamp.parse().map_err(|_| Rejection::Malformed)?;
     if Duration::from_millis(now.0.abs_diff(sent)) > FRESHNESS {
         return Err(Rejection::Stale);
@@ -325,11 +325,12 @@ fn fresh(timestamp: &str, now: Millis) -> Result<(), Rejection> {
     Ok(())
 }
 
-/// Checks a received message completely: size, authentication, freshness, replay, shape.
+/// Checks a received message completely: size, authentication (under one of `keys`),
+/// freshness, replay, shape.
 /// The signature is checked before the nonce is remembered, so forged messages cannot
 /// fill the replay memory.
 pub fn open(
-    secret: &str,
+    keys: &[String],
     credentials: Credentials<'_>,
     body: &[u8],
     now: Millis,
@@ -340,9 +341,14 @@ pub fn open(
     }
     let (timestamp, nonce, signature) = present(credentials)?;
     let signature = hex::decode(signature).map_err(|_| Rejection::BadSignature)?;
-    mac(secret, timestamp, nonce, body)
-        .verify_slice(&signature)
-        .map_err(|_| Rejection::BadSignature)?;
+    // Any of the accepted keys (two during a rotation's overlap).
+    if !keys.iter().any(|key| {
+        mac(key, timestamp, nonce, body)
+            .verify_slice(&signature)
+            .is_ok()
+    }) {
+        return Err(Rejection::BadSignature);
+    }
     fresh(timestamp, now)?;
     if !replay.admit(nonce, now) {
         return Err(Rejection::Replayed);
@@ -529,6 +535,10 @@ mod tests {
 
     const SECRET: &str = "0123456789abcdef";
 
+    fn keys() -> Vec<String> {
+        vec![SECRET.to_owned()]
+    }
+
     fn message() -> GossipMessage {
         GossipMessage {
             from: "n1".into(),
@@ -584,7 +594,7 @@ mod tests {
         let parts = signed(&body, 10_000, "abc");
         let mut replay = ReplayGuard::default();
         let opened = open(
-            SECRET,
+            &keys(),
             credentials(&parts),
             &body,
             Millis(10_500),
@@ -594,7 +604,7 @@ mod tests {
         assert_eq!(opened, message());
         assert_eq!(
             open(
-                SECRET,
+                &keys(),
                 credentials(&parts),
                 &body,
                 Millis(10_600),
@@ -610,7 +620,7 @@ mod tests {
         let mut replay = ReplayGuard::default();
         let now = Millis(100_000);
         assert_eq!(
-            open(SECRET, Credentials::default(), &body, now, &mut replay),
+            open(&keys(), Credentials::default(), &body, now, &mut replay),
             Err(Rejection::Unauthenticated)
         );
         let wrong = (
@@ -619,29 +629,35 @@ mod tests {
             sign("other", &now.0.to_string(), "n", &body),
         );
         assert_eq!(
-            open(SECRET, credentials(&wrong), &body, now, &mut replay),
+            open(&keys(), credentials(&wrong), &body, now, &mut replay),
             Err(Rejection::BadSignature)
         );
         let stale = signed(&body, now.0 - 31_000, "s");
         assert_eq!(
-            open(SECRET, credentials(&stale), &body, now, &mut replay),
+            open(&keys(), credentials(&stale), &body, now, &mut replay),
             Err(Rejection::Stale)
         );
         let good = signed(&body, now.0, "t");
         let mut tampered = body.clone();
         tampered[2] ^= 1;
         assert_eq!(
-            open(SECRET, credentials(&good), &tampered, now, &mut replay),
+            open(&keys(), credentials(&good), &tampered, now, &mut replay),
             Err(Rejection::BadSignature)
         );
         let junk = signed(b"{not gossip", now.0, "j");
         assert_eq!(
-            open(SECRET, credentials(&junk), b"{not gossip", now, &mut replay),
+            open(
+                &keys(),
+                credentials(&junk),
+                b"{not gossip",
+                now,
+                &mut replay
+            ),
             Err(Rejection::Malformed)
         );
         let huge = vec![b' '; MAX_MESSAGE_BYTES + 1];
         assert_eq!(
-            open(SECRET, credentials(&good), &huge, now, &mut replay),
+            open(&keys(), credentials(&good), &huge, now, &mut replay),
             Err(Rejection::TooLarge)
         );
     }
@@ -698,7 +714,7 @@ mod tests {
             let body = postcard::to_allocvec(&m).unwrap_or_default();
             let parts = signed(&body, now.0, &format!("m{i}"));
             assert_eq!(
-                open(SECRET, credentials(&parts), &body, now, &mut replay),
+                open(&keys(), credentials(&parts), &body, now, &mut replay),
                 Err(Rejection::Malformed),
                 "case {i}"
             );
@@ -708,7 +724,7 @@ mod tests {
         body.push(0);
         let parts = signed(&body, now.0, "trailing");
         assert_eq!(
-            open(SECRET, credentials(&parts), &body, now, &mut replay),
+            open(&keys(), credentials(&parts), &body, now, &mut replay),
             Err(Rejection::Malformed)
         );
     }

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //!   GET  /gru/v1/cluster                         nodes × their answers (1 s cache)   anyone
-//!   POST /gru/v1/cluster/nodes/{node}/commands   a command, passed to that node      secret
+//!   POST /gru/v1/cluster/nodes/{node}/commands   a command, passed to that node      operator
 //!   GET  /gru/v1/sd                              Prometheus http_sd_configs targets  anyone
 //! ```
 //!
@@ -266,17 +266,18 @@ pub async fn overview(State(state): State<ApiState>) -> Json<Overview> {
     Json(Overview::clone(&fresh))
 }
 
-/// `POST /gru/v1/cluster/nodes/{node}/commands`: the secret is checked here first, then
-/// the body goes to that node's `POST /gru/v1/commands` (with the secret, as `gru manage`
-/// sends it), and its answer comes back as it is.
+/// `POST /gru/v1/cluster/nodes/{node}/commands`: the operator is checked here first, then
+/// the body goes to that node's `POST /gru/v1/commands`, signed with the cluster key on
+/// the operator's behalf, and its answer comes back as it is.
 pub async fn node_command(
     State(state): State<ApiState>,
-    _operator: Operator,
+    operator: Operator,
     node: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let Path(node) = node?;
     let body = body?;
+    operator.verify(&state, &body)?;
     let peer = state.shared.knowledge().peers.nodes.get(&node).cloned();
     let peer = peer.ok_or_else(|| {
         ApiError::not_found(format!(
@@ -285,9 +286,20 @@ pub async fn node_command(
         ))
     })?;
     let authority = authority(&peer.address, peer.port);
-    let request = Request::post(format!("http://{authority}/gru/v1/commands"))
-        .header("authorization", format!("Bearer {}", state.shared.secret()))
-        .header("content-type", "application/json")
+    // Passed on signed with the cluster key, on behalf of whoever this agent authenticated,
+    // so the node records the operator's name and refuses a replay of what it receives.
+    let now = (state.clock)();
+    let relay = crate::signing::Signer::ClusterKey {
+        key: state.shared.signing_key(now),
+        on_behalf_of: operator.name.clone(),
+    };
+    let nonce = hex::encode(rand::random::<[u8; 16]>());
+    let mut request = Request::post(format!("http://{authority}/gru/v1/commands"))
+        .header("content-type", "application/json");
+    for (name, value) in relay.headers("POST", "/gru/v1/commands", &body, now.0, &nonce) {
+        request = request.header(name, value);
+    }
+    let request = request
         .body(Full::new(body))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let unreachable = |why: String| {

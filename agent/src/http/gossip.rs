@@ -40,8 +40,9 @@ pub async fn receive(State(state): State<ApiState>, headers: HeaderMap, body: Bo
     let now = (state.clock)();
     let shared = &state.shared;
     let mut knowledge = shared.knowledge();
+    let keys = shared.accepted_keys(now);
     let opened = wire::open(
-        shared.secret(),
+        &keys,
         credentials,
         &bytes,
         now,
@@ -101,7 +102,7 @@ pub async fn receive(State(state): State<ApiState>, headers: HeaderMap, body: Bo
     shared.knowledge().gossip.bytes_sent += body.len() as u64;
     let timestamp = now.0.to_string();
     let nonce = hex::encode(rand::random::<[u8; 16]>());
-    let signature = wire::sign(shared.secret(), &timestamp, &nonce, &body);
+    let signature = wire::sign(&shared.signing_key(now), &timestamp, &nonce, &body);
     let mut response = (StatusCode::OK, body).into_response();
     let headers = response.headers_mut();
     for (name, value) in [

@@ -20,12 +20,12 @@
 //!   GET  /gru/v1/history?since=MS&samples=B    15 min of samples and decisions     anyone
 //!   GET  /gru/v1/cluster                       every node's instances, decisions   anyone
 //!   GET  /gru/v1/sd                            Prometheus http_sd_configs targets  anyone
-//!   POST /gru/v1/cluster/nodes/{node}/commands a command for that node             secret
+//!   POST /gru/v1/cluster/nodes/{node}/commands a command for that node             operator
 //!   GET  /ui                                   the web console (ui.rs)             anyone
-//!   POST /gru/v1/stats/user/{service}/{metric} push a value: 200, 400, 404, 429    secret
+//!   POST /gru/v1/stats/user/{service}/{metric} push a value: 200, 400, 404, 429    operator
 //!   POST /gru/v1/gossip                        a friend's view; answers with ours    HMAC
 //!   GET  /gru/v1/gossip                        peers, cluster view, gossip counters
-//!   POST /gru/v1/commands                      an AgentCommand, or Gru's           secret
+//!   POST /gru/v1/commands                      an AgentCommand, or Gru's           operator
 //!                                              {Name, Target, Object}: 202, 400, 404, 503
 //! ```
 //!
@@ -34,16 +34,19 @@
 //!
 //! * `views.rs`: the read routes' JSON shapes, built from the knowledge by plain functions;
 //! * `push.rs`: what a valid push is and how it lands in the knowledge (names, caps);
-//! * `auth.rs`: the cluster secret as `Authorization: Bearer` (401 missing, 403 wrong);
+//! * `auth.rs`: who may change state ("operator" above): a request signed with an
+//!   operator token of the operate role or with the cluster key (timestamp, nonce,
+//!   signature; replays refused), or the deprecated `Authorization: Bearer <secret>`;
 //! * `error.rs`: the one error shape, `{"error": "..."}`, also for axum's rejections;
 //! * `routes.rs`: the handlers, thin, gluing the above to axum;
 //! * `cluster.rs`: the whole cluster as any agent sees it (the nodes from etcd, each
 //!   node's own read routes), commands passed on to a node, Prometheus service discovery;
 //! * `ui.rs`: the web console, embedded in the binary.
 //!
-//! Reads need no secret: they show what the agent would tell any friend, and health checks
-//! and dashboards should not hold the cluster's key. Anything that changes the agent's
-//! state requires it, checked before the body is read. Bodies are capped at
+//! Reads need no credentials: they show what the agent would tell any friend, and health
+//! checks and dashboards should not hold the cluster's key. Anything that changes the
+//! agent's state requires an operator, whose headers are checked before the body is read
+//! and whose signature once it is. Bodies are capped at
 //! [`MAX_BODY_BYTES`] (413 beyond); unknown routes are 404 and wrong methods 405, in the
 //! same JSON shape. No handler unwraps, indexes or does arithmetic that could panic on
 //! what a client sends, and none waits: a full command queue is 503 with `Retry-After`.
@@ -99,6 +102,8 @@ struct ApiState {
     peers: cluster::PeerClient,
     /// The latest cluster overview (`cluster::overview`).
     overview: cluster::OverviewCache,
+    /// Nonces of signed operator requests (`auth.rs`).
+    operator_replay: auth::OperatorReplay,
 }
 
 /// The API over `shared`. Commands go to the loop through `commands`; `clock` dates pushed
@@ -117,6 +122,7 @@ pub fn router(
         )),
         peers: cluster::peer_client(),
         overview: cluster::OverviewCache::default(),
+        operator_replay: auth::OperatorReplay::default(),
     };
     let api = Router::new()
         .route("/node", get(routes::node))

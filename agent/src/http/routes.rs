@@ -193,14 +193,16 @@ pub struct Recorded {
 
 pub async fn push_metric(
     State(state): State<ApiState>,
-    _operator: Operator,
+    operator: Operator,
     path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Recorded> {
+    let body = body?;
+    operator.verify(&state, &body)?;
     let Path((service, metric)) = path?;
     push::check_service_name(&service)?;
     push::check_metric_name(&metric)?;
-    let value = push::parse_value(&body?)?;
+    let value = push::parse_value(&body)?;
     let at = (state.clock)();
     push::record(&mut state.shared.knowledge(), &service, &metric, value, at)?;
     state.shared.fresh_metrics.notify_one();
@@ -221,10 +223,11 @@ pub struct Accepted {
 
 pub async fn command(
     State(state): State<ApiState>,
-    _operator: Operator,
+    operator: Operator,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let body = body?;
+    operator.verify(&state, &body)?;
     let not_a_command =
         |err: String| ApiError::bad_request(format!("the body is not a command: {err}"));
     let value: serde_json::Value =
@@ -283,7 +286,12 @@ pub async fn command(
     }
     match state.commands.try_send(command.clone()) {
         Ok(()) => {
-            tracing::info!(?command, "command accepted");
+            tracing::info!(?command, by = %operator.name, "command accepted");
+            let at = (state.clock)();
+            state
+                .shared
+                .knowledge()
+                .record_action(command_record(&command, &operator.name, at));
             Ok((StatusCode::ACCEPTED, Json(Accepted { accepted: command })))
         }
         Err(TrySendError::Full(_)) => Err(ApiError::unavailable(format!(
@@ -293,6 +301,28 @@ pub async fn command(
         Err(TrySendError::Closed(_)) => Err(ApiError::unavailable(
             "the agent's loop is not taking commands (it is shutting down or has stopped)",
         )),
+    }
+}
+
+/// An accepted command as `events` shows it: `command <name>`, the service it names, and
+/// who sent it (the token's name, or how it was authenticated).
+fn command_record(command: &AgentCommand, by: &str, at: Millis) -> crate::runtime::ActionRecord {
+    let value = serde_json::to_value(command).unwrap_or_default();
+    let name = value["name"].as_str().unwrap_or("command").to_owned();
+    let service = match command {
+        AgentCommand::StartService { service } | AgentCommand::StopService { service } => {
+            service.clone()
+        }
+        AgentCommand::SetBaseServices { services } => services.join(","),
+        _ => "-".to_owned(),
+    };
+    crate::runtime::ActionRecord {
+        at,
+        action: format!("command {name}"),
+        service,
+        instance: None,
+        result: "accepted".to_owned(),
+        reason: Some(format!("by {by}")),
     }
 }
 

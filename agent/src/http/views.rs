@@ -44,7 +44,12 @@ impl Health {
         let proof = challenge
             .filter(|c| crate::runtime::liveness::challenge_is_valid(c))
             .map(|c| {
-                crate::runtime::liveness::proof(shared.secret(), c, &shared.cluster, &shared.node)
+                crate::runtime::liveness::proof(
+                    &shared.signing_key(crate::runtime::autonomic::now()),
+                    c,
+                    &shared.cluster,
+                    &shared.node,
+                )
             });
         Health {
             status: "ok",

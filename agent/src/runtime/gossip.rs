@@ -44,7 +44,7 @@ fn nonce(rng: &mut StdRng) -> String {
 }
 
 /// Runs gossip rounds until `cancel` fires.
-pub async fn run(shared: Arc<Shared>, secret: String, seed: u64, cancel: CancellationToken) {
+pub async fn run(shared: Arc<Shared>, seed: u64, cancel: CancellationToken) {
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let mut rng = StdRng::seed_from_u64(seed);
     loop {
@@ -69,7 +69,7 @@ pub async fn run(shared: Arc<Shared>, secret: String, seed: u64, cancel: Cancell
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
         }
-        round(&shared, &client, &secret, &mut rng, interval, max_friends).await;
+        round(&shared, &client, &mut rng, interval, max_friends).await;
     }
 }
 
@@ -85,7 +85,6 @@ struct Friend {
 pub async fn round(
     shared: &Arc<Shared>,
     client: &HttpClient,
-    secret: &str,
     rng: &mut StdRng,
     interval: Duration,
     max_friends: usize,
@@ -139,7 +138,7 @@ pub async fn round(
         let exchange = Exchange {
             shared: Arc::clone(shared),
             client: client.clone(),
-            secret: secret.to_owned(),
+            secret: shared.signing_key(now),
             nonces: (0..2 * digest::LEG_ATTEMPTS).map(|_| nonce(rng)).collect(),
             buckets,
         };
@@ -169,6 +168,7 @@ pub async fn round(
 struct Exchange {
     shared: Arc<Shared>,
     client: HttpClient,
+    /// The cluster key this round signs with.
     secret: String,
     /// One per attempt: `digest::LEG_ATTEMPTS` for each leg.
     nonces: Vec<String>,
@@ -256,15 +256,26 @@ impl Exchange {
             let knowledge = &mut *knowledge;
             knowledge.gossip.bytes_sent += sent;
             knowledge.gossip.bytes_received += answer.body.len() as u64;
-            return wire::open(
-                &self.secret,
+            let keys = self.shared.accepted_keys(now());
+            let opened = wire::open(
+                &keys,
                 answer.credentials(),
                 &answer.body,
                 now(),
                 &mut knowledge.gossip_replay,
-            )
-            .map(|message| message.body)
-            .map_err(|r| format!("answer refused: {}", r.as_str()));
+            );
+            if let Err(rejection) = &opened {
+                // Counted with the requests refused, so that the stats show every message
+                // this agent refused (a rotation must leave `bad_signature` at 0).
+                *knowledge
+                    .gossip
+                    .rejected
+                    .entry(rejection.as_str())
+                    .or_insert(0) += 1;
+            }
+            return opened
+                .map(|message| message.body)
+                .map_err(|r| format!("answer refused: {}", r.as_str()));
         }
         Err(failure)
     }
@@ -434,15 +445,7 @@ mod tests {
         );
         let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
         let mut rng = StdRng::seed_from_u64(1);
-        round(
-            &shared,
-            &client,
-            "s3cret",
-            &mut rng,
-            Duration::from_secs(1),
-            5,
-        )
-        .await;
+        round(&shared, &client, &mut rng, Duration::from_secs(1), 5).await;
         let stats = shared.knowledge().gossip.clone();
         (requests.load(Ordering::SeqCst), stats)
     }

@@ -149,7 +149,8 @@ pub fn spawn(shared: Arc<Shared>, hook: HookConfig, call: HookCall) -> JoinHandl
     tokio::spawn(async move {
         tracing::info!(hook = call.hook.label(), reason = %call.reason, wanted = call.wanted,
             node = call.node.as_deref().unwrap_or(""), "calling node hook");
-        let run = run(&hook, &call, shared.secret()).await;
+        let key = shared.signing_key(crate::runtime::autonomic::now());
+        let run = run(&hook, &call, &key).await;
         let result = run.result();
         if run.succeeded.is_some() {
             tracing::info!(hook = call.hook.label(), %result, "node hook done");

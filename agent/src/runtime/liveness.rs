@@ -4,6 +4,7 @@
 //! the cluster secret, was not lost; etcd lost its lease (see `super::peers`). Without the
 //! proof anything listening on a lost node's address could hold a repair back.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -66,7 +67,9 @@ struct Identity {
 #[derive(Clone)]
 pub struct Prober {
     client: Client<HttpConnector, Empty<Bytes>>,
-    secret: String,
+    /// The cluster keys a proof may be made with, read at each probe (a rotation's overlap
+    /// accepts two).
+    keys: Arc<dyn Fn() -> Vec<String> + Send + Sync>,
 }
 
 impl std::fmt::Debug for Prober {
@@ -78,11 +81,23 @@ impl std::fmt::Debug for Prober {
 impl Prober {
     /// A prober for a cluster whose secret is `secret` (never logged).
     pub fn new(secret: &str) -> Prober {
+        let secret = secret.to_owned();
+        Prober::with_keys(Arc::new(move || vec![secret.clone()]))
+    }
+
+    /// A prober that accepts the keys `shared` accepts at the time of each probe.
+    pub fn following(shared: Arc<crate::runtime::Shared>) -> Prober {
+        Prober::with_keys(Arc::new(move || {
+            shared.accepted_keys(crate::runtime::autonomic::now())
+        }))
+    }
+
+    fn with_keys(keys: Arc<dyn Fn() -> Vec<String> + Send + Sync>) -> Prober {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(PROBE_TIMEOUT));
         Prober {
             client: Client::builder(TokioExecutor::new()).build(connector),
-            secret: secret.to_owned(),
+            keys,
         }
     }
 
@@ -98,7 +113,7 @@ impl Prober {
         for (node, address, port) in candidates {
             let client = self.client.clone();
             let cluster = cluster.to_owned();
-            let secret = self.secret.clone();
+            let keys = (self.keys)();
             let challenge = new_challenge();
             probes.spawn(async move {
                 let answered = tokio::time::timeout(
@@ -109,7 +124,8 @@ impl Prober {
                 match answered {
                     Ok(Ok(who)) if who.cluster == cluster && who.node == node => {
                         let proven = who.proof.as_deref().is_some_and(|p| {
-                            proof_matches(&secret, &challenge, &cluster, &node, p)
+                            keys.iter()
+                                .any(|key| proof_matches(key, &challenge, &cluster, &node, p))
                         });
                         if !proven {
                             tracing::warn!(%node, %address, port, "an answer names the node but does not prove the cluster secret: not counted as alive");

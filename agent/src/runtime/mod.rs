@@ -1,8 +1,10 @@
 //! The agent at run time: its shared knowledge, the commands it takes, and the tasks that
 //! keep the knowledge current and act on it.
 //!
-//! * `state`: `Shared` (identity, secret) and `Knowledge` (config, metrics, instances,
+//! * `state`: `Shared` (identity, keys, tokens) and `Knowledge` (config, metrics, instances,
 //!   decision and action histories), behind one std mutex.
+//! * `credentials`: the cluster key, its rotation and the operator tokens, kept current
+//!   from etcd.
 //! * `command`: what operators can ask an agent to do.
 //! * `config_source`: the configuration read from etcd, last good one kept.
 //! * `monitor`: per-container stats and log followers feeding the metric windows.
@@ -19,6 +21,7 @@
 pub mod autonomic;
 pub mod command;
 pub mod config_source;
+pub mod credentials;
 pub mod gossip;
 pub mod health;
 pub mod history;

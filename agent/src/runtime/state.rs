@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use common::auth::{KeyRotation, Keyring, TokenRecord};
 use common::config::ClusterConfig;
 use serde::Serialize;
 
@@ -194,7 +195,8 @@ pub struct GossipStats {
     /// Bytes of the gossip bodies this agent sent (requests and answers) and received.
     pub bytes_sent: u64,
     pub bytes_received: u64,
-    /// Refused messages by reason (`unauthenticated`, `bad_signature`, `stale`, ...).
+    /// Refused messages by reason (`unauthenticated`, `bad_signature`, `stale`, ...): the
+    /// requests this agent received and the answers to its own requests.
     pub rejected: BTreeMap<&'static str, u64>,
 }
 
@@ -361,7 +363,13 @@ pub struct Shared {
     pub node: String,
     /// Address other agents and operators use for this node.
     pub address: String,
-    secret: String,
+    /// The cluster key and the rotation under way (`common::auth::Keyring`), kept current
+    /// by the daemon's etcd watch. Never logged.
+    keyring: Mutex<Keyring>,
+    /// The operator tokens' records by name, kept current by the daemon's etcd watch.
+    tokens: Mutex<BTreeMap<String, TokenRecord>>,
+    /// Refuse the deprecated bearer secret (`gru join --signed-only`).
+    signed_only: std::sync::atomic::AtomicBool,
     knowledge: Mutex<Knowledge>,
     /// Counters for `/metrics` and the InfluxDB sink; never blocks its callers.
     pub telemetry: crate::telemetry::Telemetry,
@@ -390,7 +398,9 @@ impl Shared {
             cluster: cluster.to_owned(),
             node: node.to_owned(),
             address: address.to_owned(),
-            secret: secret.to_owned(),
+            keyring: Mutex::new(Keyring::new(secret)),
+            tokens: Mutex::new(BTreeMap::new()),
+            signed_only: std::sync::atomic::AtomicBool::new(false),
             knowledge: Mutex::new(Knowledge::new(window)),
             telemetry: crate::telemetry::Telemetry::new(),
             fresh_metrics: tokio::sync::Notify::new(),
@@ -408,19 +418,87 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The cluster secret, for signing gossip. Never log it.
-    pub(crate) fn secret(&self) -> &str {
-        &self.secret
+    fn keyring(&self) -> MutexGuard<'_, Keyring> {
+        self.keyring.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Constant-time comparison of a presented secret with the cluster's.
-    pub fn secret_matches(&self, presented: &str) -> bool {
-        let (a, b) = (self.secret.as_bytes(), presented.as_bytes());
-        if a.len() != b.len() || a.is_empty() {
-            return false;
-        }
-        a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    fn tokens(&self) -> MutexGuard<'_, BTreeMap<String, TokenRecord>> {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// The cluster key to sign with at `now` (gossip, liveness proofs, hooks, relayed
+    /// commands): the previous key until a rotation's switch, then the new one. Never log it.
+    pub fn signing_key(&self, now: Millis) -> String {
+        self.keyring().signing_key(now.0).to_owned()
+    }
+
+    /// The cluster keys a signature may be made with at `now` (two during a rotation's
+    /// overlap, see `common::auth::Keyring::accepted_keys`).
+    pub fn accepted_keys(&self, now: Millis) -> Vec<String> {
+        let keyring = self.keyring();
+        keyring
+            .accepted_keys(now.0)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// A new current cluster key (`/gru/<cluster>/secret` changed).
+    pub fn set_cluster_key(&self, key: &str) {
+        if !key.is_empty() {
+            self.keyring().current = key.to_owned();
+        }
+    }
+
+    /// The rotation under way (`/gru/<cluster>/key-rotation`), or none.
+    pub fn set_key_rotation(&self, rotation: Option<KeyRotation>) {
+        self.keyring().rotation = rotation;
+    }
+
+    /// A token's record changed (`None`: revoked).
+    pub fn set_token(&self, name: &str, record: Option<TokenRecord>) {
+        let mut tokens = self.tokens();
+        match record {
+            Some(record) => tokens.insert(name.to_owned(), record),
+            None => tokens.remove(name),
+        };
+    }
+
+    /// Every token's record, as read again after the watch was down.
+    pub fn replace_tokens(&self, records: BTreeMap<String, TokenRecord>) {
+        *self.tokens() = records;
+    }
+
+    /// Whether only signed state-changing requests are accepted (no bearer secret).
+    pub fn signed_only(&self) -> bool {
+        self.signed_only.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn set_signed_only(&self, signed_only: bool) {
+        self.signed_only
+            .store(signed_only, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The record of the token named `name`, if it exists (expired or not).
+    pub fn token(&self, name: &str) -> Option<TokenRecord> {
+        self.tokens().get(name).cloned()
+    }
+
+    /// Constant-time comparison of a presented secret with the cluster keys accepted at
+    /// `now` (the deprecated `Authorization: Bearer <secret>`).
+    pub fn secret_matches(&self, presented: &str, now: Millis) -> bool {
+        self.accepted_keys(now)
+            .iter()
+            .any(|key| same_bytes(key.as_bytes(), presented.as_bytes()))
+    }
+}
+
+/// Constant-time equality of two non-empty byte strings.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() || a.is_empty() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -441,10 +519,22 @@ mod tests {
     #[test]
     fn only_the_exact_secret_matches() {
         let s = shared();
-        assert!(s.secret_matches("s3cret"));
+        assert!(s.secret_matches("s3cret", Millis(0)));
         for wrong in ["", "s3cre", "s3cret ", "S3CRET", "s3creu"] {
-            assert!(!s.secret_matches(wrong), "{wrong:?} matched");
+            assert!(!s.secret_matches(wrong, Millis(0)), "{wrong:?} matched");
         }
+        // During a rotation's overlap the previous key matches too, then only the new.
+        s.set_cluster_key("n3w");
+        s.set_key_rotation(Some(KeyRotation::starting(
+            "s3cret",
+            0,
+            Duration::from_secs(60),
+        )));
+        assert!(s.secret_matches("s3cret", Millis(59_999)));
+        assert!(s.secret_matches("n3w", Millis(59_999)));
+        assert!(!s.secret_matches("s3cret", Millis(60_000)));
+        assert_eq!(s.signing_key(Millis(0)), "s3cret");
+        assert_eq!(s.signing_key(Millis(60_000)), "n3w");
     }
 
     #[test]

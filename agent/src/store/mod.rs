@@ -509,6 +509,39 @@ impl Store {
         Ok(self.txn(what, txn).await?.succeeded())
     }
 
+    /// Creates `key` with `value` (no lease) unless it exists; `Ok(false)` when it does.
+    pub async fn create(&self, key: &str, value: &str) -> Result<bool, StoreError> {
+        let txn = Txn::new()
+            .when(vec![Compare::version(key, CompareOp::Equal, 0)])
+            .and_then(vec![TxnOp::put(key, value, None)]);
+        Ok(self.txn(&format!("create {key}"), txn).await?.succeeded())
+    }
+
+    /// Replaces the cluster key `previous` with `next` and writes the rotation record, in
+    /// one transaction (the record first: a watcher that applies the events in order learns
+    /// of the overlap before the new key); `Ok(false)` when the key is no longer `previous`
+    /// (another rotation won).
+    pub async fn rotate_cluster_key(
+        &self,
+        keys: &ClusterKeys,
+        previous: &str,
+        next: &str,
+        rotation: &str,
+    ) -> Result<bool, StoreError> {
+        let txn = Txn::new()
+            .when(vec![Compare::value(
+                keys.secret(),
+                CompareOp::Equal,
+                previous,
+            )])
+            .and_then(vec![
+                TxnOp::put(keys.key_rotation(), rotation, None),
+                TxnOp::put(keys.secret(), next, None),
+            ]);
+        let what = format!("rotate the key of cluster {}", keys.cluster());
+        Ok(self.txn(&what, txn).await?.succeeded())
+    }
+
     /// Puts one key, optionally under a lease.
     pub async fn put(&self, key: &str, value: &str, lease: Option<i64>) -> Result<(), StoreError> {
         let options = lease.map(|id| PutOptions::new().with_lease(id));

@@ -18,7 +18,7 @@ pub async fn run(etcd: &EtcdSettings, cluster: &str, force: bool) -> anyhow::Res
 }
 
 /// 256 random bits, hex-encoded: the secret agents use to authenticate each other.
-fn new_secret() -> String {
+pub(super) fn new_secret() -> String {
     let bytes: [u8; 32] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

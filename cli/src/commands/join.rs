@@ -63,6 +63,7 @@ pub async fn run(etcd: EtcdSettings, args: JoinArgs) -> anyhow::Result<()> {
         bind: SocketAddr::new(args.bind, args.port),
         publish_ip: args.publish_ip,
         start: args.start,
+        signed_only: args.signed_only,
         registry_auth_file,
         etcd,
         // A fault-injection switch for tests, deliberately not a flag (see its doc).

@@ -7,6 +7,7 @@
 use std::io::{IsTerminal, Read};
 
 use anyhow::Context;
+use common::auth::OperatorToken;
 use gru_agent::store::EtcdSettings;
 
 use crate::args::{ManageArgs, OutputFormat};
@@ -29,8 +30,9 @@ pub async fn run(etcd: &EtcdSettings, args: ManageArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let token = operator_token(args.token_file.as_deref(), std::env::var("GRU_TOKEN").ok())?;
     let store = super::connect(etcd).await?;
-    let mut session = Session::new(store, format);
+    let mut session = Session::new(store, format).with_token(token);
     let Some(script) = script else {
         if let Some(cluster) = &args.cluster {
             let outcome = session.run_line(&format!("use {cluster}")).await;
@@ -46,6 +48,28 @@ pub async fn run(etcd: &EtcdSettings, args: ManageArgs) -> anyhow::Result<()> {
     };
     let summary = manage::run_script(&mut session, &script).await;
     verdict(summary)
+}
+
+/// The operator token: from `--token-file` if given, else from `GRU_TOKEN` (an empty
+/// variable counts as none). A token that does not parse is a usage error that says why.
+fn operator_token(
+    file: Option<&std::path::Path>,
+    variable: Option<String>,
+) -> anyhow::Result<Option<OperatorToken>> {
+    let (text, from) = match file {
+        Some(file) => (
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the token file {}", file.display()))?,
+            format!("--token-file {}", file.display()),
+        ),
+        None => match variable.filter(|v| !v.trim().is_empty()) {
+            Some(text) => (text, "GRU_TOKEN".to_owned()),
+            None => return Ok(None),
+        },
+    };
+    OperatorToken::parse(&text)
+        .map(Some)
+        .map_err(|why| Usage(format!("{from}: {why}")).into())
 }
 
 /// The exit of a script: a line not understood wins (64), then a failed command (1).

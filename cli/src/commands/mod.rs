@@ -6,6 +6,8 @@ mod config;
 mod create;
 mod join;
 mod manage;
+mod secret;
+mod token;
 
 use gru_agent::store::{EtcdSettings, Store};
 
@@ -18,12 +20,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(command) => config::run(&etcd, command).await,
         Command::Join(args) => join::run(etcd, args).await,
         Command::Manage(args) => manage::run(&etcd, args).await,
+        Command::Token(command) => token::run(&etcd, command).await,
+        Command::Secret(command) => secret::run(&etcd, command).await,
         Command::Leave { cluster, node } => {
             common::keys::check_name("node", &node)
                 .map_err(|err| crate::exit::Usage(err.to_string()))?;
             let args = crate::args::ManageArgs {
                 cluster: Some(cluster),
                 script: Some(format!("leave node {node}")),
+                token_file: None,
                 output: crate::args::OutputFormat::Text,
             };
             manage::run(&etcd, args).await

@@ -1,5 +1,5 @@
-//! The way to the agents: their HTTP API, with short deadlines, and the cluster secret on
-//! the one route that changes anything.
+//! The way to the agents: their HTTP API, with short deadlines, and a signature (operator
+//! token or cluster key, `gru_agent::signing`) on the one route that changes anything.
 //!
 //! Every request has a connect timeout ([`CONNECT_TIMEOUT`]) and a deadline for the whole
 //! exchange ([`REQUEST_TIMEOUT`]), so an agent that is dead, stopped or partitioned costs a
@@ -10,6 +10,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use gru_agent::runtime::AgentCommand;
+use gru_agent::signing::Signer;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode, header};
@@ -80,7 +81,7 @@ impl AgentClient {
         path: &str,
     ) -> Result<T, AgentError> {
         let body = self
-            .exchange(endpoint, Method::GET, path, None, None)
+            .exchange(endpoint, Method::GET, path, &[], None)
             .await?;
         serde_json::from_slice(&body).map_err(|err| AgentError::BadAnswer {
             address: endpoint.address.clone(),
@@ -88,19 +89,29 @@ impl AgentClient {
         })
     }
 
-    /// `POST /gru/v1/commands` with the cluster secret; `Ok` when the agent accepted it
-    /// (it queues commands for its loop, which acts on them in order).
+    /// `POST /gru/v1/commands`, signed by `signer` (a fresh nonce each time); `Ok` when the
+    /// agent accepted it (it queues commands for its loop, which acts on them in order).
     pub async fn command(
         &self,
         endpoint: &NodeEndpoint,
-        secret: &str,
+        signer: &Signer,
         command: &AgentCommand,
     ) -> Result<(), AgentError> {
         let body = serde_json::to_vec(command).map_err(|err| AgentError::BadAnswer {
             address: endpoint.address.clone(),
             why: format!("cannot encode the command: {err}"),
         })?;
-        self.exchange(endpoint, Method::POST, "commands", Some(secret), Some(body))
+        let path = format!("{}/commands", gru_agent::http::API_PREFIX);
+        let nonce = hex::encode(rand::random::<[u8; 16]>());
+        let now = u64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX);
+        let headers = signer.headers("POST", &path, &body, now, &nonce);
+        self.exchange(endpoint, Method::POST, "commands", &headers, Some(body))
             .await
             .map(drop)
     }
@@ -110,14 +121,14 @@ impl AgentClient {
         endpoint: &NodeEndpoint,
         method: Method,
         path: &str,
-        secret: Option<&str>,
+        headers: &[(&'static str, String)],
         body: Option<Vec<u8>>,
     ) -> Result<Bytes, AgentError> {
         let address = &endpoint.address;
         let uri = format!("http://{address}{}/{path}", gru_agent::http::API_PREFIX);
         let mut request = Request::builder().method(method).uri(&uri);
-        if let Some(secret) = secret {
-            request = request.header(header::AUTHORIZATION, format!("Bearer {secret}"));
+        for (name, value) in headers {
+            request = request.header(*name, value);
         }
         if body.is_some() {
             request = request.header(header::CONTENT_TYPE, "application/json");

@@ -32,7 +32,7 @@ mod grammar;
 mod help;
 mod history;
 mod inspect;
-mod output;
+pub(crate) mod output;
 mod placement;
 mod restart;
 mod rollout;

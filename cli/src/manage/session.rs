@@ -10,8 +10,10 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use common::auth::OperatorToken;
 use common::keys::ClusterKeys;
 use gru_agent::runtime::AgentCommand;
+use gru_agent::signing::Signer;
 use gru_agent::store::Store;
 use hyper::StatusCode;
 use serde::de::DeserializeOwned;
@@ -35,15 +37,15 @@ pub enum Step {
 #[derive(Clone)]
 pub struct InUse {
     pub keys: ClusterKeys,
-    /// Authenticates commands to the cluster's agents; never printed (`Debug` redacts it).
-    secret: String,
+    /// Signs commands to the cluster's agents; never printed (`Debug` redacts its key).
+    signer: Signer,
 }
 
 impl std::fmt::Debug for InUse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InUse")
             .field("keys", &self.keys)
-            .field("secret", &"<redacted>")
+            .field("signer", &self.signer)
             .finish()
     }
 }
@@ -51,6 +53,9 @@ impl std::fmt::Debug for InUse {
 #[derive(Debug)]
 pub struct Session {
     store: Store,
+    /// The operator token commands are signed with (GRU_TOKEN, --token-file); without
+    /// one, the cluster key from etcd.
+    token: Option<OperatorToken>,
     client: AgentClient,
     in_use: Option<InUse>,
     format: Format,
@@ -62,11 +67,18 @@ impl Session {
     pub fn new(store: Store, format: Format) -> Session {
         Session {
             store,
+            token: None,
             client: AgentClient::new(),
             in_use: None,
             format,
             names: Arc::default(),
         }
+    }
+
+    /// Signs the agents' commands with `token` from now on (the next `use`).
+    pub fn with_token(mut self, token: Option<OperatorToken>) -> Session {
+        self.token = token;
+        self
     }
 
     pub fn format(&self) -> Format {
@@ -182,13 +194,14 @@ impl Session {
             store: &self.store,
             agents: Agents {
                 client: self.client.clone(),
-                secret: Arc::from(in_use.secret.as_str()),
+                signer: Arc::new(in_use.signer.clone()),
             },
             state,
         })
     }
 
-    /// `use <cluster>`: checks it exists and reads its secret.
+    /// `use <cluster>`: checks it exists, and that the token is one of its own (or, without
+    /// a token, reads its key).
     pub async fn use_cluster(&mut self, cluster: &str) -> Outcome {
         let keys = match ClusterKeys::new(cluster) {
             Ok(keys) => keys,
@@ -204,16 +217,39 @@ impl Session {
             }
             return Outcome::failed(message);
         }
-        let secret = match self.store.get(&keys.secret()).await {
-            Ok(Some(entry)) => entry.value,
-            Ok(None) => {
-                return Outcome::failed(format!(
-                    "cluster {cluster} has no secret in etcd, so its agents cannot be commanded; recreate it with `gru create {cluster} --force`"
-                ));
+        let signer = match &self.token {
+            Some(token) => {
+                if let Ok(None) = self.store.get(&keys.token(&token.name)).await {
+                    eprintln!(
+                        "warning: cluster {cluster} has no token named {}: its agents will \
+                         refuse commands (see `gru token list {cluster}`)",
+                        token.name
+                    );
+                }
+                Signer::Token(token.clone())
             }
-            Err(err) => return Outcome::failed(chain(&err)),
+            None => match self.store.get(&keys.secret()).await {
+                Ok(Some(entry)) => {
+                    eprintln!(
+                        "warning: no operator token (GRU_TOKEN or --token-file): commands are \
+                         signed with cluster {cluster}'s key read from etcd and recorded as \
+                         `{}`; create a token with `gru token create {cluster} --role operate`",
+                        gru_agent::signing::CLUSTER_KEY_SIGNER
+                    );
+                    Signer::ClusterKey {
+                        key: entry.value,
+                        on_behalf_of: gru_agent::signing::CLUSTER_KEY_SIGNER.to_owned(),
+                    }
+                }
+                Ok(None) => {
+                    return Outcome::failed(format!(
+                        "cluster {cluster} has no key in etcd and no operator token was given, so its agents cannot be commanded; recreate it with `gru create {cluster} --force`"
+                    ));
+                }
+                Err(err) => return Outcome::failed(chain(&err)),
+            },
         };
-        self.in_use = Some(InUse { keys, secret });
+        self.in_use = Some(InUse { keys, signer });
         self.refresh_names().await;
         Outcome::ok(
             format!("using cluster {cluster}"),
@@ -358,20 +394,12 @@ const QUEUE_FULL_BUDGET: Duration = Duration::from_secs(30);
 /// Pause before sending again to an agent whose queue was full (its `Retry-After`).
 const QUEUE_FULL_PAUSE: Duration = Duration::from_secs(1);
 
-/// The agents of the cluster in use: the HTTP client and the secret. Cheap to clone into
+/// The agents of the cluster in use: the HTTP client and the signer. Cheap to clone into
 /// the tasks that talk to several nodes at once.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Agents {
     client: AgentClient,
-    secret: Arc<str>,
-}
-
-impl std::fmt::Debug for Agents {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Agents")
-            .field("secret", &"<redacted>")
-            .finish_non_exhaustive()
-    }
+    signer: Arc<Signer>,
 }
 
 impl Agents {
@@ -397,7 +425,7 @@ impl Agents {
         let started = tokio::time::Instant::now();
         for command in commands {
             loop {
-                match self.client.command(endpoint, &self.secret, command).await {
+                match self.client.command(endpoint, &self.signer, command).await {
                     Ok(()) => break,
                     Err(AgentError::Refused { status, .. })
                         if status == StatusCode::SERVICE_UNAVAILABLE
@@ -434,18 +462,29 @@ mod tests {
 
     #[test]
     fn the_secret_never_shows_in_debug_output() {
+        let signer = Signer::ClusterKey {
+            key: "0123abcd-the-secret".into(),
+            on_behalf_of: "cluster-key".into(),
+        };
         let in_use = InUse {
             keys: ClusterKeys::new("shop").expect("name"),
-            secret: "0123abcd-the-secret".into(),
+            signer: signer.clone(),
         };
         let agents = Agents {
             client: AgentClient::new(),
-            secret: Arc::from("0123abcd-the-secret"),
+            signer: Arc::new(signer),
         };
         for shown in [format!("{in_use:?}"), format!("{agents:?}")] {
             assert!(!shown.contains("0123abcd"), "{shown}");
             assert!(shown.contains("<redacted>"), "{shown}");
         }
+        let token = Signer::Token(OperatorToken {
+            name: "ops".into(),
+            seed: [0xab; 32],
+        });
+        let shown = format!("{token:?}");
+        assert!(!shown.contains("abab") && shown.contains("ops"), "{shown}");
+        {}
     }
 
     #[test]

@@ -224,7 +224,7 @@ impl Autonomic {
             &parts.app_root,
             parts.lease.clone(),
         );
-        let prober = Prober::new(parts.shared.secret());
+        let prober = Prober::following(parts.shared.clone());
         let health_changed = Arc::new(Notify::new());
         Autonomic {
             shared: parts.shared,
