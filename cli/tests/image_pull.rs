@@ -382,8 +382,8 @@ fn a_hanging_pull_holds_neither_the_loop_nor_other_services() {
         return;
     }
     // Accepts, and keeps every connection open without a byte.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let port = listener.local_addr().expect("its address").port();
     std::thread::spawn(move || {
         let mut held = Vec::new();
         for stream in listener.incoming().flatten() {
