@@ -436,8 +436,24 @@ async fn node_reports_identity_config_and_instance_counts() {
     let api = Api::seeded().await;
     let reply = api.get("/gru/v1/node").await;
     assert_eq!(reply.status, 200);
+    let mut node = reply.json();
+    // When this agent process started (the wall clock, ms): `restart agent` waits for it
+    // to change.
+    let started = node
+        .as_object_mut()
+        .and_then(|n| n.remove("agent_started_at"))
+        .and_then(|v| v.as_u64())
+        .expect("agent_started_at");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    assert!(
+        started <= now && now - started < 600_000,
+        "{started} vs now {now}"
+    );
     assert_eq!(
-        reply.json(),
+        node,
         json!({
             "cluster": "demo",
             "node": "node-1",
