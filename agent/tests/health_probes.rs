@@ -135,8 +135,17 @@ fn check(kind: &str) -> HealthCheck {
     match kind {
         "tcp" => check.tcp = true,
         "http-ready" => check.http = Some("/ready".into()),
-        "exec-ok" => check.exec = Some(vec!["/gru-workload".into(), "--version".into()]),
-        "exec-fail" => check.exec = Some(vec!["/gru-workload".into(), "--no-such-flag".into()]),
+        // An exec goes through the engine (create, start, inspect): on a loaded machine it
+        // takes longer than 200 ms, and a timeout would stand for the exit status the test
+        // reads.
+        "exec-ok" => {
+            check.exec = Some(vec!["/gru-workload".into(), "--version".into()]);
+            check.timeout_secs = Some(3.0);
+        }
+        "exec-fail" => {
+            check.exec = Some(vec!["/gru-workload".into(), "--no-such-flag".into()]);
+            check.timeout_secs = Some(3.0);
+        }
         other => panic!("no check {other}"),
     }
     check
