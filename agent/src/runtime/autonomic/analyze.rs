@@ -272,12 +272,7 @@ impl Autonomic {
     /// pulled beside the loop, `pulls.rs`), so that this node claims no start of it (a
     /// scale-out, a fill, a repair) and a node that can start it takes the claim.
     pub(super) fn free_slots(&self, config: &ClusterConfig, descriptor: &ServiceDescriptor) -> u32 {
-        if self
-            .backoff
-            .get(&descriptor.name)
-            .is_some_and(|backoff| backoff.until > super::now())
-            || self.pulls.holds_back(descriptor)
-        {
+        if self.backs_off(&descriptor.name) || self.pulls.holds_back(descriptor) {
             return 0;
         }
         let knowledge = self.shared.knowledge();

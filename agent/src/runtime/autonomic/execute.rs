@@ -104,10 +104,10 @@ impl Autonomic {
         why: &str,
         replaces: &[String],
     ) -> Started {
-        if let Some(skipped) = self.backing_off(descriptor, why) {
-            return skipped;
-        }
-        if let Some(deferred) = self.pull_first(descriptor) {
+        // A start that backs off is skipped (and recorded) by `start_now`.
+        if !self.backs_off(&descriptor.name)
+            && let Some(deferred) = self.pull_first(descriptor)
+        {
             tracing::debug!(service = %descriptor.name, why, %deferred, "start deferred");
             return Started {
                 deferred: Some(deferred),
@@ -115,6 +115,11 @@ impl Autonomic {
             };
         }
         self.start_now(descriptor, count, why, replaces).await
+    }
+
+    /// Whether a failed start (or pull) of `service` backs it off here now.
+    pub(super) fn backs_off(&self, service: &str) -> bool {
+        self.backoff.get(service).is_some_and(|b| b.until > now())
     }
 
     /// What a start of `descriptor` does while it backs off here: nothing, recorded.

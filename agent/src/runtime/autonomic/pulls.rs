@@ -71,7 +71,6 @@ impl Autonomic {
             self.pulls.seen = Some(Arc::downgrade(config));
             self.pulls.present.clear();
         }
-        let now = super::now();
         for descriptor in config.services.values() {
             let image = &descriptor.image;
             if descriptor.pull.policy != PullPolicy::IfNotPresent
@@ -80,10 +79,7 @@ impl Autonomic {
             {
                 continue;
             }
-            let backing_off = self
-                .backoff
-                .get(&descriptor.name)
-                .is_some_and(|b| b.until > now);
+            let backing_off = self.backs_off(&descriptor.name);
             if backing_off && self.pulls.missing.contains(image) {
                 continue;
             }
