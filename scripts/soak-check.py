@@ -564,16 +564,23 @@ def lost_containers(docker_events, logs_dir, events):
     killed = {ev[2] for ev in events if ev[1] == "chaos-kill"}
     lost = []
     seen = set()
+    # What the engine said about each instance's end: its kill signals, an OOM kill, the
+    # exit code (`exit=`, `signal=` fields; absent in logs of older runs).
+    ends = {}
     if os.path.exists(docker_events):
         with open(docker_events) as f:
-            for line in f:
-                parts = line.split()
-                # <ns> <action> <service> <instance> <node>
-                if len(parts) >= 5 and parts[1] == "die":
-                    instance = parts[3]
-                    if instance not in stopped and instance not in killed and instance not in seen:
-                        seen.add(instance)
-                        lost.append((instance, parts[2], parts[4]))
+            lines = [line.split() for line in f]
+        for parts in lines:
+            # <ns> <action> <service> <instance> <node> [exit=<code> signal=<n>]
+            if len(parts) >= 5 and parts[1] in ("kill", "oom", "die"):
+                detail = " ".join(p for p in parts[5:] if not p.endswith("="))
+                ends.setdefault(parts[3], []).append((parts[1] + " " + detail).strip())
+        for parts in lines:
+            if len(parts) >= 5 and parts[1] == "die":
+                instance = parts[3]
+                if instance not in stopped and instance not in killed and instance not in seen:
+                    seen.add(instance)
+                    lost.append((instance, parts[2], parts[4] + " (" + ", ".join(ends.get(instance, [])) + ")"))
     return lost
 
 

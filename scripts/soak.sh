@@ -245,8 +245,8 @@ discovery_count() { etcd_cli get --prefix --keys-only "/gru/$cluster/discovery/"
 # Every start and death of the cluster's containers from before the first agent on: the
 # checker replays them into the exact running count of each service at every moment.
 timeout $((total + 600)) docker events --filter "label=org.gru.cluster=$cluster" --filter type=container \
-  --filter event=start --filter event=die --filter event=destroy \
-  --format '{{.TimeNano}} {{.Action}} {{index .Actor.Attributes "org.gru.service"}} {{index .Actor.Attributes "org.gru.instance"}} {{index .Actor.Attributes "org.gru.node"}}' \
+  --filter event=start --filter event=die --filter event=destroy --filter event=oom --filter event=kill \
+  --format '{{.TimeNano}} {{.Action}} {{index .Actor.Attributes "org.gru.service"}} {{index .Actor.Attributes "org.gru.instance"}} {{index .Actor.Attributes "org.gru.node"}} exit={{index .Actor.Attributes "exitCode"}} signal={{index .Actor.Attributes "signal"}}' \
   >"$tmp/logs/docker-events" 2>/dev/null &
 bg+=($!)
 sleep 0.5

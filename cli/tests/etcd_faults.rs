@@ -960,7 +960,7 @@ fn a_stopped_etcd_leader_slows_the_agents_and_they_recover_if_it_revokes_their_l
 /// it asks the nodes whose records vanished, they answer, and it starts nothing: its
 /// action history records the repair of `web` as withheld, naming those nodes (the keeper
 /// sees the records missing only when one of its ticks falls before they are back, so the
-/// revocation is repeated, at most 3 times, until it has). The others register again and
+/// revocation is repeated, at most 10 times, until it has). The others register again and
 /// republish: `web` keeps the same two containers, also after the grace (TTL + 2 loops)
 /// has run out. With `GRU_TEST_NO_WITHHOLD=1` (the agents do not ask) the test fails.
 #[test]
@@ -1005,8 +1005,10 @@ fn leases_revoked_under_running_agents_make_no_one_start_a_second_instance() {
 
     // The keeper sees the records missing only if one of its ticks falls before the others
     // republish (most of the time, not always): revoke again, at most ROUNDS times, until it
-    // has withheld a repair. Every round must start nothing.
-    const ROUNDS: usize = 3;
+    // has withheld a repair. Every round must start nothing. The records are back within
+    // 0.8-1.0 s and the keeper ticks every second, so a round misses now and then: a CI run
+    // on a loaded machine (2026-12-07) missed 3 in a row; locally the first round hits.
+    const ROUNDS: usize = 10;
     // From the first revocation on, not even for a moment may a web container start or die.
     let revoked_ns = testkit::epoch_ns();
     let mut rounds = Vec::new();
@@ -1111,7 +1113,12 @@ fn leases_revoked_under_running_agents_make_no_one_start_a_second_instance() {
             String::new()
         },
         keeper_agent.actions(20),
-        logs(&agents)
+        // The keeper's own log first: the output CI keeps is cut short.
+        format!(
+            "--- {keeper}, the keeper (last 60 lines)\n{}\n{}",
+            support::tail(&keeper_agent.log_text(), 60),
+            logs(&agents)
+        )
     );
     assert!(
         registered_again.len() >= running_web.len() * rounds.len(),
