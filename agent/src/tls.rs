@@ -499,27 +499,33 @@ pub struct PeerClient {
     names: PeerNames,
     /// With TLS on this side, a peer publishing `http` is refused (no downgrade).
     tls_only: bool,
+    /// A CA to verify `https` nodes with was given.
+    has_tls: bool,
 }
 
 impl PeerClient {
     /// A client presenting and trusting `tls` (or, with `None`, plain http only), with
     /// `connect_timeout` on each TCP connection.
     pub fn new(tls: Option<Arc<ClientConfig>>, connect_timeout: Duration) -> PeerClient {
-        PeerClient::with_pool(tls, connect_timeout, None)
+        let refuse_plain = tls.is_some();
+        PeerClient::with_pool(tls, connect_timeout, None, refuse_plain)
     }
 
-    /// As [`PeerClient::new`], idle connections dropped after `pool_idle` when given.
+    /// As [`PeerClient::new`], idle connections dropped after `pool_idle` when given, and
+    /// plain-http nodes refused only when `refuse_plain` (an agent with TLS refuses them;
+    /// `gru manage` follows what each node publishes).
     pub fn with_pool(
         tls: Option<Arc<ClientConfig>>,
         connect_timeout: Duration,
         pool_idle: Option<Duration>,
+        refuse_plain: bool,
     ) -> PeerClient {
         let names = PeerNames::default();
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(connect_timeout));
         http.set_nodelay(true);
         http.enforce_http(false);
-        let tls_only = tls.is_some();
+        let has_tls = tls.is_some();
         let config = tls.map_or_else(untrusting_client_config, |c| ClientConfig::clone(&c));
         let resolver_names = names.clone();
         let resolver = move |uri: &hyper::Uri| -> Result<ServerName<'static>, String> {
@@ -543,7 +549,8 @@ impl PeerClient {
         PeerClient {
             http: builder.build(connector),
             names,
-            tls_only,
+            tls_only: refuse_plain,
+            has_tls,
         }
     }
 
@@ -565,8 +572,9 @@ impl PeerClient {
         Ok(format!("{scheme}://{authority}{path}"))
     }
 
+    /// Whether this client has a CA (and speaks https to the nodes that publish it).
     pub fn tls(&self) -> bool {
-        self.tls_only
+        self.has_tls
     }
 }
 

@@ -384,13 +384,20 @@ pub fn target_groups(
     nodes
         .iter()
         .filter(|(_, peer)| !peer.address.is_empty() && peer.port != 0)
-        .map(|(name, peer)| TargetGroup {
-            targets: vec![authority(&peer.address, peer.port)],
-            labels: BTreeMap::from([
+        .map(|(name, peer)| {
+            let mut labels = BTreeMap::from([
                 ("cluster".to_owned(), cluster.to_owned()),
                 ("node".to_owned(), name.clone()),
                 ("__metrics_path__".to_owned(), "/metrics".to_owned()),
-            ]),
+            ]);
+            // Prometheus then scrapes over TLS (its tls_config names the cluster's CA).
+            if !peer.scheme.is_http() {
+                labels.insert("__scheme__".to_owned(), peer.scheme.to_string());
+            }
+            TargetGroup {
+                targets: vec![authority(&peer.address, peer.port)],
+                labels,
+            }
         })
         .collect()
 }
