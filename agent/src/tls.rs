@@ -331,11 +331,13 @@ pub fn find_tls_error<'e>(
         if let Some(tls) = err.downcast_ref::<rustls::Error>() {
             return Some(tls);
         }
+        // An I/O error's `source` skips the error it wraps (and hyper-rustls wraps
+        // tokio-rustls' I/O error in another): look inside each layer.
         if let Some(io) = err.downcast_ref::<std::io::Error>()
             && let Some(inner) = io.get_ref()
-            && let Some(tls) = inner.downcast_ref::<rustls::Error>()
         {
-            return Some(tls);
+            err = inner;
+            continue;
         }
         err = err.source()?;
     }
