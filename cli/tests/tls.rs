@@ -622,6 +622,40 @@ fn a_tls_cluster_gossips_and_refuses_peers_without_a_valid_certificate() {
         "/gru/v1/commands",
     );
     assert_eq!(status, 202, "{body}");
+
+    // Passed on by n1 to n3 over mutual TLS (n3's certificate checked for its name).
+    let path = "/gru/v1/cluster/nodes/n3/commands";
+    let signed_for = |body: &[u8]| {
+        let nonce = format!("{:032x}", rand::random::<u128>());
+        signer.headers("POST", path, body, epoch_ms(), &nonce)
+    };
+    let (_, status, body, _) = curl(
+        n1.port,
+        "n1",
+        &ca,
+        Some(&alice),
+        Some((&signed_for(command), command)),
+        path,
+    );
+    assert_eq!(status, 202, "passed on to n3: {body}");
+    // The whole cluster as n1 gathers it: the three answer over TLS, the other CA's does not.
+    let overview = tls_json(n1, &ca, "/gru/v1/cluster").unwrap();
+    for node in overview["nodes"].as_array().unwrap() {
+        let (name, error) = (node["node"].as_str().unwrap(), &node["error"]);
+        match name {
+            "n1" | "n2" | "n3" => assert!(error.is_null(), "{node}"),
+            "n4" => assert!(error.as_str().unwrap().contains("TLS"), "{node}"),
+            _ => {}
+        }
+    }
+    // A liveness challenge gets a proof for a peer's certificate only.
+    let challenge = "/healthz?challenge=0123456789abcdef0123456789abcdef";
+    for (cert, proven) in [(Some(&n2_cert), true), (Some(&alice), false), (None, false)] {
+        let (_, status, body, _) = curl(n1.port, "n1", &ca, cert, None, challenge);
+        assert_eq!(status, 200, "{body}");
+        let health: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(health["proof"].is_string(), proven, "{body}");
+    }
     drop((n4, n6, good));
 }
 
