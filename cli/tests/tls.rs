@@ -219,6 +219,9 @@ fn make_pki() -> Pki {
     pki
 }
 
+/// A POST's headers and body.
+type Post<'a> = (&'a [(&'a str, String)], &'a [u8]);
+
 /// `curl` to an agent over TLS, verifying it as `node` against `ca`, presenting `cert`
 /// (cert, key) when given. Returns (exit code, HTTP status, body, TLS handshake seconds).
 fn curl(
@@ -226,7 +229,7 @@ fn curl(
     node: &str,
     ca: &Path,
     cert: Option<&(String, String)>,
-    method_and_body: Option<(&[(&str, String)], &[u8])>,
+    method_and_body: Option<Post<'_>>,
     path: &str,
 ) -> (i32, u16, String, f64) {
     let out_file = tempfile::NamedTempFile::new().unwrap();
