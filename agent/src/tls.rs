@@ -596,3 +596,165 @@ pub fn client_error(err: &(dyn std::error::Error + 'static)) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::Extension;
+    use axum::routing::get;
+    use http_body_util::BodyExt;
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair, SanType,
+    };
+
+    use super::*;
+
+    /// A CA and node certificates (`<node>.pem`, `<node>-key.pem`, `ca.pem`) in a temp dir.
+    fn pki(nodes: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut ca = CertificateParams::default();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        let issuer =
+            CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("key")).expect("ca");
+        std::fs::write(dir.path().join("ca.pem"), issuer.pem()).expect("write");
+        for node in nodes {
+            let mut params = CertificateParams::new(vec![(*node).to_owned()]).expect("params");
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress([127, 0, 0, 1].into()));
+            params.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            let key = KeyPair::generate().expect("key");
+            let cert = params.signed_by(&key, &issuer).expect("sign");
+            std::fs::write(dir.path().join(format!("{node}.pem")), cert.pem()).expect("write");
+            std::fs::write(
+                dir.path().join(format!("{node}-key.pem")),
+                key.serialize_pem(),
+            )
+            .expect("write");
+        }
+        dir
+    }
+
+    fn files(dir: &Path, node: &str) -> TlsFiles {
+        TlsFiles {
+            cert: dir.join(format!("{node}.pem")),
+            key: dir.join(format!("{node}-key.pem")),
+            ca: dir.join("ca.pem"),
+        }
+    }
+
+    /// Serves, as `node`, a route answering which node the client's certificate names
+    /// (among `n1`, `n2`), or `none`.
+    async fn serve(dir: &Path, node: &str) -> (String, TlsRefusals, CancellationToken) {
+        let tls = AgentTls::load(&files(dir, node), node, ClientAuth::Peers).expect("tls");
+        let router = Router::new().route(
+            "/who",
+            get(|Extension(peer): Extension<PeerCertificate>| async move {
+                let who = peer.0.map_or("none", |cert| {
+                    ["n1", "n2"]
+                        .into_iter()
+                        .find(|n| cert_is_for_node(&cert, n))
+                        .unwrap_or("other")
+                });
+                who.to_owned()
+            }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let authority = listener.local_addr().expect("address").to_string();
+        let refusals = TlsRefusals::default();
+        let cancel = CancellationToken::new();
+        tokio::spawn(serve_tls(
+            listener,
+            router,
+            Arc::clone(&tls.server),
+            refusals.clone(),
+            cancel.clone(),
+        ));
+        (authority, refusals, cancel)
+    }
+
+    async fn ask(client: &PeerClient, node: &str, authority: &str) -> Result<String, String> {
+        let uri = client
+            .uri(node, Scheme::Https, authority, "/who")
+            .map_err(|e| e.to_string())?;
+        let request = hyper::Request::get(uri)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let response = client.http.request(request).await.map_err(|e| {
+            find_tls_error(&e).map_or_else(|| e.to_string(), |tls| refusal_reason(tls).to_owned())
+        })?;
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_peer_is_verified_for_the_node_name_of_the_record_dialed() {
+        let dir = pki(&["n1", "n2"]);
+        let (authority, refusals, cancel) = serve(dir.path(), "n2").await;
+        let as_n1 = || {
+            let tls =
+                AgentTls::load(&files(dir.path(), "n1"), "n1", ClientAuth::Peers).expect("tls");
+            PeerClient::new(Some(Arc::clone(&tls.client)), Duration::from_secs(2))
+        };
+        // Dialed as n2: its certificate names n2; it sees ours, naming n1.
+        assert_eq!(ask(&as_n1(), "n2", &authority).await, Ok("n1".to_owned()));
+        // The same address recorded as n3: n2's certificate is not n3's.
+        assert_eq!(
+            ask(&as_n1(), "n3", &authority).await,
+            Err("certificate_not_for_node".to_owned())
+        );
+        // An address no record named is not dialed over TLS at all.
+        let unnamed = as_n1();
+        let request = hyper::Request::get(format!("https://{authority}/who"))
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        assert!(unnamed.http.request(request).await.is_err());
+        // A client with the CA and no certificate: served, and the route sees none.
+        let anonymous = PeerClient::new(
+            Some(Arc::new(
+                client_config(&dir.path().join("ca.pem"), None).expect("config"),
+            )),
+            Duration::from_secs(2),
+        );
+        assert_eq!(
+            ask(&anonymous, "n2", &authority).await,
+            Ok("none".to_owned())
+        );
+        // An agent with TLS does not speak plain http to a peer.
+        assert!(matches!(
+            as_n1().uri("n2", Scheme::Http, &authority, "/who"),
+            Err(DialError::PlainPeer { .. })
+        ));
+        // Without a CA, an https peer is refused, and the server counts the aborted handshake.
+        let plain = PeerClient::new(None, Duration::from_secs(2));
+        assert_eq!(
+            ask(&plain, "n2", &authority).await,
+            Err("unknown_ca".to_owned())
+        );
+        assert!(
+            refusals.snapshot().values().sum::<u64>() >= 1,
+            "{:?}",
+            refusals.snapshot()
+        );
+        cancel.cancel();
+    }
+
+    #[test]
+    fn an_agent_refuses_a_certificate_for_another_name() {
+        let dir = pki(&["n1"]);
+        let err = AgentTls::load(&files(dir.path(), "n1"), "n2", ClientAuth::Peers)
+            .expect_err("n1's certificate is not n2's");
+        let shown = err.to_string();
+        assert!(
+            shown.contains("node n2") && shown.contains("gru tls cert create --node n2"),
+            "{shown}"
+        );
+    }
+}
