@@ -648,8 +648,12 @@ mod tests {
 
     /// Serves, as `node`, a route answering which node the client's certificate names
     /// (among `n1`, `n2`), or `none`.
-    async fn serve(dir: &Path, node: &str) -> (String, TlsRefusals, CancellationToken) {
-        let tls = AgentTls::load(&files(dir, node), node, ClientAuth::Peers).expect("tls");
+    async fn serve(
+        dir: &Path,
+        node: &str,
+        client_auth: ClientAuth,
+    ) -> (String, TlsRefusals, CancellationToken) {
+        let tls = AgentTls::load(&files(dir, node), node, client_auth).expect("tls");
         let router = Router::new().route(
             "/who",
             get(|Extension(peer): Extension<PeerCertificate>| async move {
@@ -676,6 +680,18 @@ mod tests {
         (authority, refusals, cancel)
     }
 
+    /// The refusals once `reason` was counted (the server counts after the client has
+    /// seen the failure), or as they are after 5 s.
+    async fn counted(refusals: &TlsRefusals, reason: &str) -> BTreeMap<&'static str, u64> {
+        for _ in 0..500 {
+            if refusals.snapshot().contains_key(reason) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        refusals.snapshot()
+    }
+
     async fn ask(client: &PeerClient, node: &str, authority: &str) -> Result<String, String> {
         let uri = client
             .uri(node, Scheme::Https, authority, "/who")
@@ -697,7 +713,7 @@ mod tests {
     #[tokio::test]
     async fn a_peer_is_verified_for_the_node_name_of_the_record_dialed() {
         let dir = pki(&["n1", "n2"]);
-        let (authority, refusals, cancel) = serve(dir.path(), "n2").await;
+        let (authority, refusals, cancel) = serve(dir.path(), "n2", ClientAuth::Peers).await;
         let as_n1 = || {
             let tls =
                 AgentTls::load(&files(dir.path(), "n1"), "n1", ClientAuth::Peers).expect("tls");
@@ -738,10 +754,30 @@ mod tests {
             ask(&plain, "n2", &authority).await,
             Err("unknown_ca".to_owned())
         );
-        assert!(
-            refusals.snapshot().values().sum::<u64>() >= 1,
-            "{:?}",
-            refusals.snapshot()
+        let counted = counted(&refusals, "alert_from_peer").await;
+        assert_eq!(counted.get("alert_from_peer"), Some(&1), "{counted:?}");
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn with_client_auth_all_a_client_without_a_certificate_is_refused_in_the_handshake() {
+        let dir = pki(&["n1", "n2"]);
+        let (authority, refusals, cancel) = serve(dir.path(), "n2", ClientAuth::All).await;
+        let anonymous = PeerClient::new(
+            Some(Arc::new(
+                client_config(&dir.path().join("ca.pem"), None).expect("config"),
+            )),
+            Duration::from_secs(2),
+        );
+        assert!(ask(&anonymous, "n2", &authority).await.is_err());
+        let tls = AgentTls::load(&files(dir.path(), "n1"), "n1", ClientAuth::All).expect("tls");
+        let as_n1 = PeerClient::new(Some(Arc::clone(&tls.client)), Duration::from_secs(2));
+        assert_eq!(ask(&as_n1, "n2", &authority).await, Ok("n1".to_owned()));
+        let counted = counted(&refusals, "no_client_certificate").await;
+        assert_eq!(
+            counted.get("no_client_certificate"),
+            Some(&1),
+            "{counted:?}"
         );
         cancel.cancel();
     }
