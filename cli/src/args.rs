@@ -473,9 +473,10 @@ pub enum TlsCertCommand {
     /// the node is registered under in etcd) and the addresses given, and serves both as
     /// the agent's server certificate and as its client certificate toward peers:
     ///
-    ///   gru tls cert create --node n1 --ip 10.0.0.1 --ca-dir /etc/gru/ca --out /etc/gru
-    ///   gru join shop --name n1 --tls-cert /etc/gru/n1.pem --tls-key /etc/gru/n1-key.pem \
-    ///     --tls-ca /etc/gru/ca/ca.pem
+    /// `gru tls cert create --node n1 --ip 10.0.0.1 --ca-dir /etc/gru/ca --out /etc/gru`
+    ///
+    /// `gru join shop --name n1 --tls-cert /etc/gru/n1.pem --tls-key /etc/gru/n1-key.pem
+    /// --tls-ca /etc/gru/ca/ca.pem`
     ///
     /// An operator certificate (`--client alice`) has no DNS name, so it can never pass for
     /// a node; `gru manage --tls-cert alice.pem --tls-key alice-key.pem` presents it.
