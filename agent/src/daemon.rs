@@ -64,6 +64,11 @@ pub struct JoinSettings {
     /// Where the agent leaves the note of the lease it keeps for its restart
     /// (`gru join --state-dir`; [`kept_lease::default_state_dir`] by default).
     pub state_dir: std::path::PathBuf,
+    /// Serve HTTPS and speak to peers over mutual TLS with these files (`gru join
+    /// --tls-cert --tls-key --tls-ca`); `None` is plain HTTP.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// Which clients must present a certificate (`--tls-client-auth`).
+    pub tls_client_auth: crate::tls::ClientAuth,
 }
 
 /// How the agent stops, and so what becomes of its lease and its records.
@@ -111,6 +116,8 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("the HTTP API stopped")]
     Http(#[source] std::io::Error),
 }
@@ -146,6 +153,15 @@ pub async fn run(
     shutdown: impl Future<Output = Stop>,
 ) -> Result<Stop, AgentError> {
     check_name("node", &settings.node)?;
+    // Checked before anything else: a certificate the peers would refuse stops the start.
+    let tls = match &settings.tls {
+        Some(files) => Some(Arc::new(crate::tls::AgentTls::load(
+            files,
+            &settings.node,
+            settings.tls_client_auth,
+        )?)),
+        None => None,
+    };
     let keys = ClusterKeys::new(&settings.cluster)?;
     let store = Store::connect(&settings.etcd).await?;
     let cluster_id = store.cluster_id(&keys).await?;
@@ -174,11 +190,17 @@ pub async fn run(
         })?;
     let bound = http::local_addr(&listener).unwrap_or(settings.bind);
 
+    let scheme = if tls.is_some() {
+        common::config::Scheme::Https
+    } else {
+        common::config::Scheme::Http
+    };
     let records = NodeRecords {
         config: NodeConfig {
             name: settings.node.clone(),
             address: settings.address.clone(),
             port: bound.port(),
+            scheme,
         },
         constraints: NodeConstraints::default(),
         resources: NodeResources {
@@ -209,8 +231,8 @@ pub async fn run(
     );
     // Machine-readable line for scripts and tests: where the agent listens.
     println!(
-        "gru agent {} joined cluster {} (http://{bound})",
-        settings.node, settings.cluster
+        "gru agent {} joined cluster {} ({}://{bound})",
+        settings.node, settings.cluster, scheme
     );
 
     if !settings.ask_nodes_in_doubt {
@@ -229,6 +251,9 @@ pub async fn run(
             config.autonomic.loop_time_interval_secs.max(1),
         )),
     ));
+    if let Some(tls) = &tls {
+        shared.set_tls(Arc::clone(tls));
+    }
     crate::runtime::credentials::load(&store, &keys, &shared).await?;
     shared.set_signed_only(settings.signed_only);
     // A drain outlives the agent: a restarted agent goes on draining (or stays drained).
@@ -376,7 +401,16 @@ pub async fn run(
     }
     let loop_task = tokio::spawn(autonomic.run(command_rx, reload, cancel.child_token()));
     let router = http::router(shared.clone(), command_tx, crate::runtime::autonomic::now);
-    let mut server = tokio::spawn(http::serve(listener, router, cancel.child_token()));
+    let mut server = match &tls {
+        Some(tls) => tokio::spawn(crate::tls::serve_tls(
+            listener,
+            router,
+            Arc::clone(&tls.server),
+            shared.tls_refusals.clone(),
+            cancel.child_token(),
+        )),
+        None => tokio::spawn(http::serve(listener, router, cancel.child_token())),
+    };
     let keepalive = membership.keep_alive(cancel.child_token());
     tokio::pin!(keepalive);
     tokio::pin!(shutdown);

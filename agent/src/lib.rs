@@ -18,6 +18,8 @@
 //! * [`runtime`]: the agent's shared knowledge and commands, and the tasks that run it.
 //! * [`http`]: the agent's HTTP API: `/healthz` and Gru's `/gru/v1/...` routes (state
 //!   changes need a signed request: an operator token, or the cluster key).
+//! * [`tls`]: the cluster CA as the only trust anchor: the agent's HTTPS server (client
+//!   certificates), the client that checks a peer's certificate against its node name.
 //! * [`signing`]: how a state-changing request is signed and checked (pure).
 //! * [`telemetry`]: counters for `GET /metrics` and the InfluxDB sink (bounded, batched).
 //! * [`daemon`]: composes the above into the foreground process `gru join` runs.
@@ -38,3 +40,4 @@ pub mod signing;
 pub mod store;
 pub mod telemetry;
 pub mod tick;
+pub mod tls;

@@ -1387,6 +1387,7 @@ fn add_peer(api: &Api, node: &str, port: u16, active: bool) {
         gru_agent::runtime::state::Peer {
             address: "127.0.0.1".to_owned(),
             port,
+            scheme: Default::default(),
             active,
             base_services: vec!["cache".to_owned()],
         },

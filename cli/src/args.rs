@@ -176,6 +176,12 @@ pub enum Command {
     #[command(subcommand)]
     Secret(SecretCommand),
 
+    /// TLS between agents: make the cluster's CA and node or operator certificates.
+    ///
+    /// Needs no etcd. Then join each node with --tls-cert, --tls-key and --tls-ca, and run
+    /// `gru manage --tls-ca` (see `gru tls cert create --help`).
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// Take a drained node out of the cluster: its agent stops and revokes its lease.
     ///
     /// The same as `gru manage -c "use <cluster>; leave node <node>"`: refused (exit 1, with
@@ -187,6 +193,8 @@ pub enum Command {
         cluster: String,
         /// The node to take out.
         node: String,
+        #[command(flatten)]
+        tls: ManageTlsArgs,
     },
 
     /// Print the completion script of a shell on standard output.
@@ -225,6 +233,8 @@ pub struct ManageArgs {
     /// File holding the operator token to sign commands with (instead of GRU_TOKEN).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: ManageTlsArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -372,4 +382,128 @@ pub struct JoinArgs {
     /// /var/lib/gru as root, else $XDG_STATE_HOME/gru or ~/.local/state/gru]
     #[arg(long, env = gru_agent::kept_lease::STATE_DIR_VAR, value_name = "DIR")]
     pub state_dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub tls: JoinTlsArgs,
+}
+
+/// TLS of the agent's API and of its calls to other agents (all three files, or none).
+#[derive(Debug, Args)]
+pub struct JoinTlsArgs {
+    /// This node's certificate (PEM; `gru tls cert create --node <name>`, or the
+    /// operator's own: its DNS names must include the node's name). With it the agent
+    /// serves HTTPS, publishes `https` in its node record, and speaks to peers only over
+    /// mutual TLS. Needs --tls-key and --tls-ca.
+    #[arg(long, env = "GRU_TLS_CERT", value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "GRU_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster's CA certificate (PEM): the only authority trusted for peers' and
+    /// operators' certificates.
+    #[arg(long, env = "GRU_TLS_CA", value_name = "FILE", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
+    /// Who must present a client certificate: `peers` (gossip and liveness proofs need a
+    /// node certificate; a command signed with the cluster key needs any certificate of
+    /// the CA; reads, /metrics and the web console need none) or `all` (every connection,
+    /// the browser included).
+    #[arg(long, env = "GRU_TLS_CLIENT_AUTH", value_enum, default_value_t = TlsClientAuth::Peers)]
+    pub tls_client_auth: TlsClientAuth,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsClientAuth {
+    Peers,
+    All,
+}
+
+/// TLS of `gru manage`'s calls to the agents.
+#[derive(Debug, Args)]
+pub struct ManageTlsArgs {
+    /// The cluster's CA certificate (PEM): agents serving HTTPS are verified against it
+    /// and against the node name of the record they were reached by.
+    #[arg(long, env = "GRU_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate to present (`gru tls cert create --client <you>`): needed for
+    /// commands signed with the cluster key when the agents serve TLS, and for agents
+    /// joined with --tls-client-auth all. With --tls-key and --tls-ca.
+    #[arg(long, env = "GRU_TLS_CERT", value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "GRU_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCommand {
+    /// Make the cluster's certificate authority: ca.pem (share it) and ca-key.pem (mode
+    /// 0600; keep it off the nodes).
+    ///
+    /// Example: `gru tls ca create --dir /etc/gru/ca`. Refuses to overwrite an existing CA
+    /// unless --force (every certificate it signed would stop being trusted).
+    #[command(subcommand)]
+    Ca(TlsCaCommand),
+    /// Make a certificate signed by the cluster's CA: for a node (`--node`) or for an
+    /// operator (`--client`).
+    #[command(subcommand)]
+    Cert(TlsCertCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCaCommand {
+    /// Write ca.pem and ca-key.pem into --dir (created if missing).
+    Create {
+        /// Directory for ca.pem and ca-key.pem.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+        /// Overwrite an existing CA.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCertCommand {
+    /// Write <name>.pem and <name>-key.pem (mode 0600) into --out, signed by the CA in
+    /// --ca-dir.
+    ///
+    /// A node certificate names the node (a DNS name: agents check it against the name
+    /// the node is registered under in etcd) and the addresses given, and serves both as
+    /// the agent's server certificate and as its client certificate toward peers:
+    ///
+    /// `gru tls cert create --node n1 --ip 10.0.0.1 --ca-dir /etc/gru/ca --out /etc/gru`
+    ///
+    /// `gru join shop --name n1 --tls-cert /etc/gru/n1.pem --tls-key /etc/gru/n1-key.pem
+    /// --tls-ca /etc/gru/ca/ca.pem`
+    ///
+    /// An operator certificate (`--client alice`) has no DNS name, so it can never pass for
+    /// a node; `gru manage --tls-cert alice.pem --tls-key alice-key.pem` presents it.
+    Create {
+        /// The node's name, as given to `gru join --name`.
+        #[arg(long, required_unless_present = "client", conflicts_with = "client")]
+        node: Option<String>,
+        /// An operator's name, for a client-only certificate.
+        #[arg(long, value_name = "NAME")]
+        client: Option<String>,
+        /// Directory holding ca.pem and ca-key.pem (`gru tls ca create`).
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        /// An IP address the node is reached at (repeatable).
+        #[arg(long = "ip", value_name = "ADDRESS")]
+        ips: Vec<std::net::IpAddr>,
+        /// Another DNS name of the node (repeatable).
+        #[arg(long = "dns", value_name = "NAME")]
+        dns: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+        /// Directory to write into [default: the current directory]
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
 }

@@ -41,7 +41,7 @@ pub fn code_for(err: &anyhow::Error) -> u8 {
             match agent {
                 AgentError::Store(store) => return store_code(store),
                 AgentError::Docker(docker) => return docker_code(docker),
-                AgentError::Name(_) => return USAGE,
+                AgentError::Name(_) | AgentError::Tls(_) => return USAGE,
                 AgentError::Bind { .. } | AgentError::Http(_) => {}
             }
         }

@@ -443,9 +443,16 @@ fn canonical_output_parses_back_to_the_same_value_for_every_document_kind() {
         name: "node-1".into(),
         address: "10.0.0.2".into(),
         port: 8090,
+        scheme: common::config::Scheme::Https,
     };
     let text = serde_json::to_string(&node).expect("serializes");
     assert_eq!(parse_node_config("nodes/node-1/config", &text), Ok(node));
+    // A record written before TLS existed has no Scheme: http, and http is written so.
+    let old = r#"{"Name": "node-1", "Address": "10.0.0.2", "Port": 8090}"#;
+    let plain = parse_node_config("nodes/node-1/config", old).expect("an old record parses");
+    assert_eq!(plain.scheme, common::config::Scheme::Http);
+    let written = serde_json::to_string(&plain).expect("serializes");
+    assert!(!written.contains("Scheme"), "{written}");
 
     let constraints = NodeConstraints {
         base_services: vec!["web".into(), "db".into()],

@@ -279,6 +279,18 @@ impl Operator {
     }
 }
 
+/// With TLS on, a request proven by the cluster key alone (what every peer holds, and
+/// anyone who can read etcd) must also come with a certificate from the cluster's CA,
+/// checked in the handshake; an operator token identifies a person and stands alone.
+fn needs_certificate(shared: &crate::runtime::Shared, operator: &Operator, parts: &Parts) -> bool {
+    let by_cluster_key = matches!(operator.proof, Proof::ClusterKey(_) | Proof::Bearer);
+    let certified = parts
+        .extensions
+        .get::<crate::tls::PeerCertificate>()
+        .is_some_and(|peer| peer.0.is_some());
+    shared.tls().is_some() && by_cluster_key && !certified
+}
+
 impl FromRequestParts<ApiState> for Operator {
     type Rejection = ApiError;
 
@@ -298,6 +310,21 @@ impl FromRequestParts<ApiState> for Operator {
             .get::<axum::extract::OriginalUri>()
             .map_or_else(|| parts.uri.path().to_owned(), |uri| uri.path().to_owned());
         match authorize(&parts.headers, parts.method.as_str(), &path, &authority) {
+            Ok(operator) if needs_certificate(shared, &operator, parts) => {
+                tracing::warn!(
+                    method = %parts.method,
+                    %path,
+                    signer = %operator.name,
+                    "refused: the cluster key without a client certificate, on an agent with TLS"
+                );
+                Err(ApiError::unauthenticated(
+                    "this agent serves TLS: the cluster key (signature or bearer secret) is \
+                     accepted only with a client certificate from the cluster's CA (a peer's \
+                     node certificate, or an operator's: `gru tls cert create --client NAME`, \
+                     then `gru manage --tls-cert --tls-key`); or sign with an operator token \
+                     (`gru token create`, GRU_TOKEN)",
+                ))
+            }
             Ok(operator) => Ok(operator),
             Err(failure) => {
                 // The path says what was attempted; the presented value stays out of logs.

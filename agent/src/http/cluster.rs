@@ -27,9 +27,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::Request;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -51,13 +48,11 @@ pub const OVERVIEW_CACHE: Duration = Duration::from_secs(1);
 /// Actions of each node in the overview.
 pub const OVERVIEW_ACTIONS: usize = 20;
 
-pub type PeerClient = Client<HttpConnector, Full<Bytes>>;
+pub type PeerClient = crate::tls::PeerClient;
 
-/// The client this agent asks other agents with.
-pub fn peer_client() -> PeerClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(NODE_CONNECT_TIMEOUT));
-    Client::builder(TokioExecutor::new()).build(connector)
+/// The client this agent asks other agents with (over TLS when the agent has it).
+pub fn peer_client(shared: &crate::runtime::Shared) -> PeerClient {
+    shared.peer_client(NODE_CONNECT_TIMEOUT)
 }
 
 /// The last overview and when it was made.
@@ -89,6 +84,9 @@ pub struct NodeOverview {
     pub node: String,
     pub address: String,
     pub port: u16,
+    /// `https` when its agent serves TLS.
+    #[serde(skip_serializing_if = "common::config::Scheme::is_http")]
+    pub scheme: common::config::Scheme,
     /// Its `active` record: the loop acts (`start agent`) or only watches.
     pub active: bool,
     pub base_services: Vec<String>,
@@ -115,12 +113,38 @@ pub fn authority(address: &str, port: u16) -> String {
     }
 }
 
-/// One GET of `path` on the agent at `authority`, as JSON.
-async fn get_json(client: &PeerClient, authority: &str, path: &str) -> Result<Value, String> {
-    let request = Request::get(format!("http://{authority}{path}"))
+/// Where a node's agent is: its name (what its certificate must be valid for), scheme
+/// and `host:port`.
+#[derive(Debug, Clone)]
+pub struct NodeAddress {
+    pub node: String,
+    pub scheme: common::config::Scheme,
+    pub authority: String,
+}
+
+impl NodeAddress {
+    pub fn of(node: &str, peer: &crate::runtime::state::Peer) -> NodeAddress {
+        NodeAddress {
+            node: node.to_owned(),
+            scheme: peer.scheme,
+            authority: authority(&peer.address, peer.port),
+        }
+    }
+}
+
+/// One GET of `path` on the agent at `to`, as JSON.
+async fn get_json(client: &PeerClient, to: &NodeAddress, path: &str) -> Result<Value, String> {
+    let uri = client
+        .uri(&to.node, to.scheme, &to.authority, path)
+        .map_err(|e| e.to_string())?;
+    let request = Request::get(uri)
         .body(Full::new(Bytes::new()))
         .map_err(|e| e.to_string())?;
-    let response = client.request(request).await.map_err(|e| e.to_string())?;
+    let response = client
+        .http
+        .request(request)
+        .await
+        .map_err(|e| crate::tls::client_error(&e))?;
     let status = response.status();
     let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
         .collect()
@@ -134,24 +158,23 @@ async fn get_json(client: &PeerClient, authority: &str, path: &str) -> Result<Va
 }
 
 /// Every node's `GET /gru/v1/node`, asked in parallel, each within [`NODE_DEADLINE`]:
-/// `(node, answer or why none)`. `nodes` is `(name, address, port)`.
+/// `(node, answer or why none)`.
 pub async fn node_views(
     client: &PeerClient,
-    nodes: Vec<(String, String, u16)>,
+    nodes: Vec<NodeAddress>,
 ) -> Vec<(String, Result<Value, String>)> {
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_PARALLEL_NODES));
     let mut asks = tokio::task::JoinSet::new();
-    for (name, address, port) in nodes {
+    for to in nodes {
         let client = client.clone();
         let permits = Arc::clone(&permits);
         asks.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let authority = authority(&address, port);
             let answer =
-                tokio::time::timeout(NODE_DEADLINE, get_json(&client, &authority, "/gru/v1/node"))
+                tokio::time::timeout(NODE_DEADLINE, get_json(&client, &to, "/gru/v1/node"))
                     .await
-                    .unwrap_or_else(|_| Err(format!("{authority} did not answer in time")));
-            (name, answer)
+                    .unwrap_or_else(|_| Err(format!("{} did not answer in time", to.authority)));
+            (to.node, answer)
         });
     }
     asks.join_all().await
@@ -159,14 +182,19 @@ pub async fn node_views(
 
 /// A node's four answers (services, actions, decisions, node view), within [`NODE_DEADLINE`].
 async fn ask_node(client: PeerClient, mut node: NodeOverview) -> NodeOverview {
-    let authority = authority(&node.address, node.port);
+    let to = NodeAddress {
+        node: node.node.clone(),
+        scheme: node.scheme,
+        authority: authority(&node.address, node.port),
+    };
+    let authority = &to.authority;
     let actions_path = format!("/gru/v1/actions?limit={OVERVIEW_ACTIONS}");
     let asked = tokio::time::timeout(NODE_DEADLINE, async {
         tokio::try_join!(
-            get_json(&client, &authority, "/gru/v1/services"),
-            get_json(&client, &authority, &actions_path),
-            get_json(&client, &authority, "/gru/v1/history?samples=false"),
-            get_json(&client, &authority, "/gru/v1/node"),
+            get_json(&client, &to, "/gru/v1/services"),
+            get_json(&client, &to, &actions_path),
+            get_json(&client, &to, "/gru/v1/history?samples=false"),
+            get_json(&client, &to, "/gru/v1/node"),
         )
     })
     .await;
@@ -202,6 +230,7 @@ async fn gather(state: &ApiState, now: Millis) -> Overview {
                 node: name.clone(),
                 address: peer.address.clone(),
                 port: peer.port,
+                scheme: peer.scheme,
                 active: peer.active,
                 base_services: peer.base_services.clone(),
                 error: None,
@@ -285,7 +314,8 @@ pub async fn node_command(
             super::error::shortened(&node, 120)
         ))
     })?;
-    let authority = authority(&peer.address, peer.port);
+    let to = NodeAddress::of(&node, &peer);
+    let authority = to.authority.clone();
     // Passed on signed with the cluster key, on behalf of whoever this agent authenticated,
     // so the node records the operator's name and refuses a replay of what it receives.
     let now = (state.clock)();
@@ -294,8 +324,11 @@ pub async fn node_command(
         on_behalf_of: operator.name.clone(),
     };
     let nonce = hex::encode(rand::random::<[u8; 16]>());
-    let mut request = Request::post(format!("http://{authority}/gru/v1/commands"))
-        .header("content-type", "application/json");
+    let uri = state
+        .peers
+        .uri(&node, to.scheme, &authority, "/gru/v1/commands")
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    let mut request = Request::post(uri).header("content-type", "application/json");
     for (name, value) in relay.headers("POST", "/gru/v1/commands", &body, now.0, &nonce) {
         request = request.header(name, value);
     }
@@ -311,9 +344,10 @@ pub async fn node_command(
     let response = tokio::time::timeout(NODE_DEADLINE, async {
         let response = state
             .peers
+            .http
             .request(request)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::tls::client_error(&e))?;
         let status = response.status();
         let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
             .collect()
@@ -350,13 +384,20 @@ pub fn target_groups(
     nodes
         .iter()
         .filter(|(_, peer)| !peer.address.is_empty() && peer.port != 0)
-        .map(|(name, peer)| TargetGroup {
-            targets: vec![authority(&peer.address, peer.port)],
-            labels: BTreeMap::from([
+        .map(|(name, peer)| {
+            let mut labels = BTreeMap::from([
                 ("cluster".to_owned(), cluster.to_owned()),
                 ("node".to_owned(), name.clone()),
                 ("__metrics_path__".to_owned(), "/metrics".to_owned()),
-            ]),
+            ]);
+            // Prometheus then scrapes over TLS (its tls_config names the cluster's CA).
+            if !peer.scheme.is_http() {
+                labels.insert("__scheme__".to_owned(), peer.scheme.to_string());
+            }
+            TargetGroup {
+                targets: vec![authority(&peer.address, peer.port)],
+                labels,
+            }
         })
         .collect()
 }
@@ -377,6 +418,7 @@ mod tests {
         let peer = |address: &str, port| Peer {
             address: address.into(),
             port,
+            scheme: Default::default(),
             active: true,
             base_services: vec![],
         };

@@ -21,7 +21,18 @@ use crate::gossip::wire::{
 /// credentials) before reading the body, and reads at most
 /// [`wire::MAX_CONCURRENT_BODIES`] bodies at once: unauthenticated senders cannot make the
 /// agent hold more than that many messages of [`wire::MAX_MESSAGE_BYTES`].
-pub async fn receive(State(state): State<ApiState>, headers: HeaderMap, body: Body) -> Response {
+pub async fn receive(
+    State(state): State<ApiState>,
+    peer: Option<axum::Extension<crate::tls::PeerCertificate>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    // With TLS on, gossip is for peers only: a node certificate first (before the body is
+    // read), then, once the message names its sender, a certificate valid for that name.
+    let peer = peer.and_then(|axum::Extension(peer)| peer.0);
+    if state.shared.tls().is_some() && peer.is_none() {
+        return refuse_peer(&state, "no_client_certificate", None);
+    }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let credentials = Credentials {
         timestamp: header(HEADER_TIMESTAMP),
@@ -53,6 +64,15 @@ pub async fn receive(State(state): State<ApiState>, headers: HeaderMap, body: Bo
         Ok(message) => message,
         Err(rejection) => return refuse(&state, rejection),
     };
+    if let Some(cert) = &peer {
+        let sender = &message.from;
+        if !crate::tls::cert_is_for_node(cert, sender) {
+            return refuse_peer(&state, "certificate_not_for_sender", Some(sender));
+        }
+        if !state.shared.knowledge().peers.nodes.contains_key(sender) {
+            return refuse_peer(&state, "sender_not_registered", Some(sender));
+        }
+    }
     let mut knowledge = shared.knowledge();
     let answer = match message.body {
         digest @ wire::Body::Digest { .. } => {
@@ -132,6 +152,30 @@ fn refuse(state: &ApiState, rejection: Rejection) -> Response {
     (status, Json(error)).into_response()
 }
 
+/// Refuses a request from a client that is not a registered peer with a certificate for
+/// its name (TLS on): counted with the other refusals, logged with the claimed sender.
+fn refuse_peer(state: &ApiState, reason: &'static str, sender: Option<&str>) -> Response {
+    *state
+        .shared
+        .knowledge()
+        .gossip
+        .rejected
+        .entry(reason)
+        .or_insert(0) += 1;
+    tracing::warn!(
+        reason,
+        sender = sender.unwrap_or("-"),
+        "gossip refused: the client is not a registered peer with a certificate for its name"
+    );
+    let error = serde_json::json!({
+        "error": format!(
+            "gossip refused: {reason} (peers must present a node certificate of the cluster's \
+             CA valid for the node they speak for: `gru tls cert create --node NAME`)"
+        )
+    });
+    (StatusCode::FORBIDDEN, Json(error)).into_response()
+}
+
 /// `GET /gru/v1/gossip`: what this agent knows of its peers and the cluster view, and its
 /// gossip counters (rounds, exchanges, refusals by reason).
 pub async fn overview(State(state): State<ApiState>) -> Json<serde_json::Value> {
@@ -156,9 +200,13 @@ pub async fn overview(State(state): State<ApiState>) -> Json<serde_json::Value> 
             (s, serde_json::to_value(view).unwrap_or_default())
         })
         .collect();
+    let mut stats = serde_json::to_value(&knowledge.gossip).unwrap_or_default();
+    if state.shared.tls().is_some() {
+        stats["tls_refused"] = serde_json::json!(state.shared.tls_refusals.snapshot());
+    }
     Json(serde_json::json!({
         "node": state.shared.node,
-        "stats": knowledge.gossip,
+        "stats": stats,
         "peers": knowledge.peers.nodes,
         "reports": reports,
         "services": services,

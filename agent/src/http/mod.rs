@@ -61,8 +61,9 @@ mod routes;
 mod ui;
 mod views;
 
+pub use cluster::authority;
 /// What the loop asks other agents with (`Nodes.IdleHeadroom`).
-pub(crate) use cluster::{PeerClient, node_views, peer_client};
+pub(crate) use cluster::{NodeAddress, PeerClient, node_views, peer_client};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -113,6 +114,7 @@ pub fn router(
     commands: mpsc::Sender<AgentCommand>,
     clock: fn() -> Millis,
 ) -> Router {
+    let peers = cluster::peer_client(&shared);
     let state = ApiState {
         shared,
         commands,
@@ -120,7 +122,7 @@ pub fn router(
         gossip_bodies: Arc::new(tokio::sync::Semaphore::new(
             crate::gossip::wire::MAX_CONCURRENT_BODIES,
         )),
-        peers: cluster::peer_client(),
+        peers,
         overview: cluster::OverviewCache::default(),
         operator_replay: auth::OperatorReplay::default(),
     };

@@ -29,11 +29,27 @@ const SHOWN_PATH_CHARS: usize = 120;
 
 /// Health checkers must always get their answer: a query that does not parse is a
 /// request without a challenge.
+/// `GET /healthz[?challenge=C]`. With TLS on, a challenge is answered with a proof only
+/// for a peer: a client whose certificate is valid for a registered node's name.
 pub async fn healthz(
     State(state): State<ApiState>,
+    peer: Option<axum::Extension<crate::tls::PeerCertificate>>,
     query: Result<Query<HealthQuery>, QueryRejection>,
 ) -> Json<Health> {
     let challenge = query.ok().and_then(|Query(q)| q.challenge);
+    let challenge = challenge.filter(|_| match state.shared.tls() {
+        None => true,
+        Some(_) => peer
+            .and_then(|axum::Extension(peer)| peer.0)
+            .is_some_and(|cert| {
+                let knowledge = state.shared.knowledge();
+                knowledge
+                    .peers
+                    .nodes
+                    .keys()
+                    .any(|node| crate::tls::cert_is_for_node(&cert, node))
+            }),
+    });
     Json(Health::of(&state.shared, challenge.as_deref()))
 }
 

@@ -11,9 +11,6 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::Request;
 use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
@@ -35,7 +32,7 @@ pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(2);
 /// attempt still fits in [`EXCHANGE_TIMEOUT`].
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+type HttpClient = crate::tls::PeerClient;
 
 /// Random nonce for a message.
 fn nonce(rng: &mut StdRng) -> String {
@@ -45,7 +42,8 @@ fn nonce(rng: &mut StdRng) -> String {
 
 /// Runs gossip rounds until `cancel` fires.
 pub async fn run(shared: Arc<Shared>, seed: u64, cancel: CancellationToken) {
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    // No connect timeout of its own: every attempt is bounded by ATTEMPT_TIMEOUT.
+    let client: HttpClient = shared.peer_client(ATTEMPT_TIMEOUT);
     let mut rng = StdRng::seed_from_u64(seed);
     loop {
         let settings = {
@@ -77,8 +75,9 @@ pub async fn run(shared: Arc<Shared>, seed: u64, cancel: CancellationToken) {
 #[derive(Debug, Clone)]
 struct Friend {
     name: String,
-    address: String,
-    port: u16,
+    scheme: common::config::Scheme,
+    /// `host:port`.
+    authority: String,
 }
 
 /// One round: refresh, expire, choose friends, exchange.
@@ -108,8 +107,8 @@ pub async fn round(
             .filter(|(name, peer)| **name != shared.node && peer.active && peer.port > 0)
             .map(|(name, peer)| Friend {
                 name: name.clone(),
-                address: peer.address.clone(),
-                port: peer.port,
+                scheme: peer.scheme,
+                authority: crate::http::authority(&peer.address, peer.port),
             })
             .collect();
         let friends: Vec<Friend> = candidates.sample(rng, max_friends).cloned().collect();
@@ -146,7 +145,7 @@ pub async fn round(
         exchanges.spawn(async move {
             let outcome = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange.run(&friend, digest))
                 .await
-                .unwrap_or_else(|_| Err("no answer in time".to_owned()));
+                .unwrap_or_else(|_| Err(Failure::Other("no answer in time".to_owned())));
             (friend.name, outcome)
         });
     }
@@ -156,9 +155,18 @@ pub async fn round(
         };
         let mut knowledge = shared.knowledge();
         knowledge.gossip.sent += 1;
-        if let Err(err) = outcome {
-            knowledge.gossip.failed += 1;
-            tracing::debug!(%friend, error = %err, "gossip exchange failed");
+        match outcome {
+            Ok(()) => {}
+            Err(Failure::Tls(reason, err)) => {
+                knowledge.gossip.failed += 1;
+                *knowledge.gossip.tls_failed.entry(reason).or_insert(0) += 1;
+                drop(knowledge);
+                tracing::warn!(%friend, reason, error = %err, "gossip exchange refused by TLS");
+            }
+            Err(Failure::Other(err)) => {
+                knowledge.gossip.failed += 1;
+                tracing::debug!(%friend, error = %err, "gossip exchange failed");
+            }
         }
     }
 }
@@ -180,9 +188,11 @@ impl Exchange {
     /// Sends the digest; compares the friend's versions with the view; pushes what it
     /// lacks and asks for what it has newer (the second leg is skipped when there is
     /// nothing to say); merges what it answers.
-    async fn run(self, friend: &Friend, digest: Bytes) -> Result<(), String> {
+    async fn run(self, friend: &Friend, digest: Bytes) -> Result<(), Failure> {
         let Some(answer) = self.leg(friend, 0, digest).await?.open_answer() else {
-            return Err("a digest answered with something other than an answer".to_owned());
+            return Err(Failure::Other(
+                "a digest answered with something other than an answer".to_owned(),
+            ));
         };
         let push = {
             let mut knowledge = self.shared.knowledge();
@@ -209,7 +219,9 @@ impl Exchange {
             Bytes::from(wire::seal(&mut message))
         };
         let Body::Reports(reports) = self.leg(friend, 1, push).await? else {
-            return Err("a push answered with something other than reports".to_owned());
+            return Err(Failure::Other(
+                "a push answered with something other than reports".to_owned(),
+            ));
         };
         let own = &self.shared.node;
         self.shared
@@ -223,7 +235,7 @@ impl Exchange {
     /// a signed message, sent or answered, is accepted once). A failed attempt is made
     /// again with the next nonce, up to `digest::LEG_ATTEMPTS` in all, unless the friend
     /// refused the request or its answer was refused.
-    async fn leg(&self, friend: &Friend, leg: usize, body: Bytes) -> Result<Body, String> {
+    async fn leg(&self, friend: &Friend, leg: usize, body: Bytes) -> Result<Body, Failure> {
         let mut failure = String::new();
         for attempt in 0..digest::LEG_ATTEMPTS {
             if attempt > 0 {
@@ -233,14 +245,7 @@ impl Exchange {
             let sent = body.len() as u64;
             let answer = tokio::time::timeout(
                 ATTEMPT_TIMEOUT,
-                exchange(
-                    &self.client,
-                    &friend.address,
-                    friend.port,
-                    &self.secret,
-                    nonce,
-                    body.clone(),
-                ),
+                exchange(&self.client, friend, &self.secret, nonce, body.clone()),
             )
             .await
             .unwrap_or_else(|_| Err(Failed::Again("no answer in time".to_owned())));
@@ -250,7 +255,8 @@ impl Exchange {
                     failure = reason;
                     continue;
                 }
-                Err(Failed::Refused(reason)) => return Err(reason),
+                Err(Failed::Refused(reason)) => return Err(Failure::Other(reason)),
+                Err(Failed::Tls(reason, why)) => return Err(Failure::Tls(reason, why)),
             };
             let mut knowledge = self.shared.knowledge();
             let knowledge = &mut *knowledge;
@@ -275,10 +281,18 @@ impl Exchange {
             }
             return opened
                 .map(|message| message.body)
-                .map_err(|r| format!("answer refused: {}", r.as_str()));
+                .map_err(|r| Failure::Other(format!("answer refused: {}", r.as_str())));
         }
-        Err(failure)
+        Err(Failure::Other(failure))
     }
+}
+
+/// Why an exchange failed: TLS (a certificate refused on either side, or a peer this
+/// agent will not speak plain http to), counted by reason; or anything else.
+#[derive(Debug)]
+enum Failure {
+    Tls(&'static str, String),
+    Other(String),
 }
 
 /// Why a request failed: worth sending again (no connection, no answer in time, a server
@@ -287,6 +301,8 @@ impl Exchange {
 enum Failed {
     Again(String),
     Refused(String),
+    /// Never sent again: a certificate does not change between attempts.
+    Tls(&'static str, String),
 }
 
 /// A friend's answer as it came: its credentials and body, not yet opened.
@@ -312,25 +328,34 @@ impl SignedAnswer {
 /// agent's replay memory).
 async fn exchange(
     client: &HttpClient,
-    address: &str,
-    port: u16,
+    friend: &Friend,
     secret: &str,
     nonce: &str,
     body: Bytes,
 ) -> Result<SignedAnswer, Failed> {
     let timestamp = now().0.to_string();
     let signature = wire::sign(secret, &timestamp, nonce, &body);
-    let request = Request::post(format!("http://{address}:{port}{GOSSIP_PATH}"))
+    let uri = client
+        .uri(&friend.name, friend.scheme, &friend.authority, GOSSIP_PATH)
+        .map_err(|e| Failed::Tls("plain_http_peer", e.to_string()))?;
+    let request = Request::post(uri)
         .header("content-type", CONTENT_TYPE)
         .header(HEADER_TIMESTAMP, &timestamp)
         .header(HEADER_NONCE, nonce)
         .header(HEADER_SIGNATURE, signature)
         .body(Full::new(body))
         .map_err(|e| Failed::Refused(e.to_string()))?;
-    let response = client
-        .request(request)
-        .await
-        .map_err(|e| Failed::Again(e.to_string()))?;
+    let response =
+        client
+            .http
+            .request(request)
+            .await
+            .map_err(|e| match crate::tls::find_tls_error(&e) {
+                Some(tls) => {
+                    Failed::Tls(crate::tls::refusal_reason(tls), crate::tls::describe(tls))
+                }
+                None => Failed::Again(crate::tls::client_error(&e)),
+            })?;
     let status = response.status();
     let header = |name: &str| {
         response
@@ -439,11 +464,12 @@ mod tests {
             Peer {
                 address: "127.0.0.1".to_owned(),
                 port,
+                scheme: Default::default(),
                 active: true,
                 base_services: Vec::new(),
             },
         );
-        let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+        let client: HttpClient = shared.peer_client(ATTEMPT_TIMEOUT);
         let mut rng = StdRng::seed_from_u64(1);
         round(&shared, &client, &mut rng, Duration::from_secs(1), 5).await;
         let stats = shared.knowledge().gossip.clone();

@@ -8,12 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::Request;
 use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use sha2::Sha256;
 
@@ -66,7 +63,10 @@ struct Identity {
 
 #[derive(Clone)]
 pub struct Prober {
-    client: Client<HttpConnector, Empty<Bytes>>,
+    /// Over TLS when the agent has it: the answer must then come from a server whose
+    /// certificate is valid for the node asked (a TLS agent asks every peer over https,
+    /// as it gossips: a node in doubt has no record left to say its scheme).
+    client: crate::tls::PeerClient,
     /// The cluster keys a proof may be made with, read at each probe (a rotation's overlap
     /// accepts two).
     keys: Arc<dyn Fn() -> Vec<String> + Send + Sync>,
@@ -82,23 +82,26 @@ impl Prober {
     /// A prober for a cluster whose secret is `secret` (never logged).
     pub fn new(secret: &str) -> Prober {
         let secret = secret.to_owned();
-        Prober::with_keys(Arc::new(move || vec![secret.clone()]))
+        Prober::with_keys(
+            Arc::new(move || vec![secret.clone()]),
+            crate::tls::PeerClient::new(None, PROBE_TIMEOUT),
+        )
     }
 
     /// A prober that accepts the keys `shared` accepts at the time of each probe.
     pub fn following(shared: Arc<crate::runtime::Shared>) -> Prober {
-        Prober::with_keys(Arc::new(move || {
-            shared.accepted_keys(crate::runtime::autonomic::now())
-        }))
+        let client = shared.peer_client(PROBE_TIMEOUT);
+        Prober::with_keys(
+            Arc::new(move || shared.accepted_keys(crate::runtime::autonomic::now())),
+            client,
+        )
     }
 
-    fn with_keys(keys: Arc<dyn Fn() -> Vec<String> + Send + Sync>) -> Prober {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(PROBE_TIMEOUT));
-        Prober {
-            client: Client::builder(TokioExecutor::new()).build(connector),
-            keys,
-        }
+    fn with_keys(
+        keys: Arc<dyn Fn() -> Vec<String> + Send + Sync>,
+        client: crate::tls::PeerClient,
+    ) -> Prober {
+        Prober { client, keys }
     }
 
     /// The nodes among `candidates` (name, address, port) that answer their `/healthz` as
@@ -118,7 +121,7 @@ impl Prober {
             probes.spawn(async move {
                 let answered = tokio::time::timeout(
                     PROBE_TIMEOUT,
-                    identity(&client, &address, port, &challenge),
+                    identity(&client, &node, &address, port, &challenge),
                 )
                 .await;
                 match answered {
@@ -156,17 +159,33 @@ fn new_challenge() -> String {
 }
 
 async fn identity(
-    client: &Client<HttpConnector, Empty<Bytes>>,
+    client: &crate::tls::PeerClient,
+    node: &str,
     address: &str,
     port: u16,
     challenge: &str,
 ) -> Result<Identity, String> {
-    let request = Request::get(format!(
-        "http://{address}:{port}/healthz?challenge={challenge}"
-    ))
-    .body(Empty::new())
-    .map_err(|e| e.to_string())?;
-    let response = client.request(request).await.map_err(|e| e.to_string())?;
+    let scheme = if client.tls() {
+        common::config::Scheme::Https
+    } else {
+        common::config::Scheme::Http
+    };
+    let uri = client
+        .uri(
+            node,
+            scheme,
+            &crate::http::authority(address, port),
+            &format!("/healthz?challenge={challenge}"),
+        )
+        .map_err(|e| e.to_string())?;
+    let request = Request::get(uri)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .http
+        .request(request)
+        .await
+        .map_err(|e| crate::tls::client_error(&e))?;
     if !response.status().is_success() {
         return Err(format!("answered {}", response.status()));
     }

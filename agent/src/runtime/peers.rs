@@ -73,6 +73,7 @@ impl Peers {
                     let peer = self.nodes.entry(node.to_owned()).or_default();
                     peer.address = config.address;
                     peer.port = config.port;
+                    peer.scheme = config.scheme;
                 }
             }
             (NodeField::Active, Some(text)) => {
@@ -181,6 +182,7 @@ mod tests {
             Some(&Peer {
                 address: "10.0.0.2".into(),
                 port: 8080,
+                scheme: Default::default(),
                 active: true,
                 base_services: vec![],
             })

@@ -179,6 +179,9 @@ pub struct Knowledge {
 pub struct Peer {
     pub address: String,
     pub port: u16,
+    /// What its agent serves: `https` when it was joined with TLS.
+    #[serde(skip_serializing_if = "common::config::Scheme::is_http")]
+    pub scheme: common::config::Scheme,
     pub active: bool,
     pub base_services: Vec<String>,
 }
@@ -198,6 +201,11 @@ pub struct GossipStats {
     /// Refused messages by reason (`unauthenticated`, `bad_signature`, `stale`, ...): the
     /// requests this agent received and the answers to its own requests.
     pub rejected: BTreeMap<&'static str, u64>,
+    /// Exchanges this agent's side of TLS failed, by reason (`unknown_ca`,
+    /// `certificate_not_for_node`, `plain_http_peer`, ...): the friend's certificate was
+    /// refused here, or the friend refused this agent's. Absent without failures.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tls_failed: BTreeMap<&'static str, u64>,
 }
 
 impl Knowledge {
@@ -384,6 +392,10 @@ pub struct Shared {
     pub restart: tokio_util::sync::CancellationToken,
     /// When this agent process started (shown in the node view).
     pub agent_started_at: Millis,
+    /// The agent's TLS (`gru join --tls-cert`), set once at start; unset = plain HTTP.
+    tls: std::sync::OnceLock<Arc<crate::tls::AgentTls>>,
+    /// TLS handshakes this agent's server refused, by reason.
+    pub tls_refusals: crate::tls::TlsRefusals,
 }
 
 impl Shared {
@@ -407,7 +419,36 @@ impl Shared {
             leave: tokio_util::sync::CancellationToken::new(),
             restart: tokio_util::sync::CancellationToken::new(),
             agent_started_at: crate::runtime::autonomic::now(),
+            tls: std::sync::OnceLock::new(),
+            tls_refusals: crate::tls::TlsRefusals::default(),
         }
+    }
+
+    /// Turns TLS on for this agent (once, at start; a second call is ignored).
+    pub fn set_tls(&self, tls: Arc<crate::tls::AgentTls>) {
+        let _ = self.tls.set(tls);
+    }
+
+    /// The agent's TLS, when it was joined with it.
+    pub fn tls(&self) -> Option<&Arc<crate::tls::AgentTls>> {
+        self.tls.get()
+    }
+
+    /// The scheme this agent serves and publishes.
+    pub fn scheme(&self) -> common::config::Scheme {
+        match self.tls() {
+            Some(_) => common::config::Scheme::Https,
+            None => common::config::Scheme::Http,
+        }
+    }
+
+    /// A client for other agents: over TLS with this agent's node certificate when TLS is
+    /// on (plain-http peers refused), plain HTTP otherwise.
+    pub fn peer_client(&self, connect_timeout: std::time::Duration) -> crate::tls::PeerClient {
+        crate::tls::PeerClient::new(
+            self.tls().map(|tls| Arc::clone(&tls.client)),
+            connect_timeout,
+        )
     }
 
     /// Locks the knowledge. A panic while holding the lock leaves data that is still

@@ -56,6 +56,16 @@ pub async fn run(etcd: EtcdSettings, args: JoinArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let tls = match (args.tls.tls_cert, args.tls.tls_key, args.tls.tls_ca) {
+        (Some(cert), Some(key), Some(ca)) => Some(gru_agent::tls::TlsFiles { cert, key, ca }),
+        _ => {
+            // Through the log, so that `--log-format json` stays one JSON object a line.
+            tracing::warn!(
+                "TLS is off: the agent API and gossip travel in clear; turn it on with `gru tls ca create` and `gru tls cert create --node <name>`, then join with --tls-cert, --tls-key and --tls-ca"
+            );
+            None
+        }
+    };
     let settings = JoinSettings {
         cluster: args.cluster,
         node,
@@ -72,6 +82,11 @@ pub async fn run(etcd: EtcdSettings, args: JoinArgs) -> anyhow::Result<()> {
             .state_dir
             .map(|dir| std::path::absolute(&dir).unwrap_or(dir))
             .unwrap_or_else(gru_agent::kept_lease::default_state_dir),
+        tls,
+        tls_client_auth: match args.tls.tls_client_auth {
+            crate::args::TlsClientAuth::Peers => gru_agent::tls::ClientAuth::Peers,
+            crate::args::TlsClientAuth::All => gru_agent::tls::ClientAuth::All,
+        },
     };
     if daemon::run(settings, shutdown_signal()).await? == Stop::Restart {
         return Err(exec_self());

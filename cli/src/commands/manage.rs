@@ -31,8 +31,11 @@ pub async fn run(etcd: &EtcdSettings, args: ManageArgs) -> anyhow::Result<()> {
         None => None,
     };
     let token = operator_token(args.token_file.as_deref(), std::env::var("GRU_TOKEN").ok())?;
+    let tls = client_tls(&args.tls)?;
     let store = super::connect(etcd).await?;
-    let mut session = Session::new(store, format).with_token(token);
+    let mut session = Session::new(store, format)
+        .with_token(token)
+        .with_client(manage::AgentClient::with_tls(tls));
     let Some(script) = script else {
         if let Some(cluster) = &args.cluster {
             let outcome = session.run_line(&format!("use {cluster}")).await;
@@ -48,6 +51,22 @@ pub async fn run(etcd: &EtcdSettings, args: ManageArgs) -> anyhow::Result<()> {
     };
     let summary = manage::run_script(&mut session, &script).await;
     verdict(summary)
+}
+
+/// The TLS of the calls to agents: the CA, and the operator's certificate when given.
+fn client_tls(
+    args: &crate::args::ManageTlsArgs,
+) -> anyhow::Result<Option<std::sync::Arc<rustls::ClientConfig>>> {
+    let Some(ca) = &args.tls_ca else {
+        return Ok(None);
+    };
+    let identity = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+        _ => None,
+    };
+    gru_agent::tls::client_config(ca, identity)
+        .map(|config| Some(std::sync::Arc::new(config)))
+        .map_err(|err| Usage(err.to_string()).into())
 }
 
 /// The operator token: from `--token-file` if given, else from `GRU_TOKEN` (an empty

@@ -7,6 +7,7 @@ mod create;
 mod join;
 mod manage;
 mod secret;
+mod tls;
 mod token;
 
 use gru_agent::store::{EtcdSettings, Store};
@@ -22,7 +23,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Manage(args) => manage::run(&etcd, args).await,
         Command::Token(command) => token::run(&etcd, command).await,
         Command::Secret(command) => secret::run(&etcd, command).await,
-        Command::Leave { cluster, node } => {
+        Command::Tls(command) => tls::run(command),
+        Command::Leave { cluster, node, tls } => {
             common::keys::check_name("node", &node)
                 .map_err(|err| crate::exit::Usage(err.to_string()))?;
             let args = crate::args::ManageArgs {
@@ -30,6 +32,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 script: Some(format!("leave node {node}")),
                 token_file: None,
                 output: crate::args::OutputFormat::Text,
+                tls,
             };
             manage::run(&etcd, args).await
         }

@@ -14,9 +14,6 @@ use gru_agent::signing::Signer;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode, header};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinSet;
 
@@ -35,6 +32,8 @@ pub struct NodeEndpoint {
     pub node: String,
     /// `host:port`.
     pub address: String,
+    /// What its agent serves (its record's `Scheme`; `http` in records without one).
+    pub scheme: common::config::Scheme,
 }
 
 /// Why a request to an agent gave no usable answer. The message names the address and
@@ -51,10 +50,12 @@ pub enum AgentError {
     BadAnswer { address: String, why: String },
 }
 
-/// An HTTP client for agents' APIs; cheap to clone (one connection pool).
+/// An HTTP client for agents' APIs; cheap to clone (one connection pool). An agent that
+/// publishes `https` is verified against the CA given (`--tls-ca`) and the node name of
+/// the record it was reached by; without a CA it is refused with a clear error.
 #[derive(Debug, Clone)]
 pub struct AgentClient {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: gru_agent::tls::PeerClient,
 }
 
 impl Default for AgentClient {
@@ -65,13 +66,20 @@ impl Default for AgentClient {
 
 impl AgentClient {
     pub fn new() -> AgentClient {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.set_nodelay(true);
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build(connector);
-        AgentClient { http }
+        AgentClient::with_tls(None)
+    }
+
+    /// A client verifying `https` agents with `tls` (the CA, and the operator's client
+    /// certificate when one was given).
+    pub fn with_tls(tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> AgentClient {
+        AgentClient {
+            http: gru_agent::tls::PeerClient::with_pool(
+                tls,
+                CONNECT_TIMEOUT,
+                Some(POOL_IDLE_TIMEOUT),
+                false,
+            ),
+        }
     }
 
     /// `GET /gru/v1/<path>` (with its query), parsed as `T`.
@@ -125,7 +133,27 @@ impl AgentClient {
         body: Option<Vec<u8>>,
     ) -> Result<Bytes, AgentError> {
         let address = &endpoint.address;
-        let uri = format!("http://{address}{}/{path}", gru_agent::http::API_PREFIX);
+        if endpoint.scheme == common::config::Scheme::Https && !self.http.tls() {
+            return Err(AgentError::Unreachable {
+                address: address.clone(),
+                why: format!(
+                    "node {} serves HTTPS: give the cluster's CA with --tls-ca or GRU_TLS_CA",
+                    endpoint.node
+                ),
+            });
+        }
+        let uri = self
+            .http
+            .uri(
+                &endpoint.node,
+                endpoint.scheme,
+                address,
+                &format!("{}/{path}", gru_agent::http::API_PREFIX),
+            )
+            .map_err(|err| AgentError::Unreachable {
+                address: address.clone(),
+                why: err.to_string(),
+            })?;
         let mut request = Request::builder().method(method).uri(&uri);
         for (name, value) in headers {
             request = request.header(*name, value);
@@ -139,33 +167,39 @@ impl AgentClient {
                 address: address.clone(),
                 why: format!("cannot build a request for {uri}: {err}"),
             })?;
-        let exchange = async {
-            let response =
-                self.http
-                    .request(request)
-                    .await
-                    .map_err(|err| AgentError::Unreachable {
+        let exchange =
+            async {
+                let response = self.http.http.request(request).await.map_err(|err| {
+                    AgentError::Unreachable {
                         address: address.clone(),
-                        why: cause_of(&err),
-                    })?;
-            let status = response.status();
-            let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-                .collect()
-                .await
-                .map_err(|err| AgentError::BadAnswer {
-                    address: address.clone(),
-                    why: format!("reading the answer: {err}"),
-                })?
-                .to_bytes();
-            if status.is_success() {
-                Ok(body)
-            } else {
-                Err(AgentError::Refused {
-                    status,
-                    message: error_message(&body),
-                })
-            }
-        };
+                        why: match gru_agent::tls::find_tls_error(&err) {
+                            Some(tls) => format!(
+                                "TLS with node {} refused: {}",
+                                endpoint.node,
+                                gru_agent::tls::describe(tls)
+                            ),
+                            None => cause_of(&err),
+                        },
+                    }
+                })?;
+                let status = response.status();
+                let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+                    .collect()
+                    .await
+                    .map_err(|err| AgentError::BadAnswer {
+                        address: address.clone(),
+                        why: format!("reading the answer: {err}"),
+                    })?
+                    .to_bytes();
+                if status.is_success() {
+                    Ok(body)
+                } else {
+                    Err(AgentError::Refused {
+                        status,
+                        message: error_message(&body),
+                    })
+                }
+            };
         match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
             Ok(result) => result,
             Err(_) => Err(AgentError::Timeout {
@@ -279,6 +313,7 @@ mod tests {
         let endpoint = NodeEndpoint {
             node: "n1".into(),
             address: format!("127.0.0.1:{port}"),
+            scheme: common::config::Scheme::Http,
         };
         let client = AgentClient::new();
         let started = std::time::Instant::now();
@@ -302,6 +337,7 @@ mod tests {
         let endpoint = NodeEndpoint {
             node: "n1".into(),
             address: listener.local_addr().expect("addr").to_string(),
+            scheme: common::config::Scheme::Http,
         };
         let client = AgentClient::new();
         let started = std::time::Instant::now();

@@ -44,6 +44,7 @@ impl NodeRecord {
         self.config.as_ref().map(|config| NodeEndpoint {
             node: self.name.clone(),
             address: host_port(&config.address, config.port),
+            scheme: config.scheme,
         })
     }
 

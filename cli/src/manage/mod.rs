@@ -41,6 +41,7 @@ mod session;
 mod status;
 mod terminal;
 
+pub use agent_client::AgentClient;
 pub use editor::interactive;
 pub use output::{Format, Status};
 pub use session::{Session, Step};

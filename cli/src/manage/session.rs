@@ -75,6 +75,12 @@ impl Session {
         }
     }
 
+    /// Reaches the agents with `client` (TLS: `gru manage --tls-ca`).
+    pub fn with_client(mut self, client: AgentClient) -> Session {
+        self.client = client;
+        self
+    }
+
     /// Signs the agents' commands with `token` from now on (the next `use`).
     pub fn with_token(mut self, token: Option<OperatorToken>) -> Session {
         self.token = token;

@@ -62,7 +62,7 @@ pub use health::{CheckKind, HealthCheck, HealthChecks};
 pub use leaf::ValueError;
 pub use memory::ByteSize;
 pub use node::{
-    NodeConfig, NodeConstraints, NodeResources, parse_node_config, parse_node_constraints,
+    NodeConfig, NodeConstraints, NodeResources, Scheme, parse_node_config, parse_node_constraints,
     parse_node_resources,
 };
 pub use policy::{

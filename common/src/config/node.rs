@@ -20,6 +20,40 @@ pub struct NodeConfig {
     /// Host name or IP address of the agent's HTTP API.
     pub address: String,
     pub port: u16,
+    /// How the agent serves its API: `http`, or `https` when it was joined with TLS
+    /// (`gru join --tls-cert`). Records written before TLS existed have no `Scheme` and mean
+    /// `http`; an `http` record is written without it, as before.
+    #[serde(skip_serializing_if = "Scheme::is_http")]
+    pub scheme: Scheme,
+}
+
+/// The scheme a node's agent serves its API with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    #[default]
+    Http,
+    /// TLS with the cluster's CA: peers must present a node certificate (`gru tls`).
+    Https,
+}
+
+impl Scheme {
+    pub fn is_http(&self) -> bool {
+        *self == Scheme::Http
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+impl std::fmt::Display for Scheme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What a node must run whatever the policy says, and Gru's CPU bounds of the node.
@@ -51,6 +85,7 @@ const NODE_CONFIG_FIELDS: &[Field] = &[
     field("Name", Shape::Any),
     field("Address", Shape::Any),
     field("Port", Shape::Any),
+    field("Scheme", Shape::Any),
 ];
 const NODE_CONSTRAINTS_FIELDS: &[Field] = &[
     field("BaseServices", Shape::Any),

@@ -256,18 +256,18 @@ impl Autonomic {
             let Some(this) = knowledge.node_demand() else {
                 return false;
             };
-            let peers: Vec<(String, String, u16)> = knowledge
+            let peers: Vec<crate::http::NodeAddress> = knowledge
                 .peers
                 .nodes
                 .iter()
                 .filter(|(name, _)| **name != self.shared.node)
-                .map(|(name, peer)| (name.clone(), peer.address.clone(), peer.port))
+                .map(|(name, peer)| crate::http::NodeAddress::of(name, peer))
                 .collect();
             (this, peers)
         };
         let client = self
             .peer_client
-            .get_or_insert_with(crate::http::peer_client)
+            .get_or_insert_with(|| crate::http::peer_client(&self.shared))
             .clone();
         let mut others = Vec::new();
         for (node, answer) in crate::http::node_views(&client, peers).await {
