@@ -1105,7 +1105,7 @@ fn leases_revoked_under_running_agents_make_no_one_start_a_second_instance() {
     let switched_off = std::env::var_os(switch).is_some_and(|v| v == "1");
     assert!(
         !withheld.is_empty(),
-        "{keeper} never withheld a MinInstances repair of web for {running_web:?} in {} revocation(s){}; its actions: {:#?}\n{}",
+        "{keeper} never withheld a MinInstances repair of web for {running_web:?} in {} revocation(s){}; its actions: {:#?}\n--- {keeper}, the keeper (last 60 lines)\n{}\n{}",
         rounds.len(),
         if switched_off {
             format!(" ({switch}=1: the agents do not ask)")
@@ -1114,11 +1114,8 @@ fn leases_revoked_under_running_agents_make_no_one_start_a_second_instance() {
         },
         keeper_agent.actions(20),
         // The keeper's own log first: the output CI keeps is cut short.
-        format!(
-            "--- {keeper}, the keeper (last 60 lines)\n{}\n{}",
-            support::tail(&keeper_agent.log_text(), 60),
-            logs(&agents)
-        )
+        support::tail(&keeper_agent.log_text(), 60),
+        logs(&agents)
     );
     assert!(
         registered_again.len() >= running_web.len() * rounds.len(),
