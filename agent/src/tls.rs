@@ -578,6 +578,37 @@ impl PeerClient {
     pub fn tls(&self) -> bool {
         self.has_tls
     }
+
+    /// `GET path` on node `node` (reached at `authority` with `scheme`): the status and
+    /// the body, refused past `limit` bytes. Errors in words ([`client_error`]).
+    pub async fn get(
+        &self,
+        node: &str,
+        scheme: Scheme,
+        authority: &str,
+        path: &str,
+        limit: usize,
+    ) -> Result<(hyper::StatusCode, Bytes), String> {
+        use http_body_util::BodyExt;
+        let uri = self
+            .uri(node, scheme, authority, path)
+            .map_err(|e| e.to_string())?;
+        let request = hyper::Request::get(uri)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(|e| client_error(&e))?;
+        let status = response.status();
+        let body = http_body_util::Limited::new(response.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, body))
+    }
 }
 
 /// An error from the client in words: a TLS failure names its reason.

@@ -8,21 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{gru, root};
+use support::{gru, openssl, root};
 use testkit::{ChildGuard, Component, EtcdCluster, free_port, http_get, require, wait_until};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl (apt-get install openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, all v3.
 fn make_certificates(dir: &Path) {

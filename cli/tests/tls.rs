@@ -27,7 +27,7 @@ use serde_json::Value;
 use support::agents::Agent;
 use support::cluster::Cluster;
 use support::configs::{QUIET_POLICY, TestConfig};
-use support::{epoch_ms, gru, text};
+use support::{epoch_ms, gru, openssl, text};
 use testkit::{Component, figure, require, wait_until};
 
 /// Gossip every second with up to 5 friends: each agent meets every other often.
@@ -37,19 +37,6 @@ const CONFIG: &str = r#"{"Autonomic": {"LoopTimeInterval": 1, "PlannerStrategy":
 
 /// How long gossip gets to show what is checked (a round a second).
 const GOSSIP_WAIT: Duration = Duration::from_secs(30);
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl (apt-get install openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// `gru tls ...` (no etcd needed), asserted to exit with `code`.
 #[track_caller]

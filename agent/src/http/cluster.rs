@@ -134,23 +134,10 @@ impl NodeAddress {
 
 /// One GET of `path` on the agent at `to`, as JSON.
 async fn get_json(client: &PeerClient, to: &NodeAddress, path: &str) -> Result<Value, String> {
-    let uri = client
-        .uri(&to.node, to.scheme, &to.authority, path)
-        .map_err(|e| e.to_string())?;
-    let request = Request::get(uri)
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| e.to_string())?;
-    let response = client
-        .http
-        .request(request)
+    let (status, body) = client
+        .get(&to.node, to.scheme, &to.authority, path, MAX_ANSWER_BYTES)
         .await
-        .map_err(|e| crate::tls::client_error(&e))?;
-    let status = response.status();
-    let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-        .collect()
-        .await
-        .map_err(|e| format!("{path}: {e}"))?
-        .to_bytes();
+        .map_err(|e| format!("{path}: {e}"))?;
     if !status.is_success() {
         return Err(format!("{path} answered {status}"));
     }

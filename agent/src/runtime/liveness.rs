@@ -8,9 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::Request;
-use hyper::body::Bytes;
 use serde::Deserialize;
 use sha2::Sha256;
 
@@ -170,30 +167,18 @@ async fn identity(
     } else {
         common::config::Scheme::Http
     };
-    let uri = client
-        .uri(
+    let (status, body) = client
+        .get(
             node,
             scheme,
             &crate::http::authority(address, port),
             &format!("/healthz?challenge={challenge}"),
+            MAX_ANSWER_BYTES,
         )
-        .map_err(|e| e.to_string())?;
-    let request = Request::get(uri)
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| e.to_string())?;
-    let response = client
-        .http
-        .request(request)
-        .await
-        .map_err(|e| crate::tls::client_error(&e))?;
-    if !response.status().is_success() {
-        return Err(format!("answered {}", response.status()));
+        .await?;
+    if !status.is_success() {
+        return Err(format!("answered {status}"));
     }
-    let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
     serde_json::from_slice(&body).map_err(|e| e.to_string())
 }
 

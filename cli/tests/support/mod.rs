@@ -146,6 +146,21 @@ pub fn broken_dir(case: &BrokenCase) -> tempfile::TempDir {
     dir
 }
 
+/// Runs `openssl args` in `dir` (the tests' own certificates), asserted to succeed.
+#[track_caller]
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The last `lines` lines of `text`, for failure messages.
 pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
