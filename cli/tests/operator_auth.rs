@@ -6,9 +6,10 @@
 //!   `start service`, an expired and a revoked token are refused, a replayed command is
 //!   refused, and `events` records who sent each command.
 //! * `a_key_rotation_under_gossip_refuses_nothing_and_then_only_the_new_key_is_accepted`:
-//!   3 agents gossiping every second through a rotation: no message refused for its
-//!   signature and no exchange failed; after the overlap, a message signed with the old key
-//!   is refused (403).
+//!   3 agents gossiping every second through a rotation, while they run 3 instances of a
+//!   service under steady load from a discovery-fed load generator: no message refused for
+//!   its signature, no exchange failed, no request failed; after the overlap, a message
+//!   signed with the old key is refused (403).
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -23,8 +24,9 @@ use serde_json::Value;
 use support::agents::Agent;
 use support::cluster::{Cluster, secret};
 use support::configs::{QUIET_POLICY, TestConfig, config_for_agents};
+use support::load::Load;
 use support::{epoch_ms, expect_code, gru, tail, text};
-use testkit::{Component, figure, require};
+use testkit::{Component, figure, require, require_workload_image, wait_until};
 
 /// Raw HTTP/1.0 POST with `headers`: (status, body).
 fn post(port: u16, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
@@ -366,14 +368,25 @@ fn gossip_counts(agent: &Agent) -> (u64, u64, u64) {
 #[test]
 fn a_key_rotation_under_gossip_refuses_nothing_and_then_only_the_new_key_is_accepted() {
     let test = "a_key_rotation_under_gossip_refuses_nothing_and_then_only_the_new_key_is_accepted";
-    if !require(test, Component::Etcd) || !require(test, Component::Docker) {
+    if !require(test, Component::Etcd) || !require_workload_image(test) {
         return;
     }
-    let bed = Cluster::start(
-        "rotate",
-        TestConfig::new(&config_for_agents(3), QUIET_POLICY),
+    // The load: 3 instances of web (no scaling: the quiet policy) serving 4 closed-loop
+    // clients, from before the rotation until after its overlap.
+    let config = TestConfig::new(&config_for_agents(3), QUIET_POLICY);
+    config.service(
+        "web",
+        r#""MinInstances": 3, "MaxInstances": 3,"#,
+        testkit::free_port_range(6),
     );
+    let bed = Cluster::start("rotate", config);
     let agents = bed.spawn_nodes(3);
+    let serving = wait_until(Duration::from_secs(60), || bed.registered("web").len() == 3);
+    assert!(serving.is_some(), "web never had 3 instances registered");
+    // Without a readiness check a record is published as the container starts, before the
+    // workload listens: give it a moment.
+    std::thread::sleep(Duration::from_secs(2));
+    let load = Load::start(&bed.etcd, &bed.name, "web", 4);
     // Gossip runs: every agent has exchanged with a friend.
     let deadline = Instant::now() + Duration::from_secs(30);
     while agents.iter().any(|a| gossip_counts(a).0 < 3) {
@@ -418,6 +431,16 @@ fn a_key_rotation_under_gossip_refuses_nothing_and_then_only_the_new_key_is_acce
     // Past the overlap (and a margin for the agents' clocks and a last round).
     std::thread::sleep((overlap + Duration::from_secs(3)).saturating_sub(rotated_at.elapsed()));
     let after: Vec<_> = agents.iter().map(gossip_counts).collect();
+    let (requests, failed) = load.stop_counting();
+    figure(test, "requests_during_rotation", requests as f64);
+    figure(test, "failed_requests_during_rotation", failed.len() as f64);
+    assert!(requests > 100, "the load sent only {requests} requests");
+    assert!(
+        failed.is_empty(),
+        "{} of {requests} requests failed during the rotation: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(10)]
+    );
     let mut exchanges = 0;
     for ((agent, b), a) in agents.iter().zip(&before).zip(&after) {
         exchanges += a.0 - b.0;
