@@ -17,8 +17,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use common::auth::OperatorToken;
-use gru_agent::gossip::NodeReport;
-use gru_agent::gossip::wire::{self, Body, GossipMessage};
+use gru_agent::gossip::wire;
 use gru_agent::signing::Signer;
 use serde_json::Value;
 use support::agents::Agent;
@@ -323,24 +322,9 @@ fn tokens_are_refused_when_read_only_expired_revoked_or_replayed() {
     drop(agent);
 }
 
-/// A push message from `from` with one empty report, sealed.
-fn gossip_message(from: &str) -> Vec<u8> {
-    wire::seal(&mut GossipMessage {
-        from: from.into(),
-        body: Body::Push {
-            reports: vec![NodeReport {
-                node: from.into(),
-                version: 1,
-                services: Default::default(),
-            }],
-            wants: Vec::new(),
-        },
-    })
-}
-
 /// `POST /gru/v1/gossip` of a fresh message signed with `key`: the status.
 fn gossip_with(port: u16, key: &str) -> u16 {
-    let body = gossip_message("n9");
+    let body = support::gossip_push("n9");
     let at = epoch_ms().to_string();
     let nonce = format!("{:032x}", rand::random::<u128>());
     let headers = vec![

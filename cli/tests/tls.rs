@@ -21,8 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use gru_agent::gossip::NodeReport;
-use gru_agent::gossip::wire::{self, Body, GossipMessage};
+use gru_agent::gossip::wire;
 use serde_json::Value;
 use support::agents::Agent;
 use support::cluster::Cluster;
@@ -287,17 +286,7 @@ fn reason(stats: &Value, map: &str, reason: &str) -> u64 {
 
 /// A push from `from`, signed with the cluster key now: (headers, body).
 fn gossip_from(from: &str, key: &str) -> (Vec<(&'static str, String)>, Vec<u8>) {
-    let body = wire::seal(&mut GossipMessage {
-        from: from.into(),
-        body: Body::Push {
-            reports: vec![NodeReport {
-                node: from.into(),
-                version: 1,
-                services: Default::default(),
-            }],
-            wants: Vec::new(),
-        },
-    });
+    let body = support::gossip_push(from);
     let at = epoch_ms().to_string();
     let nonce = format!("{:032x}", rand::random::<u128>());
     let headers = vec![

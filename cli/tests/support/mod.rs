@@ -214,3 +214,21 @@ pub fn rfc3339_ms(text: &str) -> Option<u64> {
     let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
     u64::try_from(((days * 24 + h) * 60 + mi) * 60_000 + s * 1000 + millis).ok()
 }
+
+/// A gossip push from node `from` carrying one empty report of its own, sealed (not
+/// signed): what the tests send agents by hand.
+pub fn gossip_push(from: &str) -> Vec<u8> {
+    use gru_agent::gossip::NodeReport;
+    use gru_agent::gossip::wire::{self, Body, GossipMessage};
+    wire::seal(&mut GossipMessage {
+        from: from.into(),
+        body: Body::Push {
+            reports: vec![NodeReport {
+                node: from.into(),
+                version: 1,
+                services: Default::default(),
+            }],
+            wants: Vec::new(),
+        },
+    })
+}
