@@ -291,10 +291,15 @@ def cmd_sample(args):
     rss_cells = []
     for item in args.rss or []:
         node, rest = item.split("=", 1)
-        pid, kb = rest.split(":")
+        # PID:VmRSS[:RssAnon:RssFile] (kB): the split tells heap growth from code pages
+        # touched for the first time (the binary is mapped, so its pages count once used).
+        pid, kb, *split = rest.split(":")
         if kb.isdigit():
             entry = state["rss"].setdefault(pid, {"node": node, "samples": []})
-            entry["samples"].append([round(t, 1), int(kb)])
+            sample = [round(t, 1), int(kb)]
+            if len(split) == 2 and all(x.isdigit() for x in split):
+                sample += [int(split[0]), int(split[1])]
+            entry["samples"].append(sample)
             rss_cells.append("%s=%dk" % (node, int(kb)))
         else:
             rss_cells.append("%s=down" % node)
@@ -423,8 +428,8 @@ def mean(xs):
 
 def growth(samples):
     """Percent change from the mean of the first 3 samples to the mean of the last 3."""
-    first = mean([kb for _, kb in samples[:3]])
-    last = mean([kb for _, kb in samples[-3:]])
+    first = mean([s[1] for s in samples[:3]])
+    last = mean([s[1] for s in samples[-3:]])
     return 100.0 * (last - first) / first if first else 0.0
 
 
@@ -437,7 +442,7 @@ def cmd_summary(args):
         if ev[1] == "start":
             starts[ev[3]] = ev[0]
     all_samples = [s for e in state["rss"].values() for s in e["samples"]]
-    end = max((t for t, _ in all_samples), default=0.0)
+    end = max((t for t, *_ in all_samples), default=0.0)
     w0 = end - state["window"]
 
     print("")
@@ -451,7 +456,7 @@ def cmd_summary(args):
         g = "%+.1f%% (%d samples)" % (growth(warm), len(warm)) if len(warm) >= 6 else "too short"
         print(
             "  %-6s %-8s %7ds %7ds %8d %8d %8d  %s"
-            % (e["node"], pid, start, samples[-1][0], samples[0][1], samples[-1][1], max(kb for _, kb in samples), g)
+            % (e["node"], pid, start, samples[-1][0], samples[0][1], samples[-1][1], max(x[1] for x in samples), g)
         )
         # The acceptance figure: processes that ran through the whole window, warm at its start.
         # Samples come every `period` s give or take a second (a sample takes time): the
@@ -465,8 +470,15 @@ def cmd_summary(args):
         for node, pid, g, s in covering:
             print(
                 "window %d-%d s: %s (pid %s) %d kB -> %d kB (means of first/last 3 samples): %+.2f%%"
-                % (w0, end, node, pid, mean([kb for _, kb in s[:3]]), mean([kb for _, kb in s[-3:]]), g)
+                % (w0, end, node, pid, mean([x[1] for x in s[:3]]), mean([x[1] for x in s[-3:]]), g)
             )
+            parts = [x for x in s if len(x) >= 4]
+            if len(parts) >= 6:
+                print(
+                    "  of which anonymous (heap, stacks) %d -> %d kB, file-backed (the binary's pages) %d -> %d kB"
+                    % (mean([x[2] for x in parts[:3]]), mean([x[2] for x in parts[-3:]]),
+                       mean([x[3] for x in parts[:3]]), mean([x[3] for x in parts[-3:]]))
+                )
         rss_growth = max(g for _, _, g, _ in covering)
         rss_text = "%.2f" % rss_growth
     else:

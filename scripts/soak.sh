@@ -305,7 +305,9 @@ sample() {
   local node pid kb ps_ok=1 disc_ok=1 rss=()
   for node in node1 node2 node3; do
     pid=${agent_pid[$node]:-0}
-    kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
+    # VmRSS, and its anonymous (heap) and file-backed (the binary's pages) parts
+    kb=$(awk '/^VmRSS:/ { r = $2 } /^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 }
+      END { if (r != "") print r ":" a ":" f }' "/proc/$pid/status" 2>/dev/null || true)
     rss+=("$node=$pid:${kb:-down}")
   done
   timeout 10 docker ps --no-trunc --filter "label=org.gru.cluster=$cluster" --filter status=running \

@@ -9,6 +9,7 @@
 //! with the snapshots it planned over; the clock is the loop's.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::config::{PolicyConfig, PolicyRule};
@@ -66,10 +67,58 @@ pub struct DecisionMark {
     pub dry_run: bool,
 }
 
+/// One service at one sample, as kept: the value names are shared with the samples before
+/// it while they stay the same, so a sample costs its numbers, not a map of names (a
+/// `Sample` of two services with six values each took 1.6 KB of heap, this 0.3 KB; the
+/// agent's memory filled with them over its first 15 minutes, measured with heaptrack in
+/// the chaos soak).
+#[derive(Debug, Clone)]
+struct StoredService {
+    name: Arc<str>,
+    instances: u32,
+    here: u32,
+    names: Arc<[String]>,
+    /// In the order of `names`.
+    values: Box<[Option<f64>]>,
+}
+
+#[derive(Debug, Clone)]
+struct StoredSample {
+    at: Millis,
+    services: Box<[StoredService]>,
+}
+
+impl StoredSample {
+    fn view(&self) -> Sample {
+        let services = self
+            .services
+            .iter()
+            .map(|service| {
+                let values = service
+                    .names
+                    .iter()
+                    .cloned()
+                    .zip(service.values.iter().copied())
+                    .collect();
+                let sample = ServiceSample {
+                    instances: service.instances,
+                    here: service.here,
+                    values,
+                };
+                (service.name.to_string(), sample)
+            })
+            .collect();
+        Sample {
+            at: self.at,
+            services,
+        }
+    }
+}
+
 /// The bounded history; see the module's documentation.
 #[derive(Debug, Clone, Default)]
 pub struct History {
-    samples: VecDeque<Sample>,
+    samples: VecDeque<StoredSample>,
     decisions: VecDeque<DecisionMark>,
     /// service → value → thresholds, from the latest sample's policies.
     thresholds: BTreeMap<String, BTreeMap<String, Thresholds>>,
@@ -115,7 +164,7 @@ impl History {
         {
             return;
         }
-        let mut services = BTreeMap::new();
+        let mut services = Vec::new();
         let mut thresholds = BTreeMap::new();
         for snapshot in snapshots.iter().take(MAX_HISTORY_SERVICES) {
             let policy = snapshot.policy(policy);
@@ -143,20 +192,23 @@ impl History {
             }
             let values = limits
                 .keys()
-                .map(|name| (name.clone(), snapshot.value(name).value()))
+                .map(|name| snapshot.value(name).value())
                 .collect();
-            services.insert(
-                snapshot.name.clone(),
-                ServiceSample {
-                    instances: snapshot.cluster_instances.max(snapshot.running_here),
-                    here: snapshot.running_here,
-                    values,
-                },
-            );
+            let (name, names) = self.shared_names(&snapshot.name, limits.keys());
+            services.push(StoredService {
+                name,
+                instances: snapshot.cluster_instances.max(snapshot.running_here),
+                here: snapshot.running_here,
+                names,
+                values,
+            });
             thresholds.insert(snapshot.name.clone(), limits);
         }
         self.thresholds = thresholds;
-        self.samples.push_back(Sample { at: now, services });
+        self.samples.push_back(StoredSample {
+            at: now,
+            services: services.into_boxed_slice(),
+        });
         while self.samples.len() > MAX_HISTORY_SAMPLES
             || self
                 .samples
@@ -164,6 +216,26 @@ impl History {
                 .is_some_and(|s| now.since(s.at) > HISTORY_SPAN)
         {
             self.samples.pop_front();
+        }
+    }
+
+    /// The service's name and value names as the newest sample holds them when they are the
+    /// same (shared, not copied), new ones otherwise.
+    fn shared_names<'a>(
+        &self,
+        service: &str,
+        names: impl ExactSizeIterator<Item = &'a String> + Clone,
+    ) -> (Arc<str>, Arc<[String]>) {
+        let last = self
+            .samples
+            .back()
+            .and_then(|sample| sample.services.iter().find(|s| &*s.name == service));
+        match last {
+            Some(last) if last.names.iter().eq(names.clone()) => {
+                (last.name.clone(), last.names.clone())
+            }
+            Some(last) => (last.name.clone(), names.cloned().collect()),
+            None => (Arc::from(service), names.cloned().collect()),
         }
     }
 
@@ -201,7 +273,7 @@ impl History {
                 .samples
                 .iter()
                 .filter(|s| newer(s.at))
-                .cloned()
+                .map(StoredSample::view)
                 .collect(),
             decisions: self
                 .decisions
@@ -265,6 +337,27 @@ mod tests {
             "scale-in is disabled: no threshold drawn for it"
         );
         assert_eq!(history.since(Some(Millis(10_000))).samples.len(), 1);
+    }
+
+    #[test]
+    fn samples_share_their_names_while_they_stay_the_same() {
+        let mut history = History::new();
+        history.record(&[web(2, Some(0.5))], &policy(), Millis(10_000));
+        history.record(&[web(3, Some(0.6))], &policy(), Millis(12_000));
+        let mut other = web(3, Some(0.7));
+        other
+            .analytics
+            .insert("queue".into(), AnalyticValue::Available(4.0));
+        history.record(&[other], &policy(), Millis(14_000));
+        let kept: Vec<&StoredService> = history.samples.iter().map(|s| &s.services[0]).collect();
+        assert!(Arc::ptr_eq(&kept[0].names, &kept[1].names));
+        assert!(Arc::ptr_eq(&kept[0].name, &kept[2].name));
+        assert!(!Arc::ptr_eq(&kept[1].names, &kept[2].names));
+        // As served: every value under its name.
+        let view = history.since(None);
+        assert_eq!(view.samples[1].services["web"].values["load"], Some(0.6));
+        assert_eq!(view.samples[2].services["web"].values["queue"], Some(4.0));
+        assert_eq!(view.samples[2].services["web"].values["load"], Some(0.7));
     }
 
     #[test]

@@ -18,6 +18,11 @@ use crate::mape::{AnalyticValue, Decision, Millis, ServiceMetrics, WindowSetting
 
 /// Decisions kept for `why` (every tick's, including "no action").
 pub const DECISION_HISTORY_LEN: usize = 256;
+/// The newest decisions keep every candidate's weight and explanation (about 1.8 KB each
+/// with two services); older ones keep their action, draw and reason. 256 full decisions
+/// were a third of the agent's heap, filling over its first 13 minutes (heaptrack, in the
+/// chaos soak).
+pub const DECISION_WEIGHTS_KEPT: usize = 64;
 /// Executed actions kept for `events`.
 pub const ACTION_HISTORY_LEN: usize = 256;
 
@@ -275,6 +280,14 @@ impl Knowledge {
             self.decisions.pop_front();
         }
         self.decisions.push_back(decision);
+        if let Some(older) = self
+            .decisions
+            .len()
+            .checked_sub(DECISION_WEIGHTS_KEPT + 1)
+            .and_then(|index| self.decisions.get_mut(index))
+        {
+            older.weights = Vec::new();
+        }
     }
 
     pub fn record_action(&mut self, record: ActionRecord) {
@@ -594,5 +607,44 @@ mod tests {
         }
         assert_eq!(k.actions.len(), ACTION_HISTORY_LEN);
         assert_eq!(k.actions.front().map(|a| a.at), Some(Millis(10)));
+    }
+
+    #[test]
+    fn old_decisions_keep_their_reason_and_only_the_newest_their_weights() {
+        use crate::mape::{Action, CandidateWeight};
+        let s = shared();
+        let mut k = s.knowledge();
+        for i in 0..(DECISION_HISTORY_LEN + 10) {
+            k.record_decision(Decision {
+                action: Action::None,
+                weights: vec![CandidateWeight {
+                    action: Action::None,
+                    weight: 1.0,
+                    explanation: Default::default(),
+                    blocked_by: Default::default(),
+                    clamped: None,
+                }],
+                draw: None,
+                reason: format!("tick {i}"),
+                dry_run: false,
+                at: Millis(i as u64),
+            });
+        }
+        assert_eq!(k.decisions.len(), DECISION_HISTORY_LEN);
+        assert_eq!(k.decisions.front().map(|d| d.at), Some(Millis(10)));
+        assert!(
+            k.decisions
+                .iter()
+                .all(|d| d.reason == format!("tick {}", d.at.0))
+        );
+        let weighed = k.decisions.iter().filter(|d| !d.weights.is_empty()).count();
+        assert_eq!(weighed, DECISION_WEIGHTS_KEPT);
+        assert!(
+            k.decisions
+                .iter()
+                .rev()
+                .take(DECISION_WEIGHTS_KEPT)
+                .all(|d| d.weights.len() == 1)
+        );
     }
 }
