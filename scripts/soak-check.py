@@ -539,7 +539,11 @@ def cmd_summary(args):
     for t, kind, _, text in violations[:20]:
         print("  t=%ds %s: %s" % (t, kind, text))
 
-    lost = lost_containers(args.docker_events, args.logs, events)
+    lost, cut = lost_containers(args.docker_events, args.logs, events, state["t0"])
+    if cut:
+        print("stopped by their agent, which the soak killed before it could log the stop: %d" % len(cut))
+        for instance, service, node in cut[:20]:
+            print("  %s instance %s on %s" % (service, instance, node))
     print("lost (died though no agent stopped them and the chaos did not kill them): %d" % len(lost))
     for instance, service, node in lost[:20]:
         print("  %s instance %s on %s" % (service, instance, node))
@@ -558,9 +562,17 @@ def cmd_summary(args):
     return 1 if failed else 0
 
 
-def lost_containers(docker_events, logs_dir, events):
-    """[(instance, service, node)] of the containers that died (docker `die`) though no agent
-    logged `instance stopped` for them and the chaos did not kill them (`chaos-kill` events)."""
+# A graceful stop (the engine's `kill` with SIGTERM: a `docker stop`, which in the soak only
+# the agents ask for) of a container whose node's agent the soak stopped within this many
+# seconds after it: the agent was stopping it when it was killed, so it never logged it.
+STOP_CUT_SECS = 10.0
+
+
+def lost_containers(docker_events, logs_dir, events, t0):
+    """([(instance, service, node)] lost, [...] cut): the containers that died (docker `die`)
+    though no agent logged `instance stopped` for them and the chaos did not kill them
+    (`chaos-kill` events); those of them stopped gracefully (SIGTERM) just before the soak
+    killed their node's agent are `cut` (a stop in flight), not lost."""
     stopped = set()
     for path in sorted(glob.glob(os.path.join(logs_dir, "node*.log"))):
         with open(path, errors="replace") as f:
@@ -587,13 +599,28 @@ def lost_containers(docker_events, logs_dir, events):
             if len(parts) >= 5 and parts[1] in ("kill", "oom", "die"):
                 detail = " ".join(p for p in parts[5:] if not p.endswith("="))
                 ends.setdefault(parts[3], []).append((parts[1] + " " + detail).strip())
+        # When each node's agent was stopped by the soak (absolute seconds).
+        agent_stops = [(ev[0] + t0, ev[2]) for ev in events if ev[1] == "stop-requested" and len(ev) >= 3]
+        term_at = {}  # instance -> when the engine sent it SIGTERM
+        for parts in lines:
+            if len(parts) >= 5 and parts[1] == "kill" and "signal=15" in parts[5:]:
+                term_at.setdefault(parts[3], int(parts[0]) / 1e9)
+        cut = []
         for parts in lines:
             if len(parts) >= 5 and parts[1] == "die":
                 instance = parts[3]
                 if instance not in stopped and instance not in killed and instance not in seen:
                     seen.add(instance)
-                    lost.append((instance, parts[2], parts[4] + " (" + ", ".join(ends.get(instance, [])) + ")"))
-    return lost
+                    entry = (instance, parts[2], parts[4] + " (" + ", ".join(ends.get(instance, [])) + ")")
+                    term = term_at.get(instance)
+                    if term is not None and any(
+                        node == parts[4] and term <= at <= term + STOP_CUT_SECS for at, node in agent_stops
+                    ):
+                        cut.append(entry)
+                    else:
+                        lost.append(entry)
+        return lost, cut
+    return lost, []
 
 
 def main():
