@@ -623,6 +623,48 @@ def lost_containers(docker_events, logs_dir, events, t0):
     return lost, []
 
 
+def cmd_selftest(_args):
+    """Checks how `lost_containers` sorts deaths, on made-up logs (run by scripts/test.sh)."""
+    import tempfile
+
+    t0 = 1000.0
+    ns = lambda secs: "%d" % int((t0 + secs) * 1e9)  # noqa: E731
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "node1.log"), "w") as f:
+            f.write(json.dumps({"fields": {"message": "instance stopped", "instance": "logged"}}) + "\n")
+        with open(os.path.join(d, "docker-events"), "w") as f:
+            for line in [
+                # stopped by its agent, which logged it
+                (ns(10), "kill", "web", "logged", "node1", "exit=", "signal=15"),
+                (ns(11), "die", "web", "logged", "node1", "exit=0", "signal="),
+                # killed by the chaos
+                (ns(20), "kill", "web", "chaos", "node2", "exit=", "signal=9"),
+                (ns(20.1), "die", "web", "chaos", "node2", "exit=137", "signal="),
+                # a graceful stop, then the soak kills node3's agent 0.3 s later: cut
+                (ns(30), "kill", "web", "cut", "node3", "exit=", "signal=15"),
+                (ns(32), "die", "web", "cut", "node3", "exit=0", "signal="),
+                # the same on node2, whose agent was not stopped: lost
+                (ns(40), "kill", "web", "term-no-kill", "node2", "exit=", "signal=15"),
+                (ns(42), "die", "web", "term-no-kill", "node2", "exit=0", "signal="),
+                # a graceful stop 12 s before its agent is killed: too early to be cut, lost
+                (ns(50), "kill", "api", "early", "node3", "exit=", "signal=15"),
+                (ns(51), "die", "api", "early", "node3", "exit=0", "signal="),
+                # died on its own
+                (ns(70), "die", "api", "crashed", "node1", "exit=1", "signal="),
+            ]:
+                f.write(" ".join(line) + "\n")
+        events = [[20.0, "chaos-kill", "chaos"], [30.3, "stop-requested", "node3", "KILL"],
+                  [62.0, "stop-requested", "node3", "TERM"]]
+        lost, cut = lost_containers(os.path.join(d, "docker-events"), d, events, t0)
+    got = ([e[0] for e in lost], [e[0] for e in cut])
+    want = (["term-no-kill", "early", "crashed"], ["cut"])
+    if got != want:
+        print("selftest failed: (lost, cut) = %r, expected %r" % (got, want))
+        return 1
+    print("soak-check selftest: ok (lost %s, cut %s)" % want)
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -662,7 +704,11 @@ def main():
     m.add_argument("--docker-events", required=True)
     m.add_argument("--minutes", required=True)
 
+    sub.add_parser("selftest")
+
     args = p.parse_args()
+    if args.cmd == "selftest":
+        sys.exit(cmd_selftest(args))
     if args.cmd == "init":
         cmd_init(args)
     elif args.cmd == "sample":

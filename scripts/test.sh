@@ -27,5 +27,8 @@ print_figures() {
 }
 trap print_figures EXIT
 
+say "checking the soak's checker (scripts/soak-check.py selftest)"
+python3 "$GRU_ROOT/scripts/soak-check.py" selftest
+
 say "building and running every test (cargo test --workspace)"
 cargo test --workspace --locked "$@"
