@@ -541,7 +541,7 @@ def cmd_summary(args):
 
     lost, cut = lost_containers(args.docker_events, args.logs, events, state["t0"])
     if cut:
-        print("stopped by their agent, which the soak killed before it could log the stop: %d" % len(cut))
+        print("stops in flight (their agent logged `stopping instance`, or was killed by the soak just after the SIGTERM), not logged as done: %d" % len(cut))
         for instance, service, node in cut[:20]:
             print("  %s instance %s on %s" % (service, instance, node))
     print("lost (died though no agent stopped them and the chaos did not kill them): %d" % len(lost))
@@ -571,20 +571,23 @@ STOP_CUT_SECS = 10.0
 def lost_containers(docker_events, logs_dir, events, t0):
     """([(instance, service, node)] lost, [...] cut): the containers that died (docker `die`)
     though no agent logged `instance stopped` for them and the chaos did not kill them
-    (`chaos-kill` events); those of them stopped gracefully (SIGTERM) just before the soak
-    killed their node's agent are `cut` (a stop in flight), not lost."""
-    stopped = set()
+    (`chaos-kill` events). Those an agent logged `stopping instance` for (its intent, logged
+    before it asks the engine), or, in logs from before that line, that were stopped
+    gracefully (SIGTERM) just before the soak killed their node's agent, are `cut` (a stop
+    in flight, its confirmation never logged), not lost."""
+    stopped, stopping = set(), set()
     for path in sorted(glob.glob(os.path.join(logs_dir, "node*.log"))):
         with open(path, errors="replace") as f:
             for line in f:
-                if '"instance stopped"' not in line:
+                if '"instance stopped"' not in line and '"stopping instance"' not in line:
                     continue
                 try:
                     fields = json.loads(line).get("fields", {})
                 except ValueError:
                     continue
                 if fields.get("instance"):
-                    stopped.add(str(fields["instance"]))
+                    done = fields.get("message") == "instance stopped"
+                    (stopped if done else stopping).add(str(fields["instance"]))
     killed = {ev[2] for ev in events if ev[1] == "chaos-kill"}
     lost = []
     seen = set()
@@ -613,7 +616,7 @@ def lost_containers(docker_events, logs_dir, events, t0):
                     seen.add(instance)
                     entry = (instance, parts[2], parts[4] + " (" + ", ".join(ends.get(instance, [])) + ")")
                     term = term_at.get(instance)
-                    if term is not None and any(
+                    if instance in stopping or term is not None and any(
                         node == parts[4] and term <= at <= term + STOP_CUT_SECS for at, node in agent_stops
                     ):
                         cut.append(entry)
@@ -632,6 +635,7 @@ def cmd_selftest(_args):
     with tempfile.TemporaryDirectory() as d:
         with open(os.path.join(d, "node1.log"), "w") as f:
             f.write(json.dumps({"fields": {"message": "instance stopped", "instance": "logged"}}) + "\n")
+            f.write(json.dumps({"fields": {"message": "stopping instance", "instance": "intent"}}) + "\n")
         with open(os.path.join(d, "docker-events"), "w") as f:
             for line in [
                 # stopped by its agent, which logged it
@@ -649,6 +653,9 @@ def cmd_selftest(_args):
                 # a graceful stop 12 s before its agent is killed: too early to be cut, lost
                 (ns(50), "kill", "api", "early", "node3", "exit=", "signal=15"),
                 (ns(51), "die", "api", "early", "node3", "exit=0", "signal="),
+                # its agent logged the intent, not the stop, and was never killed: cut
+                (ns(60), "kill", "web", "intent", "node1", "exit=", "signal=15"),
+                (ns(61), "die", "web", "intent", "node1", "exit=0", "signal="),
                 # died on its own
                 (ns(70), "die", "api", "crashed", "node1", "exit=1", "signal="),
             ]:
@@ -657,7 +664,7 @@ def cmd_selftest(_args):
                   [62.0, "stop-requested", "node3", "TERM"]]
         lost, cut = lost_containers(os.path.join(d, "docker-events"), d, events, t0)
     got = ([e[0] for e in lost], [e[0] for e in cut])
-    want = (["term-no-kill", "early", "crashed"], ["cut"])
+    want = (["term-no-kill", "early", "crashed"], ["cut", "intent"])
     if got != want:
         print("selftest failed: (lost, cut) = %r, expected %r" % (got, want))
         return 1

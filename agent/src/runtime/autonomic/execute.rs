@@ -335,6 +335,9 @@ impl Autonomic {
                     .await;
             }
             let grace = stop_grace(config.as_deref(), &target.service);
+            // The intent first: an agent killed while the engine stops the container leaves
+            // this line, so a stop in flight is told from a container that died on its own.
+            tracing::info!(service = %target.service, instance = %target.instance, why, grace_secs = grace.as_secs(), "stopping instance");
             let result = match self.engine.stop_instance(&target.id, grace).await {
                 Ok(()) => self.engine.remove_instance(&target.id).await,
                 Err(err) => Err(err),
