@@ -338,6 +338,13 @@ fn an_instance_failing_its_liveness_check_is_replaced_and_the_action_says_why() 
     let old_ids = running_ids_of(cluster, "live");
     assert_eq!(old_ids.len(), 1);
     let (old_instance, address) = registered(etcd, cluster, "live").remove(0);
+    // Registered as soon as its container runs, which may be before the workload listens
+    // (seen on a loaded machine: the switch below found no one): wait for an answer.
+    let addr: SocketAddr = address.parse().unwrap();
+    let listening = wait_until(Duration::from_secs(15), || {
+        http_request_to(addr, Duration::from_secs(2), "GET", "/ready", None, None).is_some()
+    });
+    assert!(listening.is_some(), "{address} never answered\n{}", agent.log_text());
     let from_ns = epoch_ns();
 
     let switched = Instant::now();
