@@ -344,7 +344,11 @@ fn an_instance_failing_its_liveness_check_is_replaced_and_the_action_says_why() 
     let listening = wait_until(Duration::from_secs(15), || {
         http_request_to(addr, Duration::from_secs(2), "GET", "/ready", None, None).is_some()
     });
-    assert!(listening.is_some(), "{address} never answered\n{}", agent.log_text());
+    assert!(
+        listening.is_some(),
+        "{address} never answered\n{}",
+        agent.log_text()
+    );
     let from_ns = epoch_ns();
 
     let switched = Instant::now();
