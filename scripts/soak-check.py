@@ -616,9 +616,9 @@ def lost_containers(docker_events, logs_dir, events, t0):
                     seen.add(instance)
                     entry = (instance, parts[2], parts[4] + " (" + ", ".join(ends.get(instance, [])) + ")")
                     term = term_at.get(instance)
-                    if instance in stopping or term is not None and any(
+                    if instance in stopping or (term is not None and any(
                         node == parts[4] and term <= at <= term + STOP_CUT_SECS for at, node in agent_stops
-                    ):
+                    )):
                         cut.append(entry)
                     else:
                         lost.append(entry)
